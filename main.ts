@@ -1,0 +1,19 @@
+/**
+ * weft's single entry point, shared by the compiled binary and every test.
+ *
+ * It only picks the mode: kubelet/containerd exec the binary with `CNI_COMMAND` set (CNI plugin mode),
+ * everything else is the CLI (`weft agent`, `weft config`, …). Each mode is imported lazily so the CNI
+ * path never pays for the CLI framework or the etcd client.
+ *
+ * @module
+ */
+
+if (import.meta.main) {
+  if (Deno.env.get("CNI_COMMAND") !== undefined) {
+    const { runCni } = await import("./src/cni/main.ts");
+    Deno.exit(await runCni());
+  } else {
+    const { runCli } = await import("./src/cli/main.ts");
+    Deno.exit(await runCli(Deno.args));
+  }
+}

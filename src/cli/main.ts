@@ -1,0 +1,53 @@
+/**
+ * The `weft` command line: one commander program whose subcommands live one per file in this folder
+ * (`agent.ts`, `config.ts`, `leases.ts`, …). Each file exports `register(program)`.
+ *
+ * @module
+ */
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import { WEFT_VERSION } from "../version.ts";
+import { registerDemo } from "./demo.ts";
+
+/** A function that adds one subcommand (and its options) to the program. */
+export type Registrar = (program: Command) => void;
+
+/** Every subcommand, in the order `weft --help` lists them. */
+const REGISTRARS: Registrar[] = [registerDemo];
+
+/** Thrown by commands for a failure the user must see as one clear line, with exit code `code`. */
+export class CliError extends Error {
+  /** Creates the error; `code` becomes the process exit code. */
+  constructor(message: string, readonly code = 1) {
+    super(message);
+    this.name = "CliError";
+  }
+}
+
+/** Builds the program (exported for tests that inspect flags). */
+export function buildProgram(): Command {
+  const program = new Command("weft")
+    .description("flannel-compatible overlay network for Kubernetes")
+    .version(WEFT_VERSION, "--version", "print the version")
+    .showHelpAfterError()
+    .exitOverride();
+  program.command("version").description("print the version").action(() => console.log(WEFT_VERSION));
+  for (const register of REGISTRARS) register(program);
+  return program;
+}
+
+/** Runs the CLI on `args` (without the program name) and returns the exit code. */
+export async function runCli(args: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(args, { from: "user" });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof CliError) {
+      console.error(`weft: ${err.message}`);
+      return err.code;
+    }
+    console.error(`weft: ${err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  }
+}
