@@ -1,0 +1,83 @@
+/**
+ * Lazy loading of libnl-3, libnl-route-3 and libc. Nothing is opened at import time: the CNI VERSION
+ * call and the CLI's help never pay for `dlopen`, and a machine without libnl fails only when netlink is
+ * actually used, with an error that names the Debian package to install.
+ *
+ * `WEFT_LIBNL_DIR` overrides where the libnl libraries are looked up.
+ *
+ * @module
+ */
+import { LIBC_SYMBOLS } from "./libc_symbols.ts";
+import { LIBNL_ROUTE_SYMBOLS, LIBNL_SYMBOLS } from "./libnl_symbols.ts";
+
+/** Thrown when a shared library cannot be opened. */
+export class LibraryNotFoundError extends Error {
+  /** Creates the error for `library`, naming the package that provides it. */
+  constructor(readonly library: string, readonly pkg: string, options?: ErrorOptions) {
+    super(
+      `cannot load ${library}: install the Debian/Ubuntu package ${pkg} (apt-get install ${pkg})` +
+        (options?.cause instanceof Error ? ` [${options.cause.message}]` : ""),
+      options,
+    );
+    this.name = "LibraryNotFoundError";
+  }
+}
+
+function candidates(file: string): string[] {
+  const dir = Deno.env.get("WEFT_LIBNL_DIR");
+  const arch = Deno.build.arch === "aarch64" ? "aarch64-linux-gnu" : "x86_64-linux-gnu";
+  return [
+    ...(dir ? [`${dir}/${file}`] : []),
+    file, // the dynamic loader's own search path
+    `/usr/lib/${arch}/${file}`,
+    `/lib/${arch}/${file}`,
+    `/usr/lib64/${file}`,
+    `/usr/lib/${file}`,
+  ];
+}
+
+function open<S extends Deno.ForeignLibraryInterface>(
+  file: string,
+  pkg: string,
+  symbols: S,
+): Deno.DynamicLibrary<S> {
+  let last: unknown;
+  for (const path of candidates(file)) {
+    try {
+      return Deno.dlopen(path, symbols);
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw new LibraryNotFoundError(file, pkg, { cause: last });
+}
+
+let libnl: Deno.DynamicLibrary<typeof LIBNL_SYMBOLS>["symbols"] | undefined;
+let libnlRoute: Deno.DynamicLibrary<typeof LIBNL_ROUTE_SYMBOLS>["symbols"] | undefined;
+let libc: Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"] | undefined;
+
+/** libnl-3 symbols, opened on first use. */
+export function nl(): Deno.DynamicLibrary<typeof LIBNL_SYMBOLS>["symbols"] {
+  return libnl ??= open("libnl-3.so.200", "libnl-3-200", LIBNL_SYMBOLS).symbols;
+}
+
+/** libnl-route-3 symbols, opened on first use (opens libnl-3 first, which it links against). */
+export function rtnl(): Deno.DynamicLibrary<typeof LIBNL_ROUTE_SYMBOLS>["symbols"] {
+  nl();
+  return libnlRoute ??= open("libnl-route-3.so.200", "libnl-route-3-200", LIBNL_ROUTE_SYMBOLS).symbols;
+}
+
+/** libc symbols, opened on first use. */
+export function c(): Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"] {
+  return libc ??= open("libc.so.6", "libc6", LIBC_SYMBOLS).symbols;
+}
+
+/** True when libnl and libnl-route can be loaded here (used by `weft doctor` and test skips). */
+export function libnlAvailable(): boolean {
+  try {
+    rtnl();
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,15 @@
+/**
+ * weft's kernel interface: libnl-3 / libnl-route-3 through Deno FFI, and namespace switching.
+ *
+ * Only the safe layer is exported: {@linkcode Netlink} handles (one per namespace, `using`-disposable),
+ * plain data types, {@linkcode NetlinkError}, and {@linkcode withNetns}.
+ *
+ * @module
+ */
+export { Netlink, type NetlinkOpenOptions } from "./netlink.ts";
+export { NetlinkError } from "./errors.ts";
+export { libnlAvailable, LibraryNotFoundError } from "./loader.ts";
+export { netnsPath, withNetns } from "./netns.ts";
+export { NTF_SELF, NUD_PERMANENT } from "./neighs.ts";
+export type { RouteFilter } from "./routes.ts";
+export * from "./types.ts";

@@ -1,0 +1,248 @@
+/**
+ * {@linkcode Netlink}: the safe handle over libnl-route, bound to one network namespace.
+ *
+ * @example
+ * ```ts
+ * using nl = Netlink.open({ netns: "node1" });
+ * const vx = nl.linkAddVxlan({ name: "flannel.1", vni: 1, local: "192.168.64.3", dev: "eth0" });
+ * nl.linkSetUp(vx.index);
+ * nl.routeReplace({ dst: "10.244.2.0/24", gateway: "10.244.2.0", dev: vx.index, onlink: true });
+ * ```
+ *
+ * @module
+ */
+import { addrAdd, addrDelete, addrList } from "./addrs.ts";
+import { rtnl } from "./loader.ts";
+import {
+  linkAddBridge,
+  linkAddDummy,
+  linkAddVeth,
+  linkAddVxlan,
+  linkChange,
+  linkDelete,
+  linkGet,
+  linkList,
+  linkSetHairpin,
+  linkSetUp,
+  resolveIndex,
+} from "./links.ts";
+import { cstr } from "./cmem.ts";
+import { macAddr } from "./nl_addr.ts";
+import { fdbDelete, fdbList, fdbReplace, neighDelete, neighList, neighReplace } from "./neighs.ts";
+import { closeFd, openNetnsFd, withNetns } from "./netns.ts";
+import { routeAdd, routeDelete, type RouteFilter, routeList, routeReplace } from "./routes.ts";
+import { NlSocket } from "./socket.ts";
+import type {
+  AddrInfo,
+  FdbInfo,
+  FdbSpec,
+  LinkInfo,
+  LinkRef,
+  NeighInfo,
+  NeighSpec,
+  RouteInfo,
+  RouteSpec,
+  SimpleLinkOptions,
+  VethOptions,
+  VxlanOptions,
+} from "./types.ts";
+
+/** Where a {@linkcode Netlink} handle works. */
+export interface NetlinkOpenOptions {
+  /** A namespace name under /run/netns, or a path (`/proc/<pid>/ns/net`, a CNI_NETNS path). */
+  netns?: string;
+  /** The namespace of this process id. */
+  pid?: number;
+}
+
+/** A netlink handle bound to one network namespace. Dispose it (`using`) or call `close()`. */
+export class Netlink implements Disposable {
+  readonly #sock: NlSocket;
+
+  private constructor(sock: NlSocket) {
+    this.#sock = sock;
+  }
+
+  /** Opens a handle in the current namespace, or in the one named by `opts`. */
+  static open(opts: NetlinkOpenOptions = {}): Netlink {
+    rtnl(); // load the libraries (and fail clearly) before switching namespaces
+    const ref = opts.netns ?? (opts.pid !== undefined ? `/proc/${opts.pid}/ns/net` : undefined);
+    const sock = ref === undefined ? new NlSocket() : withNetns(ref, () => new NlSocket());
+    return new Netlink(sock);
+  }
+
+  /** Closes the socket. */
+  close(): void {
+    this.#sock.close();
+  }
+
+  /** Same as {@linkcode close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  // ---- links
+
+  /** One link by name or index, or `undefined`. */
+  linkGet(ref: LinkRef): LinkInfo | undefined {
+    return linkGet(this.#sock, ref);
+  }
+
+  /** Every link. */
+  linkList(): LinkInfo[] {
+    return linkList(this.#sock);
+  }
+
+  /** The ifindex of a link; throws NetlinkError ENODEV when absent. */
+  linkIndex(ref: LinkRef): number {
+    return resolveIndex(this.#sock, ref);
+  }
+
+  /** Creates a VXLAN device (down). */
+  linkAddVxlan(opts: VxlanOptions): LinkInfo {
+    return linkAddVxlan(this.#sock, opts);
+  }
+
+  /** Creates a bridge (down). */
+  linkAddBridge(opts: SimpleLinkOptions): LinkInfo {
+    return linkAddBridge(this.#sock, opts);
+  }
+
+  /** Creates a dummy device (down). */
+  linkAddDummy(opts: SimpleLinkOptions): LinkInfo {
+    return linkAddDummy(this.#sock, opts);
+  }
+
+  /** Creates a veth pair, the peer optionally straight in another namespace; returns this end. */
+  linkAddVeth(opts: VethOptions): LinkInfo {
+    return linkAddVeth(this.#sock, opts);
+  }
+
+  /** Deletes a link; false when it did not exist. */
+  linkDelete(ref: LinkRef): boolean {
+    return linkDelete(this.#sock, ref);
+  }
+
+  /** Sets a link up. */
+  linkSetUp(ref: LinkRef): void {
+    linkSetUp(this.#sock, ref, true);
+  }
+
+  /** Sets a link down. */
+  linkSetDown(ref: LinkRef): void {
+    linkSetUp(this.#sock, ref, false);
+  }
+
+  /** Sets the MTU. */
+  linkSetMtu(ref: LinkRef, mtu: number): void {
+    linkChange(this.#sock, ref, `set mtu ${mtu}`, (c) => rtnl().rtnl_link_set_mtu(c, mtu));
+  }
+
+  /** Enslaves a link to a bridge; `0` releases it. */
+  linkSetMaster(ref: LinkRef, master: LinkRef | 0): void {
+    const index = master === 0 ? 0 : resolveIndex(this.#sock, master);
+    linkChange(this.#sock, ref, `set master ${master}`, (c) => rtnl().rtnl_link_set_master(c, index));
+  }
+
+  /** Sets the hardware address. */
+  linkSetMac(ref: LinkRef, mac: string): void {
+    using addr = macAddr(mac);
+    linkChange(this.#sock, ref, `set address ${mac}`, (c) => rtnl().rtnl_link_set_addr(c, addr.ptr));
+  }
+
+  /** Renames a link (it must be down). */
+  linkSetName(ref: LinkRef, name: string): void {
+    linkChange(this.#sock, ref, `set name ${name}`, (c) => rtnl().rtnl_link_set_name(c, cstr(name)));
+  }
+
+  /** Moves a link into another namespace. */
+  linkSetNetns(ref: LinkRef, netns: string): void {
+    const fd = openNetnsFd(netns);
+    try {
+      linkChange(this.#sock, ref, `set netns ${netns}`, (c) => rtnl().rtnl_link_set_ns_fd(c, fd));
+    } finally {
+      closeFd(fd);
+    }
+  }
+
+  /** Turns hairpin mode of a bridge port on or off. */
+  linkSetHairpin(ref: LinkRef, on: boolean): void {
+    linkSetHairpin(this.#sock, ref, on);
+  }
+
+  // ---- addresses
+
+  /** Adds an address; EEXIST when present. */
+  addrAdd(ref: LinkRef, cidr: string): void {
+    addrAdd(this.#sock, ref, cidr, false);
+  }
+
+  /** Adds or updates an address (idempotent). */
+  addrReplace(ref: LinkRef, cidr: string): void {
+    addrAdd(this.#sock, ref, cidr, true);
+  }
+
+  /** Deletes an address; false when it was not there. */
+  addrDelete(ref: LinkRef, cidr: string): boolean {
+    return addrDelete(this.#sock, ref, cidr);
+  }
+
+  /** Lists addresses, optionally of one link and family. */
+  addrList(ref?: LinkRef, family?: 4 | 6): AddrInfo[] {
+    return addrList(this.#sock, ref, family);
+  }
+
+  // ---- routes
+
+  /** Installs or replaces a route (protocol defaults to weft's). */
+  routeReplace(spec: RouteSpec): void {
+    routeReplace(this.#sock, spec);
+  }
+
+  /** Adds a route; EEXIST when one to the destination exists. */
+  routeAdd(spec: RouteSpec): void {
+    routeAdd(this.#sock, spec);
+  }
+
+  /** Deletes a route; false when none matched. */
+  routeDelete(spec: RouteSpec): boolean {
+    return routeDelete(this.#sock, spec);
+  }
+
+  /** Lists routes of the main table (or as filtered). */
+  routeList(filter: RouteFilter = {}): RouteInfo[] {
+    return routeList(this.#sock, filter);
+  }
+
+  // ---- neighbours and FDB
+
+  /** Installs or updates a permanent neighbour entry. */
+  neighReplace(spec: NeighSpec): void {
+    neighReplace(this.#sock, spec);
+  }
+
+  /** Deletes a neighbour entry; false when none. */
+  neighDelete(spec: { dev: LinkRef; ip: string }): boolean {
+    return neighDelete(this.#sock, spec);
+  }
+
+  /** Lists ARP/NDP entries. */
+  neighList(filter: { dev?: LinkRef; family?: 4 | 6 } = {}): NeighInfo[] {
+    return neighList(this.#sock, filter);
+  }
+
+  /** Installs or updates a permanent FDB entry on a VXLAN device. */
+  fdbReplace(spec: FdbSpec): void {
+    fdbReplace(this.#sock, spec);
+  }
+
+  /** Deletes an FDB entry; false when none. */
+  fdbDelete(spec: { dev: LinkRef; mac: string; dst?: string }): boolean {
+    return fdbDelete(this.#sock, spec);
+  }
+
+  /** Lists FDB entries. */
+  fdbList(filter: { dev?: LinkRef } = {}): FdbInfo[] {
+    return fdbList(this.#sock, filter);
+  }
+}

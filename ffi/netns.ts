@@ -1,0 +1,81 @@
+/**
+ * Network namespace switching for the calling (JS) thread.
+ *
+ * {@linkcode withNetns} runs a *synchronous* function with the thread switched into a namespace and always
+ * switches back, like containernetworking's `ns.Do`. A netlink socket opened inside the window keeps
+ * working in that namespace after the switch back, which is how {@linkcode Netlink.open} binds a handle to
+ * a namespace. Never `await` inside the window: other JS would run in the wrong namespace.
+ *
+ * @module
+ */
+import { cstr } from "./cmem.ts";
+import { ERRNO_NAMES, NetlinkError } from "./errors.ts";
+import { c } from "./loader.ts";
+
+const O_RDONLY = 0;
+const O_CLOEXEC = 0o2000000;
+const CLONE_NEWNET = 0x40000000;
+
+/** Where `ip netns add NAME` puts its namespaces. */
+export const NETNS_RUN_DIR = "/run/netns";
+
+/** Resolves a namespace reference: a path is used as is, a bare name is looked up under /run/netns. */
+export function netnsPath(ref: string): string {
+  return ref.includes("/") ? ref : `${NETNS_RUN_DIR}/${ref}`;
+}
+
+function errno(): number {
+  const loc = c().__errno_location();
+  return loc === null ? 0 : new Deno.UnsafePointerView(loc).getInt32(0);
+}
+
+function fail(op: string): never {
+  const e = errno();
+  throw new NetlinkError(op, e, 0, ERRNO_NAMES[e] ? `system call failed` : `system call failed (errno ${e})`);
+}
+
+/** Opens a namespace file and returns its fd (the caller closes it with {@linkcode closeFd}). */
+export function openNetnsFd(ref: string): number {
+  const path = netnsPath(ref);
+  const fd = c().open(cstr(path), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(`open network namespace ${path}`);
+  return fd;
+}
+
+/** Closes an fd from {@linkcode openNetnsFd}. */
+export function closeFd(fd: number): void {
+  c().close(fd);
+}
+
+/**
+ * Runs `fn` with the JS thread inside namespace `ref` (a /run/netns name or a path such as
+ * `/proc/<pid>/ns/net`), then switches back, also when `fn` throws.
+ */
+export function withNetns<T>(ref: string, fn: () => T): T {
+  const libc = c();
+  const self = libc.open(cstr("/proc/thread-self/ns/net"), O_RDONLY | O_CLOEXEC);
+  if (self < 0) fail("open /proc/thread-self/ns/net");
+  let target = -1;
+  try {
+    target = openNetnsFd(ref);
+    if (libc.setns(target, CLONE_NEWNET) !== 0) fail(`setns into ${netnsPath(ref)}`);
+    try {
+      const result = fn();
+      if (result instanceof Promise) {
+        throw new Error(
+          "withNetns: the function must be synchronous (never await inside a namespace window)",
+        );
+      }
+      return result;
+    } finally {
+      if (libc.setns(self, CLONE_NEWNET) !== 0) {
+        // Carrying on in the wrong namespace would program the wrong kernel tables: stop hard.
+        console.error(`weft: FATAL: cannot switch back to the original network namespace (errno ${errno()})`);
+        Deno.exit(70);
+      }
+    }
+  } finally {
+    if (target >= 0) libc.close(target);
+    libc.close(self);
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * Conversions between weft's address strings and libnl's `struct nl_addr`.
+ *
+ * IPs are parsed in TypeScript (src/net/ip.ts) so a bad address fails with a clear message before any
+ * C call, and built with `nl_addr_build`; MACs are AF_LLC addresses of 6 bytes.
+ *
+ * @module
+ */
+import { formatIP, ipBytes, ipFromBytes, parseCIDR, parseIP } from "../src/net/ip.ts";
+import { Owned } from "./cmem.ts";
+import { nl } from "./loader.ts";
+
+/** Linux address family numbers. */
+export const AF = { UNSPEC: 0, INET: 2, INET6: 10, BRIDGE: 7, LLC: 26 } as const;
+
+function build(family: number, bytes: Uint8Array<ArrayBuffer>, prefix?: number): Owned {
+  const lib = nl();
+  const ptr = lib.nl_addr_build(family, bytes, BigInt(bytes.length));
+  if (ptr === null) throw new Error("nl_addr_build: out of memory");
+  if (prefix !== undefined) lib.nl_addr_set_prefixlen(ptr, prefix);
+  return new Owned(ptr, (p) => lib.nl_addr_put(p));
+}
+
+/** Builds an nl_addr from `"10.0.0.1"` (full-length prefix) or `"10.0.0.0/24"`. */
+export function ipAddr(text: string): Owned {
+  if (text.includes("/")) {
+    const { ip, net } = parseCIDR(text);
+    return build(ip.family === 4 ? AF.INET : AF.INET6, ipBytes(ip) as Uint8Array<ArrayBuffer>, net.prefix);
+  }
+  const ip = parseIP(text);
+  return build(ip.family === 4 ? AF.INET : AF.INET6, ipBytes(ip) as Uint8Array<ArrayBuffer>);
+}
+
+/** Builds a network nl_addr (host bits cleared) from `"10.0.0.0/24"`, `"default"` or `"default6"`. */
+export function netAddr(text: string): Owned {
+  if (text === "default") return build(AF.INET, new Uint8Array(4), 0);
+  if (text === "default6") return build(AF.INET6, new Uint8Array(16), 0);
+  const { net } = parseCIDR(text.includes("/") ? text : `${text}/${text.includes(":") ? 128 : 32}`);
+  return build(
+    net.ip.family === 4 ? AF.INET : AF.INET6,
+    ipBytes(net.ip) as Uint8Array<ArrayBuffer>,
+    net.prefix,
+  );
+}
+
+/** Parses `"aa:bb:cc:dd:ee:ff"` into 6 bytes; throws a clear error otherwise. */
+export function macBytes(mac: string): Uint8Array<ArrayBuffer> {
+  const parts = mac.split(":");
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) {
+    throw new Error(`invalid MAC address ${JSON.stringify(mac)}: want six hex pairs like 0a:58:0a:f4:01:01`);
+  }
+  return new Uint8Array(parts.map((p) => parseInt(p, 16)));
+}
+
+/** Builds an AF_LLC nl_addr from a MAC string. */
+export function macAddr(mac: string): Owned {
+  return build(AF.LLC, macBytes(mac));
+}
+
+/** Formats 6 bytes as a lowercase MAC. */
+export function formatMac(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(":");
+}
+
+function bytesOf(ptr: Deno.PointerObject): Uint8Array {
+  const lib = nl();
+  const len = lib.nl_addr_get_len(ptr);
+  const bin = lib.nl_addr_get_binary_addr(ptr);
+  if (len === 0 || bin === null) return new Uint8Array(0);
+  return new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(bin, len).slice(0));
+}
+
+/** Reads a borrowed nl_addr holding an IP: `"10.0.0.1"`, or `undefined` for NULL/empty. */
+export function readIP(ptr: Deno.PointerValue): string | undefined {
+  if (ptr === null) return undefined;
+  const b = bytesOf(ptr);
+  return b.length === 4 || b.length === 16 ? formatIP(ipFromBytes(b)) : undefined;
+}
+
+/** Reads a borrowed nl_addr as a network `"10.0.0.0/24"`; an empty address is the default route. */
+export function readNet(ptr: Deno.PointerValue, family: 4 | 6): string {
+  if (ptr === null) return family === 4 ? "0.0.0.0/0" : "::/0";
+  const prefix = nl().nl_addr_get_prefixlen(ptr);
+  const b = bytesOf(ptr);
+  if (b.length !== 4 && b.length !== 16) return family === 4 ? "0.0.0.0/0" : "::/0";
+  return `${formatIP(ipFromBytes(b))}/${prefix}`;
+}
+
+/** Reads a borrowed nl_addr holding a MAC, or `""`. */
+export function readMac(ptr: Deno.PointerValue): string {
+  if (ptr === null) return "";
+  const b = bytesOf(ptr);
+  return b.length === 6 ? formatMac(b) : "";
+}
+
+/** Reads a borrowed nl_addr with its prefix length: `"10.0.0.1/24"`. */
+export function readCidr(ptr: Deno.PointerValue, prefix: number): string | undefined {
+  const ip = readIP(ptr);
+  return ip === undefined ? undefined : `${ip}/${prefix}`;
+}

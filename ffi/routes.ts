@@ -1,0 +1,156 @@
+/**
+ * Route operations: replace (idempotent), add, delete, list. Routes carry weft's protocol number by
+ * default so the reconciler can tell its own routes from everybody else's.
+ *
+ * @module
+ */
+import { outPointer, Owned, pointerSlot } from "./cmem.ts";
+import { NetlinkError } from "./errors.ts";
+import { nl, rtnl } from "./loader.ts";
+import { AF, ipAddr, netAddr, readIP, readNet } from "./nl_addr.ts";
+import { resolveIndex } from "./links.ts";
+import { NLM_F, type NlSocket } from "./socket.ts";
+import { type RouteInfo, type RouteSpec, RT_TABLE_MAIN, WEFT_ROUTE_PROTOCOL } from "./types.ts";
+
+const RTNH_F_ONLINK = 4;
+const RT_SCOPE = { UNIVERSE: 0, LINK: 253, HOST: 254, NOWHERE: 255 } as const;
+const RTN_BY_NAME = { unicast: 1, local: 2, blackhole: 6, unreachable: 7 } as const;
+const RTN_NAMES: Record<number, RouteInfo["type"]> = {
+  1: "unicast",
+  2: "local",
+  6: "blackhole",
+  7: "unreachable",
+};
+
+function familyOfDst(dst: string): 4 | 6 {
+  if (dst === "default") return 4;
+  if (dst === "default6") return 6;
+  return dst.includes(":") ? 6 : 4;
+}
+
+/** Builds a libnl route; `forDelete` leaves protocol, scope and type as wildcards unless given. */
+function buildRoute(sock: NlSocket, spec: RouteSpec, forDelete: boolean): Owned {
+  const lib = rtnl();
+  const route = new Owned(lib.rtnl_route_alloc(), (p) => lib.rtnl_route_put(p));
+  try {
+    const r = route.ptr as Deno.PointerObject;
+    const family = familyOfDst(spec.dst);
+    const op = `route ${spec.dst}`;
+    sock.check(lib.rtnl_route_set_family(r, family === 4 ? AF.INET : AF.INET6), op);
+    {
+      using dst = netAddr(spec.dst);
+      sock.check(lib.rtnl_route_set_dst(r, dst.ptr), op);
+    }
+    lib.rtnl_route_set_table(r, spec.table ?? RT_TABLE_MAIN);
+    const type = spec.type ?? (forDelete ? undefined : "unicast");
+    sock.check(lib.rtnl_route_set_type(r, type ? RTN_BY_NAME[type] : 0), op);
+    const protocol = spec.protocol ?? (forDelete ? 0 : WEFT_ROUTE_PROTOCOL);
+    lib.rtnl_route_set_protocol(r, protocol);
+    if (spec.metric !== undefined) lib.rtnl_route_set_priority(r, spec.metric);
+    if (spec.src !== undefined) {
+      using src = ipAddr(spec.src);
+      sock.check(lib.rtnl_route_set_pref_src(r, src.ptr), op);
+    }
+    const hasNexthop = spec.gateway !== undefined || spec.dev !== undefined;
+    let scope = spec.scope;
+    if (scope === undefined) {
+      if (forDelete) scope = RT_SCOPE.NOWHERE; // the kernel's wildcard for deletes
+      else if (type !== "unicast") scope = RT_SCOPE.UNIVERSE;
+      else scope = spec.gateway === undefined && spec.dev !== undefined ? RT_SCOPE.LINK : RT_SCOPE.UNIVERSE;
+    }
+    lib.rtnl_route_set_scope(r, scope);
+    if (hasNexthop) {
+      const nh = lib.rtnl_route_nh_alloc();
+      if (nh === null) throw new NetlinkError(op, 12, 0, "rtnl_route_nh_alloc failed");
+      if (spec.dev !== undefined) lib.rtnl_route_nh_set_ifindex(nh, resolveIndex(sock, spec.dev));
+      if (spec.gateway !== undefined) {
+        using gw = ipAddr(spec.gateway);
+        lib.rtnl_route_nh_set_gateway(nh, gw.ptr);
+      }
+      if (spec.onlink) lib.rtnl_route_nh_set_flags(nh, RTNH_F_ONLINK);
+      lib.rtnl_route_add_nexthop(r, nh); // the route owns the next hop from here on
+    }
+    return route;
+  } catch (err) {
+    route.free();
+    throw err;
+  }
+}
+
+/** Installs a route, replacing any route to the same destination (idempotent). */
+export function routeReplace(sock: NlSocket, spec: RouteSpec): void {
+  using route = buildRoute(sock, spec, false);
+  sock.begin();
+  sock.check(rtnl().rtnl_route_add(sock.ptr, route.ptr, NLM_F.REPLACE), `route replace ${spec.dst}`);
+}
+
+/** Adds a route; fails with EEXIST when one to the same destination exists. */
+export function routeAdd(sock: NlSocket, spec: RouteSpec): void {
+  using route = buildRoute(sock, spec, false);
+  sock.begin();
+  sock.check(rtnl().rtnl_route_add(sock.ptr, route.ptr, NLM_F.EXCL), `route add ${spec.dst}`);
+}
+
+/** Deletes a route matching `spec`; returns false when there was none. */
+export function routeDelete(sock: NlSocket, spec: RouteSpec): boolean {
+  using route = buildRoute(sock, spec, true);
+  sock.begin();
+  try {
+    sock.check(rtnl().rtnl_route_delete(sock.ptr, route.ptr, 0), `route delete ${spec.dst}`);
+    return true;
+  } catch (err) {
+    if (err instanceof NetlinkError && err.notFound) return false;
+    throw err;
+  }
+}
+
+/** Filters for {@linkcode routeList}. */
+export interface RouteFilter {
+  /** Only this family. */
+  family?: 4 | 6;
+  /** Only this table; default main. `0` means every table. */
+  table?: number;
+  /** Only this protocol. */
+  protocol?: number;
+}
+
+/** Lists routes (main table unless `filter.table` says otherwise). */
+export function routeList(sock: NlSocket, filter: RouteFilter = {}): RouteInfo[] {
+  const lib = rtnl();
+  const slot = pointerSlot();
+  const family = filter.family === undefined ? AF.UNSPEC : filter.family === 4 ? AF.INET : AF.INET6;
+  sock.begin();
+  sock.check(lib.rtnl_route_alloc_cache(sock.ptr, family, 0, slot), "route list");
+  using cache = new Owned(outPointer(slot), (p) => nl().nl_cache_free(p));
+  const table = filter.table ?? RT_TABLE_MAIN;
+  const out: RouteInfo[] = [];
+  for (let obj = nl().nl_cache_get_first(cache.ptr); obj !== null; obj = nl().nl_cache_get_next(obj)) {
+    const t = lib.rtnl_route_get_table(obj);
+    if (table !== 0 && t !== table) continue;
+    const protocol = lib.rtnl_route_get_protocol(obj);
+    if (filter.protocol !== undefined && protocol !== filter.protocol) continue;
+    const fam = lib.rtnl_route_get_family(obj) === AF.INET6 ? 6 : 4;
+    const info: RouteInfo = {
+      dst: readNet(lib.rtnl_route_get_dst(obj), fam),
+      family: fam,
+      index: 0,
+      onlink: false,
+      type: RTN_NAMES[lib.rtnl_route_get_type(obj)] ?? "other",
+      protocol,
+      table: t,
+      metric: lib.rtnl_route_get_priority(obj),
+      scope: lib.rtnl_route_get_scope(obj),
+    };
+    if (lib.rtnl_route_get_nnexthops(obj) > 0) {
+      const nh = lib.rtnl_route_nexthop_n(obj, 0);
+      if (nh !== null) {
+        info.index = lib.rtnl_route_nh_get_ifindex(nh);
+        info.onlink = (lib.rtnl_route_nh_get_flags(nh) & RTNH_F_ONLINK) !== 0;
+        const gw = readIP(lib.rtnl_route_nh_get_gateway(nh));
+        if (gw !== undefined) info.gateway = gw;
+      }
+    }
+    out.push(info);
+  }
+  return out;
+}
