@@ -1,5 +1,6 @@
 /**
- * The few libc calls weft needs around netlink: switching the calling thread's network namespace.
+ * The few libc calls weft needs around netlink: switching the calling thread's network namespace, and
+ * the ethtool ioctl that `weft doctor` uses to read offload settings.
  *
  * None of these may be `nonblocking`: setns(2) must run on the JS thread itself, so that a netlink
  * socket opened right after it lives in the target namespace.
@@ -15,6 +16,10 @@ export const LIBC_SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   // int setns(int fd, int nstype);
   setns: { parameters: ["i32", "i32"], result: "i32" },
+  // int socket(int domain, int type, int protocol);
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int ioctl(int fd, unsigned long request, void *arg);  (variadic in C; one pointer argument here)
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
   // int *__errno_location(void);
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;

@@ -81,3 +81,9 @@ export function libnlAvailable(): boolean {
     return false;
   }
 }
+
+/** The calling thread's libc `errno` (read right after a failed libc call). */
+export function libcErrno(): number {
+  const loc = c().__errno_location();
+  return loc === null ? 0 : new Deno.UnsafePointerView(loc).getInt32(0);
+}

@@ -10,7 +10,7 @@
  */
 import { cstr } from "./cmem.ts";
 import { ERRNO_NAMES, NetlinkError } from "./errors.ts";
-import { c } from "./loader.ts";
+import { c, libcErrno as errno } from "./loader.ts";
 
 const O_RDONLY = 0;
 const O_CLOEXEC = 0o2000000;
@@ -22,11 +22,6 @@ export const NETNS_RUN_DIR = "/run/netns";
 /** Resolves a namespace reference: a path is used as is, a bare name is looked up under /run/netns. */
 export function netnsPath(ref: string): string {
   return ref.includes("/") ? ref : `${NETNS_RUN_DIR}/${ref}`;
-}
-
-function errno(): number {
-  const loc = c().__errno_location();
-  return loc === null ? 0 : new Deno.UnsafePointerView(loc).getInt32(0);
 }
 
 function fail(op: string): never {
