@@ -7,12 +7,13 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { WEFT_VERSION } from "../version.ts";
 import { registerDemo } from "./demo.ts";
+import { registerDoctor } from "./doctor.ts";
 
 /** A function that adds one subcommand (and its options) to the program. */
 export type Registrar = (program: Command) => void;
 
 /** Every subcommand, in the order `weft --help` lists them. */
-const REGISTRARS: Registrar[] = [registerDemo];
+const REGISTRARS: Registrar[] = [registerDemo, registerDoctor];
 
 /** Thrown by commands for a failure the user must see as one clear line, with exit code `code`. */
 export class CliError extends Error {
@@ -40,7 +41,8 @@ export async function runCli(args: string[]): Promise<number> {
   const program = buildProgram();
   try {
     await program.parseAsync(args, { from: "user" });
-    return 0;
+    // Commands report "finished, but with failures" (e.g. doctor) through Deno.exitCode.
+    return Deno.exitCode;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
     if (err instanceof CliError) {
