@@ -16,6 +16,12 @@ export const LIBC_SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   // int setns(int fd, int nstype);
   setns: { parameters: ["i32", "i32"], result: "i32" },
+  // int unshare(int flags);
+  unshare: { parameters: ["i32"], result: "i32" },
+  // int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data);
+  mount: { parameters: ["buffer", "buffer", "buffer", "u64", "pointer"], result: "i32" },
+  // int umount2(const char *target, int flags);
+  umount2: { parameters: ["buffer", "i32"], result: "i32" },
   // int socket(int domain, int type, int protocol);
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   // int ioctl(int fd, unsigned long request, void *arg);  (variadic in C; one pointer argument here)

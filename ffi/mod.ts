@@ -9,7 +9,7 @@
 export { Netlink, type NetlinkOpenOptions } from "./netlink.ts";
 export { NetlinkError } from "./errors.ts";
 export { libnlAvailable, LibraryNotFoundError } from "./loader.ts";
-export { netnsPath, withNetns } from "./netns.ts";
+export { netnsCreate, netnsDelete, netnsList, netnsPath, withNetns } from "./netns.ts";
 export { txChecksumOffload } from "./ethtool.ts";
 export { NTF_SELF, NUD_PERMANENT } from "./neighs.ts";
 export type { RouteFilter } from "./routes.ts";

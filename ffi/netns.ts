@@ -74,3 +74,69 @@ export function withNetns<T>(ref: string, fn: () => T): T {
     libc.close(self);
   }
 }
+
+const MS_BIND = 4096n;
+const MNT_DETACH = 2;
+
+/**
+ * Creates a named network namespace at /run/netns/NAME, the way `ip netns add` does: the JS thread
+ * unshares a new namespace, bind-mounts it onto the name, and switches back. Returns the path.
+ */
+export function netnsCreate(name: string): string {
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new Error(`invalid namespace name ${JSON.stringify(name)}`);
+  const path = netnsPath(name);
+  Deno.mkdirSync(NETNS_RUN_DIR, { recursive: true });
+  Deno.writeFileSync(path, new Uint8Array(), { createNew: true, mode: 0o444 });
+  const libc = c();
+  const self = libc.open(cstr("/proc/thread-self/ns/net"), O_RDONLY | O_CLOEXEC);
+  if (self < 0) fail("open /proc/thread-self/ns/net");
+  try {
+    if (libc.unshare(CLONE_NEWNET) !== 0) {
+      Deno.removeSync(path);
+      fail(`create network namespace ${name}`);
+    }
+    try {
+      const rc = libc.mount(cstr("/proc/thread-self/ns/net"), cstr(path), cstr("none"), MS_BIND, null);
+      if (rc !== 0) {
+        const err = errno();
+        Deno.removeSync(path);
+        throw new NetlinkError(
+          `bind-mount network namespace ${name}`,
+          err,
+          0,
+          ERRNO_NAMES[err] ?? "mount failed",
+        );
+      }
+    } finally {
+      if (libc.setns(self, CLONE_NEWNET) !== 0) {
+        console.error(`weft: FATAL: cannot switch back to the original network namespace (errno ${errno()})`);
+        Deno.exit(70);
+      }
+    }
+  } finally {
+    libc.close(self);
+  }
+  return path;
+}
+
+/** Deletes a named network namespace (like `ip netns del`); false when it did not exist. */
+export function netnsDelete(name: string): boolean {
+  const path = netnsPath(name);
+  try {
+    Deno.statSync(path);
+  } catch {
+    return false;
+  }
+  c().umount2(cstr(path), MNT_DETACH); // fails harmlessly when it was not mounted
+  Deno.removeSync(path);
+  return true;
+}
+
+/** Names of the namespaces under /run/netns. */
+export function netnsList(): string[] {
+  try {
+    return [...Deno.readDirSync(NETNS_RUN_DIR)].map((e) => e.name).sort();
+  } catch {
+    return [];
+  }
+}
