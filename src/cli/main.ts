@@ -8,12 +8,13 @@ import { Command, CommanderError } from "@commander-js/extra-typings";
 import { WEFT_VERSION } from "../version.ts";
 import { registerDemo } from "./demo.ts";
 import { registerDoctor } from "./doctor.ts";
+import { registerStatus } from "./status.ts";
 
 /** A function that adds one subcommand (and its options) to the program. */
 export type Registrar = (program: Command) => void;
 
 /** Every subcommand, in the order `weft --help` lists them. */
-const REGISTRARS: Registrar[] = [registerDemo, registerDoctor];
+const REGISTRARS: Registrar[] = [registerStatus, registerDoctor, registerDemo];
 
 /** Thrown by commands for a failure the user must see as one clear line, with exit code `code`. */
 export class CliError extends Error {

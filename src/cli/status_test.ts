@@ -1,0 +1,37 @@
+import assert from "node:assert/strict";
+import { formatStatus, parsePrometheusText } from "./status.ts";
+
+Deno.test("parsePrometheusText() reads names, labels (with escapes) and special values", () => {
+  const samples = parsePrometheusText(
+    [
+      "# HELP weft_leases_known Leases known",
+      "# TYPE weft_leases_known gauge",
+      "weft_leases_known 3",
+      'weft_lease_info{subnet="10.244.3.0/24",public_ip="192.168.1.5",note="a \\"q\\""} 1',
+      'weft_reconcile_duration_seconds_bucket{le="+Inf"} 7 1700000000000',
+      "weft_x +Inf",
+    ].join("\n"),
+  );
+  assert.equal(samples.length, 4);
+  assert.deepEqual(samples[0], { name: "weft_leases_known", labels: {}, value: 3 });
+  assert.equal(samples[1]!.labels.subnet, "10.244.3.0/24");
+  assert.equal(samples[1]!.labels.note, 'a "q"');
+  assert.equal(samples[2]!.labels.le, "+Inf");
+  assert.equal(samples[3]!.value, Infinity);
+});
+
+Deno.test("parsePrometheusText() rejects text that is not the exposition format", () => {
+  assert.throws(() => parsePrometheusText("<html>not metrics</html>"), /not Prometheus text/);
+});
+
+Deno.test("formatStatus() shows readiness, peers vs leases and drift", () => {
+  const text = formatStatus({
+    endpoint: "http://127.0.0.1:8471",
+    ready: false,
+    readyDetail: "datapath not applied yet",
+    metrics: { weft_leases_known: 4, weft_peers_programmed: 3, weft_drift_repaired_total: 2 },
+  });
+  assert.match(text, /ready\s+no \(datapath not applied yet\)/);
+  assert.match(text, /peers\s+3 programmed \/ 4 leases known/);
+  assert.match(text, /drift\s+2 entries repaired/);
+});
