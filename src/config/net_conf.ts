@@ -1,0 +1,302 @@
+/**
+ * flannel's network config (net-conf.json, etcd key `<prefix>/config`): parsing, defaults, validation.
+ *
+ * Keys match case-insensitively, as Go's JSON decoder does for flannel. Every rejection names the key,
+ * the value and the rule that failed.
+ *
+ * @module
+ */
+import {
+  addIP,
+  formatNet,
+  type IPNet,
+  lastIP,
+  netContains,
+  netSize,
+  networkOf,
+  parseNet,
+} from "../net/ip.ts";
+
+/** Options of the vxlan backend, with flannel's defaults. */
+export interface VxlanBackendOptions {
+  /** VNI, default 1. */
+  vni: number;
+  /** UDP port; 0 = kernel default 8472. */
+  port: number;
+  /** Group Based Policy. */
+  gbp: boolean;
+  /** Route directly (host-gw style) to peers on the same L2 segment. */
+  directRouting: boolean;
+  /** MAC learning on the device. */
+  learning: boolean;
+  /** Device MTU; undefined = external interface MTU − 50. */
+  mtu?: number;
+}
+
+/** The backend section. */
+export interface BackendConfig {
+  /** `vxlan`, `host-gw`, … (lowercase). */
+  type: string;
+  /** Every option as written (keys lowercased). */
+  options: Record<string, unknown>;
+  /** Parsed vxlan options when `type` is vxlan. */
+  vxlan?: VxlanBackendOptions;
+}
+
+/** A validated network config. */
+export interface NetworkConfig {
+  /** EnableIPv4 (default true). */
+  enableIPv4: boolean;
+  /** EnableIPv6 (default false). */
+  enableIPv6: boolean;
+  /** EnableNFTables (default false). */
+  enableNFTables: boolean;
+  /** Network (required with IPv4). */
+  network?: IPNet;
+  /** SubnetLen. */
+  subnetLen: number;
+  /** SubnetMin (network address of the first subnet handed out). */
+  subnetMin?: IPNet;
+  /** SubnetMax (the last subnet handed out). */
+  subnetMax?: IPNet;
+  /** IPv6Network. */
+  ipv6Network?: IPNet;
+  /** IPv6SubnetLen. */
+  ipv6SubnetLen: number;
+  /** IPv6SubnetMin. */
+  ipv6SubnetMin?: IPNet;
+  /** IPv6SubnetMax. */
+  ipv6SubnetMax?: IPNet;
+  /** Backend. */
+  backend: BackendConfig;
+  /** True when the config had no Backend and vxlan was chosen. */
+  backendDefaulted: boolean;
+}
+
+/** A config rejected for one key. */
+export class ConfigError extends Error {
+  /** Creates the error for `key` with `value` breaking `rule`. */
+  constructor(readonly key: string, readonly value: unknown, readonly rule: string) {
+    super(`network config: ${key}=${JSON.stringify(value)}: ${rule}`);
+    this.name = "ConfigError";
+  }
+}
+
+function lowerKeys(obj: Record<string, unknown>): Map<string, [string, unknown]> {
+  const out = new Map<string, [string, unknown]>();
+  for (const [k, v] of Object.entries(obj)) out.set(k.toLowerCase(), [k, v]);
+  return out;
+}
+
+function bool(key: string, v: unknown, dflt: boolean): boolean {
+  if (v === undefined || v === null) return dflt;
+  if (typeof v !== "boolean") throw new ConfigError(key, v, "must be true or false");
+  return v;
+}
+
+function int(key: string, v: unknown): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
+    throw new ConfigError(key, v, "must be a non-negative integer");
+  }
+  return v;
+}
+
+function net(key: string, v: unknown, family: 4 | 6): IPNet | undefined {
+  if (v === undefined || v === null || v === "") return undefined;
+  if (typeof v !== "string") throw new ConfigError(key, v, "must be a CIDR string");
+  let n: IPNet;
+  try {
+    n = parseNet(v);
+  } catch (err) {
+    throw new ConfigError(key, v, (err as Error).message);
+  }
+  if (n.ip.family !== family) throw new ConfigError(key, v, `must be an IPv${family} network`);
+  return n;
+}
+
+function ip(key: string, v: unknown, family: 4 | 6, prefix: number): IPNet | undefined {
+  if (v === undefined || v === null || v === "") return undefined;
+  if (typeof v !== "string") throw new ConfigError(key, v, "must be an address string");
+  const text = v.includes("/") ? v.slice(0, v.indexOf("/")) : v;
+  try {
+    const n = parseNet(`${text}/${family === 4 ? 32 : 128}`);
+    if (n.ip.family !== family) throw new Error(`must be an IPv${family} address`);
+    return { ip: n.ip, prefix };
+  } catch (err) {
+    throw new ConfigError(key, v, (err as Error).message);
+  }
+}
+
+interface FamilyRules {
+  family: 4 | 6;
+  maxLen: number;
+  defaultLen: number;
+  maxPrefix: number;
+  keys: { network: string; len: string; min: string; max: string };
+}
+
+const V4: FamilyRules = {
+  family: 4,
+  maxLen: 30,
+  defaultLen: 24,
+  maxPrefix: 28,
+  keys: { network: "Network", len: "SubnetLen", min: "SubnetMin", max: "SubnetMax" },
+};
+const V6: FamilyRules = {
+  family: 6,
+  maxLen: 126,
+  defaultLen: 64,
+  maxPrefix: 124,
+  keys: { network: "IPv6Network", len: "IPv6SubnetLen", min: "IPv6SubnetMin", max: "IPv6SubnetMax" },
+};
+
+function familyConfig(
+  r: FamilyRules,
+  get: (k: string) => unknown,
+): { network: IPNet; len: number; min: IPNet; max: IPNet } {
+  const network = net(r.keys.network, get(r.keys.network), r.family);
+  if (!network) {
+    throw new ConfigError(
+      r.keys.network,
+      get(r.keys.network) ?? null,
+      "is required when the family is enabled",
+    );
+  }
+  let len = int(r.keys.len, get(r.keys.len));
+  if (len === undefined) {
+    if (network.prefix > r.maxPrefix) {
+      throw new ConfigError(
+        r.keys.network,
+        formatNet(network),
+        `prefix /${network.prefix} is too small for subnets: at most /${r.maxPrefix}`,
+      );
+    }
+    // flannel: /24 (/64) subnets when the network is big enough for 4 of them, else prefix + 2.
+    len = network.prefix <= r.defaultLen - 2 ? r.defaultLen : network.prefix + 2;
+  } else {
+    if (len > r.maxLen) throw new ConfigError(r.keys.len, len, `must be at most ${r.maxLen}`);
+    if (len < network.prefix + 2) {
+      throw new ConfigError(
+        r.keys.len,
+        len,
+        `must be at least the ${r.keys.network} prefix + 2 (${network.prefix + 2}) so it holds four subnets`,
+      );
+    }
+  }
+  const size = netSize({ ip: network.ip, prefix: len });
+  const check = (key: string, n: IPNet | undefined, dflt: IPNet): IPNet => {
+    if (!n) return dflt;
+    if (!netContains(network, n.ip)) {
+      throw new ConfigError(key, formatNet(n).split("/")[0], `is not inside ${formatNet(network)}`);
+    }
+    if (n.ip.value % size !== 0n) {
+      throw new ConfigError(key, formatNet(n).split("/")[0], `is not on a /${len} boundary`);
+    }
+    return n;
+  };
+  const min = check(r.keys.min, ip(r.keys.min, get(r.keys.min), r.family, len), {
+    ip: addIP(network.ip, size),
+    prefix: len,
+  });
+  const max = check(
+    r.keys.max,
+    ip(r.keys.max, get(r.keys.max), r.family, len),
+    networkOf(lastIP(network), len),
+  );
+  if (min.ip.value > max.ip.value) {
+    throw new ConfigError(
+      r.keys.min,
+      formatNet(min).split("/")[0],
+      `must not be above ${r.keys.max} ${formatNet(max)}`,
+    );
+  }
+  return { network, len, min, max };
+}
+
+function vxlanOptions(opts: Map<string, [string, unknown]>): VxlanBackendOptions {
+  const g = (k: string) => opts.get(k.toLowerCase())?.[1];
+  const vni = int("Backend.VNI", g("VNI")) ?? 1;
+  if (vni < 1 || vni > 16777215) throw new ConfigError("Backend.VNI", vni, "must be 1–16777215");
+  const port = int("Backend.Port", g("Port")) ?? 0;
+  if (port > 65535) throw new ConfigError("Backend.Port", port, "must be 0–65535 (0 = 8472)");
+  const mtu = int("Backend.MTU", g("MTU"));
+  if (mtu !== undefined && (mtu < 576 || mtu > 65535)) {
+    throw new ConfigError("Backend.MTU", mtu, "must be 576–65535");
+  }
+  const out: VxlanBackendOptions = {
+    vni,
+    port,
+    gbp: bool("Backend.GBP", g("GBP"), false),
+    directRouting: bool("Backend.DirectRouting", g("DirectRouting"), false),
+    learning: bool("Backend.Learning", g("Learning"), false),
+  };
+  if (mtu !== undefined) out.mtu = mtu;
+  return out;
+}
+
+/** Parses and validates a network config from JSON text or an object. */
+export function parseNetworkConfig(input: string | Record<string, unknown>): NetworkConfig {
+  let obj: unknown = input;
+  if (typeof input === "string") {
+    try {
+      obj = JSON.parse(input);
+    } catch (err) {
+      throw new ConfigError("(document)", input.slice(0, 40), `is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  if (typeof obj !== "object" || obj === null || Array.isArray(obj)) {
+    throw new ConfigError("(document)", obj, "must be a JSON object");
+  }
+  const keys = lowerKeys(obj as Record<string, unknown>);
+  const get = (k: string) => keys.get(k.toLowerCase())?.[1];
+  const enableIPv4 = bool("EnableIPv4", get("EnableIPv4"), true);
+  const enableIPv6 = bool("EnableIPv6", get("EnableIPv6"), false);
+  if (!enableIPv4 && !enableIPv6) {
+    throw new ConfigError("EnableIPv4", false, "at least one of EnableIPv4/EnableIPv6 must be true");
+  }
+  const cfg: NetworkConfig = {
+    enableIPv4,
+    enableIPv6,
+    enableNFTables: bool("EnableNFTables", get("EnableNFTables"), false),
+    subnetLen: 0,
+    ipv6SubnetLen: 0,
+    backend: { type: "vxlan", options: {} },
+    backendDefaulted: false,
+  };
+  if (enableIPv4) {
+    const f = familyConfig(V4, get);
+    Object.assign(cfg, { network: f.network, subnetLen: f.len, subnetMin: f.min, subnetMax: f.max });
+  }
+  if (enableIPv6) {
+    const f = familyConfig(V6, get);
+    Object.assign(cfg, {
+      ipv6Network: f.network,
+      ipv6SubnetLen: f.len,
+      ipv6SubnetMin: f.min,
+      ipv6SubnetMax: f.max,
+    });
+  }
+  const backend = get("Backend");
+  if (backend === undefined || backend === null) {
+    cfg.backendDefaulted = true; // flannel would pick udp; weft picks vxlan and the agent logs it
+  } else {
+    if (typeof backend !== "object" || Array.isArray(backend)) {
+      throw new ConfigError("Backend", backend, "must be an object");
+    }
+    const bk = lowerKeys(backend as Record<string, unknown>);
+    const type = bk.get("type")?.[1] ?? "vxlan";
+    if (typeof type !== "string" || !type) {
+      throw new ConfigError("Backend.Type", type, "must be a backend name");
+    }
+    cfg.backend = {
+      type: type.toLowerCase(),
+      options: Object.fromEntries([...bk.entries()].map(([k, [, v]]) => [k, v])),
+    };
+  }
+  if (cfg.backend.type === "vxlan") {
+    const b = get("Backend");
+    cfg.backend.vxlan = vxlanOptions(lowerKeys((b ?? {}) as Record<string, unknown>));
+  }
+  return cfg;
+}

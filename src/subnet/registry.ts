@@ -1,0 +1,160 @@
+/**
+ * The tiny storage interface under the subnet manager (flannel's `Registry`): lease logic is written
+ * once, unit-tested against {@linkcode MemoryRegistry}, and run against etcd (etcd_registry.ts).
+ *
+ * @module
+ */
+
+/** A raw subnet entry: key suffix, JSON value, expiry (undefined = reservation). */
+export interface RegistryEntry {
+  /** Key suffix (`10.244.3.0-24`). */
+  key: string;
+  /** The JSON value. */
+  value: string;
+  /** Expiry; undefined for an entry without a TTL (a reservation). */
+  expiration?: Date;
+  /** Backend-specific lease id. */
+  leaseId?: string;
+}
+
+/** A raw change. */
+export interface RegistryEvent {
+  /** Put or delete. */
+  type: "put" | "delete";
+  /** The entry (for deletes, the key and the last known value when the store has it). */
+  entry: RegistryEntry;
+}
+
+/** Storage for the config and subnet entries. */
+export interface Registry {
+  /** The network config text, or undefined when none is set. */
+  getConfig(): Promise<string | undefined>;
+  /** Writes the network config. */
+  setConfig(text: string): Promise<void>;
+  /** Every subnet entry and the store revision it was read at. */
+  listSubnets(): Promise<{ entries: RegistryEntry[]; revision: number }>;
+  /** Creates `key` with a TTL only if it does not exist; false when it does. */
+  createSubnet(key: string, value: string, ttlSeconds: number): Promise<RegistryEntry | undefined>;
+  /**
+   * Re-writes `key` with a fresh TTL (a new lease), only if it still exists with value `expect`
+   * (or, when `expect` is undefined, only if it does not exist). Returns undefined when the condition failed.
+   */
+  renewSubnet(
+    key: string,
+    value: string,
+    ttlSeconds: number,
+    expect: string | undefined,
+    oldLeaseId?: string,
+  ): Promise<RegistryEntry | undefined>;
+  /** Writes `key` without TTL (a reservation). */
+  reserveSubnet(key: string, value: string): Promise<void>;
+  /** Deletes `key`; false when absent. */
+  deleteSubnet(key: string): Promise<boolean>;
+  /**
+   * Watches subnet entries from `revision + 1`, calling `onEvents` per batch. Errors that need a re-list
+   * (compaction) call `onReset`. Returns a function that stops the watch.
+   */
+  watchSubnets(
+    revision: number,
+    onEvents: (events: RegistryEvent[], revision: number) => void,
+    onReset: (err: Error) => void,
+  ): Promise<() => Promise<void>>;
+  /** Releases connections (and revokes nothing). */
+  close(): Promise<void>;
+}
+
+/** An in-memory registry with etcd-like semantics (TTLs, revisions, watches), for unit tests. */
+export class MemoryRegistry implements Registry {
+  #config: string | undefined;
+  #entries = new Map<string, RegistryEntry>();
+  #revision = 1;
+  #watchers = new Set<(events: RegistryEvent[], revision: number) => void>();
+  #nextLease = 1;
+
+  /** Drops entries whose TTL passed (call it to simulate time going by). */
+  expire(now = new Date()): void {
+    for (const [k, e] of this.#entries) {
+      if (e.expiration && e.expiration <= now) {
+        this.#entries.delete(k);
+        this.#emit([{ type: "delete", entry: e }]);
+      }
+    }
+  }
+
+  #emit(events: RegistryEvent[]): void {
+    this.#revision++;
+    for (const w of this.#watchers) w(events, this.#revision);
+  }
+
+  #put(key: string, value: string, ttl?: number): RegistryEntry {
+    const e: RegistryEntry = { key, value };
+    if (ttl !== undefined) {
+      e.expiration = new Date(Date.now() + ttl * 1000);
+      e.leaseId = String(this.#nextLease++);
+    }
+    this.#entries.set(key, e);
+    this.#emit([{ type: "put", entry: e }]);
+    return e;
+  }
+
+  getConfig(): Promise<string | undefined> {
+    return Promise.resolve(this.#config);
+  }
+
+  setConfig(text: string): Promise<void> {
+    this.#config = text;
+    return Promise.resolve();
+  }
+
+  listSubnets(): Promise<{ entries: RegistryEntry[]; revision: number }> {
+    this.expire();
+    return Promise.resolve({ entries: [...this.#entries.values()], revision: this.#revision });
+  }
+
+  createSubnet(key: string, value: string, ttlSeconds: number): Promise<RegistryEntry | undefined> {
+    this.expire();
+    if (this.#entries.has(key)) return Promise.resolve(undefined);
+    return Promise.resolve(this.#put(key, value, ttlSeconds));
+  }
+
+  renewSubnet(
+    key: string,
+    value: string,
+    ttl: number,
+    expect: string | undefined,
+  ): Promise<RegistryEntry | undefined> {
+    this.expire();
+    const cur = this.#entries.get(key);
+    if (expect === undefined ? cur !== undefined : cur?.value !== expect) return Promise.resolve(undefined);
+    return Promise.resolve(this.#put(key, value, ttl));
+  }
+
+  reserveSubnet(key: string, value: string): Promise<void> {
+    this.#put(key, value);
+    return Promise.resolve();
+  }
+
+  deleteSubnet(key: string): Promise<boolean> {
+    const e = this.#entries.get(key);
+    if (!e) return Promise.resolve(false);
+    this.#entries.delete(key);
+    this.#emit([{ type: "delete", entry: e }]);
+    return Promise.resolve(true);
+  }
+
+  watchSubnets(
+    _revision: number,
+    onEvents: (events: RegistryEvent[], revision: number) => void,
+  ): Promise<() => Promise<void>> {
+    this.#watchers.add(onEvents);
+    return Promise.resolve(() => {
+      this.#watchers.delete(onEvents);
+      return Promise.resolve();
+    });
+  }
+
+  close(): Promise<void> {
+    this.#watchers.clear();
+    return Promise.resolve();
+  }
+}
