@@ -8,7 +8,8 @@
  *
  * @module
  */
-import { Netlink, netnsCreate, netnsDelete, netnsList, netnsPath, withNetns } from "../../ffi/mod.ts";
+import { Netlink, netnsCreate, netnsList, netnsPath } from "../../ffi/mod.ts";
+import { addNode, alive, createUnderlay, deleteNamespaces, runIn, spawnDetached, stopPid } from "./lab.ts";
 import { readSubnetEnv } from "../config/subnet_env.ts";
 import { formatNet } from "../net/ip.ts";
 import { selfCommand } from "./self_command.ts";
@@ -97,30 +98,6 @@ export function loadState(): DemoState | undefined {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    Deno.kill(pid, "SIGCONT");
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function stopPid(pid: number): Promise<void> {
-  if (!alive(pid)) return;
-  try {
-    Deno.kill(pid, "SIGTERM");
-  } catch {
-    return;
-  }
-  for (let i = 0; i < 30 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
-  if (alive(pid)) {
-    try {
-      Deno.kill(pid, "SIGKILL");
-    } catch { /* gone */ }
-  }
-}
-
 /**
  * Removes everything a demo made: its processes, every `weft-demo-*` namespace, and its state folder.
  * Safe to call when nothing is there. Returns what it removed.
@@ -137,49 +114,9 @@ export async function demoDown(): Promise<{ processes: number; namespaces: numbe
     ...(state?.namespaces ?? []),
     ...netnsList().filter((n) => n.startsWith(DEMO_PREFIX)),
   ]);
-  for (const ns of names) if (netnsDelete(ns)) namespaces++;
+  namespaces += deleteNamespaces(names);
   await Deno.remove(DEMO_DIR, { recursive: true }).catch(() => {});
   return { processes, namespaces };
-}
-
-/**
- * Starts a long-running process inside `netns` with its output appended to `log`. The process must
- * outlive `weft demo up`, so its output goes straight to the file (through `sh`'s redirection, then
- * `exec`, so the pid is the process's own) rather than through a pipe that would close when we exit.
- */
-function spawnDetached(netns: string, cmd: string[], log: string): number {
-  const child = withNetns(netns, () =>
-    new Deno.Command("/bin/sh", {
-      args: ["-c", 'log="$1"; shift; exec "$@" >>"$log" 2>&1 </dev/null', "sh", log, ...cmd],
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn());
-  child.unref();
-  return child.pid;
-}
-
-async function runIn(
-  netns: string,
-  cmd: string[],
-  opts: { env?: Record<string, string>; stdin?: string } = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = withNetns(netns, () =>
-    new Deno.Command(cmd[0]!, {
-      args: cmd.slice(1),
-      stdin: opts.stdin !== undefined ? "piped" : "null",
-      stdout: "piped",
-      stderr: "piped",
-      ...(opts.env ? { env: opts.env } : {}),
-    }).spawn());
-  if (opts.stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(opts.stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
 async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
@@ -198,34 +135,17 @@ async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<
 }
 
 function buildUnderlay(state: DemoState): void {
-  netnsCreate(UNDERLAY);
   state.namespaces.push(UNDERLAY);
   saveState(state);
-  using nl = Netlink.open({ netns: UNDERLAY });
-  nl.linkSetUp("lo");
-  const br = nl.linkAddBridge({ name: "br0" });
-  nl.linkSetUp(br.index);
-  nl.addrReplace(br.index, `${ETCD_IP}/24`);
+  createUnderlay(UNDERLAY, `${ETCD_IP}/24`);
 }
 
 function buildNode(state: DemoState, i: number): { netns: string; publicIP: string } {
   const netns = `${DEMO_PREFIX}n${i}`;
-  const publicIP = `${UNDERLAY_NET}.${10 + i}`;
-  netnsCreate(netns);
   state.namespaces.push(netns);
   saveState(state);
-  {
-    using ul = Netlink.open({ netns: UNDERLAY });
-    const port = ul.linkAddVeth({ name: `n${i}`, peerName: "eth0", peerNetns: netnsPath(netns), mtu: 1500 });
-    ul.linkSetMaster(port.index, "br0");
-    ul.linkSetUp(port.index);
-  }
-  using nl = Netlink.open({ netns });
-  nl.linkSetUp("lo");
-  nl.addrReplace("eth0", `${publicIP}/24`);
-  nl.linkSetUp("eth0");
-  withNetns(netns, () => Deno.writeTextFileSync("/proc/sys/net/ipv4/ip_forward", "1"));
-  return { netns, publicIP };
+  const node = addNode(UNDERLAY, netns, `n${i}`, `${UNDERLAY_NET}.${10 + i}/24`);
+  return { netns, publicIP: node.ip };
 }
 
 /** The CNI config each node's kubelet would pass: kube-flannel's plugin entry, per-node paths. */
@@ -243,9 +163,9 @@ export function demoCniConfig(node: { subnetFile: string; dir: string }): Record
 async function addPod(node: DemoNode, dir: string, j: number, state: DemoState): Promise<DemoPod> {
   const name = `${node.name}-p${j}`;
   const netns = `${DEMO_PREFIX}${name}`;
-  netnsCreate(netns);
   state.namespaces.push(netns);
   saveState(state);
+  netnsCreate(netns);
   {
     using nl = Netlink.open({ netns });
     nl.linkSetUp("lo");

@@ -19,7 +19,7 @@ export function envDefault(flag: string, dflt: string): string {
 }
 
 /** Adds the etcd flags to `cmd` (typed so `opts.etcdEndpoints` … are known). */
-export function addEtcdFlags<C extends Command<[], Record<string, unknown>>>(cmd: C) {
+export function addEtcdFlags(cmd: Command) {
   return cmd
     .option(
       "--etcd-endpoints <urls>",

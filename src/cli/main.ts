@@ -6,6 +6,7 @@
  */
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { WEFT_VERSION } from "../version.ts";
+import { registerAgent } from "./agent.ts";
 import { registerDemo } from "./demo.ts";
 import { registerDoctor } from "./doctor.ts";
 import { registerStatus } from "./status.ts";
@@ -14,7 +15,7 @@ import { registerStatus } from "./status.ts";
 export type Registrar = (program: Command) => void;
 
 /** Every subcommand, in the order `weft --help` lists them. */
-const REGISTRARS: Registrar[] = [registerStatus, registerDoctor, registerDemo];
+const REGISTRARS: Registrar[] = [registerAgent, registerStatus, registerDoctor, registerDemo];
 
 /** Thrown by commands for a failure the user must see as one clear line, with exit code `code`. */
 export class CliError extends Error {

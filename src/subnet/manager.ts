@@ -168,7 +168,15 @@ export class SubnetManager {
    */
   async watchLeases(
     onBatch: (events: LeaseEvent[]) => void,
-    opts: { signal: AbortSignal; ownKey?: () => string | undefined; onOwn?: (ev: LeaseEvent) => void },
+    opts: {
+      signal: AbortSignal;
+      ownKey?: () => string | undefined;
+      onOwn?: (ev: LeaseEvent) => void;
+      /** Called after every (re-)list has been delivered, also when it brought no change. */
+      onSync?: () => void;
+      /** Called with false when etcd cannot be reached, true when it can again. */
+      onConnectivity?: (up: boolean) => void;
+    },
   ): Promise<void> {
     const known = new Map<string, Lease>();
     let backoff = 100;
@@ -203,6 +211,8 @@ export class SubnetManager {
           }
         }
         if (events.length) deliver(events);
+        opts.onSync?.();
+        opts.onConnectivity?.(true);
         const failed = Promise.withResolvers<Error>();
         stop = await this.registry.watchSubnets(revision, (raw) => {
           const batch: LeaseEvent[] = [];
@@ -226,6 +236,7 @@ export class SubnetManager {
         const err = await Promise.race([failed.promise, aborted]);
         if (err) logger.warn("lease watch ended ({error}); re-listing", { error: err.message });
       } catch (err) {
+        opts.onConnectivity?.(false);
         logger.warn("lease watch failed ({error}); retrying in {ms} ms", {
           error: (err as Error).message,
           ms: backoff,

@@ -1,0 +1,90 @@
+/**
+ * The agent's Prometheus metrics (prom-client, imported only in agent mode).
+ *
+ * @module
+ */
+import client from "prom-client";
+import type { ReconcileStats } from "../datapath/reconciler.ts";
+
+/** What the metrics read when scraped. */
+export interface AgentView {
+  /** Reconciler counters. */
+  stats: ReconcileStats;
+  /** Leases known (other nodes'). */
+  leasesKnown(): number;
+  /** Current lease summary, if any. */
+  lease(): { subnet: string; publicIP: string; backend: string; expiresAt?: Date } | undefined;
+  /** Whether etcd answered last time. */
+  etcdUp(): boolean;
+  /** Readiness. */
+  ready(): boolean;
+  /** Lease renewals done. */
+  renewals(): number;
+}
+
+/** Builds a registry whose values are read from `view` at scrape time. */
+export function agentMetrics(view: AgentView): client.Registry {
+  const reg = new client.Registry();
+  const gauge = (name: string, help: string, read: () => number) =>
+    new client.Gauge({
+      name,
+      help,
+      registers: [reg],
+      collect() {
+        this.set(read());
+      },
+    });
+  const counter = (name: string, help: string, read: () => number) =>
+    new client.Counter({
+      name,
+      help,
+      registers: [reg],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  gauge("weft_leases_known", "Leases of other nodes known from etcd", () => view.leasesKnown());
+  gauge(
+    "weft_peers_programmed",
+    "Peers whose datapath entries are all in place",
+    () => view.stats.peersProgrammed,
+  );
+  counter("weft_reconcile_passes_total", "Full reconcile passes", () => view.stats.passes);
+  gauge(
+    "weft_reconcile_duration_seconds",
+    "Duration of the last full reconcile pass",
+    () => view.stats.lastPassSeconds,
+  );
+  counter("weft_reconcile_errors_total", "Failed datapath operations", () => view.stats.errors);
+  counter(
+    "weft_drift_repaired_total",
+    "Datapath entries repaired after being lost or altered",
+    () => view.stats.driftRepaired,
+  );
+  counter("weft_pruned_total", "Stale datapath entries pruned", () => view.stats.pruned);
+  counter(
+    "weft_device_recreated_total",
+    "Times the overlay device was recreated",
+    () => view.stats.deviceRecreated,
+  );
+  counter("weft_lease_renewals_total", "Lease renewals", () => view.renewals());
+  gauge("weft_etcd_up", "1 when etcd answered the last request", () => (view.etcdUp() ? 1 : 0));
+  gauge("weft_ready", "1 when the agent is ready", () => (view.ready() ? 1 : 0));
+  gauge("weft_lease_expiry_timestamp_seconds", "When the own lease expires (unix seconds)", () => {
+    const e = view.lease()?.expiresAt;
+    return e ? e.getTime() / 1000 : 0;
+  });
+  new client.Gauge({
+    name: "weft_lease_info",
+    help: "The own lease",
+    labelNames: ["subnet", "public_ip", "backend"] as const,
+    registers: [reg],
+    collect() {
+      this.reset();
+      const l = view.lease();
+      if (l) this.set({ subnet: l.subnet, public_ip: l.publicIP, backend: l.backend }, 1);
+    },
+  });
+  return reg;
+}
