@@ -3,7 +3,7 @@
  * call and the CLI's help never pay for `dlopen`, and a machine without libnl fails only when netlink is
  * actually used, with an error that names the Debian package to install.
  *
- * `WEFT_LIBNL_DIR` overrides where the libnl libraries are looked up.
+ * `WEFT_LIBNL_DIR` is searched first for the libnl libraries (with `WEFT_LIBNL_ONLY_DIR=1`, only it).
  *
  * @module
  */
@@ -25,6 +25,8 @@ export class LibraryNotFoundError extends Error {
 
 function candidates(file: string): string[] {
   const dir = Deno.env.get("WEFT_LIBNL_DIR");
+  // WEFT_LIBNL_ONLY_DIR: look nowhere else (pins a library build; lets tests see a missing library).
+  if (dir && Deno.env.get("WEFT_LIBNL_ONLY_DIR")) return [`${dir}/${file}`];
   const arch = Deno.build.arch === "aarch64" ? "aarch64-linux-gnu" : "x86_64-linux-gnu";
   return [
     ...(dir ? [`${dir}/${file}`] : []),

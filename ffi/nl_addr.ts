@@ -21,8 +21,34 @@ function build(family: number, bytes: Uint8Array<ArrayBuffer>, prefix?: number):
   return new Owned(ptr, (p) => lib.nl_addr_put(p));
 }
 
+// Dotted-quad fast path: the reconciler converts thousands of IPv4 addresses per pass, and the general
+// parser works in bigint.
+const V4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?$/;
+
+function fastV4(text: string, network: boolean): Owned | undefined {
+  const m = V4.exec(text);
+  if (!m) return undefined;
+  const b = new Uint8Array(4);
+  for (let i = 0; i < 4; i++) {
+    const v = Number(m[i + 1]);
+    if (v > 255) return undefined;
+    b[i] = v;
+  }
+  const prefix = m[5] === undefined ? undefined : Number(m[5]);
+  if (prefix !== undefined && prefix > 32) return undefined;
+  if (network && prefix !== undefined) {
+    // Zero the host bits.
+    const v = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+    const masked = prefix === 0 ? 0 : (v & (0xffffffff << (32 - prefix))) >>> 0;
+    b[0] = masked >>> 24, b[1] = (masked >>> 16) & 255, b[2] = (masked >>> 8) & 255, b[3] = masked & 255;
+  }
+  return build(AF.INET, b, prefix ?? (network ? 32 : undefined));
+}
+
 /** Builds an nl_addr from `"10.0.0.1"` (full-length prefix) or `"10.0.0.0/24"`. */
 export function ipAddr(text: string): Owned {
+  const fast = fastV4(text, false);
+  if (fast) return fast;
   if (text.includes("/")) {
     const { ip, net } = parseCIDR(text);
     return build(ip.family === 4 ? AF.INET : AF.INET6, ipBytes(ip) as Uint8Array<ArrayBuffer>, net.prefix);
@@ -35,6 +61,8 @@ export function ipAddr(text: string): Owned {
 export function netAddr(text: string): Owned {
   if (text === "default") return build(AF.INET, new Uint8Array(4), 0);
   if (text === "default6") return build(AF.INET6, new Uint8Array(16), 0);
+  const fast = fastV4(text, true);
+  if (fast) return fast;
   const { net } = parseCIDR(text.includes("/") ? text : `${text}/${text.includes(":") ? 128 : 32}`);
   return build(
     net.ip.family === 4 ? AF.INET : AF.INET6,
