@@ -7,6 +7,7 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { WEFT_VERSION } from "../version.ts";
 import { registerAgent } from "./agent.ts";
+import { registerConfig, registerLeases } from "./leases.ts";
 import { registerDemo } from "./demo.ts";
 import { registerDoctor } from "./doctor.ts";
 import { registerStatus } from "./status.ts";
@@ -15,7 +16,14 @@ import { registerStatus } from "./status.ts";
 export type Registrar = (program: Command) => void;
 
 /** Every subcommand, in the order `weft --help` lists them. */
-const REGISTRARS: Registrar[] = [registerAgent, registerStatus, registerDoctor, registerDemo];
+const REGISTRARS: Registrar[] = [
+  registerAgent,
+  registerConfig,
+  registerLeases,
+  registerStatus,
+  registerDoctor,
+  registerDemo,
+];
 
 /** Thrown by commands for a failure the user must see as one clear line, with exit code `code`. */
 export class CliError extends Error {
@@ -32,6 +40,9 @@ export function buildProgram(): Command {
     .description("flannel-compatible overlay network for Kubernetes")
     .version(WEFT_VERSION, "--version", "print the version")
     .showHelpAfterError()
+    // `weft leases --json` and `weft leases release … --etcd-endpoints …` both have etcd flags: options
+    // belong to the command they follow.
+    .enablePositionalOptions()
     .exitOverride();
   program.command("version").description("print the version").action(() => console.log(WEFT_VERSION));
   for (const register of REGISTRARS) register(program);
