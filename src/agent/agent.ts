@@ -4,15 +4,16 @@
  *
  * Restarts drop nothing: startup reuses a compatible device and existing entries (never flushes), and
  * SIGTERM leaves the datapath in place. While etcd is unreachable the datapath keeps forwarding: peers
- * are only removed when etcd says their lease is gone.
+ * are only removed when etcd says their lease is gone, and nothing is pruned before the first complete
+ * list of leases has been read.
  *
  * @module
  */
 import { Netlink } from "../../ffi/mod.ts";
 import type { NetworkConfig } from "../config/net_conf.ts";
-import { readSubnetEnv, writeSubnetEnv } from "../config/subnet_env.ts";
+import { formatSubnetEnv, readSubnetEnv, type SubnetEnv, writeSubnetEnv } from "../config/subnet_env.ts";
 import { NetlinkKernel } from "../datapath/kernel.ts";
-import { applyMasq } from "../datapath/masq.ts";
+import { type MasqNets, RulesKeeper } from "../datapath/masq.ts";
 import { Reconciler } from "../datapath/reconciler.ts";
 import { log } from "../log.ts";
 import { formatNet, type IPNet } from "../net/ip.ts";
@@ -22,6 +23,7 @@ import { VxlanBackend } from "../backend/vxlan.ts";
 import {
   type EtcdOptions,
   type Lease,
+  type LeaseAttrs,
   LeaseKeeper,
   leaseName,
   openEtcdRegistry,
@@ -29,7 +31,7 @@ import {
   SubnetManager,
 } from "../subnet/mod.ts";
 import { type ExternalInterface, type IfaceOptions, selectInterface } from "./iface.ts";
-import { agentMetrics } from "./metrics.ts";
+import { type AgentCounters, agentMetrics } from "./metrics.ts";
 import { serveHealth } from "./health.ts";
 
 const logger = log("agent");
@@ -72,6 +74,14 @@ async function retry<T>(what: string, signal: AbortSignal, fn: () => Promise<T>)
   }
 }
 
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
 function makeBackend(nl: Netlink, cfg: NetworkConfig, ext: ExternalInterface, previousMac?: string): Backend {
   if (cfg.backendDefaulted) {
     logger.info("network config has no Backend: using vxlan (flannel would pick udp)");
@@ -86,6 +96,25 @@ function makeBackend(nl: Netlink, cfg: NetworkConfig, ext: ExternalInterface, pr
   }
 }
 
+/** flanneld does not turn forwarding on either; without it pods on this node cannot be reached. */
+function warnIfNoForwarding(): void {
+  try {
+    if (Deno.readTextFileSync("/proc/sys/net/ipv4/ip_forward").trim() === "0") {
+      logger.warn("net.ipv4.ip_forward is 0: this node will not forward pod traffic (see `weft doctor`)");
+    }
+  } catch { /* no procfs: nothing to say */ }
+}
+
+/** Writes subnet.env when it is missing or differs; returns what it did. */
+function ensureSubnetEnv(path: string, env: SubnetEnv): "unchanged" | "written" {
+  const want = formatSubnetEnv(env);
+  try {
+    if (Deno.readTextFileSync(path) === want) return "unchanged";
+  } catch { /* missing: write it */ }
+  writeSubnetEnv(path, env);
+  return "written";
+}
+
 /** Runs the agent until `opts.signal` aborts. */
 export async function runAgent(opts: AgentOptions): Promise<void> {
   const { signal } = opts;
@@ -95,32 +124,23 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
   let etcdUp = false;
   let lease: Lease | undefined;
   let keeper: LeaseKeeper | undefined;
+  let reconciler: Reconciler | undefined;
+  let backendType = "";
   let subnetEnvWritten = false;
+  let rulesOk = false;
   let firstApply = false;
-  let known = 0;
-  const reconcilerRef: { r?: Reconciler } = {};
+  const counters: AgentCounters = { rulesRepaired: 0, subnetEnvRewritten: 0, leaseReacquired: 0 };
 
   const readiness = () => {
     if (!lease) return { ready: false, why: "no lease yet" };
     if (!firstApply) return { ready: false, why: "datapath not applied yet" };
     if (!subnetEnvWritten) return { ready: false, why: "subnet.env not written" };
+    if (!rulesOk) return { ready: false, why: "nftables rules not installed" };
     return { ready: true, why: "" };
   };
-  const emptyStats = {
-    passes: 0,
-    driftRepaired: 0,
-    pruned: 0,
-    deviceRecreated: 0,
-    errors: 0,
-    lastPassSeconds: 0,
-    peersProgrammed: 0,
-  };
-  let backendType = "";
   const metrics = agentMetrics({
-    get stats() {
-      return reconcilerRef.r?.stats ?? emptyStats;
-    },
-    leasesKnown: () => known,
+    stats: () => reconciler?.stats,
+    leasesKnown: () => reconciler?.desiredCount ?? 0,
     lease: () =>
       lease?.subnet
         ? {
@@ -133,18 +153,28 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     etcdUp: () => etcdUp,
     ready: () => readiness().ready,
     renewals: () => keeper?.renewals ?? 0,
+    counters: () => counters,
   });
   const server = opts.healthz.port ? serveHealth(opts.healthz, readiness, metrics) : undefined;
+  const setEtcdUp = (up: boolean, why?: string) => {
+    if (up === etcdUp) return;
+    etcdUp = up;
+    if (up) logger.info("etcd is reachable again");
+    else logger.warn("etcd is unreachable ({why}); the datapath stays as it is", { why: why ?? "?" });
+  };
 
   try {
     const cfg = await retry("reading the network config from etcd", signal, () => manager.getNetworkConfig());
-    etcdUp = true;
+    setEtcdUp(true);
+    const cfgText = await registry.getConfig();
     const ext = selectInterface(nl, opts);
-    logger.info("using interface {name} ({ip}), public IP {pub}", {
+    logger.info("using interface {name} ({ip}), public IP {pub}, MTU {mtu}", {
       name: ext.name,
       ip: ext.ifaceIP,
       pub: ext.publicIP,
+      mtu: ext.mtu,
     });
+    warnIfNoForwarding();
 
     // A previous lease of this node: its VTEP MAC keeps the overlay stable across reboots.
     const { leases } = await retry("listing leases", signal, () => manager.listLeases());
@@ -156,7 +186,7 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     try {
       previousSubnet = readSubnetEnv(opts.subnetFile).subnet;
     } catch { /* no previous subnet.env */ }
-    const attrs = {
+    const attrs: LeaseAttrs = {
       PublicIP: ext.publicIP,
       PublicIPv6: null,
       BackendType: backend.type,
@@ -170,31 +200,55 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     logger.info("lease {subnet} acquired", { subnet: leaseName(lease) });
 
     const clusterNets = [cfg.network, cfg.ipv6Network].filter((n): n is IPNet => !!n);
-    const reconciler = new Reconciler(backend, new NetlinkKernel(nl), clusterNets);
-    reconcilerRef.r = reconciler;
+    const r = new Reconciler(backend, new NetlinkKernel(nl), clusterNets);
+    reconciler = r;
+    const rules = new RulesKeeper(opts.ipMasq);
 
-    const applyLease = (l: Lease) => {
-      backend.setLease(l);
-      backend.ensureDevice();
-      writeEnv(l);
-      installRules(l);
-    };
-    const writeEnv = (l: Lease) => {
-      writeSubnetEnv(opts.subnetFile, {
-        ...(cfg.network ? { network: cfg.network } : {}),
-        ...(l.subnet ? { subnet: l.subnet } : {}),
-        mtu: backend.mtu,
-        ipMasq: opts.ipMasq,
-      });
-      subnetEnvWritten = true;
-    };
-    const installRules = (l: Lease) => {
-      if (!cfg.network || !l.subnet) return;
+    const envOf = (l: Lease): SubnetEnv => ({
+      ...(cfg.network ? { network: cfg.network } : {}),
+      ...(l.subnet ? { subnet: l.subnet } : {}),
+      mtu: backend.mtu,
+      ipMasq: opts.ipMasq,
+    });
+    const keepSubnetEnv = (l: Lease) => {
       try {
-        applyMasq([{ network: cfg.network, podSubnet: l.subnet }], opts.ipMasq);
+        if (ensureSubnetEnv(opts.subnetFile, envOf(l)) === "written" && subnetEnvWritten) {
+          counters.subnetEnvRewritten++;
+          logger.warn("{file} was missing or altered: rewrote it", { file: opts.subnetFile });
+        }
+        subnetEnvWritten = true;
       } catch (err) {
+        logger.error("writing {file}: {error}", { file: opts.subnetFile, error: (err as Error).message });
+      }
+    };
+    const keepRules = (l: Lease) => {
+      const nets: MasqNets[] = cfg.network && l.subnet ? [{ network: cfg.network, podSubnet: l.subnet }] : [];
+      if (!nets.length) {
+        rulesOk = true;
+        return;
+      }
+      try {
+        const change = rules.ensure(nets);
+        if (change === "repaired") {
+          counters.rulesRepaired++;
+          logger.warn("nftables table weft was deleted or altered: re-installed it");
+        }
+        rulesOk = true;
+      } catch (err) {
+        rulesOk = false;
         logger.error("nftables rules: {error}", { error: (err as Error).message });
       }
+    };
+    const applyLease = (l: Lease) => {
+      backend.setLease(l);
+      try {
+        backend.ensureDevice();
+      } catch (err) {
+        // The reconciler's next pass retries; subnet.env and rules do not depend on the device.
+        logger.error("device: {error}", { error: (err as Error).message });
+      }
+      keepSubnetEnv(l);
+      keepRules(l);
     };
     applyLease(lease);
 
@@ -209,7 +263,8 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
       onLease: (l, reacquired) => {
         const changed = lease?.key !== l.key;
         lease = l;
-        etcdUp = true;
+        setEtcdUp(true);
+        if (reacquired) counters.leaseReacquired++;
         if (reacquired && changed) {
           logger.warn("lease changed to {subnet}: updating device, subnet.env and rules", {
             subnet: leaseName(l),
@@ -220,12 +275,12 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     });
     const keeping = keeper.run(signal);
 
+    let synced = false;
     const watching = manager.watchLeases((batch) => {
       for (const ev of batch) {
         if (ev.lease.attrs.PublicIP === ext.publicIP) continue; // an old lease of ours
-        reconciler.setPeer(ev.lease.key, ev.type === "added" ? ev.lease : undefined);
+        r.setPeer(ev.lease.key, ev.type === "added" ? ev.lease : undefined);
       }
-      known = reconciler.desiredCount;
     }, {
       signal,
       ownKey: () => lease?.key,
@@ -236,37 +291,60 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
         }
       },
       onSync: () => {
-        reconciler.settled().then(() => {
-          if (!firstApply) {
-            reconciler.fullPass();
+        synced = true;
+        r.settled().then(() => {
+          if (firstApply || signal.aborted) return;
+          if (r.fullPass()) {
             firstApply = true;
-            logger.info("datapath applied: {n} peers programmed", { n: reconciler.stats.peersProgrammed });
+            logger.info("datapath applied: {n} peers programmed", { n: r.stats.peersProgrammed });
           }
         });
       },
-      onConnectivity: (up) => {
-        etcdUp = up;
-      },
+      onConnectivity: (up) => setEtcdUp(up, "lease watch failed"),
     });
 
+    // The periodic full pass: kernel drift, subnet.env, rules. Nothing is pruned before the first
+    // complete list of leases (an empty desired map would look like "every peer is gone").
     const resync = async () => {
       while (!signal.aborted) {
         await sleep(opts.resyncSeconds * 1000, signal);
         if (signal.aborted) break;
-        await reconciler.settled();
-        reconciler.fullPass();
-        try {
-          Deno.statSync(opts.subnetFile);
-        } catch {
-          logger.warn("{file} was deleted: rewriting it", { file: opts.subnetFile });
-          if (lease) writeEnv(lease);
+        if (!synced) continue;
+        await r.settled();
+        if (r.fullPass() && !firstApply) {
+          firstApply = true;
+          logger.info("datapath applied: {n} peers programmed", { n: r.stats.peersProgrammed });
         }
-        if (lease) installRules(lease);
+        if (lease) {
+          keepSubnetEnv(lease);
+          keepRules(lease);
+        }
       }
     };
-    await Promise.all([keeping, watching, resync()]);
+
+    // etcd connectivity, for the metric and the logs (the etcd client reconnects by itself and would
+    // otherwise stay silent through an outage); also notices a changed network config.
+    const probe = async () => {
+      let warnedConfig = false;
+      while (!signal.aborted) {
+        await sleep(Math.min(opts.resyncSeconds, 5) * 1000, signal);
+        if (signal.aborted) break;
+        try {
+          const text = await withTimeout(registry.getConfig(), 3000, "etcd");
+          setEtcdUp(true);
+          if (text !== cfgText && !warnedConfig) {
+            warnedConfig = true;
+            logger.warn("the network config in etcd changed: restart the agent to use it");
+          }
+        } catch (err) {
+          setEtcdUp(false, (err as Error).message);
+        }
+      }
+    };
+    await Promise.all([keeping, watching, resync(), probe()]);
   } finally {
     // The datapath stays as it is: the next start converges from it without dropping a packet.
+    reconciler?.stop();
     await server?.shutdown();
     await registry.close();
     logger.info("agent stopped; datapath left in place");

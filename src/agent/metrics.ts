@@ -6,10 +6,33 @@
 import client from "prom-client";
 import type { ReconcileStats } from "../datapath/reconciler.ts";
 
+/** Counters the agent itself keeps (outside the reconciler). */
+export interface AgentCounters {
+  /** Times weft's nftables table was found deleted or altered and re-installed. */
+  rulesRepaired: number;
+  /** Times subnet.env was found missing or altered and rewritten. */
+  subnetEnvRewritten: number;
+  /** Times the own lease was gone (deleted, expired) and acquired again. */
+  leaseReacquired: number;
+}
+
+const NO_STATS: ReconcileStats = {
+  passes: 0,
+  driftRepaired: 0,
+  pruned: 0,
+  deviceRecreated: 0,
+  errors: 0,
+  lastPassSeconds: 0,
+  peersProgrammed: 0,
+  peersFailing: 0,
+};
+
 /** What the metrics read when scraped. */
 export interface AgentView {
-  /** Reconciler counters. */
-  stats: ReconcileStats;
+  /** Reconciler counters (undefined before the reconciler exists). */
+  stats(): ReconcileStats | undefined;
+  /** Agent counters. */
+  counters(): AgentCounters;
   /** Leases known (other nodes'). */
   leasesKnown(): number;
   /** Current lease summary, if any. */
@@ -25,6 +48,7 @@ export interface AgentView {
 /** Builds a registry whose values are read from `view` at scrape time. */
 export function agentMetrics(view: AgentView): client.Registry {
   const reg = new client.Registry();
+  const stats = () => view.stats() ?? NO_STATS;
   const gauge = (name: string, help: string, read: () => number) =>
     new client.Gauge({
       name,
@@ -48,25 +72,45 @@ export function agentMetrics(view: AgentView): client.Registry {
   gauge(
     "weft_peers_programmed",
     "Peers whose datapath entries are all in place",
-    () => view.stats.peersProgrammed,
+    () => stats().peersProgrammed,
   );
-  counter("weft_reconcile_passes_total", "Full reconcile passes", () => view.stats.passes);
+  counter("weft_reconcile_passes_total", "Full reconcile passes", () => stats().passes);
   gauge(
     "weft_reconcile_duration_seconds",
     "Duration of the last full reconcile pass",
-    () => view.stats.lastPassSeconds,
+    () => stats().lastPassSeconds,
   );
-  counter("weft_reconcile_errors_total", "Failed datapath operations", () => view.stats.errors);
+  counter("weft_reconcile_errors_total", "Failed datapath operations", () => stats().errors);
   counter(
     "weft_drift_repaired_total",
     "Datapath entries repaired after being lost or altered",
-    () => view.stats.driftRepaired,
+    () => stats().driftRepaired,
   );
-  counter("weft_pruned_total", "Stale datapath entries pruned", () => view.stats.pruned);
+  counter("weft_pruned_total", "Stale datapath entries pruned", () => stats().pruned);
   counter(
     "weft_device_recreated_total",
     "Times the overlay device was recreated",
-    () => view.stats.deviceRecreated,
+    () => stats().deviceRecreated,
+  );
+  gauge(
+    "weft_peers_failing",
+    "Peers whose last apply failed (retrying with back-off)",
+    () => stats().peersFailing,
+  );
+  counter(
+    "weft_rules_repaired_total",
+    "Times weft's nftables table was found deleted or altered and re-installed",
+    () => view.counters().rulesRepaired,
+  );
+  counter(
+    "weft_subnet_env_rewritten_total",
+    "Times subnet.env was found missing or altered and rewritten",
+    () => view.counters().subnetEnvRewritten,
+  );
+  counter(
+    "weft_lease_reacquired_total",
+    "Times the own lease was gone (deleted or expired) and acquired again",
+    () => view.counters().leaseReacquired,
   );
   counter("weft_lease_renewals_total", "Lease renewals", () => view.renewals());
   gauge("weft_etcd_up", "1 when etcd answered the last request", () => (view.etcdUp() ? 1 : 0));

@@ -6,6 +6,7 @@
  * @module
  */
 import type { Entry } from "../datapath/entries.ts";
+import type { DeviceChange } from "../datapath/reconciler.ts";
 import { log } from "../log.ts";
 import { formatNet } from "../net/ip.ts";
 import type { Lease } from "../subnet/lease.ts";
@@ -39,8 +40,8 @@ export class HostGwBackend implements Backend {
 
   setLease(_lease: Lease): void {}
 
-  ensureDevice(): boolean {
-    return false;
+  ensureDevice(): DeviceChange {
+    return "unchanged"; // routes only, on the external interface weft does not own
   }
 
   ownedDevices(): number[] {

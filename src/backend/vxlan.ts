@@ -12,6 +12,7 @@
 import type { LinkInfo, Netlink } from "../../ffi/mod.ts";
 import type { VxlanBackendOptions } from "../config/net_conf.ts";
 import type { Entry } from "../datapath/entries.ts";
+import type { DeviceChange } from "../datapath/reconciler.ts";
 import { log } from "../log.ts";
 import { formatIP, formatNet, netContains, parseCIDR, parseIP } from "../net/ip.ts";
 import type { Lease } from "../subnet/lease.ts";
@@ -21,14 +22,23 @@ import { type Backend, randomMac } from "./backend.ts";
 const logger = log("backend", "vxlan");
 const DEFAULT_PORT = 8472;
 
-/** Whether an existing device can be kept as it is (flannel's compatibility check). */
-export function vxlanCompatible(
+/**
+ * Why an existing device cannot be kept as it is, or `""` when it can (flannel's compatibility check:
+ * kind, VNI, local address, port, underlying link, GBP). MTU, MAC, address and up/down are not in the
+ * list: those are changed in place.
+ */
+export function vxlanIncompatibility(
   dev: LinkInfo,
-  want: { vni: number; local: string; port: number; link: number },
-): boolean {
+  want: { vni: number; local: string; port: number; link: number; gbp: boolean },
+): string {
   const v = dev.vxlan;
-  return dev.kind === "vxlan" && !!v && v.vni === want.vni && v.local === want.local &&
-    (v.port || DEFAULT_PORT) === (want.port || DEFAULT_PORT) && v.link === want.link;
+  if (dev.kind !== "vxlan" || !v) return `kind ${dev.kind || "none"}, not vxlan`;
+  if (v.vni !== want.vni) return `VNI ${v.vni}, want ${want.vni}`;
+  if (v.local !== want.local) return `local ${v.local ?? "unset"}, want ${want.local}`;
+  if ((v.port || DEFAULT_PORT) !== (want.port || DEFAULT_PORT)) return `port ${v.port}, want ${want.port}`;
+  if (v.link !== want.link) return `underlying link ${v.link ?? "unset"}, want ${want.link}`;
+  if (v.gbp !== want.gbp) return `GBP ${v.gbp}, want ${want.gbp}`;
+  return "";
 }
 
 /** The vxlan backend. */
@@ -62,11 +72,16 @@ export class VxlanBackend implements Backend {
   }
 
   #compatible(dev: LinkInfo): boolean {
-    return vxlanCompatible(dev, {
+    return this.#incompatibility(dev) === "";
+  }
+
+  #incompatibility(dev: LinkInfo): string {
+    return vxlanIncompatibility(dev, {
       vni: this.opts.vni,
       local: this.ext.ifaceIP,
       port: this.opts.port,
       link: this.ext.index,
+      gbp: this.opts.gbp,
     });
   }
 
@@ -79,15 +94,20 @@ export class VxlanBackend implements Backend {
     this.#lease = lease;
   }
 
-  ensureDevice(): boolean {
+  /**
+   * Makes the device match: recreates it when missing or incompatible, and puts back in place what can be
+   * changed in place (MTU, MAC, the lease's /32 address, up). Never touches its neighbour/FDB entries.
+   */
+  ensureDevice(): DeviceChange {
     let dev = this.nl.linkGet(this.name);
-    let created = false;
-    if (dev && !this.#compatible(dev)) {
-      logger.warn("{name} exists but is incompatible (VNI/local/port/link differ): recreating it", {
-        name: this.name,
-      });
-      this.nl.linkDelete(dev.index);
-      dev = undefined;
+    let change: DeviceChange = "unchanged";
+    if (dev) {
+      const why = this.#incompatibility(dev);
+      if (why) {
+        logger.warn("{name} exists but is incompatible ({why}): recreating it", { name: this.name, why });
+        this.nl.linkDelete(dev.index);
+        dev = undefined;
+      }
     }
     if (!dev) {
       const opts = {
@@ -102,7 +122,7 @@ export class VxlanBackend implements Backend {
         ...(this.opts.port ? { port: this.opts.port } : {}),
       };
       dev = this.nl.linkAddVxlan(opts);
-      created = true;
+      change = "created";
       logger.info("created {name} (VNI {vni}, MAC {mac}, MTU {mtu})", {
         name: this.name,
         vni: this.opts.vni,
@@ -110,18 +130,38 @@ export class VxlanBackend implements Backend {
         mtu: this.mtu,
       });
     }
+    const repaired = (what: string) => {
+      if (change === "unchanged") change = "repaired";
+      logger.warn("{name}: {what}", { name: this.name, what });
+    };
     this.#index = dev.index;
-    if (dev.mtu !== this.mtu) this.nl.linkSetMtu(dev.index, this.mtu);
+    if (dev.mtu !== this.mtu) {
+      if (change !== "created") repaired(`MTU ${dev.mtu} set back to ${this.mtu}`);
+      this.nl.linkSetMtu(dev.index, this.mtu);
+    }
+    // Peers reach this node through the MAC published in the lease: it must not change.
+    if (dev.mac && dev.mac !== this.mac) {
+      if (change !== "created") repaired(`MAC ${dev.mac} set back to ${this.mac}`);
+      this.nl.linkSetMac(dev.index, this.mac);
+    }
     if (this.#lease?.subnet) {
       const want = `${formatIP(this.#lease.subnet.ip)}/32`;
       const have = this.nl.addrList(dev.index, 4).map((a) => a.cidr);
-      if (!have.includes(want)) {
-        for (const a of have) this.nl.addrDelete(dev.index, a); // a previous lease's address
+      if (!have.includes(want) || have.length > 1) {
+        if (change === "unchanged") {
+          repaired(
+            have.length ? `address ${have.join(",")} replaced by ${want}` : `address ${want} restored`,
+          );
+        }
+        for (const a of have) if (a !== want) this.nl.addrDelete(dev.index, a); // a previous lease's address
         this.nl.addrReplace(dev.index, want);
       }
     }
-    if (!dev.up) this.nl.linkSetUp(dev.index);
-    return created;
+    if (!dev.up) {
+      if (change === "unchanged") repaired("was down, set up");
+      this.nl.linkSetUp(dev.index);
+    }
+    return change;
   }
 
   ownedDevices(): number[] {

@@ -34,7 +34,8 @@ export function entryId(e: Entry): string {
   }
 }
 
-const NUD_PERMANENT = 0x80;
+/** NUD_PERMANENT: the entries weft installs (and the only ones it may prune). */
+export const NUD_PERMANENT = 0x80;
 
 /** Whether the kernel holds `e` exactly. */
 export function kernelHas(state: KernelIndex, e: Entry): boolean {

@@ -1,7 +1,16 @@
 /**
- * Masquerade and forward rules (`--ip-masq`), flannel's rule set in nftables tables owned by weft
- * (`ip weft` and `ip6 weft`), applied atomically and re-applied on every resync. Other tables are never
- * touched: the whole table is replaced in one transaction (`add` + `delete` + define).
+ * Masquerade and forward rules, flannel's rule set (ANCHORS §4) in nftables tables owned by weft:
+ * `table ip weft` (and `table ip6 weft` for an IPv6 network). weft always uses nftables, whatever the
+ * network config's `EnableNFTables` says: its rules live in their own table, so they never mix with
+ * kube-proxy's or anyone else's, and they are applied through libnftables in one transaction.
+ *
+ * - The forward chain (accept from/to the cluster network) is always installed, as flannel's
+ *   `--iptables-forward-rules` default does.
+ * - The postrouting (nat) chain only with `--ip-masq`.
+ *
+ * Installing replaces weft's table atomically (`add` + `delete` + define, one transaction), so other
+ * tables are never touched and a half-applied state never exists. {@linkcode RulesKeeper} re-reads the
+ * table on every resync and re-installs it when it was deleted or edited.
  *
  * @module
  */
@@ -11,9 +20,21 @@ import { formatNet, type IPNet } from "../net/ip.ts";
 /** The nftables table weft owns (one per family). */
 export const MASQ_TABLE = "weft";
 
+/** The networks the rules are about. */
+export interface MasqNets {
+  /** The cluster network (`Network`). */
+  network: IPNet;
+  /** This node's pod subnet (the lease). */
+  podSubnet: IPNet;
+}
+
+function family(n: IPNet): "ip" | "ip6" {
+  return n.ip.family === 4 ? "ip" : "ip6";
+}
+
 /** Renders the rule script for one family. */
 export function masqScript(network: IPNet, podSubnet: IPNet, ipMasq: boolean): string {
-  const fam = network.ip.family === 4 ? "ip" : "ip6";
+  const fam = family(network);
   const mcast = fam === "ip" ? "224.0.0.0/4" : "ff00::/8";
   const cluster = formatNet(network), pods = formatNet(podSubnet);
   const nat = ipMasq
@@ -31,6 +52,7 @@ export function masqScript(network: IPNet, podSubnet: IPNet, ipMasq: boolean): s
     ]
     : [];
   return [
+    // `add` makes the `delete` valid when the table does not exist yet.
     `add table ${fam} ${MASQ_TABLE}`,
     `delete table ${fam} ${MASQ_TABLE}`,
     `table ${fam} ${MASQ_TABLE} {`,
@@ -45,14 +67,58 @@ export function masqScript(network: IPNet, podSubnet: IPNet, ipMasq: boolean): s
   ].join("\n");
 }
 
-/** Installs (or re-installs) the rules for the given networks. */
-export function applyMasq(nets: { network: IPNet; podSubnet: IPNet }[], ipMasq: boolean): void {
+/** Installs (or re-installs) the rules for the given networks, all families in one transaction. */
+export function applyMasq(nets: MasqNets[], ipMasq: boolean): void {
   nftRun(nets.map((n) => masqScript(n.network, n.podSubnet, ipMasq)).join(""));
 }
 
-/** Removes weft's tables; absent tables are fine. */
+/** Removes weft's tables; absent tables are fine; other tables are untouched. */
 export function removeMasq(): void {
   nftRun(
-    `add table ip ${MASQ_TABLE}\ndelete table ip ${MASQ_TABLE}\nadd table ip6 ${MASQ_TABLE}\ndelete table ip6 ${MASQ_TABLE}\n`,
+    `add table ip ${MASQ_TABLE}\ndelete table ip ${MASQ_TABLE}\n` +
+      `add table ip6 ${MASQ_TABLE}\ndelete table ip6 ${MASQ_TABLE}\n`,
   );
+}
+
+/** weft's tables as nft lists them (its canonical form), for drift checks. */
+export function listMasq(nets: MasqNets[]): string {
+  const fams = [...new Set(nets.map((n) => family(n.network)))];
+  return fams.map((f) => {
+    try {
+      return nftRun(`list table ${f} ${MASQ_TABLE}`);
+    } catch {
+      return `(no table ${f} ${MASQ_TABLE})`;
+    }
+  }).join("");
+}
+
+/** What {@linkcode RulesKeeper.ensure} did. */
+export type RulesChange = "unchanged" | "installed" | "repaired";
+
+/** Keeps weft's tables as they should be: installs them, and re-installs them after drift. */
+export class RulesKeeper {
+  #nets: MasqNets[] = [];
+  #listing = "";
+
+  /** @param ipMasq whether to masquerade (`--ip-masq`) */
+  constructor(private readonly ipMasq: boolean) {}
+
+  /**
+   * Makes the rules match `nets`: installs when they changed (new lease) or were never installed,
+   * re-installs when nft lists something else than what was installed (deleted or edited by hand).
+   * Throws {@linkcode NftError} when nft rejects them.
+   */
+  ensure(nets: MasqNets[]): RulesChange {
+    const key = (ns: MasqNets[]) => ns.map((n) => `${formatNet(n.network)} ${formatNet(n.podSubnet)}`).join();
+    if (!this.#listing || key(nets) !== key(this.#nets)) {
+      applyMasq(nets, this.ipMasq);
+      this.#nets = nets;
+      this.#listing = listMasq(nets);
+      return "installed";
+    }
+    if (listMasq(nets) === this.#listing) return "unchanged";
+    applyMasq(nets, this.ipMasq);
+    this.#listing = listMasq(nets);
+    return "repaired";
+  }
 }

@@ -9,18 +9,29 @@
  */
 import type { Lease } from "../subnet/lease.ts";
 import { log } from "../log.ts";
-import { type Entry, entryId, indexKernel, kernelHas, type KernelState } from "./entries.ts";
+import {
+  type Entry,
+  entryId,
+  indexKernel,
+  kernelHas,
+  type KernelIndex,
+  type KernelState,
+  NUD_PERMANENT,
+} from "./entries.ts";
 import type { IPNet } from "../net/ip.ts";
 import { netContains, parseCIDR } from "../net/ip.ts";
 
 const logger = log("datapath");
 
+/** What a backend had to do to its device: nothing, fix it in place, or create it (entries lost). */
+export type DeviceChange = "unchanged" | "repaired" | "created";
+
 /** How a backend turns leases into entries and keeps its device. */
 export interface DatapathBackend {
   /** Backend type, e.g. `vxlan`. */
   readonly type: string;
-  /** Ensures the device (and its address); true when it was (re)created, so all entries need replaying. */
-  ensureDevice(): boolean;
+  /** Ensures the device (and its address); `created` means every entry needs replaying. */
+  ensureDevice(): DeviceChange;
   /** Entries wanted for a remote lease; undefined when the lease is not for this backend. */
   entriesFor(lease: Lease): Entry[] | undefined;
   /** Devices whose neighbour/FDB entries weft owns. */
@@ -41,27 +52,37 @@ export interface KernelOps {
 export interface ReconcileStats {
   /** Full passes run. */
   passes: number;
-  /** Entries repaired because the kernel had lost or changed them. */
+  /** Objects repaired because the kernel had lost or changed them (entries, and the device itself). */
   driftRepaired: number;
   /** Entries pruned (owned by weft, wanted by nobody). */
   pruned: number;
-  /** Times the device had to be recreated. */
+  /** Times the device had to be recreated after the first pass. */
   deviceRecreated: number;
-  /** Failed entry operations. */
+  /** Failed kernel operations. */
   errors: number;
   /** Duration of the last full pass, seconds. */
   lastPassSeconds: number;
   /** Peers whose entries are all in place. */
   peersProgrammed: number;
+  /** Peers whose last apply failed (retrying with backoff). */
+  peersFailing: number;
 }
 
 interface PeerStatus {
-  lease: Lease;
+  /** Entries as last applied (what to remove when the lease goes or changes). */
   applied: Entry[];
+  /** Whether `applied` is complete in the kernel. */
   ok: boolean;
+  /** Consecutive failures. */
   failures: number;
+  /** Not before this time (ms since epoch) after a failure. */
   retryAt: number;
+  /** Last error, for logs. */
+  error?: string;
 }
+
+/** Longest back-off between retries of one failing peer. */
+const MAX_BACKOFF_MS = 30_000;
 
 /** Reconciles desired peers with the kernel. */
 export class Reconciler {
@@ -69,6 +90,7 @@ export class Reconciler {
   readonly #status = new Map<string, PeerStatus>();
   readonly #dirty = new Set<string>();
   #scheduled = false;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #running: Promise<void> = Promise.resolve();
   /** Counters. */
   readonly stats: ReconcileStats = {
@@ -79,6 +101,7 @@ export class Reconciler {
     errors: 0,
     lastPassSeconds: 0,
     peersProgrammed: 0,
+    peersFailing: 0,
   };
 
   /**
@@ -100,8 +123,10 @@ export class Reconciler {
   /** Sets (or with `undefined` removes) the desired lease for `key`, and schedules an apply. */
   setPeer(key: string, lease: Lease | undefined): void {
     if (lease) this.#desired.set(key, lease);
-    else this.#desired.delete(key);
+    else if (!this.#desired.delete(key) && !this.#status.has(key)) return; // nothing to do
     this.#dirty.add(key);
+    const st = this.#status.get(key);
+    if (st && !st.ok) st.retryAt = 0; // a new lease value deserves an immediate try
     this.#schedule();
   }
 
@@ -121,118 +146,175 @@ export class Reconciler {
     await this.#running;
   }
 
+  /** Stops pending retry timers (the agent is exiting). */
+  stop(): void {
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+  }
+
+  /** Applies one peer's desired state: removes what it no longer wants, replaces what it wants. */
   #applyPeer(key: string): void {
     const lease = this.#desired.get(key);
     const st = this.#status.get(key);
     const want = lease ? this.backend.entriesFor(lease) : undefined;
     const wantIds = new Set((want ?? []).map(entryId));
-    // Remove what was applied before and is no longer wanted (routes last-in-first-out: route first).
+    // Remove what was applied before and is no longer wanted; in reverse order, so the route goes first.
     for (const e of [...(st?.applied ?? [])].reverse()) {
       if (!wantIds.has(entryId(e))) this.kernel.remove(e);
     }
-    if (!lease || !want) {
+    if (!want) {
       this.#status.delete(key);
       return;
     }
     // Neighbour and FDB entries before the route, so the route never points at an unresolved peer.
     for (const e of want) this.kernel.apply(e);
-    this.#status.set(key, { lease, applied: want, ok: true, failures: 0, retryAt: 0 });
+    this.#status.set(key, { applied: want, ok: true, failures: 0, retryAt: 0 });
   }
 
-  async #applyDirty(): Promise<void> {
+  /** Records a failure of `key` and arranges a retry with exponential back-off. */
+  #failed(key: string, err: unknown, applied: Entry[]): void {
+    this.stats.errors++;
+    const prev = this.#status.get(key);
+    const failures = (prev?.failures ?? 0) + 1;
+    const delay = Math.min(100 * 2 ** failures, MAX_BACKOFF_MS);
+    const error = err instanceof Error ? err.message : String(err);
+    this.#status.set(key, { applied, ok: false, failures, retryAt: Date.now() + delay, error });
+    this.#dirty.add(key);
+    this.#armRetry(delay);
+    logger.warn("peer {key}: {error} (attempt {n}, retry in {ms} ms)", {
+      key,
+      error,
+      n: failures,
+      ms: delay,
+    });
+  }
+
+  #armRetry(delay: number): void {
+    if (this.#retryTimer !== undefined) return; // an earlier retry will pick every dirty key up
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.#schedule();
+    }, delay);
+  }
+
+  #applyDirty(): Promise<void> {
     const now = Date.now();
     const keys = [...this.#dirty];
     this.#dirty.clear();
+    let nextRetry = Infinity;
     for (const key of keys) {
       const st = this.#status.get(key);
       if (st && !st.ok && st.retryAt > now) {
         this.#dirty.add(key); // still backing off
+        nextRetry = Math.min(nextRetry, st.retryAt - now);
         continue;
       }
       try {
         this.#applyPeer(key);
       } catch (err) {
-        this.stats.errors++;
-        const failures = (st?.failures ?? 0) + 1;
-        const delay = Math.min(100 * 2 ** failures, 30_000);
+        // Keep the entries we know were there, plus the wanted ones (some may be in): both get removed
+        // if the lease goes away before a retry succeeds.
         const lease = this.#desired.get(key);
-        if (lease) {
-          this.#status.set(key, {
-            lease,
-            applied: st?.applied ?? [],
-            ok: false,
-            failures,
-            retryAt: Date.now() + delay,
+        const want = lease ? this.backend.entriesFor(lease) ?? [] : [];
+        const applied = [...(st?.applied ?? []), ...want];
+        if (lease) this.#failed(key, err, applied);
+        else {
+          // Gone from etcd: what is left in the kernel is weft's and unwanted, so the next pass prunes it.
+          this.stats.errors++;
+          this.#status.delete(key);
+          logger.warn("peer {key}: removing its entries failed: {error}; the next full pass prunes them", {
+            key,
+            error: (err as Error).message,
           });
-          this.#dirty.add(key);
-          setTimeout(() => this.#schedule(), delay);
         }
-        logger.warn("peer {key}: {error} (retry in {ms} ms)", {
-          key,
-          error: (err as Error).message,
-          ms: delay,
-        });
       }
     }
+    if (nextRetry !== Infinity) this.#armRetry(nextRetry);
     this.#countProgrammed();
-    await Promise.resolve();
+    return Promise.resolve();
   }
 
   #countProgrammed(): void {
-    let n = 0;
-    for (const [k, st] of this.#status) if (st.ok && this.#desired.has(k)) n++;
-    this.stats.peersProgrammed = n;
+    let ok = 0, failing = 0;
+    for (const [k, st] of this.#status) {
+      if (!this.#desired.has(k)) continue;
+      if (st.ok) ok++;
+      else failing++;
+    }
+    this.stats.peersProgrammed = ok;
+    this.stats.peersFailing = failing;
   }
 
   /**
    * One full pass: ensure the device (replaying everything if it was recreated), read the kernel,
-   * repair missing or altered entries, prune what weft owns and nobody wants.
+   * repair missing or altered entries, prune what weft owns and nobody wants. Returns false when the
+   * device could not be ensured (nothing else was done; the next pass tries again).
    */
-  fullPass(): void {
+  fullPass(): boolean {
     const t0 = performance.now();
     this.stats.passes++;
-    let recreated = false;
+    const first = this.stats.passes === 1;
+    let change: DeviceChange;
     try {
-      recreated = this.backend.ensureDevice();
+      change = this.backend.ensureDevice();
     } catch (err) {
       this.stats.errors++;
       logger.error("device: {error}", { error: (err as Error).message });
-      return;
+      return false;
     }
-    if (recreated && this.stats.passes > 1) {
-      this.stats.deviceRecreated++;
-      logger.warn("device was missing or altered: recreated it, replaying {n} peers", {
-        n: this.#desired.size,
-      });
+    if (change !== "unchanged" && !first) {
+      this.stats.driftRepaired++;
+      if (change === "created") {
+        this.stats.deviceRecreated++;
+        logger.warn("device was missing or incompatible: recreated it, replaying {n} peers", {
+          n: this.#desired.size,
+        });
+      }
     }
     const devices = this.backend.ownedDevices();
-    const idx = indexKernel(this.kernel.read(devices));
+    let idx: KernelIndex;
+    try {
+      idx = indexKernel(this.kernel.read(devices));
+    } catch (err) {
+      this.stats.errors++;
+      logger.error("reading the kernel: {error}", { error: (err as Error).message });
+      return false;
+    }
     const wanted = new Set<string>();
+    let repaired = 0;
     for (const [key, lease] of this.#desired) {
       const want = this.backend.entriesFor(lease);
       if (!want) continue;
       for (const e of want) wanted.add(entryId(e));
+      const st = this.#status.get(key);
       const missing = want.filter((e) => !kernelHas(idx, e));
-      if (!missing.length) continue;
-      if (!recreated) {
-        this.stats.driftRepaired += missing.length;
-        logger.info("drift: {n} entries of {key} missing or altered, repairing", { n: missing.length, key });
+      if (!missing.length) {
+        if (st && !st.ok) this.#status.set(key, { applied: want, ok: true, failures: 0, retryAt: 0 });
+        continue;
       }
+      if (st && !st.ok && st.retryAt > Date.now()) continue; // backing off; its timer retries it
       try {
         for (const e of missing) this.kernel.apply(e);
-        this.#status.set(key, { lease, applied: want, ok: true, failures: 0, retryAt: 0 });
+        repaired += missing.length;
+        this.#status.set(key, { applied: want, ok: true, failures: 0, retryAt: 0 });
+        if (change !== "created") {
+          logger.info("drift: {n} entries of {key} were missing or altered, repaired", {
+            n: missing.length,
+            key,
+          });
+        }
       } catch (err) {
-        this.stats.errors++;
-        logger.warn("peer {key}: repair failed: {error}", { key, error: (err as Error).message });
-        this.#dirty.add(key);
+        this.#failed(key, err, [...(st?.applied ?? []), ...want]);
       }
     }
+    this.stats.driftRepaired += repaired;
     this.#prune(idx, wanted, devices);
     this.#countProgrammed();
     this.stats.lastPassSeconds = (performance.now() - t0) / 1000;
+    return true;
   }
 
-  #prune(idx: ReturnType<typeof indexKernel>, wanted: Set<string>, devices: number[]): void {
+  #prune(idx: KernelIndex, wanted: Set<string>, devices: number[]): void {
     const owned = new Set(devices);
     const stale: Entry[] = [];
     for (const r of idx.routes.values()) {
@@ -242,11 +324,15 @@ export class Reconciler {
       stale.push({ kind: "route", spec: { dst: r.dst, dev: r.index } });
     }
     for (const n of idx.neighs.values()) {
-      if (!owned.has(n.index) || !(n.state & 0x80) || wanted.has(`neigh ${n.index} ${n.ip}`)) continue;
+      if (!owned.has(n.index) || !(n.state & NUD_PERMANENT) || wanted.has(`neigh ${n.index} ${n.ip}`)) {
+        continue;
+      }
       stale.push({ kind: "neigh", spec: { dev: n.index, ip: n.ip, mac: n.mac } });
     }
     for (const f of idx.fdbs.values()) {
-      if (!owned.has(f.index) || !(f.state & 0x80) || wanted.has(`fdb ${f.index} ${f.mac} ${f.dst}`)) {
+      if (
+        !owned.has(f.index) || !(f.state & NUD_PERMANENT) || wanted.has(`fdb ${f.index} ${f.mac} ${f.dst}`)
+      ) {
         continue;
       }
       stale.push({ kind: "fdb", spec: { dev: f.index, mac: f.mac, dst: f.dst! } });
@@ -255,7 +341,7 @@ export class Reconciler {
       try {
         this.kernel.remove(e);
         this.stats.pruned++;
-        logger.info("pruned stale {id}", { id: entryId(e) });
+        logger.info("pruned stale {id} (no lease wants it)", { id: entryId(e) });
       } catch (err) {
         this.stats.errors++;
         logger.warn("prune {id} failed: {error}", { id: entryId(e), error: (err as Error).message });
