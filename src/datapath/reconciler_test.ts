@@ -1,0 +1,313 @@
+import assert from "node:assert/strict";
+import type { FdbInfo, NeighInfo, RouteInfo } from "../../ffi/types.ts";
+import { formatIP, formatNet, parseNet } from "../net/ip.ts";
+import type { Lease } from "../subnet/lease.ts";
+import { type Entry, entryId, type KernelState } from "./entries.ts";
+import { type DatapathBackend, type DeviceChange, type KernelOps, Reconciler } from "./reconciler.ts";
+
+const DEV = 5;
+const CLUSTER = [parseNet("10.244.0.0/16")];
+
+/** A kernel in memory: what weft's ops would leave in the real one, plus a log of the calls. */
+class FakeKernel implements KernelOps {
+  routes = new Map<string, RouteInfo>();
+  neighs = new Map<string, NeighInfo>();
+  fdbs = new Map<string, FdbInfo>();
+  calls: string[] = [];
+  /** Entries whose apply throws (a peer the kernel refuses). */
+  failing = new Set<string>();
+
+  apply(e: Entry): void {
+    this.calls.push(`apply ${entryId(e)}`);
+    if (this.failing.has(entryId(e))) throw new Error(`EINVAL on ${entryId(e)}`);
+    switch (e.kind) {
+      case "route":
+        this.routes.set(e.spec.dst, {
+          dst: e.spec.dst,
+          family: 4,
+          ...(e.spec.gateway ? { gateway: e.spec.gateway } : {}),
+          index: e.spec.dev,
+          onlink: !!e.spec.onlink,
+          type: "unicast",
+          protocol: 87,
+          table: 254,
+          metric: 0,
+          scope: 0,
+        });
+        return;
+      case "neigh":
+        this.neighs.set(`${e.spec.dev} ${e.spec.ip}`, {
+          index: e.spec.dev,
+          family: 4,
+          ip: e.spec.ip,
+          mac: e.spec.mac,
+          state: 0x80,
+        });
+        return;
+      case "fdb":
+        this.fdbs.set(`${e.spec.dev} ${e.spec.mac} ${e.spec.dst}`, {
+          index: e.spec.dev,
+          mac: e.spec.mac,
+          dst: e.spec.dst,
+          state: 0x80,
+          flags: 2,
+        });
+    }
+  }
+
+  remove(e: Entry): void {
+    this.calls.push(`remove ${entryId(e)}`);
+    if (e.kind === "route") this.routes.delete(e.spec.dst);
+    if (e.kind === "neigh") this.neighs.delete(`${e.spec.dev} ${e.spec.ip}`);
+    if (e.kind === "fdb") this.fdbs.delete(`${e.spec.dev} ${e.spec.mac} ${e.spec.dst}`);
+  }
+
+  read(devices: number[]): KernelState {
+    return {
+      routes: [...this.routes.values()],
+      neighs: [...this.neighs.values()].filter((n) => devices.includes(n.index)),
+      fdbs: [...this.fdbs.values()].filter((f) => devices.includes(f.index)),
+    };
+  }
+}
+
+/** A vxlan-like backend on device DEV, with a device state the test controls. */
+class FakeBackend implements DatapathBackend {
+  readonly type = "vxlan";
+  device: DeviceChange | Error = "unchanged";
+
+  ensureDevice(): DeviceChange {
+    if (this.device instanceof Error) throw this.device;
+    const d = this.device;
+    this.device = "unchanged";
+    return d;
+  }
+
+  ownedDevices(): number[] {
+    return [DEV];
+  }
+
+  entriesFor(lease: Lease): Entry[] | undefined {
+    if (lease.attrs.BackendType !== "vxlan" || !lease.subnet) return undefined;
+    const mac = (lease.attrs.BackendData as { VtepMAC: string }).VtepMAC;
+    const net = formatIP(lease.subnet.ip);
+    return [
+      { kind: "neigh", spec: { dev: DEV, ip: net, mac } },
+      { kind: "fdb", spec: { dev: DEV, mac, dst: lease.attrs.PublicIP } },
+      { kind: "route", spec: { dst: formatNet(lease.subnet), gateway: net, dev: DEV, onlink: true } },
+    ];
+  }
+}
+
+function lease(n: number, opts: { mac?: string; ip?: string; type?: string } = {}): Lease {
+  const subnet = parseNet(`10.244.${n}.0/24`);
+  return {
+    subnet,
+    key: `10.244.${n}.0-24`,
+    attrs: {
+      PublicIP: opts.ip ?? `192.168.1.${n}`,
+      PublicIPv6: null,
+      BackendType: opts.type ?? "vxlan",
+      BackendData: { VNI: 1, VtepMAC: opts.mac ?? `02:00:00:00:00:${n.toString(16).padStart(2, "0")}` },
+    },
+  };
+}
+
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise((res) => setTimeout(res, 20));
+  }
+}
+
+function setup() {
+  const kernel = new FakeKernel();
+  const backend = new FakeBackend();
+  const r = new Reconciler(backend, kernel, CLUSTER);
+  return { kernel, backend, r };
+}
+
+Deno.test("Reconciler installs a peer's neighbour, FDB entry and route, route last", async () => {
+  const { kernel, r } = setup();
+  r.setPeer("10.244.2.0-24", lease(2));
+  await r.settled();
+  assert.deepEqual(kernel.calls, [
+    "apply neigh 5 10.244.2.0",
+    "apply fdb 5 02:00:00:00:00:02 192.168.1.2",
+    "apply route 10.244.2.0/24",
+  ]);
+  assert.equal(r.stats.peersProgrammed, 1);
+});
+
+Deno.test("Reconciler coalesces a burst of lease events into one apply of the final state", async () => {
+  const { kernel, r } = setup();
+  for (let i = 2; i < 50; i++) r.setPeer(`10.244.${i}.0-24`, lease(i));
+  r.setPeer("10.244.3.0-24", undefined); // added then removed in the same burst
+  await r.settled();
+  assert.equal(kernel.routes.size, 47);
+  assert.ok(!kernel.routes.has("10.244.3.0/24"));
+  assert.ok(!kernel.calls.some((c) => c.includes("10.244.3.0")), "the transient lease never hit the kernel");
+  assert.equal(r.stats.peersProgrammed, 47);
+});
+
+Deno.test("Reconciler removes a departed peer's route first, then its neighbour and FDB entries", async () => {
+  const { kernel, r } = setup();
+  r.setPeer("10.244.2.0-24", lease(2));
+  await r.settled();
+  kernel.calls = [];
+  r.setPeer("10.244.2.0-24", undefined);
+  await r.settled();
+  assert.deepEqual(kernel.calls, [
+    "remove route 10.244.2.0/24",
+    "remove fdb 5 02:00:00:00:00:02 192.168.1.2",
+    "remove neigh 5 10.244.2.0",
+  ]);
+  assert.equal(kernel.routes.size + kernel.neighs.size + kernel.fdbs.size, 0);
+  assert.equal(r.stats.peersProgrammed, 0);
+});
+
+Deno.test("Reconciler replaces a changed lease and removes the FDB entry of the peer's old VTEP", async () => {
+  const { kernel, r } = setup();
+  r.setPeer("10.244.2.0-24", lease(2));
+  await r.settled();
+  r.setPeer("10.244.2.0-24", lease(2, { mac: "02:aa:00:00:00:02", ip: "192.168.1.99" }));
+  await r.settled();
+  assert.deepEqual([...kernel.fdbs.keys()], ["5 02:aa:00:00:00:02 192.168.1.99"]);
+  assert.equal(kernel.neighs.get("5 10.244.2.0")?.mac, "02:aa:00:00:00:02");
+  assert.ok(kernel.routes.has("10.244.2.0/24"));
+});
+
+Deno.test("Reconciler ignores leases of another backend type", async () => {
+  const { kernel, r } = setup();
+  r.setPeer("10.244.2.0-24", lease(2, { type: "host-gw" }));
+  await r.settled();
+  assert.equal(kernel.calls.length, 0);
+  assert.equal(r.stats.peersProgrammed, 0);
+  assert.equal(r.desiredCount, 1);
+});
+
+Deno.test("fullPass() puts back a deleted route and neighbour entry and counts them as drift", async () => {
+  const { kernel, r } = setup();
+  r.setPeer("10.244.2.0-24", lease(2));
+  r.setPeer("10.244.3.0-24", lease(3));
+  await r.settled();
+  assert.ok(r.fullPass());
+  assert.equal(r.stats.driftRepaired, 0, "nothing to repair on a clean kernel");
+  kernel.routes.delete("10.244.2.0/24");
+  kernel.neighs.delete("5 10.244.3.0");
+  kernel.calls = [];
+  assert.ok(r.fullPass());
+  assert.deepEqual(kernel.calls.sort(), ["apply neigh 5 10.244.3.0", "apply route 10.244.2.0/24"]);
+  assert.equal(r.stats.driftRepaired, 2);
+});
+
+Deno.test("fullPass() repairs an altered entry (a neighbour pointing at another MAC)", async () => {
+  const { kernel, r } = setup();
+  r.setPeer("10.244.2.0-24", lease(2));
+  await r.settled();
+  kernel.neighs.get("5 10.244.2.0")!.mac = "02:66:66:66:66:66";
+  r.fullPass();
+  assert.equal(kernel.neighs.get("5 10.244.2.0")?.mac, "02:00:00:00:00:02");
+  assert.equal(r.stats.driftRepaired, 1);
+});
+
+Deno.test("fullPass() prunes weft's entries that no lease wants, and only those", async () => {
+  const { kernel, r } = setup();
+  // Left by a node that vanished while the agent was down.
+  kernel.apply({ kind: "neigh", spec: { dev: DEV, ip: "10.244.9.0", mac: "02:00:00:00:00:09" } });
+  kernel.apply({ kind: "fdb", spec: { dev: DEV, mac: "02:00:00:00:00:09", dst: "192.168.1.9" } });
+  kernel.apply({
+    kind: "route",
+    spec: { dst: "10.244.9.0/24", gateway: "10.244.9.0", dev: DEV, onlink: true },
+  });
+  // weft's protocol, but outside the cluster network: not this network's, left alone.
+  kernel.apply({ kind: "route", spec: { dst: "172.16.0.0/24", gateway: "192.168.1.1", dev: 2 } });
+  // Entries on a device weft does not own.
+  kernel.neighs.set("7 10.244.8.0", {
+    index: 7,
+    family: 4,
+    ip: "10.244.8.0",
+    mac: "02:00:00:00:00:08",
+    state: 0x80,
+  });
+  // A learned (not permanent) neighbour on weft's device: the kernel's, not weft's.
+  kernel.neighs.set(`${DEV} 10.244.7.0`, {
+    index: DEV,
+    family: 4,
+    ip: "10.244.7.0",
+    mac: "02:07",
+    state: 0x02,
+  });
+  r.setPeer("10.244.2.0-24", lease(2));
+  await r.settled();
+  r.fullPass();
+  assert.deepEqual([...kernel.routes.keys()].sort(), ["10.244.2.0/24", "172.16.0.0/24"]);
+  assert.deepEqual([...kernel.neighs.keys()].sort(), ["5 10.244.2.0", "5 10.244.7.0", "7 10.244.8.0"]);
+  assert.deepEqual([...kernel.fdbs.keys()], ["5 02:00:00:00:00:02 192.168.1.2"]);
+  assert.equal(r.stats.pruned, 3);
+});
+
+Deno.test("fullPass() replays every peer after the device was recreated, and counts it", async () => {
+  const { kernel, backend, r } = setup();
+  r.setPeer("10.244.2.0-24", lease(2));
+  r.setPeer("10.244.3.0-24", lease(3));
+  await r.settled();
+  r.fullPass();
+  // The device is deleted by hand: the kernel drops everything on it.
+  kernel.routes.clear();
+  kernel.neighs.clear();
+  kernel.fdbs.clear();
+  backend.device = "created";
+  r.fullPass();
+  assert.equal(kernel.routes.size, 2);
+  assert.equal(kernel.neighs.size, 2);
+  assert.equal(kernel.fdbs.size, 2);
+  assert.equal(r.stats.deviceRecreated, 1);
+  assert.equal(r.stats.driftRepaired, 7, "the device and its six entries");
+});
+
+Deno.test("fullPass() does nothing but report failure when the device cannot be made", async () => {
+  const { kernel, backend, r } = setup();
+  kernel.apply({
+    kind: "route",
+    spec: { dst: "10.244.9.0/24", gateway: "10.244.9.0", dev: DEV, onlink: true },
+  });
+  backend.device = new Error("EPERM");
+  await r.settled();
+  assert.equal(r.fullPass(), false);
+  assert.ok(kernel.routes.has("10.244.9.0/24"), "nothing pruned without a device");
+  assert.equal(r.stats.errors, 1);
+});
+
+Deno.test("a failing peer never blocks the others and is retried with back-off until it works", async () => {
+  const { kernel, r } = setup();
+  kernel.failing.add("fdb 5 02:00:00:00:00:03 192.168.1.3");
+  for (const n of [2, 3, 4]) r.setPeer(`10.244.${n}.0-24`, lease(n));
+  await r.settled();
+  assert.ok(kernel.routes.has("10.244.2.0/24") && kernel.routes.has("10.244.4.0/24"));
+  assert.ok(!kernel.routes.has("10.244.3.0/24"), "no route to a peer whose FDB entry failed");
+  assert.equal(r.stats.peersProgrammed, 2);
+  assert.equal(r.stats.peersFailing, 1);
+  const tries = () => kernel.calls.filter((c) => c === "apply fdb 5 02:00:00:00:00:03 192.168.1.3").length;
+  assert.equal(tries(), 1);
+  // Back-off: not retried at once (200 ms after the first failure, then 400 ms, …).
+  await new Promise((res) => setTimeout(res, 100));
+  assert.equal(tries(), 1, "no retry before the back-off delay");
+  await until(() => tries() === 2);
+  kernel.failing.clear();
+  await until(() => tries() === 3);
+  await r.settled();
+  assert.ok(kernel.routes.has("10.244.3.0/24"));
+  assert.equal(r.stats.peersProgrammed, 3);
+  assert.equal(r.stats.peersFailing, 0);
+  assert.equal(r.stats.errors, 2);
+  r.stop();
+});
+
+Deno.test("a removed lease of a peer the reconciler never saw changes nothing", async () => {
+  const { kernel, r } = setup();
+  r.setPeer("10.244.2.0-24", undefined);
+  await r.settled();
+  assert.equal(kernel.calls.length, 0);
+});
