@@ -1,0 +1,181 @@
+import assert from "node:assert/strict";
+import { Netlink, netnsCreate, netnsDelete } from "../../ffi/mod.ts";
+import { uniqueNetnsName } from "../../tests/helpers/names.ts";
+import { selectInterface } from "../agent/iface.ts";
+import type { VxlanBackendOptions } from "../config/net_conf.ts";
+import { parseNet } from "../net/ip.ts";
+import type { Lease } from "../subnet/lease.ts";
+import { HostGwBackend } from "./hostgw.ts";
+import { VxlanBackend } from "./vxlan.ts";
+
+const OPTS: VxlanBackendOptions = { vni: 1, port: 0, gbp: false, directRouting: false, learning: false };
+const root = { ignore: Deno.uid() !== 0 };
+
+function lease(n: number, publicIP: string, type = "vxlan"): Lease {
+  return {
+    subnet: parseNet(`10.244.${n}.0/24`),
+    key: `10.244.${n}.0-24`,
+    attrs: {
+      PublicIP: publicIP,
+      PublicIPv6: null,
+      BackendType: type,
+      BackendData: type === "vxlan" ? { VNI: 1, VtepMAC: `02:00:00:00:00:0${n}` } : null,
+    },
+  };
+}
+
+/** A node namespace whose external interface is ext0 (a bridge: no dummy here), 192.168.9.2/24, MTU 1400. */
+function withNode(fn: (nl: Netlink) => void): void {
+  const ns = uniqueNetnsName("vx");
+  netnsCreate(ns);
+  try {
+    using nl = Netlink.open({ netns: ns });
+    const ext = nl.linkAddBridge({ name: "ext0", mtu: 1400 });
+    nl.addrReplace(ext.index, "192.168.9.2/24");
+    nl.linkSetUp(ext.index);
+    fn(nl);
+  } finally {
+    netnsDelete(ns);
+  }
+}
+
+const extOf = (nl: Netlink, publicIP?: string) =>
+  selectInterface(nl, { iface: ["ext0"], ifaceRegex: [], ...(publicIP ? { publicIP } : {}) });
+
+Deno.test({
+  name: "VxlanBackend creates flannel.1 like flannel: MTU − 50, the lease's /32, the previous lease's MAC",
+  ...root,
+  fn: () =>
+    withNode((nl) => {
+      const b = new VxlanBackend(nl, OPTS, extOf(nl), "02:11:22:33:44:55");
+      assert.equal(b.mtu, 1350);
+      assert.deepEqual(b.backendData(), { VNI: 1, VtepMAC: "02:11:22:33:44:55" });
+      b.setLease(lease(3, "192.168.9.2"));
+      assert.equal(b.ensureDevice(), "created");
+      const dev = nl.linkGet("flannel.1")!;
+      assert.equal(dev.mac, "02:11:22:33:44:55");
+      assert.equal(dev.mtu, 1350);
+      assert.ok(dev.up);
+      assert.equal(dev.vxlan?.vni, 1);
+      assert.equal(dev.vxlan?.local, "192.168.9.2");
+      assert.equal(dev.vxlan?.learning, false);
+      assert.equal(dev.vxlan?.link, nl.linkIndex("ext0"));
+      assert.deepEqual(nl.addrList(dev.index, 4).map((a) => a.cidr), ["10.244.3.0/32"]);
+      assert.equal(b.ensureDevice(), "unchanged");
+    }),
+});
+
+Deno.test({
+  name: "VxlanBackend keeps an existing compatible device and its MAC across a restart",
+  ...root,
+  fn: () =>
+    withNode((nl) => {
+      const first = new VxlanBackend(nl, OPTS, extOf(nl));
+      first.setLease(lease(3, "192.168.9.2"));
+      first.ensureDevice();
+      const before = nl.linkGet("flannel.1")!;
+      // The restarted agent: a different "previous lease" MAC must not win over the device's own.
+      const again = new VxlanBackend(nl, OPTS, extOf(nl), "02:99:99:99:99:99");
+      assert.equal(again.mac, before.mac);
+      again.setLease(lease(3, "192.168.9.2"));
+      assert.equal(again.ensureDevice(), "unchanged");
+      assert.equal(nl.linkGet("flannel.1")!.index, before.index, "the same device, not a new one");
+    }),
+});
+
+Deno.test({
+  name: "VxlanBackend puts back an altered MAC, MTU, address and link state in place",
+  ...root,
+  fn: () =>
+    withNode((nl) => {
+      const b = new VxlanBackend(nl, OPTS, extOf(nl), "02:11:22:33:44:55");
+      b.setLease(lease(3, "192.168.9.2"));
+      b.ensureDevice();
+      const index = nl.linkIndex("flannel.1");
+      nl.linkSetDown(index);
+      nl.linkSetMac(index, "02:66:66:66:66:66");
+      nl.linkSetMtu(index, 1000);
+      nl.addrDelete(index, "10.244.3.0/32");
+      assert.equal(b.ensureDevice(), "repaired");
+      const dev = nl.linkGet("flannel.1")!;
+      assert.equal(dev.index, index);
+      assert.equal(dev.mac, "02:11:22:33:44:55");
+      assert.equal(dev.mtu, 1350);
+      assert.ok(dev.up);
+      assert.deepEqual(nl.addrList(index, 4).map((a) => a.cidr), ["10.244.3.0/32"]);
+    }),
+});
+
+Deno.test({
+  name: "VxlanBackend recreates a flannel.1 with another VNI or port, keeping the published MAC",
+  ...root,
+  fn: () =>
+    withNode((nl) => {
+      const stale = nl.linkAddVxlan({
+        name: "flannel.1",
+        vni: 7,
+        local: "192.168.9.2",
+        dev: "ext0",
+        port: 4789,
+      });
+      const b = new VxlanBackend(nl, OPTS, extOf(nl), "02:11:22:33:44:55");
+      assert.equal(b.mac, "02:11:22:33:44:55", "an incompatible device's MAC is not adopted");
+      b.setLease(lease(3, "192.168.9.2"));
+      assert.equal(b.ensureDevice(), "created");
+      const dev = nl.linkGet("flannel.1")!;
+      assert.notEqual(dev.index, stale.index);
+      assert.equal(dev.vxlan?.vni, 1);
+      assert.equal(dev.mac, "02:11:22:33:44:55");
+    }),
+});
+
+Deno.test({
+  name: "VxlanBackend wants flannel's three entries per vxlan peer and ignores other backends' leases",
+  ...root,
+  fn: () =>
+    withNode((nl) => {
+      const b = new VxlanBackend(nl, OPTS, extOf(nl));
+      b.setLease(lease(3, "192.168.9.2"));
+      b.ensureDevice();
+      const dev = nl.linkIndex("flannel.1");
+      assert.deepEqual(b.entriesFor(lease(4, "192.168.50.4")), [
+        { kind: "neigh", spec: { dev, ip: "10.244.4.0", mac: "02:00:00:00:00:04" } },
+        { kind: "fdb", spec: { dev, mac: "02:00:00:00:00:04", dst: "192.168.50.4" } },
+        { kind: "route", spec: { dst: "10.244.4.0/24", gateway: "10.244.4.0", dev, onlink: true } },
+      ]);
+      assert.equal(b.entriesFor(lease(5, "192.168.9.5", "host-gw")), undefined);
+    }),
+});
+
+Deno.test({
+  name: "VxlanBackend with DirectRouting routes same-L2 peers via their PublicIP and tunnels the rest",
+  ...root,
+  fn: () =>
+    withNode((nl) => {
+      const b = new VxlanBackend(nl, { ...OPTS, directRouting: true }, extOf(nl));
+      b.setLease(lease(3, "192.168.9.2"));
+      b.ensureDevice();
+      const ext = nl.linkIndex("ext0");
+      assert.deepEqual(b.entriesFor(lease(4, "192.168.9.4")), [
+        { kind: "route", spec: { dst: "10.244.4.0/24", gateway: "192.168.9.4", dev: ext } },
+      ]);
+      assert.equal(b.entriesFor(lease(5, "192.168.50.5"))?.length, 3, "another segment goes through VXLAN");
+    }),
+});
+
+Deno.test({
+  name: "HostGwBackend refuses a public IP that is not on the interface, naming the way out",
+  ...root,
+  fn: () =>
+    withNode((nl) => {
+      assert.throws(
+        () => new HostGwBackend(extOf(nl, "203.0.113.7")),
+        /host-gw: the public IP 203\.0\.113\.7 is not an address of ext0 .*use the vxlan backend/,
+      );
+      const b = new HostGwBackend(extOf(nl));
+      assert.deepEqual(b.entriesFor(lease(4, "192.168.9.4", "host-gw")), [
+        { kind: "route", spec: { dst: "10.244.4.0/24", gateway: "192.168.9.4", dev: nl.linkIndex("ext0") } },
+      ]);
+      assert.equal(b.entriesFor(lease(5, "192.168.9.5")), undefined, "vxlan leases are ignored");
+    }),
+});
