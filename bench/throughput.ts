@@ -1,0 +1,179 @@
+/**
+ * Datapath throughput: iperf3 TCP pod-to-pod across two nodes over weft vxlan, weft host-gw, a VXLAN
+ * overlay built by hand with `ip` in the same topology, and node-to-node on the underlay. Ping RTT for
+ * each. Ratios: weft-vxlan / hand-vxlan and weft-host-gw / underlay.
+ *
+ * Run: `deno run -A bench/throughput.ts [seconds]` (default 5 s per iperf3 run). Needs root, iperf3.
+ *
+ * @module
+ */
+import { withNetns } from "../ffi/mod.ts";
+import { runIn } from "../src/cli/lab.ts";
+import { readSubnetEnv } from "../src/config/subnet_env.ts";
+import { createTopology, type Topology } from "../tests/helpers/topology.ts";
+import { startEtcd } from "../tests/helpers/etcd.ts";
+import { startAgent, waitSubnetEnv } from "../tests/helpers/agent.ts";
+import { cni } from "../tests/helpers/cni.ts";
+
+const SECONDS = Number(Deno.args[0] ?? 5);
+
+interface Figures {
+  gbps: number;
+  rttMs: number;
+}
+
+async function measure(serverNs: string, clientNs: string, ip: string): Promise<Figures> {
+  const server = withNetns(
+    serverNs,
+    () =>
+      new Deno.Command("iperf3", { args: ["-s", "-1", "-B", ip], stdout: "null", stderr: "null" }).spawn(),
+  );
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    const c = await runIn(clientNs, ["iperf3", "-c", ip, "-t", String(SECONDS), "-J"]);
+    if (c.code !== 0) throw new Error(`iperf3 to ${ip}: ${c.stdout.slice(0, 300)} ${c.stderr}`);
+    const j = JSON.parse(c.stdout) as { end: { sum_received: { bits_per_second: number } } };
+    const p = await runIn(clientNs, ["ping", "-c", "20", "-i", "0.01", "-q", ip]);
+    const rtt = Number(p.stdout.match(/= [\d.]+\/([\d.]+)\//)?.[1] ?? NaN);
+    return { gbps: j.end.sum_received.bits_per_second / 1e9, rttMs: rtt };
+  } finally {
+    try {
+      server.kill("SIGKILL");
+    } catch { /* exited after one test */ }
+    await server.status;
+  }
+}
+
+async function sh(ns: string, ...cmds: string[]): Promise<void> {
+  for (const c of cmds) {
+    const r = await runIn(ns, ["sh", "-c", c]);
+    if (r.code !== 0) throw new Error(`${c}: ${r.stderr}`);
+  }
+}
+
+/** Two pods (one per node) created through weft's CNI mode; returns their namespaces and IPs. */
+async function weftPods(
+  topo: Topology,
+  backend: string,
+  dir: string,
+): Promise<{ pods: string[]; ips: string[]; stop: () => Promise<void> }> {
+  const etcd = await startEtcd({ netns: topo.underlay, host: topo.underlayIP });
+  const cfg = await runIn(topo.underlay, [
+    "etcdctl",
+    `--endpoints=${etcd.endpoint}`,
+    "put",
+    "/coreos.com/network/config",
+    JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: backend } }),
+  ], { env: { ETCDCTL_API: "3", PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" } });
+  if (cfg.code !== 0) throw new Error(cfg.stderr);
+  const agents = topo.nodes.map((n) => startAgent(n, { etcd: etcd.endpoint, dir }));
+  await Promise.all(agents.map((a) => waitSubnetEnv(a)));
+  const pods: string[] = [], ips: string[] = [];
+  for (const [i, a] of agents.entries()) {
+    const pod = await topo.addNamespace(`tp${i}`);
+    const r = await cni(a.node.netns, {
+      command: "ADD",
+      containerId: `tp${i}`,
+      netns: `/run/netns/${pod}`,
+      ifname: "eth0",
+    }, {
+      cniVersion: "1.0.0",
+      name: "cbr0",
+      type: "flannel",
+      subnetFile: a.subnetFile,
+      dataDir: `${dir}/flannel${i}`,
+      delegate: { isDefaultGateway: true, ipam: { dataDir: `${dir}/ipam${i}` } },
+    });
+    if (r.code !== 0) throw new Error(r.stdout);
+    pods.push(pod);
+    ips.push((r.out!.ips as { address: string }[])[0]!.address.split("/")[0]!);
+    readSubnetEnv(a.subnetFile);
+  }
+  // Let both agents see each other's lease.
+  await new Promise((r) => setTimeout(r, 1500));
+  return {
+    pods,
+    ips,
+    stop: async () => {
+      await Promise.all(agents.map((a) => a.stop("SIGKILL")));
+      await etcd.close();
+    },
+  };
+}
+
+/** The same datapath as weft's vxlan backend, built by hand with ip(8). */
+async function handPods(topo: Topology): Promise<{ pods: string[]; ips: string[] }> {
+  const [a, b] = topo.nodes as [Topology["nodes"][0], Topology["nodes"][0]];
+  const sides = [
+    { n: a, net: 1, peer: b, pnet: 2, mac: "0a:00:00:00:01:01", pmac: "0a:00:00:00:02:02" },
+    { n: b, net: 2, peer: a, pnet: 1, mac: "0a:00:00:00:02:02", pmac: "0a:00:00:00:01:01" },
+  ];
+  const pods: string[] = [], ips: string[] = [];
+  for (const s of sides) {
+    const pod = await topo.addNamespace(`hp${s.net}`);
+    await sh(
+      s.n.netns,
+      `ip link add flannel.1 type vxlan id 1 local ${s.n.ip} dev eth0 dstport 8472 nolearning`,
+      `ip link set flannel.1 mtu 1450 address ${s.mac} up`,
+      `ip addr add 10.245.${s.net}.0/32 dev flannel.1`,
+      `ip link add cni0 type bridge && ip link set cni0 mtu 1450 up && ip addr add 10.245.${s.net}.1/24 dev cni0`,
+      `ip neigh replace 10.245.${s.pnet}.0 lladdr ${s.pmac} dev flannel.1 nud permanent`,
+      `bridge fdb replace ${s.pmac} dev flannel.1 dst ${s.peer.ip} self permanent`,
+      `ip route replace 10.245.${s.pnet}.0/24 via 10.245.${s.pnet}.0 dev flannel.1 onlink`,
+      `ip link add hv${s.net} mtu 1450 type veth peer name eth0 netns ${pod}`,
+      `ip link set hv${s.net} master cni0 up`,
+    );
+    await sh(
+      pod,
+      "ip link set lo up",
+      "ip link set eth0 up",
+      `ip addr add 10.245.${s.net}.2/24 dev eth0`,
+      `ip route add default via 10.245.${s.net}.1`,
+    );
+    pods.push(pod);
+    ips.push(`10.245.${s.net}.2`);
+  }
+  return { pods, ips };
+}
+
+if (import.meta.main) {
+  if (Deno.uid() !== 0) {
+    console.error("bench/throughput.ts needs root");
+    Deno.exit(1);
+  }
+  const out: Record<string, Figures> = {};
+  const dir = await Deno.makeTempDir({ prefix: "weft-tput-" });
+  try {
+    {
+      await using topo = await createTopology({ nodes: 2 });
+      out.underlay = await measure(topo.nodes[1]!.netns, topo.nodes[0]!.netns, topo.nodes[1]!.ip);
+      const hand = await handPods(topo);
+      out["hand-vxlan"] = await measure(hand.pods[1]!, hand.pods[0]!, hand.ips[1]!);
+    }
+    for (const backend of ["vxlan", "host-gw"]) {
+      await using topo = await createTopology({ nodes: 2 });
+      const w = await weftPods(topo, backend, `${dir}/${backend}`);
+      try {
+        out[`weft-${backend}`] = await measure(w.pods[1]!, w.pods[0]!, w.ips[1]!);
+      } finally {
+        await w.stop();
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+  console.log("path          Gbit/s  rtt_ms");
+  for (const [k, v] of Object.entries(out)) {
+    console.log(`${k.padEnd(12)}  ${v.gbps.toFixed(2).padStart(6)}  ${v.rttMs.toFixed(3)}`);
+  }
+  console.log(
+    `ratio weft-vxlan / hand-vxlan = ${
+      (out["weft-vxlan"]!.gbps / out["hand-vxlan"]!.gbps).toFixed(3)
+    } (goal ≥ 0.97)`,
+  );
+  console.log(
+    `ratio weft-host-gw / underlay = ${
+      (out["weft-host-gw"]!.gbps / out.underlay!.gbps).toFixed(3)
+    } (goal ≥ 0.97)`,
+  );
+}
