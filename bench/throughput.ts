@@ -57,6 +57,7 @@ async function weftPods(
   backend: string,
   dir: string,
 ): Promise<{ pods: string[]; ips: string[]; stop: () => Promise<void> }> {
+  Deno.mkdirSync(dir, { recursive: true });
   const etcd = await startEtcd({ netns: topo.underlay, host: topo.underlayIP });
   const cfg = await runIn(topo.underlay, [
     "etcdctl",
