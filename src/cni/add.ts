@@ -1,17 +1,24 @@
 /**
- * CNI ADD: bridge (idempotent `ensure`), veth into the container, IPAM, addresses and routes. Every step
- * that fails undoes the ones before it (the IP is released, the veth removed).
+ * CNI ADD, doing the work of flannel's plugin + `bridge` + `host-local` in one process: IPAM, bridge
+ * `cni0` with the gateway address, a veth pair whose container end is created straight inside CNI_NETNS
+ * as CNI_IFNAME, addresses and routes in the container, masquerading when asked, and flannel's saved
+ * config. Every step that fails undoes the ones before it (the IP released, the veth removed).
  *
  * @module
  */
-import { Netlink, NetlinkError, netnsPath } from "../../ffi/mod.ts";
-import { readSubnetEnv, SubnetEnv, SubnetEnvError } from "../config/subnet_env.ts";
+import { Netlink, NetlinkError, netnsPath, withNetns } from "../../ffi/mod.ts";
+import { readSubnetEnv, type SubnetEnv, SubnetEnvError } from "../config/subnet_env.ts";
 import { addIP, formatIP, formatNet, type IPNet } from "../net/ip.ts";
-import { allocate, DuplicateAllocationError, IpamStore, RangeFullError, safeName } from "../ipam/store.ts";
-import type { CniConfig, CniEnv } from "./config.ts";
-import { CNI_ERR, CniError, type Result } from "./types.ts";
+import { allocate, DuplicateAllocationError, RangeFullError } from "../ipam/allocator.ts";
+import { IpamStore } from "../ipam/store.ts";
+import { ensureBridge, ensureForwarding, hostVethName } from "./bridge.ts";
+import type { CniConfig } from "./config.ts";
+import type { CniEnv } from "./env.ts";
+import { masqAdd, masqDelete } from "./masq.ts";
+import { removeConf, renderDelegate, saveConf } from "./saved_conf.ts";
+import { CNI_ERR, CniError, mergePrevResult, type Result } from "./types.ts";
 
-/** Reads subnet.env for CNI: missing or incomplete is "try again later" (the agent is not ready). */
+/** Reads subnet.env for CNI: missing or incomplete is code 11, "try again later" (agent not ready). */
 export function subnetEnvFor(cfg: CniConfig): SubnetEnv {
   try {
     return readSubnetEnv(cfg.subnetFile);
@@ -21,158 +28,112 @@ export function subnetEnvFor(cfg: CniConfig): SubnetEnv {
   }
 }
 
-/** The per-family plan: subnet, gateway, cluster network. */
+/** One address family to configure. */
 export interface FamilyPlan {
+  /** 4 or 6. */
+  family: 4 | 6;
   /** Node subnet. */
   subnet: IPNet;
-  /** Bridge address (first host). */
+  /** Bridge address (the subnet's first host). */
   gateway: string;
-  /** Cluster network. */
+  /** Cluster network (the route every pod gets via the gateway). */
   network?: IPNet;
-  /** IPAM range index. */
+  /** host-local range-set index (`last_reserved_ip.<range>`): position in subnet.env's order. */
   range: number;
 }
 
-/** Families to configure, from subnet.env. */
+/** Families to configure, in flannel's order (IPv4 first). */
 export function plans(env: SubnetEnv): FamilyPlan[] {
   const out: FamilyPlan[] = [];
-  if (env.subnet) {
+  for (
+    const [family, subnet, network] of [[4, env.subnet, env.network], [
+      6,
+      env.ipv6Subnet,
+      env.ipv6Network,
+    ]] as const
+  ) {
+    if (!subnet) continue;
     out.push({
-      subnet: env.subnet,
-      gateway: formatIP(addIP(env.subnet.ip, 1)),
-      range: 0,
-      ...(env.network ? { network: env.network } : {}),
-    });
-  }
-  if (env.ipv6Subnet) {
-    out.push({
-      subnet: env.ipv6Subnet,
-      gateway: formatIP(addIP(env.ipv6Subnet.ip, 1)),
-      range: 1,
-      ...(env.ipv6Network ? { network: env.ipv6Network } : {}),
+      family,
+      subnet,
+      gateway: formatIP(addIP(subnet.ip, 1)),
+      range: out.length,
+      ...(network ? { network } : {}),
     });
   }
   return out;
 }
 
-/** Saves the config flannel-style under dataDir/<containerID> (0600), for DEL to replay. */
-export function saveConfig(cfg: CniConfig, containerId: string, env: SubnetEnv): void {
-  Deno.mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
-  const doc = {
-    ...cfg.raw,
-    weft: { subnetFile: cfg.subnetFile, ipamDataDir: cfg.ipamDataDir, mtu: env.mtu },
-  };
-  Deno.writeTextFileSync(`${cfg.dataDir}/${safeName("container id", containerId)}`, JSON.stringify(doc), {
-    mode: 0o600,
-  });
+/** The route destinations a pod gets for `f`: the cluster network, plus the default route if asked. */
+export function podRoutes(cfg: CniConfig, f: FamilyPlan): string[] {
+  const out = f.network ? [formatNet(f.network)] : [];
+  if (cfg.isDefaultGateway) out.push(f.family === 4 ? "0.0.0.0/0" : "::/0");
+  return out;
 }
 
-function vethName(): string {
-  const b = crypto.getRandomValues(new Uint8Array(4));
-  return `veth${Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("")}`;
-}
-
-/** Ensures the bridge with the gateway addresses and MTU, up (idempotent). */
-function ensureBridge(
-  nl: Netlink,
-  name: string,
-  mtu: number,
-  fams: FamilyPlan[],
-): { index: number; mac: string } {
-  let br = nl.linkGet(name);
-  if (!br) {
-    try {
-      br = nl.linkAddBridge({ name, mtu });
-    } catch (err) {
-      // Another ADD created it at the same moment.
-      if (!(err instanceof NetlinkError && err.exists)) throw err;
-      br = nl.linkGet(name);
-      if (!br) throw err;
-    }
-  }
-  if (br.kind !== "bridge") {
-    throw new CniError(
-      CNI_ERR.INVALID_CONFIG,
-      `${name} exists but is a ${br.kind || "plain"} device, not a bridge`,
-    );
-  }
-  if (br.mtu !== mtu) nl.linkSetMtu(br.index, mtu);
-  const have = new Set(nl.addrList(br.index).map((a) => a.cidr));
-  for (const f of fams) {
-    const cidr = `${f.gateway}/${f.subnet.prefix}`;
-    if (!have.has(cidr)) {
-      try {
-        nl.addrAdd(br.index, cidr);
-      } catch (err) {
-        if (!(err instanceof NetlinkError && err.exists)) throw err;
-      }
-    }
-  }
-  if (!br.up) nl.linkSetUp(br.index);
-  return { index: br.index, mac: br.mac };
-}
-
-/** Runs ADD; returns the 1.x-shaped result. */
+/** Runs ADD; returns the (1.x-shaped) result, `prevResult` first when chained. */
 export async function cmdAdd(cfg: CniConfig, env: CniEnv): Promise<Result> {
   const senv = subnetEnvFor(cfg);
   const fams = plans(senv);
-  if (!fams.length) {
-    throw new CniError(CNI_ERR.TRY_AGAIN_LATER, `${cfg.subnetFile} names no subnet: the agent is not ready`);
-  }
   const mtu = cfg.mtu ?? senv.mtu ?? 1500;
-  const store = new IpamStore(cfg.ipamDataDir, cfg.name);
-  const allocated: string[] = [];
-  const undo: (() => void)[] = [() => allocated.forEach((ip) => store.releaseIP(ip))];
+  const ipMasq = cfg.ipMasq ?? !(senv.ipMasq ?? false);
+  const netns = netnsPath(env.netns);
   try {
-    // 1. IPAM, under the store lock.
-    await store.locked(() => {
-      for (const f of fams) {
-        try {
-          allocated.push(
-            formatIP(allocate(store, f.subnet, addIP(f.subnet.ip, 1), env.containerId, env.ifname, f.range)),
-          );
-        } catch (err) {
-          if (err instanceof DuplicateAllocationError) {
-            throw new CniError(
-              CNI_ERR.INTERNAL,
-              `container ${env.containerId} interface ${env.ifname} already has ${err.ip}: ADD twice without DEL`,
-            );
-          }
-          if (err instanceof RangeFullError) throw new CniError(CNI_ERR.INTERNAL, err.message);
-          throw err;
-        }
-      }
-    });
-    using host = Netlink.open();
-    // 2. Bridge.
-    const br = ensureBridge(host, cfg.bridge, mtu, fams);
-    // 3. veth: the container end is created straight inside the container's namespace as CNI_IFNAME.
-    let hostVeth = vethName();
-    for (let i = 0; host.linkGet(hostVeth) && i < 5; i++) hostVeth = vethName();
+    Deno.statSync(netns);
+  } catch {
+    throw new CniError(CNI_ERR.UNKNOWN_CONTAINER, `network namespace ${env.netns} does not exist`);
+  }
+  const store = new IpamStore(cfg.ipamDataDir, cfg.name);
+  const undo: (() => void)[] = [];
+  using host = Netlink.open();
+  try {
+    // 1. IPAM, under the store lock (shared with host-local).
+    const ips = await store.locked(() =>
+      fams.map((f) => {
+        const ip = allocate(
+          store,
+          { subnet: f.subnet, gateway: addIP(f.subnet.ip, 1), index: f.range },
+          env.containerId,
+          env.ifname,
+        );
+        undo.push(() => store.releaseIP(formatIP(ip)));
+        return formatIP(ip);
+      })
+    );
+    // 2. Bridge with the gateways; forwarding on (pods are routed through the node).
+    const br = ensureBridge(host, cfg.bridge, mtu, fams.map((f) => `${f.gateway}/${f.subnet.prefix}`));
+    ensureForwarding(fams.map((f) => f.family));
+    // 3. veth: the container end is born inside the container's namespace, already named CNI_IFNAME.
+    const hostVeth = hostVethName(env.containerId, env.ifname);
     let veth;
     try {
-      veth = host.linkAddVeth({ name: hostVeth, peerName: env.ifname, peerNetns: netnsPath(env.netns), mtu });
+      veth = host.linkAddVeth({ name: hostVeth, peerName: env.ifname, peerNetns: netns, mtu });
     } catch (err) {
       if (err instanceof NetlinkError && err.exists) {
-        throw new CniError(CNI_ERR.INTERNAL, `interface ${env.ifname} already exists in ${env.netns}`);
-      }
-      if (err instanceof NetlinkError && err.notFound) {
-        throw new CniError(CNI_ERR.UNKNOWN_CONTAINER, `network namespace ${env.netns} does not exist`);
+        throw new CniError(
+          CNI_ERR.INTERNAL,
+          host.linkGet(hostVeth)
+            ? `${hostVeth}, the host end for ${env.containerId}/${env.ifname}, already exists: ADD twice without DEL?`
+            : `interface ${env.ifname} already exists in ${env.netns}`,
+        );
       }
       throw err;
     }
-    undo.push(() => host.linkDelete(hostVeth));
+    undo.push(() => host.linkDelete(hostVeth)); // removes both ends
     host.linkSetMaster(veth.index, br.index);
     if (cfg.hairpinMode) host.linkSetHairpin(veth.index, true);
     host.linkSetUp(veth.index);
-    // 4. Inside the container: address, up, routes.
-    using ctr = Netlink.open({ netns: netnsPath(env.netns) });
+    // 4. Inside the container: addresses (IPv6 without DAD, so it is usable at once), up, routes.
+    using ctr = Netlink.open({ netns });
     const cif = ctr.linkGet(env.ifname);
     if (!cif) throw new CniError(CNI_ERR.INTERNAL, `${env.ifname} vanished from ${env.netns}`);
+    if (fams.some((f) => f.family === 6)) {
+      withNetns(netns, () => Deno.writeTextFileSync(`/proc/sys/net/ipv6/conf/${env.ifname}/accept_dad`, "0"));
+    }
     const result: Result = {
       interfaces: [
         { name: cfg.bridge, mac: br.mac },
-        { name: hostVeth, mac: host.linkGet(veth.index)?.mac ?? veth.mac },
+        { name: hostVeth, mac: veth.mac },
         { name: env.ifname, mac: cif.mac, mtu, sandbox: env.netns },
       ],
       ips: [],
@@ -180,7 +141,7 @@ export async function cmdAdd(cfg: CniConfig, env: CniEnv): Promise<Result> {
       dns: {},
     };
     for (const [i, f] of fams.entries()) {
-      const address = `${allocated[i]}/${f.subnet.prefix}`;
+      const address = `${ips[i]}/${f.subnet.prefix}`;
       ctr.addrReplace(cif.index, address);
       result.ips.push({ address, gateway: f.gateway, interface: 2 });
     }
@@ -188,30 +149,35 @@ export async function cmdAdd(cfg: CniConfig, env: CniEnv): Promise<Result> {
     const lo = ctr.linkGet("lo");
     if (lo && !lo.up) ctr.linkSetUp(lo.index);
     for (const f of fams) {
-      const dsts = cfg.isDefaultGateway
-        ? [f.subnet.ip.family === 4 ? "0.0.0.0/0" : "::/0"]
-        : f.network
-        ? [formatNet(f.network)]
-        : [];
-      for (const dst of dsts) {
-        ctr.routeReplace({
-          dst: dst === "0.0.0.0/0" ? "default" : dst === "::/0" ? "default6" : dst,
-          gateway: f.gateway,
-          dev: cif.index,
-          protocol: 4, // RTPROT_STATIC, as the bridge plugin does
-        });
+      for (const dst of podRoutes(cfg, f)) {
+        // RTPROT_BOOT, like routes the bridge plugin installs through netlink without a protocol.
+        ctr.routeReplace({ dst, gateway: f.gateway, dev: cif.index, protocol: 3 });
         result.routes.push({ dst, gw: f.gateway });
       }
     }
-    saveConfig(cfg, env.containerId, senv);
-    return result;
+    // 5. Masquerading, when the agent does not do it.
+    if (ipMasq) {
+      masqAdd(fams.map((f, i) => ({ ip: ips[i]!, subnet: formatNet(f.subnet) })));
+      undo.push(() => masqDelete(ips));
+    }
+    // 6. flannel's saved config, for DEL.
+    saveConf(cfg.dataDir, env.containerId, renderDelegate(cfg, senv, mtu, ipMasq));
+    undo.push(() => removeConf(cfg.dataDir, env.containerId));
+    return mergePrevResult(cfg.prevResult, result);
   } catch (err) {
     for (const u of undo.reverse()) {
       try {
         u();
-      } catch { /* best effort: DEL or GC frees the rest */ }
+      } catch { /* best effort: what is left, GC frees */ }
     }
     if (err instanceof CniError) throw err;
+    if (err instanceof DuplicateAllocationError) {
+      throw new CniError(
+        CNI_ERR.INTERNAL,
+        `${env.containerId}/${env.ifname} already has ${err.ip}: ADD twice without DEL is not allowed`,
+      );
+    }
+    if (err instanceof RangeFullError) throw new CniError(CNI_ERR.INTERNAL, err.message);
     throw new CniError(CNI_ERR.INTERNAL, `ADD failed: ${(err as Error).message}`);
   }
 }

@@ -1,15 +1,30 @@
 /**
- * CNI configuration: kube-flannel's plugin entry (`"type": "flannel"` with `delegate`) unchanged, or the
- * native `"type": "weft"` form with the same keys at top level; plus the CNI_* environment.
+ * CNI network configuration. Two forms, the same keys:
+ *
+ * - kube-flannel's plugin entry, unchanged: `{"type":"flannel","delegate":{"hairpinMode":true,
+ *   "isDefaultGateway":true}}` — the bridge options live in `delegate` (`hairpinMode`, `isDefaultGateway`,
+ *   `mtu`, `bridge`, `ipMasq`, `ipam.dataDir`), `subnetFile` and `dataDir` at top level;
+ * - the native form, `{"type":"weft", …}`, with the bridge options at top level.
+ *
+ * Unknown fields are ignored. Bad JSON is code 6, a bad field code 7, an unsupported version code 1.
  *
  * @module
  */
 import { DEFAULT_SUBNET_FILE } from "../config/subnet_env.ts";
 import { DEFAULT_IPAM_DIR } from "../ipam/store.ts";
+import { CONTAINER_ID_RE, validIfname } from "./env.ts";
 import { CNI_ERR, CniError, SUPPORTED_VERSIONS } from "./types.ts";
 
 /** flannel's default folder for the per-container saved config. */
 export const DEFAULT_FLANNEL_DATA_DIR = "/var/lib/cni/flannel";
+
+/** An attachment named in GC's `cni.dev/valid-attachments`. */
+export interface Attachment {
+  /** Container ID. */
+  containerID: string;
+  /** Interface name. */
+  ifname: string;
+}
 
 /** A validated plugin config. */
 export interface CniConfig {
@@ -17,11 +32,11 @@ export interface CniConfig {
   cniVersion: string;
   /** Network name (the IPAM store folder). */
   name: string;
-  /** `flannel` or `weft`. */
+  /** `flannel`, `weft`, or whatever name the binary was installed under. */
   type: string;
   /** subnet.env path. */
   subnetFile: string;
-  /** Folder for the per-container saved config (flannel's dataDir). */
+  /** Folder for the per-container saved config (flannel's `dataDir`). */
   dataDir: string;
   /** Bridge name. */
   bridge: string;
@@ -29,36 +44,37 @@ export interface CniConfig {
   mtu?: number;
   /** Hairpin mode on the bridge port. */
   hairpinMode: boolean;
-  /** Default route via the bridge (else a route to the cluster network only). */
+  /** Default route via the bridge (else only the route to the cluster network). */
   isDefaultGateway: boolean;
-  /** IPAM store root. */
+  /** Masquerade pod traffic leaving the node subnet; absent ⇒ `!FLANNEL_IPMASQ`, as flannel does. */
+  ipMasq?: boolean;
+  /** IPAM store root (host-local's `ipam.dataDir`). */
   ipamDataDir: string;
-  /** Optional log file. */
+  /** Optional log file (appended to, besides stderr). */
   logFile?: string;
   /** Result of the previous plugin in a chain. */
   prevResult?: Record<string, unknown>;
-  /** GC: attachments to keep. */
-  validAttachments?: { containerID: string; ifname: string }[];
-  /** The document as given (for the saved copy). */
-  raw: Record<string, unknown>;
+  /** GC: attachments to keep (`cni.dev/valid-attachments`, or the older `cni.dev/attachments`). */
+  validAttachments?: Attachment[];
+  /** The delegate object as given (flannel form) or `{}`, copied into the saved config. */
+  delegate: Record<string, unknown>;
 }
 
-function field<T>(
-  obj: Record<string, unknown>,
-  key: string,
-  type: "string" | "number" | "boolean",
-): T | undefined {
+type Kind = "string" | "number" | "boolean" | "object";
+
+function field<T>(obj: Record<string, unknown>, key: string, type: Kind, where = ""): T | undefined {
   const v = obj[key];
   if (v === undefined || v === null) return undefined;
-  // deno-lint-ignore valid-typeof -- `type` is a typeof name (see the signature)
-  if (typeof v !== type) {
-    throw new CniError(CNI_ERR.INVALID_CONFIG, `config: ${key} must be a ${type}, not ${JSON.stringify(v)}`);
+  if (typeof v !== type || (type === "object" && Array.isArray(v))) {
+    throw new CniError(
+      CNI_ERR.INVALID_CONFIG,
+      `config: ${where}${key} must be ${type === "object" ? "an" : "a"} ${type}, not ${JSON.stringify(v)}`,
+    );
   }
   return v as T;
 }
 
-/** Parses stdin; bad JSON is code 6, bad fields code 7, an unknown version code 1. */
-export function parseCniConfig(text: string): CniConfig {
+function decode(text: string): Record<string, unknown> {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -66,38 +82,76 @@ export function parseCniConfig(text: string): CniConfig {
     throw new CniError(CNI_ERR.DECODE, `cannot decode the network configuration: ${(err as Error).message}`);
   }
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
-    throw new CniError(CNI_ERR.DECODE, "the network configuration must be a JSON object");
+    throw new CniError(CNI_ERR.DECODE, "cannot decode the network configuration: not a JSON object");
   }
-  const o = raw as Record<string, unknown>;
-  const cniVersion = field<string>(o, "cniVersion", "string");
-  if (!cniVersion) throw new CniError(CNI_ERR.INVALID_CONFIG, "config: cniVersion is required");
-  if (!(SUPPORTED_VERSIONS as readonly string[]).includes(cniVersion)) {
+  return raw as Record<string, unknown>;
+}
+
+/** Checks `cniVersion`: required (code 7), one of {@linkcode SUPPORTED_VERSIONS} (code 1). */
+export function checkVersion(o: Record<string, unknown>): string {
+  const v = field<string>(o, "cniVersion", "string");
+  if (!v) throw new CniError(CNI_ERR.INVALID_CONFIG, "config: cniVersion is required");
+  if (!(SUPPORTED_VERSIONS as readonly string[]).includes(v)) {
     throw new CniError(
       CNI_ERR.INCOMPATIBLE_VERSION,
-      `incompatible CNI version ${cniVersion}: weft supports ${SUPPORTED_VERSIONS.join(", ")}`,
+      `incompatible CNI version ${v}: weft supports ${SUPPORTED_VERSIONS.join(", ")}`,
     );
   }
+  return v;
+}
+
+function attachments(o: Record<string, unknown>): Attachment[] | undefined {
+  const key = o["cni.dev/valid-attachments"] !== undefined
+    ? "cni.dev/valid-attachments"
+    : "cni.dev/attachments";
+  const list = o[key];
+  if (list === undefined) return undefined;
+  if (!Array.isArray(list)) throw new CniError(CNI_ERR.INVALID_CONFIG, `config: ${key} must be a list`);
+  return list.map((a, i) => {
+    const e = (a ?? {}) as Record<string, unknown>;
+    if (typeof e.containerID !== "string" || typeof e.ifname !== "string") {
+      throw new CniError(CNI_ERR.INVALID_CONFIG, `config: ${key}[${i}] needs containerID and ifname`);
+    }
+    return { containerID: e.containerID, ifname: e.ifname };
+  });
+}
+
+/** Parses the config on stdin. */
+export function parseCniConfig(text: string): CniConfig {
+  const o = decode(text);
+  const cniVersion = checkVersion(o);
   const name = field<string>(o, "name", "string") ?? "";
-  if (!name || !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) {
+  if (!CONTAINER_ID_RE.test(name)) {
     throw new CniError(
       CNI_ERR.INVALID_CONFIG,
       `config: name ${JSON.stringify(name)} must match [A-Za-z0-9][A-Za-z0-9_.-]*`,
     );
   }
   const type = field<string>(o, "type", "string") ?? "weft";
-  const delegate = (o.delegate && typeof o.delegate === "object" ? o.delegate : {}) as Record<
-    string,
-    unknown
-  >;
-  const pick = <T>(key: string, t: "string" | "number" | "boolean") =>
-    field<T>(delegate, key, t) ?? field<T>(o, key, t);
-  const ipam = (delegate.ipam ?? o.ipam ?? {}) as Record<string, unknown>;
+  // flannel form: options in `delegate`; native form: at top level. `delegate` wins where both are set.
+  const delegate = field<Record<string, unknown>>(o, "delegate", "object") ?? {};
+  const dtype = field<string>(delegate, "type", "string", "delegate.");
+  if (dtype !== undefined && dtype !== "bridge") {
+    throw new CniError(
+      CNI_ERR.INVALID_CONFIG,
+      `config: delegate.type ${JSON.stringify(dtype)} is not supported: weft sets up a bridge itself`,
+    );
+  }
+  const pick = <T>(key: string, t: Kind) => field<T>(delegate, key, t, "delegate.") ?? field<T>(o, key, t);
+  const ipam = pick<Record<string, unknown>>("ipam", "object") ?? {};
+  const ipamType = field<string>(ipam, "type", "string", "ipam.");
+  if (ipamType !== undefined && ipamType !== "host-local") {
+    throw new CniError(
+      CNI_ERR.INVALID_CONFIG,
+      `config: ipam.type ${JSON.stringify(ipamType)} is not supported: weft allocates host-local style`,
+    );
+  }
   const mtu = pick<number>("mtu", "number");
   if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535)) {
     throw new CniError(CNI_ERR.INVALID_CONFIG, `config: mtu ${mtu} must be an integer 68–65535`);
   }
   const bridge = pick<string>("bridge", "string") ?? "cni0";
-  if (!/^[^\s/:]{1,15}$/.test(bridge)) {
+  if (!validIfname(bridge)) {
     throw new CniError(
       CNI_ERR.INVALID_CONFIG,
       `config: bridge ${JSON.stringify(bridge)} is not a valid interface name`,
@@ -111,78 +165,20 @@ export function parseCniConfig(text: string): CniConfig {
     dataDir: field<string>(o, "dataDir", "string") ?? DEFAULT_FLANNEL_DATA_DIR,
     bridge,
     hairpinMode: pick<boolean>("hairpinMode", "boolean") ?? false,
-    isDefaultGateway: pick<boolean>("isDefaultGateway", "boolean") ?? true,
-    ipamDataDir: field<string>(ipam, "dataDir", "string") ?? DEFAULT_IPAM_DIR,
-    raw: o,
+    // The flannel form keeps the bridge plugin's default (no default route, only the cluster route); the
+    // native form defaults to a default route, since a pod without one is rarely what is wanted.
+    isDefaultGateway: pick<boolean>("isDefaultGateway", "boolean") ?? type !== "flannel",
+    ipamDataDir: field<string>(ipam, "dataDir", "string", "ipam.") ?? DEFAULT_IPAM_DIR,
+    delegate,
   };
   if (mtu !== undefined) cfg.mtu = mtu;
+  const ipMasq = pick<boolean>("ipMasq", "boolean");
+  if (ipMasq !== undefined) cfg.ipMasq = ipMasq;
   const logFile = field<string>(o, "logFile", "string");
   if (logFile) cfg.logFile = logFile;
-  if (o.prevResult && typeof o.prevResult === "object") {
-    cfg.prevResult = o.prevResult as Record<string, unknown>;
-  }
-  const valid = o["cni.dev/valid-attachments"] ?? o["cni.dev/attachments"];
-  if (Array.isArray(valid)) cfg.validAttachments = valid as { containerID: string; ifname: string }[];
+  const prev = field<Record<string, unknown>>(o, "prevResult", "object");
+  if (prev) cfg.prevResult = prev;
+  const valid = attachments(o);
+  if (valid) cfg.validAttachments = valid;
   return cfg;
-}
-
-/** The CNI_* environment. */
-export interface CniEnv {
-  /** CNI_COMMAND. */
-  command: string;
-  /** CNI_CONTAINERID. */
-  containerId: string;
-  /** CNI_NETNS (may be empty on DEL). */
-  netns: string;
-  /** CNI_IFNAME. */
-  ifname: string;
-  /** CNI_ARGS as key/values. */
-  args: Record<string, string>;
-  /** CNI_PATH. */
-  path: string;
-}
-
-const COMMANDS = ["ADD", "DEL", "CHECK", "VERSION", "GC", "STATUS"];
-
-/** Reads and validates the environment for the command (code 4 on any problem). */
-export function readCniEnv(env: (k: string) => string | undefined = (k) => Deno.env.get(k)): CniEnv {
-  const command = env("CNI_COMMAND") ?? "";
-  if (!COMMANDS.includes(command)) {
-    throw new CniError(
-      CNI_ERR.INVALID_ENV,
-      `CNI_COMMAND ${JSON.stringify(command)} is not one of ${COMMANDS.join(", ")}`,
-    );
-  }
-  const out: CniEnv = {
-    command,
-    containerId: env("CNI_CONTAINERID") ?? "",
-    netns: env("CNI_NETNS") ?? "",
-    ifname: env("CNI_IFNAME") ?? "",
-    args: {},
-    path: env("CNI_PATH") ?? "",
-  };
-  for (const kv of (env("CNI_ARGS") ?? "").split(";")) {
-    if (!kv) continue;
-    const eq = kv.indexOf("=");
-    if (eq <= 0) throw new CniError(CNI_ERR.INVALID_ENV, `CNI_ARGS: ${JSON.stringify(kv)} is not KEY=VALUE`);
-    out.args[kv.slice(0, eq)] = kv.slice(eq + 1);
-  }
-  if (["ADD", "DEL", "CHECK"].includes(command)) {
-    if (!out.containerId) throw new CniError(CNI_ERR.INVALID_ENV, "CNI_CONTAINERID is required");
-    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(out.containerId)) {
-      throw new CniError(
-        CNI_ERR.INVALID_ENV,
-        `CNI_CONTAINERID ${JSON.stringify(out.containerId)} must match [A-Za-z0-9][A-Za-z0-9_.-]*`,
-      );
-    }
-    if (!out.ifname) throw new CniError(CNI_ERR.INVALID_ENV, "CNI_IFNAME is required");
-    if (out.ifname.length > 15 || /[\s/:]/.test(out.ifname) || out.ifname === "." || out.ifname === "..") {
-      throw new CniError(
-        CNI_ERR.INVALID_ENV,
-        `CNI_IFNAME ${JSON.stringify(out.ifname)} is not a valid interface name`,
-      );
-    }
-    if (command !== "DEL" && !out.netns) throw new CniError(CNI_ERR.INVALID_ENV, "CNI_NETNS is required");
-  }
-  return out;
 }

@@ -1,18 +1,30 @@
 /**
- * CNI plugin mode: chosen by main.ts when `CNI_COMMAND` is set. Reads the environment and the config on
- * stdin, runs the command, writes the result (or the spec's error JSON) on stdout; logs go to stderr and
- * to the config's `logFile`. Imports only what the CNI path needs (no etcd client, no CLI framework).
+ * CNI plugin mode, chosen by main.ts when `CNI_COMMAND` is set: reads the config on stdin and the CNI_*
+ * environment, runs the command, writes the result (or the spec's error JSON) on stdout — libcni reads
+ * the error code from stdout, so it must never go to stderr only. Log lines go to stderr and to the
+ * config's `logFile`.
+ *
+ * Kept lean on purpose: kubelet execs the plugin for every pod, so this path imports no CLI framework,
+ * no etcd client and no logging library (a line on stderr is all a plugin needs); the FFI libraries are
+ * opened on first use, so VERSION never loads them.
  *
  * @module
  */
-import { type CniConfig, type CniEnv, parseCniConfig, readCniEnv } from "./config.ts";
 import { cmdAdd } from "./add.ts";
-import { cmdCheck, cmdDel, cmdGc, cmdStatus } from "./del_check_gc.ts";
+import { cmdCheck } from "./check.ts";
+import { type CniConfig, parseCniConfig } from "./config.ts";
+import { cmdDel } from "./del.ts";
+import { type CniEnv, readCniEnv } from "./env.ts";
+import { cmdGc, cmdStatus } from "./gc.ts";
 import { CNI_ERR, CniError, resultFor, SUPPORTED_VERSIONS } from "./types.ts";
+
+const enc = new TextEncoder();
 
 function logLine(cfg: CniConfig | undefined, msg: string): void {
   const line = `${new Date().toISOString()} weft-cni[${Deno.pid}] ${msg}\n`;
-  Deno.stderr.writeSync(new TextEncoder().encode(line));
+  try {
+    Deno.stderr.writeSync(enc.encode(line));
+  } catch { /* stderr closed */ }
   if (cfg?.logFile) {
     try {
       Deno.writeTextFileSync(cfg.logFile, line, { append: true, create: true });
@@ -28,82 +40,86 @@ async function readStdin(): Promise<string> {
 }
 
 function print(obj: unknown): void {
-  Deno.stdout.writeSync(new TextEncoder().encode(JSON.stringify(obj) + "\n"));
+  const data = enc.encode(JSON.stringify(obj) + "\n");
+  for (let off = 0; off < data.length;) off += Deno.stdout.writeSync(data.subarray(off));
 }
 
-/** Runs one CNI command; returns the exit code. */
-export async function runCni(): Promise<number> {
-  let version = "1.1.0";
-  let cfg: CniConfig | undefined;
-  let env: CniEnv | undefined;
+/** The cniVersion a config asks for, best effort (to answer errors in the caller's version). */
+function requestedVersion(stdin: string): string | undefined {
   try {
-    env = readCniEnv();
-    const stdin = await readStdin();
-    if (env.command === "VERSION") {
-      // VERSION answers even for a config it cannot otherwise use.
-      try {
-        const v = (JSON.parse(stdin || "{}") as { cniVersion?: string }).cniVersion;
-        if (v) version = v;
-      } catch { /* ignore */ }
-      print({ cniVersion: version, supportedVersions: SUPPORTED_VERSIONS });
-      return 0;
+    const v = (JSON.parse(stdin) as { cniVersion?: unknown }).cniVersion;
+    return typeof v === "string" && (SUPPORTED_VERSIONS as readonly string[]).includes(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function needVersion(cfg: CniConfig, command: string, min: string): void {
+  const order = SUPPORTED_VERSIONS as readonly string[];
+  if (order.indexOf(cfg.cniVersion) < order.indexOf(min)) {
+    throw new CniError(
+      CNI_ERR.INCOMPATIBLE_VERSION,
+      `config version ${cfg.cniVersion} does not allow ${command} (needs ${min} or later)`,
+    );
+  }
+}
+
+async function run(env: CniEnv, stdin: string, onConfig: (c: CniConfig) => void): Promise<string> {
+  if (env.command === "VERSION") {
+    print({ cniVersion: requestedVersion(stdin) ?? "1.1.0", supportedVersions: SUPPORTED_VERSIONS });
+    return "VERSION";
+  }
+  const cfg = parseCniConfig(stdin);
+  onConfig(cfg);
+  const who = `${env.containerId}/${env.ifname}`;
+  switch (env.command) {
+    case "ADD": {
+      const result = await cmdAdd(cfg, env);
+      print(resultFor(cfg.cniVersion, result));
+      return `ADD ${who}: ${result.ips.map((i) => i.address).join(",")}`;
     }
-    cfg = parseCniConfig(stdin);
-    version = cfg.cniVersion;
-    const t0 = performance.now();
-    switch (env.command) {
-      case "ADD": {
-        const result = await cmdAdd(cfg, env);
-        print(resultFor(version, result));
-        logLine(
-          cfg,
-          `ADD ${env.containerId}/${env.ifname}: ${result.ips.map((i) => i.address).join(",")} in ${
-            (performance.now() - t0).toFixed(1)
-          } ms`,
-        );
-        return 0;
-      }
-      case "DEL":
-        await cmdDel(cfg, env);
-        logLine(cfg, `DEL ${env.containerId}/${env.ifname} in ${(performance.now() - t0).toFixed(1)} ms`);
-        // DEL prints nothing on success (spec 1.x); older runtimes ignore stdout for DEL.
-        return 0;
-      case "CHECK":
-        if (version.startsWith("0.3")) {
-          throw new CniError(
-            CNI_ERR.INCOMPATIBLE_VERSION,
-            `CHECK needs spec 0.4.0 or later, config says ${version}`,
-          );
-        }
-        cmdCheck(cfg, env);
-        return 0;
-      case "GC": {
-        if (version !== "1.1.0") {
-          throw new CniError(CNI_ERR.INCOMPATIBLE_VERSION, `GC needs spec 1.1.0, config says ${version}`);
-        }
-        const freed = await cmdGc(cfg);
-        logLine(cfg, `GC freed ${freed.length} addresses${freed.length ? `: ${freed.join(",")}` : ""}`);
-        return 0;
-      }
-      case "STATUS":
-        if (version !== "1.1.0") {
-          throw new CniError(CNI_ERR.INCOMPATIBLE_VERSION, `STATUS needs spec 1.1.0, config says ${version}`);
-        }
-        cmdStatus(cfg);
-        return 0;
+    case "DEL": {
+      // Success prints nothing: spec 1.x wants no output, older runtimes ignore it.
+      const r = await cmdDel(cfg, env);
+      return `DEL ${who}: freed ${r.freed.join(",") || "nothing"}${r.veth ? ", veth removed" : ""}`;
     }
-    throw new CniError(CNI_ERR.INVALID_ENV, `unknown CNI_COMMAND ${env.command}`);
+    case "CHECK":
+      needVersion(cfg, "CHECK", "0.4.0");
+      cmdCheck(cfg, env);
+      return `CHECK ${who}: ok`;
+    case "GC": {
+      needVersion(cfg, "GC", "1.1.0");
+      const r = await cmdGc(cfg);
+      return `GC: freed ${r.freed.length} address(es) ${
+        r.freed.join(",")
+      }, ${r.veths.length} veth(s), ${r.confs} saved config(s)`;
+    }
+    case "STATUS":
+      needVersion(cfg, "STATUS", "1.1.0");
+      cmdStatus(cfg);
+      return "STATUS: ready";
+  }
+}
+
+/** Runs one CNI command from the process environment and stdin; returns the exit code. */
+export async function runCni(): Promise<number> {
+  const t0 = performance.now();
+  let cfg: CniConfig | undefined;
+  let stdin = "";
+  let command = Deno.env.get("CNI_COMMAND") ?? "?";
+  try {
+    stdin = await readStdin();
+    const env = readCniEnv();
+    command = env.command;
+    const what = await run(env, stdin, (c) => cfg = c);
+    if (command !== "VERSION") logLine(cfg, `${what} in ${(performance.now() - t0).toFixed(1)} ms`);
+    return 0;
   } catch (err) {
     const e = err instanceof CniError
       ? err
-      : new CniError(CNI_ERR.INTERNAL, (err as Error).message ?? String(err));
-    logLine(
-      cfg,
-      `${env?.command ?? "?"} ${env?.containerId ?? ""}/${
-        env?.ifname ?? ""
-      } failed: code ${e.code}: ${e.message}`,
-    );
-    print(e.toJSON(version));
+      : new CniError(CNI_ERR.INTERNAL, `${command} failed: ${(err as Error)?.message ?? String(err)}`);
+    logLine(cfg, `${command} failed with code ${e.code}: ${e.message}`);
+    print(e.toJSON(cfg?.cniVersion ?? requestedVersion(stdin) ?? "1.1.0"));
     return 1;
   }
 }

@@ -62,8 +62,8 @@ export interface ResultIP {
   address: string;
   /** Gateway. */
   gateway?: string;
-  /** Index into `interfaces`. */
-  interface: number;
+  /** Index into `interfaces` (optional in the spec). */
+  interface?: number;
 }
 
 /** The (1.x-shaped) result weft builds; {@linkcode resultFor} converts it per version. */
@@ -91,7 +91,42 @@ export function resultFor(v: string, r: Result): Record<string, unknown> {
     ...(legacy ? { version: ip.address.includes(":") ? "6" : "4" } : {}),
     address: ip.address,
     ...(ip.gateway ? { gateway: ip.gateway } : {}),
-    interface: ip.interface,
+    ...(ip.interface !== undefined ? { interface: ip.interface } : {}),
   }));
   return { cniVersion: v, interfaces, ips, routes: r.routes, dns: r.dns };
+}
+
+/**
+ * Puts a chained plugin's `prevResult` (any supported version) in front of `ours`: its interfaces first,
+ * our address indexes shifted past them, its addresses, routes and DNS kept.
+ */
+export function mergePrevResult(prev: Record<string, unknown> | undefined, ours: Result): Result {
+  if (!prev) return ours;
+  const list = (k: string) => (Array.isArray(prev[k]) ? prev[k] as Record<string, unknown>[] : []);
+  const interfaces: ResultInterface[] = list("interfaces").map((i) => ({
+    name: String(i.name ?? ""),
+    mac: String(i.mac ?? ""),
+    ...(typeof i.mtu === "number" ? { mtu: i.mtu } : {}),
+    ...(typeof i.sandbox === "string" ? { sandbox: i.sandbox } : {}),
+  }));
+  const shift = interfaces.length;
+  const ips: ResultIP[] = list("ips").map((ip) => ({
+    address: String(ip.address ?? ""),
+    ...(typeof ip.gateway === "string" ? { gateway: ip.gateway } : {}),
+    ...(typeof ip.interface === "number" ? { interface: ip.interface } : {}),
+  }));
+  const routes = list("routes").map((r) => ({
+    dst: String(r.dst ?? ""),
+    ...(typeof r.gw === "string" ? { gw: r.gw } : {}),
+  }));
+  const dns = (prev.dns && typeof prev.dns === "object" ? prev.dns : {}) as Record<string, unknown>;
+  return {
+    interfaces: [...interfaces, ...ours.interfaces],
+    ips: [
+      ...ips,
+      ...ours.ips.map((i) => i.interface === undefined ? i : { ...i, interface: i.interface + shift }),
+    ],
+    routes: [...routes, ...ours.routes],
+    dns: { ...dns, ...ours.dns },
+  };
 }

@@ -1,58 +1,67 @@
 /**
  * IPAM store compatible with host-local's on-disk format, so a node can switch between
- * flannel + host-local and weft without losing allocations:
+ * flannel + host-local and weft (either way) without losing allocations:
  *
  * - `<dataDir>/<network>/<ip>`: one file per allocated IP, created with O_EXCL, holding
- *   `containerID\r\nifname`;
+ *   `containerID\r\nifname` (host-local before CNI 0.7 wrote only `containerID`);
  * - `<dataDir>/<network>/last_reserved_ip.<range>`: where the last allocation in a range stopped;
- * - `<dataDir>/<network>/lock`: flock held for every read-modify-write.
+ * - `<dataDir>/<network>/lock`: an flock held by the allocator around every read-modify-write.
+ *
+ * The store never builds a path from untrusted text: the network name, container ID and ifname are
+ * validated so none can name `..` or a `/`, and the IP file names are formatted by us.
  *
  * @module
  */
-import { addIP, formatIP, type IP, type IPNet, lastIP, parseIP } from "../net/ip.ts";
+import { formatIP, type IP, tryParseIP } from "../net/ip.ts";
 
 /** Default store root, host-local's. */
 export const DEFAULT_IPAM_DIR = "/var/lib/cni/networks";
+
+/** host-local's separator between container ID and ifname. */
 const LINE_BREAK = "\r\n";
+
+/** The CNI spec's container ID grammar; it also keeps IDs safe as file names. */
+const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 /** One allocation. */
 export interface Allocation {
-  /** The address. */
+  /** The address, as in the file name. */
   ip: string;
-  /** Owner container. */
+  /** Owner container (empty when the file was left empty by a crash between create and write). */
   containerId: string;
-  /** Owner interface. */
+  /** Owner interface (empty in files written by old host-local versions). */
   ifname: string;
 }
 
-/** Thrown when a range has no free address. */
-export class RangeFullError extends Error {
-  /** Creates the error for `range`. */
-  constructor(range: string) {
-    super(`no free address left in ${range}`);
-    this.name = "RangeFullError";
+/** A name that would escape the store directory or corrupt its files. */
+export class UnsafeNameError extends Error {
+  /** Creates the error for `what` = `value`. */
+  constructor(what: string, value: string) {
+    super(`${what} ${JSON.stringify(value)} cannot be used: it could escape the store directory`);
+    this.name = "UnsafeNameError";
   }
 }
 
-/** Thrown when (container, ifname) already holds an address in a range. */
-export class DuplicateAllocationError extends Error {
-  /** Creates the error. */
-  constructor(readonly ip: string, containerId: string, ifname: string) {
-    super(`${ip} is already allocated to ${containerId}/${ifname}: duplicate allocation (ADD without DEL)`);
-    this.name = "DuplicateAllocationError";
-  }
-}
-
-/** Validates a name that becomes part of a path. */
+/** Validates a name that becomes one path component (network name, container ID as file name). */
 export function safeName(what: string, v: string): string {
-  if (!v || v === "." || v === ".." || v.includes("/") || v.includes("\0") || v.length > 255) {
-    throw new Error(`${what} ${JSON.stringify(v)} cannot be used in a file path`);
+  if (!CONTAINER_ID_RE.test(v) || v === "." || v === ".." || v.length > 255) {
+    throw new UnsafeNameError(what, v);
   }
   return v;
 }
 
-/** A network's store directory with its lock. */
+/** Validates an interface name: at most 15 bytes, no `/`, whitespace, `:` or control characters. */
+export function safeIfname(v: string): string {
+  // deno-lint-ignore no-control-regex -- control characters are exactly what must be rejected
+  if (!v || v.length > 15 || v === "." || v === ".." || /[\s/:\x00-\x1f]/.test(v)) {
+    throw new UnsafeNameError("interface name", v);
+  }
+  return v;
+}
+
+/** A network's store directory (`<root>/<network>`). */
 export class IpamStore {
+  /** The directory holding this network's files. */
   readonly dir: string;
 
   /** Opens (creating) `<root>/<network>`. */
@@ -61,7 +70,7 @@ export class IpamStore {
     Deno.mkdirSync(this.dir, { recursive: true, mode: 0o755 });
   }
 
-  /** Runs `fn` holding the store's flock. */
+  /** Runs `fn` holding the store's flock (the same lock host-local takes, so both can share a node). */
   async locked<T>(fn: () => T | Promise<T>): Promise<T> {
     using f = await Deno.open(`${this.dir}/lock`, { read: true, write: true, create: true, mode: 0o600 });
     await f.lock(true);
@@ -72,26 +81,28 @@ export class IpamStore {
     }
   }
 
-  /** Every allocation (files whose name is an IP). */
+  /** Every allocation (the files whose name is an IP address). */
   list(): Allocation[] {
     const out: Allocation[] = [];
     for (const e of Deno.readDirSync(this.dir)) {
-      if (!e.isFile) continue;
-      const name = e.name.replace(/_/g, ":"); // host-local on some filesystems writes ':' as '_'
+      if (!e.isFile || !tryParseIP(e.name)) continue;
+      let text: string;
       try {
-        parseIP(name);
-      } catch {
-        continue;
+        text = Deno.readTextFileSync(`${this.dir}/${e.name}`);
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound) continue; // released while we listed
+        throw err;
       }
-      const text = Deno.readTextFileSync(`${this.dir}/${e.name}`);
       const [containerId = "", ifname = ""] = text.split(LINE_BREAK);
-      out.push({ ip: name, containerId: containerId.trim(), ifname: ifname.trim() });
+      out.push({ ip: e.name, containerId: containerId.trim(), ifname: ifname.trim() });
     }
     return out;
   }
 
-  /** Reserves `ip` for (container, ifname); false when the file exists already. */
+  /** Reserves `ip` for (container, ifname) with O_EXCL; false when the file exists already. */
   reserve(ip: IP, containerId: string, ifname: string, rangeIndex: number): boolean {
+    safeName("container ID", containerId);
+    safeIfname(ifname);
     const path = `${this.dir}/${formatIP(ip)}`;
     try {
       Deno.writeTextFileSync(path, `${containerId}${LINE_BREAK}${ifname}`, { createNew: true, mode: 0o644 });
@@ -106,61 +117,35 @@ export class IpamStore {
   /** The last reserved address of a range, if recorded. */
   lastReserved(rangeIndex: number): IP | undefined {
     try {
-      return parseIP(Deno.readTextFileSync(`${this.dir}/last_reserved_ip.${rangeIndex}`).trim());
+      return tryParseIP(Deno.readTextFileSync(`${this.dir}/last_reserved_ip.${rangeIndex}`).trim());
     } catch {
       return undefined;
     }
   }
 
-  /** Releases every address of (container, ifname); returns them. */
+  /**
+   * Releases every address of (container, ifname), including files from old host-local versions that
+   * hold only the container ID; returns the released addresses.
+   */
   releaseOwner(containerId: string, ifname: string): string[] {
     const freed: string[] = [];
     for (const a of this.list()) {
-      if (a.containerId === containerId && a.ifname === ifname) {
-        Deno.removeSync(`${this.dir}/${a.ip}`);
-        freed.push(a.ip);
+      if (a.containerId === containerId && (a.ifname === ifname || a.ifname === "")) {
+        if (this.releaseIP(a.ip)) freed.push(a.ip);
       }
     }
     return freed;
   }
 
-  /** Releases one address. */
-  releaseIP(ip: string): void {
-    Deno.removeSync(`${this.dir}/${ip}`);
-  }
-}
-
-/**
- * Allocates the next free address of `subnet` after the last reserved one (host-local's round robin),
- * skipping the network address, the gateway and (IPv4) the broadcast address.
- */
-export function allocate(
-  store: IpamStore,
-  subnet: IPNet,
-  gateway: IP,
-  containerId: string,
-  ifname: string,
-  rangeIndex: number,
-): IP {
-  const fam = subnet.ip.family;
-  for (const a of store.list()) {
-    const ip = parseIP(a.ip);
-    if (ip.family === fam && a.containerId === containerId && a.ifname === ifname) {
-      throw new DuplicateAllocationError(a.ip, containerId, ifname);
+  /** Releases one address; false when it was not allocated. */
+  releaseIP(ip: string): boolean {
+    if (!tryParseIP(ip)) throw new UnsafeNameError("address", ip);
+    try {
+      Deno.removeSync(`${this.dir}/${ip}`);
+      return true;
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return false;
+      throw err;
     }
   }
-  const first = addIP(subnet.ip, 1);
-  const last = fam === 4 ? addIP(lastIP(subnet), -1) : lastIP(subnet);
-  const size = last.value - first.value + 1n;
-  const prev = store.lastReserved(rangeIndex);
-  let start = prev && prev.family === fam && prev.value >= first.value && prev.value < last.value
-    ? addIP(prev, 1)
-    : first;
-  for (let i = 0n; i < size; i++) {
-    const ip = start;
-    start = ip.value >= last.value ? first : addIP(ip, 1);
-    if (ip.value === gateway.value) continue;
-    if (store.reserve(ip, containerId, ifname, rangeIndex)) return ip;
-  }
-  throw new RangeFullError(`${formatIP(subnet.ip)}/${subnet.prefix}`);
 }
