@@ -23,7 +23,9 @@ export function subnetEnvFor(cfg: CniConfig): SubnetEnv {
   try {
     return readSubnetEnv(cfg.subnetFile);
   } catch (err) {
-    if (err instanceof SubnetEnvError) throw new CniError(CNI_ERR.TRY_AGAIN_LATER, err.message);
+    if (err instanceof SubnetEnvError) {
+      throw new CniError(CNI_ERR.TRY_AGAIN_LATER, `the weft agent is not ready on this node: ${err.message}`);
+    }
     throw err;
   }
 }

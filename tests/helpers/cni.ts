@@ -31,11 +31,11 @@ export interface CniCallEnv {
   /** CNI_COMMAND. */
   command: string;
   /** CNI_CONTAINERID. */
-  containerId?: string;
+  containerId?: string | undefined;
   /** CNI_NETNS. */
-  netns?: string;
+  netns?: string | undefined;
   /** CNI_IFNAME. */
-  ifname?: string;
+  ifname?: string | undefined;
   /** CNI_ARGS. */
   args?: string;
   /** Anything else (or overrides). */
