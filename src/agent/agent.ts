@@ -156,11 +156,14 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     counters: () => counters,
   });
   const server = opts.healthz.port ? serveHealth(opts.healthz, readiness, metrics) : undefined;
+  let onEtcdBack = () => {};
   const setEtcdUp = (up: boolean, why?: string) => {
     if (up === etcdUp) return;
     etcdUp = up;
-    if (up) logger.info("etcd is reachable again");
-    else logger.warn("etcd is unreachable ({why}); the datapath stays as it is", { why: why ?? "?" });
+    if (up) {
+      logger.info("etcd is reachable again");
+      onEtcdBack();
+    } else logger.warn("etcd is unreachable ({why}); the datapath stays as it is", { why: why ?? "?" });
   };
 
   try {
@@ -198,6 +201,16 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
         ...(previousSubnet ? { previousSubnet } : {}),
       }));
     logger.info("lease {subnet} acquired", { subnet: leaseName(lease) });
+    if (!lease.etcdLeaseId && lease.subnet) {
+      // A reservation (no TTL) made for this node: like flanneld, publish our attributes in it (peers
+      // need our VtepMAC), keeping it a reservation.
+      const l = lease;
+      await retry(
+        "publishing our attributes in the reservation",
+        signal,
+        () => manager.reserve(l.subnet!, attrs),
+      );
+    }
 
     const clusterNets = [cfg.network, cfg.ipv6Network].filter((n): n is IPNet => !!n);
     const r = new Reconciler(backend, new NetlinkKernel(nl), clusterNets);
@@ -274,34 +287,69 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
       },
     });
     const keeping = keeper.run(signal);
+    onEtcdBack = () => {
+      logger.info("restarting the lease watch after the etcd outage");
+      restartWatch();
+      keeper?.poke(); // renew now if a renewal came due during the outage
+    };
 
     let synced = false;
-    const watching = manager.watchLeases((batch) => {
-      for (const ev of batch) {
-        if (ev.lease.attrs.PublicIP === ext.publicIP) continue; // an old lease of ours
-        r.setPeer(ev.lease.key, ev.type === "added" ? ev.lease : undefined);
-      }
-    }, {
-      signal,
-      ownKey: () => lease?.key,
-      onOwn: (ev) => {
-        if (ev.type === "removed") {
-          logger.warn("own lease {key} was deleted in etcd: re-acquiring", { key: ev.lease.key });
-          keeper?.poke();
-        }
-      },
-      onSync: () => {
-        synced = true;
-        r.settled().then(() => {
-          if (firstApply || signal.aborted) return;
-          if (r.fullPass()) {
-            firstApply = true;
-            logger.info("datapath applied: {n} peers programmed", { n: r.stats.peersProgrammed });
+    let restartWatch = () => {};
+    // The lease watch. It is restarted when etcd comes back after an outage: the etcd client's own watch
+    // reconnect backs off up to 30 s, while a fresh watch connects at once. A fresh watch starts from a
+    // new snapshot, so peers it does not list (deleted meanwhile) are removed when it syncs.
+    const watching = (async () => {
+      while (!signal.aborted) {
+        const round = new AbortController();
+        const next = Promise.withResolvers<void>();
+        const stop = () => {
+          round.abort();
+          next.resolve();
+        };
+        signal.addEventListener("abort", stop, { once: true });
+        restartWatch = stop;
+        // A round being replaced may still deliver a late event: only the live round speaks.
+        const live = () => !round.signal.aborted;
+        let snapshot: Set<string> | undefined = new Set();
+        manager.watchLeases((batch) => {
+          if (!live()) return;
+          for (const ev of batch) {
+            if (ev.lease.attrs.PublicIP === ext.publicIP) continue; // an old lease of ours
+            snapshot?.add(ev.lease.key);
+            r.setPeer(ev.lease.key, ev.type === "added" ? ev.lease : undefined);
           }
-        });
-      },
-      onConnectivity: (up) => setEtcdUp(up, "lease watch failed"),
-    });
+        }, {
+          signal: round.signal,
+          ownKey: () => lease?.key,
+          onOwn: (ev) => {
+            if (live() && ev.type === "removed") {
+              logger.warn("own lease {key} was deleted in etcd: re-acquiring", { key: ev.lease.key });
+              keeper?.poke();
+            }
+          },
+          onSync: () => {
+            if (!live()) return;
+            if (snapshot) {
+              for (const key of r.desiredKeys()) if (!snapshot.has(key)) r.setPeer(key, undefined);
+              snapshot = undefined;
+            }
+            synced = true;
+            r.settled().then(() => {
+              if (firstApply || signal.aborted) return;
+              if (r.fullPass()) {
+                firstApply = true;
+                logger.info("datapath applied: {n} peers programmed", { n: r.stats.peersProgrammed });
+              }
+            });
+          },
+          onConnectivity: (up) => {
+            if (live()) setEtcdUp(up, "lease watch failed");
+          },
+        }).catch((err) => logger.error("lease watch: {error}", { error: (err as Error).message }));
+        await next.promise;
+        signal.removeEventListener("abort", stop);
+      }
+    })();
 
     // The periodic full pass: kernel drift, subnet.env, rules. Nothing is pruned before the first
     // complete list of leases (an empty desired map would look like "every peer is gone").

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { Lease } from "../subnet/lease.ts";
+import { type Lease, leaseAttrsJSON } from "../subnet/lease.ts";
 import { log } from "../log.ts";
 import {
   type Entry,
@@ -19,7 +19,7 @@ import {
   NUD_PERMANENT,
 } from "./entries.ts";
 import type { IPNet } from "../net/ip.ts";
-import { netContains, parseCIDR } from "../net/ip.ts";
+import { formatNet, netContains, parseCIDR } from "../net/ip.ts";
 
 const logger = log("datapath");
 
@@ -81,6 +81,11 @@ interface PeerStatus {
   error?: string;
 }
 
+function sameLease(a: Lease, b: Lease): boolean {
+  return leaseAttrsJSON(a.attrs) === leaseAttrsJSON(b.attrs) &&
+    (a.subnet && formatNet(a.subnet)) === (b.subnet && formatNet(b.subnet));
+}
+
 /** Longest back-off between retries of one failing peer. */
 const MAX_BACKOFF_MS = 30_000;
 
@@ -120,10 +125,21 @@ export class Reconciler {
     return this.#desired.size;
   }
 
-  /** Sets (or with `undefined` removes) the desired lease for `key`, and schedules an apply. */
+  /** Keys of the leases currently wanted. */
+  desiredKeys(): string[] {
+    return [...this.#desired.keys()];
+  }
+
+  /**
+   * Sets (or with `undefined` removes) the desired lease for `key`, and schedules an apply. A lease equal
+   * to the one already in place is a no-op (a re-list after an outage repeats every lease).
+   */
   setPeer(key: string, lease: Lease | undefined): void {
-    if (lease) this.#desired.set(key, lease);
-    else if (!this.#desired.delete(key) && !this.#status.has(key)) return; // nothing to do
+    if (lease) {
+      const prev = this.#desired.get(key);
+      if (prev && this.#status.get(key)?.ok && !this.#dirty.has(key) && sameLease(prev, lease)) return;
+      this.#desired.set(key, lease);
+    } else if (!this.#desired.delete(key) && !this.#status.has(key)) return; // nothing to do
     this.#dirty.add(key);
     const st = this.#status.get(key);
     if (st && !st.ok) st.retryAt = 0; // a new lease value deserves an immediate try

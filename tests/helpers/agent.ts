@@ -4,10 +4,13 @@
  *
  * @module
  */
-import { withNetns } from "../../ffi/mod.ts";
+import { Netlink, withNetns } from "../../ffi/mod.ts";
 import { readSubnetEnv, type SubnetEnv } from "../../src/config/subnet_env.ts";
 import { alive, runIn } from "../../src/cli/lab.ts";
 import type { LabNode } from "../../src/cli/lab.ts";
+import { parsePrometheusText } from "../../src/cli/status.ts";
+import { formatIP } from "../../src/net/ip.ts";
+import type { Topology } from "./topology.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -91,11 +94,12 @@ export function startAgent(
   return agent;
 }
 
-/** Waits until `probe` returns a value (polling every 100 ms). */
+/** Waits until `probe` returns a value other than undefined/false (polling every `everyMs`). */
 export async function waitFor<T>(
   what: string,
   ms: number,
   probe: () => Promise<T | undefined> | T | undefined,
+  everyMs = 100,
 ): Promise<T> {
   const end = Date.now() + ms;
   let last: unknown;
@@ -106,7 +110,7 @@ export async function waitFor<T>(
     } catch (err) {
       last = err;
     }
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(
     `timed out after ${ms} ms waiting for ${what}${last ? ` (${(last as Error).message})` : ""}`,
@@ -138,3 +142,119 @@ export async function agentHttp(a: AgentProcess, path: string): Promise<[number,
 
 /** Whether a pid is running. */
 export { alive };
+
+/** Waits until the agent's /readyz answers 200; returns how long that took, ms. */
+export async function waitReady(a: AgentProcess, ms = 30_000): Promise<number> {
+  const t0 = Date.now();
+  await waitFor(
+    `${a.node.netns} ready`,
+    ms,
+    async () => (await agentHttp(a, "/readyz").catch(() => [0]))[0] === 200,
+  );
+  return Date.now() - t0;
+}
+
+/** One sample of the agent's /metrics (NaN when absent). */
+export async function metric(a: AgentProcess, name: string): Promise<number> {
+  const [, body] = await agentHttp(a, "/metrics");
+  return parsePrometheusText(body).find((s) => s.name === name)?.value ?? NaN;
+}
+
+/** The first address of a node's subnet (FLANNEL_SUBNET's address: the pods' gateway). */
+export function gatewayOf(env: SubnetEnv): string {
+  return formatIP({ family: 4, value: env.subnet!.ip.value + 1n });
+}
+
+/** Gives a node a "pods" bridge `cni0` holding its subnet's first address. */
+export function addPodBridge(netns: string, env: SubnetEnv): void {
+  using nl = Netlink.open({ netns });
+  const br = nl.linkGet("cni0") ?? nl.linkAddBridge({ name: "cni0" });
+  nl.addrReplace(br.index, `${gatewayOf(env)}/${env.subnet!.prefix}`);
+  nl.linkSetUp(br.index);
+}
+
+/**
+ * Pings every node's subnet address from every other node's (source = its own subnet address) until all
+ * answer or `ms` pass; returns the pairs that never answered, as `"i->j"`.
+ */
+export async function pingMatrix(
+  topo: Pick<Topology, "nodes" | "ping">,
+  envs: SubnetEnv[],
+  ms: number,
+): Promise<string[]> {
+  const end = Date.now() + ms;
+  let failed: string[] = [];
+  do {
+    failed = [];
+    for (let i = 0; i < topo.nodes.length; i++) {
+      for (let j = 0; j < topo.nodes.length; j++) {
+        if (i === j) continue;
+        const ok = await topo.ping(topo.nodes[i]!.netns, gatewayOf(envs[j]!), {
+          source: gatewayOf(envs[i]!),
+          timeoutS: 1,
+        });
+        if (!ok) failed.push(`${i}->${j}`);
+      }
+    }
+    if (!failed.length) return [];
+    await new Promise((r) => setTimeout(r, 200));
+  } while (Date.now() < end);
+  return failed;
+}
+
+/** What one `ping -i 0.01` saw. */
+export interface PingResult {
+  /** Source node index. */
+  from: number;
+  /** Destination node index. */
+  to: number;
+  /** Echo requests sent. */
+  sent: number;
+  /** Replies received. */
+  received: number;
+  /** Sequence numbers never answered, up to the last answered one (none in flight at the end). */
+  lost: number;
+}
+
+/**
+ * Runs `ping -i 0.01` between the subnet addresses of each `[from, to]` pair while `during` runs (plus
+ * 500 ms before and after). Losses are counted from the reply sequence numbers, so the one request in
+ * flight when ping is stopped is not mistaken for a loss.
+ */
+export async function pingWhile(
+  topo: Pick<Topology, "nodes">,
+  pairs: [number, number][],
+  envs: SubnetEnv[],
+  during: () => Promise<void>,
+): Promise<PingResult[]> {
+  const children = pairs.map(([from, to]) =>
+    withNetns(topo.nodes[from]!.netns, () =>
+      new Deno.Command("ping", {
+        args: ["-n", "-i", "0.01", "-W", "1", "-I", gatewayOf(envs[from]!), gatewayOf(envs[to]!)],
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn())
+  );
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    await during();
+    await new Promise((r) => setTimeout(r, 500));
+  } finally {
+    for (const c of children) {
+      try {
+        c.kill("SIGINT");
+      } catch { /* gone */ }
+    }
+  }
+  const results: PingResult[] = [];
+  for (const [i, c] of children.entries()) {
+    const out = new TextDecoder().decode((await c.output()).stdout);
+    const seqs = new Set([...out.matchAll(/bytes from .* icmp_seq=(\d+)/g)].map((m) => Number(m[1])));
+    const sent = Number(out.match(/(\d+) packets transmitted/)?.[1] ?? NaN);
+    const last = Math.max(0, ...seqs);
+    let lost = 0;
+    for (let q = 1; q <= last; q++) if (!seqs.has(q)) lost++;
+    results.push({ from: pairs[i]![0], to: pairs[i]![1], sent, received: seqs.size, lost });
+  }
+  return results;
+}
