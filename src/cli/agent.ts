@@ -1,13 +1,23 @@
 /**
- * `weft agent` with flanneld's flag names (each also read from `FLANNELD_<FLAG>`).
+ * `weft agent` with flanneld's flag names, each also read from `FLANNELD_<FLAG>` (e.g. `--ip-masq` from
+ * `FLANNELD_IP_MASQ`, `--iface` from `FLANNELD_IFACE`, comma-separated), plus weft's own
+ * `--resync-interval`, `--lease-ttl`, `--log-level`/`-v` and `--log-json`.
+ *
+ * ```
+ * weft agent --etcd-endpoints=http://10.0.0.1:2379 --iface=eth0 --ip-masq \
+ *   --healthz-ip=127.0.0.1 --healthz-port=8471 --resync-interval=10
+ * ```
+ *
+ * The agent itself (and prom-client, etcd3) is imported only when the command runs.
  *
  * @module
  */
 import type { Command } from "@commander-js/extra-typings";
+import type { AgentOptions } from "../agent/agent.ts";
 import { DEFAULT_SUBNET_FILE } from "../config/subnet_env.ts";
 import { LOG_LEVELS, setupLogging } from "../log.ts";
 import { CliError } from "./main.ts";
-import { addEtcdFlags, envDefault, envName, etcdOptionsFrom } from "./etcd_flags.ts";
+import { addEtcdFlags, envDefault, envName, type EtcdFlagValues, etcdOptionsFrom } from "./etcd_flags.ts";
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, ...value.split(",").map((s) => s.trim()).filter(Boolean)];
@@ -18,10 +28,67 @@ function envList(flag: string): string[] {
   return v ? v.split(",").map((s) => s.trim()).filter(Boolean) : [];
 }
 
+/** Go's strconv.ParseBool, which flanneld's boolean flags and FLANNELD_* variables go through. */
+export function parseBool(flag: string, v: string | boolean | undefined): boolean {
+  if (v === undefined || typeof v === "boolean") return !!v;
+  if (["1", "t", "T", "true", "TRUE", "True"].includes(v)) return true;
+  if (["0", "f", "F", "false", "FALSE", "False", ""].includes(v)) return false;
+  throw new CliError(`${flag} ${v}: must be true or false`, 2);
+}
+
 function num(flag: string, v: string, min: number): number {
   const n = Number(v);
-  if (!Number.isFinite(n) || n < min) throw new CliError(`${flag} ${v}: must be a number ≥ ${min}`, 2);
+  if (v.trim() === "" || !Number.isFinite(n) || n < min) {
+    throw new CliError(`${flag} ${v}: must be a number ≥ ${min}`, 2);
+  }
   return n;
+}
+
+/** The flag values of `weft agent`, as commander hands them over. */
+export interface AgentFlagValues extends EtcdFlagValues {
+  /** --iface (repeatable). */
+  iface: string[];
+  /** --iface-regex (repeatable). */
+  ifaceRegex: string[];
+  /** --public-ip. */
+  publicIp: string;
+  /** --ip-masq[=bool]. */
+  ipMasq: string | boolean;
+  /** --subnet-file. */
+  subnetFile: string;
+  /** --subnet-lease-renew-margin, minutes. */
+  subnetLeaseRenewMargin: string;
+  /** --lease-ttl, seconds. */
+  leaseTtl: string;
+  /** --healthz-ip. */
+  healthzIp: string;
+  /** --healthz-port. */
+  healthzPort: string;
+  /** --resync-interval, seconds. */
+  resyncInterval: string;
+  /** -v/--verbose. */
+  verbose?: boolean | undefined;
+  /** --log-level. */
+  logLevel: string;
+  /** --log-json[=bool]. */
+  logJson: string | boolean;
+}
+
+/** Validates flag values and turns them into the agent's options (throws {@linkcode CliError}). */
+export function agentOptionsFrom(v: AgentFlagValues, signal: AbortSignal): AgentOptions {
+  return {
+    etcd: etcdOptionsFrom(v),
+    iface: v.iface,
+    ifaceRegex: v.ifaceRegex,
+    ...(v.publicIp ? { publicIP: v.publicIp } : {}),
+    ipMasq: parseBool("--ip-masq", v.ipMasq),
+    subnetFile: v.subnetFile,
+    renewMarginSeconds: num("--subnet-lease-renew-margin", v.subnetLeaseRenewMargin, 0) * 60,
+    leaseTtlSeconds: num("--lease-ttl", v.leaseTtl, 2),
+    healthz: { hostname: v.healthzIp, port: num("--healthz-port", v.healthzPort, 0) },
+    resyncSeconds: num("--resync-interval", v.resyncInterval, 0.1),
+    signal,
+  };
 }
 
 /** Registers `weft agent`. */
@@ -31,13 +98,13 @@ export function registerAgent(program: Command): void {
   addEtcdFlags(cmd)
     .option(
       "--iface <name-or-ip>",
-      "external interface (repeatable; first match wins)",
+      "external interface by name or IP (repeatable; the first that exists wins)",
       collect,
       envList("--iface"),
     )
     .option(
       "--iface-regex <regex>",
-      "external interface by regex (repeatable)",
+      "external interface whose name or IP matches (repeatable)",
       collect,
       envList("--iface-regex"),
     )
@@ -47,9 +114,9 @@ export function registerAgent(program: Command): void {
       envDefault("--public-ip", ""),
     )
     .option(
-      "--ip-masq",
-      "install masquerade rules for traffic leaving the cluster network",
-      envDefault("--ip-masq", "") === "true",
+      "--ip-masq [bool]",
+      "masquerade traffic from pods leaving the cluster network",
+      envDefault("--ip-masq", "false"),
     )
     .option(
       "--subnet-file <path>",
@@ -63,36 +130,36 @@ export function registerAgent(program: Command): void {
     )
     .option("--lease-ttl <seconds>", "lease TTL (flannel: 24 h)", envDefault("--lease-ttl", "86400"))
     .option("--healthz-ip <ip>", "health/metrics listen address", envDefault("--healthz-ip", "0.0.0.0"))
-    .option("--healthz-port <port>", "health/metrics port (0 disables)", envDefault("--healthz-port", "0"))
-    .option("--resync-interval <seconds>", "full reconcile period", envDefault("--resync-interval", "10"))
-    .option("-v, --verbose", "debug logging")
+    .option(
+      "--healthz-port <port>",
+      "port of /healthz, /readyz and /metrics (0 disables)",
+      envDefault("--healthz-port", "0"),
+    )
+    .option(
+      "--resync-interval <seconds>",
+      "period of the full reconcile pass (kernel drift, pruning, rules, subnet.env)",
+      envDefault("--resync-interval", "10"),
+    )
+    .option("-v, --verbose", "debug logging (same as --log-level=debug)")
     .option("--log-level <level>", `one of ${LOG_LEVELS.join(", ")}`, envDefault("--log-level", "info"))
-    .option("--log-json", "JSON log lines")
-    .action(async (opts) => {
-      const level = opts.verbose ? "debug" : opts.logLevel;
+    .option("--log-json [bool]", "one JSON object per log line", envDefault("--log-json", "false"))
+    .action(async (flags) => {
+      const level = flags.verbose ? "debug" : flags.logLevel;
       if (!(LOG_LEVELS as readonly string[]).includes(level)) {
         throw new CliError(`--log-level ${level}: one of ${LOG_LEVELS.join(", ")}`, 2);
       }
-      await setupLogging({ level: level as (typeof LOG_LEVELS)[number], json: !!opts.logJson });
       const stop = new AbortController();
+      const opts = agentOptionsFrom(flags, stop.signal);
+      await setupLogging({
+        level: level as (typeof LOG_LEVELS)[number],
+        json: parseBool("--log-json", flags.logJson),
+      });
       const onSignal = () => stop.abort();
       Deno.addSignalListener("SIGTERM", onSignal);
       Deno.addSignalListener("SIGINT", onSignal);
       const { runAgent } = await import("../agent/agent.ts");
       try {
-        await runAgent({
-          etcd: etcdOptionsFrom(opts),
-          iface: opts.iface,
-          ifaceRegex: opts.ifaceRegex,
-          ...(opts.publicIp ? { publicIP: opts.publicIp } : {}),
-          ipMasq: !!opts.ipMasq,
-          subnetFile: opts.subnetFile,
-          renewMarginSeconds: num("--subnet-lease-renew-margin", opts.subnetLeaseRenewMargin, 0) * 60,
-          leaseTtlSeconds: num("--lease-ttl", opts.leaseTtl, 2),
-          healthz: { hostname: opts.healthzIp, port: num("--healthz-port", opts.healthzPort, 0) },
-          resyncSeconds: num("--resync-interval", opts.resyncInterval, 0.1),
-          signal: stop.signal,
-        });
+        await runAgent(opts);
       } catch (err) {
         if (stop.signal.aborted) return;
         throw new CliError((err as Error).message);

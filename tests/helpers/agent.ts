@@ -35,7 +35,14 @@ export interface AgentProcess {
 /** Starts an agent on `node` that talks to etcd at `etcd`. */
 export function startAgent(
   node: LabNode,
-  opts: { etcd: string; dir: string; args?: string[]; healthPort?: number },
+  opts: {
+    etcd: string;
+    dir: string;
+    args?: string[];
+    healthPort?: number;
+    /** Flags for `deno run` itself (e.g. `--v8-flags=…`). */
+    denoFlags?: string[];
+  },
 ): AgentProcess {
   const subnetFile = `${opts.dir}/${node.netns}.subnet.env`;
   const logFile = `${opts.dir}/${node.netns}.agent.log`;
@@ -45,6 +52,7 @@ export function startAgent(
     "run",
     "-A",
     "--no-check",
+    ...(opts.denoFlags ?? []),
     MAIN,
     "agent",
     `--etcd-endpoints=${opts.etcd}`,
