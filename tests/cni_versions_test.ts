@@ -314,7 +314,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "the cni0 weft creates keeps its MAC while pods come and go",
+  name: "the cni0 weft creates keeps its MAC and MTU while pods come and go",
   ignore: !ROOT,
   async fn() {
     await using lab = await cniLab({ net: "10.244.19" });
@@ -339,5 +339,14 @@ Deno.test({
     using nl = Netlink.open({ netns: lab.node });
     assert.deepEqual(new Set(macs).size, 1, `bridge MAC changed across ADDs: ${macs}`);
     assert.equal(nl.linkGet("cni0")!.mac, macs[0], "ports joining and leaving did not change the bridge MAC");
+    for (const id of ["b", "c"]) {
+      const del = await cni(
+        lab.node,
+        { command: "DEL", containerId: id, netns: "", ifname: "eth0" },
+        lab.conf("1.0.0"),
+      );
+      assert.equal(del.code, 0, del.stdout);
+    }
+    assert.equal(nl.linkGet("cni0")!.mtu, 1450, "the MTU stays FLANNEL_MTU when the last pod leaves");
   },
 });

@@ -35,7 +35,7 @@ export function ensureBridge(nl: Netlink, name: string, mtu: number, gateways: s
   let br = nl.linkGet(name);
   if (!br) {
     try {
-      br = nl.linkAddBridge({ name, mtu, mac: randomLocalMac() });
+      br = nl.linkAddBridge({ name, mac: randomLocalMac() });
     } catch (err) {
       // Another ADD created it at the same moment.
       if (!(err instanceof NetlinkError && err.exists)) throw err;
@@ -49,6 +49,8 @@ export function ensureBridge(nl: Netlink, name: string, mtu: number, gateways: s
       `${name} exists but is ${br.kind ? `a ${br.kind}` : "a plain"} device, not a bridge`,
     );
   }
+  // The MTU is set after creation, not at it: only a changed MTU counts as "set by the user", otherwise
+  // the kernel puts the bridge back to 1500 whenever its last port leaves.
   if (br.mtu !== mtu) nl.linkSetMtu(br.index, mtu);
   const removed: string[] = [];
   const have = nl.addrList(br.index).filter((a) => a.scope === 0);
