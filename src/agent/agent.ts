@@ -178,6 +178,9 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
       mtu: ext.mtu,
     });
     warnIfNoForwarding();
+    if (cfg.enableIPv6) {
+      logger.warn("EnableIPv6 is set: weft programs IPv4 only for now; IPv6 pod traffic will not be routed");
+    }
 
     // A previous lease of this node: its VTEP MAC keeps the overlay stable across reboots.
     const { leases } = await retry("listing leases", signal, () => manager.listLeases());
