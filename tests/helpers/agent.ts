@@ -240,9 +240,17 @@ export async function pingWhile(
       new Deno.Command("ping", {
         args: ["-n", "-i", "0.01", "-W", "1", "-I", gatewayOf(envs[from]!), gatewayOf(envs[to]!)],
         stdout: "piped",
-        stderr: "piped",
+        stderr: "null",
       }).spawn())
   );
+  // Read the output as it comes: a full pipe (~1000 reply lines) would block ping and stop the pings.
+  const outputs = children.map(async (c) => {
+    let text = "";
+    const dec = new TextDecoder();
+    for await (const chunk of c.stdout) text += dec.decode(chunk, { stream: true });
+    await c.status;
+    return text;
+  });
   try {
     await new Promise((r) => setTimeout(r, 500));
     await during();
@@ -255,8 +263,7 @@ export async function pingWhile(
     }
   }
   const results: PingResult[] = [];
-  for (const [i, c] of children.entries()) {
-    const out = new TextDecoder().decode((await c.output()).stdout);
+  for (const [i, out] of (await Promise.all(outputs)).entries()) {
     const seqs = new Set([...out.matchAll(/bytes from .* icmp_seq=(\d+)/g)].map((m) => Number(m[1])));
     const sent = Number(out.match(/(\d+) packets transmitted/)?.[1] ?? NaN);
     const last = Math.max(0, ...seqs);
