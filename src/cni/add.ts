@@ -16,6 +16,7 @@ import type { CniConfig } from "./config.ts";
 import type { CniEnv } from "./env.ts";
 import { masqAdd, masqDelete } from "./masq.ts";
 import { removeConf, renderDelegate, saveConf } from "./saved_conf.ts";
+import { mark } from "./trace.ts";
 import { CNI_ERR, CniError, mergePrevResult, type Result } from "./types.ts";
 
 /** Reads subnet.env for CNI: missing or incomplete is code 11, "try again later" (agent not ready). */
@@ -87,7 +88,9 @@ export async function cmdAdd(cfg: CniConfig, env: CniEnv): Promise<Result> {
   }
   const store = new IpamStore(cfg.ipamDataDir, cfg.name);
   const undo: (() => void)[] = [];
+  mark("config");
   using host = Netlink.open();
+  mark("netlink open");
   try {
     // 1. IPAM, under the store lock (shared with host-local).
     const ips = await store.locked(() =>
@@ -102,9 +105,11 @@ export async function cmdAdd(cfg: CniConfig, env: CniEnv): Promise<Result> {
         return formatIP(ip);
       })
     );
+    mark("ipam");
     // 2. Bridge with the gateways; forwarding on (pods are routed through the node).
     const br = ensureBridge(host, cfg.bridge, mtu, fams.map((f) => `${f.gateway}/${f.subnet.prefix}`));
     ensureForwarding(fams.map((f) => f.family));
+    mark("bridge");
     // 3. veth: the container end is born inside the container's namespace, already named CNI_IFNAME.
     const hostVeth = hostVethName(env.containerId, env.ifname);
     let veth;
@@ -125,6 +130,7 @@ export async function cmdAdd(cfg: CniConfig, env: CniEnv): Promise<Result> {
     host.linkSetMaster(veth.index, br.index);
     if (cfg.hairpinMode) host.linkSetHairpin(veth.index, true);
     host.linkSetUp(veth.index);
+    mark("veth");
     // 4. Inside the container: addresses (IPv6 without DAD, so it is usable at once), up, routes.
     using ctr = Netlink.open({ netns });
     const cif = ctr.linkGet(env.ifname);
@@ -157,14 +163,17 @@ export async function cmdAdd(cfg: CniConfig, env: CniEnv): Promise<Result> {
         result.routes.push({ dst, gw: f.gateway });
       }
     }
+    mark("container");
     // 5. Masquerading, when the agent does not do it.
     if (ipMasq) {
       masqAdd(fams.map((f, i) => ({ ip: ips[i]!, subnet: formatNet(f.subnet) })));
       undo.push(() => masqDelete(ips));
     }
+    mark("masq");
     // 6. flannel's saved config, for DEL.
     saveConf(cfg.dataDir, env.containerId, renderDelegate(cfg, senv, mtu, ipMasq));
     undo.push(() => removeConf(cfg.dataDir, env.containerId));
+    mark("saved config");
     return mergePrevResult(cfg.prevResult, result);
   } catch (err) {
     for (const u of undo.reverse()) {

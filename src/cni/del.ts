@@ -12,6 +12,7 @@ import type { CniConfig } from "./config.ts";
 import type { CniEnv } from "./env.ts";
 import { masqDelete } from "./masq.ts";
 import { loadConf, removeConf } from "./saved_conf.ts";
+import { mark } from "./trace.ts";
 
 /** Deletes `name` in namespace `netns` (a path); absent namespace or link is fine. */
 function deleteLinkIn(netns: string, name: string): boolean {
@@ -43,15 +44,19 @@ export async function cmdDel(cfg: CniConfig, env: CniEnv): Promise<DelReport> {
   const saved = loadConf(cfg.dataDir, env.containerId);
   const store = new IpamStore(saved?.ipamDataDir ?? cfg.ipamDataDir, saved?.name || cfg.name);
   const freed = await store.locked(() => store.releaseOwner(env.containerId, env.ifname));
+  mark("ipam");
   let veth = false;
   if (env.netns) veth = deleteLinkIn(netnsPath(env.netns), env.ifname);
+  mark("veth in netns");
   if (!veth) {
     // No namespace to look in (empty CNI_NETNS, or already gone): remove the host end by its derived
     // name, which takes the container end with it if that still exists somewhere.
     using host = Netlink.open();
     veth = host.linkDelete(hostVethName(env.containerId, env.ifname));
   }
+  mark("veth by name");
   if (freed.length && (saved?.ipMasq ?? true)) masqDelete(freed);
+  mark("masq");
   removeConf(cfg.dataDir, env.containerId);
   return { freed, veth };
 }

@@ -16,6 +16,7 @@ import { type CniConfig, parseCniConfig } from "./config.ts";
 import { cmdDel } from "./del.ts";
 import { type CniEnv, readCniEnv } from "./env.ts";
 import { cmdGc, cmdStatus } from "./gc.ts";
+import { mark, phases } from "./trace.ts";
 import { CNI_ERR, CniError, resultFor, SUPPORTED_VERSIONS } from "./types.ts";
 
 const enc = new TextEncoder();
@@ -32,11 +33,24 @@ function logLine(cfg: CniConfig | undefined, msg: string): void {
   }
 }
 
-async function readStdin(): Promise<string> {
-  const dec = new TextDecoder();
-  let text = "";
-  for await (const c of Deno.stdin.readable) text += dec.decode(c, { stream: true });
-  return text + dec.decode();
+/** Reads all of stdin synchronously (web streams cost several ms to set up in a fresh process). */
+function readStdin(): string {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const buf = new Uint8Array(64 * 1024);
+    const n = Deno.stdin.readSync(buf);
+    if (n === null || n === 0) break;
+    chunks.push(buf.subarray(0, n));
+    size += n;
+  }
+  const all = new Uint8Array(size);
+  let off = 0;
+  for (const c of chunks) {
+    all.set(c, off);
+    off += c.length;
+  }
+  return new TextDecoder().decode(all);
 }
 
 function print(obj: unknown): void {
@@ -108,11 +122,15 @@ export async function runCni(): Promise<number> {
   let stdin = "";
   let command = Deno.env.get("CNI_COMMAND") ?? "?";
   try {
-    stdin = await readStdin();
+    mark("start");
+    stdin = readStdin();
+    mark("stdin");
     const env = readCniEnv();
     command = env.command;
     const what = await run(env, stdin, (c) => cfg = c);
-    if (command !== "VERSION") logLine(cfg, `${what} in ${(performance.now() - t0).toFixed(1)} ms`);
+    if (command !== "VERSION") {
+      logLine(cfg, `${what} in ${(performance.now() - t0).toFixed(1)} ms${phases()}`);
+    }
     return 0;
   } catch (err) {
     const e = err instanceof CniError
