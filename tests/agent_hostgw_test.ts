@@ -122,7 +122,12 @@ Deno.test({
           "$P/subnets/10.244.98.0-24",
           lease("10.99.0.5", "vxlan", { VNI: 1, VtepMAC: "02:00:00:00:62:00" }),
         ], DR);
-        for (const n of topo.nodes) await Deno.remove(`${dir}/${n.netns}.subnet.env`).catch(() => {});
+        for (const n of topo.nodes) {
+          await Deno.remove(`${dir}/${n.netns}.subnet.env`).catch(() => {});
+          // The new leases may reuse a subnet another node's pods bridge still holds from the last run.
+          using nl = Netlink.open({ netns: n.netns });
+          nl.linkDelete("cni0");
+        }
         agents = topo.nodes.slice(0, 2).map((n) =>
           startAgent(n, { etcd: etcd.endpoint, dir, args: ["--resync-interval=2", `--etcd-prefix=${DR}`] })
         );

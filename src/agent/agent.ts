@@ -24,6 +24,7 @@ import {
   type EtcdOptions,
   type Lease,
   type LeaseAttrs,
+  leaseAttrsJSON,
   LeaseKeeper,
   leaseName,
   openEtcdRegistry,
@@ -169,7 +170,7 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
   try {
     const cfg = await retry("reading the network config from etcd", signal, () => manager.getNetworkConfig());
     setEtcdUp(true);
-    const cfgText = await registry.getConfig();
+    const cfgText = await retry("reading the network config from etcd", signal, () => registry.getConfig());
     const ext = selectInterface(nl, opts);
     logger.info("using interface {name} ({ip}), public IP {pub}, MTU {mtu}", {
       name: ext.name,
@@ -204,7 +205,10 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
         ...(previousSubnet ? { previousSubnet } : {}),
       }));
     logger.info("lease {subnet} acquired", { subnet: leaseName(lease) });
-    if (!lease.etcdLeaseId && lease.subnet) {
+    const stored = leases.find((l) => l.key === lease!.key);
+    if (
+      !lease.etcdLeaseId && lease.subnet && leaseAttrsJSON(stored?.attrs ?? attrs) !== leaseAttrsJSON(attrs)
+    ) {
       // A reservation (no TTL) made for this node: like flanneld, publish our attributes in it (peers
       // need our VtepMAC), keeping it a reservation.
       const l = lease;
@@ -226,9 +230,10 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
       mtu: backend.mtu,
       ipMasq: opts.ipMasq,
     });
-    const keepSubnetEnv = (l: Lease) => {
+    /** Writes subnet.env when needed; `expected` says a change is no drift (a new lease). */
+    const keepSubnetEnv = (l: Lease, expected = false) => {
       try {
-        if (ensureSubnetEnv(opts.subnetFile, envOf(l)) === "written" && subnetEnvWritten) {
+        if (ensureSubnetEnv(opts.subnetFile, envOf(l)) === "written" && subnetEnvWritten && !expected) {
           counters.subnetEnvRewritten++;
           logger.warn("{file} was missing or altered: rewrote it", { file: opts.subnetFile });
         }
@@ -263,7 +268,7 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
         // The reconciler's next pass retries; subnet.env and rules do not depend on the device.
         logger.error("device: {error}", { error: (err as Error).message });
       }
-      keepSubnetEnv(l);
+      keepSubnetEnv(l, true);
       keepRules(l);
     };
     applyLease(lease);
