@@ -75,7 +75,7 @@ export function podRoutes(cfg: CniConfig, f: FamilyPlan): string[] {
 }
 
 /** Runs ADD; returns the (1.x-shaped) result, `prevResult` first when chained. */
-export async function cmdAdd(cfg: CniConfig, env: CniEnv): Promise<Result> {
+export function cmdAdd(cfg: CniConfig, env: CniEnv): Result {
   const senv = subnetEnvFor(cfg);
   const fams = plans(senv);
   const mtu = cfg.mtu ?? senv.mtu ?? 1500;
@@ -93,7 +93,7 @@ export async function cmdAdd(cfg: CniConfig, env: CniEnv): Promise<Result> {
   mark("netlink open");
   try {
     // 1. IPAM, under the store lock (shared with host-local).
-    const ips = await store.locked(() =>
+    const ips = store.locked(() =>
       fams.map((f) => {
         const ip = allocate(
           store,

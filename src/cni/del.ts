@@ -40,10 +40,10 @@ export interface DelReport {
 }
 
 /** Runs DEL. */
-export async function cmdDel(cfg: CniConfig, env: CniEnv): Promise<DelReport> {
+export function cmdDel(cfg: CniConfig, env: CniEnv): DelReport {
   const saved = loadConf(cfg.dataDir, env.containerId);
   const store = new IpamStore(saved?.ipamDataDir ?? cfg.ipamDataDir, saved?.name || cfg.name);
-  const freed = await store.locked(() => store.releaseOwner(env.containerId, env.ifname));
+  const freed = store.locked(() => store.releaseOwner(env.containerId, env.ifname));
   mark("ipam");
   let veth = false;
   if (env.netns) veth = deleteLinkIn(netnsPath(env.netns), env.ifname);

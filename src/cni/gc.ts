@@ -27,12 +27,12 @@ export interface GcReport {
 }
 
 /** Runs GC. */
-export async function cmdGc(cfg: CniConfig): Promise<GcReport> {
+export function cmdGc(cfg: CniConfig): GcReport {
   const key = (id: string, ifname: string) => `${id}\n${ifname}`;
   const valid = new Set((cfg.validAttachments ?? []).map((a) => key(a.containerID, a.ifname)));
   const validIds = new Set((cfg.validAttachments ?? []).map((a) => a.containerID));
   const store = new IpamStore(cfg.ipamDataDir, cfg.name);
-  const stale = await store.locked(() => {
+  const stale = store.locked(() => {
     const out = store.list().filter((a) => !valid.has(key(a.containerId, a.ifname)));
     for (const a of out) store.releaseIP(a.ip);
     return out;

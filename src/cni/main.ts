@@ -78,7 +78,7 @@ function needVersion(cfg: CniConfig, command: string, min: string): void {
   }
 }
 
-async function run(env: CniEnv, stdin: string, onConfig: (c: CniConfig) => void): Promise<string> {
+function run(env: CniEnv, stdin: string, onConfig: (c: CniConfig) => void): string {
   if (env.command === "VERSION") {
     print({ cniVersion: requestedVersion(stdin) ?? "1.1.0", supportedVersions: SUPPORTED_VERSIONS });
     return "VERSION";
@@ -88,13 +88,13 @@ async function run(env: CniEnv, stdin: string, onConfig: (c: CniConfig) => void)
   const who = `${env.containerId}/${env.ifname}`;
   switch (env.command) {
     case "ADD": {
-      const result = await cmdAdd(cfg, env);
+      const result = cmdAdd(cfg, env);
       print(resultFor(cfg.cniVersion, result));
       return `ADD ${who}: ${result.ips.map((i) => i.address).join(",")}`;
     }
     case "DEL": {
       // Success prints nothing: spec 1.x wants no output, older runtimes ignore it.
-      const r = await cmdDel(cfg, env);
+      const r = cmdDel(cfg, env);
       return `DEL ${who}: freed ${r.freed.join(",") || "nothing"}${r.veth ? ", veth removed" : ""}`;
     }
     case "CHECK":
@@ -103,7 +103,7 @@ async function run(env: CniEnv, stdin: string, onConfig: (c: CniConfig) => void)
       return `CHECK ${who}: ok`;
     case "GC": {
       needVersion(cfg, "GC", "1.1.0");
-      const r = await cmdGc(cfg);
+      const r = cmdGc(cfg);
       return `GC: freed ${r.freed.length} address(es) ${
         r.freed.join(",")
       }, ${r.veths.length} veth(s), ${r.confs} saved config(s)`;
@@ -115,8 +115,15 @@ async function run(env: CniEnv, stdin: string, onConfig: (c: CniConfig) => void)
   }
 }
 
-/** Runs one CNI command from the process environment and stdin; returns the exit code. */
-export async function runCni(): Promise<number> {
+/**
+ * Runs one CNI command from the process environment and stdin; resolves to the exit code. (The work is
+ * synchronous — netlink through FFI, file locks, small files — the promise is main.ts's interface.)
+ */
+export function runCni(): Promise<number> {
+  return Promise.resolve(runCniSync());
+}
+
+function runCniSync(): number {
   const t0 = performance.now();
   let cfg: CniConfig | undefined;
   let stdin = "";
@@ -127,7 +134,7 @@ export async function runCni(): Promise<number> {
     mark("stdin");
     const env = readCniEnv();
     command = env.command;
-    const what = await run(env, stdin, (c) => cfg = c);
+    const what = run(env, stdin, (c) => cfg = c);
     if (command !== "VERSION") {
       logLine(cfg, `${what} in ${(performance.now() - t0).toFixed(1)} ms${phases()}`);
     }

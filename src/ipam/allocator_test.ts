@@ -83,7 +83,7 @@ Deno.test({
         import { formatIP, parseIP, parseNet } from "${ip}";
         const s = new IpamStore(Deno.args[0], "cbr0");
         const range = { subnet: parseNet("10.244.3.0/24"), gateway: parseIP("10.244.3.1"), index: 0 };
-        const got = await s.locked(() => allocate(s, range, Deno.args[1], "eth0"));
+        const got = s.locked(() => allocate(s, range, Deno.args[1], "eth0"));
         console.log(formatIP(got));`;
       const runs = await Promise.all(
         Array.from(

@@ -70,14 +70,18 @@ export class IpamStore {
     Deno.mkdirSync(this.dir, { recursive: true, mode: 0o755 });
   }
 
-  /** Runs `fn` holding the store's flock (the same lock host-local takes, so both can share a node). */
-  async locked<T>(fn: () => T | Promise<T>): Promise<T> {
-    using f = await Deno.open(`${this.dir}/lock`, { read: true, write: true, create: true, mode: 0o600 });
-    await f.lock(true);
+  /**
+   * Runs `fn` holding the store's flock (the same lock host-local takes, so both can share a node).
+   * Synchronous on purpose: a CNI call has nothing else to do while it waits, and the blocking calls skip
+   * the thread-pool round trips of their async twins.
+   */
+  locked<T>(fn: () => T): T {
+    using f = Deno.openSync(`${this.dir}/lock`, { read: true, write: true, create: true, mode: 0o600 });
+    f.lockSync(true);
     try {
-      return await fn();
+      return fn();
     } finally {
-      await f.unlock();
+      f.unlockSync();
     }
   }
 
