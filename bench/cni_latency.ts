@@ -4,9 +4,11 @@
  * pod namespaces, calls alternating so both see the same machine load. Prints medians, p90s and the
  * weft/Debian ratio (goal ≤ 1.5).
  *
- * weft runs as `deno run -A main.ts` (no compiled binary here), measured three ways:
+ * weft runs as `deno run -A main.ts` (no compiled binary here), measured four ways:
  * - warm: Deno's module cache (transpiled sources, V8 code cache) already filled — every call but the
  *   first after an install or upgrade;
+ * - warm with `--no-npm`: the CNI path needs no npm package, and skipping Deno's npm resolver set-up
+ *   (deno.json lists the agent's npm dependencies) saves ~10 ms per call;
  * - cold: the first call with an empty DENO_DIR (everything transpiled on the spot);
  * - in-plugin: the time weft itself logs for the command, i.e. without Deno's start-up.
  * Plus VERSION (start-up only) for weft, an empty Deno script and host-local.
@@ -22,6 +24,7 @@ const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const DEBIAN = "/usr/lib/cni";
 const wi = Deno.args.indexOf("--weft");
 const WEFT = wi >= 0 ? Deno.args[wi + 1]!.split(" ") : [Deno.execPath(), "run", "-A", MAIN];
+const WEFT_NO_NPM = [Deno.execPath(), "run", "-A", "--no-npm", MAIN];
 const ITER = Number(Deno.args.find((a, i) => /^\d+$/.test(a) && Deno.args[i - 1] !== "--weft") ?? 30);
 
 interface Call {
@@ -122,13 +125,12 @@ async function main(): Promise<void> {
     });
     const plugins = {
       weft: { cmd: WEFT, conf: weftConf },
+      ...(wi < 0 ? { "weft --no-npm": { cmd: WEFT_NO_NPM, conf: weftConf } } : {}),
       debian: { cmd: [`${DEBIAN}/bridge`], conf: debConf },
-    };
-    type Name = keyof typeof plugins;
-    const results: Record<Name, { add: number[]; del: number[]; addIn: number[]; delIn: number[] }> = {
-      weft: { add: [], del: [], addIn: [], delIn: [] },
-      debian: { add: [], del: [], addIn: [], delIn: [] },
-    };
+    } as Record<string, { cmd: string[]; conf: string }>;
+    type Name = string;
+    const results: Record<Name, { add: number[]; del: number[]; addIn: number[]; delIn: number[] }> = {};
+    for (const k of Object.keys(plugins)) results[k] = { add: [], del: [], addIn: [], delIn: [] };
 
     // Cold: the very first weft ADD/DEL with an empty DENO_DIR (nothing transpiled or code-cached yet).
     const coldDir = `${dir}/deno-cold`;
@@ -150,36 +152,34 @@ async function main(): Promise<void> {
 
     const warmup = 3;
     for (let i = 0; i < warmup + ITER; i++) {
-      const order: Name[] = i % 2 ? ["weft", "debian"] : ["debian", "weft"];
+      const names = Object.keys(plugins);
+      const order: Name[] = i % 2 ? names : [...names].reverse();
       for (const name of order) {
-        const p = plugins[name];
+        const p = plugins[name]!;
         const netns = `/run/netns/${pods[i % pods.length]}`;
-        const id = `${name}-${i}`;
+        const id = `${name.replace(/[^A-Za-z0-9]+/g, "-")}-${i}`;
         const add = await call(node, p.cmd, cniEnv("ADD", id, netns), p.conf);
         if (add.code !== 0) throw new Error(`${name} ADD failed: ${add.stdout}${add.stderr}`);
         const del = await call(node, p.cmd, cniEnv("DEL", id, netns), p.conf);
         if (del.code !== 0) throw new Error(`${name} DEL failed: ${del.stdout}${del.stderr}`);
         if (i < warmup) continue;
-        results[name].add.push(add.ms);
-        results[name].del.push(del.ms);
+        results[name]!.add.push(add.ms);
+        results[name]!.del.push(del.ms);
         const ai = inPluginMs(add.stderr), di = inPluginMs(del.stderr);
-        if (ai !== undefined) results[name].addIn.push(ai);
-        if (di !== undefined) results[name].delIn.push(di);
+        if (ai !== undefined) results[name]!.addIn.push(ai);
+        if (di !== undefined) results[name]!.delIn.push(di);
       }
     }
 
     // Start-up alone: VERSION.
     Deno.writeTextFileSync(`${dir}/empty.ts`, "");
-    const version: Record<string, number[]> = {
-      "weft VERSION": [],
-      "deno empty script": [],
-      "host-local VERSION": [],
-    };
     const vcmds: Record<string, string[]> = {
       "weft VERSION": WEFT,
+      ...(wi < 0 ? { "weft --no-npm VERSION": WEFT_NO_NPM } : {}),
       "deno empty script": [Deno.execPath(), "run", `${dir}/empty.ts`],
       "host-local VERSION": [`${DEBIAN}/host-local`],
     };
+    const version: Record<string, number[]> = Object.fromEntries(Object.keys(vcmds).map((k) => [k, []]));
     for (let i = 0; i < ITER; i++) {
       for (const [k, cmd] of Object.entries(vcmds)) {
         const r = await call(
@@ -198,13 +198,13 @@ async function main(): Promise<void> {
     );
     console.log(`weft command: ${WEFT.join(" ")}\n`);
     console.log("                         median ms    p90 ms");
-    for (const name of ["weft", "debian"] as Name[]) {
-      const r = results[name];
-      const label = name === "weft" ? "weft" : "bridge+host-local";
+    for (const name of Object.keys(plugins)) {
+      const r = results[name]!;
+      const label = name === "debian" ? "bridge+host-local" : name;
       console.log(`${`${label} ADD`.padEnd(24)} ${f(quantile(r.add, 0.5))}   ${f(quantile(r.add, 0.9))}`);
       console.log(`${`${label} DEL`.padEnd(24)} ${f(quantile(r.del, 0.5))}   ${f(quantile(r.del, 0.9))}`);
     }
-    const w = results.weft, d = results.debian;
+    const w = results.weft!, d = results.debian!;
     if (w.addIn.length) {
       console.log(
         `${"weft ADD in-plugin".padEnd(24)} ${f(quantile(w.addIn, 0.5))}   ${f(quantile(w.addIn, 0.9))}`,
@@ -220,14 +220,17 @@ async function main(): Promise<void> {
     for (const [k, xs] of Object.entries(version)) {
       console.log(`${k.padEnd(24)} ${f(quantile(xs, 0.5))}   ${f(quantile(xs, 0.9))}`);
     }
-    const ra = quantile(w.add, 0.5) / quantile(d.add, 0.5);
-    const rd = quantile(w.del, 0.5) / quantile(d.del, 0.5);
-    const rt = (quantile(w.add, 0.5) + quantile(w.del, 0.5)) / (quantile(d.add, 0.5) + quantile(d.del, 0.5));
-    console.log(
-      `\nratio weft/Debian (medians): ADD ${ra.toFixed(2)}, DEL ${rd.toFixed(2)}, ADD+DEL ${
-        rt.toFixed(2)
-      } (goal ≤ 1.5)`,
-    );
+    const ratios = (x: typeof w) => {
+      const ra = quantile(x.add, 0.5) / quantile(d.add, 0.5);
+      const rd = quantile(x.del, 0.5) / quantile(d.del, 0.5);
+      const rt = (quantile(x.add, 0.5) + quantile(x.del, 0.5)) /
+        (quantile(d.add, 0.5) + quantile(d.del, 0.5));
+      return `ADD ${ra.toFixed(2)}, DEL ${rd.toFixed(2)}, ADD+DEL ${rt.toFixed(2)}`;
+    };
+    console.log("");
+    for (const name of Object.keys(plugins).filter((n) => n !== "debian")) {
+      console.log(`ratio ${name}/Debian (medians): ${ratios(results[name]!)} (goal ≤ 1.5)`);
+    }
     if (w.addIn.length) {
       const startup = quantile(version["weft VERSION"]!, 0.5);
       const ri = quantile(w.addIn, 0.5) / quantile(d.add, 0.5);
