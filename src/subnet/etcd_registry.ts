@@ -50,6 +50,12 @@ export function explainEtcdError(err: unknown, opts: Pick<EtcdOptions, "endpoint
   if (/authentication failed|invalid user ID or password/i.test(msg)) {
     return `etcd rejected the username or password (${msg})`;
   }
+  const https = opts.endpoints.some((e) => e.startsWith("https://"));
+  if (https && /EPIPE|ECONNRESET|socket hang up|closed/i.test(msg)) {
+    // etcd drops the connection mid-handshake when it does not trust the client certificate.
+    return `TLS with etcd failed: the server closed the connection during the handshake — is the client ` +
+      `certificate (--etcd-certfile/--etcd-keyfile) signed by a CA that etcd trusts? (${msg})`;
+  }
   if (/certificate|handshake|SSL|TLS|alert/i.test(msg)) {
     return `TLS with etcd failed: check --etcd-cafile/--etcd-certfile/--etcd-keyfile (${msg})`;
   }
@@ -69,6 +75,30 @@ function readPem(path: string | undefined, flag: string): Uint8Array | undefined
   }
 }
 
+let sniPatched = false;
+
+/**
+ * gRPC sets the TLS server name (SNI) to the endpoint's host, also when that is an IP address. Node
+ * ignores an IP there (RFC 6066 forbids IP SNI); Deno's node:tls throws, which made `https://<ip>:2379`
+ * endpoints unusable. Drop an IP server name: the certificate is still verified against the address.
+ */
+async function allowIpEndpointsWithTls(): Promise<void> {
+  if (sniPatched) return;
+  sniPatched = true;
+  const tls = (await import("node:tls")).default as unknown as { connect: (...args: unknown[]) => unknown };
+  const { isIP } = await import("node:net");
+  const connect = tls.connect;
+  tls.connect = function (this: unknown, ...args: unknown[]) {
+    for (const a of args) {
+      if (a && typeof a === "object" && "servername" in a) {
+        const o = a as { servername?: string };
+        if (typeof o.servername === "string" && isIP(o.servername)) delete o.servername;
+      }
+    }
+    return connect.apply(this, args);
+  };
+}
+
 /** Opens an etcd registry (and the etcd3 client under it). */
 export async function openEtcdRegistry(opts: EtcdOptions): Promise<EtcdRegistry> {
   const mod: Etcd3Module = await import("etcd3");
@@ -79,6 +109,7 @@ export async function openEtcdRegistry(opts: EtcdOptions): Promise<EtcdRegistry>
   const hosts = opts.endpoints.map((e) => e.trim()).filter(Boolean);
   if (!hosts.length) throw new EtcdConfigError("--etcd-endpoints is empty");
   const tls = hosts.some((h) => h.startsWith("https://"));
+  if (tls) await allowIpEndpointsWithTls();
   const timeout = opts.timeoutMs ?? 5000;
   const client = new mod.Etcd3({
     hosts,
