@@ -6,8 +6,17 @@
  */
 import { TEST_PREFIX_ROOT } from "./helpers/names.ts";
 
+// One run id for every test of this run: leftovers are looked for under exactly this run's prefix (other
+// runs on the same machine have their own).
+const runId = Math.floor(Math.random() * 36 ** 4).toString(36).padStart(4, "0");
+const runPrefix = `${TEST_PREFIX_ROOT}${runId}-`;
 const args = ["test", "-A", "--no-check=remote", ...Deno.args];
-const child = new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "inherit" }).spawn();
+const child = new Deno.Command(Deno.execPath(), {
+  args,
+  env: { WEFT_TEST_RUN: runId },
+  stdout: "piped",
+  stderr: "inherit",
+}).spawn();
 
 // Echo deno's output as it comes and keep the tail to read its closing line.
 let tail = "";
@@ -26,7 +35,7 @@ const m = plain.match(/(ok|FAILED) \| (\d+) passed[^|]*\| (\d+) failed(?:[^|]*\|
 const leftovers = new TextDecoder().decode(
   (await new Deno.Command("ip", { args: ["netns", "list"], stdout: "piped", stderr: "null" }).output())
     .stdout,
-).split("\n").filter((l) => l.startsWith(TEST_PREFIX_ROOT));
+).split("\n").filter((l) => l.startsWith(runPrefix));
 
 if (m) {
   console.log(`tests: ${m[2]} passed, ${m[3]} failed, ${m[4] ?? 0} skipped`);

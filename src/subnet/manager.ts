@@ -97,6 +97,9 @@ export class SubnetManager {
       const mine = leases.find((l) => l.attrs.PublicIP === attrs.PublicIP && fits(cfg, l));
       if (mine) {
         if (!mine.etcdLeaseId) {
+          // A reservation stays a reservation (no TTL), but peers must see our current attributes
+          // (the VTEP MAC above all), as flannel does when it takes a reserved subnet.
+          if (leaseAttrsJSON(mine.attrs) !== value) await this.registry.reserveSubnet(mine.key, value);
           logger.info("using reservation {key} for {ip}", { key: mine.key, ip: attrs.PublicIP });
           return { ...mine, attrs };
         }

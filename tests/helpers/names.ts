@@ -8,8 +8,12 @@
 /** What every weft test namespace name starts with. */
 export const TEST_PREFIX_ROOT = "wtst-";
 
-/** This process's run id: 4 base-36 characters, random. */
-export const RUN_ID = Math.floor(Math.random() * 36 ** 4).toString(36).padStart(4, "0");
+/**
+ * This run's id: 4 base-36 characters, from `WEFT_TEST_RUN` (set by tests/run_suite.ts, so it can find
+ * exactly this run's leftovers) or random.
+ */
+export const RUN_ID = Deno.env.get("WEFT_TEST_RUN") ??
+  Math.floor(Math.random() * 36 ** 4).toString(36).padStart(4, "0");
 
 let counter = 0;
 
