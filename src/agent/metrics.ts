@@ -4,7 +4,7 @@
  * @module
  */
 import client from "prom-client";
-import type { ReconcileStats } from "../datapath/reconciler.ts";
+import { emptyReconcileStats, type ReconcileStats } from "../datapath/reconciler.ts";
 
 /** Counters the agent itself keeps (outside the reconciler). */
 export interface AgentCounters {
@@ -16,16 +16,7 @@ export interface AgentCounters {
   leaseReacquired: number;
 }
 
-const NO_STATS: ReconcileStats = {
-  passes: 0,
-  driftRepaired: 0,
-  pruned: 0,
-  deviceRecreated: 0,
-  errors: 0,
-  lastPassSeconds: 0,
-  peersProgrammed: 0,
-  peersFailing: 0,
-};
+const NO_STATS: ReconcileStats = emptyReconcileStats();
 
 /** What the metrics read when scraped. */
 export interface AgentView {

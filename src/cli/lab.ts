@@ -146,3 +146,21 @@ export async function stopPid(pid: number, signal: Deno.Signal = "SIGTERM", grac
     while (alive(pid)) await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** Sends `signal` to a child process and waits for it to exit, escalating to SIGKILL after `graceMs`. */
+export async function terminateChild(
+  child: Deno.ChildProcess,
+  signal: Deno.Signal = "SIGTERM",
+  graceMs = 5000,
+): Promise<void> {
+  try {
+    child.kill(signal);
+  } catch { /* already gone */ }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, graceMs);
+  await child.status;
+  clearTimeout(timer);
+}

@@ -89,16 +89,9 @@ function sameLease(a: Lease, b: Lease): boolean {
 /** Longest back-off between retries of one failing peer. */
 const MAX_BACKOFF_MS = 30_000;
 
-/** Reconciles desired peers with the kernel. */
-export class Reconciler {
-  readonly #desired = new Map<string, Lease>();
-  readonly #status = new Map<string, PeerStatus>();
-  readonly #dirty = new Set<string>();
-  #scheduled = false;
-  #retryTimer: ReturnType<typeof setTimeout> | undefined;
-  #running: Promise<void> = Promise.resolve();
-  /** Counters. */
-  readonly stats: ReconcileStats = {
+/** Counters all at zero. */
+export function emptyReconcileStats(): ReconcileStats {
+  return {
     passes: 0,
     driftRepaired: 0,
     pruned: 0,
@@ -108,6 +101,18 @@ export class Reconciler {
     peersProgrammed: 0,
     peersFailing: 0,
   };
+}
+
+/** Reconciles desired peers with the kernel. */
+export class Reconciler {
+  readonly #desired = new Map<string, Lease>();
+  readonly #status = new Map<string, PeerStatus>();
+  readonly #dirty = new Set<string>();
+  #scheduled = false;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #running: Promise<void> = Promise.resolve();
+  /** Counters. */
+  readonly stats: ReconcileStats = emptyReconcileStats();
 
   /**
    * @param backend turns leases into entries

@@ -6,7 +6,7 @@
  */
 import { Netlink, withNetns } from "../../ffi/mod.ts";
 import { readSubnetEnv, type SubnetEnv } from "../../src/config/subnet_env.ts";
-import { alive, runIn } from "../../src/cli/lab.ts";
+import { alive, runIn, terminateChild } from "../../src/cli/lab.ts";
 import type { LabNode } from "../../src/cli/lab.ts";
 import { parsePrometheusText } from "../../src/cli/status.ts";
 import { formatIP } from "../../src/net/ip.ts";
@@ -86,16 +86,7 @@ export function startAgent(
       if (!child) return;
       const c = child;
       child = undefined;
-      try {
-        c.kill(signal);
-      } catch { /* gone */ }
-      const timer = setTimeout(() => {
-        try {
-          c.kill("SIGKILL");
-        } catch { /* gone */ }
-      }, 5000);
-      await c.status;
-      clearTimeout(timer);
+      await terminateChild(c, signal);
     },
   };
   agent.start();

@@ -10,6 +10,7 @@
  * @module
  */
 import { withNetns } from "../../ffi/mod.ts";
+import { terminateChild } from "../../src/cli/lab.ts";
 
 /** Options of {@linkcode startEtcd}. */
 export interface EtcdOptions {
@@ -141,16 +142,7 @@ export async function startEtcd(opts: EtcdOptions = {}, wait = true): Promise<Et
     if (!child) return;
     const c = child;
     child = undefined;
-    try {
-      c.kill(signal);
-    } catch { /* already gone */ }
-    const timer = setTimeout(() => {
-      try {
-        c.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 5000);
-    await c.status;
-    clearTimeout(timer);
+    await terminateChild(c, signal);
   };
   spawn();
   if (wait) {
