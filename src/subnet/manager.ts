@@ -291,7 +291,7 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 export interface KeeperOptions {
   /** TTL of each renewal, seconds. */
   ttlSeconds: number;
-  /** Renew this long before expiry, seconds (flannel: 60 min); capped at a third of the TTL. */
+  /** Renew this long before expiry, seconds (flannel: 60 min); capped at half the TTL. */
   renewMarginSeconds: number;
   /** Called with the new lease after every renewal or re-acquisition. */
   onLease?: (lease: Lease, reacquired: boolean) => void;
@@ -324,7 +324,7 @@ export class LeaseKeeper {
   /** Runs until `signal` aborts. */
   async run(signal: AbortSignal): Promise<void> {
     const ttl = this.opts.ttlSeconds;
-    const margin = Math.min(this.opts.renewMarginSeconds, ttl / 3);
+    const margin = Math.min(this.opts.renewMarginSeconds, ttl / 2);
     let retry = Math.max(0.2, Math.min(60, ttl / 10));
     while (!signal.aborted) {
       const expires = this.#lease.expiration?.getTime() ?? Date.now() + ttl * 1000;
@@ -356,7 +356,8 @@ export class LeaseKeeper {
           s: retry,
         });
         await sleep(retry * 1000, signal);
-        retry = Math.min(retry * 2, 60);
+        // Back off, but never so far that the lease could expire between two tries (flannel: every minute).
+        retry = Math.min(retry * 2, Math.max(0.2, Math.min(60, ttl / 6)));
         // Make the next loop try again at once.
         this.#lease = { ...this.#lease, expiration: new Date(Date.now() + margin * 1000) };
       }
