@@ -123,6 +123,9 @@ async function runOne(n: number): Promise<Record<string, string>> {
       lat.push(performance.now() - p1);
     }
 
+    if (Deno.env.get("WEFT_BENCH_VERBOSE")) {
+      console.log(`  event latencies (ms, in order): ${lat.map((x) => x.toFixed(1)).join(" ")}`);
+    }
     // Resync cost: agent CPU over 5 idle resync periods (2 s each) with n+40 peers.
     const c0 = procStats(agent.pid).cpu;
     await new Promise((r) => setTimeout(r, 10_000));
