@@ -100,7 +100,9 @@ export function registerDemo(program: Command): void {
       console.log(`${renderMatrix(state, results)}\n`);
       const ok = results.filter((r) => r.ok).length;
       console.log(`ping matrix: ${ok}/${results.length} ✓ in ${((Date.now() - started) / 1000).toFixed(1)}s`);
-      console.log(`the cluster keeps running: logs in ${DEMO_DIR}/logs; remove it with: weft demo down`);
+      console.log(
+        `the cluster keeps running: logs in ${DEMO_DIR}/logs; remove it with: ./dev demo down (or weft demo down)`,
+      );
       if (ok !== results.length) Deno.exitCode = 1;
     });
   demo.command("down")
