@@ -38,8 +38,10 @@ export class HostGwBackend implements Backend {
     return null;
   }
 
+  /** Routes do not depend on the own lease. */
   setLease(_lease: Lease): void {}
 
+  /** host-gw has no device of its own. */
   ensureDevice(): DeviceChange {
     return "unchanged"; // routes only, on the external interface weft does not own
   }
@@ -48,6 +50,7 @@ export class HostGwBackend implements Backend {
     return [];
   }
 
+  /** A route via the peer's PublicIP; other backends' leases are ignored. */
   entriesFor(lease: Lease): Entry[] | undefined {
     if (lease.attrs.BackendType !== "host-gw") {
       if (!this.#ignored.has(lease.key)) {

@@ -44,8 +44,10 @@ export function vxlanIncompatibility(
 /** The vxlan backend. */
 export class VxlanBackend implements Backend {
   readonly type = "vxlan";
+  /** Device name, `flannel.<VNI>`. */
   readonly name: string;
   readonly mtu: number;
+  /** The VTEP MAC published in the lease. */
   readonly mac: string;
   #index = 0;
   #lease: Lease | undefined;
@@ -90,6 +92,7 @@ export class VxlanBackend implements Backend {
     return { VNI: this.opts.vni, VtepMAC: this.mac };
   }
 
+  /** Binds the device address to the node's lease. */
   setLease(lease: Lease): void {
     this.#lease = lease;
   }
@@ -173,6 +176,7 @@ export class VxlanBackend implements Backend {
     return this.ext.cidrs.some((c) => netContains(parseCIDR(c).net, addr));
   }
 
+  /** Neighbour, FDB entry and onlink route for a vxlan peer (a direct route with DirectRouting on one L2). */
   entriesFor(lease: Lease): Entry[] | undefined {
     if (lease.attrs.BackendType !== "vxlan") {
       if (!this.#ignored.has(lease.key)) {
