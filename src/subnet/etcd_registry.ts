@@ -2,69 +2,35 @@
  * The etcd v3 {@linkcode Registry}, on `npm:etcd3` — imported lazily here, so the CNI mode and the CLI's
  * help never pay its ~200 ms import.
  *
- * Leases are etcd leases with a TTL; renewal grants a fresh lease and re-puts the key under a
- * compare-on-value transaction, then revokes the old lease (flannel's way: a renewal that races an
- * operator's delete never resurrects the key with someone else's value).
+ * Leases are etcd leases with a TTL. Renewal grants a fresh lease and re-puts the key under a
+ * compare-on-value transaction, then revokes the old lease — flannel's way, chosen over etcd keep-alive:
+ * - a renewal that races an operator's delete fails the compare instead of resurrecting the key, so the
+ *   keeper notices the loss and re-acquires (a keep-alive would keep a lease alive that has no key);
+ * - it needs no long-lived keep-alive stream, whose `npm:etcd3` implementation keeps running after
+ *   `client.close()` (a lease must be revoked to stop it) and, like a watch, silently stalls when the
+ *   member behind the stream dies;
+ * - the key's value is what flanneld writes after a renewal, lease id aside: peers cannot tell.
+ * It costs three unary calls per renewal (grant, txn, revoke) once per TTL/2 at most (24 h TTL: daily).
+ *
+ * Connection behaviour, fixed here once for every caller:
+ * - the per-call deadline applies to unary calls only: a deadline on the watch stream would end it
+ *   every `timeoutMs` and count as a host failure in the client's circuit breaker;
+ * - calls go to a random endpoint and fail over to the others; a failing endpoint is skipped for 5 s
+ *   after three consecutive failures (the client's circuit breaker);
+ * - a watch reports a lost stream to the caller (`onReset`) instead of letting `npm:etcd3` reconnect it
+ *   with its own back-off of up to 30 s: the subnet manager re-lists and re-watches with 100 ms → 5 s.
  *
  * @module
  */
+import { EtcdConfigError, type EtcdOptions } from "./etcd_options.ts";
 import type { Registry, RegistryEntry, RegistryEvent } from "./registry.ts";
 
-/** How to reach etcd (flanneld's flags). */
-export interface EtcdOptions {
-  /** Client URLs. */
-  endpoints: string[];
-  /** Key prefix, default `/coreos.com/network`. */
-  prefix: string;
-  /** CA file (PEM). */
-  caFile?: string;
-  /** Client certificate (PEM). */
-  certFile?: string;
-  /** Client key (PEM). */
-  keyFile?: string;
-  /** Username for password auth. */
-  username?: string;
-  /** Password. */
-  password?: string;
-  /** Per-call timeout in ms (default 5000). */
-  timeoutMs?: number;
-}
-
-/** Thrown when etcd cannot be used with the given options (TLS files, auth). */
-export class EtcdConfigError extends Error {
-  /** Creates the error. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "EtcdConfigError";
-  }
-}
+export { EtcdConfigError, type EtcdOptions, explainEtcdError } from "./etcd_options.ts";
 
 type Etcd3Module = typeof import("etcd3");
 type Etcd3 = InstanceType<Etcd3Module["Etcd3"]>;
 
 const enc = new TextEncoder();
-
-/** Explains an etcd client error in one line, naming the likely cause. */
-export function explainEtcdError(err: unknown, opts: Pick<EtcdOptions, "endpoints">): string {
-  const msg = err instanceof Error ? err.message : String(err);
-  if (/authentication failed|invalid user ID or password/i.test(msg)) {
-    return `etcd rejected the username or password (${msg})`;
-  }
-  const https = opts.endpoints.some((e) => e.startsWith("https://"));
-  if (https && /EPIPE|ECONNRESET|socket hang up|closed/i.test(msg)) {
-    // etcd drops the connection mid-handshake when it does not trust the client certificate.
-    return `TLS with etcd failed: the server closed the connection during the handshake — is the client ` +
-      `certificate (--etcd-certfile/--etcd-keyfile) signed by a CA that etcd trusts? (${msg})`;
-  }
-  if (/certificate|handshake|SSL|TLS|alert/i.test(msg)) {
-    return `TLS with etcd failed: check --etcd-cafile/--etcd-certfile/--etcd-keyfile (${msg})`;
-  }
-  if (/user name is empty|permission denied/i.test(msg)) return `etcd denied access: ${msg}`;
-  if (/circuit breaker|UNAVAILABLE|ECONNREFUSED|No connection|deadline/i.test(msg)) {
-    return `etcd is unreachable at ${opts.endpoints.join(",")} (${msg})`;
-  }
-  return msg;
-}
 
 function readPem(path: string | undefined, flag: string): Uint8Array | undefined {
   if (!path) return undefined;
@@ -99,16 +65,27 @@ async function allowIpEndpointsWithTls(): Promise<void> {
   };
 }
 
-/** Opens an etcd registry (and the etcd3 client under it). */
+/** Opens an etcd registry (and the etcd3 client under it). Throws {@linkcode EtcdConfigError}. */
 export async function openEtcdRegistry(opts: EtcdOptions): Promise<EtcdRegistry> {
-  const mod: Etcd3Module = await import("etcd3");
-  const { Buffer } = await import("node:buffer");
+  const hosts = opts.endpoints.map((e) => e.trim()).filter(Boolean);
+  if (!hosts.length) throw new EtcdConfigError("--etcd-endpoints is empty");
+  for (const h of hosts) {
+    if (!/^https?:\/\/[^/]+\/?$/.test(h)) {
+      throw new EtcdConfigError(`--etcd-endpoints: ${h} is not an http:// or https:// URL (host:port)`);
+    }
+  }
   const ca = readPem(opts.caFile, "--etcd-cafile");
   const cert = readPem(opts.certFile, "--etcd-certfile");
   const key = readPem(opts.keyFile, "--etcd-keyfile");
-  const hosts = opts.endpoints.map((e) => e.trim()).filter(Boolean);
-  if (!hosts.length) throw new EtcdConfigError("--etcd-endpoints is empty");
+  if (!!cert !== !!key) {
+    throw new EtcdConfigError("--etcd-certfile and --etcd-keyfile must be given together");
+  }
   const tls = hosts.some((h) => h.startsWith("https://"));
+  if (!tls && (ca || cert)) {
+    throw new EtcdConfigError("TLS files are set but no --etcd-endpoints URL is https://");
+  }
+  const mod: Etcd3Module = await import("etcd3");
+  const { Buffer } = await import("node:buffer");
   if (tls) await allowIpEndpointsWithTls();
   const timeout = opts.timeoutMs ?? 5000;
   const client = new mod.Etcd3({
@@ -117,25 +94,39 @@ export async function openEtcdRegistry(opts: EtcdOptions): Promise<EtcdRegistry>
     ...(tls
       ? {
         credentials: {
-          rootCertificate: Buffer.from(ca ?? new Uint8Array()),
+          // No CA file: the system's roots (gRPC's default for a null root certificate).
+          rootCertificate: (ca ? Buffer.from(ca) : null) as unknown as import("node:buffer").Buffer,
           ...(key ? { privateKey: Buffer.from(key) } : {}),
           ...(cert ? { certChain: Buffer.from(cert) } : {}),
         },
       }
       : {}),
     ...(opts.username ? { auth: { username: opts.username, password: opts.password ?? "" } } : {}),
-    defaultCallOptions: () => ({ deadline: Date.now() + timeout }),
+    // Unary calls only: see the module comment.
+    defaultCallOptions: (ctx) => ctx.isStream ? {} : { deadline: Date.now() + timeout },
+    grpcOptions: {
+      // A fresh channel to a member that came back connects within 100 ms → 5 s, not gRPC's 120 s cap.
+      "grpc.initial_reconnect_backoff_ms": 100,
+      "grpc.max_reconnect_backoff_ms": 5000,
+      // Notice a member that vanished without closing the connection (power loss, partition) on the
+      // watch stream too; etcd accepts pings every 5 s or slower.
+      "grpc.keepalive_time_ms": 10_000,
+      "grpc.keepalive_timeout_ms": 5_000,
+    },
   });
   return new EtcdRegistry(client, opts.prefix.replace(/\/$/, ""), Buffer);
 }
 
-/** Registry on etcd v3. */
+/** Registry on etcd v3 (flannel's layout: `<prefix>/config`, `<prefix>/subnets/<key>`). */
 export class EtcdRegistry implements Registry {
   readonly #subnets: string;
+  readonly #dec = new TextDecoder();
 
   /** Use {@linkcode openEtcdRegistry}. */
   constructor(
+    /** The etcd3 client, for tests and tools that need raw access. */
     readonly client: Etcd3,
+    /** Key prefix without a trailing slash. */
     readonly prefix: string,
     private readonly buf: typeof import("node:buffer").Buffer,
   ) {
@@ -156,8 +147,8 @@ export class EtcdRegistry implements Registry {
 
   #entry(kv: { key: Uint8Array; value: Uint8Array; lease: string }): RegistryEntry {
     const e: RegistryEntry = {
-      key: new TextDecoder().decode(kv.key).slice(this.#subnets.length),
-      value: new TextDecoder().decode(kv.value),
+      key: this.#dec.decode(kv.key).slice(this.#subnets.length),
+      value: this.#dec.decode(kv.value),
     };
     if (kv.lease && kv.lease !== "0") e.leaseId = kv.lease;
     return e;
@@ -169,6 +160,12 @@ export class EtcdRegistry implements Registry {
       range_end: this.#b(this.#subnets.slice(0, -1) + "0"), // '/' + 1 = '0': the whole prefix
     });
     return { entries: res.kvs.map((kv) => this.#entry(kv)), revision: Number(res.header.revision) };
+  }
+
+  async getSubnet(key: string): Promise<RegistryEntry | undefined> {
+    const res = await this.client.kv.range({ key: this.#b(this.#subnets + key) });
+    const kv = res.kvs[0];
+    return kv ? this.#entry(kv) : undefined;
   }
 
   /** Remaining TTL of an etcd lease, in seconds (-1 when it no longer exists). */
@@ -184,6 +181,7 @@ export class EtcdRegistry implements Registry {
 
   async #revoke(id: string | undefined): Promise<void> {
     if (!id || id === "0") return;
+    // Best effort: an unrevoked lease without keys just expires.
     await this.client.leaseClient.leaseRevoke({ ID: id }).catch(() => {});
   }
 
@@ -194,6 +192,7 @@ export class EtcdRegistry implements Registry {
     compare: { target: "Version"; version: number } | { target: "Value"; value: string },
   ): Promise<RegistryEntry | undefined> {
     const id = await this.#grant(ttl);
+    const granted = Date.now();
     const full = this.#b(this.#subnets + key);
     try {
       const res = await this.client.kv.txn({
@@ -213,7 +212,8 @@ export class EtcdRegistry implements Registry {
       await this.#revoke(id);
       throw err;
     }
-    return { key, value, leaseId: id, expiration: new Date(Date.now() + ttl * 1000) };
+    // Counted from the grant request: the lease cannot expire before this.
+    return { key, value, leaseId: id, expiration: new Date(granted + ttl * 1000) };
   }
 
   createSubnet(key: string, value: string, ttl: number): Promise<RegistryEntry | undefined> {
@@ -248,9 +248,26 @@ export class EtcdRegistry implements Registry {
     onEvents: (events: RegistryEvent[], revision: number) => void,
     onReset: (err: Error) => void,
   ): Promise<() => Promise<void>> {
-    const watcher = await this.client.watch().prefix(this.#subnets).startRevision(String(revision + 1))
-      .withPreviousKV().create();
+    const watcher = this.client.watch().prefix(this.#subnets).startRevision(String(revision + 1))
+      .withPreviousKV().watcher();
+    let ended = false;
+    const end = (err: Error) => {
+      if (ended) return;
+      ended = true;
+      onReset(err);
+    };
+    const cancel = async () => {
+      ended = true;
+      // cancel() waits for etcd's answer when connected; never let a dying stream hang the caller.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        watcher.cancel().catch(() => {}),
+        new Promise<void>((r) => timer = setTimeout(r, 2000)),
+      ]);
+      clearTimeout(timer);
+    };
     watcher.on("data", (res) => {
+      if (ended) return;
       const events: RegistryEvent[] = [];
       for (const ev of res.events) {
         if (ev.type === "Put") events.push({ type: "put", entry: this.#entry(ev.kv) });
@@ -258,14 +275,31 @@ export class EtcdRegistry implements Registry {
       }
       if (events.length) onEvents(events, Number(res.header.revision));
     });
-    // A compaction past our revision cancels the watch: the caller re-lists and watches again.
-    watcher.on("error", (err: Error) => onReset(err));
-    return async () => {
-      await watcher.cancel().catch(() => {});
-    };
+    // Compaction past our revision cancels the watch ("error"); a lost stream is "disconnected". Both
+    // go back to the caller, which re-lists (diffing against what it knows) and watches again.
+    const connected = new Promise<void>((resolve, reject) => {
+      watcher.once("connected", () => resolve());
+      watcher.on("error", (err: Error) => {
+        reject(err);
+        end(err);
+      });
+      watcher.on("disconnected", (err: Error) => {
+        const e = new Error(`watch stream lost: ${err?.message ?? err}`, { cause: err });
+        reject(e);
+        end(e);
+      });
+    });
+    try {
+      await connected;
+    } catch (err) {
+      await cancel();
+      throw err;
+    }
+    return cancel;
   }
 
   close(): Promise<void> {
+    // No keep-alive streams exist (renewal re-grants), so closing the client stops everything.
     this.client.close();
     return Promise.resolve();
   }

@@ -104,10 +104,15 @@ export function leaseName(l: Pick<Lease, "subnet" | "ipv6Subnet">): string {
   return [l.subnet, l.ipv6Subnet].filter((n): n is IPNet => !!n).map(formatNet).join(",");
 }
 
-/** One change seen by a lease watch. */
+/**
+ * One change seen by a lease watch: `added` for a new lease, `added` with `previous` for a lease whose
+ * attributes changed (flannel also reports changes as additions), `removed` for a deleted or expired one.
+ */
 export interface LeaseEvent {
   /** `added` (new or changed) or `removed`. */
   type: "added" | "removed";
   /** The lease (for removals: the last known value). */
   lease: Lease;
+  /** For a changed lease: what it was before. */
+  previous?: Lease;
 }

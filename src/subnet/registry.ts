@@ -33,7 +33,9 @@ export interface Registry {
   setConfig(text: string): Promise<void>;
   /** Every subnet entry and the store revision it was read at. */
   listSubnets(): Promise<{ entries: RegistryEntry[]; revision: number }>;
-  /** Creates `key` with a TTL only if it does not exist; false when it does. */
+  /** One subnet entry, or undefined when absent. */
+  getSubnet(key: string): Promise<RegistryEntry | undefined>;
+  /** Creates `key` with a TTL only if it does not exist; undefined when it does. */
   createSubnet(key: string, value: string, ttlSeconds: number): Promise<RegistryEntry | undefined>;
   /**
    * Re-writes `key` with a fresh TTL (a new lease), only if it still exists with value `expect`
@@ -51,8 +53,10 @@ export interface Registry {
   /** Deletes `key`; false when absent. */
   deleteSubnet(key: string): Promise<boolean>;
   /**
-   * Watches subnet entries from `revision + 1`, calling `onEvents` per batch. Errors that need a re-list
-   * (compaction) call `onReset`. Returns a function that stops the watch.
+   * Watches subnet entries from `revision + 1`, calling `onEvents` per batch. When the watch ends by
+   * itself (compaction past `revision`, lost connection) `onReset` is called once and no more events
+   * come: the caller re-lists and watches again. Resolves once the watch is established (rejects when it
+   * cannot be) with a function that stops it.
    */
   watchSubnets(
     revision: number,
@@ -68,8 +72,11 @@ export class MemoryRegistry implements Registry {
   #config: string | undefined;
   #entries = new Map<string, RegistryEntry>();
   #revision = 1;
-  #watchers = new Set<(events: RegistryEvent[], revision: number) => void>();
+  #watchers = new Map<(events: RegistryEvent[], revision: number) => void, (err: Error) => void>();
   #nextLease = 1;
+  /** Every change with its revision, so a watch can start in the past like etcd's. */
+  #history: { revision: number; events: RegistryEvent[] }[] = [];
+  #compacted = 0;
 
   /** Drops entries whose TTL passed (call it to simulate time going by). */
   expire(now = new Date()): void {
@@ -83,7 +90,8 @@ export class MemoryRegistry implements Registry {
 
   #emit(events: RegistryEvent[]): void {
     this.#revision++;
-    for (const w of this.#watchers) w(events, this.#revision);
+    this.#history.push({ revision: this.#revision, events });
+    for (const w of this.#watchers.keys()) w(events, this.#revision);
   }
 
   #put(key: string, value: string, ttl?: number): RegistryEntry {
@@ -95,6 +103,24 @@ export class MemoryRegistry implements Registry {
     this.#entries.set(key, e);
     this.#emit([{ type: "put", entry: e }]);
     return e;
+  }
+
+  /** Ends every watch as a lost connection or a compaction would (tests of re-listing). */
+  resetWatches(err = new Error("watch reset")): void {
+    const resets = [...this.#watchers.values()];
+    this.#watchers.clear();
+    for (const r of resets) r(err);
+  }
+
+  /** Forgets the history up to the current revision, like `etcdctl compaction`. */
+  compact(): void {
+    this.#compacted = this.#revision;
+    this.#history = [];
+  }
+
+  /** Open watches (tests check that stopped watches are gone). */
+  get watchCount(): number {
+    return this.#watchers.size;
   }
 
   getConfig(): Promise<string | undefined> {
@@ -109,6 +135,11 @@ export class MemoryRegistry implements Registry {
   listSubnets(): Promise<{ entries: RegistryEntry[]; revision: number }> {
     this.expire();
     return Promise.resolve({ entries: [...this.#entries.values()], revision: this.#revision });
+  }
+
+  getSubnet(key: string): Promise<RegistryEntry | undefined> {
+    this.expire();
+    return Promise.resolve(this.#entries.get(key));
   }
 
   createSubnet(key: string, value: string, ttlSeconds: number): Promise<RegistryEntry | undefined> {
@@ -143,10 +174,17 @@ export class MemoryRegistry implements Registry {
   }
 
   watchSubnets(
-    _revision: number,
+    revision: number,
     onEvents: (events: RegistryEvent[], revision: number) => void,
+    onReset: (err: Error) => void,
   ): Promise<() => Promise<void>> {
-    this.#watchers.add(onEvents);
+    if (revision + 1 <= this.#compacted) {
+      // etcd accepts the watch, then cancels it: the caller learns through onReset.
+      queueMicrotask(() => onReset(new Error("mvcc: required revision has been compacted")));
+      return Promise.resolve(() => Promise.resolve());
+    }
+    for (const h of this.#history) if (h.revision > revision) onEvents(h.events, h.revision);
+    this.#watchers.set(onEvents, onReset);
     return Promise.resolve(() => {
       this.#watchers.delete(onEvents);
       return Promise.resolve();
