@@ -3,16 +3,22 @@
  * (never the root namespace), built with the same lab code `weft demo` uses (src/cli/lab.ts).
  *
  * ```ts
- * await using topo = await createTopology({ nodes: 3 });
- * topo.nodes[0].netns; topo.nodes[0].ip;  // "192.168.77.11"
- * await topo.ping(topo.nodes[0].netns, topo.nodes[1].ip);
+ * Deno.test({ name: "…", ignore: requireRoot(), async fn() {
+ *   await using topo = await createTopology({ nodes: 3 });
+ *   topo.nodes[0].netns; topo.nodes[0].ip;        // "wtst-ab12-n01", "192.168.77.11"
+ *   await topo.ping(topo.nodes[0].netns, topo.nodes[1].ip);
+ *   const pod = await topo.addPod(topo.nodes[0], { cidr: "10.244.1.2/24", gateway: "10.244.1.1" });
+ * }});
  * ```
  *
- * Every namespace is named `wtst-<run>-…` and removed by `cleanup()` (also at process exit).
+ * Layout: the underlay namespace holds bridge `br0` with the network's first address (`.1`, e.g. for
+ * etcd); node i holds `eth0` (a veth whose other end is a port of br0) with the address `.11+i`, `lo` up and
+ * `net.ipv4.ip_forward=1`. Every namespace is named `wtst-<run>-…` and removed by `cleanup()`, by
+ * `await using`, and — should a test crash before that — by an `unload` handler at process exit.
  *
  * @module
  */
-import { netnsList } from "../../ffi/mod.ts";
+import { Netlink, netnsCreate, netnsList, netnsPath } from "../../ffi/mod.ts";
 import {
   addNode,
   createUnderlay,
@@ -20,33 +26,111 @@ import {
   type LabNode,
   runIn,
   type RunResult,
+  setSysctl,
 } from "../../src/cli/lab.ts";
-import { RUN_ID, TEST_PREFIX_ROOT, uniqueNetnsName } from "./names.ts";
+import { addIP, formatIP, parseCIDR, parseNet } from "../../src/net/ip.ts";
+import { RUN_ID, TEST_PREFIX_ROOT, uniqueIfName, uniqueNetnsName } from "./names.ts";
+
+export type { RunResult } from "../../src/cli/lab.ts";
 
 /** True when the tests may build namespaces. */
 export const ROOT = Deno.uid() === 0;
 
-/** A built topology. */
+const reported = new Set<string>();
+
+/**
+ * Value for a test's `ignore`: true (skip) unless `ok`, and then prints `reason` once to stderr, so a
+ * skipped test never passes silently (`deno test` itself only says "ignored").
+ *
+ * ```ts
+ * Deno.test({ name: "…", ignore: skipUnless(hasBinary("etcd"), "etcd is not installed"), fn() {…} });
+ * ```
+ */
+export function skipUnless(ok: boolean, reason: string): boolean {
+  if (!ok && !reported.has(reason)) {
+    reported.add(reason);
+    console.error(`SKIPPED tests: ${reason}`);
+  }
+  return !ok;
+}
+
+/** Value for a test's `ignore`: skip (with a visible reason) when not root. `ignore: requireRoot()`. */
+export function requireRoot(): boolean {
+  return skipUnless(ROOT, "not root: tests that build network namespaces are skipped (run as root)");
+}
+
+/** Whether an executable is on `PATH` (for tests that need `etcd`, `ping`, `ctr`…). */
+export function hasBinary(name: string): boolean {
+  for (const dir of (Deno.env.get("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
+    try {
+      if (Deno.statSync(`${dir}/${name}`).isFile) return true;
+    } catch { /* not here */ }
+  }
+  return false;
+}
+
+/** One node of a topology. */
+export interface TopologyNode extends LabNode {
+  /** Namespace name (same as `netns`). */
+  name: string;
+  /** Position in `Topology.nodes` (0-based). */
+  index: number;
+}
+
+/** A pod namespace made by {@linkcode Topology.addPod}. */
+export interface TopologyPod {
+  /** The pod's namespace name. */
+  netns: string;
+  /** Its address (no prefix). */
+  ip: string;
+  /** Its interface, `"eth0"`. */
+  iface: string;
+  /** The veth end left in the node's namespace. */
+  hostIface: string;
+}
+
+/** Options of {@linkcode createTopology}. */
+export interface TopologyOptions {
+  /** Number of nodes. */
+  nodes: number;
+  /** Underlay network; default `192.168.77.0/24`. The underlay takes `.1`, node i `.11+i`. */
+  underlay?: string;
+  /** MTU of the nodes' eth0; default 1500. */
+  mtu?: number;
+}
+
+/** A built topology. Dispose it with `await using`, or call `cleanup()` in a `finally`. */
 export interface Topology extends AsyncDisposable {
   /** The underlay namespace (bridge br0, gateway address `.1`). */
   underlay: string;
   /** The underlay gateway address (reachable from every node; e.g. for etcd). */
   underlayIP: string;
   /** Nodes. */
-  nodes: LabNode[];
-  /** Runs a command in a namespace. */
+  nodes: TopologyNode[];
+  /** Runs a command in a namespace (a node, a pod or the underlay) to completion. */
   exec(
-    netns: string,
+    netns: string | { netns: string },
     cmd: string[],
     opts?: { env?: Record<string, string>; stdin?: string },
   ): Promise<RunResult>;
-  /** Pings `ip` from `netns`; true when a reply came. */
+  /** Pings `ip` from a namespace; true when a reply came. `source` is ping's `-I`. */
   ping(
-    netns: string,
+    netns: string | { netns: string },
     ip: string,
     opts?: { count?: number; timeoutS?: number; source?: string },
   ): Promise<boolean>;
-  /** Creates an extra namespace that `cleanup()` removes too. */
+  /** Writes a sysctl inside a namespace: `sysctl(ns, "net.ipv4.ip_forward", "1")`. */
+  sysctl(netns: string | { netns: string }, key: string, value: string): void;
+  /**
+   * Creates a pod namespace with `eth0` holding `cidr`, joined by a veth to the node's namespace
+   * (`hostIface`, up, no address unless `hostCidr`, enslaved to `bridge` when given), lo up, and a default
+   * route via `gateway` when given. The caller chooses every address.
+   */
+  addPod(
+    node: { netns: string },
+    opts: { name?: string; cidr: string; gateway?: string; bridge?: string; hostCidr?: string; mtu?: number },
+  ): Promise<TopologyPod>;
+  /** Creates an extra empty namespace that `cleanup()` removes too. */
   addNamespace(tag: string): Promise<string>;
   /** Removes every namespace of the topology (idempotent). */
   cleanup(): Promise<void>;
@@ -54,50 +138,89 @@ export interface Topology extends AsyncDisposable {
 
 const made = new Set<string>();
 
-// A crashed test must not leave namespaces behind.
+// A crashed test must not leave namespaces behind. Only this run's prefix is swept, so concurrent runs
+// (another engineer's suite) keep theirs.
 globalThis.addEventListener("unload", () => {
   deleteNamespaces(made);
   deleteNamespaces(netnsList().filter((n) => n.startsWith(`${TEST_PREFIX_ROOT}${RUN_ID}-`)));
 });
 
-/** Builds `nodes` nodes on `192.168.77.0/24` (node i at .11+i, the underlay at .1). */
-export async function createTopology(opts: { nodes: number; mtu?: number }): Promise<Topology> {
+const nsOf = (x: string | { netns: string }) => typeof x === "string" ? x : x.netns;
+
+/** Builds `nodes` nodes on the underlay network (see the module doc for the layout). */
+export async function createTopology(opts: TopologyOptions): Promise<Topology> {
+  const net = parseNet(opts.underlay ?? "192.168.77.0/24");
+  if (net.ip.family !== 4) throw new Error("createTopology: the underlay must be an IPv4 network");
+  const prefix = net.prefix;
+  const host = (n: number) => formatIP(addIP(net.ip, n));
   const underlay = uniqueNetnsName("ul");
   const mine: string[] = [underlay];
   made.add(underlay);
+  const own = (ns: string) => {
+    mine.push(ns);
+    made.add(ns);
+    return ns;
+  };
   const cleanup = async () => {
     deleteNamespaces(mine);
     for (const n of mine) made.delete(n);
     await Promise.resolve();
   };
   try {
-    createUnderlay(underlay, "192.168.77.1/24");
-    const nodes: LabNode[] = [];
+    createUnderlay(underlay, `${host(1)}/${prefix}`);
+    const nodes: TopologyNode[] = [];
     for (let i = 0; i < opts.nodes; i++) {
-      const ns = uniqueNetnsName(`n${i}`);
-      mine.push(ns);
-      made.add(ns);
-      nodes.push(addNode(underlay, ns, `p${RUN_ID}${i}`, `192.168.77.${11 + i}/24`, opts.mtu ?? 1500));
+      const ns = own(uniqueNetnsName(`n${i}`));
+      const node = addNode(underlay, ns, `p${RUN_ID}${i}`, `${host(11 + i)}/${prefix}`, opts.mtu ?? 1500);
+      nodes.push({ ...node, name: ns, index: i });
     }
+    const exec: Topology["exec"] = (ns, cmd, o) => runIn(nsOf(ns), cmd, o ?? {});
     return {
       underlay,
-      underlayIP: "192.168.77.1",
+      underlayIP: host(1),
       nodes,
-      exec: (netns, cmd, o) => runIn(netns, cmd, o ?? {}),
-      async ping(netns, ip, o = {}) {
-        const args = ["ping", "-c", String(o.count ?? 1), "-W", String(o.timeoutS ?? 1)];
+      exec,
+      async ping(ns, ip, o = {}) {
+        const args = ["ping", "-n", "-q", "-c", String(o.count ?? 1), "-W", String(o.timeoutS ?? 1)];
         if (o.source) args.push("-I", o.source);
-        const r = await runIn(netns, [...args, ip]);
+        const r = await exec(ns, [...args, ip]);
         return r.code === 0;
       },
+      sysctl(ns, key, value) {
+        setSysctl(nsOf(ns), key, value);
+      },
+      async addPod(node, p) {
+        const pod = own(uniqueNetnsName(p.name ?? "pod"));
+        netnsCreate(pod);
+        const hostIface = uniqueIfName("vp");
+        const { ip } = parseCIDR(p.cidr);
+        {
+          using nl = Netlink.open({ netns: node.netns });
+          const v = nl.linkAddVeth({
+            name: hostIface,
+            peerName: "eth0",
+            peerNetns: netnsPath(pod),
+            ...(p.mtu ? { mtu: p.mtu } : {}),
+          });
+          if (p.bridge) nl.linkSetMaster(v.index, p.bridge);
+          if (p.hostCidr) nl.addrReplace(v.index, p.hostCidr);
+          nl.linkSetUp(v.index);
+        }
+        using pl = Netlink.open({ netns: pod });
+        pl.linkSetUp("lo");
+        pl.addrReplace("eth0", p.cidr);
+        pl.linkSetUp("eth0");
+        if (p.gateway) {
+          const v6 = p.gateway.includes(":");
+          pl.routeReplace({ dst: v6 ? "::/0" : "0.0.0.0/0", gateway: p.gateway, dev: "eth0", protocol: 3 });
+        }
+        await Promise.resolve();
+        return { netns: pod, ip: formatIP(ip), iface: "eth0", hostIface };
+      },
       addNamespace(tag: string) {
-        const ns = uniqueNetnsName(tag);
-        mine.push(ns);
-        made.add(ns);
-        return import("../../ffi/mod.ts").then((m) => {
-          m.netnsCreate(ns);
-          return ns;
-        });
+        const ns = own(uniqueNetnsName(tag));
+        netnsCreate(ns);
+        return Promise.resolve(ns);
       },
       cleanup,
       [Symbol.asyncDispose]: cleanup,
