@@ -153,6 +153,7 @@ export class MemoryRegistry implements Registry {
     value: string,
     ttl: number,
     expect: string | undefined,
+    _oldLeaseId?: string, // nothing to revoke: the entry's TTL is replaced in place
   ): Promise<RegistryEntry | undefined> {
     this.expire();
     const cur = this.#entries.get(key);
