@@ -1,57 +1,97 @@
 /**
- * `weft config set|get` and `weft leases [reserve|release]`, on flannel's etcd layout.
+ * `weft leases` (table or `--json`), `weft leases reserve SUBNET --public-ip IP` and
+ * `weft leases release SUBNET`, on flannel's etcd layout (`<prefix>/subnets/…`).
+ *
+ * A reservation is a lease key without an etcd lease (no TTL): weft and flanneld never hand it to
+ * another node, and the node whose PublicIP it names takes it.
  *
  * @module
  */
 import type { Command } from "@commander-js/extra-typings";
-import { parseNetworkConfig } from "../config/net_conf.ts";
-import { parseIP, parseNet } from "../net/ip.ts";
-import { leaseName, openEtcdRegistry, SubnetManager } from "../subnet/mod.ts";
+import { formatIP, type IPNet, netContainsNet, parseIP, parseNet } from "../net/ip.ts";
+import { type Lease, leaseName, parseSubnetKey, type SubnetManager } from "../subnet/mod.ts";
 import { CliError } from "./main.ts";
-import { addEtcdFlags, type EtcdFlagValues, etcdOptionsFrom } from "./etcd_flags.ts";
+import { addEtcdFlags, withSubnetManager } from "./etcd_flags.ts";
 
-async function withManager<T>(flags: EtcdFlagValues, fn: (m: SubnetManager) => Promise<T>): Promise<T> {
-  const { explainEtcdError } = await import("../subnet/etcd_registry.ts");
-  const opts = etcdOptionsFrom(flags);
-  const reg = await openEtcdRegistry({ ...opts, timeoutMs: 5000 });
-  try {
-    return await fn(new SubnetManager(reg));
-  } catch (err) {
-    if (err instanceof CliError) throw err;
-    throw new CliError(explainEtcdError(err, opts));
-  } finally {
-    await reg.close();
+/** One row of `weft leases --json`. */
+export interface LeaseRow {
+  /** etcd key suffix, e.g. `10.244.3.0-24`. */
+  key: string;
+  /** IPv4 subnet or null. */
+  subnet: string | null;
+  /** IPv6 subnet or null. */
+  ipv6Subnet: string | null;
+  /** PublicIP. */
+  publicIP: string;
+  /** PublicIPv6 or null. */
+  publicIPv6: string | null;
+  /** BackendType. */
+  backendType: string;
+  /** BackendData as stored. */
+  backendData: unknown;
+  /** Seconds until the lease expires; null for a reservation. */
+  ttlSeconds: number | null;
+  /** etcd lease id (decimal); null for a reservation. */
+  etcdLeaseId: string | null;
+}
+
+async function rowsOf(m: SubnetManager): Promise<LeaseRow[]> {
+  const { leases } = await m.listLeases();
+  const reg = m.registry as { leaseTTL?: (id: string) => Promise<number> };
+  const rows: LeaseRow[] = [];
+  // A few dozen TTL look-ups at a time: thousands of leases must not open thousands of calls at once.
+  for (let i = 0; i < leases.length; i += 64) {
+    rows.push(
+      ...await Promise.all(
+        leases.slice(i, i + 64).map(async (l: Lease) => ({
+          key: l.key,
+          subnet: l.subnet ? leaseName({ subnet: l.subnet }) : null,
+          ipv6Subnet: l.ipv6Subnet ? leaseName({ ipv6Subnet: l.ipv6Subnet }) : null,
+          publicIP: l.attrs.PublicIP,
+          publicIPv6: l.attrs.PublicIPv6 ?? null,
+          backendType: l.attrs.BackendType,
+          backendData: l.attrs.BackendData ?? null,
+          ttlSeconds: l.etcdLeaseId && reg.leaseTTL ? await reg.leaseTTL(l.etcdLeaseId) : null,
+          etcdLeaseId: l.etcdLeaseId ?? null,
+        })),
+      ),
+    );
   }
+  return rows;
 }
 
-async function readInput(file: string): Promise<string> {
-  if (file !== "-") return await Deno.readTextFile(file);
-  let text = "";
-  const dec = new TextDecoder();
-  for await (const c of Deno.stdin.readable) text += dec.decode(c, { stream: true });
-  return text + dec.decode();
+/** `86399` → `23h59m`, `75` → `1m15s`. */
+export function formatDuration(s: number): string {
+  if (s < 0) return "expired";
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.floor(s % 60);
+  if (h) return `${h}h${String(m).padStart(2, "0")}m`;
+  if (m) return `${m}m${String(sec).padStart(2, "0")}s`;
+  return `${sec}s`;
 }
 
-/** Registers `weft config`. */
-export function registerConfig(program: Command): void {
-  const config = program.command("config").description("the network config in etcd (<prefix>/config)");
-  addEtcdFlags(config.command("set").description("validate FILE (or - for stdin) and write it"))
-    .argument("<file>", "net-conf.json, or - for stdin")
-    .action(async (file, flags) => {
-      const text = await readInput(file);
-      try {
-        parseNetworkConfig(text);
-      } catch (err) {
-        throw new CliError((err as Error).message, 2);
-      }
-      await withManager(flags, (m) => m.registry.setConfig(text));
-      console.log(`network config written to ${flags.etcdPrefix}/config`);
-    });
-  addEtcdFlags(config.command("get").description("print the network config")).action(async (flags) => {
-    const text = await withManager(flags, (m) => m.registry.getConfig());
-    if (text === undefined) throw new CliError(`no network config at ${flags.etcdPrefix}/config`, 3);
-    console.log(text);
-  });
+/** Formats rows as an aligned table. */
+export function leaseTable(rows: LeaseRow[]): string {
+  const table = [["SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC", "EXPIRES IN"]];
+  for (const r of rows) {
+    table.push([
+      [r.subnet, r.ipv6Subnet].filter(Boolean).join(","),
+      [r.publicIP, r.publicIPv6].filter(Boolean).join(","),
+      r.backendType,
+      (r.backendData as { VtepMAC?: string } | null)?.VtepMAC ?? "",
+      r.ttlSeconds === null ? "reserved" : formatDuration(r.ttlSeconds),
+    ]);
+  }
+  const w = table[0]!.map((_, c) => Math.max(...table.map((r) => r[c]!.length)));
+  return table.map((r) => r.map((x, c) => x.padEnd(w[c]!)).join("  ").trimEnd()).join("\n");
+}
+
+function parseSubnetArg(text: string): IPNet | string {
+  if (!text.includes("/") && parseSubnetKey(text)) return text; // a key as `weft leases` shows it
+  try {
+    return parseNet(text);
+  } catch (err) {
+    throw new CliError(`${text}: ${(err as Error).message} (expected a subnet like 10.244.3.0/24)`, 2);
+  }
 }
 
 /** Registers `weft leases`. */
@@ -62,69 +102,59 @@ export function registerLeases(program: Command): void {
     .option("--json", "print JSON")
     .enablePositionalOptions()
     .action(async (flags) => {
-      const rows = await withManager(flags, async (m) => {
-        const { leases } = await m.listLeases();
-        const reg = m.registry as { leaseTTL?: (id: string) => Promise<number> };
-        return await Promise.all(leases.map(async (l) => ({
-          subnet: leaseName(l),
-          publicIP: l.attrs.PublicIP,
-          backend: l.attrs.BackendType,
-          vtepMAC: (l.attrs.BackendData as { VtepMAC?: string } | null)?.VtepMAC ?? "",
-          ttlSeconds: l.etcdLeaseId && reg.leaseTTL ? await reg.leaseTTL(l.etcdLeaseId) : null,
-        })));
-      });
-      if (flags.json) {
-        console.log(JSON.stringify(rows, null, 2));
-        return;
-      }
-      const table = [["SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC", "EXPIRES IN"]];
-      for (const r of rows) {
-        table.push([
-          r.subnet,
-          r.publicIP,
-          r.backend,
-          r.vtepMAC,
-          r.ttlSeconds === null ? "reserved" : `${(r.ttlSeconds / 3600).toFixed(1)} h`,
-        ]);
-      }
-      const w = table[0]!.map((_, c) => Math.max(...table.map((r) => r[c]!.length)));
-      for (const r of table) console.log(r.map((x, c) => x.padEnd(w[c]!)).join("  ").trimEnd());
+      const rows = await withSubnetManager(flags, rowsOf);
+      if (flags.json) console.log(JSON.stringify(rows, null, 2));
+      else console.log(leaseTable(rows));
     });
-  addEtcdFlags(leases.command("reserve").description("reserve SUBNET (no TTL) for a node"))
+  addEtcdFlags(leases.command("reserve").description("reserve SUBNET (no TTL) for the node with --public-ip"))
     .argument("<subnet>", "e.g. 10.244.3.0/24")
     .requiredOption("--public-ip <ip>", "the node's public IP")
     .option("--backend <type>", "backend type", "vxlan")
     .action(async (subnet, flags) => {
-      let net;
+      const net = parseSubnetArg(subnet);
+      if (typeof net === "string") throw new CliError(`${subnet}: give the subnet as CIDR`, 2);
       try {
-        net = parseNet(subnet);
-        parseIP(flags.publicIp);
+        if (parseIP(flags.publicIp).family !== 4) throw new Error("must be an IPv4 address");
       } catch (err) {
-        throw new CliError((err as Error).message, 2);
+        throw new CliError(`--public-ip ${flags.publicIp}: ${(err as Error).message}`, 2);
       }
-      await withManager(
-        flags,
-        (m) =>
-          m.reserve(net, {
-            PublicIP: flags.publicIp,
+      await withSubnetManager(flags, async (m) => {
+        const cfg = await m.getNetworkConfig().catch(() => undefined);
+        if (cfg?.network && (net.prefix !== cfg.subnetLen || !netContainsNet(cfg.network, net))) {
+          console.error(
+            `weft: note: ${subnet} is not a /${cfg.subnetLen} of ${leaseName({ subnet: cfg.network })}: ` +
+              "no node will use it",
+          );
+        }
+        const existing = (await m.listLeases()).leases.find((l) =>
+          l.subnet && leaseName(l) === leaseName({ subnet: net })
+        );
+        if (existing && existing.attrs.PublicIP !== flags.publicIp) {
+          throw new CliError(
+            `${subnet} is ${existing.etcdLeaseId ? "leased" : "reserved"} by ${existing.attrs.PublicIP}: ` +
+              `release it first (weft leases release ${subnet})`,
+            3,
+          );
+        }
+        // The node's own lease becomes a reservation with its attributes kept (flannel's documented way).
+        await m.reserve(
+          net,
+          existing?.attrs ?? {
+            PublicIP: formatIP(parseIP(flags.publicIp)),
             PublicIPv6: null,
             BackendType: flags.backend,
             BackendData: null,
-          }),
-      );
+          },
+        );
+      });
       console.log(`reserved ${subnet} for ${flags.publicIp}`);
     });
   addEtcdFlags(leases.command("release").description("delete the lease or reservation of SUBNET"))
-    .argument("<subnet>", "e.g. 10.244.3.0/24")
+    .argument("<subnet>", "e.g. 10.244.3.0/24 (or a key as listed: 10.244.3.0-24)")
     .action(async (subnet, flags) => {
-      let net;
-      try {
-        net = parseNet(subnet);
-      } catch (err) {
-        throw new CliError((err as Error).message, 2);
-      }
-      const gone = await withManager(flags, (m) => m.release(net));
-      if (!gone) throw new CliError(`no lease for ${subnet}`, 3);
+      const net = parseSubnetArg(subnet);
+      const gone = await withSubnetManager(flags, (m) => m.release(net));
+      if (!gone) throw new CliError(`no lease or reservation for ${subnet}`, 3);
       console.log(`released ${subnet}`);
     });
 }

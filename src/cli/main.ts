@@ -7,7 +7,8 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { WEFT_VERSION } from "../version.ts";
 import { registerAgent } from "./agent.ts";
-import { registerConfig, registerLeases } from "./leases.ts";
+import { registerConfig } from "./config.ts";
+import { registerLeases } from "./leases.ts";
 import { registerDemo } from "./demo.ts";
 import { registerDoctor } from "./doctor.ts";
 import { registerStatus } from "./status.ts";
