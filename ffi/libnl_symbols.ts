@@ -15,6 +15,10 @@ export const LIBNL_SYMBOLS = {
   nl_connect: { parameters: ["pointer", "i32"], result: "i32" },
   // int nl_socket_set_buffer_size(struct nl_sock *, int rxbuf, int txbuf);
   nl_socket_set_buffer_size: { parameters: ["pointer", "i32", "i32"], result: "i32" },
+  // void nl_socket_disable_msg_peek(struct nl_sock *);
+  nl_socket_disable_msg_peek: { parameters: ["pointer"], result: "void" },
+  // int nl_socket_set_msg_buf_size(struct nl_sock *, size_t);
+  nl_socket_set_msg_buf_size: { parameters: ["pointer", "usize"], result: "i32" },
   // struct nl_cb *nl_socket_get_cb(const struct nl_sock *);
   nl_socket_get_cb: { parameters: ["pointer"], result: "pointer" },
   // int nl_cb_err(struct nl_cb *, enum nl_cb_kind, nl_recvmsg_err_cb_t, void *arg);

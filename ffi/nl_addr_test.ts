@@ -1,0 +1,45 @@
+import assert from "node:assert/strict";
+import { ipAddr, macAddr, macBytes, netAddr, readIP, readMac, readNet } from "./nl_addr.ts";
+import { libnlAvailable } from "./loader.ts";
+
+Deno.test("macBytes() parses six hex pairs in either case and rejects everything else", () => {
+  assert.deepEqual([...macBytes("0a:58:0A:f4:01:ff")], [0x0a, 0x58, 0x0a, 0xf4, 0x01, 0xff]);
+  assert.deepEqual([...macBytes("00:00:00:00:00:00")], [0, 0, 0, 0, 0, 0]);
+  for (
+    const bad of [
+      "",
+      "0a:58:0a:f4:01",
+      "0a:58:0a:f4:01:ff:00",
+      "0a-58-0a-f4-01-ff",
+      "0g:58:0a:f4:01:ff",
+      "a:58:0a:f4:01:ff",
+      "0a:58:0a:f4:01:ff ",
+    ]
+  ) {
+    assert.throws(() => macBytes(bad), /invalid MAC address/, bad);
+  }
+});
+
+Deno.test({
+  name: "IPs, networks and MACs survive the round trip through libnl's nl_addr",
+  ignore: !libnlAvailable(),
+  fn() {
+    for (const ip of ["10.244.3.0", "0.0.0.0", "255.255.255.255", "fd00::1", "fe80::9cf6:79ff:fe1a:b08e"]) {
+      using a = ipAddr(ip);
+      assert.equal(readIP(a.ptr), ip);
+    }
+    for (
+      const [given, want] of [["10.244.3.7/24", "10.244.3.0/24"], ["fd00:1::5/64", "fd00:1::/64"], [
+        "default",
+        "0.0.0.0/0",
+      ]]
+    ) {
+      using n = netAddr(given!);
+      assert.equal(readNet(n.ptr, given!.includes(":") ? 6 : 4), want, given);
+    }
+    using m = macAddr("0A:58:0a:f4:01:FF");
+    assert.equal(readMac(m.ptr), "0a:58:0a:f4:01:ff");
+    assert.equal(readIP(null), undefined);
+    assert.equal(readMac(null), "");
+  },
+});

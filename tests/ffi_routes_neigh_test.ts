@@ -1,0 +1,211 @@
+/**
+ * Route, neighbour and FDB wrappers in detail, beyond tests/ffi_netlink_test.ts: what replace really
+ * changes, route attributes (metric, scope, family, protocol), IPv6 neighbours, FDB remote updates, and the
+ * fields of the typed errors — each checked against `ip -j`/`bridge -j` where it matters.
+ */
+import assert from "node:assert/strict";
+import { Netlink, NetlinkError, netnsCreate, netnsDelete, WEFT_ROUTE_PROTOCOL } from "../ffi/mod.ts";
+import { uniqueNetnsName } from "./helpers/names.ts";
+import { requireRoot } from "./helpers/topology.ts";
+
+type Json = Record<string, unknown>;
+
+async function json(ns: string, tool: string, ...args: string[]): Promise<Json[]> {
+  const out = await new Deno.Command(tool, {
+    args: ["-n", ns, "-j", ...args],
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const text = new TextDecoder().decode(out.stdout).trim();
+  return text ? JSON.parse(text) : [];
+}
+
+/** A namespace with `eth0` (a bridge, up, 10.1.0.1/24 and fd00:1::1/64) and `flannel.1` (vxlan, up). */
+async function inNode(fn: (ns: string, nl: Netlink, vx: number, eth: number) => Promise<void> | void) {
+  const ns = uniqueNetnsName("rtn");
+  netnsCreate(ns);
+  try {
+    using nl = Netlink.open({ netns: ns });
+    const eth = nl.linkAddBridge({ name: "eth0" });
+    nl.linkSetUp(eth.index);
+    nl.addrReplace(eth.index, "10.1.0.1/24");
+    nl.addrReplace(eth.index, "fd00:1::1/64");
+    const vx = nl.linkAddVxlan({ name: "flannel.1", vni: 1, local: "10.1.0.1", dev: eth.index, port: 8472 });
+    nl.addrReplace(vx.index, "10.244.1.0/32");
+    nl.linkSetUp(vx.index);
+    await fn(ns, nl, vx.index, eth.index);
+  } finally {
+    netnsDelete(ns);
+  }
+}
+
+function caught(fn: () => unknown): NetlinkError {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof NetlinkError, `expected NetlinkError, got ${err}`);
+    return err;
+  }
+  assert.fail("expected a NetlinkError, nothing was thrown");
+}
+
+Deno.test({
+  name: "routeReplace() changes the next hop of an existing route in place; routeAdd() refuses a duplicate",
+  ignore: requireRoot(),
+  async fn() {
+    await inNode(async (ns, nl, vx, eth) => {
+      nl.routeReplace({ dst: "10.244.2.0/24", gateway: "10.244.2.0", dev: vx, onlink: true });
+      // DirectRouting switch: same destination, now via the peer's public IP on eth0.
+      nl.routeReplace({ dst: "10.244.2.0/24", gateway: "10.1.0.2", dev: eth });
+      const r = nl.routeList({ protocol: WEFT_ROUTE_PROTOCOL }).filter((x) => x.dst === "10.244.2.0/24");
+      assert.equal(r.length, 1);
+      assert.deepEqual([r[0]!.gateway, r[0]!.index, r[0]!.onlink], ["10.1.0.2", eth, false]);
+      const j = await json(ns, "ip", "route", "show", "10.244.2.0/24");
+      assert.deepEqual([j.length, j[0]!.gateway, j[0]!.dev], [1, "10.1.0.2", "eth0"]);
+      const dup = caught(() => nl.routeAdd({ dst: "10.244.2.0/24", gateway: "10.1.0.3", dev: eth }));
+      assert.deepEqual([dup.code, dup.errno, dup.exists, dup.op], [
+        "EEXIST",
+        17,
+        true,
+        "route add 10.244.2.0/24",
+      ]);
+      nl.routeAdd({ dst: "10.244.3.0/24", gateway: "10.1.0.3", dev: eth });
+      assert.ok(nl.routeList().some((x) => x.dst === "10.244.3.0/24"));
+    });
+  },
+});
+
+Deno.test({
+  name: "routes carry metric, scope, type and protocol as given; list filters by family and protocol",
+  ignore: requireRoot(),
+  async fn() {
+    await inNode(async (ns, nl, vx, eth) => {
+      nl.routeReplace({ dst: "10.50.0.0/16", dev: eth, metric: 300 }); // device route: scope link
+      nl.routeReplace({ dst: "10.60.0.0/16", type: "unreachable" });
+      nl.routeReplace({ dst: "10.70.0.0/16", gateway: "10.1.0.9", dev: eth, protocol: 3 }); // boot
+      nl.routeReplace({ dst: "fd00:2::/64", gateway: "fd00:2::", dev: vx, onlink: true });
+      const mine = nl.routeList({ protocol: WEFT_ROUTE_PROTOCOL });
+      const byDst = new Map(mine.map((r) => [r.dst, r]));
+      assert.deepEqual([...byDst.keys()].sort(), ["10.50.0.0/16", "10.60.0.0/16", "fd00:2::/64"]);
+      const dev = byDst.get("10.50.0.0/16")!;
+      assert.deepEqual([dev.metric, dev.scope, dev.gateway, dev.index, dev.type], [
+        300,
+        253,
+        undefined,
+        eth,
+        "unicast",
+      ]);
+      assert.equal(byDst.get("10.60.0.0/16")!.type, "unreachable");
+      const v6 = byDst.get("fd00:2::/64")!;
+      assert.deepEqual([v6.family, v6.gateway, v6.onlink, v6.index], [6, "fd00:2::", true, vx]);
+      assert.deepEqual(nl.routeList({ protocol: WEFT_ROUTE_PROTOCOL, family: 6 }).map((r) => r.dst), [
+        "fd00:2::/64",
+      ]);
+      assert.deepEqual(nl.routeList({ protocol: 3 }).map((r) => r.dst), ["10.70.0.0/16"]);
+      // The kernel's own routes (proto kernel = 2) are listed unfiltered, never stamped as weft's.
+      assert.ok(nl.routeList({ family: 4 }).some((r) => r.dst === "10.1.0.0/24" && r.protocol === 2));
+      const j = await json(ns, "ip", "route", "show", "10.50.0.0/16");
+      assert.deepEqual([j[0]!.metric, j[0]!.scope, j[0]!.protocol], [300, "link", "87"]);
+      const j6 = await json(ns, "ip", "-6", "route", "show", "fd00:2::/64");
+      assert.deepEqual([j6[0]!.gateway, j6[0]!.flags], ["fd00:2::", ["onlink"]]);
+      // Deleting needs only the destination; protocol and type are wildcards.
+      assert.equal(nl.routeDelete({ dst: "10.60.0.0/16" }), true);
+      assert.equal(nl.routeDelete({ dst: "fd00:2::/64" }), true);
+      assert.equal(nl.routeDelete({ dst: "fd00:2::/64" }), false);
+    });
+  },
+});
+
+Deno.test({
+  name: "route errors are typed: ENETUNREACH for an unreachable gateway, ENODEV for a missing device",
+  ignore: requireRoot(),
+  async fn() {
+    await inNode((_ns, nl) => {
+      const unreach = caught(() => nl.routeReplace({ dst: "10.77.0.0/16", gateway: "10.99.99.99" }));
+      assert.deepEqual([unreach.code, unreach.errno, unreach.op], [
+        "ENETUNREACH",
+        101,
+        "route replace 10.77.0.0/16",
+      ]);
+      assert.ok(unreach.nlerr > 0, "libnl's own code is kept too");
+      assert.equal(unreach.notFound, false);
+      const nodev = caught(() => nl.routeReplace({ dst: "10.78.0.0/16", dev: "nosuch0" }));
+      assert.deepEqual([nodev.code, nodev.errno], ["ENODEV", 19]);
+      assert.match(nodev.op, /nosuch0/);
+      assert.throws(() => nl.routeReplace({ dst: "10.300.0.0/16", dev: "eth0" }), /invalid IP/);
+    });
+  },
+});
+
+Deno.test({
+  name: "IPv6 neighbours (NDP) are permanent and replaceable like IPv4 ones; list filters by family",
+  ignore: requireRoot(),
+  async fn() {
+    await inNode(async (ns, nl, _vx, eth) => {
+      nl.neighReplace({ dev: eth, ip: "fd00:1::2", mac: "02:00:00:00:00:02" });
+      nl.neighReplace({ dev: eth, ip: "fd00:1::2", mac: "02:00:00:00:00:03" });
+      nl.neighReplace({ dev: eth, ip: "10.1.0.2", mac: "02:00:00:00:00:04" });
+      const v6 = nl.neighList({ dev: eth, family: 6 }).filter((n) => n.state & 0x80);
+      assert.deepEqual(v6.map((n) => [n.ip, n.mac, n.family]), [["fd00:1::2", "02:00:00:00:00:03", 6]]);
+      const v4 = nl.neighList({ dev: "eth0", family: 4 });
+      assert.deepEqual(v4.map((n) => [n.ip, n.mac]), [["10.1.0.2", "02:00:00:00:00:04"]]);
+      const j = await json(ns, "ip", "-6", "neigh", "show", "dev", "eth0", "nud", "permanent");
+      assert.deepEqual(j.map((n) => [n.dst, n.lladdr]), [["fd00:1::2", "02:00:00:00:00:03"]]);
+      assert.equal(nl.neighDelete({ dev: eth, ip: "fd00:1::2" }), true);
+      assert.equal(nl.neighDelete({ dev: eth, ip: "fd00:1::2" }), false);
+      const e = caught(() => nl.neighReplace({ dev: "nosuch0", ip: "10.1.0.3", mac: "02:00:00:00:00:05" }));
+      assert.deepEqual([e.code, e.errno], ["ENODEV", 19]);
+    });
+  },
+});
+
+Deno.test({
+  name: "fdbReplace() moves a MAC to a new remote VTEP (a peer whose public IP changed) without duplicates",
+  ignore: requireRoot(),
+  async fn() {
+    await inNode(async (ns, nl, vx) => {
+      nl.fdbReplace({ dev: vx, mac: "0a:00:00:00:00:02", dst: "10.1.0.2" });
+      nl.fdbReplace({ dev: vx, mac: "0a:00:00:00:00:02", dst: "10.1.0.7" });
+      nl.fdbReplace({ dev: vx, mac: "0a:00:00:00:00:03", dst: "10.1.0.3" });
+      const mine = nl.fdbList({ dev: vx }).filter((f) => f.mac !== "00:00:00:00:00:00");
+      assert.deepEqual(mine.map((f) => [f.mac, f.dst]).sort(), [
+        ["0a:00:00:00:00:02", "10.1.0.7"],
+        ["0a:00:00:00:00:03", "10.1.0.3"],
+      ]);
+      const j = await json(ns, "bridge", "fdb", "show", "dev", "flannel.1");
+      const fromBridge = j.filter((f) => f.mac !== "00:00:00:00:00:00").map((f) => [f.mac, f.dst, f.state]);
+      assert.deepEqual(fromBridge.sort(), [
+        ["0a:00:00:00:00:02", "10.1.0.7", "permanent"],
+        ["0a:00:00:00:00:03", "10.1.0.3", "permanent"],
+      ]);
+      // Without dst, the delete matches the MAC alone.
+      assert.equal(nl.fdbDelete({ dev: vx, mac: "0a:00:00:00:00:03" }), true);
+      assert.equal(nl.fdbDelete({ dev: vx, mac: "0a:00:00:00:00:03" }), false);
+      assert.deepEqual(nl.fdbList({ dev: "flannel.1" }).filter((f) => f.mac === "0a:00:00:00:00:03"), []);
+      assert.throws(() => nl.fdbReplace({ dev: vx, mac: "0a:00:00:00:00", dst: "10.1.0.3" }), /invalid MAC/);
+    });
+  },
+});
+
+Deno.test({
+  name: "addresses: /32 on a vxlan device as flannel does, IPv6 replace and delete, list of every link",
+  ignore: requireRoot(),
+  async fn() {
+    await inNode(async (ns, nl, vx, eth) => {
+      assert.deepEqual(nl.addrList(vx, 4).map((a) => [a.cidr, a.family, a.scope]), [["10.244.1.0/32", 4, 0]]);
+      nl.addrReplace(eth, "fd00:1::1/64"); // again: idempotent
+      assert.equal(nl.addrDelete(eth, "fd00:1::1/64"), true);
+      assert.equal(nl.addrDelete(eth, "fd00:1::1/64"), false);
+      assert.deepEqual(nl.addrList(eth, 6).filter((a) => a.scope === 0), []);
+      const every = nl.addrList().map((a) => a.cidr);
+      assert.ok(every.includes("10.1.0.1/24") && every.includes("10.244.1.0/32"), every.join(" "));
+      const j = await json(ns, "ip", "-4", "addr", "show", "dev", "flannel.1");
+      const ai = j[0]!.addr_info as { local: string; prefixlen: number }[];
+      assert.deepEqual(ai.map((a) => `${a.local}/${a.prefixlen}`), ["10.244.1.0/32"]);
+      const dup = caught(() => nl.addrAdd(vx, "10.244.1.0/32"));
+      assert.deepEqual([dup.code, dup.errno, dup.op], ["EEXIST", 17, "address add 10.244.1.0/32"]);
+    });
+  },
+});
