@@ -13,7 +13,7 @@ import {
   withNetns,
 } from "../ffi/mod.ts";
 import { uniqueNetnsName } from "./helpers/names.ts";
-import { ROOT } from "./helpers/topology.ts";
+import { requireRoot } from "./helpers/topology.ts";
 
 async function ipJson(ns: string, ...args: string[]): Promise<Record<string, unknown>[]> {
   const out = await new Deno.Command("ip", {
@@ -43,7 +43,7 @@ async function withNs(fn: (ns: string, nl: Netlink) => Promise<void> | void): Pr
 Deno.test({
   name:
     "links: vxlan, bridge, veth into another namespace, dummy; up/down, MTU, master, hairpin, MAC, rename, netns move, delete",
-  ignore: !ROOT,
+  ignore: requireRoot(),
   async fn(t) {
     await withNs(async (ns, nl) => {
       await t.step("bridge with MTU and MAC, up and down", async () => {
@@ -154,7 +154,7 @@ Deno.test({
 
 Deno.test({
   name: "addresses: add, replace, delete, list for IPv4 and IPv6",
-  ignore: !ROOT,
+  ignore: requireRoot(),
   async fn() {
     await withNs(async (ns, nl) => {
       const br = nl.linkAddBridge({ name: "br0" });
@@ -185,7 +185,7 @@ Deno.test({
 Deno.test({
   name:
     "routes: replace is idempotent, weft's protocol, onlink next hops, blackhole, IPv6, delete, typed errors",
-  ignore: !ROOT,
+  ignore: requireRoot(),
   async fn() {
     await withNs(async (ns, nl) => {
       const br = nl.linkAddBridge({ name: "br0" });
@@ -224,7 +224,7 @@ Deno.test({
 
 Deno.test({
   name: "neighbours and FDB: permanent replace, list, delete (false when absent)",
-  ignore: !ROOT,
+  ignore: requireRoot(),
   async fn() {
     await withNs(async (ns, nl) => {
       const br = nl.linkAddBridge({ name: "br0" });
@@ -268,7 +268,7 @@ Deno.test({
 
 Deno.test({
   name: "withNetns always switches back, also when the function throws; async functions are refused",
-  ignore: !ROOT,
+  ignore: requireRoot(),
   fn() {
     const ns = uniqueNetnsName("wns");
     netnsCreate(ns);

@@ -4,13 +4,22 @@
  */
 import assert from "node:assert/strict";
 import { Netlink } from "../ffi/mod.ts";
-import { createTopology, ROOT } from "./helpers/topology.ts";
+import { createTopology, hasBinary, requireRoot, skipUnless, type Topology } from "./helpers/topology.ts";
 
 const MACS = ["0a:00:00:00:01:01", "0a:00:00:00:02:02"];
 
+/** Packets counted by flannel.1 in a node, read with `ip -s -j` (independent of the FFI layer). */
+async function vxlanPackets(topo: Topology, netns: string): Promise<{ tx: number; rx: number }> {
+  const r = await topo.exec(netns, ["ip", "-s", "-j", "link", "show", "flannel.1"]);
+  assert.equal(r.code, 0, r.stderr);
+  const stats = JSON.parse(r.stdout)[0].stats64 as { tx: { packets: number }; rx: { packets: number } };
+  return { tx: stats.tx.packets, rx: stats.rx.packets };
+}
+
 Deno.test({
   name: "a two-node VXLAN overlay programmed only through FFI passes ping, and stops when its route goes",
-  ignore: !ROOT,
+  ignore: requireRoot() ||
+    skipUnless(hasBinary("ping"), "ping is not installed (apt-get install iputils-ping)"),
   async fn() {
     await using topo = await createTopology({ nodes: 2 });
     const [a, b] = topo.nodes as [typeof topo.nodes[0], typeof topo.nodes[0]];
@@ -44,14 +53,20 @@ Deno.test({
         onlink: true,
       });
     }
+    const fast = { count: 3, timeoutS: 2, intervalS: 0.2 };
+    const before = await vxlanPackets(topo, a.netns);
     assert.ok(
-      await topo.ping(a.netns, "10.244.2.1", { source: "10.244.1.1", count: 3, timeoutS: 2 }),
+      await topo.ping(a.netns, "10.244.2.1", { source: "10.244.1.1", ...fast }),
       "A → B across VXLAN",
     );
     assert.ok(
-      await topo.ping(b.netns, "10.244.1.1", { source: "10.244.2.1", count: 3, timeoutS: 2 }),
+      await topo.ping(b.netns, "10.244.1.1", { source: "10.244.2.1", ...fast }),
       "B → A across VXLAN",
     );
+    // The replies really went through the tunnel device (not some other path).
+    const after = await vxlanPackets(topo, a.netns);
+    assert.ok(after.tx - before.tx >= 3, `flannel.1 on A sent ${after.tx - before.tx} packets`);
+    assert.ok(after.rx - before.rx >= 3, `flannel.1 on A received ${after.rx - before.rx} packets`);
     {
       using nl = Netlink.open({ netns: a.netns });
       assert.equal(nl.routeDelete({ dst: "10.244.2.0/24" }), true);
@@ -66,7 +81,7 @@ Deno.test({
       nl.routeReplace({ dst: "10.244.2.0/24", gateway: "10.244.2.0", dev: "flannel.1", onlink: true });
     }
     assert.ok(
-      await topo.ping(a.netns, "10.244.2.1", { source: "10.244.1.1", count: 2, timeoutS: 2 }),
+      await topo.ping(a.netns, "10.244.2.1", { source: "10.244.1.1", ...fast }),
       "route back, traffic back",
     );
   },

@@ -113,11 +113,14 @@ export interface Topology extends AsyncDisposable {
     cmd: string[],
     opts?: { env?: Record<string, string>; stdin?: string },
   ): Promise<RunResult>;
-  /** Pings `ip` from a namespace; true when a reply came. `source` is ping's `-I`. */
+  /**
+   * Pings `ip` from a namespace; true when at least one reply came. `source` is ping's `-I`, `intervalS`
+   * its `-i` (default 1 s; as root down to 0.002), `timeoutS` its `-W` (per reply).
+   */
   ping(
     netns: string | { netns: string },
     ip: string,
-    opts?: { count?: number; timeoutS?: number; source?: string },
+    opts?: { count?: number; timeoutS?: number; source?: string; intervalS?: number },
   ): Promise<boolean>;
   /** Writes a sysctl inside a namespace: `sysctl(ns, "net.ipv4.ip_forward", "1")`. */
   sysctl(netns: string | { netns: string }, key: string, value: string): void;
@@ -183,6 +186,7 @@ export async function createTopology(opts: TopologyOptions): Promise<Topology> {
       async ping(ns, ip, o = {}) {
         const args = ["ping", "-n", "-q", "-c", String(o.count ?? 1), "-W", String(o.timeoutS ?? 1)];
         if (o.source) args.push("-I", o.source);
+        if (o.intervalS !== undefined) args.push("-i", String(o.intervalS));
         const r = await exec(ns, [...args, ip]);
         return r.code === 0;
       },
