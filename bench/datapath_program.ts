@@ -1,18 +1,29 @@
 /**
- * Programs N flannel-style vxlan peers (route + permanent neighbour + FDB entry each) into a fresh
+ * Programs N flannel-style vxlan peers (permanent neighbour + FDB entry + onlink route each) into a fresh
  * namespace through weft's FFI layer, and — same run, same kind of namespace — through `ip -batch` and
  * `bridge -batch` (process start-up included). Prints both times and the FFI/ip ratio per N, and the time
- * to read everything back through FFI.
+ * to read everything back (routes + neighbours + FDB) both ways.
  *
- * Run: `deno run -A bench/datapath_program.ts [N…]` (default 1000 5000). Needs root.
+ * Run: `deno run -A bench/datapath_program.ts [N…] [--rounds R]` (default 1000 5000, 5 rounds). Needs root.
+ *
+ * Method, because a 2-core machine is noisy: every round programs a fresh namespace each way, the order
+ * of the two alternates between rounds, and the medians are compared. No namespace is deleted until the
+ * end: the kernel tears a deleted namespace down asynchronously (flushing thousands of routes under the
+ * RTNL lock), which would slow whichever measurement runs next.
  *
  * @module
  */
-import { Netlink, netnsCreate, netnsDelete } from "../ffi/mod.ts";
+import { Netlink, netnsCreate, netnsDelete, netnsList, WEFT_ROUTE_PROTOCOL } from "../ffi/mod.ts";
 
-const counts = Deno.args.length ? Deno.args.map(Number) : [1000, 5000];
+/** One remote node as flannel's vxlan backend programs it. */
+interface Peer {
+  subnet: string;
+  netAddr: string;
+  mac: string;
+  pub: string;
+}
 
-function peer(i: number) {
+function peer(i: number): Peer {
   const hi = 10 + (i >> 8), lo = i & 255;
   return {
     subnet: `10.${hi}.${lo}.0/24`,
@@ -22,67 +33,136 @@ function peer(i: number) {
   };
 }
 
-function setup(ns: string): number {
+const PREFIX = `wbench-${Math.floor(Math.random() * 36 ** 4).toString(36)}-`;
+const made: string[] = [];
+
+function cleanup(): void {
+  for (const ns of made.splice(0)) netnsDelete(ns);
+}
+globalThis.addEventListener("unload", cleanup);
+
+/** A fresh namespace with an underlay `eth0` (a bridge: no dummy here) and `flannel.1`, as the agent makes. */
+function setup(tag: string): { ns: string; dev: number } {
+  const ns = `${PREFIX}${tag}`;
   netnsCreate(ns);
+  made.push(ns);
   using nl = Netlink.open({ netns: ns });
   const br = nl.linkAddBridge({ name: "eth0" });
   nl.linkSetUp(br.index);
   nl.addrReplace(br.index, "192.168.99.1/16");
-  const vx = nl.linkAddVxlan({ name: "flannel.1", vni: 1, local: "192.168.99.1", dev: br.index, mtu: 1450 });
+  const vx = nl.linkAddVxlan({
+    name: "flannel.1",
+    vni: 1,
+    local: "192.168.99.1",
+    dev: br.index,
+    port: 8472,
+    mtu: 1450,
+  });
   nl.addrReplace(vx.index, "10.9.0.0/32");
   nl.linkSetUp(vx.index);
-  return vx.index;
+  return { ns, dev: vx.index };
 }
 
-function viaFfi(ns: string, n: number): { programMs: number; readMs: number } {
-  const dev = setup(ns);
+/** Programs `peers` through FFI (one handle, as the agent keeps one); returns ms. */
+function programFfi(ns: string, dev: number, peers: Peer[]): number {
   using nl = Netlink.open({ netns: ns });
   const t0 = performance.now();
-  for (let i = 0; i < n; i++) {
-    const p = peer(i);
+  for (const p of peers) {
     nl.neighReplace({ dev, ip: p.netAddr, mac: p.mac });
     nl.fdbReplace({ dev, mac: p.mac, dst: p.pub });
     nl.routeReplace({ dst: p.subnet, gateway: p.netAddr, dev, onlink: true });
   }
-  const programMs = performance.now() - t0;
-  const t1 = performance.now();
-  const routes = nl.routeList({ protocol: 87 }).length,
-    neighs = nl.neighList({ dev }).filter((x) => x.state & 0x80).length,
-    fdbs = nl.fdbList({ dev }).length;
-  const readMs = performance.now() - t1;
-  if (routes !== n || neighs !== n || fdbs !== n) {
-    throw new Error(`FFI programmed ${routes}/${neighs}/${fdbs} of ${n}`);
-  }
-  return { programMs, readMs };
+  return performance.now() - t0;
 }
 
-async function viaIpBatch(ns: string, n: number): Promise<number> {
-  setup(ns);
-  const neigh: string[] = [], route: string[] = [], fdb: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const p = peer(i);
+/** Reads everything back through FFI and checks the counts; returns ms. */
+function readFfi(ns: string, dev: number, n: number): number {
+  using nl = Netlink.open({ netns: ns });
+  const t0 = performance.now();
+  const routes = nl.routeList({ protocol: WEFT_ROUTE_PROTOCOL }).length;
+  const neighs = nl.neighList({ dev }).filter((x) => x.state & 0x80).length;
+  const fdbs = nl.fdbList({ dev }).length;
+  const ms = performance.now() - t0;
+  if (routes !== n || neighs !== n || fdbs !== n) {
+    throw new Error(`FFI read back ${routes} routes, ${neighs} neighbours, ${fdbs} FDB entries of ${n}`);
+  }
+  return ms;
+}
+
+async function run(tool: string, args: string[], stdin?: string): Promise<string> {
+  const child = new Deno.Command(tool, {
+    args,
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(stdin));
+    await w.close();
+  }
+  const out = await child.output();
+  if (out.code !== 0) {
+    throw new Error(`${tool} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return new TextDecoder().decode(out.stdout);
+}
+
+/** The three batch scripts (built before the clock starts, as the FFI side's peer list is). */
+function batches(peers: Peer[]): { neigh: string; fdb: string; route: string } {
+  const neigh: string[] = [], fdb: string[] = [], route: string[] = [];
+  for (const p of peers) {
     neigh.push(`neigh replace ${p.netAddr} lladdr ${p.mac} dev flannel.1 nud permanent`);
     fdb.push(`fdb replace ${p.mac} dev flannel.1 dst ${p.pub} self permanent`);
-    route.push(`route replace ${p.subnet} via ${p.netAddr} dev flannel.1 onlink proto 87`);
+    route.push(
+      `route replace ${p.subnet} via ${p.netAddr} dev flannel.1 onlink proto ${WEFT_ROUTE_PROTOCOL}`,
+    );
   }
-  const run = async (tool: string, lines: string[]) => {
-    const child = new Deno.Command(tool, {
-      args: ["-n", ns, "-batch", "-"],
-      stdin: "piped",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(lines.join("\n") + "\n"));
-    await w.close();
-    const out = await child.output();
-    if (out.code !== 0) throw new Error(`${tool} -batch failed: ${new TextDecoder().decode(out.stderr)}`);
-  };
+  const join = (l: string[]) => l.join("\n") + "\n";
+  return { neigh: join(neigh), fdb: join(fdb), route: join(route) };
+}
+
+/** Programs through `ip -batch` + `bridge -batch` (spawning included), in the agent's order; ms. */
+async function programIp(ns: string, b: ReturnType<typeof batches>): Promise<number> {
   const t0 = performance.now();
-  await run("ip", neigh);
-  await run("bridge", fdb);
-  await run("ip", route);
+  await run("ip", ["-n", ns, "-batch", "-"], b.neigh);
+  await run("bridge", ["-n", ns, "-batch", "-"], b.fdb);
+  await run("ip", ["-n", ns, "-batch", "-"], b.route);
   return performance.now() - t0;
+}
+
+/** Reads everything back with `ip -j` / `bridge -j`, one after the other (spawning and JSON parsing included); ms. */
+async function readIp(ns: string, n: number): Promise<number> {
+  const t0 = performance.now();
+  const r = await run("ip", ["-n", ns, "-j", "route", "show", "proto", String(WEFT_ROUTE_PROTOCOL)]);
+  const nb = await run("ip", ["-n", ns, "-j", "neigh", "show", "dev", "flannel.1", "nud", "permanent"]);
+  const f = await run("bridge", ["-n", ns, "-j", "fdb", "show", "dev", "flannel.1"]);
+  const counts = [JSON.parse(r).length, JSON.parse(nb).length, JSON.parse(f).length];
+  const ms = performance.now() - t0;
+  // The bridge also lists the device's own all-zero entries, so FDB is "at least n".
+  if (counts[0] !== n || counts[1] !== n || counts[2] < n) {
+    throw new Error(`ip read back ${counts.join("/")} of ${n}`);
+  }
+  return ms;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function machine(): string {
+  const cores = navigator.hardwareConcurrency;
+  const kernel = Deno.osRelease();
+  let libnl = "?";
+  try {
+    const dir = "/usr/lib/x86_64-linux-gnu";
+    const f = [...Deno.readDirSync(Deno.build.arch === "aarch64" ? "/usr/lib/aarch64-linux-gnu" : dir)]
+      .find((e) => /^libnl-route-3\.so\.200\.\d+/.test(e.name));
+    if (f) libnl = f.name.replace("libnl-route-3.so.", "");
+  } catch { /* unknown */ }
+  return `${cores} cores, kernel ${kernel}, Deno ${Deno.version.deno}, libnl-route ${libnl}`;
 }
 
 if (import.meta.main) {
@@ -90,25 +170,65 @@ if (import.meta.main) {
     console.error("bench/datapath_program.ts needs root (it builds network namespaces)");
     Deno.exit(1);
   }
-  const id = Math.floor(Math.random() * 1e6).toString(36);
-  console.log("peers  ffi_ms  ip_batch_ms  ratio(ffi/ip)  ffi_readback_ms");
-  for (const n of counts) {
-    const a = `wbench-${id}-ffi${n}`, b = `wbench-${id}-ip${n}`;
-    try {
-      // Warm the FFI path (library load, JIT) on a small set first, as a long-running agent would be.
-      viaFfi(`${a}w`, 50);
-      netnsDelete(`${a}w`);
-      const ffi = viaFfi(a, n);
-      const ip = await viaIpBatch(b, n);
-      console.log(
-        `${String(n).padStart(5)}  ${ffi.programMs.toFixed(1).padStart(6)}  ${ip.toFixed(1).padStart(11)}  ${
-          (ffi.programMs / ip).toFixed(2).padStart(13)
-        }  ${ffi.readMs.toFixed(1).padStart(15)}`,
-      );
-    } finally {
-      netnsDelete(`${a}w`);
-      netnsDelete(a);
-      netnsDelete(b);
+  const args = [...Deno.args];
+  let rounds = 5;
+  const ri = args.indexOf("--rounds");
+  if (ri >= 0) {
+    rounds = Number(args[ri + 1]);
+    args.splice(ri, 2);
+  }
+  const counts = args.length ? args.map(Number) : [1000, 5000];
+  if (counts.some((n) => !Number.isInteger(n) || n < 1 || n > 60000) || !(rounds >= 1)) {
+    console.error("usage: datapath_program.ts [N…] [--rounds R]   (1 ≤ N ≤ 60000)");
+    Deno.exit(2);
+  }
+  try {
+    console.log(`# ${machine()}; ${rounds} rounds per N, medians (min in brackets)`);
+    // Warm both paths (library load and JIT; the ip/bridge binaries into the page cache), as in a
+    // long-running agent.
+    {
+      const w = setup("warm");
+      const few = Array.from({ length: 50 }, (_, i) => peer(i));
+      programFfi(w.ns, w.dev, few);
+      readFfi(w.ns, w.dev, 50);
+      const wi = setup("warmip");
+      await programIp(wi.ns, batches(few));
+      await readIp(wi.ns, 50);
     }
+    console.log("peers  ffi_ms          ip_batch_ms     ratio(ffi/ip)  ffi_read_ms    ip_read_ms");
+    for (const n of counts) {
+      const peers = Array.from({ length: n }, (_, i) => peer(i));
+      const script = batches(peers);
+      const ffi: number[] = [], ip: number[] = [], ffiRead: number[] = [], ipRead: number[] = [];
+      for (let r = 0; r < rounds; r++) {
+        const doFfi = () => {
+          const s = setup(`f${n}r${r}`);
+          ffi.push(programFfi(s.ns, s.dev, peers));
+          ffiRead.push(readFfi(s.ns, s.dev, n));
+        };
+        const doIp = async () => {
+          const s = setup(`i${n}r${r}`);
+          ip.push(await programIp(s.ns, script));
+          ipRead.push(await readIp(s.ns, n));
+        };
+        if (r % 2 === 0) {
+          doFfi();
+          await doIp();
+        } else {
+          await doIp();
+          doFfi();
+        }
+      }
+      const fmt = (xs: number[]) => `${median(xs).toFixed(1)} [${Math.min(...xs).toFixed(1)}]`.padEnd(16);
+      console.log(
+        `${String(n).padStart(5)}  ${fmt(ffi)}${fmt(ip)}${(median(ffi) / median(ip)).toFixed(2).padEnd(15)}${
+          fmt(ffiRead).padEnd(15)
+        }${fmt(ipRead)}`,
+      );
+    }
+  } finally {
+    cleanup();
+    const left = netnsList().filter((n) => n.startsWith(PREFIX));
+    if (left.length) console.error(`leftover namespaces: ${left.join(" ")}`);
   }
 }
