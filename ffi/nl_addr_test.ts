@@ -28,14 +28,14 @@ Deno.test({
       using a = ipAddr(ip);
       assert.equal(readIP(a.ptr), ip);
     }
-    for (
-      const [given, want] of [["10.244.3.7/24", "10.244.3.0/24"], ["fd00:1::5/64", "fd00:1::/64"], [
-        "default",
-        "0.0.0.0/0",
-      ]]
-    ) {
-      using n = netAddr(given!);
-      assert.equal(readNet(n.ptr, given!.includes(":") ? 6 : 4), want, given);
+    const nets: [string, string][] = [
+      ["10.244.3.7/24", "10.244.3.0/24"],
+      ["fd00:1::5/64", "fd00:1::/64"],
+      ["default", "0.0.0.0/0"],
+    ];
+    for (const [given, want] of nets) {
+      using n = netAddr(given);
+      assert.equal(readNet(n.ptr, given.includes(":") ? 6 : 4), want, given);
     }
     using m = macAddr("0A:58:0a:f4:01:FF");
     assert.equal(readMac(m.ptr), "0a:58:0a:f4:01:ff");
