@@ -114,7 +114,7 @@ export async function openEtcdRegistry(opts: EtcdOptions): Promise<EtcdRegistry>
       "grpc.keepalive_timeout_ms": 5_000,
     },
   });
-  return new EtcdRegistry(client, opts.prefix.replace(/\/$/, ""), Buffer);
+  return new EtcdRegistry(client, opts.prefix.replace(/\/$/, ""), Buffer, timeout);
 }
 
 /** Registry on etcd v3 (flannel's layout: `<prefix>/config`, `<prefix>/subnets/<key>`). */
@@ -129,6 +129,8 @@ export class EtcdRegistry implements Registry {
     /** Key prefix without a trailing slash. */
     readonly prefix: string,
     private readonly buf: typeof import("node:buffer").Buffer,
+    /** Per-call timeout of unary calls, ms. */
+    readonly timeoutMs = 5000,
   ) {
     this.#subnets = `${prefix}/subnets/`;
   }
@@ -289,11 +291,22 @@ export class EtcdRegistry implements Registry {
         end(e);
       });
     });
+    // etcd3 retries a stream that cannot be opened on its own, silently: give up after a while and let
+    // the caller re-list with its back-off instead of waiting forever.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const limit = Math.max(this.timeoutMs, 5000);
     try {
-      await connected;
+      await Promise.race([
+        connected,
+        new Promise<never>((_, reject) =>
+          timer = setTimeout(() => reject(new Error(`watch not established within ${limit} ms`)), limit)
+        ),
+      ]);
     } catch (err) {
       await cancel();
       throw err;
+    } finally {
+      clearTimeout(timer);
     }
     return cancel;
   }

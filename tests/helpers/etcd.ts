@@ -412,3 +412,76 @@ export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
   }
   return all;
 }
+
+/** A TCP proxy in front of an etcd member, to cut one client off while etcd stays up for others. */
+export interface EtcdProxy extends AsyncDisposable {
+  /** Client URL of the proxy (same scheme as the member). */
+  readonly endpoint: string;
+  /** Closes every proxied connection and refuses new ones (a partition between client and etcd). */
+  cut(): void;
+  /** Accepts connections again. */
+  heal(): void;
+  /** Stops the proxy. */
+  close(): Promise<void>;
+}
+
+/** Starts a {@linkcode EtcdProxy} on 127.0.0.1 (a free port) forwarding to `server`. */
+export function startEtcdProxy(server: Pick<EtcdServer, "endpoint">): EtcdProxy {
+  const target = new URL(server.endpoint);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const conns = new Set<Deno.Conn>();
+  let up = true;
+  const drop = (c: Deno.Conn) => {
+    conns.delete(c);
+    try {
+      c.close();
+    } catch { /* closed */ }
+  };
+  const serving = (async () => {
+    for await (const client of listener) {
+      if (!up) {
+        drop(client);
+        continue;
+      }
+      let upstream: Deno.Conn;
+      try {
+        upstream = await Deno.connect({ hostname: target.hostname, port: Number(target.port) });
+      } catch {
+        drop(client);
+        continue;
+      }
+      conns.add(client);
+      conns.add(upstream);
+      const end = () => {
+        drop(client);
+        drop(upstream);
+      };
+      client.readable.pipeTo(upstream.writable).catch(() => {}).finally(end);
+      upstream.readable.pipeTo(client.writable).catch(() => {}).finally(end);
+    }
+  })().catch(() => {});
+  const proxy: EtcdProxy = {
+    endpoint: `${target.protocol}//127.0.0.1:${port}`,
+    cut() {
+      up = false;
+      for (const c of [...conns]) drop(c);
+    },
+    heal() {
+      up = true;
+    },
+    async close() {
+      proxy.cut();
+      try {
+        listener.close();
+      } catch { /* closed */ }
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([serving, new Promise((r) => timer = setTimeout(r, 1000))]);
+      clearTimeout(timer);
+    },
+    [Symbol.asyncDispose]() {
+      return proxy.close();
+    },
+  };
+  return proxy;
+}
