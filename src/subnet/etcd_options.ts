@@ -54,6 +54,22 @@ export function explainEtcdError(err: unknown, opts: Pick<EtcdOptions, "endpoint
     return `etcd rejected the username or password (--etcd-username/--etcd-password): ${msg}`;
   }
   const https = opts.endpoints.some((e) => e.startsWith("https://"));
+  if (
+    /BadCertificate|bad certificate|CertificateRequired|certificate required|UnknownCA|unknown ca/i.test(msg)
+  ) {
+    return `TLS with etcd failed: etcd refused the client certificate (--etcd-certfile/--etcd-keyfile) — is ` +
+      `it signed by a CA that etcd trusts (its --trusted-ca-file)? (${msg})`;
+  }
+  if (
+    /unable to verify|self.signed certificate|unable to get (local )?issuer|certificate verify failed|UnknownIssuer/i
+      .test(msg)
+  ) {
+    return `TLS with etcd failed: etcd's server certificate is not signed by --etcd-cafile (${msg})`;
+  }
+  if (/altname|does not match|ERR_TLS_CERT_ALTNAME|NotValidForName/i.test(msg)) {
+    return `TLS with etcd failed: etcd's server certificate does not name the address in --etcd-endpoints ` +
+      `(${msg})`;
+  }
   if (https && /EPIPE|ECONNRESET|socket hang up|closed/i.test(msg)) {
     // etcd drops the connection mid-handshake when it does not trust the client certificate.
     return `TLS with etcd failed: the server closed the connection during the handshake — is the client ` +
