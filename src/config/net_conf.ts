@@ -69,7 +69,7 @@ export interface NetworkConfig {
   ipv6SubnetMax?: IPNet;
   /** Backend. */
   backend: BackendConfig;
-  /** True when the config had no Backend and vxlan was chosen. */
+  /** True when the config had no Backend and vxlan was chosen (flannel: udp); callers say so in their log. */
   backendDefaulted: boolean;
 }
 

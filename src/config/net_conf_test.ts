@@ -142,3 +142,96 @@ Deno.test("parseNetworkConfig() keeps other backends' options as written", () =>
   assert.equal(c.backend.type, "host-gw");
   assert.equal(c.backend.vxlan, undefined);
 });
+
+Deno.test("parseNetworkConfig() accepts SubnetLen exactly at the Network prefix + 2 and at 30", () => {
+  assert.equal(parseNetworkConfig({ Network: "10.0.0.0/16", SubnetLen: 18 }).subnetLen, 18);
+  const small = parseNetworkConfig({ Network: "10.0.0.0/28", SubnetLen: 30 });
+  assert.equal(formatNet(small.subnetMin!), "10.0.0.4/30");
+  assert.equal(formatNet(small.subnetMax!), "10.0.0.12/30");
+  rejects({ Network: "10.0.0.0/29", SubnetLen: 30 }, "SubnetLen", /at least the Network prefix \+ 2 \(31\)/);
+});
+
+Deno.test("parseNetworkConfig() names the family when an address of the other one is given", () => {
+  rejects({ Network: "fd00::/48" }, "Network", /must be an IPv4 network/);
+  rejects({ Network: "10.244.0.0/16", SubnetMin: "fd00::" }, "SubnetMin", /IPv4 address/);
+  rejects({ Network: "10.244.0.0/16", SubnetMax: 7 }, "SubnetMax", /address string/);
+  rejects({ Network: "10.244.0.0/16", SubnetMin: "10.244.300.0" }, "SubnetMin", /invalid IP/);
+});
+
+Deno.test("parseNetworkConfig() applies the IPv6 SubnetLen and SubnetMin/Max rules", () => {
+  const v6 = { EnableIPv4: false, EnableIPv6: true, IPv6Network: "fd00:10:244::/56" };
+  rejects({ ...v6, IPv6SubnetLen: 57 }, "IPv6SubnetLen", /at least the IPv6Network prefix \+ 2 \(58\)/);
+  rejects({ ...v6, IPv6SubnetMin: "fd00:10:245::" }, "IPv6SubnetMin", /not inside fd00:10:244::\/56/);
+  rejects({ ...v6, IPv6SubnetMax: "fd00:10:244:ff::1" }, "IPv6SubnetMax", /not on a \/64 boundary/);
+  rejects(
+    { ...v6, IPv6SubnetMin: "fd00:10:244:9::", IPv6SubnetMax: "fd00:10:244:8::" },
+    "IPv6SubnetMin",
+    /must not be above IPv6SubnetMax/,
+  );
+  const c = parseNetworkConfig({
+    ...v6,
+    IPv6SubnetMin: "fd00:10:244:10::",
+    IPv6SubnetMax: "fd00:10:244:20::",
+  });
+  assert.equal(formatNet(c.ipv6SubnetMin!), "fd00:10:244:10::/64");
+  assert.equal(formatNet(c.ipv6SubnetMax!), "fd00:10:244:20::/64");
+  assert.equal(
+    formatNet(parseNetworkConfig(v6).ipv6SubnetMax!),
+    "fd00:10:244:ff::/64",
+    "default: the last subnet",
+  );
+  assert.equal(parseNetworkConfig({ ...v6, IPv6Network: "fd00::/124" }).ipv6SubnetLen, 126);
+});
+
+Deno.test("parseNetworkConfig() reads a dual-stack config with lowercase keys", () => {
+  const c = parseNetworkConfig({
+    network: "10.244.0.0/16",
+    enableipv6: true,
+    ipv6network: "fd00:10:244::/56",
+    ipv6subnetlen: 64,
+    enablenftables: true,
+    backend: { type: "vxlan" },
+  });
+  assert.equal(c.enableIPv4, true);
+  assert.equal(c.enableIPv6, true);
+  assert.equal(c.enableNFTables, true);
+  assert.equal(formatNet(c.network!), "10.244.0.0/16");
+  assert.equal(formatNet(c.ipv6Network!), "fd00:10:244::/56");
+  assert.equal(c.backendDefaulted, false);
+});
+
+Deno.test("parseNetworkConfig() checks the types of EnableNFTables, Backend.Type and the vxlan numbers", () => {
+  rejects({ Network: "10.244.0.0/16", EnableNFTables: 1 }, "EnableNFTables", /true or false/);
+  rejects({ Network: "10.244.0.0/16", EnableIPv4: "true" }, "EnableIPv4", /true or false/);
+  rejects({ Network: "10.244.0.0/16", Backend: { Type: 3 } }, "Backend.Type", /backend name/);
+  rejects({ Network: "10.244.0.0/16", Backend: { Type: "" } }, "Backend.Type", /backend name/);
+  rejects({ Network: "10.244.0.0/16", Backend: ["vxlan"] }, "Backend", /object/);
+  rejects(
+    { Network: "10.244.0.0/16", Backend: { Type: "vxlan", VNI: -1 } },
+    "Backend.VNI",
+    /non-negative integer/,
+  );
+  rejects(
+    { Network: "10.244.0.0/16", Backend: { Type: "vxlan", VNI: 16777216 } },
+    "Backend.VNI",
+    /1–16777215/,
+  );
+  rejects(
+    { Network: "10.244.0.0/16", Backend: { Type: "vxlan", GBP: "yes" } },
+    "Backend.GBP",
+    /true or false/,
+  );
+  rejects(
+    { Network: "10.244.0.0/16", Backend: { Type: "vxlan", Learning: 0 } },
+    "Backend.Learning",
+    /true or false/,
+  );
+  rejects([] as unknown as Record<string, unknown>, "(document)", /JSON object/);
+});
+
+Deno.test("parseNetworkConfig() defaults a Backend without Type to vxlan and keeps its options", () => {
+  const c = parseNetworkConfig({ Network: "10.244.0.0/16", Backend: { VNI: 9 } });
+  assert.equal(c.backend.type, "vxlan");
+  assert.equal(c.backend.vxlan?.vni, 9);
+  assert.equal(c.backendDefaulted, false, "a Backend section was given");
+});
