@@ -338,6 +338,11 @@ export class SubnetManager {
       await sleep(backoff, opts.signal);
       backoff = Math.min(backoff * 2, 5000);
     };
+    // One listener for the whole watch, not one per reconnect.
+    const aborted = new Promise<undefined>((r) => {
+      if (opts.signal.aborted) r(undefined);
+      opts.signal.addEventListener("abort", () => r(undefined), { once: true });
+    });
     while (!opts.signal.aborted) {
       let stop: (() => Promise<void>) | undefined;
       try {
@@ -378,9 +383,6 @@ export class SubnetManager {
           if (batch.length) deliver(batch);
         }, (err) => ended.resolve(err));
         const started = Date.now();
-        const aborted = new Promise<undefined>((r) =>
-          opts.signal.addEventListener("abort", () => r(undefined), { once: true })
-        );
         const err = await Promise.race([ended.promise, aborted]);
         if (!err) break;
         logger.warn("lease watch ended ({error}): re-listing", { error: err.message });
