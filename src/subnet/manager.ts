@@ -290,6 +290,17 @@ export class SubnetManager {
   }
 
   /**
+   * Gives up the own `lease` (a node leaving for good): deletes its key if it still carries our
+   * PublicIP; false when it was already gone or someone else holds the subnet now. flanneld never does
+   * this on a restart — keeping the lease is what lets a restarted node get its subnet back.
+   */
+  async releaseLease(lease: Lease): Promise<boolean> {
+    const cur = await this.getLease(lease.key);
+    if (!cur || cur.attrs.PublicIP !== lease.attrs.PublicIP) return false;
+    return await this.registry.deleteSubnet(lease.key);
+  }
+
+  /**
    * Deletes a lease or reservation; false when there was none. `subnet` may be a subnet or a lease
    * key (`10.244.3.0-24&fd00::-64`); a lone IPv4 subnet also finds its dual-stack key.
    */

@@ -457,3 +457,15 @@ Deno.test("subnetKey() of an acquired lease is its registry key", async () => {
   const l = await m.acquireLease(CFG, attrs("192.168.0.1"));
   assert.equal(subnetKey(l.subnet), l.key);
 });
+
+Deno.test("releaseLease() deletes the own lease, but not a subnet someone else holds by now", async () => {
+  const reg = new MemoryRegistry();
+  const m = new SubnetManager(reg);
+  const lease = await m.acquireLease(CFG, attrs("192.168.0.1"));
+  assert.equal(await m.releaseLease(lease), true);
+  assert.equal(await reg.getSubnet(lease.key), undefined);
+  assert.equal(await m.releaseLease(lease), false, "already gone");
+  await reg.createSubnet(lease.key, leaseAttrsJSON(attrs("192.168.0.2")), 60);
+  assert.equal(await m.releaseLease(lease), false);
+  assert.ok(await reg.getSubnet(lease.key), "the other node's lease stays");
+});

@@ -10,9 +10,12 @@
  *
  * Parts:
  * - {@linkcode SubnetManager}: `getNetworkConfig`, `acquireLease` (flannel's algorithm), `renewLease`,
- *   `keepLease`, `watchLeases`, `listLeases`, `getLease`, `reserve`, `release`.
- * - {@linkcode LeaseKeeper}: keeps the own lease alive (re-granted TTL, retries) and re-acquires it,
- *   the same subnet when free, if it is lost — flanneld exits instead.
+ *   `keepLease`, `watchLeases`, `listLeases`, `getLease`, `reserve`, `release`, `releaseLease`.
+ * - {@linkcode LeaseKeeper}: keeps the own lease alive and re-acquires it, the same subnet when free, if
+ *   it is lost — flanneld exits instead. Renewal re-grants a fresh TTL (flannel's way) rather than using
+ *   etcd keep-alive: a renewal racing an operator's delete fails instead of keeping a keyless lease
+ *   alive, and there is no keep-alive stream to leak (`npm:etcd3` keeps it running after `close()`);
+ *   see etcd_registry.ts.
  * - Registries: {@linkcode MemoryRegistry} (unit tests) and {@linkcode openEtcdRegistry} (etcd v3 on
  *   `npm:etcd3`, imported only when it is called: importing this module costs no etcd client).
  * - Lease types, keys and JSON (lease.ts), exactly flannel's; etcd options and error explanations.
