@@ -52,7 +52,10 @@ Deno.test({
       assert.match(set.stdout, /IPv4 10\.244\.0\.0\/16: \/24 subnets 10\.244\.1\.0 – 10\.244\.255\.0/);
       // Stored byte for byte under flanneld's key.
       // (etcdctl adds a newline after the value)
-      assert.equal(await etcd.etcdctl(["get", "--print-value-only", "/coreos.com/network/config"]), `${text}\n`);
+      assert.equal(
+        await etcd.etcdctl(["get", "--print-value-only", "/coreos.com/network/config"]),
+        `${text}\n`,
+      );
       const get = await weft(["config", "get", ep]);
       assert.equal(get.code, 0, get.stderr);
       assert.equal(get.stdout, text);
