@@ -31,7 +31,12 @@ const PREFIX = "/coreos.com/network";
 const RESYNC_S = 2;
 /** How long a repair may take: one resync period, plus the time to notice it from the test. */
 const REPAIR_BUDGET_MS = RESYNC_S * 1000 + 700;
-const CONFIG = JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "vxlan" } });
+// SubnetMax keeps the agents' own leases clear of 10.244.200.0/24, which the outage step writes by hand.
+const CONFIG = JSON.stringify({
+  Network: "10.244.0.0/16",
+  SubnetMax: "10.244.150.0",
+  Backend: { Type: "vxlan" },
+});
 /** node0's fixed lease: a reservation (no TTL) for its public IP. */
 const FIXED_KEY = `${PREFIX}/subnets/10.244.7.0-24`;
 

@@ -60,7 +60,12 @@ Deno.test({
     const owner = new SubnetManager(ownerReg);
     const stop = new AbortController();
     try {
-      const cfg = parseNetworkConfig({ Network: "10.244.0.0/16" });
+      // The own lease stays below 10.244.41.0 so the subnets written by hand below never overwrite it.
+      const cfg = parseNetworkConfig({
+        Network: "10.244.0.0/16",
+        SubnetMin: "10.244.1.0",
+        SubnetMax: "10.244.40.0",
+      });
       // A 10 s lease across a 15 s outage: it only survives if the keeper renews once etcd is back
       // (etcd restarts leases with a full TTL when it comes up).
       const own = await owner.acquireLease(cfg, attrs("192.168.2.1"), { ttlSeconds: 10 });
