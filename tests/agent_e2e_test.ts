@@ -169,6 +169,15 @@ Deno.test({
         const info = samples.find((s) => s.name === "weft_lease_info");
         assert.deepEqual(info?.labels, { subnet: "10.244.7.0/24", public_ip: n0.ip, backend: "vxlan" });
         assert.match(body, /# TYPE weft_drift_repaired_total counter/);
+        // Memory gauges are the process's own: RSS agrees with the kernel's view of the agent's pid.
+        const kernelRss = Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${a0.pid}/status`))![1]) *
+          1024;
+        const rss = v("process_resident_memory_bytes")!;
+        assert.ok(Math.abs(rss - kernelRss) < kernelRss * 0.25, `RSS ${rss} vs /proc ${kernelRss}`);
+        assert.ok(
+          v("weft_js_heap_used_bytes")! > 0 &&
+            v("weft_js_heap_used_bytes")! <= v("weft_js_heap_total_bytes")!,
+        );
       });
 
       await t.step(

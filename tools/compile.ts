@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { V8_FLAGS } from "../src/cli/self_command.ts";
 
 const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"] as const;
 const HOST = `${Deno.build.arch}-unknown-linux-gnu`;
@@ -22,7 +23,16 @@ if (import.meta.main) {
   for (const target of targetsToBuild(Deno.args)) {
     const out = `dist/weft-${target.split("-")[0]}-linux`;
     const cmd = new Deno.Command(Deno.execPath(), {
-      args: ["compile", "-A", "--target", target, "--output", out, "main.ts"],
+      args: [
+        "compile",
+        "-A",
+        `--v8-flags=${V8_FLAGS.join(",")}`,
+        "--target",
+        target,
+        "--output",
+        out,
+        "main.ts",
+      ],
       stdout: "inherit",
       stderr: "inherit",
     });

@@ -110,6 +110,16 @@ export function agentMetrics(view: AgentView): client.Registry {
     const e = view.lease()?.expiresAt;
     return e ? e.getTime() / 1000 : 0;
   });
+  // Memory as the process sees it: RSS is what an operator's limit applies to; the JS heap and the
+  // external (ArrayBuffer, native) parts tell whether growth is weft's own state or the runtime's.
+  gauge("process_resident_memory_bytes", "Resident memory size in bytes", () => Deno.memoryUsage().rss);
+  gauge("weft_js_heap_used_bytes", "JavaScript heap in use", () => Deno.memoryUsage().heapUsed);
+  gauge("weft_js_heap_total_bytes", "JavaScript heap reserved", () => Deno.memoryUsage().heapTotal);
+  gauge(
+    "weft_js_external_bytes",
+    "Memory outside the JS heap held by JS objects",
+    () => Deno.memoryUsage().external,
+  );
   new client.Gauge({
     name: "weft_lease_info",
     help: "The own lease",

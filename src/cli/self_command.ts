@@ -6,6 +6,18 @@
  * @module
  */
 
+/**
+ * V8 flags weft runs with: baked into the compiled binary by `deno compile --v8-flags`, passed to
+ * `deno run` for children started from source. They only take effect at process start (V8 sizes its
+ * heap then; `node:v8` setFlagsFromString at run time was measured to change nothing).
+ *
+ * `--max-semi-space-size=1` (MB): the agent's live JS state is ~24 MB at 5000 peers, but every resync
+ * pass reads thousands of kernel entries into short-lived objects, and V8 grows its young generation
+ * to absorb that churn and keeps it. Capping it cut the agent's RSS at 5000 peers from ~200 MB to
+ * ~135-155 MB with no measurable CPU cost per pass (bench/convergence.ts, BENCHMARKS.md).
+ */
+export const V8_FLAGS: readonly string[] = ["--max-semi-space-size=1"];
+
 /** Returns `[executable, ...leading args]` for running weft with further arguments. */
 export function selfCommand(): [string, ...string[]] {
   const exe = Deno.execPath();
@@ -13,5 +25,5 @@ export function selfCommand(): [string, ...string[]] {
   // A compiled binary's modules live inside it; its execPath is weft itself.
   const compiled = !main.protocol.startsWith("file") || !/\/deno$/.test(exe);
   if (compiled) return [exe];
-  return [exe, "run", "-A", "--no-check", main.pathname];
+  return [exe, "run", "-A", "--no-check", `--v8-flags=${V8_FLAGS.join(",")}`, main.pathname];
 }

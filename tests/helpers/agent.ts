@@ -6,6 +6,7 @@
  */
 import { Netlink, withNetns } from "../../ffi/mod.ts";
 import { readSubnetEnv, type SubnetEnv } from "../../src/config/subnet_env.ts";
+import { V8_FLAGS } from "../../src/cli/self_command.ts";
 import { alive, runIn, terminateChild } from "../../src/cli/lab.ts";
 import type { LabNode } from "../../src/cli/lab.ts";
 import { parsePrometheusText } from "../../src/cli/status.ts";
@@ -52,7 +53,8 @@ export function startAgent(
     "run",
     "-A",
     "--no-check",
-    ...(opts.denoFlags ?? []),
+    // The flags the compiled binary carries, so tests and benches measure what ships.
+    ...(opts.denoFlags ?? [`--v8-flags=${V8_FLAGS.join(",")}`]),
     MAIN,
     "agent",
     `--etcd-endpoints=${opts.etcd}`,
