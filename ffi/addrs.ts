@@ -11,7 +11,16 @@ import { resolveIndex } from "./links.ts";
 import { NLM_F, type NlSocket } from "./socket.ts";
 import type { AddrInfo, LinkRef } from "./types.ts";
 
-function buildAddr(sock: NlSocket, ref: LinkRef, cidr: string): Owned {
+/** IFA_F_NODAD: an IPv6 address usable at once, without duplicate address detection. */
+const IFA_F_NODAD = 0x02;
+
+/** Options of an address add. */
+export interface AddrOptions {
+  /** IPv6: skip duplicate address detection (the address is never "tentative"). */
+  nodad?: boolean;
+}
+
+function buildAddr(sock: NlSocket, ref: LinkRef, cidr: string, opts: AddrOptions = {}): Owned {
   const lib = rtnl();
   const addr = new Owned(lib.rtnl_addr_alloc(), (p) => lib.rtnl_addr_put(p));
   try {
@@ -19,6 +28,7 @@ function buildAddr(sock: NlSocket, ref: LinkRef, cidr: string): Owned {
     lib.rtnl_addr_set_ifindex(p, resolveIndex(sock, ref));
     using local = ipAddr(cidr.includes("/") ? cidr : `${cidr}/${cidr.includes(":") ? 128 : 32}`);
     sock.check(lib.rtnl_addr_set_local(p, local.ptr), `address ${cidr}`);
+    if (opts.nodad) lib.rtnl_addr_set_flags(p, IFA_F_NODAD);
     return addr;
   } catch (err) {
     addr.free();
@@ -27,8 +37,14 @@ function buildAddr(sock: NlSocket, ref: LinkRef, cidr: string): Owned {
 }
 
 /** Adds `cidr` (e.g. `"10.244.3.1/24"`) to a link; `replace` makes an existing one success. */
-export function addrAdd(sock: NlSocket, ref: LinkRef, cidr: string, replace: boolean): void {
-  using addr = buildAddr(sock, ref, cidr);
+export function addrAdd(
+  sock: NlSocket,
+  ref: LinkRef,
+  cidr: string,
+  replace: boolean,
+  opts: AddrOptions = {},
+): void {
+  using addr = buildAddr(sock, ref, cidr, opts);
   sock.begin();
   sock.check(
     rtnl().rtnl_addr_add(sock.ptr, addr.ptr, replace ? NLM_F.REPLACE : 0),

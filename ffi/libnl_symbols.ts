@@ -162,6 +162,8 @@ export const LIBNL_ROUTE_SYMBOLS = {
   rtnl_addr_set_family: { parameters: ["pointer", "i32"], result: "void" },
   // int rtnl_addr_get_family(struct rtnl_addr *);
   rtnl_addr_get_family: { parameters: ["pointer"], result: "i32" },
+  // void rtnl_addr_set_flags(struct rtnl_addr *, unsigned int flags);
+  rtnl_addr_set_flags: { parameters: ["pointer", "u32"], result: "void" },
   // void rtnl_addr_set_prefixlen(struct rtnl_addr *, int);
   rtnl_addr_set_prefixlen: { parameters: ["pointer", "i32"], result: "void" },
   // int rtnl_addr_get_prefixlen(struct rtnl_addr *);

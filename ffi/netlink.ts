@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { addrAdd, addrDelete, addrList } from "./addrs.ts";
+import { addrAdd, addrDelete, addrList, type AddrOptions } from "./addrs.ts";
 import { rtnl } from "./loader.ts";
 import {
   linkAddBridge,
@@ -173,13 +173,13 @@ export class Netlink implements Disposable {
   // ---- addresses
 
   /** Adds an address; EEXIST when present. */
-  addrAdd(ref: LinkRef, cidr: string): void {
-    addrAdd(this.#sock, ref, cidr, false);
+  addrAdd(ref: LinkRef, cidr: string, opts: AddrOptions = {}): void {
+    addrAdd(this.#sock, ref, cidr, false, opts);
   }
 
   /** Adds or updates an address (idempotent). */
-  addrReplace(ref: LinkRef, cidr: string): void {
-    addrAdd(this.#sock, ref, cidr, true);
+  addrReplace(ref: LinkRef, cidr: string, opts: AddrOptions = {}): void {
+    addrAdd(this.#sock, ref, cidr, true, opts);
   }
 
   /** Deletes an address; false when it was not there. */

@@ -83,25 +83,38 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
-function makeBackend(nl: Netlink, cfg: NetworkConfig, ext: ExternalInterface, previousMac?: string): Backend {
+function makeBackend(
+  nl: Netlink,
+  cfg: NetworkConfig,
+  ext: ExternalInterface,
+  previous?: LeaseAttrs,
+): Backend {
+  const families = { ipv4: !!cfg.network, ipv6: !!(cfg.enableIPv6 && cfg.ipv6Network) };
+  const mac = (data: unknown) => (data as { VtepMAC?: string } | null | undefined)?.VtepMAC;
   if (cfg.backendDefaulted) {
     logger.info("network config has no Backend: using vxlan (flannel would pick udp)");
   }
   switch (cfg.backend.type) {
     case "vxlan":
-      return new VxlanBackend(nl, cfg.backend.vxlan!, ext, previousMac);
+      return new VxlanBackend(nl, cfg.backend.vxlan!, ext, mac(previous?.BackendData), {
+        ...families,
+        ...(mac(previous?.BackendV6Data) ? { previousMac6: mac(previous?.BackendV6Data)! } : {}),
+      });
     case "host-gw":
-      return new HostGwBackend(ext);
+      return new HostGwBackend(ext, families);
     default:
       throw new Error(`backend ${cfg.backend.type} is not supported by weft (supported: vxlan, host-gw)`);
   }
 }
 
 /** flanneld does not turn forwarding on either; without it pods on this node cannot be reached. */
-function warnIfNoForwarding(): void {
+function warnIfNoForwarding(ipv6: boolean): void {
   try {
     if (Deno.readTextFileSync("/proc/sys/net/ipv4/ip_forward").trim() === "0") {
       logger.warn("net.ipv4.ip_forward is 0: this node will not forward pod traffic (see `weft doctor`)");
+    }
+    if (ipv6 && Deno.readTextFileSync("/proc/sys/net/ipv6/conf/all/forwarding").trim() === "0") {
+      logger.warn("net.ipv6.conf.all.forwarding is 0: this node will not forward IPv6 pod traffic");
     }
   } catch { /* no procfs: nothing to say */ }
 }
@@ -178,31 +191,40 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
       pub: ext.publicIP,
       mtu: ext.mtu,
     });
-    warnIfNoForwarding();
-    if (cfg.enableIPv6) {
-      logger.warn("EnableIPv6 is set: weft programs IPv4 only for now; IPv6 pod traffic will not be routed");
+    warnIfNoForwarding(!!(cfg.enableIPv6 && cfg.ipv6Network));
+    if (cfg.enableIPv6 && cfg.ipv6Network) {
+      logger.info("dual-stack: IPv6 network {net}, public IPv6 {pub}", {
+        net: formatNet(cfg.ipv6Network),
+        pub: ext.publicIPv6 ?? "none",
+      });
     }
 
     // A previous lease of this node: its VTEP MAC keeps the overlay stable across reboots.
     const { leases } = await retry("listing leases", signal, () => manager.listLeases());
     const previous = leases.find((l) => l.attrs.PublicIP === ext.publicIP);
-    const previousMac = (previous?.attrs.BackendData as { VtepMAC?: string } | null)?.VtepMAC;
-    const backend = makeBackend(nl, cfg, ext, previousMac);
+    const backend = makeBackend(nl, cfg, ext, previous?.attrs);
     backendType = backend.type;
     let previousSubnet: IPNet | undefined;
+    let previousIPv6Subnet: IPNet | undefined;
     try {
-      previousSubnet = readSubnetEnv(opts.subnetFile).subnet;
+      const env = readSubnetEnv(opts.subnetFile);
+      previousSubnet = env.subnet;
+      previousIPv6Subnet = env.ipv6Subnet;
     } catch { /* no previous subnet.env */ }
+    const v6Data = backend.backendV6Data?.();
+    const dualStack = !!(cfg.enableIPv6 && cfg.ipv6Network);
     const attrs: LeaseAttrs = {
       PublicIP: ext.publicIP,
-      PublicIPv6: null,
+      PublicIPv6: dualStack ? ext.publicIPv6 ?? null : null,
       BackendType: backend.type,
       BackendData: backend.backendData(),
+      ...(v6Data !== undefined ? { BackendV6Data: v6Data } : {}),
     };
     lease = await retry("acquiring a lease", signal, () =>
       manager.acquireLease(cfg, attrs, {
         ttlSeconds: opts.leaseTtlSeconds,
         ...(previousSubnet ? { previousSubnet } : {}),
+        ...(previousIPv6Subnet ? { previousIPv6Subnet } : {}),
       }));
     logger.info("lease {subnet} acquired", { subnet: leaseName(lease) });
     const stored = leases.find((l) => l.key === lease!.key);
@@ -227,6 +249,7 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     const envOf = (l: Lease): SubnetEnv => ({
       ...(cfg.network ? { network: cfg.network } : {}),
       ...(l.subnet ? { subnet: l.subnet } : {}),
+      ...(cfg.ipv6Network && l.ipv6Subnet ? { ipv6Network: cfg.ipv6Network, ipv6Subnet: l.ipv6Subnet } : {}),
       mtu: backend.mtu,
       ipMasq: opts.ipMasq,
     });
@@ -243,7 +266,10 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
       }
     };
     const keepRules = (l: Lease) => {
-      const nets: MasqNets[] = cfg.network && l.subnet ? [{ network: cfg.network, podSubnet: l.subnet }] : [];
+      const nets: MasqNets[] = [
+        ...(cfg.network && l.subnet ? [{ network: cfg.network, podSubnet: l.subnet }] : []),
+        ...(cfg.ipv6Network && l.ipv6Subnet ? [{ network: cfg.ipv6Network, podSubnet: l.ipv6Subnet }] : []),
+      ];
       if (!nets.length) {
         rulesOk = true;
         return;
@@ -280,6 +306,7 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
         manager.acquireLease(cfg, attrs, {
           ttlSeconds: opts.leaseTtlSeconds,
           ...(prev.subnet ? { previousSubnet: prev.subnet } : {}),
+          ...(prev.ipv6Subnet ? { previousIPv6Subnet: prev.ipv6Subnet } : {}),
         }),
       onLease: (l, reacquired) => {
         const changed = lease?.key !== l.key;

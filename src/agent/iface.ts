@@ -1,7 +1,8 @@
 /**
  * External interface selection, like flanneld: `--iface` (names or IPs, first match wins),
  * `--iface-regex`, else the interface of the default route; `--public-ip` overrides the address
- * published in the lease.
+ * published in the lease. The interface's first global IPv6 address (or `--public-ipv6`) is what a
+ * dual-stack network uses for its IPv6 VTEP.
  *
  * @module
  */
@@ -21,6 +22,12 @@ export interface ExternalInterface {
   publicIP: string;
   /** The interface's IPv4 networks (for "same L2" checks). */
   cidrs: string[];
+  /** The interface's first global IPv6 address (the IPv6 VTEP source), if it has one. */
+  ifaceIPv6?: string;
+  /** IPv6 address published in the lease (`--public-ipv6` or `ifaceIPv6`). */
+  publicIPv6?: string;
+  /** The interface's global IPv6 networks. */
+  cidrs6?: string[];
 }
 
 /** Options for {@linkcode selectInterface}. */
@@ -31,6 +38,8 @@ export interface IfaceOptions {
   ifaceRegex: string[];
   /** `--public-ip`. */
   publicIP?: string;
+  /** `--public-ipv6`. */
+  publicIPv6?: string;
 }
 
 /** Picks the external interface; throws with a clear message when none fits. */
@@ -38,11 +47,16 @@ export function selectInterface(nl: Netlink, opts: IfaceOptions): ExternalInterf
   const links = nl.linkList();
   const addrs = nl.addrList(undefined, 4).filter((a) => a.scope === 0);
   const v4 = (index: number) => addrs.filter((a) => a.index === index);
+  // Global IPv6 addresses only: link-local ones (scope 253) cannot be a VTEP other nodes reach.
+  const addrs6 = nl.addrList(undefined, 6).filter((a) => a.scope === 0);
   const make = (index: number): ExternalInterface | undefined => {
     const link = links.find((l) => l.index === index);
     const a = v4(index);
     if (!link || !a.length) return undefined;
     const ifaceIP = a[0]!.cidr.split("/")[0]!;
+    const a6 = addrs6.filter((x) => x.index === index);
+    const ifaceIPv6 = a6[0]?.cidr.split("/")[0];
+    const publicIPv6 = opts.publicIPv6 ?? ifaceIPv6;
     return {
       index,
       name: link.name,
@@ -50,6 +64,8 @@ export function selectInterface(nl: Netlink, opts: IfaceOptions): ExternalInterf
       ifaceIP,
       publicIP: opts.publicIP ?? ifaceIP,
       cidrs: a.map((x) => x.cidr),
+      ...(ifaceIPv6 ? { ifaceIPv6, cidrs6: a6.map((x) => x.cidr) } : {}),
+      ...(publicIPv6 ? { publicIPv6 } : {}),
     };
   };
   for (const want of opts.iface) {

@@ -14,6 +14,8 @@ export interface Backend extends DatapathBackend {
   readonly mtu: number;
   /** BackendData to publish in the node's lease. */
   backendData(): unknown;
+  /** BackendV6Data to publish in a dual-stack lease (undefined: none, as host-gw). */
+  backendV6Data?(): unknown;
   /** Binds the backend to the node's (new) lease: the device address follows the lease. */
   setLease(lease: Lease): void;
 }

@@ -1,5 +1,6 @@
 /**
- * The host-gw backend: a route to each remote subnet via the peer's PublicIP on the external interface.
+ * The host-gw backend: a route to each remote subnet via the peer's PublicIP on the external interface
+ * (and, dual-stack, to each remote IPv6 subnet via its PublicIPv6).
  * Needs every node on one L2 segment; refuses to start when the public IP is not the interface's own
  * (behind NAT the peers could not route to it).
  *
@@ -21,9 +22,20 @@ export class HostGwBackend implements Backend {
   readonly mtu: number;
   #ignored = new Set<string>();
 
-  /** Binds to `ext`; throws when its public IP is not on it. */
-  constructor(private readonly ext: ExternalInterface) {
-    if (!ext.cidrs.some((c) => c.split("/")[0] === ext.publicIP)) {
+  readonly #v4: boolean;
+  readonly #v6: boolean;
+
+  /** Binds to `ext`; throws when its public IP (of a family served) is not on it. */
+  constructor(private readonly ext: ExternalInterface, families: { ipv4?: boolean; ipv6?: boolean } = {}) {
+    this.#v4 = families.ipv4 ?? true;
+    this.#v6 = families.ipv6 ?? false;
+    if (this.#v6 && !(ext.cidrs6 ?? []).some((c) => c.split("/")[0] === ext.publicIPv6)) {
+      throw new Error(
+        `host-gw: EnableIPv6 is set but the public IPv6 ${ext.publicIPv6 ?? "(none)"} is not a global ` +
+          `address of ${ext.name}; host-gw needs the nodes on one L2 network without NAT`,
+      );
+    }
+    if (this.#v4 && !ext.cidrs.some((c) => c.split("/")[0] === ext.publicIP)) {
       throw new Error(
         `host-gw: the public IP ${ext.publicIP} is not an address of ${ext.name} (${
           ext.cidrs.join(", ")
@@ -62,10 +74,19 @@ export class HostGwBackend implements Backend {
       }
       return undefined;
     }
-    if (!lease.subnet) return undefined;
-    return [{
-      kind: "route",
-      spec: { dst: formatNet(lease.subnet), gateway: lease.attrs.PublicIP, dev: this.ext.index },
-    }];
+    const out: Entry[] = [];
+    if (this.#v4 && lease.subnet) {
+      out.push({
+        kind: "route",
+        spec: { dst: formatNet(lease.subnet), gateway: lease.attrs.PublicIP, dev: this.ext.index },
+      });
+    }
+    if (this.#v6 && lease.ipv6Subnet && lease.attrs.PublicIPv6) {
+      out.push({
+        kind: "route",
+        spec: { dst: formatNet(lease.ipv6Subnet), gateway: lease.attrs.PublicIPv6, dev: this.ext.index },
+      });
+    }
+    return out.length ? out : undefined;
   }
 }

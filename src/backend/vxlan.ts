@@ -5,7 +5,12 @@
  * an onlink route `subnet via net-address dev flannel.<VNI>`; with DirectRouting, peers on the same L2
  * get a plain route via their PublicIP instead.
  *
- * The VTEP MAC stays stable across restarts: the existing device's MAC, else the one in the previous lease.
+ * Dual-stack (EnableIPv6), as flannel: a second device `flannel-v6.<VNI>` with the interface's global
+ * IPv6 address as local, MTU = base − 70 (the IPv6 outer header is 20 bytes longer), the lease's IPv6
+ * network address /128, its own MAC published as `BackendV6Data.VtepMAC`, and the same three entries per
+ * peer from the peer's `PublicIPv6` and `BackendV6Data`. An IPv6-only network has only that device.
+ *
+ * The VTEP MACs stay stable across restarts: the existing device's MAC, else the one in the previous lease.
  *
  * @module
  */
@@ -14,7 +19,7 @@ import type { VxlanBackendOptions } from "../config/net_conf.ts";
 import type { Entry } from "../datapath/entries.ts";
 import type { DeviceChange } from "../datapath/reconciler.ts";
 import { log } from "../log.ts";
-import { formatIP, formatNet, netContains, parseCIDR, parseIP } from "../net/ip.ts";
+import { formatIP, formatNet, type IPNet, netContains, parseCIDR, parseIP } from "../net/ip.ts";
 import type { Lease } from "../subnet/lease.ts";
 import type { ExternalInterface } from "../agent/iface.ts";
 import { type Backend, randomMac } from "./backend.ts";
@@ -41,15 +46,39 @@ export function vxlanIncompatibility(
   return "";
 }
 
+/** Which families the backend serves (from the network config). */
+export interface VxlanFamilies {
+  /** Program the IPv4 overlay (`flannel.<VNI>`); default true. */
+  ipv4?: boolean;
+  /** Program the IPv6 overlay (`flannel-v6.<VNI>`); needs the interface's IPv6 address. */
+  ipv6?: boolean;
+  /** BackendV6Data.VtepMAC of this node's previous lease, if any. */
+  previousMac6?: string;
+}
+
+/** One VTEP device (per family) and what it must look like. */
+interface Vtep {
+  family: 4 | 6;
+  name: string;
+  local: string;
+  mtu: number;
+  mac: string;
+  index: number;
+}
+
 /** The vxlan backend. */
 export class VxlanBackend implements Backend {
   readonly type = "vxlan";
-  /** Device name, `flannel.<VNI>`. */
+  /** IPv4 device name, `flannel.<VNI>`. */
   readonly name: string;
+  /** Pod MTU: the smallest of the devices' (so pods fit through either overlay). */
   readonly mtu: number;
-  /** The VTEP MAC published in the lease. */
+  /** The IPv4 VTEP MAC published in the lease (BackendData). */
   readonly mac: string;
-  #index = 0;
+  /** The IPv6 VTEP MAC published in the lease (BackendV6Data), when IPv6 is served. */
+  readonly mac6: string | undefined;
+  #v4: Vtep | undefined;
+  #v6: Vtep | undefined;
   #lease: Lease | undefined;
   #ignored = new Set<string>();
 
@@ -58,98 +87,131 @@ export class VxlanBackend implements Backend {
    * @param opts vxlan options from the network config
    * @param ext the external interface
    * @param previousMac VtepMAC of this node's previous lease, if any
+   * @param families IPv4 and/or IPv6 (IPv4 only by default)
    */
   constructor(
     private readonly nl: Netlink,
     private readonly opts: VxlanBackendOptions,
     private readonly ext: ExternalInterface,
     previousMac?: string,
+    families: VxlanFamilies = {},
   ) {
     this.name = `flannel.${opts.vni}`;
-    this.mtu = (opts.mtu ?? ext.mtu) - 50;
-    const existing = nl.linkGet(this.name);
-    this.mac = existing && existing.mac && this.#compatible(existing)
+    const base = opts.mtu ?? ext.mtu;
+    if (families.ipv4 ?? true) {
+      this.#v4 = this.#vtep(4, this.name, ext.ifaceIP, base - 50, previousMac);
+    }
+    if (families.ipv6) {
+      if (!ext.ifaceIPv6) {
+        throw new Error(
+          `EnableIPv6 is set but ${ext.name} has no global IPv6 address for the IPv6 VTEP ` +
+            "(add one, or pick another interface with --iface)",
+        );
+      }
+      this.#v6 = this.#vtep(6, `flannel-v6.${opts.vni}`, ext.ifaceIPv6, base - 70, families.previousMac6);
+    }
+    const vteps = [this.#v4, this.#v6].filter((v): v is Vtep => !!v);
+    if (!vteps.length) throw new Error("vxlan: neither IPv4 nor IPv6 is enabled");
+    this.mtu = Math.min(...vteps.map((v) => v.mtu));
+    this.mac = this.#v4?.mac ?? this.#v6!.mac;
+    this.mac6 = this.#v6?.mac;
+  }
+
+  #vtep(family: 4 | 6, name: string, local: string, mtu: number, previousMac?: string): Vtep {
+    const v: Vtep = { family, name, local, mtu, mac: "", index: 0 };
+    const existing = this.nl.linkGet(name);
+    v.mac = existing && existing.mac && this.#incompatibility(v, existing) === ""
       ? existing.mac
       : previousMac ?? existing?.mac ?? randomMac();
+    return v;
   }
 
-  #compatible(dev: LinkInfo): boolean {
-    return this.#incompatibility(dev) === "";
-  }
-
-  #incompatibility(dev: LinkInfo): string {
+  #incompatibility(v: Vtep, dev: LinkInfo): string {
     return vxlanIncompatibility(dev, {
       vni: this.opts.vni,
-      local: this.ext.ifaceIP,
+      local: v.local,
       port: this.opts.port,
       link: this.ext.index,
       gbp: this.opts.gbp,
     });
   }
 
-  /** `{VNI, VtepMAC}` as flannel publishes it. */
+  /** `{VNI, VtepMAC}` as flannel publishes it (the IPv6 device's on an IPv6-only network). */
   backendData(): unknown {
     return { VNI: this.opts.vni, VtepMAC: this.mac };
   }
 
-  /** Binds the device address to the node's lease. */
+  /** `BackendV6Data` of a dual-stack lease, or undefined when IPv6 is not served. */
+  backendV6Data(): unknown {
+    return this.mac6 ? { VNI: this.opts.vni, VtepMAC: this.mac6 } : undefined;
+  }
+
+  /** Binds the devices' addresses to the node's lease. */
   setLease(lease: Lease): void {
     this.#lease = lease;
   }
 
   /**
-   * Makes the device match: recreates it when missing or incompatible, and puts back in place what can be
-   * changed in place (MTU, MAC, the lease's /32 address, up). Never touches its neighbour/FDB entries.
+   * Makes the devices match: recreates one when missing or incompatible, and puts back in place what can
+   * be changed in place (MTU, MAC, the lease's /32 or /128 address, up). Never touches their neighbour/FDB
+   * entries. "created" when any device was created (its peers must be replayed).
    */
   ensureDevice(): DeviceChange {
-    let dev = this.nl.linkGet(this.name);
+    const changes = [this.#v4, this.#v6].filter((v): v is Vtep => !!v).map((v) => this.#ensure(v));
+    return changes.includes("created") ? "created" : changes.includes("repaired") ? "repaired" : "unchanged";
+  }
+
+  #ensure(v: Vtep): DeviceChange {
+    let dev = this.nl.linkGet(v.name);
     let change: DeviceChange = "unchanged";
     if (dev) {
-      const why = this.#incompatibility(dev);
+      const why = this.#incompatibility(v, dev);
       if (why) {
-        logger.warn("{name} exists but is incompatible ({why}): recreating it", { name: this.name, why });
+        logger.warn("{name} exists but is incompatible ({why}): recreating it", { name: v.name, why });
         this.nl.linkDelete(dev.index);
         dev = undefined;
       }
     }
     if (!dev) {
       const opts = {
-        name: this.name,
+        name: v.name,
         vni: this.opts.vni,
-        local: this.ext.ifaceIP,
+        local: v.local,
         dev: this.ext.index,
         learning: this.opts.learning,
         gbp: this.opts.gbp,
-        mtu: this.mtu,
-        mac: this.mac,
+        mtu: v.mtu,
+        mac: v.mac,
         ...(this.opts.port ? { port: this.opts.port } : {}),
       };
       dev = this.nl.linkAddVxlan(opts);
       change = "created";
       logger.info("created {name} (VNI {vni}, MAC {mac}, MTU {mtu})", {
-        name: this.name,
+        name: v.name,
         vni: this.opts.vni,
-        mac: this.mac,
-        mtu: this.mtu,
+        mac: v.mac,
+        mtu: v.mtu,
       });
     }
     const repaired = (what: string) => {
       if (change === "unchanged") change = "repaired";
-      logger.warn("{name}: {what}", { name: this.name, what });
+      logger.warn("{name}: {what}", { name: v.name, what });
     };
-    this.#index = dev.index;
-    if (dev.mtu !== this.mtu) {
-      if (change !== "created") repaired(`MTU ${dev.mtu} set back to ${this.mtu}`);
-      this.nl.linkSetMtu(dev.index, this.mtu);
+    v.index = dev.index;
+    if (dev.mtu !== v.mtu) {
+      if (change !== "created") repaired(`MTU ${dev.mtu} set back to ${v.mtu}`);
+      this.nl.linkSetMtu(dev.index, v.mtu);
     }
     // Peers reach this node through the MAC published in the lease: it must not change.
-    if (dev.mac && dev.mac !== this.mac) {
-      if (change !== "created") repaired(`MAC ${dev.mac} set back to ${this.mac}`);
-      this.nl.linkSetMac(dev.index, this.mac);
+    if (dev.mac && dev.mac !== v.mac) {
+      if (change !== "created") repaired(`MAC ${dev.mac} set back to ${v.mac}`);
+      this.nl.linkSetMac(dev.index, v.mac);
     }
-    if (this.#lease?.subnet) {
-      const want = `${formatIP(this.#lease.subnet.ip)}/32`;
-      const have = this.nl.addrList(dev.index, 4).map((a) => a.cidr);
+    const net = v.family === 4 ? this.#lease?.subnet : this.#lease?.ipv6Subnet;
+    if (net) {
+      const want = `${formatIP(net.ip)}/${v.family === 4 ? 32 : 128}`;
+      // IPv6 devices also carry a kernel-made link-local fe80:: address: not ours to judge.
+      const have = this.nl.addrList(dev.index, v.family).filter((a) => a.scope === 0).map((a) => a.cidr);
       if (!have.includes(want) || have.length > 1) {
         if (change === "unchanged") {
           repaired(
@@ -157,7 +219,9 @@ export class VxlanBackend implements Backend {
           );
         }
         for (const a of have) if (a !== want) this.nl.addrDelete(dev.index, a); // a previous lease's address
-        this.nl.addrReplace(dev.index, want);
+        // nodad: the /128 is usable at once instead of "tentative" for a second (a VTEP has no
+        // duplicate on its own overlay).
+        this.nl.addrReplace(dev.index, want, { nodad: v.family === 6 });
       }
     }
     if (!dev.up) {
@@ -168,15 +232,18 @@ export class VxlanBackend implements Backend {
   }
 
   ownedDevices(): number[] {
-    return this.#index ? [this.#index] : [];
+    return [this.#v4?.index, this.#v6?.index].filter((i): i is number => !!i);
   }
 
-  #sameL2(ip: string): boolean {
+  #sameL2(ip: string, cidrs: string[]): boolean {
     const addr = parseIP(ip);
-    return this.ext.cidrs.some((c) => netContains(parseCIDR(c).net, addr));
+    return cidrs.some((c) => netContains(parseCIDR(c).net, addr));
   }
 
-  /** Neighbour, FDB entry and onlink route for a vxlan peer (a direct route with DirectRouting on one L2). */
+  /**
+   * Per family served: neighbour, FDB entry and onlink route for a vxlan peer (a direct route with
+   * DirectRouting on one L2).
+   */
   entriesFor(lease: Lease): Entry[] | undefined {
     if (lease.attrs.BackendType !== "vxlan") {
       if (!this.#ignored.has(lease.key)) {
@@ -188,21 +255,41 @@ export class VxlanBackend implements Backend {
       }
       return undefined;
     }
-    if (!lease.subnet || !this.#index) return undefined;
-    const data = lease.attrs.BackendData as { VtepMAC?: string } | null;
-    const dst = formatNet(lease.subnet);
-    if (this.opts.directRouting && this.#sameL2(lease.attrs.PublicIP)) {
-      return [{ kind: "route", spec: { dst, gateway: lease.attrs.PublicIP, dev: this.ext.index } }];
+    const out: Entry[] = [];
+    if (this.#v4?.index && lease.subnet) {
+      const data = lease.attrs.BackendData as { VtepMAC?: string } | null;
+      out.push(...this.#peer(lease, this.#v4, lease.subnet, lease.attrs.PublicIP, data, this.ext.cidrs));
+    }
+    if (this.#v6?.index && lease.ipv6Subnet && lease.attrs.PublicIPv6) {
+      const data = (lease.attrs.BackendV6Data ?? null) as { VtepMAC?: string } | null;
+      out.push(
+        ...this.#peer(lease, this.#v6, lease.ipv6Subnet, lease.attrs.PublicIPv6, data, this.ext.cidrs6 ?? []),
+      );
+    }
+    return out.length ? out : undefined;
+  }
+
+  #peer(
+    lease: Lease,
+    v: Vtep,
+    subnet: IPNet,
+    publicIP: string,
+    data: { VtepMAC?: string } | null,
+    cidrs: string[],
+  ): Entry[] {
+    const dst = formatNet(subnet);
+    if (this.opts.directRouting && this.#sameL2(publicIP, cidrs)) {
+      return [{ kind: "route", spec: { dst, gateway: publicIP, dev: this.ext.index } }];
     }
     if (!data?.VtepMAC) {
-      logger.warn("lease {key} has no VtepMAC: skipped", { key: lease.key });
-      return undefined;
+      logger.warn("lease {key} has no IPv{family} VtepMAC: skipped", { key: lease.key, family: v.family });
+      return [];
     }
-    const netAddr = formatIP(lease.subnet.ip);
+    const netAddr = formatIP(subnet.ip);
     return [
-      { kind: "neigh", spec: { dev: this.#index, ip: netAddr, mac: data.VtepMAC } },
-      { kind: "fdb", spec: { dev: this.#index, mac: data.VtepMAC, dst: lease.attrs.PublicIP } },
-      { kind: "route", spec: { dst, gateway: netAddr, dev: this.#index, onlink: true } },
+      { kind: "neigh", spec: { dev: v.index, ip: netAddr, mac: data.VtepMAC } },
+      { kind: "fdb", spec: { dev: v.index, mac: data.VtepMAC, dst: publicIP } },
+      { kind: "route", spec: { dst, gateway: netAddr, dev: v.index, onlink: true } },
     ];
   }
 }

@@ -179,3 +179,66 @@ Deno.test({
       assert.equal(b.entriesFor(lease(5, "192.168.9.5")), undefined, "vxlan leases are ignored");
     }),
 });
+
+Deno.test({
+  name: "VxlanBackend dual-stack: flannel-v6.1 (MTU − 70, /128, own MAC) and per-peer IPv6 entries",
+  ...root,
+  fn: () =>
+    withNode((nl) => {
+      nl.addrReplace("ext0", "fd09::2/64", { nodad: true });
+      const ext = extOf(nl);
+      assert.equal(ext.ifaceIPv6, "fd09::2");
+      const b = new VxlanBackend(nl, OPTS, ext, undefined, {
+        ipv4: true,
+        ipv6: true,
+        previousMac6: "02:66:00:00:00:01",
+      });
+      assert.equal(b.mtu, 1330, "pods get the smaller MTU of the two devices");
+      assert.deepEqual(b.backendV6Data(), { VNI: 1, VtepMAC: "02:66:00:00:00:01" });
+      const own: Lease = { ...lease(3, "192.168.9.2"), ipv6Subnet: parseNet("fd00:0:0:3::/64") };
+      b.setLease(own);
+      assert.equal(b.ensureDevice(), "created");
+      const v6 = nl.linkGet("flannel-v6.1")!;
+      assert.equal(v6.vxlan?.local, "fd09::2");
+      assert.equal(v6.mtu, 1330);
+      assert.equal(v6.mac, "02:66:00:00:00:01");
+      assert.deepEqual(nl.addrList(v6.index, 6).filter((a) => a.scope === 0).map((a) => a.cidr), [
+        "fd00:0:0:3::/128",
+      ]);
+      assert.equal(b.ensureDevice(), "unchanged");
+      assert.deepEqual(b.ownedDevices().sort(), [nl.linkIndex("flannel.1"), v6.index].sort());
+      const peer: Lease = {
+        ...lease(4, "192.168.9.4"),
+        ipv6Subnet: parseNet("fd00:0:0:4::/64"),
+        attrs: {
+          ...lease(4, "192.168.9.4").attrs,
+          PublicIPv6: "fd09::4",
+          BackendV6Data: { VNI: 1, VtepMAC: "02:66:00:00:00:04" },
+        },
+      };
+      const six = b.entriesFor(peer)!.filter((e) => e.spec.dev === v6.index);
+      assert.deepEqual(six, [
+        { kind: "neigh", spec: { dev: v6.index, ip: "fd00:0:0:4::", mac: "02:66:00:00:00:04" } },
+        { kind: "fdb", spec: { dev: v6.index, mac: "02:66:00:00:00:04", dst: "fd09::4" } },
+        {
+          kind: "route",
+          spec: { dst: "fd00:0:0:4::/64", gateway: "fd00:0:0:4::", dev: v6.index, onlink: true },
+        },
+      ]);
+      // A peer without IPv6 in its lease still gets its IPv4 entries.
+      assert.equal(b.entriesFor(lease(5, "192.168.9.5"))!.length, 3);
+    }),
+});
+
+Deno.test({
+  name: "VxlanBackend and HostGwBackend refuse EnableIPv6 when the interface has no global IPv6 address",
+  ...root,
+  fn: () =>
+    withNode((nl) => {
+      assert.throws(
+        () => new VxlanBackend(nl, OPTS, extOf(nl), undefined, { ipv6: true }),
+        /EnableIPv6 is set but ext0 has no global IPv6 address/,
+      );
+      assert.throws(() => new HostGwBackend(extOf(nl), { ipv6: true }), /host-gw: EnableIPv6 is set/);
+    }),
+});

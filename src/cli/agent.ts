@@ -16,6 +16,7 @@ import type { Command } from "@commander-js/extra-typings";
 import type { AgentOptions } from "../agent/agent.ts";
 import { DEFAULT_SUBNET_FILE } from "../config/subnet_env.ts";
 import { LOG_LEVELS, setupLogging } from "../log.ts";
+import { formatIP, parseIP } from "../net/ip.ts";
 import { CliError } from "./main.ts";
 import { addEtcdFlags, envDefault, envName, type EtcdFlagValues, etcdOptionsFrom } from "./etcd_flags.ts";
 
@@ -44,6 +45,18 @@ function num(flag: string, v: string, min: number): number {
   return n;
 }
 
+/** An IPv6 address flag, in its canonical spelling (as leases and the kernel print it). */
+function ipv6Flag(flag: string, v: string): string {
+  let ip;
+  try {
+    ip = parseIP(v.trim());
+  } catch {
+    throw new CliError(`${flag} ${v}: not an IP address`, 2);
+  }
+  if (ip.family !== 6) throw new CliError(`${flag} ${v}: must be an IPv6 address`, 2);
+  return formatIP(ip);
+}
+
 /** The flag values of `weft agent`, as commander hands them over. */
 export interface AgentFlagValues extends EtcdFlagValues {
   /** --iface (repeatable). */
@@ -52,6 +65,8 @@ export interface AgentFlagValues extends EtcdFlagValues {
   ifaceRegex: string[];
   /** --public-ip. */
   publicIp: string;
+  /** --public-ipv6. */
+  publicIpv6: string;
   /** --ip-masq[=bool]. */
   ipMasq: string | boolean;
   /** --subnet-file. */
@@ -81,6 +96,7 @@ export function agentOptionsFrom(v: AgentFlagValues, signal: AbortSignal): Agent
     iface: v.iface,
     ifaceRegex: v.ifaceRegex,
     ...(v.publicIp ? { publicIP: v.publicIp } : {}),
+    ...(v.publicIpv6 ? { publicIPv6: ipv6Flag("--public-ipv6", v.publicIpv6) } : {}),
     ipMasq: parseBool("--ip-masq", v.ipMasq),
     subnetFile: v.subnetFile,
     renewMarginSeconds: num("--subnet-lease-renew-margin", v.subnetLeaseRenewMargin, 0) * 60,
@@ -112,6 +128,11 @@ export function registerAgent(program: Command): void {
       "--public-ip <ip>",
       "IP to publish in the lease (default: the interface's)",
       envDefault("--public-ip", ""),
+    )
+    .option(
+      "--public-ipv6 <ip>",
+      "IPv6 address to publish in a dual-stack lease (default: the interface's global one)",
+      envDefault("--public-ipv6", ""),
     )
     .option(
       "--ip-masq [bool]",

@@ -31,6 +31,7 @@ Deno.test("weft agent takes flanneld's flags", async () => {
     "10.0.0.5",
     "--iface-regex=^en",
     "--public-ip=203.0.113.4",
+    "--public-ipv6=2001:DB8:0:0::4",
     "--ip-masq",
     "--subnet-file=/tmp/x.env",
     "--subnet-lease-renew-margin=30",
@@ -43,6 +44,7 @@ Deno.test("weft agent takes flanneld's flags", async () => {
   assert.deepEqual(o.iface, ["eth1", "10.0.0.5"]);
   assert.deepEqual(o.ifaceRegex, ["^en"]);
   assert.equal(o.publicIP, "203.0.113.4");
+  assert.equal(o.publicIPv6, "2001:db8::4", "canonical spelling, as leases carry it");
   assert.equal(o.ipMasq, true);
   assert.equal(o.subnetFile, "/tmp/x.env");
   assert.equal(o.renewMarginSeconds, 1800);
@@ -88,6 +90,11 @@ Deno.test("weft agent rejects a malformed number or boolean with the flag's name
   await assert.rejects(parse(["--resync-interval=soon"]), /--resync-interval soon: must be a number/);
   await assert.rejects(parse(["--healthz-port=-1"]), /--healthz-port -1/);
   await assert.rejects(parse(["--ip-masq=maybe"]), /--ip-masq maybe: must be true or false/);
+  await assert.rejects(
+    parse(["--public-ipv6=10.0.0.1"]),
+    /--public-ipv6 10\.0\.0\.1: must be an IPv6 address/,
+  );
+  await assert.rejects(parse(["--public-ipv6=fd00::zz"]), /--public-ipv6 fd00::zz: not an IP address/);
 });
 
 Deno.test("parseBool() accepts what Go's strconv.ParseBool accepts", () => {
