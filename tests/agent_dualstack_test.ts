@@ -65,24 +65,29 @@ Deno.test({
       } while (Date.now() < end);
       return failed;
     };
+    /** Writes a dual-stack network config under `prefix` and starts an agent per node on it. */
+    const startNetwork = async (prefix: string, backend: string): Promise<SubnetEnv[]> => {
+      await ctl([
+        "put",
+        `${prefix}/config`,
+        JSON.stringify({
+          Network: "10.244.0.0/16",
+          EnableIPv6: true,
+          IPv6Network: "fd00:10:244::/56",
+          Backend: { Type: backend },
+        }),
+      ]);
+      agents = topo.nodes.map((n) =>
+        startAgent(n, { etcd: etcd.endpoint, dir, args: ["--resync-interval=1", `--etcd-prefix=${prefix}`] })
+      );
+      const envs = await Promise.all(agents.map((a) => waitSubnetEnv(a)));
+      await Promise.all(agents.map((a) => waitReady(a)));
+      return envs;
+    };
     try {
       await t.step("vxlan: IPv6 lease fields, devices, subnet.env, pings over both overlays", async () => {
         const P = "/weft/dual-vxlan";
-        await ctl([
-          "put",
-          `${P}/config`,
-          JSON.stringify({
-            Network: "10.244.0.0/16",
-            EnableIPv6: true,
-            IPv6Network: "fd00:10:244::/56",
-            Backend: { Type: "vxlan" },
-          }),
-        ]);
-        agents = topo.nodes.map((n) =>
-          startAgent(n, { etcd: etcd.endpoint, dir, args: ["--resync-interval=1", `--etcd-prefix=${P}`] })
-        );
-        const envs = await Promise.all(agents.map((a) => waitSubnetEnv(a)));
-        await Promise.all(agents.map((a) => waitReady(a)));
+        const envs = await startNetwork(P, "vxlan");
         for (const env of envs) {
           assert.equal(formatNet(env.ipv6Network!), "fd00:10:244::/56");
           assert.equal(env.ipv6Subnet?.prefix, 64, "flannel's IPv6SubnetLen default");
@@ -137,27 +142,12 @@ Deno.test({
       });
 
       await t.step("host-gw: IPv6 routes via each peer's PublicIPv6", async () => {
-        const P = "/weft/dual-hostgw";
-        await ctl([
-          "put",
-          `${P}/config`,
-          JSON.stringify({
-            Network: "10.244.0.0/16",
-            EnableIPv6: true,
-            IPv6Network: "fd00:10:244::/56",
-            Backend: { Type: "host-gw" },
-          }),
-        ]);
         for (const n of topo.nodes) {
           await Deno.remove(`${dir}/${n.netns}.subnet.env`).catch(() => {});
           using nl = Netlink.open({ netns: n.netns });
           nl.linkDelete("cni0");
         }
-        agents = topo.nodes.map((n) =>
-          startAgent(n, { etcd: etcd.endpoint, dir, args: ["--resync-interval=1", `--etcd-prefix=${P}`] })
-        );
-        const envs = await Promise.all(agents.map((a) => waitSubnetEnv(a)));
-        await Promise.all(agents.map((a) => waitReady(a)));
+        const envs = await startNetwork("/weft/dual-hostgw", "host-gw");
         topo.nodes.forEach((n, i) => {
           addPodBridge(n.netns, envs[i]!);
           addPodBridge6(n.netns, envs[i]!);
