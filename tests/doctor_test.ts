@@ -91,6 +91,23 @@ Deno.test({
       assert.equal(fixed.findings.get("subnet_env")?.status, "ok");
       assert.equal(fixed.findings.get("vxlan_port")?.status, "ok");
       assert.equal(fixed.code, 0, `no failures left: ${JSON.stringify([...fixed.findings.values()])}`);
+      assert.equal(
+        fixed.findings.get("ipv6_forward")?.status,
+        "skip",
+        "an IPv4-only node needs no IPv6 forwarding",
+      );
+
+      // The node turns dual-stack: IPv6 forwarding (off in a new namespace) becomes a failure, then is fixed.
+      await Deno.writeTextFile(
+        subnetFile,
+        "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_IPV6_NETWORK=fd00:10:244::/56\n" +
+          "FLANNEL_IPV6_SUBNET=fd00:10:244:3::1/64\nFLANNEL_MTU=1350\nFLANNEL_IPMASQ=true\n",
+      );
+      const dual = await doctor(ns, subnetFile);
+      assert.equal(dual.findings.get("ipv6_forward")?.status, "fail");
+      assert.match(dual.findings.get("ipv6_forward")!.fix!, /net\.ipv6\.conf\.all\.forwarding=1/);
+      await ip("netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1");
+      assert.equal((await doctor(ns, subnetFile)).findings.get("ipv6_forward")?.status, "ok");
     } finally {
       await ip("netns", "del", ns).catch(() => {});
       await Deno.remove(dir, { recursive: true });

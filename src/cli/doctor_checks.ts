@@ -73,6 +73,24 @@ export function checkIpForward(): Finding {
   };
 }
 
+/**
+ * IPv6 forwarding is on when subnet.env says the node is dual-stack (or IPv6-only); skipped otherwise,
+ * since an IPv4-only node does not need it.
+ */
+export function checkIpv6Forward(env: SubnetEnv | undefined): Finding {
+  if (!env?.ipv6Subnet) {
+    return { id: "ipv6_forward", status: "skip", message: "no IPv6 subnet in subnet.env" };
+  }
+  const v = readSysctl("/proc/sys/net/ipv6/conf/all/forwarding");
+  if (v === "1") return { id: "ipv6_forward", status: "ok", message: "net.ipv6.conf.all.forwarding = 1" };
+  return {
+    id: "ipv6_forward",
+    status: "fail",
+    message: `net.ipv6.conf.all.forwarding = ${v ?? "unreadable"}: the node drops its pods' IPv6 traffic`,
+    fix: "sysctl -w net.ipv6.conf.all.forwarding=1 (and persist it in /etc/sysctl.d/)",
+  };
+}
+
 /** Strict reverse-path filtering on the overlay device drops asymmetric traffic. */
 export function checkRpFilter(vxlanName: string): Finding {
   const all = Number(readSysctl("/proc/sys/net/ipv4/conf/all/rp_filter") ?? "0");
@@ -315,6 +333,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<Finding[]> {
   const vxlanName = `flannel.${opts.vni}`;
   findings.push(checkIpForward(), checkRpFilter(vxlanName), checkBridgeNetfilter());
   const { finding: envFinding, env } = checkSubnetEnv(opts.subnetFile);
+  findings.push(checkIpv6Forward(env));
   if (findings[0]!.status === "ok") {
     using nl = Netlink.open();
     const vxlan = nl.linkGet(vxlanName);
