@@ -18,6 +18,9 @@
  */
 export const V8_FLAGS: readonly string[] = ["--max-semi-space-size=1"];
 
+/** {@linkcode V8_FLAGS} as the one argument `deno run` and `deno compile` take. */
+export const V8_FLAGS_ARG = `--v8-flags=${V8_FLAGS.join(",")}`;
+
 /** Returns `[executable, ...leading args]` for running weft with further arguments. */
 export function selfCommand(): [string, ...string[]] {
   const exe = Deno.execPath();
@@ -25,5 +28,5 @@ export function selfCommand(): [string, ...string[]] {
   // A compiled binary's modules live inside it; its execPath is weft itself.
   const compiled = !main.protocol.startsWith("file") || !/\/deno$/.test(exe);
   if (compiled) return [exe];
-  return [exe, "run", "-A", "--no-check", `--v8-flags=${V8_FLAGS.join(",")}`, main.pathname];
+  return [exe, "run", "-A", "--no-check", V8_FLAGS_ARG, main.pathname];
 }

@@ -6,7 +6,7 @@
  */
 import { Netlink, withNetns } from "../../ffi/mod.ts";
 import { readSubnetEnv, type SubnetEnv } from "../../src/config/subnet_env.ts";
-import { V8_FLAGS } from "../../src/cli/self_command.ts";
+import { V8_FLAGS_ARG } from "../../src/cli/self_command.ts";
 import { alive, runIn, terminateChild } from "../../src/cli/lab.ts";
 import type { LabNode } from "../../src/cli/lab.ts";
 import { parsePrometheusText } from "../../src/cli/status.ts";
@@ -54,7 +54,7 @@ export function startAgent(
     "-A",
     "--no-check",
     // The flags the compiled binary carries, so tests and benches measure what ships.
-    ...(opts.denoFlags ?? [`--v8-flags=${V8_FLAGS.join(",")}`]),
+    ...(opts.denoFlags ?? [V8_FLAGS_ARG]),
     MAIN,
     "agent",
     `--etcd-endpoints=${opts.etcd}`,
