@@ -30,6 +30,7 @@ import {
   openEtcdRegistry,
   sleep,
   SubnetManager,
+  vtepMac,
 } from "../subnet/mod.ts";
 import { type ExternalInterface, type IfaceOptions, selectInterface } from "./iface.ts";
 import { type AgentCounters, agentMetrics } from "./metrics.ts";
@@ -87,19 +88,20 @@ function makeBackend(
   nl: Netlink,
   cfg: NetworkConfig,
   ext: ExternalInterface,
+  families: { ipv4: boolean; ipv6: boolean },
   previous?: LeaseAttrs,
 ): Backend {
-  const families = { ipv4: !!cfg.network, ipv6: !!(cfg.enableIPv6 && cfg.ipv6Network) };
-  const mac = (data: unknown) => (data as { VtepMAC?: string } | null | undefined)?.VtepMAC;
   if (cfg.backendDefaulted) {
     logger.info("network config has no Backend: using vxlan (flannel would pick udp)");
   }
   switch (cfg.backend.type) {
-    case "vxlan":
-      return new VxlanBackend(nl, cfg.backend.vxlan!, ext, mac(previous?.BackendData), {
+    case "vxlan": {
+      const previousMac6 = vtepMac(previous?.BackendV6Data);
+      return new VxlanBackend(nl, cfg.backend.vxlan!, ext, vtepMac(previous?.BackendData), {
         ...families,
-        ...(mac(previous?.BackendV6Data) ? { previousMac6: mac(previous?.BackendV6Data)! } : {}),
+        ...(previousMac6 ? { previousMac6 } : {}),
       });
+    }
     case "host-gw":
       return new HostGwBackend(ext, families);
     default:
@@ -191,8 +193,10 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
       pub: ext.publicIP,
       mtu: ext.mtu,
     });
-    warnIfNoForwarding(!!(cfg.enableIPv6 && cfg.ipv6Network));
-    if (cfg.enableIPv6 && cfg.ipv6Network) {
+    // Dual-stack (or IPv6-only) only with an IPv6 network to take subnets from.
+    const dualStack = !!(cfg.enableIPv6 && cfg.ipv6Network);
+    warnIfNoForwarding(dualStack);
+    if (cfg.ipv6Network && dualStack) {
       logger.info("dual-stack: IPv6 network {net}, public IPv6 {pub}", {
         net: formatNet(cfg.ipv6Network),
         pub: ext.publicIPv6 ?? "none",
@@ -202,7 +206,7 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
     // A previous lease of this node: its VTEP MAC keeps the overlay stable across reboots.
     const { leases } = await retry("listing leases", signal, () => manager.listLeases());
     const previous = leases.find((l) => l.attrs.PublicIP === ext.publicIP);
-    const backend = makeBackend(nl, cfg, ext, previous?.attrs);
+    const backend = makeBackend(nl, cfg, ext, { ipv4: !!cfg.network, ipv6: dualStack }, previous?.attrs);
     backendType = backend.type;
     let previousSubnet: IPNet | undefined;
     let previousIPv6Subnet: IPNet | undefined;
@@ -212,7 +216,6 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
       previousIPv6Subnet = env.ipv6Subnet;
     } catch { /* no previous subnet.env */ }
     const v6Data = backend.backendV6Data?.();
-    const dualStack = !!(cfg.enableIPv6 && cfg.ipv6Network);
     const attrs: LeaseAttrs = {
       PublicIP: ext.publicIP,
       PublicIPv6: dualStack ? ext.publicIPv6 ?? null : null,

@@ -20,7 +20,7 @@ import type { Entry } from "../datapath/entries.ts";
 import type { DeviceChange } from "../datapath/reconciler.ts";
 import { log } from "../log.ts";
 import { formatIP, formatNet, type IPNet, netContains, parseCIDR, parseIP } from "../net/ip.ts";
-import type { Lease } from "../subnet/lease.ts";
+import { type Lease, vtepMac } from "../subnet/lease.ts";
 import type { ExternalInterface } from "../agent/iface.ts";
 import { type Backend, randomMac } from "./backend.ts";
 
@@ -256,14 +256,23 @@ export class VxlanBackend implements Backend {
       return undefined;
     }
     const out: Entry[] = [];
+    const { attrs } = lease;
     if (this.#v4?.index && lease.subnet) {
-      const data = lease.attrs.BackendData as { VtepMAC?: string } | null;
-      out.push(...this.#peer(lease, this.#v4, lease.subnet, lease.attrs.PublicIP, data, this.ext.cidrs));
-    }
-    if (this.#v6?.index && lease.ipv6Subnet && lease.attrs.PublicIPv6) {
-      const data = (lease.attrs.BackendV6Data ?? null) as { VtepMAC?: string } | null;
       out.push(
-        ...this.#peer(lease, this.#v6, lease.ipv6Subnet, lease.attrs.PublicIPv6, data, this.ext.cidrs6 ?? []),
+        ...this.#peer(
+          lease,
+          this.#v4,
+          lease.subnet,
+          attrs.PublicIP,
+          vtepMac(attrs.BackendData),
+          this.ext.cidrs,
+        ),
+      );
+    }
+    if (this.#v6?.index && lease.ipv6Subnet && attrs.PublicIPv6) {
+      const mac = vtepMac(attrs.BackendV6Data);
+      out.push(
+        ...this.#peer(lease, this.#v6, lease.ipv6Subnet, attrs.PublicIPv6, mac, this.ext.cidrs6 ?? []),
       );
     }
     return out.length ? out : undefined;
@@ -274,21 +283,21 @@ export class VxlanBackend implements Backend {
     v: Vtep,
     subnet: IPNet,
     publicIP: string,
-    data: { VtepMAC?: string } | null,
+    mac: string | undefined,
     cidrs: string[],
   ): Entry[] {
     const dst = formatNet(subnet);
     if (this.opts.directRouting && this.#sameL2(publicIP, cidrs)) {
       return [{ kind: "route", spec: { dst, gateway: publicIP, dev: this.ext.index } }];
     }
-    if (!data?.VtepMAC) {
+    if (!mac) {
       logger.warn("lease {key} has no IPv{family} VtepMAC: skipped", { key: lease.key, family: v.family });
       return [];
     }
     const netAddr = formatIP(subnet.ip);
     return [
-      { kind: "neigh", spec: { dev: v.index, ip: netAddr, mac: data.VtepMAC } },
-      { kind: "fdb", spec: { dev: v.index, mac: data.VtepMAC, dst: publicIP } },
+      { kind: "neigh", spec: { dev: v.index, ip: netAddr, mac } },
+      { kind: "fdb", spec: { dev: v.index, mac, dst: publicIP } },
       { kind: "route", spec: { dst, gateway: netAddr, dev: v.index, onlink: true } },
     ];
   }

@@ -9,7 +9,7 @@
  */
 import type { Command } from "@commander-js/extra-typings";
 import { formatIP, type IPNet, netContainsNet, parseIP, parseNet } from "../net/ip.ts";
-import { type Lease, leaseName, parseSubnetKey, type SubnetManager } from "../subnet/mod.ts";
+import { type Lease, leaseName, parseSubnetKey, type SubnetManager, vtepMac } from "../subnet/mod.ts";
 import { CliError } from "./main.ts";
 import { addEtcdFlags, withSubnetManager } from "./etcd_flags.ts";
 
@@ -77,7 +77,7 @@ export function leaseTable(rows: LeaseRow[]): string {
       [r.subnet, r.ipv6Subnet].filter(Boolean).join(","),
       [r.publicIP, r.publicIPv6].filter(Boolean).join(","),
       r.backendType,
-      (r.backendData as { VtepMAC?: string } | null)?.VtepMAC ?? "",
+      vtepMac(r.backendData) ?? "",
       r.ttlSeconds === null ? "reserved" : formatDuration(r.ttlSeconds),
     ]);
   }

@@ -24,6 +24,11 @@ export interface LeaseAttrs {
   BackendV6Data?: unknown;
 }
 
+/** The VtepMAC in a lease's BackendData or BackendV6Data (flannel's vxlan attributes), if any. */
+export function vtepMac(data: unknown): string | undefined {
+  return (data as { VtepMAC?: string } | null | undefined)?.VtepMAC;
+}
+
 /** A lease as read from etcd. */
 export interface Lease {
   /** IPv4 subnet. */
