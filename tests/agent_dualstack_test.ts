@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { Netlink } from "../ffi/mod.ts";
-import { addIP, formatIP, formatNet } from "../src/net/ip.ts";
+import { formatIP, formatNet } from "../src/net/ip.ts";
 import type { SubnetEnv } from "../src/config/subnet_env.ts";
 import {
   addPodBridge,
@@ -20,15 +20,6 @@ import {
 } from "./helpers/agent.ts";
 import { etcdctl, startEtcd } from "./helpers/etcd.ts";
 import { createTopology, hasBinary, ROOT } from "./helpers/topology.ts";
-
-/** The node's pods' IPv6 gateway: the first address of its IPv6 subnet. */
-const gateway6 = (env: SubnetEnv) => formatIP(addIP(env.ipv6Subnet!.ip, 1n));
-
-/** cni0 also gets the IPv6 gateway (as weft's CNI mode does for a dual-stack subnet.env). */
-function addPodBridge6(netns: string, env: SubnetEnv): void {
-  using nl = Netlink.open({ netns });
-  nl.addrReplace("cni0", `${gateway6(env)}/${env.ipv6Subnet!.prefix}`, { nodad: true });
-}
 
 Deno.test({
   name: "weft agent dual-stack (2 nodes): IPv6 leases, flannel-v6.1, IPv6 pods ping across vxlan and host-gw",
@@ -50,20 +41,6 @@ Deno.test({
     const stopAll = async () => {
       await Promise.all(agents.map((a) => a.stop("SIGKILL")));
       agents = [];
-    };
-    const ping6Matrix = async (envs: SubnetEnv[], ms: number) => {
-      const end = Date.now() + ms;
-      let failed: string[];
-      do {
-        failed = [];
-        for (const [i, j] of [[0, 1], [1, 0]] as const) {
-          const ok = await topo.ping(topo.nodes[i]!, gateway6(envs[j]!), { source: gateway6(envs[i]!) });
-          if (!ok) failed.push(`${i}->${j}`);
-        }
-        if (!failed.length) return [];
-        await new Promise((r) => setTimeout(r, 200));
-      } while (Date.now() < end);
-      return failed;
     };
     /** Writes a dual-stack network config under `prefix` and starts an agent per node on it. */
     const startNetwork = async (prefix: string, backend: string): Promise<SubnetEnv[]> => {
@@ -122,12 +99,9 @@ Deno.test({
         assert.equal(route?.gateway, formatIP(envs[1]!.ipv6Subnet!.ip));
         assert.ok(nl0.fdbList().some((f) => f.index === v6dev.index && f.dst === "fd77::12"));
 
-        topo.nodes.forEach((n, i) => {
-          addPodBridge(n.netns, envs[i]!);
-          addPodBridge6(n.netns, envs[i]!);
-        });
+        topo.nodes.forEach((n, i) => addPodBridge(n.netns, envs[i]!));
         assert.deepEqual(await pingMatrix(topo, envs, 15_000), [], "IPv4 still works");
-        assert.deepEqual(await ping6Matrix(envs, 15_000), [], "IPv6 pods' gateways reach each other");
+        assert.deepEqual(await pingMatrix(topo, envs, 15_000, 6), [], "IPv6 pods' gateways reach each other");
 
         // Drift on the IPv6 side is repaired like the IPv4 side: route and neighbour deleted by hand.
         nl0.routeDelete({ dst: peer6, protocol: 87 });
@@ -137,7 +111,7 @@ Deno.test({
           10_000,
           () => nl0.routeList({ protocol: 87, family: 6 }).some((r) => r.dst === peer6) || undefined,
         );
-        assert.deepEqual(await ping6Matrix(envs, 10_000), []);
+        assert.deepEqual(await pingMatrix(topo, envs, 10_000, 6), []);
         await stopAll();
       });
 
@@ -148,10 +122,7 @@ Deno.test({
           nl.linkDelete("cni0");
         }
         const envs = await startNetwork("/weft/dual-hostgw", "host-gw");
-        topo.nodes.forEach((n, i) => {
-          addPodBridge(n.netns, envs[i]!);
-          addPodBridge6(n.netns, envs[i]!);
-        });
+        topo.nodes.forEach((n, i) => addPodBridge(n.netns, envs[i]!));
         using nl0 = Netlink.open({ netns: topo.nodes[0]!.netns });
         // The previous run's vxlan routes are weft's, in the same cluster network, and unwanted now: pruned.
         await waitFor(
@@ -165,7 +136,7 @@ Deno.test({
           x.dst === formatNet(envs[1]!.ipv6Subnet!)
         );
         assert.equal(r?.gateway, "fd77::12");
-        assert.deepEqual(await ping6Matrix(envs, 15_000), []);
+        assert.deepEqual(await pingMatrix(topo, envs, 15_000, 6), []);
       });
     } finally {
       await stopAll();

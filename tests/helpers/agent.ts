@@ -10,7 +10,7 @@ import { V8_FLAGS_ARG } from "../../src/cli/self_command.ts";
 import { alive, runIn, terminateChild } from "../../src/cli/lab.ts";
 import type { LabNode } from "../../src/cli/lab.ts";
 import { parsePrometheusText } from "../../src/cli/status.ts";
-import { formatIP } from "../../src/net/ip.ts";
+import { addIP, formatIP } from "../../src/net/ip.ts";
 import type { Topology } from "./topology.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -161,27 +161,38 @@ export async function metric(a: AgentProcess, name: string): Promise<number> {
   return parsePrometheusText(body).find((s) => s.name === name)?.value ?? NaN;
 }
 
-/** The first address of a node's subnet (FLANNEL_SUBNET's address: the pods' gateway). */
-export function gatewayOf(env: SubnetEnv): string {
-  return formatIP({ family: 4, value: env.subnet!.ip.value + 1n });
+/**
+ * The first address of a node's subnet (FLANNEL_SUBNET's address: the pods' gateway), or of its IPv6
+ * subnet (FLANNEL_IPV6_SUBNET's) with `family` 6.
+ */
+export function gatewayOf(env: SubnetEnv, family: 4 | 6 = 4): string {
+  return formatIP(addIP((family === 4 ? env.subnet : env.ipv6Subnet)!.ip, 1n));
 }
 
-/** Gives a node a "pods" bridge `cni0` holding its subnet's first address. */
+/**
+ * Gives a node a "pods" bridge `cni0` holding its subnet's first address, and its IPv6 subnet's first
+ * address when the node is dual-stack (as weft's CNI mode does).
+ */
 export function addPodBridge(netns: string, env: SubnetEnv): void {
   using nl = Netlink.open({ netns });
   const br = nl.linkGet("cni0") ?? nl.linkAddBridge({ name: "cni0" });
   nl.addrReplace(br.index, `${gatewayOf(env)}/${env.subnet!.prefix}`);
+  if (env.ipv6Subnet) {
+    nl.addrReplace(br.index, `${gatewayOf(env, 6)}/${env.ipv6Subnet.prefix}`, { nodad: true });
+  }
   nl.linkSetUp(br.index);
 }
 
 /**
  * Pings every node's subnet address from every other node's (source = its own subnet address) until all
- * answer or `ms` pass; returns the pairs that never answered, as `"i->j"`.
+ * answer or `ms` pass; returns the pairs that never answered, as `"i->j"`. `family` 6 pings the IPv6
+ * subnets' addresses.
  */
 export async function pingMatrix(
   topo: Pick<Topology, "nodes" | "ping">,
   envs: SubnetEnv[],
   ms: number,
+  family: 4 | 6 = 4,
 ): Promise<string[]> {
   const end = Date.now() + ms;
   let failed: string[] = [];
@@ -190,8 +201,8 @@ export async function pingMatrix(
     for (let i = 0; i < topo.nodes.length; i++) {
       for (let j = 0; j < topo.nodes.length; j++) {
         if (i === j) continue;
-        const ok = await topo.ping(topo.nodes[i]!.netns, gatewayOf(envs[j]!), {
-          source: gatewayOf(envs[i]!),
+        const ok = await topo.ping(topo.nodes[i]!.netns, gatewayOf(envs[j]!, family), {
+          source: gatewayOf(envs[i]!, family),
           timeoutS: 1,
         });
         if (!ok) failed.push(`${i}->${j}`);
