@@ -18,7 +18,8 @@
  *
  * @module
  */
-import { netnsCreate, netnsDelete, withNetns } from "../ffi/mod.ts";
+import { netnsCreate, netnsDelete } from "../ffi/mod.ts";
+import { runIn } from "../src/cli/lab.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const DEBIAN = "/usr/lib/cni";
@@ -40,23 +41,9 @@ async function call(
   env: Record<string, string>,
   stdin: string,
 ): Promise<Call> {
-  const spawn = () =>
-    new Deno.Command(cmd[0]!, {
-      args: cmd.slice(1),
-      env,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
   const t0 = performance.now();
-  const child = netns ? withNetns(netns, spawn) : spawn();
-  const w = child.stdin.getWriter();
-  await w.write(new TextEncoder().encode(stdin));
-  await w.close();
-  const out = await child.output();
-  const ms = performance.now() - t0;
-  const dec = new TextDecoder();
-  return { code: out.code, ms, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  const r = await runIn(netns, cmd, { env, stdin });
+  return { ...r, ms: performance.now() - t0 };
 }
 
 function quantile(xs: number[], q: number): number {

@@ -14,6 +14,7 @@
  * @module
  */
 import { Netlink, netnsCreate, netnsDelete, netnsList, WEFT_ROUTE_PROTOCOL } from "../ffi/mod.ts";
+import { runIn } from "../src/cli/lab.ts";
 
 /** One remote node as flannel's vxlan backend programs it. */
 interface Peer {
@@ -90,22 +91,9 @@ function readFfi(ns: string, dev: number, n: number): number {
 }
 
 async function run(tool: string, args: string[], stdin?: string): Promise<string> {
-  const child = new Deno.Command(tool, {
-    args,
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  if (out.code !== 0) {
-    throw new Error(`${tool} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
-  }
-  return new TextDecoder().decode(out.stdout);
+  const r = await runIn(undefined, [tool, ...args], stdin === undefined ? {} : { stdin });
+  if (r.code !== 0) throw new Error(`${tool} ${args.join(" ")} failed: ${r.stderr}`);
+  return r.stdout;
 }
 
 /** The three batch scripts (built before the clock starts, as the FFI side's peer list is). */

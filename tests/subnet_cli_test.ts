@@ -6,34 +6,16 @@ import assert from "node:assert/strict";
 import { openEtcdRegistry, SubnetManager } from "../src/subnet/mod.ts";
 import { parseNetworkConfig } from "../src/config/net_conf.ts";
 import { haveEtcd, startEtcd } from "./helpers/etcd.ts";
+import { runIn, type RunResult } from "../src/cli/lab.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function weft(
+/** Runs weft (main.ts, as the binary would) with `args` in this namespace. */
+function weft(
   args: string[],
   opts: { env?: Record<string, string>; stdin?: string } = {},
-): Promise<Run> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--no-check", MAIN, ...args],
-    env: opts.env ?? {},
-    stdin: opts.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (opts.stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(opts.stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+): Promise<RunResult> {
+  return runIn(undefined, [Deno.execPath(), "run", "-A", "--no-check", MAIN, ...args], opts);
 }
 
 Deno.test({

@@ -71,13 +71,16 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Runs a command inside `netns` to completion. */
+/**
+ * Runs a command to completion inside `netns` (or in the current namespace when `netns` is undefined),
+ * feeding it `stdin` when given.
+ */
 export async function runIn(
-  netns: string,
+  netns: string | undefined,
   cmd: string[],
   opts: { env?: Record<string, string>; stdin?: string; clearEnv?: boolean } = {},
 ): Promise<RunResult> {
-  const child = withNetns(netns, () =>
+  const spawn = () =>
     new Deno.Command(cmd[0]!, {
       args: cmd.slice(1),
       stdin: opts.stdin !== undefined ? "piped" : "null",
@@ -85,7 +88,8 @@ export async function runIn(
       stderr: "piped",
       ...(opts.env ? { env: opts.env } : {}),
       ...(opts.clearEnv ? { clearEnv: true } : {}),
-    }).spawn());
+    }).spawn();
+  const child = netns === undefined ? spawn() : withNetns(netns, spawn);
   if (opts.stdin !== undefined) {
     const w = child.stdin.getWriter();
     await w.write(new TextEncoder().encode(opts.stdin));
