@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { Netlink, NetlinkError, netnsCreate, netnsDelete, netnsPath } from "../ffi/mod.ts";
 import { uniqueNetnsName } from "./helpers/names.ts";
 import { requireRoot } from "./helpers/topology.ts";
+import { withScratchNetns } from "./helpers/scratch_netns.ts";
 
 type Json = Record<string, unknown>;
 
@@ -23,15 +24,8 @@ async function ipLink(ns: string, dev: string): Promise<Json> {
 const infoData = (j: Json) => (j.linkinfo as { info_data: Json }).info_data;
 
 /** A throw-away namespace with a handle on it, removed afterwards even when `fn` fails. */
-async function inNamespace(fn: (ns: string, nl: Netlink) => Promise<void> | void): Promise<void> {
-  const ns = uniqueNetnsName("lnk");
-  netnsCreate(ns);
-  try {
-    using nl = Netlink.open({ netns: ns });
-    await fn(ns, nl);
-  } finally {
-    netnsDelete(ns);
-  }
+function inNamespace(fn: (ns: string, nl: Netlink) => Promise<void> | void): Promise<void> {
+  return withScratchNetns("lnk", fn);
 }
 
 /** Asserts that `fn` throws a NetlinkError with these fields. */

@@ -14,6 +14,7 @@ import {
 } from "../ffi/mod.ts";
 import { uniqueNetnsName } from "./helpers/names.ts";
 import { requireRoot } from "./helpers/topology.ts";
+import { withScratchNetns } from "./helpers/scratch_netns.ts";
 
 async function ipJson(ns: string, ...args: string[]): Promise<Record<string, unknown>[]> {
   const out = await new Deno.Command("ip", {
@@ -29,15 +30,8 @@ function nsInode(): number {
   return Deno.statSync("/proc/thread-self/ns/net").ino ?? 0;
 }
 
-async function withNs(fn: (ns: string, nl: Netlink) => Promise<void> | void): Promise<void> {
-  const ns = uniqueNetnsName("ffi");
-  netnsCreate(ns);
-  try {
-    using nl = Netlink.open({ netns: ns });
-    await fn(ns, nl);
-  } finally {
-    netnsDelete(ns);
-  }
+function withNs(fn: (ns: string, nl: Netlink) => Promise<void> | void): Promise<void> {
+  return withScratchNetns("ffi", fn);
 }
 
 Deno.test({

@@ -4,9 +4,9 @@
  * fields of the typed errors — each checked against `ip -j`/`bridge -j` where it matters.
  */
 import assert from "node:assert/strict";
-import { Netlink, NetlinkError, netnsCreate, netnsDelete, WEFT_ROUTE_PROTOCOL } from "../ffi/mod.ts";
-import { uniqueNetnsName } from "./helpers/names.ts";
+import { type Netlink, NetlinkError, WEFT_ROUTE_PROTOCOL } from "../ffi/mod.ts";
 import { requireRoot } from "./helpers/topology.ts";
+import { withScratchNetns } from "./helpers/scratch_netns.ts";
 
 type Json = Record<string, unknown>;
 
@@ -23,11 +23,8 @@ async function json(ns: string, tool: string, ...args: string[]): Promise<Json[]
 }
 
 /** A namespace with `eth0` (a bridge, up, 10.1.0.1/24 and fd00:1::1/64) and `flannel.1` (vxlan, up). */
-async function inNode(fn: (ns: string, nl: Netlink, vx: number, eth: number) => Promise<void> | void) {
-  const ns = uniqueNetnsName("rtn");
-  netnsCreate(ns);
-  try {
-    using nl = Netlink.open({ netns: ns });
+function inNode(fn: (ns: string, nl: Netlink, vx: number, eth: number) => Promise<void> | void) {
+  return withScratchNetns("rtn", async (ns, nl) => {
     const eth = nl.linkAddBridge({ name: "eth0" });
     nl.linkSetUp(eth.index);
     nl.addrReplace(eth.index, "10.1.0.1/24");
@@ -36,9 +33,7 @@ async function inNode(fn: (ns: string, nl: Netlink, vx: number, eth: number) => 
     nl.addrReplace(vx.index, "10.244.1.0/32");
     nl.linkSetUp(vx.index);
     await fn(ns, nl, vx.index, eth.index);
-  } finally {
-    netnsDelete(ns);
-  }
+  });
 }
 
 function caught(fn: () => unknown): NetlinkError {

@@ -1,14 +1,11 @@
 import assert from "node:assert/strict";
-import { Netlink, netnsCreate, netnsDelete } from "../../ffi/mod.ts";
-import { uniqueNetnsName } from "../../tests/helpers/names.ts";
+import type { Netlink } from "../../ffi/mod.ts";
+import { withScratchNetns } from "../../tests/helpers/scratch_netns.ts";
 import { selectInterface } from "./iface.ts";
 
 /** A namespace with two "NICs" (bridges, as this kernel has no dummy): ext0 (default route) and data0. */
-function withNode(fn: (nl: Netlink) => void, defaultRoute = true): void {
-  const ns = uniqueNetnsName("if");
-  netnsCreate(ns);
-  try {
-    using nl = Netlink.open({ netns: ns });
+function withNode(fn: (nl: Netlink) => void, defaultRoute = true): Promise<void> {
+  return withScratchNetns("if", (_ns, nl) => {
     const ext = nl.linkAddBridge({ name: "ext0", mtu: 1400 });
     nl.addrReplace(ext.index, "192.168.9.2/24");
     nl.linkSetUp(ext.index);
@@ -20,9 +17,7 @@ function withNode(fn: (nl: Netlink) => void, defaultRoute = true): void {
       nl.routeReplace({ dst: "0.0.0.0/0", gateway: "192.168.9.1", dev: ext.index, protocol: 3 });
     }
     fn(nl);
-  } finally {
-    netnsDelete(ns);
-  }
+  });
 }
 
 const none = { iface: [], ifaceRegex: [] };

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { Netlink, netnsCreate, netnsDelete } from "../../ffi/mod.ts";
-import { uniqueNetnsName } from "../../tests/helpers/names.ts";
+import type { Netlink } from "../../ffi/mod.ts";
+import { withScratchNetns } from "../../tests/helpers/scratch_netns.ts";
 import { selectInterface } from "../agent/iface.ts";
 import type { VxlanBackendOptions } from "../config/net_conf.ts";
 import { parseNet } from "../net/ip.ts";
@@ -25,18 +25,13 @@ function lease(n: number, publicIP: string, type = "vxlan"): Lease {
 }
 
 /** A node namespace whose external interface is ext0 (a bridge: no dummy here), 192.168.9.2/24, MTU 1400. */
-function withNode(fn: (nl: Netlink) => void): void {
-  const ns = uniqueNetnsName("vx");
-  netnsCreate(ns);
-  try {
-    using nl = Netlink.open({ netns: ns });
+function withNode(fn: (nl: Netlink) => void): Promise<void> {
+  return withScratchNetns("vx", (_ns, nl) => {
     const ext = nl.linkAddBridge({ name: "ext0", mtu: 1400 });
     nl.addrReplace(ext.index, "192.168.9.2/24");
     nl.linkSetUp(ext.index);
     fn(nl);
-  } finally {
-    netnsDelete(ns);
-  }
+  });
 }
 
 const extOf = (nl: Netlink, publicIP?: string) =>

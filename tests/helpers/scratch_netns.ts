@@ -1,0 +1,25 @@
+/**
+ * A throw-away network namespace with a netlink handle on it, for tests of one node's kernel state.
+ *
+ * @module
+ */
+import { Netlink, netnsCreate, netnsDelete } from "../../ffi/mod.ts";
+import { uniqueNetnsName } from "./names.ts";
+
+/**
+ * Runs `fn` with a fresh namespace `wtst-<run>-<tag><n>` and a handle bound to it; the handle is closed
+ * and the namespace deleted afterwards, also when `fn` throws.
+ */
+export async function withScratchNetns<T>(
+  tag: string,
+  fn: (ns: string, nl: Netlink) => Promise<T> | T,
+): Promise<T> {
+  const ns = uniqueNetnsName(tag);
+  netnsCreate(ns);
+  try {
+    using nl = Netlink.open({ netns: ns });
+    return await fn(ns, nl);
+  } finally {
+    netnsDelete(ns);
+  }
+}
