@@ -7,18 +7,12 @@ import assert from "node:assert/strict";
 import { Netlink, NetlinkError, netnsCreate, netnsDelete, netnsPath } from "../ffi/mod.ts";
 import { uniqueNetnsName } from "./helpers/names.ts";
 import { requireRoot } from "./helpers/topology.ts";
-import { withScratchNetns } from "./helpers/scratch_netns.ts";
+import { iprouteJson, withScratchNetns } from "./helpers/scratch_netns.ts";
 
 type Json = Record<string, unknown>;
 
 async function ipLink(ns: string, dev: string): Promise<Json> {
-  const out = await new Deno.Command("ip", {
-    args: ["-n", ns, "-d", "-j", "link", "show", "dev", dev],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  return (JSON.parse(new TextDecoder().decode(out.stdout)) as Json[])[0]!;
+  return (await iprouteJson(ns, "ip", "-d", "link", "show", "dev", dev))[0]!;
 }
 
 const infoData = (j: Json) => (j.linkinfo as { info_data: Json }).info_data;

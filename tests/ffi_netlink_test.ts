@@ -14,16 +14,10 @@ import {
 } from "../ffi/mod.ts";
 import { uniqueNetnsName } from "./helpers/names.ts";
 import { requireRoot } from "./helpers/topology.ts";
-import { withScratchNetns } from "./helpers/scratch_netns.ts";
+import { iprouteJson, withScratchNetns } from "./helpers/scratch_netns.ts";
 
-async function ipJson(ns: string, ...args: string[]): Promise<Record<string, unknown>[]> {
-  const out = await new Deno.Command("ip", {
-    args: ["-n", ns, "-j", "-d", ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout).trim();
-  return text ? JSON.parse(text) : [];
+function ipJson(ns: string, ...args: string[]): Promise<Record<string, unknown>[]> {
+  return iprouteJson(ns, "ip", "-d", ...args);
 }
 
 function nsInode(): number {

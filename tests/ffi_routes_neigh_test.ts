@@ -6,20 +6,12 @@
 import assert from "node:assert/strict";
 import { type Netlink, NetlinkError, WEFT_ROUTE_PROTOCOL } from "../ffi/mod.ts";
 import { requireRoot } from "./helpers/topology.ts";
-import { withScratchNetns } from "./helpers/scratch_netns.ts";
+import { iprouteJson, withScratchNetns } from "./helpers/scratch_netns.ts";
 
 type Json = Record<string, unknown>;
 
-async function json(ns: string, tool: string, ...args: string[]): Promise<Json[]> {
-  const out = await new Deno.Command(tool, {
-    args: ["-n", ns, "-j", ...args],
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  const text = new TextDecoder().decode(out.stdout).trim();
-  return text ? JSON.parse(text) : [];
+function json(ns: string, tool: "ip" | "bridge", ...args: string[]): Promise<Json[]> {
+  return iprouteJson(ns, tool, ...args);
 }
 
 /** A namespace with `eth0` (a bridge, up, 10.1.0.1/24 and fd00:1::1/64) and `flannel.1` (vxlan, up). */

@@ -23,3 +23,25 @@ export async function withScratchNetns<T>(
     netnsDelete(ns);
   }
 }
+
+/**
+ * `ip`/`bridge` `-n <ns> -j <args…>` parsed (the reference the FFI layer is checked against); throws
+ * with iproute2's message when the command fails.
+ */
+export async function iprouteJson(
+  ns: string,
+  tool: "ip" | "bridge",
+  ...args: string[]
+): Promise<Record<string, unknown>[]> {
+  const out = await new Deno.Command(tool, {
+    args: ["-n", ns, "-j", ...args],
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .output();
+  if (out.code !== 0) {
+    throw new Error(`${tool} -n ${ns} -j ${args.join(" ")}: ${new TextDecoder().decode(out.stderr).trim()}`);
+  }
+  const text = new TextDecoder().decode(out.stdout).trim();
+  return text ? JSON.parse(text) : [];
+}
