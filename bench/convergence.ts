@@ -62,6 +62,19 @@ const EVENTS = 100;
  */
 const DENO_FLAGS = Deno.env.get("WEFT_BENCH_DENO_FLAGS")?.split(" ").filter(Boolean);
 
+/** The lines of a child's output as they arrive (without their newline). */
+async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string, void> {
+  let buf = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      yield buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+    }
+  }
+}
+
 /** `ip -o monitor route` inside `netns`: resolves `next(dst)` with the time the kernel announced it. */
 function startRouteMonitor(netns: string) {
   const child = withNetns(
@@ -71,20 +84,13 @@ function startRouteMonitor(netns: string) {
   );
   const waiting = new Map<string, (t: number) => void>();
   const reading = (async () => {
-    let buf = "";
-    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+    for await (const line of lines(child.stdout)) {
       const at = performance.now();
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        // "10.100.3.0/24 via 10.100.3.0 dev flannel.1 proto 87 onlink" — additions only.
-        if (line.startsWith("Deleted") || !/ proto 87\b/.test(line)) continue;
-        const dst = line.split(" ", 1)[0]!;
-        waiting.get(dst)?.(at);
-        waiting.delete(dst);
-      }
+      // "10.100.3.0/24 via 10.100.3.0 dev flannel.1 proto 87 onlink" — additions only.
+      if (line.startsWith("Deleted") || !/ proto 87\b/.test(line)) continue;
+      const dst = line.split(" ", 1)[0]!;
+      waiting.get(dst)?.(at);
+      waiting.delete(dst);
     }
   })();
   return {
@@ -135,18 +141,11 @@ async function startPutter(netns: string, endpoint: string) {
       stderr: "inherit",
     }).spawn());
   const writer = child.stdin.getWriter();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let pending = "";
+  const replies = lines(child.stdout);
   const readLine = async (): Promise<string> => {
-    while (!pending.includes("\n")) {
-      const { value, done } = await lines.read();
-      if (done) throw new Error("the putter exited");
-      pending += value;
-    }
-    const nl = pending.indexOf("\n");
-    const line = pending.slice(0, nl);
-    pending = pending.slice(nl + 1);
-    return line;
+    const r = await replies.next();
+    if (r.done) throw new Error("the putter exited");
+    return r.value;
   };
   if ((await readLine()) !== "ready") throw new Error("the putter did not start");
   return {
@@ -157,7 +156,7 @@ async function startPutter(netns: string, endpoint: string) {
     },
     async [Symbol.asyncDispose]() {
       await writer.close().catch(() => {});
-      await lines.cancel().catch(() => {});
+      await replies.return(undefined).catch(() => {});
       await child.status;
     },
   };
