@@ -136,8 +136,10 @@ Deno.test({
       nl.neighReplace({ dev: eth, ip: "10.1.0.2", mac: "02:00:00:00:00:04" });
       const v6 = nl.neighList({ dev: eth, family: 6 }).filter((n) => n.state & 0x80);
       assert.deepEqual(v6.map((n) => [n.ip, n.mac, n.family]), [["fd00:1::2", "02:00:00:00:00:03", 6]]);
-      const v4 = nl.neighList({ dev: "eth0", family: 4 });
-      assert.deepEqual(v4.map((n) => [n.ip, n.mac]), [["10.1.0.2", "02:00:00:00:00:04"]]);
+      // Permanent ones only, as for IPv6 above: the kernel adds NOARP multicast entries of its own (e.g.
+      // 224.0.0.22 once the bridge sends its IGMP report), at a moment no test controls.
+      const v4 = nl.neighList({ dev: "eth0", family: 4 }).filter((n) => n.state & 0x80);
+      assert.deepEqual(v4.map((n) => [n.ip, n.mac, n.family]), [["10.1.0.2", "02:00:00:00:00:04", 4]]);
       const j = await json(ns, "ip", "-6", "neigh", "show", "dev", "eth0", "nud", "permanent");
       assert.deepEqual(j.map((n) => [n.dst, n.lladdr]), [["fd00:1::2", "02:00:00:00:00:03"]]);
       assert.equal(nl.neighDelete({ dev: eth, ip: "fd00:1::2" }), true);
