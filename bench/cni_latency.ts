@@ -19,7 +19,7 @@
  * @module
  */
 import { netnsCreate, netnsDelete } from "../ffi/mod.ts";
-import { runIn } from "../src/cli/lab.ts";
+import { runIn } from "../src/lab/lab.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const DEBIAN = "/usr/lib/cni";

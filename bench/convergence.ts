@@ -11,7 +11,7 @@
  * - agent RSS idle (no peers) for reference.
  *
  * Reference in the same run: the time the put itself takes until etcd acknowledges it (the floor of
- * any watch-driven reaction), and flanneld's figures measured on this kind of machine (shared/ANCHORS.md §7) are quoted
+ * any watch-driven reaction), and flanneld's figures measured on this kind of machine are quoted
  * in BENCHMARKS.md.
  *
  * Run: `deno run -A bench/convergence.ts [N…]`. Needs root.
@@ -19,7 +19,7 @@
  * @module
  */
 import { Netlink, withNetns } from "../ffi/mod.ts";
-import { runIn } from "../src/cli/lab.ts";
+import { runIn } from "../src/lab/lab.ts";
 import { leaseAttrsJSON } from "../src/subnet/lease.ts";
 import { createTopology } from "../tests/helpers/topology.ts";
 import { startEtcd } from "../tests/helpers/etcd.ts";

@@ -14,7 +14,7 @@
  * @module
  */
 import { Netlink, netnsCreate, netnsDelete, netnsList, WEFT_ROUTE_PROTOCOL } from "../ffi/mod.ts";
-import { runIn } from "../src/cli/lab.ts";
+import { runIn } from "../src/lab/lab.ts";
 
 /** One remote node as flannel's vxlan backend programs it. */
 interface Peer {

@@ -10,7 +10,7 @@
  * @module
  */
 import { Netlink, withNetns } from "../ffi/mod.ts";
-import { runIn } from "../src/cli/lab.ts";
+import { runIn } from "../src/lab/lab.ts";
 import { formatIP } from "../src/net/ip.ts";
 import type { SubnetEnv } from "../src/config/subnet_env.ts";
 import { createTopology, type Topology } from "../tests/helpers/topology.ts";

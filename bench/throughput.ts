@@ -9,7 +9,7 @@
  * @module
  */
 import { withNetns } from "../ffi/mod.ts";
-import { runIn } from "../src/cli/lab.ts";
+import { runIn } from "../src/lab/lab.ts";
 import { readSubnetEnv } from "../src/config/subnet_env.ts";
 import { createTopology, type Topology } from "../tests/helpers/topology.ts";
 import { startEtcd } from "../tests/helpers/etcd.ts";

@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { netnsList } from "../ffi/mod.ts";
-import { alive } from "../src/cli/lab.ts";
-import { DEMO_DIR, loadState } from "../src/cli/demo_cluster.ts";
+import { alive } from "../src/lab/lab.ts";
+import { DEMO_DIR, loadState } from "../src/lab/demo_cluster.ts";
 import { ROOT } from "./helpers/topology.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { openEtcdRegistry, SubnetManager } from "../src/subnet/mod.ts";
 import { parseNetworkConfig } from "../src/config/net_conf.ts";
 import { haveEtcd, startEtcd } from "./helpers/etcd.ts";
-import { runIn, type RunResult } from "../src/cli/lab.ts";
+import { runIn, type RunResult } from "../src/lab/lab.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 

@@ -36,30 +36,11 @@ export interface AgentView {
   renewals(): number;
 }
 
-/** Builds a registry whose values are read from `view` at scrape time. */
-export function agentMetrics(view: AgentView): client.Registry {
-  const reg = new client.Registry();
-  const stats = () => view.stats() ?? NO_STATS;
-  const gauge = (name: string, help: string, read: () => number) =>
-    new client.Gauge({
-      name,
-      help,
-      registers: [reg],
-      collect() {
-        this.set(read());
-      },
-    });
-  const counter = (name: string, help: string, read: () => number) =>
-    new client.Counter({
-      name,
-      help,
-      registers: [reg],
-      collect() {
-        this.reset();
-        this.inc(read());
-      },
-    });
-  gauge("weft_leases_known", "Leases of other nodes known from etcd", () => view.leasesKnown());
+/** Defines one metric whose value is read at scrape time. */
+type Define = (name: string, help: string, read: () => number) => unknown;
+
+/** The reconciler's counters and gauges. */
+function reconcilerMetrics(gauge: Define, counter: Define, stats: () => ReconcileStats): void {
   gauge(
     "weft_peers_programmed",
     "Peers whose datapath entries are all in place",
@@ -88,6 +69,32 @@ export function agentMetrics(view: AgentView): client.Registry {
     "Peers whose last apply failed (retrying with back-off)",
     () => stats().peersFailing,
   );
+}
+
+/** Builds a registry whose values are read from `view` at scrape time. */
+export function agentMetrics(view: AgentView): client.Registry {
+  const reg = new client.Registry();
+  const gauge: Define = (name, help, read) =>
+    new client.Gauge({
+      name,
+      help,
+      registers: [reg],
+      collect() {
+        this.set(read());
+      },
+    });
+  const counter: Define = (name, help, read) =>
+    new client.Counter({
+      name,
+      help,
+      registers: [reg],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  gauge("weft_leases_known", "Leases of other nodes known from etcd", () => view.leasesKnown());
+  reconcilerMetrics(gauge, counter, () => view.stats() ?? NO_STATS);
   counter(
     "weft_rules_repaired_total",
     "Times weft's nftables table was found deleted or altered and re-installed",

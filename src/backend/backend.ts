@@ -1,23 +1,58 @@
 /**
- * The backend interface (flannel's Backend/Network split, adapted to the reconciler): a backend prepares
- * its device for the node's lease, says what to publish in the lease, and turns remote leases into
- * datapath entries. Backends never talk to etcd.
+ * The backend interface (flannel's Backend/Network split, adapted to the reconciler): a backend keeps
+ * its device in shape for the node's lease, says what to publish in the lease, and turns remote leases
+ * into datapath entries. Backends never talk to a lease store.
  *
  * @module
  */
-import type { DatapathBackend } from "../datapath/reconciler.ts";
+import type { DatapathBackend, DeviceChange } from "../datapath/reconciler.ts";
 import type { Lease } from "../subnet/lease.ts";
+import { log } from "../log.ts";
 
 /** A backend bound to one node. */
 export interface Backend extends DatapathBackend {
+  /** Backend type as net-conf names it, e.g. `vxlan`. */
+  readonly type: string;
+  /**
+   * The `BackendType` its leases carry, when it differs from `type` (flannel's udp leases carry none,
+   * so theirs is `""`). Peers' leases of any other BackendType are not this backend's.
+   */
+  readonly leaseType?: string;
   /** MTU for pods (FLANNEL_MTU). */
   readonly mtu: number;
   /** BackendData to publish in the node's lease. */
   backendData(): unknown;
   /** BackendV6Data to publish in a dual-stack lease (undefined: none, as host-gw). */
   backendV6Data?(): unknown;
-  /** Binds the backend to the node's (new) lease: the device address follows the lease. */
-  setLease(lease: Lease): void;
+  /**
+   * Makes the device match the node's `lease` (its address follows the lease); `created` means every
+   * peer's entries must be replayed. Backends without a device answer `unchanged`.
+   */
+  ensureDevice(lease: Lease): DeviceChange;
+  /** Stops what the backend runs besides kernel state (a forwarding loop, a helper process). */
+  close?(): Promise<void>;
+}
+
+/**
+ * A filter of peers' leases for `backend`: true for those it serves; other backends' leases are logged
+ * once each and skipped (a mixed cluster during a migration).
+ */
+export function leaseFilterFor(backend: Backend): (lease: Lease) => boolean {
+  const logger = log("backend", backend.type);
+  const want = backend.leaseType ?? backend.type;
+  const ignored = new Set<string>();
+  return (lease) => {
+    if (lease.attrs.BackendType === want) return true;
+    if (!ignored.has(lease.key)) {
+      ignored.add(lease.key);
+      logger.info("ignoring lease {key}: backend {type}, not {want}", {
+        key: lease.key,
+        type: lease.attrs.BackendType || "(none)",
+        want: want || "(none)",
+      });
+    }
+    return false;
+  };
 }
 
 /** A locally administered, unicast random MAC. */

@@ -8,19 +8,15 @@
  */
 import type { Entry } from "../datapath/entries.ts";
 import type { DeviceChange } from "../datapath/reconciler.ts";
-import { log } from "../log.ts";
-import { formatNet } from "../net/ip.ts";
+import type { ExternalInterface } from "../net/iface.ts";
 import type { Lease } from "../subnet/lease.ts";
-import type { ExternalInterface } from "../agent/iface.ts";
 import type { Backend } from "./backend.ts";
-
-const logger = log("backend", "host-gw");
+import { routeViaPeer } from "./route_via.ts";
 
 /** The host-gw backend. */
 export class HostGwBackend implements Backend {
   readonly type = "host-gw";
   readonly mtu: number;
-  #ignored = new Set<string>();
 
   readonly #v4: boolean;
   readonly #v6: boolean;
@@ -50,11 +46,8 @@ export class HostGwBackend implements Backend {
     return null;
   }
 
-  /** Routes do not depend on the own lease. */
-  setLease(_lease: Lease): void {}
-
-  /** host-gw has no device of its own. */
-  ensureDevice(): DeviceChange {
+  /** host-gw has no device of its own; its routes do not depend on the own lease. */
+  ensureDevice(_lease: Lease): DeviceChange {
     return "unchanged"; // routes only, on the external interface weft does not own
   }
 
@@ -62,30 +55,12 @@ export class HostGwBackend implements Backend {
     return [];
   }
 
-  /** A route via the peer's PublicIP; other backends' leases are ignored. */
+  /** A route via the peer's PublicIP (and one via its PublicIPv6, dual-stack). */
   entriesFor(lease: Lease): Entry[] | undefined {
-    if (lease.attrs.BackendType !== "host-gw") {
-      if (!this.#ignored.has(lease.key)) {
-        this.#ignored.add(lease.key);
-        logger.info("ignoring lease {key}: backend {type}, not host-gw", {
-          key: lease.key,
-          type: lease.attrs.BackendType,
-        });
-      }
-      return undefined;
-    }
     const out: Entry[] = [];
-    if (this.#v4 && lease.subnet) {
-      out.push({
-        kind: "route",
-        spec: { dst: formatNet(lease.subnet), gateway: lease.attrs.PublicIP, dev: this.ext.index },
-      });
-    }
+    if (this.#v4 && lease.subnet) out.push(routeViaPeer(lease.subnet, lease.attrs.PublicIP, this.ext.index));
     if (this.#v6 && lease.ipv6Subnet && lease.attrs.PublicIPv6) {
-      out.push({
-        kind: "route",
-        spec: { dst: formatNet(lease.ipv6Subnet), gateway: lease.attrs.PublicIPv6, dev: this.ext.index },
-      });
+      out.push(routeViaPeer(lease.ipv6Subnet, lease.attrs.PublicIPv6, this.ext.index));
     }
     return out.length ? out : undefined;
   }

@@ -15,14 +15,15 @@
  * @module
  */
 import type { LinkInfo, Netlink } from "../../ffi/mod.ts";
-import type { VxlanBackendOptions } from "../config/net_conf.ts";
 import type { Entry } from "../datapath/entries.ts";
 import type { DeviceChange } from "../datapath/reconciler.ts";
 import { log } from "../log.ts";
+import type { ExternalInterface } from "../net/iface.ts";
 import { formatIP, formatNet, type IPNet, netContains, parseCIDR, parseIP } from "../net/ip.ts";
 import { type Lease, vtepMac } from "../subnet/lease.ts";
-import type { ExternalInterface } from "../agent/iface.ts";
 import { type Backend, randomMac } from "./backend.ts";
+import { routeViaPeer } from "./route_via.ts";
+import type { VxlanBackendOptions } from "./vxlan_options.ts";
 
 const logger = log("backend", "vxlan");
 const DEFAULT_PORT = 8472;
@@ -79,8 +80,6 @@ export class VxlanBackend implements Backend {
   readonly mac6: string | undefined;
   #v4: Vtep | undefined;
   #v6: Vtep | undefined;
-  #lease: Lease | undefined;
-  #ignored = new Set<string>();
 
   /**
    * @param nl handle in the node's namespace
@@ -146,22 +145,18 @@ export class VxlanBackend implements Backend {
     return this.mac6 ? { VNI: this.opts.vni, VtepMAC: this.mac6 } : undefined;
   }
 
-  /** Binds the devices' addresses to the node's lease. */
-  setLease(lease: Lease): void {
-    this.#lease = lease;
-  }
-
   /**
    * Makes the devices match: recreates one when missing or incompatible, and puts back in place what can
    * be changed in place (MTU, MAC, the lease's /32 or /128 address, up). Never touches their neighbour/FDB
-   * entries. "created" when any device was created (its peers must be replayed).
+   * entries. "created" when any device was created (its peers must be replayed). The devices' addresses
+   * follow `lease`.
    */
-  ensureDevice(): DeviceChange {
-    const changes = [this.#v4, this.#v6].filter((v): v is Vtep => !!v).map((v) => this.#ensure(v));
+  ensureDevice(lease: Lease): DeviceChange {
+    const changes = [this.#v4, this.#v6].filter((v): v is Vtep => !!v).map((v) => this.#ensure(v, lease));
     return changes.includes("created") ? "created" : changes.includes("repaired") ? "repaired" : "unchanged";
   }
 
-  #ensure(v: Vtep): DeviceChange {
+  #ensure(v: Vtep, lease: Lease): DeviceChange {
     let dev = this.nl.linkGet(v.name);
     let change: DeviceChange = "unchanged";
     if (dev) {
@@ -207,7 +202,7 @@ export class VxlanBackend implements Backend {
       if (change !== "created") repaired(`MAC ${dev.mac} set back to ${v.mac}`);
       this.nl.linkSetMac(dev.index, v.mac);
     }
-    const net = v.family === 4 ? this.#lease?.subnet : this.#lease?.ipv6Subnet;
+    const net = v.family === 4 ? lease.subnet : lease.ipv6Subnet;
     if (net) {
       const want = `${formatIP(net.ip)}/${v.family === 4 ? 32 : 128}`;
       // IPv6 devices also carry a kernel-made link-local fe80:: address: not ours to judge.
@@ -245,16 +240,6 @@ export class VxlanBackend implements Backend {
    * DirectRouting on one L2).
    */
   entriesFor(lease: Lease): Entry[] | undefined {
-    if (lease.attrs.BackendType !== "vxlan") {
-      if (!this.#ignored.has(lease.key)) {
-        this.#ignored.add(lease.key);
-        logger.info("ignoring lease {key}: backend {type}, not vxlan", {
-          key: lease.key,
-          type: lease.attrs.BackendType,
-        });
-      }
-      return undefined;
-    }
     const out: Entry[] = [];
     const { attrs } = lease;
     if (this.#v4?.index && lease.subnet) {
@@ -286,9 +271,8 @@ export class VxlanBackend implements Backend {
     mac: string | undefined,
     cidrs: string[],
   ): Entry[] {
-    const dst = formatNet(subnet);
     if (this.opts.directRouting && this.#sameL2(publicIP, cidrs)) {
-      return [{ kind: "route", spec: { dst, gateway: publicIP, dev: this.ext.index } }];
+      return [routeViaPeer(subnet, publicIP, this.ext.index)];
     }
     if (!mac) {
       logger.warn("lease {key} has no IPv{family} VtepMAC: skipped", { key: lease.key, family: v.family });
@@ -298,7 +282,7 @@ export class VxlanBackend implements Backend {
     return [
       { kind: "neigh", spec: { dev: v.index, ip: netAddr, mac } },
       { kind: "fdb", spec: { dev: v.index, mac, dst: publicIP } },
-      { kind: "route", spec: { dst, gateway: netAddr, dev: v.index, onlink: true } },
+      { kind: "route", spec: { dst: formatNet(subnet), gateway: netAddr, dev: v.index, onlink: true } },
     ];
   }
 }

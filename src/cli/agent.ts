@@ -14,10 +14,11 @@
  */
 import type { Command } from "@commander-js/extra-typings";
 import type { AgentOptions } from "../agent/agent.ts";
+import type { EtcdOptions } from "../subnet/etcd_options.ts";
 import { DEFAULT_SUBNET_FILE } from "../config/subnet_env.ts";
 import { LOG_LEVELS, setupLogging } from "../log.ts";
 import { formatIP, parseIP } from "../net/ip.ts";
-import { CliError } from "./main.ts";
+import { CliError } from "./errors.ts";
 import { addEtcdFlags, envDefault, envName, type EtcdFlagValues, etcdOptionsFrom } from "./etcd_flags.ts";
 
 function collect(value: string, previous: string[]): string[] {
@@ -89,8 +90,14 @@ export interface AgentFlagValues extends EtcdFlagValues {
   logJson: string | boolean;
 }
 
+/** The agent's options and the lease store it runs on. */
+export interface AgentCliOptions extends AgentOptions {
+  /** etcd connection (the etcd lease store). */
+  etcd: EtcdOptions;
+}
+
 /** Validates flag values and turns them into the agent's options (throws {@linkcode CliError}). */
-export function agentOptionsFrom(v: AgentFlagValues, signal: AbortSignal): AgentOptions {
+export function agentOptionsFrom(v: AgentFlagValues, signal: AbortSignal): AgentCliOptions {
   return {
     etcd: etcdOptionsFrom(v),
     iface: v.iface,
@@ -179,8 +186,9 @@ export function registerAgent(program: Command): void {
       Deno.addSignalListener("SIGTERM", onSignal);
       Deno.addSignalListener("SIGINT", onSignal);
       const { runAgent } = await import("../agent/agent.ts");
+      const { openEtcdLeaseSource } = await import("../subnet/mod.ts");
       try {
-        await runAgent(opts);
+        await runAgent(await openEtcdLeaseSource(opts.etcd), opts);
       } catch (err) {
         if (stop.signal.aborted) return;
         throw new CliError((err as Error).message);

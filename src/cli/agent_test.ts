@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { Command } from "@commander-js/extra-typings";
-import type { AgentOptions } from "../agent/agent.ts";
-import { type AgentFlagValues, agentOptionsFrom, parseBool, registerAgent } from "./agent.ts";
+import {
+  type AgentCliOptions as AgentOptions,
+  type AgentFlagValues,
+  agentOptionsFrom,
+  parseBool,
+  registerAgent,
+} from "./agent.ts";
 
 /** Parses `weft agent <args>` with `env` set, without running the agent. */
 async function parse(args: string[], env: Record<string, string> = {}): Promise<AgentOptions> {

@@ -5,9 +5,10 @@
  * @module
  */
 import type { Command } from "@commander-js/extra-typings";
+import { parseBackendOptions } from "../backend/registry.ts";
 import { ConfigError, type NetworkConfig, parseNetworkConfig } from "../config/net_conf.ts";
 import { formatIP, formatNet } from "../net/ip.ts";
-import { CliError } from "./main.ts";
+import { CliError } from "./errors.ts";
 import { addEtcdFlags, withSubnetManager } from "./etcd_flags.ts";
 
 async function readInput(file: string): Promise<string> {
@@ -55,6 +56,7 @@ export function registerConfig(program: Command): void {
       let cfg: NetworkConfig;
       try {
         cfg = parseNetworkConfig(text);
+        parseBackendOptions(cfg); // each backend checks its own options
       } catch (err) {
         if (err instanceof ConfigError) throw new CliError(err.message, 2);
         throw err;

@@ -4,7 +4,7 @@
  * @module
  */
 import type { Command } from "@commander-js/extra-typings";
-import { CliError } from "./main.ts";
+import { CliError } from "./errors.ts";
 import {
   agentsReady,
   DEMO_DIR,
@@ -13,7 +13,7 @@ import {
   demoUp,
   pingMatrix,
   type PingResult,
-} from "./demo_cluster.ts";
+} from "../lab/demo_cluster.ts";
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => [...(r[c] ?? "")].length)));

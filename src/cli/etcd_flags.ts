@@ -19,7 +19,7 @@
 import { type Command, Option } from "@commander-js/extra-typings";
 import { DEFAULT_ETCD_PREFIX, type EtcdOptions, explainEtcdError } from "../subnet/etcd_options.ts";
 import { openEtcdRegistry, SubnetManager } from "../subnet/mod.ts";
-import { CliError } from "./main.ts";
+import { CliError } from "./errors.ts";
 
 /** The environment variable flanneld reads for `--flag-name`: `FLANNELD_FLAG_NAME`. */
 export function envName(flag: string): string {

@@ -10,7 +10,7 @@
 import type { Command } from "@commander-js/extra-typings";
 import { formatIP, type IPNet, netContainsNet, parseIP, parseNet } from "../net/ip.ts";
 import { type Lease, leaseName, parseSubnetKey, type SubnetManager, vtepMac } from "../subnet/mod.ts";
-import { CliError } from "./main.ts";
+import { CliError } from "./errors.ts";
 import { addEtcdFlags, withSubnetManager } from "./etcd_flags.ts";
 
 /** One row of `weft leases --json`. */

@@ -7,6 +7,7 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { WEFT_VERSION } from "../version.ts";
 import { registerAgent } from "./agent.ts";
+import { CliError } from "./errors.ts";
 import { registerConfig } from "./config.ts";
 import { registerLeases } from "./leases.ts";
 import { registerDemo } from "./demo.ts";
@@ -25,15 +26,6 @@ const REGISTRARS: Registrar[] = [
   registerDoctor,
   registerDemo,
 ];
-
-/** Thrown by commands for a failure the user must see as one clear line, with exit code `code`. */
-export class CliError extends Error {
-  /** Creates the error; `code` becomes the process exit code. */
-  constructor(message: string, readonly code = 1) {
-    super(message);
-    this.name = "CliError";
-  }
-}
 
 /** Builds the program (exported for tests that inspect flags). */
 export function buildProgram(): Command {

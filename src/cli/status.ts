@@ -5,7 +5,7 @@
  * @module
  */
 import type { Command } from "@commander-js/extra-typings";
-import { CliError } from "./main.ts";
+import { CliError } from "./errors.ts";
 
 /** One sample of a Prometheus text exposition. */
 export interface Sample {

@@ -62,19 +62,3 @@ export function masqDelete(ips: string[]): number {
   }
   return n;
 }
-
-/** The pod addresses currently in the masquerade sets. */
-export function masqList(): string[] {
-  const out: string[] = [];
-  for (const nf of ["ip", "ip6"]) {
-    let text: string;
-    try {
-      text = nftRun(`list set ${nf} ${MASQ_TABLE} pods\n`);
-    } catch {
-      continue;
-    }
-    const m = /elements = \{([^}]*)\}/.exec(text);
-    if (m) out.push(...m[1]!.split(",").map((s) => s.trim()).filter(Boolean));
-  }
-  return out;
-}

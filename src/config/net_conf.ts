@@ -17,30 +17,12 @@ import {
   parseNet,
 } from "../net/ip.ts";
 
-/** Options of the vxlan backend, with flannel's defaults. */
-export interface VxlanBackendOptions {
-  /** VNI, default 1. */
-  vni: number;
-  /** UDP port; 0 = kernel default 8472. */
-  port: number;
-  /** Group Based Policy. */
-  gbp: boolean;
-  /** Route directly (host-gw style) to peers on the same L2 segment. */
-  directRouting: boolean;
-  /** MAC learning on the device. */
-  learning: boolean;
-  /** Device MTU; undefined = external interface MTU − 50. */
-  mtu?: number;
-}
-
 /** The backend section. */
 export interface BackendConfig {
   /** `vxlan`, `host-gw`, … (lowercase). */
   type: string;
-  /** Every option as written (keys lowercased). */
+  /** Every option as written (keys lowercased); each backend reads its own (src/backend/registry.ts). */
   options: Record<string, unknown>;
-  /** Parsed vxlan options when `type` is vxlan. */
-  vxlan?: VxlanBackendOptions;
 }
 
 /** A validated network config. */
@@ -214,25 +196,53 @@ function familyConfig(
   return { network, len, min, max };
 }
 
-function vxlanOptions(opts: Map<string, [string, unknown]>): VxlanBackendOptions {
-  const g = (k: string) => opts.get(k.toLowerCase())?.[1];
-  const vni = int("Backend.VNI", g("VNI")) ?? 1;
-  if (vni < 1 || vni > 16777215) throw new ConfigError("Backend.VNI", vni, "must be 1–16777215");
-  const port = int("Backend.Port", g("Port")) ?? 0;
-  if (port > 65535) throw new ConfigError("Backend.Port", port, "must be 0–65535 (0 = 8472)");
-  const mtu = int("Backend.MTU", g("MTU"));
-  if (mtu !== undefined && (mtu < 576 || mtu > 65535)) {
-    throw new ConfigError("Backend.MTU", mtu, "must be 576–65535");
+/**
+ * Reads a backend's options (matched case-insensitively, as flannel's decoder does); every rejection is
+ * a {@linkcode ConfigError} naming `Backend.<Key>`. Each backend parses its own options with it.
+ */
+export class BackendOptionReader {
+  /** @param options the Backend section with lowercased keys (`BackendConfig.options`) */
+  constructor(private readonly options: Record<string, unknown>) {}
+
+  #get(key: string): unknown {
+    return this.options[key.toLowerCase()];
   }
-  const out: VxlanBackendOptions = {
-    vni,
-    port,
-    gbp: bool("Backend.GBP", g("GBP"), false),
-    directRouting: bool("Backend.DirectRouting", g("DirectRouting"), false),
-    learning: bool("Backend.Learning", g("Learning"), false),
-  };
-  if (mtu !== undefined) out.mtu = mtu;
-  return out;
+
+  /** A non-negative integer option within `[min, max]`, or `dflt` when absent. */
+  int<D extends number | undefined>(
+    key: string,
+    dflt: D,
+    min = 0,
+    max = Number.MAX_SAFE_INTEGER,
+  ): number | D {
+    const v = int(`Backend.${key}`, this.#get(key));
+    if (v === undefined) return dflt;
+    if (v < min || v > max) throw new ConfigError(`Backend.${key}`, v, `must be ${min}–${max}`);
+    return v;
+  }
+
+  /** A boolean option, or `dflt` when absent. */
+  bool(key: string, dflt: boolean): boolean {
+    return bool(`Backend.${key}`, this.#get(key), dflt);
+  }
+
+  /** A string option, or undefined when absent or empty. */
+  string(key: string): string | undefined {
+    const v = this.#get(key);
+    if (v === undefined || v === null || v === "") return undefined;
+    if (typeof v !== "string") throw new ConfigError(`Backend.${key}`, v, "must be a string");
+    return v;
+  }
+
+  /** A string option that must be one of `allowed` (compared lowercased), or `dflt` when absent. */
+  oneOf<T extends string>(key: string, allowed: readonly T[], dflt: T): T {
+    const v = this.string(key)?.toLowerCase();
+    if (v === undefined) return dflt;
+    if (!(allowed as readonly string[]).includes(v)) {
+      throw new ConfigError(`Backend.${key}`, v, `must be one of ${allowed.join(", ")}`);
+    }
+    return v as T;
+  }
 }
 
 /** Parses and validates a network config from JSON text or an object. */
@@ -293,10 +303,6 @@ export function parseNetworkConfig(input: string | Record<string, unknown>): Net
       type: type.toLowerCase(),
       options: Object.fromEntries([...bk.entries()].map(([k, [, v]]) => [k, v])),
     };
-  }
-  if (cfg.backend.type === "vxlan") {
-    const b = get("Backend");
-    cfg.backend.vxlan = vxlanOptions(lowerKeys((b ?? {}) as Record<string, unknown>));
   }
   return cfg;
 }

@@ -6,11 +6,45 @@
  */
 import type { FdbInfo, FdbSpec, NeighInfo, NeighSpec, RouteInfo, RouteSpec } from "../../ffi/mod.ts";
 
-/** One kernel entry weft installs. Devices are ifindexes (resolved by the backend). */
+/**
+ * An entry a backend's own driver keeps (a WireGuard peer, a udp peer table row): `key` names it within
+ * the driver, `value` is all of it that matters, as text (equal text = nothing to change).
+ */
+export interface DriverEntry {
+  /** Always `driver`. */
+  kind: "driver";
+  /** The {@linkcode EntryDriver} that applies it. */
+  driver: string;
+  /** Its identity within the driver (e.g. a public key). */
+  key: string;
+  /** Its contents as text (e.g. endpoint and allowed IPs). */
+  value: string;
+}
+
+/** One entry weft installs. Devices are ifindexes (resolved by the backend). */
 export type Entry =
   | { kind: "neigh"; spec: NeighSpec & { dev: number } }
   | { kind: "fdb"; spec: FdbSpec & { dev: number } }
-  | { kind: "route"; spec: RouteSpec & { dev: number } };
+  | { kind: "route"; spec: RouteSpec & { dev: number } }
+  | DriverEntry;
+
+/** The entries netlink keeps (everything but driver entries). */
+export type KernelEntry = Exclude<Entry, DriverEntry>;
+
+/**
+ * Keeps the entries of one kind that netlink routes/neighbours/FDB do not cover. Everything `list()`
+ * returns is owned by weft: what no lease wants is pruned, like weft's routes.
+ */
+export interface EntryDriver {
+  /** Name, matched against `DriverEntry.driver`. */
+  readonly name: string;
+  /** Installs or replaces `key` with `value`. */
+  apply(key: string, value: string): void;
+  /** Removes `key` (absent is fine). */
+  remove(key: string): void;
+  /** Every entry it holds now: key → value. */
+  list(): Map<string, string>;
+}
 
 /** What the kernel has, as read in one full pass. */
 export interface KernelState {
@@ -20,6 +54,8 @@ export interface KernelState {
   neighs: NeighInfo[];
   /** FDB entries on weft's devices. */
   fdbs: FdbInfo[];
+  /** Driver entries, by `driver key` → value. */
+  driverEntries?: Map<string, string>;
 }
 
 /** A stable identity for an entry (what a replace overwrites). */
@@ -31,6 +67,8 @@ export function entryId(e: Entry): string {
       return `neigh ${e.spec.dev} ${e.spec.ip}`;
     case "fdb":
       return `fdb ${e.spec.dev} ${e.spec.mac} ${e.spec.dst}`;
+    case "driver":
+      return `driver ${e.driver} ${e.key}`;
   }
 }
 
@@ -50,6 +88,8 @@ export function kernelHas(state: KernelIndex, e: Entry): boolean {
     }
     case "fdb":
       return state.fdbs.has(`${e.spec.dev} ${e.spec.mac} ${e.spec.dst}`);
+    case "driver":
+      return state.driverEntries.get(`${e.driver} ${e.key}`) === e.value;
   }
 }
 
@@ -61,6 +101,8 @@ export interface KernelIndex {
   neighs: Map<string, NeighInfo>;
   /** FDB entries by `dev mac dst`. */
   fdbs: Map<string, FdbInfo>;
+  /** Driver entries by `driver key`. */
+  driverEntries: Map<string, string>;
 }
 
 /** Indexes a kernel read. */
@@ -69,5 +111,6 @@ export function indexKernel(s: KernelState): KernelIndex {
     routes: new Map(s.routes.map((r) => [r.dst, r])),
     neighs: new Map(s.neighs.map((n) => [`${n.index} ${n.ip}`, n])),
     fdbs: new Map(s.fdbs.filter((f) => f.dst).map((f) => [`${f.index} ${f.mac} ${f.dst}`, f])),
+    driverEntries: s.driverEntries ?? new Map(),
   };
 }

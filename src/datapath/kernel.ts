@@ -4,7 +4,7 @@
  * @module
  */
 import { type Netlink, NetlinkError, WEFT_ROUTE_PROTOCOL } from "../../ffi/mod.ts";
-import type { Entry, KernelState } from "./entries.ts";
+import type { KernelEntry, KernelState } from "./entries.ts";
 import type { KernelOps } from "./reconciler.ts";
 
 /** Kernel operations through libnl. */
@@ -13,7 +13,7 @@ export class NetlinkKernel implements KernelOps {
   constructor(private readonly nl: Netlink) {}
 
   /** Installs or replaces an entry. */
-  apply(e: Entry): void {
+  apply(e: KernelEntry): void {
     switch (e.kind) {
       case "route":
         this.nl.routeReplace(e.spec);
@@ -28,7 +28,7 @@ export class NetlinkKernel implements KernelOps {
   }
 
   /** Deletes an entry; an entry (or device) already gone is success. */
-  remove(e: Entry): void {
+  remove(e: KernelEntry): void {
     try {
       switch (e.kind) {
         case "route":

@@ -1,5 +1,5 @@
 /**
- * Masquerade and forward rules, flannel's rule set (ANCHORS §4) in nftables tables owned by weft:
+ * Masquerade and forward rules, flannel's rule set (its iptables masquerade and forward chains) in nftables tables owned by weft:
  * `table ip weft` (and `table ip6 weft` for an IPv6 network). weft always uses nftables, whatever the
  * network config's `EnableNFTables` says: its rules live in their own table, so they never mix with
  * kube-proxy's or anyone else's, and they are applied through libnftables in one transaction.

@@ -11,8 +11,10 @@ import { type Lease, leaseAttrsJSON } from "../subnet/lease.ts";
 import { log } from "../log.ts";
 import {
   type Entry,
+  type EntryDriver,
   entryId,
   indexKernel,
+  type KernelEntry,
   kernelHas,
   type KernelIndex,
   type KernelState,
@@ -26,24 +28,22 @@ const logger = log("datapath");
 /** What a backend had to do to its device: nothing, fix it in place, or create it (entries lost). */
 export type DeviceChange = "unchanged" | "repaired" | "created";
 
-/** How a backend turns leases into entries and keeps its device. */
+/** How a backend turns leases into entries (its device is kept by the agent's node state). */
 export interface DatapathBackend {
-  /** Backend type, e.g. `vxlan`. */
-  readonly type: string;
-  /** Ensures the device (and its address); `created` means every entry needs replaying. */
-  ensureDevice(): DeviceChange;
-  /** Entries wanted for a remote lease; undefined when the lease is not for this backend. */
+  /** Entries wanted for a remote lease; undefined when it needs none. */
   entriesFor(lease: Lease): Entry[] | undefined;
   /** Devices whose neighbour/FDB entries weft owns. */
   ownedDevices(): number[];
+  /** Drivers of the backend's own entry kinds (WireGuard peers, …), if it has any. */
+  drivers?(): EntryDriver[];
 }
 
 /** The kernel operations the reconciler needs (the real one is the Netlink handle; tests fake it). */
 export interface KernelOps {
   /** Installs or replaces an entry. */
-  apply(e: Entry): void;
+  apply(e: KernelEntry): void;
   /** Deletes an entry (absent is fine). */
-  remove(e: Entry): void;
+  remove(e: KernelEntry): void;
   /** Reads weft's routes and the entries on `devices`. */
   read(devices: number[]): KernelState;
 }
@@ -123,7 +123,40 @@ export class Reconciler {
     private readonly backend: DatapathBackend,
     private readonly kernel: KernelOps,
     private readonly cluster: IPNet[],
-  ) {}
+  ) {
+    for (const d of backend.drivers?.() ?? []) this.#drivers.set(d.name, d);
+  }
+
+  readonly #drivers = new Map<string, EntryDriver>();
+
+  #driver(name: string): EntryDriver {
+    const d = this.#drivers.get(name);
+    if (!d) throw new Error(`no entry driver ${name}`);
+    return d;
+  }
+
+  /** Installs or replaces `e` through the kernel or its driver. */
+  #apply(e: Entry): void {
+    if (e.kind === "driver") this.#driver(e.driver).apply(e.key, e.value);
+    else this.kernel.apply(e);
+  }
+
+  /** Removes `e` through the kernel or its driver. */
+  #remove(e: Entry): void {
+    if (e.kind === "driver") this.#driver(e.driver).remove(e.key);
+    else this.kernel.remove(e);
+  }
+
+  /** The kernel's entries and the drivers' entries. */
+  #read(devices: number[]): KernelState {
+    const state = this.kernel.read(devices);
+    if (!this.#drivers.size) return state;
+    const driverEntries = new Map<string, string>();
+    for (const d of this.#drivers.values()) {
+      for (const [k, v] of d.list()) driverEntries.set(`${d.name} ${k}`, v);
+    }
+    return { ...state, driverEntries };
+  }
 
   /** Leases currently wanted. */
   get desiredCount(): number {
@@ -181,14 +214,14 @@ export class Reconciler {
     const wantIds = new Set((want ?? []).map(entryId));
     // Remove what was applied before and is no longer wanted; in reverse order, so the route goes first.
     for (const e of [...(st?.applied ?? [])].reverse()) {
-      if (!wantIds.has(entryId(e))) this.kernel.remove(e);
+      if (!wantIds.has(entryId(e))) this.#remove(e);
     }
     if (!want) {
       this.#status.delete(key);
       return;
     }
     // Neighbour and FDB entries before the route, so the route never points at an unresolved peer.
-    for (const e of want) this.kernel.apply(e);
+    for (const e of want) this.#apply(e);
     this.#status.set(key, { applied: want, ok: true, failures: 0, retryAt: 0 });
   }
 
@@ -267,22 +300,14 @@ export class Reconciler {
   }
 
   /**
-   * One full pass: ensure the device (replaying everything if it was recreated), read the kernel,
-   * repair missing or altered entries, prune what weft owns and nobody wants. Returns false when the
-   * device could not be ensured (nothing else was done; the next pass tries again).
+   * One full pass after the node state made sure of the device (`change`: what that took; "created"
+   * means every entry is replayed): read the kernel, repair missing or altered entries, prune what weft
+   * owns and nobody wants. Returns false when the kernel could not be read (the next pass tries again).
    */
-  fullPass(): boolean {
+  fullPass(change: DeviceChange = "unchanged"): boolean {
     const t0 = performance.now();
     this.stats.passes++;
     const first = this.stats.passes === 1;
-    let change: DeviceChange;
-    try {
-      change = this.backend.ensureDevice();
-    } catch (err) {
-      this.stats.errors++;
-      logger.error("device: {error}", { error: (err as Error).message });
-      return false;
-    }
     if (change !== "unchanged" && !first) {
       this.stats.driftRepaired++;
       if (change === "created") {
@@ -295,7 +320,7 @@ export class Reconciler {
     const devices = this.backend.ownedDevices();
     let idx: KernelIndex;
     try {
-      idx = indexKernel(this.kernel.read(devices));
+      idx = indexKernel(this.#read(devices));
     } catch (err) {
       this.stats.errors++;
       logger.error("reading the kernel: {error}", { error: (err as Error).message });
@@ -315,7 +340,7 @@ export class Reconciler {
       }
       if (st && !st.ok && st.retryAt > Date.now()) continue; // backing off; its timer retries it
       try {
-        for (const e of missing) this.kernel.apply(e);
+        for (const e of missing) this.#apply(e);
         repaired += missing.length;
         this.#status.set(key, { applied: want, ok: true, failures: 0, retryAt: 0 });
         if (change !== "created") {
@@ -358,9 +383,14 @@ export class Reconciler {
       }
       stale.push({ kind: "fdb", spec: { dev: f.index, mac: f.mac, dst: f.dst! } });
     }
+    for (const [id, value] of idx.driverEntries) {
+      if (wanted.has(`driver ${id}`)) continue;
+      const [driver, key] = [id.slice(0, id.indexOf(" ")), id.slice(id.indexOf(" ") + 1)];
+      stale.push({ kind: "driver", driver, key, value });
+    }
     for (const e of stale) {
       try {
-        this.kernel.remove(e);
+        this.#remove(e);
         this.stats.pruned++;
         logger.info("pruned stale {id} (no lease wants it)", { id: entryId(e) });
       } catch (err) {

@@ -2,8 +2,12 @@ import assert from "node:assert/strict";
 import type { FdbInfo, NeighInfo, RouteInfo } from "../../ffi/types.ts";
 import { formatIP, formatNet, parseNet } from "../net/ip.ts";
 import type { Lease } from "../subnet/lease.ts";
-import { type Entry, entryId, type KernelState } from "./entries.ts";
+import { type Entry, type EntryDriver, entryId, type KernelState } from "./entries.ts";
 import { type DatapathBackend, type DeviceChange, type KernelOps, Reconciler } from "./reconciler.ts";
+// The agent's full pass (node state, then peers) is tested here with the fake kernel below.
+import type { NodeState } from "../agent/node_state.ts";
+import { Resync } from "../agent/resync.ts";
+import { AgentStatus } from "../agent/status.ts";
 
 const DEV = 5;
 const CLUSTER = [parseNet("10.244.0.0/16")];
@@ -73,7 +77,6 @@ class FakeKernel implements KernelOps {
 
 /** A vxlan-like backend on device DEV, with a device state the test controls. */
 class FakeBackend implements DatapathBackend {
-  readonly type = "vxlan";
   device: DeviceChange | Error = "unchanged";
 
   ensureDevice(): DeviceChange {
@@ -259,7 +262,7 @@ Deno.test("fullPass() replays every peer after the device was recreated, and cou
   kernel.neighs.clear();
   kernel.fdbs.clear();
   backend.device = "created";
-  r.fullPass();
+  r.fullPass(backend.ensureDevice());
   assert.equal(kernel.routes.size, 2);
   assert.equal(kernel.neighs.size, 2);
   assert.equal(kernel.fdbs.size, 2);
@@ -268,16 +271,19 @@ Deno.test("fullPass() replays every peer after the device was recreated, and cou
 });
 
 Deno.test("fullPass() does nothing but report failure when the device cannot be made", async () => {
-  const { kernel, backend, r } = setup();
+  const { kernel, r } = setup();
   kernel.apply({
     kind: "route",
     spec: { dst: "10.244.9.0/24", gateway: "10.244.9.0", dev: DEV, onlink: true },
   });
-  backend.device = new Error("EPERM");
-  await r.settled();
-  assert.equal(r.fullPass(), false);
+  // The agent's full pass: the node state ensures the device first; it failed (undefined, logged there).
+  const status = new AgentStatus();
+  const failing = { ensure: () => undefined } as unknown as NodeState;
+  await new Resync(r, failing, () => lease(1), () => true, status).pass();
+  assert.equal(r.stats.passes, 0, "no pass without a device");
   assert.ok(kernel.routes.has("10.244.9.0/24"), "nothing pruned without a device");
   assert.equal(r.stats.errors, 1);
+  assert.equal(status.datapathApplied, false);
 });
 
 Deno.test("a failing peer never blocks the others and is retried with back-off until it works", async () => {
@@ -310,4 +316,46 @@ Deno.test("a removed lease of a peer the reconciler never saw changes nothing", 
   r.setPeer("10.244.2.0-24", undefined);
   await r.settled();
   assert.equal(kernel.calls.length, 0);
+});
+
+/** A driver in memory, like the WireGuard peer list of a device. */
+class FakeDriver implements EntryDriver {
+  readonly name = "peers";
+  held = new Map<string, string>();
+  apply(key: string, value: string): void {
+    this.held.set(key, value);
+  }
+  remove(key: string): void {
+    this.held.delete(key);
+  }
+  list(): Map<string, string> {
+    return new Map(this.held);
+  }
+}
+
+Deno.test("driver entries are applied, repaired when altered, updated in place and pruned like routes", async () => {
+  const driver = new FakeDriver();
+  const backend: DatapathBackend = {
+    ownedDevices: () => [],
+    drivers: () => [driver],
+    entriesFor: (l) => [{ kind: "driver", driver: "peers", key: l.key, value: l.attrs.PublicIP }],
+  };
+  const r = new Reconciler(backend, new FakeKernel(), CLUSTER);
+  driver.held.set("stale", "192.168.1.99"); // left by a node gone while weft was down
+  r.setPeer("10.244.2.0-24", lease(2));
+  r.setPeer("10.244.3.0-24", lease(3));
+  await r.settled();
+  assert.deepEqual(driver.held.get("10.244.2.0-24"), "192.168.1.2");
+  driver.held.set("10.244.3.0-24", "203.0.113.1"); // altered by hand
+  assert.ok(r.fullPass());
+  assert.deepEqual(Object.fromEntries(driver.held), {
+    "10.244.2.0-24": "192.168.1.2",
+    "10.244.3.0-24": "192.168.1.3",
+  });
+  assert.equal(r.stats.pruned, 1);
+  assert.equal(r.stats.driftRepaired, 1);
+  r.setPeer("10.244.2.0-24", lease(2, { ip: "192.168.1.22" }));
+  r.setPeer("10.244.3.0-24", undefined);
+  await r.settled();
+  assert.deepEqual(Object.fromEntries(driver.held), { "10.244.2.0-24": "192.168.1.22" });
 });

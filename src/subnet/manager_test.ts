@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { parseNetworkConfig } from "../config/net_conf.ts";
 import { formatNet, parseNet } from "../net/ip.ts";
 import { type Lease, type LeaseAttrs, leaseAttrsJSON, type LeaseEvent, subnetKey } from "./lease.ts";
-import { OutOfSubnetsError, sleep, SubnetManager } from "./manager.ts";
+import { sleep } from "../async.ts";
+import { OutOfSubnetsError } from "./allocation.ts";
+import { SubnetManager } from "./manager.ts";
 import { MemoryRegistry, type Registry, type RegistryEntry, type RegistryEvent } from "./registry.ts";
 
 const attrs = (ip: string, mac = "0a:00:00:00:00:01"): LeaseAttrs => ({

@@ -11,6 +11,8 @@
  * Parts:
  * - {@linkcode SubnetManager}: `getNetworkConfig`, `acquireLease` (flannel's algorithm), `renewLease`,
  *   `keepLease`, `watchLeases`, `listLeases`, `getLease`, `reserve`, `release`, `releaseLease`.
+ * - {@linkcode LeaseSource} (source.ts): the seam the agent uses; {@linkcode SubnetManager} is its
+ *   registry implementation, the Kubernetes source the other.
  * - {@linkcode LeaseKeeper}: keeps the own lease alive and re-acquires it, the same subnet when free, if
  *   it is lost — flanneld exits instead. Renewal re-grants a fresh TTL (flannel's way) rather than using
  *   etcd keep-alive: a renewal racing an operator's delete fails instead of keeping a keyless lease
@@ -42,19 +44,24 @@
  * @module
  */
 export * from "./lease.ts";
-export { MemoryRegistry, type Registry, type RegistryEntry, type RegistryEvent } from "./registry.ts";
 export {
-  type AcquireOptions,
-  DEFAULT_LEASE_TTL_SECONDS,
-  type KeeperOptions,
-  leaseFitsConfig,
-  LeaseKeeper,
-  OutOfSubnetsError,
-  sameSubnets,
-  sleep,
-  SubnetManager,
-  type WatchOptions,
-} from "./manager.ts";
+  leaseOf,
+  MemoryRegistry,
+  type Registry,
+  type RegistryEntry,
+  type RegistryEvent,
+} from "./registry.ts";
+export type {
+  AcquireOptions,
+  KeepOptions,
+  LeaseSource,
+  LeaseWatch,
+  OwnLeaseKeeper,
+  WatchOptions,
+} from "./source.ts";
+export { leaseFitsConfig, OutOfSubnetsError } from "./allocation.ts";
+export { type KeeperOptions, LeaseKeeper } from "./keeper.ts";
+export { DEFAULT_LEASE_TTL_SECONDS, SubnetManager } from "./manager.ts";
 export { DEFAULT_ETCD_PREFIX, EtcdConfigError, type EtcdOptions, explainEtcdError } from "./etcd_options.ts";
 export type { EtcdRegistry } from "./etcd_registry.ts";
 
@@ -68,4 +75,12 @@ export async function openEtcdRegistry(
 ): Promise<import("./etcd_registry.ts").EtcdRegistry> {
   const mod = await import("./etcd_registry.ts");
   return await mod.openEtcdRegistry(opts);
+}
+
+/** The etcd lease source: a {@linkcode SubnetManager} on {@linkcode openEtcdRegistry}. */
+export async function openEtcdLeaseSource(
+  opts: import("./etcd_options.ts").EtcdOptions,
+): Promise<import("./manager.ts").SubnetManager> {
+  const { SubnetManager } = await import("./manager.ts");
+  return new SubnetManager(await openEtcdRegistry(opts), "etcd");
 }

@@ -4,6 +4,10 @@
  *
  * @module
  */
+import { log } from "../log.ts";
+import { type Lease, type LeaseAttrs, parseLeaseAttrs, parseSubnetKey } from "./lease.ts";
+
+const logger = log("subnet");
 
 /** A raw subnet entry: key suffix, JSON value, expiry (undefined = reservation). */
 export interface RegistryEntry {
@@ -23,6 +27,23 @@ export interface RegistryEvent {
   type: "put" | "delete";
   /** The entry (for deletes, the key and the last known value when the store has it). */
   entry: RegistryEntry;
+}
+
+/** The lease an entry holds, or undefined (logged) when its key or value cannot be read. */
+export function leaseOf(e: RegistryEntry): Lease | undefined {
+  const nets = parseSubnetKey(e.key);
+  if (!nets) return undefined;
+  let attrs: LeaseAttrs;
+  try {
+    attrs = parseLeaseAttrs(e.value, e.key);
+  } catch (err) {
+    logger.warn("ignoring malformed lease {key}: {error}", { key: e.key, error: (err as Error).message });
+    return undefined;
+  }
+  const lease: Lease = { ...nets, attrs, key: e.key };
+  if (e.expiration) lease.expiration = e.expiration;
+  if (e.leaseId) lease.etcdLeaseId = e.leaseId;
+  return lease;
 }
 
 /** Storage for the config and subnet entries. */

@@ -6,9 +6,9 @@
  */
 import { Netlink, withNetns } from "../../ffi/mod.ts";
 import { readSubnetEnv, type SubnetEnv } from "../../src/config/subnet_env.ts";
-import { V8_FLAGS_ARG } from "../../src/cli/self_command.ts";
-import { alive, runIn, terminateChild } from "../../src/cli/lab.ts";
-import type { LabNode } from "../../src/cli/lab.ts";
+import { V8_FLAGS_ARG } from "../../src/self_command.ts";
+import { alive, runIn, terminateChild } from "../../src/lab/lab.ts";
+import type { LabNode } from "../../src/lab/lab.ts";
 import { parsePrometheusText } from "../../src/cli/status.ts";
 import { addIP, formatIP } from "../../src/net/ip.ts";
 import type { Topology } from "./topology.ts";

@@ -28,7 +28,7 @@
  * @module
  */
 import { withNetns } from "../../ffi/mod.ts";
-import { terminateChild } from "../../src/cli/lab.ts";
+import { terminateChild } from "../../src/lab/lab.ts";
 
 /** Certificates made by {@linkcode generateEtcdCerts} (paths, PEM). */
 export interface EtcdCerts {

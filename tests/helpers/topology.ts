@@ -1,6 +1,6 @@
 /**
  * Test topologies: N "nodes" as network namespaces on an underlay bridge that lives in its own namespace
- * (never the root namespace), built with the same lab code `weft demo` uses (src/cli/lab.ts).
+ * (never the root namespace), built with the same lab code `weft demo` uses (src/lab/lab.ts).
  *
  * ```ts
  * Deno.test({ name: "…", ignore: requireRoot(), async fn() {
@@ -27,11 +27,11 @@ import {
   runIn,
   type RunResult,
   setSysctl,
-} from "../../src/cli/lab.ts";
+} from "../../src/lab/lab.ts";
 import { addIP, formatIP, parseCIDR, parseNet } from "../../src/net/ip.ts";
 import { RUN_ID, TEST_PREFIX_ROOT, uniqueIfName, uniqueNetnsName } from "./names.ts";
 
-export type { RunResult } from "../../src/cli/lab.ts";
+export type { RunResult } from "../../src/lab/lab.ts";
 
 /** True when the tests may build namespaces. */
 export const ROOT = Deno.uid() === 0;

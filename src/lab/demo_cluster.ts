@@ -12,7 +12,7 @@ import { Netlink, netnsCreate, netnsList, netnsPath } from "../../ffi/mod.ts";
 import { addNode, alive, createUnderlay, deleteNamespaces, runIn, spawnDetached, stopPid } from "./lab.ts";
 import { readSubnetEnv } from "../config/subnet_env.ts";
 import { formatNet } from "../net/ip.ts";
-import { selfCommand } from "./self_command.ts";
+import { selfCommand } from "../self_command.ts";
 
 /** What every demo namespace name starts with. */
 export const DEMO_PREFIX = "weft-demo-";
@@ -204,22 +204,12 @@ async function readyz(node: DemoNode): Promise<boolean> {
   return child?.code === 0;
 }
 
-/** Builds the demo cluster (after removing any leftovers) and returns its state. */
-export async function demoUp(opts: DemoOptions): Promise<DemoState> {
-  const timeout = opts.timeoutMs ?? 60_000;
-  const leftovers = await demoDown();
-  if (leftovers.namespaces || leftovers.processes) {
-    opts.progress(
-      `removed leftovers of an earlier demo (${leftovers.namespaces} namespaces, ${leftovers.processes} processes)`,
-    );
-  }
-  Deno.mkdirSync(`${DEMO_DIR}/logs`, { recursive: true });
-  const state: DemoState = { backend: opts.backend, etcd: ETCD_URL, namespaces: [], pids: [], nodes: [] };
-  saveState(state);
-
-  opts.progress("underlay: bridge br0 in its own namespace");
-  buildUnderlay(state);
-
+/** Starts etcd in the underlay namespace, builds the node namespaces, writes the network config. */
+async function startEtcdAndNodes(
+  opts: DemoOptions,
+  state: DemoState,
+  timeout: number,
+): Promise<{ netns: string; publicIP: string }[]> {
   opts.progress(`etcd: starting in the underlay namespace at ${ETCD_URL}`);
   const etcdDir = `${DEMO_DIR}/etcd`;
   const etcdPid = spawnDetached(UNDERLAY, [
@@ -258,37 +248,64 @@ export async function demoUp(opts: DemoOptions): Promise<DemoState> {
   });
   if (put.code !== 0) throw new Error(`writing the network config failed: ${put.stderr}`);
   opts.progress(`network config: ${config}`);
+  return nodes;
+}
 
-  for (const [k, n] of nodes.entries()) {
-    const i = k + 1;
-    const dir = `${DEMO_DIR}/n${i}`;
-    Deno.mkdirSync(dir, { recursive: true });
-    const node: DemoNode = {
-      name: `n${i}`,
-      netns: n.netns,
-      publicIP: n.publicIP,
-      subnet: "",
-      subnetFile: `${dir}/subnet.env`,
-      healthPort: 8471,
-      agentPid: 0,
-      pods: [],
-    };
-    opts.progress(`node ${node.name}: starting weft agent (${opts.backend})`);
-    const agentPid = spawnDetached(node.netns, [
-      ...selfCommand(),
-      "agent",
-      `--etcd-endpoints=${ETCD_URL}`,
-      "--iface=eth0",
-      `--subnet-file=${node.subnetFile}`,
-      "--ip-masq",
-      "--healthz-ip=127.0.0.1",
-      `--healthz-port=${node.healthPort}`,
-    ], `${DEMO_DIR}/logs/agent-${node.name}.log`);
-    node.agentPid = agentPid;
-    state.pids.push({ pid: agentPid, what: `agent ${node.name}` });
-    state.nodes.push(node);
-    saveState(state);
+/** Starts node `i`'s agent and records it in the state. */
+function startAgent(
+  opts: DemoOptions,
+  state: DemoState,
+  n: { netns: string; publicIP: string },
+  i: number,
+): void {
+  const dir = `${DEMO_DIR}/n${i}`;
+  Deno.mkdirSync(dir, { recursive: true });
+  const node: DemoNode = {
+    name: `n${i}`,
+    netns: n.netns,
+    publicIP: n.publicIP,
+    subnet: "",
+    subnetFile: `${dir}/subnet.env`,
+    healthPort: 8471,
+    agentPid: 0,
+    pods: [],
+  };
+  opts.progress(`node ${node.name}: starting weft agent (${opts.backend})`);
+  const agentPid = spawnDetached(node.netns, [
+    ...selfCommand(),
+    "agent",
+    `--etcd-endpoints=${ETCD_URL}`,
+    "--iface=eth0",
+    `--subnet-file=${node.subnetFile}`,
+    "--ip-masq",
+    "--healthz-ip=127.0.0.1",
+    `--healthz-port=${node.healthPort}`,
+  ], `${DEMO_DIR}/logs/agent-${node.name}.log`);
+  node.agentPid = agentPid;
+  state.pids.push({ pid: agentPid, what: `agent ${node.name}` });
+  state.nodes.push(node);
+  saveState(state);
+}
+
+/** Builds the demo cluster (after removing any leftovers) and returns its state. */
+export async function demoUp(opts: DemoOptions): Promise<DemoState> {
+  const timeout = opts.timeoutMs ?? 60_000;
+  const leftovers = await demoDown();
+  if (leftovers.namespaces || leftovers.processes) {
+    opts.progress(
+      `removed leftovers of an earlier demo (${leftovers.namespaces} namespaces, ${leftovers.processes} processes)`,
+    );
   }
+  Deno.mkdirSync(`${DEMO_DIR}/logs`, { recursive: true });
+  const state: DemoState = { backend: opts.backend, etcd: ETCD_URL, namespaces: [], pids: [], nodes: [] };
+  saveState(state);
+
+  opts.progress("underlay: bridge br0 in its own namespace");
+  buildUnderlay(state);
+
+  const nodes = await startEtcdAndNodes(opts, state, timeout);
+
+  for (const [k, n] of nodes.entries()) startAgent(opts, state, n, k + 1);
 
   for (const node of state.nodes) {
     const env = await waitFor(`agent ${node.name} to write ${node.subnetFile}`, timeout, () => {

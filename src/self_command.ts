@@ -24,7 +24,7 @@ export const V8_FLAGS_ARG = `--v8-flags=${V8_FLAGS.join(",")}`;
 /** Returns `[executable, ...leading args]` for running weft with further arguments. */
 export function selfCommand(): [string, ...string[]] {
   const exe = Deno.execPath();
-  const main = new URL("../../main.ts", import.meta.url);
+  const main = new URL("../main.ts", import.meta.url);
   // A compiled binary's modules live inside it; its execPath is weft itself.
   const compiled = !main.protocol.startsWith("file") || !/\/deno$/.test(exe);
   if (compiled) return [exe];

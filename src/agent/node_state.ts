@@ -1,0 +1,107 @@
+/**
+ * The node's own state, kept as it should be for the current lease: the backend's device, subnet.env
+ * and weft's nftables rules. One {@linkcode NodeState.ensure} installs them for a new lease and repairs
+ * them on every resync, as the reconciler repairs the peers' entries.
+ *
+ * @module
+ */
+import type { Backend } from "../backend/backend.ts";
+import type { NetworkConfig } from "../config/net_conf.ts";
+import { formatSubnetEnv, type SubnetEnv, writeSubnetEnv } from "../config/subnet_env.ts";
+import { type MasqNets, RulesKeeper } from "../datapath/masq.ts";
+import type { DeviceChange } from "../datapath/reconciler.ts";
+import { log } from "../log.ts";
+import type { Lease } from "../subnet/lease.ts";
+import type { AgentStatus } from "./status.ts";
+
+const logger = log("agent");
+
+/** Writes subnet.env when it is missing or differs; returns what it did. */
+function ensureSubnetEnv(path: string, env: SubnetEnv): "unchanged" | "written" {
+  const want = formatSubnetEnv(env);
+  try {
+    if (Deno.readTextFileSync(path) === want) return "unchanged";
+  } catch { /* missing: write it */ }
+  writeSubnetEnv(path, env);
+  return "written";
+}
+
+/** Device, subnet.env and rules of this node. */
+export class NodeState {
+  readonly #rules: RulesKeeper;
+
+  /**
+   * @param backend the node's backend (its device)
+   * @param cfg the network config
+   * @param opts where subnet.env goes, and whether to masquerade
+   * @param status where the outcome is reported
+   */
+  constructor(
+    private readonly backend: Backend,
+    private readonly cfg: NetworkConfig,
+    private readonly opts: { subnetFile: string; ipMasq: boolean },
+    private readonly status: AgentStatus,
+  ) {
+    this.#rules = new RulesKeeper(opts.ipMasq);
+  }
+
+  /**
+   * Makes device, subnet.env and rules match `lease`. `newLease` says the lease just changed, so
+   * rewriting is expected and no drift. Returns what the device took, or undefined when it could not
+   * be ensured (logged; the next resync tries again). subnet.env and rules do not depend on the device.
+   */
+  ensure(lease: Lease, newLease = false): DeviceChange | undefined {
+    let change: DeviceChange | undefined;
+    try {
+      change = this.backend.ensureDevice(lease);
+    } catch (err) {
+      logger.error("device: {error}", { error: (err as Error).message });
+    }
+    this.#subnetEnv(lease, newLease);
+    this.#nftRules(lease);
+    return change;
+  }
+
+  #subnetEnv(l: Lease, expected: boolean): void {
+    const { cfg } = this;
+    const env: SubnetEnv = {
+      ...(cfg.network ? { network: cfg.network } : {}),
+      ...(l.subnet ? { subnet: l.subnet } : {}),
+      ...(cfg.ipv6Network && l.ipv6Subnet ? { ipv6Network: cfg.ipv6Network, ipv6Subnet: l.ipv6Subnet } : {}),
+      mtu: this.backend.mtu,
+      ipMasq: this.opts.ipMasq,
+    };
+    try {
+      const did = ensureSubnetEnv(this.opts.subnetFile, env);
+      if (did === "written" && this.status.subnetEnvWritten && !expected) {
+        this.status.counters.subnetEnvRewritten++;
+        logger.warn("{file} was missing or altered: rewrote it", { file: this.opts.subnetFile });
+      }
+      this.status.subnetEnvWritten = true;
+    } catch (err) {
+      logger.error("writing {file}: {error}", { file: this.opts.subnetFile, error: (err as Error).message });
+    }
+  }
+
+  #nftRules(l: Lease): void {
+    const { cfg } = this;
+    const nets: MasqNets[] = [
+      ...(cfg.network && l.subnet ? [{ network: cfg.network, podSubnet: l.subnet }] : []),
+      ...(cfg.ipv6Network && l.ipv6Subnet ? [{ network: cfg.ipv6Network, podSubnet: l.ipv6Subnet }] : []),
+    ];
+    if (!nets.length) {
+      this.status.rulesOk = true;
+      return;
+    }
+    try {
+      if (this.#rules.ensure(nets) === "repaired") {
+        this.status.counters.rulesRepaired++;
+        logger.warn("nftables table weft was deleted or altered: re-installed it");
+      }
+      this.status.rulesOk = true;
+    } catch (err) {
+      this.status.rulesOk = false;
+      logger.error("nftables rules: {error}", { error: (err as Error).message });
+    }
+  }
+}

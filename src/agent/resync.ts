@@ -1,0 +1,57 @@
+/**
+ * The full pass: node state (device, subnet.env, rules) and then every peer's entries, compared with
+ * what the kernel holds; run once the first complete list of leases arrived and then every
+ * `--resync-interval`. Nothing is pruned before that first list (an empty desired map would look like
+ * "every peer is gone").
+ *
+ * @module
+ */
+import { sleep } from "../async.ts";
+import type { Reconciler } from "../datapath/reconciler.ts";
+import { log } from "../log.ts";
+import type { Lease } from "../subnet/lease.ts";
+import type { NodeState } from "./node_state.ts";
+import type { AgentStatus } from "./status.ts";
+
+const logger = log("agent");
+
+/** Runs full passes. */
+export class Resync {
+  /**
+   * @param reconciler the peers' entries
+   * @param node the node's own state
+   * @param lease the current own lease
+   * @param synced whether the first complete list of leases arrived
+   * @param status where "datapath applied" is reported
+   */
+  constructor(
+    private readonly reconciler: Reconciler,
+    private readonly node: NodeState,
+    private readonly lease: () => Lease,
+    private readonly synced: () => boolean,
+    private readonly status: AgentStatus,
+  ) {}
+
+  /** One pass, after the applies already scheduled; a no-op before the first complete list. */
+  async pass(): Promise<void> {
+    if (!this.synced()) return;
+    await this.reconciler.settled();
+    const change = this.node.ensure(this.lease());
+    if (change === undefined) {
+      this.reconciler.stats.errors++; // the device failed (logged): the next pass tries again
+      return;
+    }
+    if (this.reconciler.fullPass(change) && !this.status.datapathApplied) {
+      this.status.datapathApplied = true;
+      logger.info("datapath applied: {n} peers programmed", { n: this.reconciler.stats.peersProgrammed });
+    }
+  }
+
+  /** A pass every `seconds` until `signal` aborts. */
+  async run(seconds: number, signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      await sleep(seconds * 1000, signal);
+      if (!signal.aborted) await this.pass();
+    }
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * What the agent knows about itself, in one place: the lease, whether the lease store answers, what is
+ * in place (device, subnet.env, rules, first datapath pass) and the counters. Readiness and the metrics
+ * are read from it; the owners (start-up, node state, peer sync, store health) write to it.
+ *
+ * @module
+ */
+import type { ReconcileStats } from "../datapath/reconciler.ts";
+import { formatNet } from "../net/ip.ts";
+import type { Lease } from "../subnet/lease.ts";
+import type { AgentCounters, AgentView } from "./metrics.ts";
+
+/** The agent's state as its owners report it. */
+export class AgentStatus {
+  /** The own lease, once acquired. */
+  lease: Lease | undefined;
+  /** The backend type, once chosen. */
+  backendType = "";
+  /** Whether the lease store answered last time. */
+  storeUp = false;
+  /** subnet.env written at least once. */
+  subnetEnvWritten = false;
+  /** nftables rules as they should be. */
+  rulesOk = false;
+  /** The first full datapath pass after the first complete list of leases is done. */
+  datapathApplied = false;
+  /** Counters kept outside the reconciler. */
+  readonly counters: AgentCounters = { rulesRepaired: 0, subnetEnvRewritten: 0, leaseReacquired: 0 };
+  /** Reconciler counters, once it exists. */
+  stats: () => ReconcileStats | undefined = () => undefined;
+  /** Leases of other nodes wanted now. */
+  leasesKnown: () => number = () => 0;
+  /** Lease renewals so far. */
+  renewals: () => number = () => 0;
+
+  /** Ready when every part is in place; otherwise the first missing part. */
+  readiness(): { ready: boolean; why: string } {
+    if (!this.lease) return { ready: false, why: "no lease yet" };
+    if (!this.datapathApplied) return { ready: false, why: "datapath not applied yet" };
+    if (!this.subnetEnvWritten) return { ready: false, why: "subnet.env not written" };
+    if (!this.rulesOk) return { ready: false, why: "nftables rules not installed" };
+    return { ready: true, why: "" };
+  }
+
+  /** The view the metrics read at scrape time. */
+  view(): AgentView {
+    return {
+      stats: () => this.stats(),
+      leasesKnown: () => this.leasesKnown(),
+      lease: () => {
+        const l = this.lease;
+        if (!l?.subnet) return undefined;
+        return {
+          subnet: formatNet(l.subnet),
+          publicIP: l.attrs.PublicIP,
+          backend: this.backendType,
+          ...(l.expiration ? { expiresAt: l.expiration } : {}),
+        };
+      },
+      etcdUp: () => this.storeUp,
+      ready: () => this.readiness().ready,
+      renewals: () => this.renewals(),
+      counters: () => this.counters,
+    };
+  }
+}
