@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { V8_FLAGS_ARG } from "../src/cli/self_command.ts";
+import { V8_FLAGS_ARG } from "../src/self_command.ts";
 
 const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"] as const;
 const HOST = `${Deno.build.arch}-unknown-linux-gnu`;

@@ -75,6 +75,7 @@ export function podRoutes(cfg: CniConfig, f: FamilyPlan): string[] {
 }
 
 /** Runs ADD; returns the (1.x-shaped) result, `prevResult` first when chained. */
+// deno-lint-ignore weft/max-function-lines -- one ADD with its rollback steps in order; being split in the CNI rework
 export function cmdAdd(cfg: CniConfig, env: CniEnv): Result {
   const senv = subnetEnvFor(cfg);
   const fams = plans(senv);
