@@ -38,6 +38,8 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
   100: "ENETDOWN",
   101: "ENETUNREACH",
   105: "ENOBUFS",
+  110: "ETIMEDOUT",
+  111: "ECONNREFUSED",
   113: "EHOSTUNREACH",
 };
 

@@ -38,6 +38,8 @@ export const LIBC_SYMBOLS = {
   write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   // int bind(int sockfd, const struct sockaddr *addr, socklen_t addrlen);
   bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  // int connect(int sockfd, const struct sockaddr *addr, socklen_t addrlen);
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   // int getsockname(int sockfd, struct sockaddr *addr, socklen_t *addrlen);
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   // int setsockopt(int sockfd, int level, int optname, const void *optval, socklen_t optlen);

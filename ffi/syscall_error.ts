@@ -18,6 +18,7 @@ export const ERRNO = {
   EINVAL: 22,
   EADDRINUSE: 98,
   EADDRNOTAVAIL: 99,
+  ECONNREFUSED: 111,
 } as const;
 
 /** A libc call that failed. */
