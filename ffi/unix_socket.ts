@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { cstr, sizeT } from "./cmem.ts";
+import { sizeT } from "./cmem.ts";
 import { c, libcErrno } from "./loader.ts";
 import { ERRNO, SyscallError } from "./syscall_error.ts";
 
