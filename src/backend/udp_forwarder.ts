@@ -106,31 +106,41 @@ export class UdpForwarder {
 
   async #run(): Promise<void> {
     const poller = new Poller([this.tun.fd, this.sock.fd, this.#waker.fd]);
+    let tunReady = true, sockReady = true; // drain both once at start
     while (!this.#stopping) {
-      const moved = this.#drain();
+      const moved = this.#drain(tunReady, sockReady);
       // A full batch means more is probably queued: poll without blocking, which still lets the event
       // loop run timers and I/O callbacks in between.
       await poller.wait(moved >= BATCH ? 0 : -1);
       this.stats.wakeups++;
+      tunReady = poller.readable(0);
+      sockReady = poller.readable(1);
       if (poller.readable(2)) this.#waker.drain();
     }
   }
 
-  /** Moves up to BATCH packets in each direction, alternating; returns how many moved. */
-  #drain(): number {
+  /**
+   * Moves up to BATCH packets, alternating directions; a side is read only while poll() said it was
+   * readable and until it runs dry (a read that finds nothing is a wasted syscall). Returns how many
+   * packets moved.
+   */
+  #drain(tunReady: boolean, sockReady: boolean): number {
     let moved = 0;
-    for (let i = 0; i < BATCH; i++) {
-      let active = false;
+    while ((tunReady || sockReady) && moved < BATCH) {
       try {
-        if (this.#tunToUdp()) active = true;
-        if (this.#udpToTun()) active = true;
+        if (tunReady) {
+          if (this.#tunToUdp()) moved++;
+          else tunReady = false;
+        }
+        if (sockReady) {
+          if (this.#udpToTun()) moved++;
+          else sockReady = false;
+        }
       } catch (err) {
         this.stats.sendErrors++;
         this.#logError(err);
-        active = true;
+        moved++;
       }
-      if (!active) break;
-      moved++;
     }
     return moved;
   }
