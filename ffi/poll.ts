@@ -35,6 +35,11 @@ export class Poller {
     });
   }
 
+  /** Replaces descriptor `i` (a negative fd is ignored by poll(): that slot is switched off). */
+  setFd(i: number, fd: number): void {
+    this.#view.setInt32(8 * i, fd, true);
+  }
+
   /**
    * Resolves when at least one descriptor is readable (or after `timeoutMs`, -1 = never), with the
    * number of ready descriptors (0 on timeout or EINTR). Read the details with {@linkcode readable}.

@@ -18,6 +18,7 @@
 import { Poller, Waker } from "../../ffi/poll.ts";
 import type { Tun } from "../../ffi/tun.ts";
 import type { UdpSocket } from "../../ffi/udp_socket.ts";
+import { SyscallError } from "../../ffi/syscall_error.ts";
 import { log } from "../log.ts";
 import type { UdpPeerTable } from "./udp_peers.ts";
 
@@ -80,6 +81,8 @@ export class UdpForwarder {
   #stopping = false;
   #done: Promise<void> | undefined;
   #lastError = 0;
+  #tun: Tun | undefined;
+  #tunChanged = false;
 
   /**
    * @param tun the attached TUN device
@@ -87,10 +90,22 @@ export class UdpForwarder {
    * @param peers where packets go, by destination subnet
    */
   constructor(
-    private readonly tun: Tun,
+    tun: Tun,
     private readonly sock: UdpSocket,
     private readonly peers: UdpPeerTable,
-  ) {}
+  ) {
+    this.#tun = tun;
+  }
+
+  /**
+   * Switches to a new TUN device (the old one was deleted and created again). Until then, a TUN device
+   * that fails (deleted under the loop) is left alone, and datagrams from peers are dropped.
+   */
+  setTun(tun: Tun): void {
+    this.#tun = tun;
+    this.#tunChanged = true;
+    this.#waker.wake();
+  }
 
   /** Starts the loop (once); the Promise settles when it has stopped. */
   start(): Promise<void> {
@@ -105,15 +120,19 @@ export class UdpForwarder {
   }
 
   async #run(): Promise<void> {
-    const poller = new Poller([this.tun.fd, this.sock.fd, this.#waker.fd]);
+    const poller = new Poller([this.#tun?.fd ?? -1, this.sock.fd, this.#waker.fd]);
     let tunReady = true, sockReady = true; // drain both once at start
     while (!this.#stopping) {
       const moved = this.#drain(tunReady, sockReady);
+      if (this.#tunChanged || !this.#tun) {
+        this.#tunChanged = false;
+        poller.setFd(0, this.#tun?.fd ?? -1);
+      }
       // A full batch means more is probably queued: poll without blocking, which still lets the event
       // loop run timers and I/O callbacks in between.
       await poller.wait(moved >= BATCH ? 0 : -1);
       this.stats.wakeups++;
-      tunReady = poller.readable(0);
+      tunReady = !!this.#tun && poller.readable(0);
       sockReady = poller.readable(1);
       if (poller.readable(2)) this.#waker.drain();
     }
@@ -127,28 +146,46 @@ export class UdpForwarder {
   #drain(tunReady: boolean, sockReady: boolean): number {
     let moved = 0;
     while ((tunReady || sockReady) && moved < BATCH) {
-      try {
-        if (tunReady) {
+      if (tunReady) {
+        try {
           if (this.#tunToUdp()) moved++;
           else tunReady = false;
+        } catch (err) {
+          tunReady = false;
+          this.#failed(err);
         }
-        if (sockReady) {
+      }
+      if (sockReady) {
+        try {
           if (this.#udpToTun()) moved++;
           else sockReady = false;
+        } catch (err) {
+          this.#failed(err);
+          moved++;
         }
-      } catch (err) {
-        this.stats.sendErrors++;
-        this.#logError(err);
-        moved++;
       }
     }
     return moved;
   }
 
+  /** A failed read or write: a TUN device that fails is dropped from the poll set until setTun(). */
+  #failed(err: unknown): void {
+    this.stats.sendErrors++;
+    const tun = this.#tun;
+    if (
+      tun && err instanceof SyscallError && (err.op === `read ${tun.name}` || err.op === `write ${tun.name}`)
+    ) {
+      logger.warn("TUN device failed ({error}): waiting for it to be set up again", { error: err.message });
+      this.#tun = undefined;
+      return;
+    }
+    this.#logError(err);
+  }
+
   /** One packet from the TUN device to its peer; false when none was queued. */
   #tunToUdp(): boolean {
     const buf = this.#buf;
-    const n = this.tun.read(buf);
+    const n = this.#tun!.read(buf);
     if (n === 0) return false;
     if (n < IPV4_HEADER || (buf[0]! >> 4) !== 4) {
       this.stats.droppedMalformed++;
@@ -182,7 +219,12 @@ export class UdpForwarder {
       this.stats.droppedTtl++;
       return true;
     }
-    if (this.tun.write(buf, n)) this.stats.udpToTun++;
+    const tun = this.#tun;
+    if (!tun) {
+      this.stats.sendErrors++; // no device to deliver to until it is set up again
+      return true;
+    }
+    if (tun.write(buf, n)) this.stats.udpToTun++;
     else this.stats.sendErrors++;
     return true;
   }

@@ -10,7 +10,7 @@
  * @module
  */
 import { formatSockaddrIn, sockaddrIn } from "../../ffi/udp_socket.ts";
-import type { EntryDriver } from "./entry_driver_tmp.ts";
+import type { EntryDriver } from "../datapath/entries.ts";
 import { formatNet, type IPNet, parseIP, parseNet } from "../net/ip.ts";
 
 /** One peer of the table. */

@@ -8,7 +8,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import type { EntryDriver } from "./entry_driver_tmp.ts";
+import type { EntryDriver } from "../datapath/entries.ts";
 import type { WgControl, WgPeerState } from "./wireguard_control.ts";
 
 /** What weft sets on a peer. */
