@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { Netlink, withNetns } from "../ffi/mod.ts";
 import { formatIP, formatNet } from "../src/net/ip.ts";
 import type { SubnetEnv } from "../src/config/subnet_env.ts";
+import { runIn } from "../src/cli/lab.ts";
 import {
   addPodBridge,
   type AgentProcess,
@@ -23,6 +24,7 @@ import { etcdctl, startEtcd } from "./helpers/etcd.ts";
 import { createTopology, hasBinary, ROOT } from "./helpers/topology.ts";
 
 const PREFIX = "/coreos.com/network";
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const CONFIG = JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "udp" } });
 
 const keyOf = (env: SubnetEnv) => `${PREFIX}/subnets/${formatNet(env.subnet!).replace("/", "-")}`;
@@ -73,6 +75,24 @@ Deno.test({
           assert.equal(r?.index, dev.index);
         },
       );
+
+      await t.step("weft doctor sees flannel0 with the udp loop behind it", async () => {
+        const r = await runIn(topo.nodes[0]!.netns, [
+          Deno.execPath(),
+          "run",
+          "-A",
+          "--no-check",
+          MAIN,
+          "doctor",
+          "--json",
+          "--subnet-file",
+          agents[0]!.subnetFile,
+        ]);
+        const f = (JSON.parse(r.stdout) as { findings: { id: string; status: string; message: string }[] })
+          .findings.find((f) => f.id === "udp");
+        assert.equal(f?.status, "ok", JSON.stringify(f));
+        assert.equal(f?.message, "flannel0 (TUN) with the udp loop listening on UDP 8285");
+      });
 
       await t.step(
         "on the underlay each inner packet is the whole payload of a datagram to port 8285",

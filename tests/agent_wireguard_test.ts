@@ -25,6 +25,7 @@ import { pidsInNetns, stopNetnsProcesses } from "./helpers/netns_procs.ts";
 import { createTopology, hasBinary, ROOT } from "./helpers/topology.ts";
 
 const PREFIX = "/coreos.com/network";
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const CONFIG = JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "wireguard" } });
 const RESYNC_S = 2;
 
@@ -128,6 +129,37 @@ Deno.test({
           for (const i of [1, 2]) {
             assert.equal(routes.find((r) => r.dst === formatNet(envs[i]!.subnet!))?.index, dev.index);
           }
+        },
+      );
+
+      await t.step(
+        "weft doctor says which WireGuard is in use (userspace wireguard-go, its pid)",
+        async () => {
+          const [pid] = pidsInNetns(n0.netns, "wireguard-go");
+          // In the agent's namespaces: its network namespace and its /run/wireguard.
+          const r = await runIn(undefined, [
+            "nsenter",
+            "-t",
+            String(a0.pid),
+            "-m",
+            "-n",
+            Deno.execPath(),
+            "run",
+            "-A",
+            "--no-check",
+            MAIN,
+            "doctor",
+            "--json",
+            "--subnet-file",
+            a0.subnetFile,
+          ]);
+          const f = (JSON.parse(r.stdout) as { findings: { id: string; status: string; message: string }[] })
+            .findings.find((f) => f.id === "wireguard");
+          assert.equal(f?.status, "ok", JSON.stringify(f));
+          assert.equal(
+            f?.message,
+            `flannel-wg: userspace WireGuard (wireguard-go, pid ${pid}), port 51820, 2 peers`,
+          );
         },
       );
 

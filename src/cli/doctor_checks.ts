@@ -9,6 +9,7 @@ import { libnlAvailable, Netlink, txChecksumOffload } from "../../ffi/mod.ts";
 import type { LinkInfo } from "../../ffi/mod.ts";
 import { readSubnetEnv, type SubnetEnv } from "../config/subnet_env.ts";
 import { formatNet } from "../net/ip.ts";
+import { checkUdpBackend, checkWireguard } from "./doctor_backends.ts";
 
 /** How a check came out. */
 export type Status = "ok" | "warn" | "fail" | "skip";
@@ -338,6 +339,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<Finding[]> {
     using nl = Netlink.open();
     const vxlan = nl.linkGet(vxlanName);
     findings.push(checkVxlanPort(vxlan, opts.port), checkMtu(nl, env, vxlan), checkTxChecksum(vxlan));
+    findings.push(checkWireguard(nl), checkUdpBackend(nl));
   }
   findings.push(envFinding, ...await checkEtcd(opts, env));
   return findings;
