@@ -78,7 +78,7 @@ Deno.test({
         binds: { "/run/wireguard": `${dir}/${n.netns}-run-wireguard` },
       })
     );
-    const [n0, n1, n2] = topo.nodes as [typeof topo.nodes[0], typeof topo.nodes[0], typeof topo.nodes[0]];
+    const [n0, n1] = topo.nodes as [typeof topo.nodes[0], typeof topo.nodes[0]];
     const [a0, , a2] = agents as [AgentProcess, AgentProcess, AgentProcess];
     try {
       const envs = await Promise.all(agents.map((a) => waitSubnetEnv(a)));
