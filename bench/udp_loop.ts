@@ -18,7 +18,7 @@ import { Tun } from "../ffi/tun.ts";
 import { sockaddrIn, UdpSocket } from "../ffi/udp_socket.ts";
 import { UdpForwarder } from "../src/backend/udp_forwarder.ts";
 import { UdpPeerDriver, UdpPeerTable } from "../src/backend/udp_peers.ts";
-import { V8_FLAGS_ARG } from "../src/cli/self_command.ts";
+import { V8_FLAGS_ARG } from "../src/self_command.ts";
 import { uniqueNetnsName } from "../tests/helpers/names.ts";
 
 const SELF = new URL(import.meta.url).pathname;

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { Netlink, withNetns } from "../ffi/mod.ts";
 import { formatNet } from "../src/net/ip.ts";
 import type { SubnetEnv } from "../src/config/subnet_env.ts";
-import { runIn } from "../src/cli/lab.ts";
+import { runIn } from "../src/lab/lab.ts";
 import {
   addPodBridge,
   type AgentProcess,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parseNetworkConfig } from "../config/net_conf.ts";
-import { BackendOptionReader } from "./option_reader_tmp.ts";
+import { BackendOptionReader } from "../config/net_conf.ts";
 import { parseUdpOptions } from "./udp_options.ts";
 import { parseWireguardOptions } from "./wireguard_options.ts";
 import { generatePrivateKey, keyToBase64 } from "./wireguard_key.ts";

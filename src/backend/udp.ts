@@ -18,15 +18,15 @@
 import type { Netlink } from "../../ffi/mod.ts";
 import { Tun } from "../../ffi/tun.ts";
 import { UdpSocket } from "../../ffi/udp_socket.ts";
-import type { ExternalInterface } from "../agent/iface.ts";
-import type { Entry } from "../datapath/entries.ts";
+import type { ExternalInterface } from "../net/iface.ts";
+import type { Entry, EntryDriver } from "../datapath/entries.ts";
 import type { DeviceChange } from "../datapath/reconciler.ts";
 import { log } from "../log.ts";
 import { formatIP, formatNet, type IPNet } from "../net/ip.ts";
 import type { Lease } from "../subnet/lease.ts";
 import { ensureDeviceAddress, ensureNetworkRoute } from "./device_setup.ts";
-import type { EntryDriver } from "../datapath/entries.ts";
 import { UdpForwarder, type UdpForwarderStats } from "./udp_forwarder.ts";
+import type { Backend } from "./backend.ts";
 import type { UdpBackendOptions } from "./udp_options.ts";
 import { UdpPeerDriver, UdpPeerTable } from "./udp_peers.ts";
 
@@ -38,7 +38,7 @@ export const UDP_OVERHEAD = 28;
 export const UDP_DEVICE = "flannel0";
 
 /** The udp backend. */
-export class UdpBackend {
+export class UdpBackend implements Backend {
   readonly type = "udp";
   /** flannel's udp leases carry no BackendType. */
   readonly leaseType = "";
@@ -50,8 +50,6 @@ export class UdpBackend {
   #sock: UdpSocket | undefined;
   #forwarder: UdpForwarder | undefined;
   #running: Promise<void> | undefined;
-  #lease: Lease | undefined;
-  #ignored = new Set<string>();
 
   /**
    * @param nl handle in the node's namespace (the agent's own: the TUN device and the socket are made in
@@ -84,11 +82,6 @@ export class UdpBackend {
     return this.#forwarder?.stats;
   }
 
-  /** Binds the device's address to the node's lease. */
-  setLease(lease: Lease): void {
-    this.#lease = lease;
-  }
-
   /** Attaches (or creates) flannel0, recreating it when it was deleted under the loop. */
   #attach(): DeviceChange {
     const link = this.nl.linkGet(UDP_DEVICE);
@@ -112,8 +105,7 @@ export class UdpBackend {
    * Makes flannel0 match: attached, MTU, the lease's network address /32, up, the route for the cluster
    * network; and starts the packet loop on its first call.
    */
-  ensureDevice(lease: Lease | undefined = this.#lease): DeviceChange {
-    if (lease) this.#lease = lease;
+  ensureDevice(lease: Lease): DeviceChange {
     let change = this.#attach();
     const repaired = (what: string) => {
       if (change === "unchanged") change = "repaired";
@@ -125,9 +117,9 @@ export class UdpBackend {
       repaired(`MTU ${dev.mtu} set back to ${this.mtu}`);
       this.nl.linkSetMtu(dev.index, this.mtu);
     }
-    if (this.#lease?.subnet) {
+    if (lease.subnet) {
       // A /32: no broadcast routes; the source address for traffic from the node itself to pods.
-      const what = ensureDeviceAddress(this.nl, dev.index, `${formatIP(this.#lease.subnet.ip)}/32`);
+      const what = ensureDeviceAddress(this.nl, dev.index, `${formatIP(lease.subnet.ip)}/32`);
       if (what) repaired(what);
     }
     if (!dev.up) {
@@ -145,18 +137,8 @@ export class UdpBackend {
     return change;
   }
 
-  /** The peer table row for a lease: its subnet → its PublicIP:Port. Other backends' leases: none. */
+  /** The peer table row for a (udp) lease: its subnet → its PublicIP:Port. */
   entriesFor(lease: Lease): Entry[] | undefined {
-    if (lease.attrs.BackendType !== this.leaseType) {
-      if (!this.#ignored.has(lease.key)) {
-        this.#ignored.add(lease.key);
-        logger.info("ignoring lease {key}: backend {type}, not udp", {
-          key: lease.key,
-          type: lease.attrs.BackendType,
-        });
-      }
-      return undefined;
-    }
     if (!lease.subnet) return undefined;
     return [{
       kind: "driver",

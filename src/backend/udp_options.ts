@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { BackendOptionReader } from "./option_reader_tmp.ts";
+import type { BackendOptionReader } from "../config/net_conf.ts";
 
 /** flannel's udp port. */
 export const UDP_DEFAULT_PORT = 8285;

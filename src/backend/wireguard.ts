@@ -19,15 +19,15 @@
  * @module
  */
 import type { Netlink } from "../../ffi/mod.ts";
-import type { ExternalInterface } from "../agent/iface.ts";
-import type { Entry } from "../datapath/entries.ts";
+import type { ExternalInterface } from "../net/iface.ts";
+import type { Entry, EntryDriver } from "../datapath/entries.ts";
 import type { DeviceChange } from "../datapath/reconciler.ts";
 import { log } from "../log.ts";
 import { formatIP, formatNet, type IPNet, parseIP } from "../net/ip.ts";
 import type { Lease } from "../subnet/lease.ts";
-import type { EntryDriver } from "../datapath/entries.ts";
 import { WgImplChoice, WireguardDevice } from "./wireguard_device.ts";
 import { keyFilePath, type KeyPair, keyToBase64, loadOrCreateKey } from "./wireguard_key.ts";
+import type { Backend } from "./backend.ts";
 import type { WireguardBackendOptions } from "./wireguard_options.ts";
 import { WireguardPeerDriver } from "./wireguard_peers.ts";
 
@@ -74,14 +74,12 @@ export interface WireguardBackendContext {
 }
 
 /** The wireguard backend. */
-export class WireguardBackend {
+export class WireguardBackend implements Backend {
   readonly type = "wireguard";
   /** Pod MTU: base − 80. */
   readonly mtu: number;
   readonly #keys: KeyPair;
   readonly #devs: Dev[] = [];
-  #lease: Lease | undefined;
-  #ignored = new Set<string>();
 
   /**
    * @param nl handle in the node's namespace
@@ -163,22 +161,15 @@ export class WireguardBackend {
     return this.families.ipv6 ? { PublicKey: this.publicKey, Port: this.opts.listenPortV6 } : undefined;
   }
 
-  /** Binds the devices' addresses to the node's lease. */
-  setLease(lease: Lease): void {
-    this.#lease = lease;
-  }
-
   /** Makes every device match (see {@linkcode WireguardDevice.ensure}); "created" when any was created. */
-  ensureDevice(lease: Lease | undefined = this.#lease): DeviceChange {
-    if (lease) this.#lease = lease;
-    const l = this.#lease;
+  ensureDevice(l: Lease): DeviceChange {
     const changes = this.#devs.map((d) => {
       const addrs: string[] = [], nets: string[] = [];
-      if (d.v4 && l?.subnet && this.ctx.network) {
+      if (d.v4 && l.subnet && this.ctx.network) {
         addrs.push(`${formatIP(l.subnet.ip)}/32`);
         nets.push(formatNet(this.ctx.network));
       }
-      if (d.v6 && l?.ipv6Subnet && this.ctx.ipv6Network) {
+      if (d.v6 && l.ipv6Subnet && this.ctx.ipv6Network) {
         addrs.push(`${formatIP(l.ipv6Subnet.ip)}/128`);
         nets.push(formatNet(this.ctx.ipv6Network));
       }
@@ -198,16 +189,6 @@ export class WireguardBackend {
 
   /** The peer (and a route for each of its subnets) on each device, for a wireguard lease. */
   entriesFor(lease: Lease): Entry[] | undefined {
-    if (lease.attrs.BackendType !== this.type) {
-      if (!this.#ignored.has(lease.key)) {
-        this.#ignored.add(lease.key);
-        logger.info("ignoring lease {key}: backend {type}, not wireguard", {
-          key: lease.key,
-          type: lease.attrs.BackendType || "(none)",
-        });
-      }
-      return undefined;
-    }
     const d4 = leaseData(lease.attrs.BackendData), d6 = leaseData(lease.attrs.BackendV6Data);
     const out: Entry[] = [];
     for (const d of this.#devs) {

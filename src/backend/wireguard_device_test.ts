@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { withNetns } from "../../ffi/mod.ts";
-import { stopPid } from "../cli/lab.ts";
+import { stopPid } from "../lab/lab.ts";
 import { hasBinary, requireRoot, skipUnless } from "../../tests/helpers/topology.ts";
 import { uniqueIfName } from "../../tests/helpers/names.ts";
 import { withScratchNetns } from "../../tests/helpers/scratch_netns.ts";

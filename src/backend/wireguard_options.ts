@@ -6,7 +6,7 @@
  * @module
  */
 import { ConfigError } from "../config/net_conf.ts";
-import type { BackendOptionReader } from "./option_reader_tmp.ts";
+import type { BackendOptionReader } from "../config/net_conf.ts";
 import { parseKey } from "./wireguard_key.ts";
 
 /** How IPv4 and IPv6 share devices: `separate` (flannel-wg and flannel-wg-v6) or one device. */

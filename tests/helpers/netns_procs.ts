@@ -6,7 +6,7 @@
  * @module
  */
 import { netnsPath } from "../../ffi/mod.ts";
-import { stopPid } from "../../src/cli/lab.ts";
+import { stopPid } from "../../src/lab/lab.ts";
 
 /** The pids whose network namespace is `netns` (optionally only those whose comm is `comm`). */
 export function pidsInNetns(netns: string, comm?: string): number[] {
