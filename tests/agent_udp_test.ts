@@ -10,8 +10,10 @@ import { Netlink, withNetns } from "../ffi/mod.ts";
 import { formatIP, formatNet } from "../src/net/ip.ts";
 import type { SubnetEnv } from "../src/config/subnet_env.ts";
 import { runIn } from "../src/lab/lab.ts";
+import { parsePrometheusText } from "../src/cli/status.ts";
 import {
   addPodBridge,
+  agentHttp,
   type AgentProcess,
   gatewayOf,
   pingMatrix,
@@ -124,6 +126,40 @@ Deno.test({
             [0, 2, 4, 6].map((k) => parseInt(hex.slice(56 + o + k, 56 + o + k + 2), 16)).join(".");
           assert.equal(ip(24), gatewayOf(envs[0]!));
           assert.equal(ip(32), gatewayOf(envs[1]!));
+        },
+      );
+
+      await t.step(
+        "a packet for a subnet no lease holds: dropped, counted, answered with net unreachable",
+        async () => {
+          const a0 = agents[0]!;
+          const sample = async (name: string, labels: Record<string, string>) => {
+            const [, body] = await agentHttp(a0, "/metrics");
+            return parsePrometheusText(body).find((s) =>
+              s.name === name && Object.entries(labels).every(([k, v]) => s.labels?.[k] === v)
+            )?.value ?? NaN;
+          };
+          const before = await sample("weft_udp_dropped_total", { reason: "no_peer" });
+          assert.ok(await sample("weft_udp_packets_total", { direction: "tun_to_udp" }) > 0);
+          // A UDP datagram (ICMP errors are never sent about ICMP, so not a ping) to a pod address no lease
+          // holds: flannel's proxy answers it with ICMP "net unreachable" from the node's overlay address.
+          const n0 = topo.nodes[0]!.netns;
+          const dump = withNetns(n0, () =>
+            new Deno.Command("tcpdump", {
+              args: ["-l", "-n", "-vv", "-i", "flannel0", "-c", "1", "icmp"],
+              stdout: "piped",
+              stderr: "null",
+            }).spawn());
+          await new Promise((r) => setTimeout(r, 1000));
+          const send = await runIn(n0, ["bash", "-c", "echo probe > /dev/udp/10.244.250.1/9"]);
+          assert.equal(send.code, 0, send.stderr);
+          const timer = setTimeout(() => dump.kill("SIGTERM"), 5000);
+          const seen = new TextDecoder().decode((await dump.output()).stdout);
+          clearTimeout(timer);
+          const local = formatIP(envs[0]!.subnet!.ip).replaceAll(".", "\\.");
+          assert.match(seen, new RegExp(`${local} > ${local}: ICMP net 10\\.244\\.250\\.1 unreachable`));
+        assert.doesNotMatch(seen, /bad cksum|wrong/, "IP and ICMP checksums verify");
+          assert.equal(await sample("weft_udp_dropped_total", { reason: "no_peer" }), before + 1);
         },
       );
 

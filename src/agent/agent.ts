@@ -66,6 +66,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
     status.lease = lease;
     status.backendType = backend.type;
     closeBackend = () => backend.close?.() ?? Promise.resolve();
+    status.forwarder = () => backend.forwarderStats?.();
     status.storeUp = true;
     const node = new NodeState(backend, cfg, opts, status);
     node.ensure(lease, true);

@@ -78,7 +78,7 @@ export class UdpBackend implements Backend {
   }
 
   /** The loop's counters (undefined before the device is set up). */
-  get forwarderStats(): UdpForwarderStats | undefined {
+  forwarderStats(): UdpForwarderStats | undefined {
     return this.#forwarder?.stats;
   }
 
@@ -117,9 +117,10 @@ export class UdpBackend implements Backend {
       repaired(`MTU ${dev.mtu} set back to ${this.mtu}`);
       this.nl.linkSetMtu(dev.index, this.mtu);
     }
-    if (lease.subnet) {
+    const local = lease.subnet ? formatIP(lease.subnet.ip) : undefined;
+    if (local) {
       // A /32: no broadcast routes; the source address for traffic from the node itself to pods.
-      const what = ensureDeviceAddress(this.nl, dev.index, `${formatIP(lease.subnet.ip)}/32`);
+      const what = ensureDeviceAddress(this.nl, dev.index, `${local}/32`);
       if (what) repaired(what);
     }
     if (!dev.up) {
@@ -134,6 +135,7 @@ export class UdpBackend implements Backend {
       this.#running = this.#forwarder.start();
       logger.info("forwarding between {dev} and udp {addr}", { dev: UDP_DEVICE, addr: this.#sock.address });
     }
+    if (local) this.#forwarder!.setLocalAddress(local);
     return change;
   }
 

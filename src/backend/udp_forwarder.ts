@@ -10,8 +10,11 @@
  * allocates nothing per packet (only one Promise per wake-up). After {@linkcode BATCH} packets it polls
  * again with a zero timeout, so timers and etcd I/O on the same thread keep their turn under load.
  *
- * Packets for a destination no peer holds are dropped and counted (`droppedNoPeer`), as are non-IPv4
- * packets (flannel's udp backend is IPv4 only) and packets whose TTL runs out.
+ * Packets for a destination no peer holds are dropped and counted (`droppedNoPeer`) and answered, as
+ * flannel's proxy does, with an ICMP "network unreachable" from the node's overlay address (never for
+ * an ICMP packet or a later fragment, RFC 792), so a connection attempt fails at once instead of timing
+ * out. Non-IPv4 packets (flannel's udp backend is IPv4 only) and packets whose TTL runs out are dropped
+ * and counted too.
  *
  * @module
  */
@@ -43,6 +46,8 @@ export interface UdpForwarderStats {
   droppedTtl: number;
   /** Sends that failed (socket buffer full, unreachable peer) and TUN writes that found the queue full. */
   sendErrors: number;
+  /** ICMP "network unreachable" messages sent back for packets without a peer. */
+  netUnreachableSent: number;
   /** Times the loop woke up from poll(). */
   wakeups: number;
 }
@@ -63,6 +68,17 @@ export function decrementTtl(buf: Uint8Array): boolean {
   return true;
 }
 
+/** Writes the one's-complement checksum of `p[off, off+len)` at `p[at..at+1]` (the field zero before). */
+function setChecksum(p: Uint8Array, off: number, len: number, at: number): void {
+  let sum = 0;
+  for (let i = 0; i + 1 < len; i += 2) sum += (p[off + i]! << 8) | p[off + i + 1]!;
+  if (len & 1) sum += p[off + len - 1]! << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  const c = ~sum & 0xffff;
+  p[at] = c >> 8;
+  p[at + 1] = c & 0xff;
+}
+
 /** Moves packets between a TUN device and a UDP socket until stopped. */
 export class UdpForwarder {
   /** Counters. */
@@ -73,9 +89,13 @@ export class UdpForwarder {
     droppedMalformed: 0,
     droppedTtl: 0,
     sendErrors: 0,
+    netUnreachableSent: 0,
     wakeups: 0,
   };
   readonly #buf = new Uint8Array(65536);
+  // An ICMP error: IPv4 header, ICMP header, the offender's header (up to 60 bytes) and 8 bytes of it.
+  readonly #icmp = new Uint8Array(20 + 8 + 60 + 8);
+  #local = 0;
   readonly #from = new Uint8Array(16);
   readonly #waker = new Waker();
   #stopping = false;
@@ -95,6 +115,12 @@ export class UdpForwarder {
     private readonly peers: UdpPeerTable,
   ) {
     this.#tun = tun;
+  }
+
+  /** The node's overlay address (the lease's network address), the source of ICMP errors. */
+  setLocalAddress(ip: string): void {
+    const b = ip.split(".").map(Number);
+    this.#local = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
   }
 
   /**
@@ -195,6 +221,7 @@ export class UdpForwarder {
     const peer = this.peers.lookup(dst);
     if (peer === undefined) {
       this.stats.droppedNoPeer++;
+      this.#netUnreachable(buf, n);
       return true;
     }
     if (!decrementTtl(buf)) {
@@ -227,6 +254,35 @@ export class UdpForwarder {
     if (tun.write(buf, n)) this.stats.udpToTun++;
     else this.stats.sendErrors++;
     return true;
+  }
+
+  /** Answers the packet in `buf` with ICMP type 3 code 0 (network unreachable), written into the TUN device. */
+  #netUnreachable(buf: Uint8Array<ArrayBuffer>, n: number): void {
+    const ihl = (buf[0]! & 0x0f) * 4;
+    if (!this.#local || ihl < 20 || n < ihl + 8) return;
+    if (buf[9] === 1) return; // no ICMP about ICMP
+    if ((((buf[6]! & 0x1f) << 8) | buf[7]!) !== 0) return; // only for the first fragment
+    const p = this.#icmp;
+    const len = 28 + ihl + 8;
+    p.fill(0, 0, 28);
+    p[0] = 0x45;
+    p[2] = len >> 8;
+    p[3] = len & 0xff;
+    p[8] = 64;
+    p[9] = 1;
+    const local = this.#local;
+    p[12] = local >>> 24;
+    p[13] = (local >>> 16) & 0xff;
+    p[14] = (local >>> 8) & 0xff;
+    p[15] = local & 0xff;
+    for (let i = 0; i < 4; i++) p[16 + i] = buf[12 + i]!; // back to the sender
+    p.set(buf.subarray(0, ihl + 8), 28);
+    setChecksum(p, 0, 20, 10);
+    p[20] = 3; // destination unreachable
+    p[21] = 0; // network unreachable
+    setChecksum(p, 20, len - 20, 22);
+    const tun = this.#tun;
+    if (tun?.write(p, len)) this.stats.netUnreachableSent++;
   }
 
   /** Logs a send/receive failure at most once a second (a flood of them must not flood the log). */
