@@ -29,6 +29,7 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
   34: "ERANGE",
   61: "ENODATA",
   75: "EOVERFLOW",
+  77: "EBADFD",
   92: "ENOPROTOOPT",
   93: "EPROTONOSUPPORT",
   95: "EOPNOTSUPP",
