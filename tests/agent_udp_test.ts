@@ -158,7 +158,7 @@ Deno.test({
           clearTimeout(timer);
           const local = formatIP(envs[0]!.subnet!.ip).replaceAll(".", "\\.");
           assert.match(seen, new RegExp(`${local} > ${local}: ICMP net 10\\.244\\.250\\.1 unreachable`));
-        assert.doesNotMatch(seen, /bad cksum|wrong/, "IP and ICMP checksums verify");
+          assert.doesNotMatch(seen, /bad cksum|wrong/, "IP and ICMP checksums verify");
           assert.equal(await sample("weft_udp_dropped_total", { reason: "no_peer" }), before + 1);
         },
       );
