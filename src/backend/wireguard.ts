@@ -23,31 +23,19 @@ import type { ExternalInterface } from "../net/iface.ts";
 import type { Entry, EntryDriver } from "../datapath/entries.ts";
 import type { DeviceChange } from "../datapath/reconciler.ts";
 import { log } from "../log.ts";
-import { formatIP, formatNet, type IPNet, parseIP } from "../net/ip.ts";
+import { formatIP, formatNet, type IPNet } from "../net/ip.ts";
 import type { Lease } from "../subnet/lease.ts";
 import { WgImplChoice, WireguardDevice } from "./wireguard_device.ts";
 import { keyFilePath, type KeyPair, keyToBase64, loadOrCreateKey } from "./wireguard_key.ts";
 import type { Backend } from "./backend.ts";
 import type { WireguardBackendOptions } from "./wireguard_options.ts";
 import { WireguardPeerDriver } from "./wireguard_peers.ts";
+import { allowedIPsText, wireguardLeaseData, wireguardPeerFor } from "./wireguard_peer_spec.ts";
 
 const logger = log("backend", "wireguard");
 
 /** IPv4/IPv6 header (up to 40) + UDP 8 + WireGuard 32 (type, index, nonce, tag): flannel's figure. */
 export const WIREGUARD_OVERHEAD = 80;
-
-/** flannel's BackendData of a wireguard lease. */
-export interface WireguardLeaseData {
-  /** Base64 public key. */
-  PublicKey: string;
-  /** Listen port. */
-  Port: number;
-}
-
-function leaseData(data: unknown): Partial<WireguardLeaseData> | undefined {
-  if (typeof data !== "object" || data === null) return undefined;
-  return data as Partial<WireguardLeaseData>;
-}
 
 /** One device and the families it carries. */
 interface Dev {
@@ -103,7 +91,7 @@ export class WireguardBackend implements Backend {
     const keyFile = ctx.keyFile ?? keyFilePath();
     this.#keys = loadOrCreateKey(keyFile);
     const pub = keyToBase64(this.#keys.publicKey);
-    const previous = leaseData(ctx.previousBackendData)?.PublicKey;
+    const previous = wireguardLeaseData(ctx.previousBackendData)?.PublicKey;
     if (this.#keys.generated) {
       logger.info("generated a WireGuard key pair (public key {pub}), kept in {file}", {
         pub,
@@ -178,70 +166,31 @@ export class WireguardBackend implements Backend {
     return changes.includes("created") ? "created" : changes.includes("repaired") ? "repaired" : "unchanged";
   }
 
-  /** Auto mode's endpoint family (flannel's rule): IPv4 unless only IPv6 is public on both sides. */
-  #autoFamily(lease: Lease): 4 | 6 {
-    const v6 = lease.attrs.PublicIPv6;
-    if (!v6) return 4;
-    if (!isPrivate(lease.attrs.PublicIP)) return 4;
-    if (!isPrivate(v6) && this.ext.publicIPv6 && !isPrivate(this.ext.publicIPv6)) return 6;
-    return 4;
-  }
-
   /** The peer (and a route for each of its subnets) on each device, for a wireguard lease. */
   entriesFor(lease: Lease): Entry[] | undefined {
-    const d4 = leaseData(lease.attrs.BackendData), d6 = leaseData(lease.attrs.BackendV6Data);
+    const ctx = {
+      mode: this.opts.mode,
+      listenPort: this.opts.listenPort,
+      listenPortV6: this.opts.listenPortV6,
+      ipv6: this.families.ipv6,
+      ...(this.ext.publicIPv6 ? { ownPublicIPv6: this.ext.publicIPv6 } : {}),
+    };
     const out: Entry[] = [];
     for (const d of this.#devs) {
       if (!d.device.index) continue; // not set up yet: the first full pass replays
-      const subnets: IPNet[] = [];
-      if (d.v4 && lease.subnet) subnets.push(lease.subnet);
-      if (d.v6 && lease.ipv6Subnet) subnets.push(lease.ipv6Subnet);
-      if (!subnets.length) continue;
-      let endpoint: string | undefined, key: string | undefined;
-      if (this.opts.mode === "separate") {
-        if (d.v4) {
-          key = d4?.PublicKey;
-          endpoint = `${lease.attrs.PublicIP}:${d4?.Port || this.opts.listenPort}`;
-        } else {
-          key = d6?.PublicKey;
-          endpoint = lease.attrs.PublicIPv6
-            ? `[${lease.attrs.PublicIPv6}]:${d6?.Port || this.opts.listenPortV6}`
-            : undefined;
-        }
-      } else {
-        // One device per node, listening on ListenPort: the peer's BackendData.Port names it (its
-        // BackendV6Data.Port carries ListenPortV6, which no device listens on in these modes).
-        key = (this.families.ipv6 ? d6?.PublicKey : undefined) ?? d4?.PublicKey;
-        const port = d4?.Port || this.opts.listenPort;
-        const family = this.opts.mode === "ipv4"
-          ? 4
-          : this.opts.mode === "ipv6"
-          ? 6
-          : this.#autoFamily(lease);
-        endpoint = family === 4
-          ? `${lease.attrs.PublicIP}:${port}`
-          : lease.attrs.PublicIPv6
-          ? `[${lease.attrs.PublicIPv6}]:${port}`
-          : undefined;
-      }
-      if (!key || !endpoint) {
+      if (!(d.v4 && lease.subnet) && !(d.v6 && lease.ipv6Subnet)) continue;
+      const peer = wireguardPeerFor(lease, d, ctx);
+      if (!peer) {
         logger.warn("lease {key} has no WireGuard public key or endpoint for {dev}: skipped", {
           key: lease.key,
           dev: d.device.spec.name,
         });
         continue;
       }
-      out.push({
-        kind: "driver",
-        driver: d.driver.name,
-        key,
-        value: d.driver.value({
-          endpoint,
-          allowedIPs: subnets.map(formatNet),
-          keepalive: this.opts.keepalive,
-        }),
-      });
-      for (const s of subnets) out.push({ kind: "route", spec: { dst: formatNet(s), dev: d.device.index } });
+      const allowedIPs = allowedIPsText(peer);
+      const value = d.driver.value({ endpoint: peer.endpoint, allowedIPs, keepalive: this.opts.keepalive });
+      out.push({ kind: "driver", driver: d.driver.name, key: peer.publicKey, value });
+      for (const dst of allowedIPs) out.push({ kind: "route", spec: { dst, dev: d.device.index } });
     }
     return out.length ? out : undefined;
   }
@@ -260,12 +209,4 @@ export class WireguardBackend implements Backend {
   close(): Promise<void> {
     return Promise.resolve();
   }
-}
-
-/** RFC 1918 / RFC 4193 (what flannel's auto mode treats as private). */
-function isPrivate(ip: string): boolean {
-  const a = parseIP(ip);
-  if (a.family === 6) return (a.value >> 121n) === 0x7en; // fc00::/7
-  const v = Number(a.value);
-  return (v >>> 24) === 10 || (v >>> 20) === 0xac1 || (v >>> 16) === 0xc0a8;
 }
