@@ -267,3 +267,75 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "weft agent (wireguard, dual-stack, separate mode): flannel-wg-v6, flannel's v6 lease data, IPv6 pings",
+  ignore: !ROOT || !hasBinary("etcd") || !hasBinary("wireguard-go") || !hasBinary("wg") ||
+    !hasBinary("nsenter"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using topo = await createTopology({ nodes: 2 });
+    const dir = await Deno.makeTempDir({ prefix: "weft-agent-wg6-" });
+    await using etcd = await startEtcd({ netns: topo.underlay, host: topo.underlayIP });
+    const ctl = (args: string[]) => etcdctl(etcd.endpoint, args, { netns: topo.underlay });
+    topo.nodes.forEach((n, i) => {
+      using nl = Netlink.open({ netns: n.netns });
+      nl.addrReplace(n.iface, `fd77::${11 + i}/64`, { nodad: true });
+      topo.sysctl(n, "net.ipv6.conf.all.forwarding", "1");
+    });
+    await ctl([
+      "put",
+      `${PREFIX}/config`,
+      JSON.stringify({
+        Network: "10.244.0.0/16",
+        EnableIPv6: true,
+        IPv6Network: "fd00:10:244::/56",
+        Backend: { Type: "wireguard" },
+      }),
+    ]);
+    const keyFile = (i: number) => `${dir}/${topo.nodes[i]!.netns}.wgkey`;
+    const agents = topo.nodes.map((n, i) =>
+      startAgent(n, {
+        etcd: etcd.endpoint,
+        dir,
+        args: [`--resync-interval=${RESYNC_S}`],
+        env: { WIREGUARD_KEY_FILE: keyFile(i) },
+        binds: { "/run/wireguard": `${dir}/${n.netns}-run-wireguard` },
+      })
+    );
+    try {
+      const envs = await Promise.all(agents.map((a) => waitSubnetEnv(a)));
+      topo.nodes.forEach((n, i) => addPodBridge(n.netns, envs[i]!));
+      await Promise.all(agents.map((a) => waitReady(a)));
+      assert.deepEqual(await pingMatrix(topo, envs, 20_000, 6), [], "IPv6 across flannel-wg-v6");
+      assert.deepEqual(await pingMatrix(topo, envs, 20_000, 4), [], "IPv4 across flannel-wg");
+      assert.equal(envs[0]!.mtu, 1420);
+      const key = `${PREFIX}/subnets/${formatNet(envs[1]!.subnet!).replace("/", "-")}&${
+        formatNet(envs[1]!.ipv6Subnet!).replace("/", "-")
+      }`;
+      const pub = await wgPubkey(keyFile(1));
+      assert.equal(
+        (await ctl(["get", key, "--print-value-only"])).trim(),
+        `{"PublicIP":"${topo.nodes[1]!.ip}","PublicIPv6":"fd77::12","BackendType":"wireguard",` +
+          `"BackendData":{"PublicKey":"${pub}","Port":51820},"BackendV6Data":{"PublicKey":"${pub}","Port":51821}}`,
+      );
+      const v6 = await wgDump(agents[0]!, "flannel-wg-v6");
+      assert.equal(v6.listenPort, 51821);
+      assert.deepEqual(
+        v6.peers.map((p) => [p.publicKey, p.endpoint, p.allowedIPs]),
+        [[pub, "[fd77::12]:51821", formatNet(envs[1]!.ipv6Subnet!)]],
+      );
+      const v4 = await wgDump(agents[0]!, "flannel-wg");
+      assert.deepEqual(
+        v4.peers.map((p) => [p.publicKey, p.endpoint, p.allowedIPs]),
+        [[pub, `${topo.nodes[1]!.ip}:51820`, formatNet(envs[1]!.subnet!)]],
+      );
+    } finally {
+      await Promise.all(agents.map((a) => a.stop()));
+      for (const n of topo.nodes) await stopNetnsProcesses(n.netns, "wireguard-go");
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

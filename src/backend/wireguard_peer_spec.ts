@@ -13,7 +13,10 @@ import type { WireguardMode } from "./wireguard_options.ts";
 export interface WireguardLeaseData {
   /** Base64 public key. */
   PublicKey: string;
-  /** Listen port (absent in leases of flannel before v0.26.6: this node's own port is assumed, as flannel did). */
+  /**
+   * Listen port (absent in leases of flannel before v0.26.6: this node's own port is assumed, as flannel
+   * did).
+   */
   Port: number;
 }
 
