@@ -129,10 +129,11 @@ export function checkBridgeNetfilter(): Finding {
   };
 }
 
-/** Whether a UDP port is bound in this namespace, from /proc/net/udp{,6}. */
+/** Whether a UDP port is bound in this namespace, from /proc/thread-self/net/udp{,6}. */
 export function udpPortBound(port: number): boolean {
   const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")} `;
-  for (const f of ["/proc/net/udp", "/proc/net/udp6"]) {
+  // thread-self: the namespace of the calling thread (which may have switched), not of the process.
+  for (const f of ["/proc/thread-self/net/udp", "/proc/thread-self/net/udp6"]) {
     const text = readSysctl(f) ?? "";
     for (const line of text.split("\n").slice(1)) {
       const local = line.trim().split(/\s+/)[1];
