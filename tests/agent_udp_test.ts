@@ -6,7 +6,7 @@
  * costs (the loop stops while no agent runs).
  */
 import assert from "node:assert/strict";
-import { Netlink, withNetns } from "../ffi/mod.ts";
+import { Netlink } from "../ffi/mod.ts";
 import { formatIP, formatNet } from "../src/net/ip.ts";
 import type { SubnetEnv } from "../src/config/subnet_env.ts";
 import { runIn } from "../src/lab/lab.ts";
@@ -23,6 +23,7 @@ import {
   waitSubnetEnv,
 } from "./helpers/agent.ts";
 import { etcdctl, startEtcd } from "./helpers/etcd.ts";
+import { startCapture } from "./helpers/tcpdump.ts";
 import { createTopology, hasBinary, ROOT } from "./helpers/topology.ts";
 
 const PREFIX = "/coreos.com/network";
@@ -100,17 +101,9 @@ Deno.test({
         "on the underlay each inner packet is the whole payload of a datagram to port 8285",
         async () => {
           const n0 = topo.nodes[0]!, n1 = topo.nodes[1]!;
-          const dump = withNetns(n0.netns, () =>
-            new Deno.Command("tcpdump", {
-              args: ["-l", "-n", "-x", "-i", "eth0", "-c", "2", `udp and host ${n1.ip}`],
-              stdout: "piped",
-              stderr: "null",
-            }).spawn());
-          await new Promise((r) => setTimeout(r, 1000));
+          const dump = await startCapture(n0.netns, ["-x", "-i", "eth0", "-c", "2", `udp and host ${n1.ip}`]);
           await topo.ping(n0.netns, gatewayOf(envs[1]!), { source: gatewayOf(envs[0]!), timeoutS: 1 });
-          const timer = setTimeout(() => dump.kill("SIGTERM"), 5000);
-          const text = new TextDecoder().decode((await dump.output()).stdout);
-          clearTimeout(timer);
+          const text = await dump.output();
           const headers = text.split("\n").filter((l) => /^\d/.test(l));
           assert.ok(headers.length >= 2, text);
           for (const h of headers) assert.match(h, /\.8285 > .*\.8285: UDP, length 84/, h);
@@ -144,18 +137,10 @@ Deno.test({
           // A UDP datagram (ICMP errors are never sent about ICMP, so not a ping) to a pod address no lease
           // holds: flannel's proxy answers it with ICMP "net unreachable" from the node's overlay address.
           const n0 = topo.nodes[0]!.netns;
-          const dump = withNetns(n0, () =>
-            new Deno.Command("tcpdump", {
-              args: ["-l", "-n", "-vv", "-i", "flannel0", "-c", "1", "icmp"],
-              stdout: "piped",
-              stderr: "null",
-            }).spawn());
-          await new Promise((r) => setTimeout(r, 1000));
+          const dump = await startCapture(n0, ["-vv", "-i", "flannel0", "-c", "1", "icmp"]);
           const send = await runIn(n0, ["bash", "-c", "echo probe > /dev/udp/10.244.250.1/9"]);
           assert.equal(send.code, 0, send.stderr);
-          const timer = setTimeout(() => dump.kill("SIGTERM"), 5000);
-          const seen = new TextDecoder().decode((await dump.output()).stdout);
-          clearTimeout(timer);
+          const seen = await dump.output();
           const local = formatIP(envs[0]!.subnet!.ip).replaceAll(".", "\\.");
           assert.match(seen, new RegExp(`${local} > ${local}: ICMP net 10\\.244\\.250\\.1 unreachable`));
           assert.doesNotMatch(seen, /bad cksum|wrong/, "IP and ICMP checksums verify");

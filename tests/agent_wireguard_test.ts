@@ -5,7 +5,7 @@
  * check the result from outside.
  */
 import assert from "node:assert/strict";
-import { Netlink, withNetns } from "../ffi/mod.ts";
+import { Netlink } from "../ffi/mod.ts";
 import { formatNet } from "../src/net/ip.ts";
 import type { SubnetEnv } from "../src/config/subnet_env.ts";
 import { runIn } from "../src/lab/lab.ts";
@@ -21,6 +21,7 @@ import {
   waitSubnetEnv,
 } from "./helpers/agent.ts";
 import { etcdctl, startEtcd } from "./helpers/etcd.ts";
+import { startCapture } from "./helpers/tcpdump.ts";
 import { pidsInNetns, stopNetnsProcesses } from "./helpers/netns_procs.ts";
 import { createTopology, hasBinary, ROOT } from "./helpers/topology.ts";
 
@@ -166,14 +167,8 @@ Deno.test({
       await t.step(
         "tcpdump on the underlay sees only UDP between WireGuard ports, never the pods' ICMP",
         async () => {
-          const dump = withNetns(n0.netns, () =>
-            new Deno.Command("tcpdump", {
-              // Everything between the nodes (etcd, in the underlay namespace, is the only other host).
-              args: ["-l", "-n", "-i", "eth0", `ip and not host ${topo.underlayIP}`],
-              stdout: "piped",
-              stderr: "null",
-            }).spawn());
-          await new Promise((r) => setTimeout(r, 1000));
+          // Everything between the nodes (etcd, in the underlay namespace, is the only other host).
+          const dump = await startCapture(n0.netns, ["-i", "eth0", `ip and not host ${topo.underlayIP}`]);
           const ping = await runIn(n0.netns, [
             "ping",
             "-c",
@@ -186,10 +181,7 @@ Deno.test({
           ]);
           assert.equal(ping.code, 0, ping.stdout);
           await new Promise((r) => setTimeout(r, 500));
-          dump.kill("SIGTERM");
-          const lines = new TextDecoder().decode((await dump.output()).stdout).trim().split("\n").filter(
-            Boolean,
-          );
+          const lines = (await dump.stop()).trim().split("\n").filter(Boolean);
           assert.ok(lines.length >= 20, `${lines.length} packets captured:\n${lines.join("\n")}`);
           for (const l of lines) {
             assert.match(
