@@ -1,11 +1,13 @@
 /**
- * Restart disruption: packets lost by `ping -i 0.005` between two nodes' subnets while one agent is
- * restarted with SIGTERM, and with SIGKILL; and the time from deleting `flannel.1` by hand to traffic
- * flowing again (repair by the periodic resync, default 10 s, here `--resync-interval` 10 and 2).
+ * Restart disruption, per backend: packets lost by `ping -i 0.005` between two nodes' subnets while one
+ * agent is restarted with SIGTERM, and with SIGKILL; and the time from deleting the backend's device by
+ * hand (`flannel.1`, `flannel0`, `flannel-wg`) to traffic flowing again (repair by the periodic resync,
+ * default 10 s, here `--resync-interval` 10 and 2).
  *
  * Reference in the same run: the same ping with no restart (the loss floor of the topology).
  *
- * Run: `deno run -A bench/restart.ts`. Needs root.
+ * Run: `deno run -A bench/restart.ts [backend…]` (default vxlan udp wireguard). Needs root; wireguard
+ * needs wireguard-go (this kernel has no WireGuard).
  *
  * @module
  */
@@ -16,6 +18,10 @@ import type { SubnetEnv } from "../src/config/subnet_env.ts";
 import { createTopology, type Topology } from "../tests/helpers/topology.ts";
 import { startEtcd } from "../tests/helpers/etcd.ts";
 import { agentHttp, type AgentProcess, startAgent, waitFor, waitSubnetEnv } from "../tests/helpers/agent.ts";
+import { stopNetnsProcesses } from "../tests/helpers/netns_procs.ts";
+
+/** The device each backend keeps (deleted by hand in the repair measurement). */
+const DEVICE: Record<string, string> = { vxlan: "flannel.1", udp: "flannel0", wireguard: "flannel-wg" };
 
 function gw(env: SubnetEnv): string {
   return formatIP({ family: 4, value: env.subnet!.ip.value + 1n });
@@ -50,7 +56,7 @@ async function ready(a: AgentProcess): Promise<void> {
   await waitFor("ready", 30_000, async () => (await agentHttp(a, "/readyz").catch(() => [0]))[0] === 200);
 }
 
-async function scenario(resync: number): Promise<Record<string, string>> {
+async function scenario(backend: string, resync: number): Promise<Record<string, string>> {
   await using topo = await createTopology({ nodes: 2 });
   await using etcd = await startEtcd({ netns: topo.underlay, host: topo.underlayIP });
   const dir = await Deno.makeTempDir({ prefix: "weft-restart-" });
@@ -59,13 +65,24 @@ async function scenario(resync: number): Promise<Record<string, string>> {
     `--endpoints=${etcd.endpoint}`,
     "put",
     "/coreos.com/network/config",
-    '{"Network":"10.244.0.0/16"}',
+    JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: backend } }),
   ], {
     env: { ETCDCTL_API: "3", PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
   });
   if (r.code !== 0) throw new Error(r.stderr);
+  // wireguard: each node its own /run/wireguard and key file, as separate machines have.
   const agents = topo.nodes.map((n) =>
-    startAgent(n, { etcd: etcd.endpoint, dir, args: [`--resync-interval=${resync}`] })
+    startAgent(n, {
+      etcd: etcd.endpoint,
+      dir,
+      args: [`--resync-interval=${resync}`],
+      ...(backend === "wireguard"
+        ? {
+          env: { WIREGUARD_KEY_FILE: `${dir}/${n.netns}.wgkey` },
+          binds: { "/run/wireguard": `${dir}/${n.netns}-run-wireguard` },
+        }
+        : {}),
+    })
   );
   try {
     const envs = await Promise.all(agents.map((a) => waitSubnetEnv(a)));
@@ -92,7 +109,7 @@ async function scenario(resync: number): Promise<Record<string, string>> {
       agents[1]!.start();
       await ready(agents[1]!);
     });
-    await topo.exec(topo.nodes[0]!.netns, ["ip", "link", "del", "flannel.1"]);
+    await topo.exec(topo.nodes[0]!.netns, ["ip", "link", "del", DEVICE[backend]!]);
     const t0 = performance.now();
     await waitFor(
       "repair",
@@ -101,14 +118,16 @@ async function scenario(resync: number): Promise<Record<string, string>> {
     );
     const repairMs = performance.now() - t0;
     return {
+      backend,
       resync_s: String(resync),
       no_restart_lost: `${floor.lost}/${floor.sent}`,
       sigterm_restart_lost: `${term.lost}/${term.sent}`,
       sigkill_restart_lost: `${kill.lost}/${kill.sent}`,
-      flannel1_deleted_repair_ms: repairMs.toFixed(0),
+      device_deleted_repair_ms: repairMs.toFixed(0),
     };
   } finally {
     await Promise.all(agents.map((a) => a.stop("SIGKILL")));
+    for (const n of topo.nodes) await stopNetnsProcesses(n.netns, "wireguard-go");
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
@@ -118,5 +137,9 @@ if (import.meta.main) {
     console.error("bench/restart.ts needs root");
     Deno.exit(1);
   }
-  for (const resync of [10, 2]) console.log(JSON.stringify(await scenario(resync)));
+  const backends = Deno.args.length ? Deno.args : ["vxlan", "udp", "wireguard"];
+  for (const backend of backends) {
+    if (!DEVICE[backend]) throw new Error(`unknown backend ${backend} (${Object.keys(DEVICE).join(", ")})`);
+    for (const resync of [10, 2]) console.log(JSON.stringify(await scenario(backend, resync)));
+  }
 }

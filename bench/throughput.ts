@@ -1,8 +1,10 @@
 /**
- * Datapath throughput: iperf3 TCP pod-to-pod across two nodes over weft vxlan, weft host-gw, a VXLAN
- * overlay built by hand with `ip` in the same topology, and node-to-node on the underlay. Ping RTT for
- * each. Ratios: weft-vxlan / hand-vxlan, weft-host-gw / underlay, and weft-host-gw / hand-host-gw
- * (host-gw built by hand with the same cni0 + veth pod plumbing).
+ * Datapath throughput: iperf3 TCP pod-to-pod across two nodes over weft vxlan, weft host-gw, weft udp
+ * (flannel0 and weft's packet loop), weft wireguard (userspace wireguard-go here: this kernel has no
+ * WireGuard), a VXLAN overlay built by hand with `ip` in the same topology, and node-to-node on the
+ * underlay. Ping RTT for each. Ratios: weft-vxlan / hand-vxlan, weft-host-gw / underlay, weft-host-gw /
+ * hand-host-gw (host-gw built by hand with the same cni0 + veth pod plumbing), and udp and wireguard
+ * against weft-vxlan (same run).
  *
  * Run: `deno run -A bench/throughput.ts [seconds]` (default 5 s per iperf3 run). Needs root, iperf3.
  *
@@ -15,6 +17,7 @@ import { createTopology, type Topology } from "../tests/helpers/topology.ts";
 import { startEtcd } from "../tests/helpers/etcd.ts";
 import { startAgent, waitSubnetEnv } from "../tests/helpers/agent.ts";
 import { cni } from "../tests/helpers/cni.ts";
+import { stopNetnsProcesses } from "../tests/helpers/netns_procs.ts";
 
 const SECONDS = Number(Deno.args[0] ?? 5);
 
@@ -70,7 +73,21 @@ async function weftPods(
   if (cfg.code !== 0) throw new Error(cfg.stderr);
   // kube-flannel runs flanneld with --ip-masq; WEFT_BENCH_AGENT_ARGS overrides (e.g. "" for none).
   const extra = (Deno.env.get("WEFT_BENCH_AGENT_ARGS") ?? "--ip-masq").split(" ").filter(Boolean);
-  const agents = topo.nodes.map((n) => startAgent(n, { etcd: etcd.endpoint, dir, args: extra }));
+  // wireguard: each node its own /run/wireguard (wireguard-go's sockets) and key file, as separate
+  // machines have.
+  const agents = topo.nodes.map((n) =>
+    startAgent(n, {
+      etcd: etcd.endpoint,
+      dir,
+      args: extra,
+      ...(backend === "wireguard"
+        ? {
+          env: { WIREGUARD_KEY_FILE: `${dir}/${n.netns}.wgkey` },
+          binds: { "/run/wireguard": `${dir}/${n.netns}-run-wireguard` },
+        }
+        : {}),
+    })
+  );
   await Promise.all(agents.map((a) => waitSubnetEnv(a)));
   const pods: string[] = [], ips: string[] = [];
   for (const [i, a] of agents.entries()) {
@@ -100,6 +117,7 @@ async function weftPods(
     ips,
     stop: async () => {
       await Promise.all(agents.map((a) => a.stop("SIGKILL")));
+      for (const n of topo.nodes) await stopNetnsProcesses(n.netns, "wireguard-go");
       await etcd.close();
     },
   };
@@ -175,7 +193,8 @@ if (import.meta.main) {
     topos.push(t2);
     const hh = await handPods(t2, "host-gw");
     paths["hand-host-gw"] = () => measure(hh.pods[1]!, hh.pods[0]!, hh.ips[1]!);
-    for (const backend of ["vxlan", "host-gw"]) {
+    const backends = (Deno.env.get("WEFT_BENCH_BACKENDS") ?? "vxlan,host-gw,udp,wireguard").split(",");
+    for (const backend of backends) {
       const t = await createTopology({ nodes: 2 });
       topos.push(t);
       const w = await weftPods(t, backend, `${dir}/${backend}`);
@@ -200,20 +219,14 @@ if (import.meta.main) {
   for (const [k, v] of Object.entries(out)) {
     console.log(`${k.padEnd(14)}  ${v.gbps.toFixed(2).padStart(6)}  ${v.rttMs.toFixed(3)}`);
   }
-  console.log(
-    `ratio weft-vxlan / hand-vxlan = ${
-      (out["weft-vxlan"]!.gbps / out["hand-vxlan"]!.gbps).toFixed(3)
-    } (goal ≥ 0.97)`,
-  );
-  console.log(
-    `ratio weft-host-gw / underlay = ${
-      (out["weft-host-gw"]!.gbps / out.underlay!.gbps).toFixed(3)
-    } (goal ≥ 0.97)`,
-  );
+  const ratio = (a: string, b: string) =>
+    out[a] && out[b] ? (out[a]!.gbps / out[b]!.gbps).toFixed(3) : "n/a (path not measured)";
+  console.log(`ratio weft-vxlan / hand-vxlan = ${ratio("weft-vxlan", "hand-vxlan")} (goal ≥ 0.97)`);
+  console.log(`ratio weft-host-gw / underlay = ${ratio("weft-host-gw", "underlay")} (goal ≥ 0.97)`);
   // The underlay path crosses no bridge or veth: the same pod plumbing by hand is the like-for-like reference.
   console.log(
-    `ratio weft-host-gw / hand-host-gw (same pod plumbing) = ${
-      (out["weft-host-gw"]!.gbps / out["hand-host-gw"]!.gbps).toFixed(3)
-    }`,
+    `ratio weft-host-gw / hand-host-gw (same pod plumbing) = ${ratio("weft-host-gw", "hand-host-gw")}`,
   );
+  console.log(`ratio weft-udp / weft-vxlan = ${ratio("weft-udp", "weft-vxlan")}`);
+  console.log(`ratio weft-wireguard / weft-vxlan = ${ratio("weft-wireguard", "weft-vxlan")}`);
 }

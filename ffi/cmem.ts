@@ -70,3 +70,17 @@ export class Owned implements Disposable {
     this.free();
   }
 }
+
+// size_t arguments are BigInts at the FFI boundary; packet loops pass a different length per packet, and a
+// fresh BigInt each time would be an allocation per packet. Lengths are small (a packet), so each one is
+// made once and kept.
+const sizes: bigint[] = [];
+
+/**
+ * `n` as a `size_t` argument (a BigInt), from a cache for lengths up to 64 KiB, so a packet loop passing
+ * varying lengths allocates nothing once warm.
+ */
+export function sizeT(n: number): bigint {
+  if (n > 65536) return BigInt(n);
+  return sizes[n] ??= BigInt(n);
+}

@@ -29,6 +29,7 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
   34: "ERANGE",
   61: "ENODATA",
   75: "EOVERFLOW",
+  77: "EBADFD",
   92: "ENOPROTOOPT",
   93: "EPROTONOSUPPORT",
   95: "EOPNOTSUPP",
@@ -38,6 +39,8 @@ export const ERRNO_NAMES: Readonly<Record<number, string>> = {
   100: "ENETDOWN",
   101: "ENETUNREACH",
   105: "ENOBUFS",
+  110: "ETIMEDOUT",
+  111: "ECONNREFUSED",
   113: "EHOSTUNREACH",
 };
 

@@ -1,5 +1,5 @@
 /**
- * Symbol tables for libnl-3 and libnl-route-3, in the denodrivers/sqlite3 style: one object per library,
+ * Symbol tables for libnl-3, libnl-route-3 and libnl-genl-3, in the denodrivers/sqlite3 style: one object per library,
  * each entry's C prototype in a comment. Only the safe layer (netlink.ts and the *_ops.ts files) uses them.
  *
  * @module
@@ -63,6 +63,14 @@ export const LIBNL_SYMBOLS = {
   nla_put_u8: { parameters: ["pointer", "i32", "u8"], result: "i32" },
   // int nl_send_sync(struct nl_sock *, struct nl_msg *);  (frees the message)
   nl_send_sync: { parameters: ["pointer", "pointer"], result: "i32" },
+  // int nl_send_auto(struct nl_sock *, struct nl_msg *);  (does not free the message)
+  nl_send_auto: { parameters: ["pointer", "pointer"], result: "i32" },
+  // int nl_recvmsgs_default(struct nl_sock *);
+  nl_recvmsgs_default: { parameters: ["pointer"], result: "i32" },
+  // int nl_socket_modify_cb(struct nl_sock *, enum nl_cb_type, enum nl_cb_kind, nl_recvmsg_msg_cb_t, void *arg);
+  nl_socket_modify_cb: { parameters: ["pointer", "i32", "i32", "function", "pointer"], result: "i32" },
+  // struct nlmsghdr *nlmsg_hdr(struct nl_msg *);  (borrowed)
+  nlmsg_hdr: { parameters: ["pointer"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** libnl-route-3.so.200: links (vxlan, veth, bridge, dummy), addresses, routes, neighbours. */
@@ -272,4 +280,10 @@ export const LIBNL_ROUTE_SYMBOLS = {
   rtnl_neigh_set_family: { parameters: ["pointer", "i32"], result: "void" },
   // int rtnl_neigh_get_family(struct rtnl_neigh *);
   rtnl_neigh_get_family: { parameters: ["pointer"], result: "i32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** libnl-genl-3.so.200: generic netlink families (used for kernel WireGuard). */
+export const LIBNL_GENL_SYMBOLS = {
+  // int genl_ctrl_resolve(struct nl_sock *, const char *name);  (the family id, or -NLE_OBJ_NOTFOUND)
+  genl_ctrl_resolve: { parameters: ["pointer", "buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;

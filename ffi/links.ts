@@ -167,6 +167,11 @@ export function linkAddDummy(sock: NlSocket, opts: SimpleLinkOptions): LinkInfo 
   return addTyped(sock, "dummy", opts);
 }
 
+/** Creates a kernel WireGuard device (EOPNOTSUPP when the kernel has no WireGuard). */
+export function linkAddWireguard(sock: NlSocket, opts: SimpleLinkOptions): LinkInfo {
+  return addTyped(sock, "wireguard", opts);
+}
+
 /** Creates a veth pair; the peer is created directly in `opts.peerNetns` when given. */
 export function linkAddVeth(sock: NlSocket, opts: VethOptions): LinkInfo {
   const lib = rtnl();

@@ -8,7 +8,7 @@
  * @module
  */
 import { LIBC_SYMBOLS } from "./libc_symbols.ts";
-import { LIBNL_ROUTE_SYMBOLS, LIBNL_SYMBOLS } from "./libnl_symbols.ts";
+import { LIBNL_GENL_SYMBOLS, LIBNL_ROUTE_SYMBOLS, LIBNL_SYMBOLS } from "./libnl_symbols.ts";
 
 /** Thrown when a shared library cannot be opened. */
 export class LibraryNotFoundError extends Error {
@@ -85,6 +85,7 @@ function open<S extends Deno.ForeignLibraryInterface>(
 
 let libnl: Deno.DynamicLibrary<typeof LIBNL_SYMBOLS>["symbols"] | undefined;
 let libnlRoute: Deno.DynamicLibrary<typeof LIBNL_ROUTE_SYMBOLS>["symbols"] | undefined;
+let libnlGenl: Deno.DynamicLibrary<typeof LIBNL_GENL_SYMBOLS>["symbols"] | undefined;
 let libc: Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"] | undefined;
 
 /** libnl-3 symbols, opened on first use. */
@@ -96,6 +97,12 @@ export function nl(): Deno.DynamicLibrary<typeof LIBNL_SYMBOLS>["symbols"] {
 export function rtnl(): Deno.DynamicLibrary<typeof LIBNL_ROUTE_SYMBOLS>["symbols"] {
   nl();
   return libnlRoute ??= open("libnl-route-3.so.200", "libnl-route-3-200", LIBNL_ROUTE_SYMBOLS).symbols;
+}
+
+/** libnl-genl-3 symbols, opened on first use (only kernel WireGuard needs them). */
+export function genl(): Deno.DynamicLibrary<typeof LIBNL_GENL_SYMBOLS>["symbols"] {
+  nl();
+  return libnlGenl ??= open("libnl-genl-3.so.200", "libnl-genl-3-200", LIBNL_GENL_SYMBOLS).symbols;
 }
 
 /** libc symbols, opened on first use. */

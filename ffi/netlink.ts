@@ -18,6 +18,7 @@ import {
   linkAddDummy,
   linkAddVeth,
   linkAddVxlan,
+  linkAddWireguard,
   linkChange,
   linkDelete,
   linkGet,
@@ -111,6 +112,11 @@ export class Netlink implements Disposable {
   /** Creates a dummy device (down). */
   linkAddDummy(opts: SimpleLinkOptions): LinkInfo {
     return linkAddDummy(this.#sock, opts);
+  }
+
+  /** Creates a kernel WireGuard device (down); NetlinkError EOPNOTSUPP when the kernel has none. */
+  linkAddWireguard(opts: SimpleLinkOptions): LinkInfo {
+    return linkAddWireguard(this.#sock, opts);
   }
 
   /** Creates a veth pair, the peer optionally straight in another namespace; returns this end. */

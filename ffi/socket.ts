@@ -7,7 +7,8 @@ import { readCString } from "./cmem.ts";
 import { errnoFromNle, NetlinkError } from "./errors.ts";
 import { nl } from "./loader.ts";
 
-const NETLINK_ROUTE = 0;
+/** Netlink protocols weft speaks. */
+export const NETLINK = { ROUTE: 0, GENERIC: 16 } as const;
 const NL_CB_CUSTOM = 3;
 const NL_STOP = 2;
 
@@ -35,18 +36,18 @@ function errorCallbackPointer(): Deno.PointerObject {
 
 const registry = new FinalizationRegistry<Deno.PointerObject>((ptr) => nl().nl_socket_free(ptr));
 
-/** A connected NETLINK_ROUTE socket (in the namespace it was created in). */
+/** A connected netlink socket (NETLINK_ROUTE unless told; in the namespace it was created in). */
 export class NlSocket {
   #ptr: Deno.PointerObject | null;
 
-  /** Allocates and connects a socket in the calling thread's current namespace. */
-  constructor() {
+  /** Allocates and connects a socket of `protocol` in the calling thread's current namespace. */
+  constructor(protocol: number = NETLINK.ROUTE) {
     const lib = nl();
     const ptr = lib.nl_socket_alloc();
     if (ptr === null) throw new NetlinkError("netlink socket", 12, 0, "nl_socket_alloc failed");
     this.#ptr = ptr;
     try {
-      this.check(lib.nl_connect(ptr, NETLINK_ROUTE), "netlink connect");
+      this.check(lib.nl_connect(ptr, protocol), "netlink connect");
       // Large dumps (5000 routes) must not overflow the receive buffer.
       lib.nl_socket_set_buffer_size(ptr, 4 << 20, 1 << 20);
       // libnl peeks at every message (MSG_PEEK|MSG_TRUNC) to size its buffer, then reads it again: two

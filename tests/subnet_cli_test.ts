@@ -91,7 +91,7 @@ Deno.test({
       assert.equal(
         (await etcd.etcdctl(["get", "--print-value-only", "/coreos.com/network/subnets/10.244.250.0-24"]))
           .trim(),
-        '{"PublicIP":"192.168.9.2","PublicIPv6":null,"BackendType":"vxlan","BackendData":null}',
+        '{"PublicIP":"192.168.9.2","PublicIPv6":null,"BackendType":"vxlan"}',
       );
 
       const table = await weft(["leases", ep]);

@@ -124,12 +124,17 @@ Deno.test({
       EnableIPv6: true,
       IPv6Network: "fd00:10:244::/56",
     });
-    // Exactly what flanneld v0.28 writes: a TTL'd vxlan lease, a dual-stack one, a host-gw reservation.
+    // Exactly what flanneld v0.28 writes: a TTL'd vxlan lease, a dual-stack one, a host-gw reservation,
+    // a udp and a wireguard lease (LeaseAttrs' BackendType/BackendData/BackendV6Data are `omitempty`: host-gw
+    // has no BackendData, udp neither BackendType nor BackendData).
     const vxlan =
       '{"PublicIP":"192.168.64.7","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}';
     const dual =
       '{"PublicIP":"192.168.64.8","PublicIPv6":"fd00::8","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:45"},"BackendV6Data":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:46"}}';
-    const hostgw = '{"PublicIP":"192.168.64.9","PublicIPv6":null,"BackendType":"host-gw","BackendData":null}';
+    const hostgw = '{"PublicIP":"192.168.64.9","PublicIPv6":null,"BackendType":"host-gw"}';
+    const udp = '{"PublicIP":"192.168.64.10","PublicIPv6":null}';
+    const wireguard =
+      '{"PublicIP":"192.168.64.11","PublicIPv6":null,"BackendType":"wireguard","BackendData":{"PublicKey":"ydz5Ryw6jQ5QIE1JgpvDd9Oqr3ZpmhrEuChsN6HpNVU=","Port":51820}}';
     const grant = await etcd.etcdctl(["lease", "grant", "300"]);
     const leaseId = /lease ([0-9a-f]+) granted/.exec(grant)![1]!;
     await etcd.etcdctl(["put", `--lease=${leaseId}`, `${PREFIX}/subnets/10.244.9.0-24`, vxlan]);
@@ -140,6 +145,8 @@ Deno.test({
       dual,
     ]);
     await etcd.etcdctl(["put", `${PREFIX}/subnets/10.244.11.0-24`, hostgw]);
+    await etcd.etcdctl(["put", `--lease=${leaseId}`, `${PREFIX}/subnets/10.244.12.0-24`, udp]);
+    await etcd.etcdctl(["put", `--lease=${leaseId}`, `${PREFIX}/subnets/10.244.13.0-24`, wireguard]);
     const { leases } = await m.listLeases();
     const byKey = new Map(leases.map((l) => [l.key, l]));
     const v = byKey.get("10.244.9.0-24")!;
@@ -156,6 +163,10 @@ Deno.test({
     assert.equal(leaseAttrsJSON(v.attrs), vxlan);
     assert.equal(leaseAttrsJSON(d.attrs), dual);
     assert.equal(leaseAttrsJSON(h.attrs), hostgw);
+    const u = byKey.get("10.244.12.0-24")!;
+    assert.equal(u.attrs.BackendType, "", "a udp lease carries no BackendType");
+    assert.equal(leaseAttrsJSON(u.attrs), udp);
+    assert.equal(leaseAttrsJSON(byKey.get("10.244.13.0-24")!.attrs), wireguard);
     // And what weft writes, etcdctl reads back as flannel's JSON.
     const mine = await m.acquireLease(cfg, { ...vxlanAttrs("192.168.64.20"), PublicIPv6: "fd00::20" }, {
       ttlSeconds: 60,

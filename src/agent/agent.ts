@@ -60,10 +60,13 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
     ? serveHealth(opts.healthz, () => status.readiness(), agentMetrics(status.view()))
     : undefined;
   let stopReconciler = () => {};
+  let closeBackend = (): Promise<void> => Promise.resolve();
   try {
     const { cfg, cfgFingerprint, ext, backend, attrs, lease } = await startNode(source, nl, opts, signal);
     status.lease = lease;
     status.backendType = backend.type;
+    closeBackend = () => backend.close?.() ?? Promise.resolve();
+    status.forwarder = () => backend.forwarderStats?.();
     status.storeUp = true;
     const node = new NodeState(backend, cfg, opts, status);
     node.ensure(lease, true);
@@ -121,6 +124,10 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
   } finally {
     // The datapath stays as it is: the next start converges from it without dropping a packet.
     stopReconciler();
+    // A backend's own loop (udp) stops; its devices stay, like every other part of the datapath.
+    await closeBackend().catch((err) =>
+      logger.error("stopping the backend: {error}", { error: (err as Error).message })
+    );
     await server?.shutdown();
     await source.close();
     logger.info("agent stopped; datapath left in place");

@@ -5,6 +5,7 @@
  */
 import client from "prom-client";
 import { emptyReconcileStats, type ReconcileStats } from "../datapath/reconciler.ts";
+import type { UdpForwarderStats } from "../backend/udp_forwarder.ts";
 
 /** Counters the agent itself keeps (outside the reconciler). */
 export interface AgentCounters {
@@ -34,6 +35,8 @@ export interface AgentView {
   ready(): boolean;
   /** Lease renewals done. */
   renewals(): number;
+  /** The udp backend's packet loop counters, when it runs one. */
+  forwarder(): UdpForwarderStats | undefined;
 }
 
 /** Defines one metric whose value is read at scrape time. */
@@ -69,6 +72,39 @@ function reconcilerMetrics(gauge: Define, counter: Define, stats: () => Reconcil
     "Peers whose last apply failed (retrying with back-off)",
     () => stats().peersFailing,
   );
+}
+
+/** The udp backend's packet loop: packets moved per direction, and dropped per reason. */
+function forwarderMetrics(reg: client.Registry, view: AgentView): void {
+  new client.Counter({
+    name: "weft_udp_packets_total",
+    help: "Packets the udp backend moved (tun_to_udp: sent to a peer; udp_to_tun: delivered from a peer)",
+    labelNames: ["direction"] as const,
+    registers: [reg],
+    collect() {
+      this.reset();
+      const s = view.forwarder();
+      if (!s) return;
+      this.inc({ direction: "tun_to_udp" }, s.tunToUdp);
+      this.inc({ direction: "udp_to_tun" }, s.udpToTun);
+    },
+  });
+  new client.Counter({
+    name: "weft_udp_dropped_total",
+    help: "Packets the udp backend dropped: no_peer (no lease holds the destination), malformed, " +
+      "ttl (expired), send_error",
+    labelNames: ["reason"] as const,
+    registers: [reg],
+    collect() {
+      this.reset();
+      const s = view.forwarder();
+      if (!s) return;
+      this.inc({ reason: "no_peer" }, s.droppedNoPeer);
+      this.inc({ reason: "malformed" }, s.droppedMalformed);
+      this.inc({ reason: "ttl" }, s.droppedTtl);
+      this.inc({ reason: "send_error" }, s.sendErrors);
+    },
+  });
 }
 
 /** Builds a registry whose values are read from `view` at scrape time. */
@@ -127,6 +163,7 @@ export function agentMetrics(view: AgentView): client.Registry {
     "Memory outside the JS heap held by JS objects",
     () => Deno.memoryUsage().external,
   );
+  forwarderMetrics(reg, view);
   new client.Gauge({
     name: "weft_lease_info",
     help: "The own lease",

@@ -104,6 +104,10 @@ export async function startNode(
     nl,
     ext,
     families: { ipv4: !!cfg.network, ipv6: dualStack },
+    networks: {
+      ...(cfg.network ? { ipv4: cfg.network } : {}),
+      ...(cfg.ipv6Network ? { ipv6: cfg.ipv6Network } : {}),
+    },
     ...(previous ? { previous: previous.attrs } : {}),
   });
   const v6Data = backend.backendV6Data?.();

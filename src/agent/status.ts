@@ -6,6 +6,7 @@
  * @module
  */
 import type { ReconcileStats } from "../datapath/reconciler.ts";
+import type { UdpForwarderStats } from "../backend/udp_forwarder.ts";
 import { formatNet } from "../net/ip.ts";
 import type { Lease } from "../subnet/lease.ts";
 import type { AgentCounters, AgentView } from "./metrics.ts";
@@ -32,6 +33,8 @@ export class AgentStatus {
   leasesKnown: () => number = () => 0;
   /** Lease renewals so far. */
   renewals: () => number = () => 0;
+  /** The backend's packet loop counters (udp), if it runs one. */
+  forwarder: () => UdpForwarderStats | undefined = () => undefined;
 
   /** Ready when every part is in place; otherwise the first missing part. */
   readiness(): { ready: boolean; why: string } {
@@ -60,6 +63,7 @@ export class AgentStatus {
       etcdUp: () => this.storeUp,
       ready: () => this.readiness().ready,
       renewals: () => this.renewals(),
+      forwarder: () => this.forwarder(),
       counters: () => this.counters,
     };
   }

@@ -7,6 +7,7 @@
  */
 import type { DatapathBackend, DeviceChange } from "../datapath/reconciler.ts";
 import type { Lease } from "../subnet/lease.ts";
+import type { UdpForwarderStats } from "./udp_forwarder.ts";
 import { log } from "../log.ts";
 
 /** A backend bound to one node. */
@@ -31,6 +32,8 @@ export interface Backend extends DatapathBackend {
   ensureDevice(lease: Lease): DeviceChange;
   /** Stops what the backend runs besides kernel state (a forwarding loop, a helper process). */
   close?(): Promise<void>;
+  /** Counters of a packet loop the backend runs in the agent (udp), once it runs. */
+  forwarderStats?(): UdpForwarderStats | undefined;
 }
 
 /**

@@ -7,11 +7,16 @@
 import type { Netlink } from "../../ffi/mod.ts";
 import { BackendOptionReader, ConfigError, type NetworkConfig } from "../config/net_conf.ts";
 import type { ExternalInterface } from "../net/iface.ts";
+import type { IPNet } from "../net/ip.ts";
 import { type LeaseAttrs, vtepMac } from "../subnet/lease.ts";
 import type { Backend } from "./backend.ts";
 import { HostGwBackend } from "./hostgw.ts";
 import { VxlanBackend } from "./vxlan.ts";
 import { parseVxlanOptions } from "./vxlan_options.ts";
+import { UdpBackend } from "./udp.ts";
+import { parseUdpOptions } from "./udp_options.ts";
+import { WireguardBackend } from "./wireguard.ts";
+import { parseWireguardOptions } from "./wireguard_options.ts";
 
 /** What a backend is built from. */
 export interface BackendContext {
@@ -23,6 +28,14 @@ export interface BackendContext {
   families: { ipv4: boolean; ipv6: boolean };
   /** This node's previous lease attributes, if any (stable VTEP MACs, keys). */
   previous?: LeaseAttrs;
+  /** The cluster networks (udp and wireguard route the whole network through their device). */
+  networks?: { ipv4?: IPNet; ipv6?: IPNet };
+}
+
+function network(ctx: BackendContext, type: string): IPNet {
+  const n = ctx.networks?.ipv4;
+  if (!n) throw new Error(`the ${type} backend needs an IPv4 Network`);
+  return n;
 }
 
 /** One backend type: its option parser and its constructor. */
@@ -55,6 +68,21 @@ const KINDS: BackendKind[] = [
     type: "host-gw",
     parseOptions: () => ({}),
     create: (ctx) => new HostGwBackend(ctx.ext, ctx.families),
+  }),
+  kind({
+    type: "udp",
+    parseOptions: parseUdpOptions,
+    create: (ctx, opts) => new UdpBackend(ctx.nl, opts, ctx.ext, network(ctx, "udp"), ctx.families),
+  }),
+  kind({
+    type: "wireguard",
+    parseOptions: parseWireguardOptions,
+    create: (ctx, opts) =>
+      new WireguardBackend(ctx.nl, opts, ctx.ext, ctx.families, {
+        ...(ctx.families.ipv4 && ctx.networks?.ipv4 ? { network: ctx.networks.ipv4 } : {}),
+        ...(ctx.families.ipv6 && ctx.networks?.ipv6 ? { ipv6Network: ctx.networks.ipv6 } : {}),
+        previousBackendData: ctx.previous?.BackendData ?? ctx.previous?.BackendV6Data,
+      }),
   }),
 ];
 

@@ -61,14 +61,14 @@ export function registerDemo(program: Command): void {
     .description("build the demo cluster (removes leftovers of an earlier one first)")
     .option("--nodes <n>", "number of nodes (1-9)", "3")
     .option("--pods <n>", "pods per node (0-9)", "2")
-    .option("--backend <type>", "vxlan or host-gw", "vxlan")
+    .option("--backend <type>", "vxlan, host-gw or udp", "vxlan")
     .action(async (opts) => {
       if (Deno.uid() !== 0) throw new CliError("weft demo needs root (it creates network namespaces)");
       const nodes = Number(opts.nodes), pods = Number(opts.pods);
       if (!Number.isInteger(nodes) || nodes < 1 || nodes > 9) throw new CliError("--nodes must be 1-9");
       if (!Number.isInteger(pods) || pods < 0 || pods > 9) throw new CliError("--pods must be 0-9");
-      if (opts.backend !== "vxlan" && opts.backend !== "host-gw") {
-        throw new CliError(`--backend must be vxlan or host-gw, not ${opts.backend}`);
+      if (opts.backend !== "vxlan" && opts.backend !== "host-gw" && opts.backend !== "udp") {
+        throw new CliError(`--backend must be vxlan, host-gw or udp, not ${opts.backend}`);
       }
       const started = Date.now();
       const onInterrupt = () => {

@@ -9,6 +9,7 @@ import { libnlAvailable, Netlink, txChecksumOffload } from "../../ffi/mod.ts";
 import type { LinkInfo } from "../../ffi/mod.ts";
 import { readSubnetEnv, type SubnetEnv } from "../config/subnet_env.ts";
 import { formatNet } from "../net/ip.ts";
+import { checkUdpBackend, checkWireguard } from "./doctor_backends.ts";
 
 /** How a check came out. */
 export type Status = "ok" | "warn" | "fail" | "skip";
@@ -128,10 +129,11 @@ export function checkBridgeNetfilter(): Finding {
   };
 }
 
-/** Whether a UDP port is bound in this namespace, from /proc/net/udp{,6}. */
+/** Whether a UDP port is bound in this namespace, from /proc/thread-self/net/udp{,6}. */
 export function udpPortBound(port: number): boolean {
   const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")} `;
-  for (const f of ["/proc/net/udp", "/proc/net/udp6"]) {
+  // thread-self: the namespace of the calling thread (which may have switched), not of the process.
+  for (const f of ["/proc/thread-self/net/udp", "/proc/thread-self/net/udp6"]) {
     const text = readSysctl(f) ?? "";
     for (const line of text.split("\n").slice(1)) {
       const local = line.trim().split(/\s+/)[1];
@@ -338,6 +340,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<Finding[]> {
     using nl = Netlink.open();
     const vxlan = nl.linkGet(vxlanName);
     findings.push(checkVxlanPort(vxlan, opts.port), checkMtu(nl, env, vxlan), checkTxChecksum(vxlan));
+    findings.push(checkWireguard(nl), checkUdpBackend(nl));
   }
   findings.push(envFinding, ...await checkEtcd(opts, env));
   return findings;

@@ -31,8 +31,8 @@ export interface DemoOptions {
   nodes: number;
   /** Pods per node (0–9). */
   pods: number;
-  /** `vxlan` or `host-gw`. */
-  backend: "vxlan" | "host-gw";
+  /** `vxlan`, `host-gw` or `udp` (wireguard would need each node's own /run/wireguard: not in the demo). */
+  backend: "vxlan" | "host-gw" | "udp";
   /** Progress callback. */
   progress: (msg: string) => void;
   /** How long to wait for agents and etcd, ms. */

@@ -4,7 +4,7 @@
  *
  * Key: `<prefix>/subnets/10.244.3.0-24`, dual-stack `10.244.3.0-24&fd00:10:244:3::-64`.
  * Value: `{"PublicIP":"192.168.64.3","PublicIPv6":null,"BackendType":"vxlan","BackendData":{…}}`
- * (`BackendV6Data` only when set).
+ * (BackendType, BackendData and `BackendV6Data` only when set, as Go's `omitempty` writes them).
  *
  * @module
  */
@@ -71,14 +71,15 @@ export function parseSubnetKey(key: string): { subnet?: IPNet; ipv6Subnet?: IPNe
   return out.subnet || out.ipv6Subnet ? out : undefined;
 }
 
-/** Serialises attributes in flannel's field order. */
+/**
+ * Serialises attributes as flannel's Go struct does: its field order, `PublicIPv6` always (null when
+ * unset), and `BackendType`, `BackendData`, `BackendV6Data` only when set (`omitempty`) — so a udp lease
+ * is `{"PublicIP":"…","PublicIPv6":null}` and a host-gw lease has no BackendData.
+ */
 export function leaseAttrsJSON(a: LeaseAttrs): string {
-  const o: Record<string, unknown> = {
-    PublicIP: a.PublicIP,
-    PublicIPv6: a.PublicIPv6 ?? null,
-    BackendType: a.BackendType,
-    BackendData: a.BackendData ?? null,
-  };
+  const o: Record<string, unknown> = { PublicIP: a.PublicIP, PublicIPv6: a.PublicIPv6 ?? null };
+  if (a.BackendType) o.BackendType = a.BackendType;
+  if (a.BackendData !== undefined && a.BackendData !== null) o.BackendData = a.BackendData;
   if (a.BackendV6Data !== undefined && a.BackendV6Data !== null) o.BackendV6Data = a.BackendV6Data;
   return JSON.stringify(o);
 }

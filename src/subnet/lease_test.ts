@@ -25,7 +25,7 @@ Deno.test("parseSubnetKey() reads both forms back and rejects other keys", () =>
   }
 });
 
-Deno.test("leaseAttrsJSON() writes flannel's field order, PublicIPv6 null, BackendV6Data only when set", () => {
+Deno.test("leaseAttrsJSON() writes flannel's field order, PublicIPv6 null, the Backend fields only when set", () => {
   const flannel =
     '{"PublicIP":"192.168.64.3","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}';
   // Fields given in another order still come out in flannel's.
@@ -37,9 +37,15 @@ Deno.test("leaseAttrsJSON() writes flannel's field order, PublicIPv6 null, Backe
     }),
     flannel,
   );
+  // flannel's LeaseAttrs: BackendType, BackendData and BackendV6Data are `json:",omitempty"`.
   assert.equal(
     leaseAttrsJSON({ PublicIP: "1.2.3.4", BackendType: "host-gw" }),
-    '{"PublicIP":"1.2.3.4","PublicIPv6":null,"BackendType":"host-gw","BackendData":null}',
+    '{"PublicIP":"1.2.3.4","PublicIPv6":null,"BackendType":"host-gw"}',
+  );
+  // flannel's udp backend publishes only PublicIP.
+  assert.equal(
+    leaseAttrsJSON({ PublicIP: "1.2.3.4", BackendType: "" }),
+    '{"PublicIP":"1.2.3.4","PublicIPv6":null}',
   );
   assert.equal(
     leaseAttrsJSON({
@@ -59,7 +65,9 @@ Deno.test("parseLeaseAttrs() round-trips flannel's JSON byte for byte", () => {
     const text of [
       '{"PublicIP":"192.168.64.3","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}',
       '{"PublicIP":"10.0.0.1","PublicIPv6":"fd00::1","BackendType":"vxlan","BackendData":{"VNI":1},"BackendV6Data":{"VNI":1}}',
-      '{"PublicIP":"10.0.0.2","PublicIPv6":null,"BackendType":"host-gw","BackendData":null}',
+      '{"PublicIP":"10.0.0.2","PublicIPv6":null,"BackendType":"host-gw"}',
+      '{"PublicIP":"10.0.0.4","PublicIPv6":null}',
+      '{"PublicIP":"10.0.0.5","PublicIPv6":null,"BackendType":"wireguard","BackendData":{"PublicKey":"ydz5Ryw6jQ5QIE1JgpvDd9Oqr3ZpmhrEuChsN6HpNVU=","Port":51820}}',
     ]
   ) {
     assert.equal(leaseAttrsJSON(parseLeaseAttrs(text)), text);

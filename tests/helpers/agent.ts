@@ -43,6 +43,14 @@ export function startAgent(
     healthPort?: number;
     /** Flags for `deno run` itself (e.g. `--v8-flags=…`). */
     denoFlags?: string[];
+    /** Extra environment variables. */
+    env?: Record<string, string>;
+    /**
+     * Directories the agent sees in place of others (target → host directory), through a private mount
+     * namespace (`unshare --mount`): e.g. each node's own `/run/wireguard`, as separate machines would
+     * have. The agent's pid stays the process's own (unshare and sh exec).
+     */
+    binds?: Record<string, string>;
   },
 ): AgentProcess {
   const subnetFile = `${opts.dir}/${node.netns}.subnet.env`;
@@ -64,6 +72,31 @@ export function startAgent(
     `--healthz-port=${healthPort}`,
     ...(opts.args ?? []),
   ];
+  const binds = Object.entries(opts.binds ?? {});
+  for (const [target, source] of binds) {
+    Deno.mkdirSync(target, { recursive: true });
+    Deno.mkdirSync(source, { recursive: true });
+  }
+  // unshare --mount gives the agent its own mount table; sh binds the directories, then execs the agent.
+  const [cmd, cmdArgs] = binds.length
+    ? [
+      "unshare",
+      [
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        `${binds.map((_, i) => `mount --bind "$${2 * i + 1}" "$${2 * i + 2}"`).join(" && ")} && shift ${
+          2 * binds.length
+        } && exec "$@"`,
+        "sh",
+        ...binds.flatMap(([target, source]) => [source, target]),
+        Deno.execPath(),
+        ...args,
+      ],
+    ]
+    : [Deno.execPath(), args];
   const agent: AgentProcess = {
     node,
     subnetFile,
@@ -75,8 +108,13 @@ export function startAgent(
       child = withNetns(
         node.netns,
         () =>
-          new Deno.Command(Deno.execPath(), { args, stdin: "null", stdout: "piped", stderr: "piped" })
-            .spawn(),
+          new Deno.Command(cmd, {
+            args: cmdArgs,
+            stdin: "null",
+            stdout: "piped",
+            stderr: "piped",
+            ...(opts.env ? { env: opts.env } : {}),
+          }).spawn(),
       );
       const pump = async (s: ReadableStream<Uint8Array>) => {
         for await (const c of s) log.writeSync(c);

@@ -1,0 +1,43 @@
+/**
+ * What the udp and wireguard backends do to their device besides creating it: the lease's address on
+ * it, and one route for the whole cluster network through it (flannel's layout for both). Each helper
+ * changes only what differs and says what it changed, so a full pass can count drift.
+ *
+ * The network route carries protocol `boot` (what flannel's netlink library stamps), not weft's
+ * protocol 87: weft prunes its own protocol-87 routes inside the cluster network that no peer wants, and
+ * this route belongs to the device, not to a peer.
+ *
+ * @module
+ */
+import type { Netlink } from "../../ffi/mod.ts";
+
+/** RTPROT_BOOT. */
+export const RTPROT_BOOT = 3;
+/** RT_SCOPE_LINK. */
+const SCOPE_LINK = 253;
+
+/**
+ * Makes `cidr` (e.g. `10.244.3.0/32`) the device's only global address of its family; returns what was
+ * wrong, or `""` when nothing was.
+ */
+export function ensureDeviceAddress(nl: Netlink, index: number, cidr: string): string {
+  const family = cidr.includes(":") ? 6 : 4;
+  // IPv6 devices also carry a kernel-made link-local fe80:: address: not ours to judge.
+  const have = nl.addrList(index, family).filter((a) => a.scope === 0).map((a) => a.cidr);
+  if (have.length === 1 && have[0] === cidr) return "";
+  for (const a of have) if (a !== cidr) nl.addrDelete(index, a); // a previous lease's address
+  nl.addrReplace(index, cidr, { nodad: family === 6 });
+  return have.length ? `address ${have.join(",")} replaced by ${cidr}` : `address ${cidr} restored`;
+}
+
+/**
+ * Makes `network` route through the device (`network dev <index> scope link proto boot`); returns what
+ * was wrong, or `""`.
+ */
+export function ensureNetworkRoute(nl: Netlink, index: number, network: string): string {
+  const family = network.includes(":") ? 6 : 4;
+  const r = nl.routeList({ family }).find((r) => r.dst === network);
+  if (r && r.index === index && r.gateway === undefined && r.type === "unicast") return "";
+  nl.routeReplace({ dst: network, dev: index, scope: SCOPE_LINK, protocol: RTPROT_BOOT });
+  return r ? `route ${network} pointed elsewhere, set back to the device` : `route ${network} restored`;
+}
