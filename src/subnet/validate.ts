@@ -161,7 +161,11 @@ export function parseLeaseEntry(e: RawLeaseEntry): ParsedLeaseEntry {
   try {
     attrs = parseLeaseAttrs(e.value, e.key);
   } catch (err) {
-    const why = (err as Error).message.replace(/^lease [^:]*: /, "");
+    // The JSON error quotes the value: one escaped line, cut short.
+    const why = JSON.stringify((err as Error).message.replace(/^lease [^:]*: /, "").slice(0, 160)).slice(
+      1,
+      -1,
+    );
     return reject(e.key, "value_unparseable", `${why} (value ${quoteForLog(e.value, 80)})`);
   }
   const lease: Lease = { ...nets, attrs, key: e.key };
