@@ -159,160 +159,177 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
-/** Starts the server. It runs until {@linkcode HttpServer.shutdown}; nothing it does throws to the caller. */
-export function serveHttp(
-  opts: HttpServerOptions,
-  handler: (req: HttpRequest) => HttpResponse | Promise<HttpResponse>,
-): HttpServer {
-  const max = opts.maxConnections ?? 32;
-  const idleMs = opts.idleTimeoutMs ?? 30_000;
-  const headerMs = opts.headerTimeoutMs ?? 5_000;
-  const writeMs = opts.writeTimeoutMs ?? 5_000;
-  const maxHead = opts.maxHeaderBytes ?? 8192;
-  const listener = Deno.listen({ hostname: opts.hostname, port: opts.port, transport: "tcp" });
-  const stats = emptyStats();
-  const conns = new Set<Conn>();
-  let closing = false;
-  let lastAcceptLog = 0, acceptErrorsLogged = 0;
+/** A request head that could not be served, answered with `status` and then the connection closed. */
+class Refusal implements HttpResponse {
+  /** Headers of the answer. */
+  readonly headers: Record<string, string>;
+  /** Answers `status` with `body` (and `headers`). */
+  constructor(readonly status: number, readonly body: string, headers: Record<string, string> = {}) {
+    this.headers = headers;
+  }
+}
 
-  const drop = (c: Conn, why: keyof HttpServerStats["dropped"]) => {
+/** Parses a request head (without the blank line); a {@linkcode Refusal} when it cannot be served. */
+export function parseHead(text: string): { req: HttpRequest; keepAlive: boolean } | Refusal {
+  const [requestLine = "", ...headerLines] = text.split("\r\n");
+  const m = /^([A-Z]+) (\S+) HTTP\/1\.([01])$/.exec(requestLine);
+  if (!m) return new Refusal(/^[A-Z]+ \S+ HTTP\/\d/.test(requestLine) ? 505 : 400, "bad request\n");
+  const headers = new Map<string, string>();
+  for (const line of headerLines) {
+    const colon = line.indexOf(":");
+    if (colon <= 0) return new Refusal(400, "bad header line\n");
+    headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+  }
+  const method = m[1]!;
+  if (method !== "GET" && method !== "HEAD") {
+    return new Refusal(405, "GET or HEAD only\n", { Allow: "GET, HEAD" });
+  }
+  let path = m[2]!;
+  if (!path.startsWith("/")) {
+    try {
+      path = new URL(path).pathname; // absolute-form
+    } catch {
+      return new Refusal(400, "bad request target\n");
+    }
+  }
+  const q = path.indexOf("?");
+  if (q >= 0) path = path.slice(0, q);
+  const conn = (headers.get("connection") ?? "").toLowerCase();
+  // A body we would have to skip (or cannot frame) ends the connection after the answer.
+  const hasBody = headers.has("transfer-encoding") || Number(headers.get("content-length") ?? "0") !== 0;
+  const keepAlive = !hasBody && (m[3] === "1" ? conn !== "close" : conn === "keep-alive");
+  return { req: { method, path, headers }, keepAlive };
+}
+
+type Handler = (req: HttpRequest) => HttpResponse | Promise<HttpResponse>;
+
+/** The server behind {@linkcode serveHttp}. */
+class Server implements HttpServer {
+  readonly stats = emptyStats();
+  readonly port: number;
+  readonly #max: number;
+  readonly #idleMs: number;
+  readonly #headerMs: number;
+  readonly #writeMs: number;
+  readonly #maxHead: number;
+  readonly #listener: Deno.TcpListener;
+  readonly #conns = new Set<Conn>();
+  #closing = false;
+  #lastAcceptLog = 0;
+  #acceptErrorsLogged = 0;
+  readonly #loop: Promise<void>;
+
+  constructor(opts: HttpServerOptions, private readonly handler: Handler) {
+    this.#max = opts.maxConnections ?? 32;
+    this.#idleMs = opts.idleTimeoutMs ?? 30_000;
+    this.#headerMs = opts.headerTimeoutMs ?? 5_000;
+    this.#writeMs = opts.writeTimeoutMs ?? 5_000;
+    this.#maxHead = opts.maxHeaderBytes ?? 8192;
+    this.#listener = Deno.listen({ hostname: opts.hostname, port: opts.port, transport: "tcp" });
+    this.port = this.#listener.addr.port;
+    this.#loop = this.#acceptLoop().catch((err) => {
+      logger.error("health server accept loop ended: {error}", { error: (err as Error).message });
+    });
+  }
+
+  #drop(c: Conn, why: keyof HttpServerStats["dropped"]): void {
     if (c.closedFor) return;
     c.closedFor = why;
-    stats.dropped[why]++;
+    this.stats.dropped[why]++;
     try {
       c.conn.close();
     } catch { /* already closed */ }
-  };
-  const arm = (c: Conn, ms: number, why: keyof HttpServerStats["dropped"]) => {
-    clearTimeout(c.timer);
-    c.timer = setTimeout(() => drop(c, why), ms);
-  };
-
-  async function writeAll(c: Conn, data: Uint8Array): Promise<void> {
-    arm(c, writeMs, "writeTimeout");
-    let off = 0;
-    while (off < data.length) off += await c.conn.write(data.subarray(off));
-    clearTimeout(c.timer);
   }
 
-  async function respond(c: Conn, res: HttpResponse, head: boolean, keepAlive: boolean): Promise<void> {
+  #arm(c: Conn, ms: number, why: keyof HttpServerStats["dropped"]): void {
+    clearTimeout(c.timer);
+    c.timer = setTimeout(() => this.#drop(c, why), ms);
+  }
+
+  async #write(c: Conn, res: HttpResponse, head: boolean, keepAlive: boolean): Promise<void> {
     const body = enc.encode(res.body);
     const lines = [`HTTP/1.1 ${res.status} ${REASONS[res.status] ?? "Status"}`];
     for (const [k, v] of Object.entries(res.headers ?? {})) lines.push(`${k}: ${v}`);
     lines.push(`Content-Length: ${body.length}`, `Connection: ${keepAlive ? "keep-alive" : "close"}`, "", "");
-    const bytes = enc.encode(lines.join("\r\n"));
-    await writeAll(c, head ? bytes : concat(bytes, body));
+    const bytes = head ? enc.encode(lines.join("\r\n")) : concat(enc.encode(lines.join("\r\n")), body);
+    this.#arm(c, this.#writeMs, "writeTimeout");
+    let off = 0;
+    while (off < bytes.length) off += await c.conn.write(bytes.subarray(off));
+    clearTimeout(c.timer);
+  }
+
+  /**
+   * Reads one request head: its first byte within the idle timeout, the rest within the header timeout.
+   * Returns the head's text and what followed it, undefined when the client closed, or a Refusal.
+   */
+  async #readHead(c: Conn, pending: Uint8Array): Promise<[string, Uint8Array] | undefined | Refusal> {
+    const buf = new Uint8Array(4096);
+    c.phase = pending.length ? "head" : "idle";
+    c.idleSince = Date.now();
+    this.#arm(
+      c,
+      pending.length ? this.#headerMs : this.#idleMs,
+      pending.length ? "headerTimeout" : "idleTimeout",
+    );
+    let end = headEnd(pending, 0);
+    while (end < 0) {
+      if (pending.length > this.#maxHead) return new Refusal(431, "request head too large\n");
+      const n = await c.conn.read(buf);
+      if (n === null) return undefined; // the client closed
+      if (c.phase === "idle") {
+        c.phase = "head";
+        this.#arm(c, this.#headerMs, "headerTimeout");
+      }
+      const from = pending.length;
+      pending = concat(pending, buf.slice(0, n));
+      end = headEnd(pending, from);
+    }
+    if (end > this.#maxHead) return new Refusal(431, "request head too large\n");
+    clearTimeout(c.timer);
+    c.phase = "busy";
+    return [dec.decode(pending.subarray(0, end)), pending.slice(end + 4)];
+  }
+
+  async #answer(req: HttpRequest): Promise<HttpResponse> {
+    try {
+      return await this.handler(req);
+    } catch (err) {
+      this.stats.errors.handler++;
+      logger.error("handler for {path} failed: {error}", { path: req.path, error: (err as Error).message });
+      return { status: 500, body: "internal error\n" };
+    }
   }
 
   /** Serves requests on one connection until it closes, times out or errs. Never throws. */
-  async function session(c: Conn): Promise<void> {
-    const buf = new Uint8Array(4096);
+  async #session(c: Conn): Promise<void> {
     let pending: Uint8Array = new Uint8Array(0);
     try {
       for (;;) {
-        // Wait for a request: its first byte within the idle timeout, its whole head within the header one.
-        c.phase = "idle";
-        c.idleSince = Date.now();
-        arm(c, idleMs, "idleTimeout");
-        let end = headEnd(pending, 0);
-        if (pending.length) {
-          c.phase = "head";
-          arm(c, headerMs, "headerTimeout");
-        }
-        while (end < 0) {
-          if (pending.length > maxHead) {
-            stats.errors.badRequest++;
-            await respond(c, { status: 431, body: "request head too large\n" }, false, false);
-            return;
-          }
-          const n = await c.conn.read(buf);
-          if (n === null) return; // the client closed
-          if (c.phase === "idle") {
-            c.phase = "head";
-            arm(c, headerMs, "headerTimeout");
-          }
-          const from = pending.length;
-          pending = concat(pending, buf.slice(0, n));
-          end = headEnd(pending, from);
-        }
-        if (end > maxHead) {
-          stats.errors.badRequest++;
-          await respond(c, { status: 431, body: "request head too large\n" }, false, false);
+        const got = await this.#readHead(c, pending);
+        if (got === undefined) return;
+        const parsed = got instanceof Refusal ? got : parseHead(got[0]);
+        if (parsed instanceof Refusal) {
+          this.stats.errors.badRequest++;
+          await this.#write(c, parsed, false, false);
           return;
         }
-        clearTimeout(c.timer);
-        c.phase = "busy";
-        const headText = dec.decode(pending.subarray(0, end));
-        pending = pending.slice(end + 4);
-        const [requestLine = "", ...headerLines] = headText.split("\r\n");
-        const m = /^([A-Z]+) (\S+) HTTP\/1\.([01])$/.exec(requestLine);
-        if (!m) {
-          stats.errors.badRequest++;
-          const status = /^[A-Z]+ \S+ HTTP\/\d/.test(requestLine) ? 505 : 400;
-          await respond(c, { status, body: "bad request\n" }, false, false);
-          return;
-        }
-        const headers = new Map<string, string>();
-        for (const line of headerLines) {
-          const colon = line.indexOf(":");
-          if (colon <= 0) {
-            stats.errors.badRequest++;
-            await respond(c, { status: 400, body: "bad header line\n" }, false, false);
-            return;
-          }
-          headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
-        }
-        const method = m[1]!;
-        const conn = (headers.get("connection") ?? "").toLowerCase();
-        // A body we would have to skip (or cannot frame) ends the connection after the answer.
-        const hasBody = headers.has("transfer-encoding") ||
-          Number(headers.get("content-length") ?? "0") !== 0;
-        const keepAlive = !hasBody && (m[3] === "1" ? conn !== "close" : conn === "keep-alive");
-        if (method !== "GET" && method !== "HEAD") {
-          stats.errors.badRequest++;
-          await respond(
-            c,
-            { status: 405, headers: { Allow: "GET, HEAD" }, body: "GET or HEAD only\n" },
-            false,
-            false,
-          );
-          return;
-        }
-        let path = m[2]!;
-        if (!path.startsWith("/")) {
-          try {
-            path = new URL(path).pathname; // absolute-form
-          } catch {
-            stats.errors.badRequest++;
-            await respond(c, { status: 400, body: "bad request target\n" }, false, false);
-            return;
-          }
-        }
-        const q = path.indexOf("?");
-        if (q >= 0) path = path.slice(0, q);
-        let res: HttpResponse;
-        try {
-          res = await handler({ method, path, headers });
-        } catch (err) {
-          stats.errors.handler++;
-          logger.error("handler for {path} failed: {error}", { path, error: (err as Error).message });
-          res = { status: 500, body: "internal error\n" };
-        }
+        pending = (got as [string, Uint8Array])[1];
+        const res = await this.#answer(parsed.req);
         if (c.closedFor) return;
-        await respond(c, res, method === "HEAD", keepAlive);
-        stats.requests++;
-        if (!keepAlive) return;
+        await this.#write(c, res, parsed.req.method === "HEAD", parsed.keepAlive);
+        this.stats.requests++;
+        if (!parsed.keepAlive) return;
       }
     } catch (err) {
       // A close by a timer or an eviction makes the pending read/write fail: not an I/O error.
-      if (!c.closedFor && !closing) {
-        stats.errors.io++;
+      if (!c.closedFor && !this.#closing) {
+        this.stats.errors.io++;
         logger.debug("connection error: {error}", { error: (err as Error).message });
       }
     } finally {
       clearTimeout(c.timer);
-      conns.delete(c);
-      stats.open = conns.size;
+      this.#conns.delete(c);
+      this.stats.open = this.#conns.size;
       try {
         c.conn.close();
       } catch { /* closed already */ }
@@ -320,83 +337,84 @@ export function serveHttp(
   }
 
   /** Makes room for one more connection: evicts the longest-idle one; false when none is idle. */
-  function makeRoom(): boolean {
+  #makeRoom(): boolean {
     let oldest: Conn | undefined;
-    for (const c of conns) {
+    for (const c of this.#conns) {
       if (c.phase === "idle" && !c.closedFor && (!oldest || c.idleSince < oldest.idleSince)) oldest = c;
     }
     if (!oldest) return false;
-    drop(oldest, "evicted");
-    conns.delete(oldest);
+    this.#drop(oldest, "evicted");
+    this.#conns.delete(oldest);
     return true;
   }
 
-  async function acceptLoop(): Promise<void> {
+  /** After a failed accept: log (at most every 10 s), and how long to wait before the next. */
+  #acceptFailed(err: Error, backoff: number): number {
+    this.stats.errors.accept++;
+    const now = Date.now();
+    if (now - this.#lastAcceptLog > 10_000) {
+      logger.warn("accept failed {n} times ({error}); backing off, the agent is unaffected", {
+        n: this.stats.errors.accept - this.#acceptErrorsLogged,
+        error: err.message,
+      });
+      this.#lastAcceptLog = now;
+      this.#acceptErrorsLogged = this.stats.errors.accept;
+    }
+    // Out of descriptors: an idle connection is the cheapest one to give back, and then there is no
+    // need to wait long (the descriptor is free once its pending read has been dropped).
+    if (/too many open files/i.test(err.message) && this.#makeRoom()) return 0;
+    return backoff;
+  }
+
+  async #acceptLoop(): Promise<void> {
     let backoff = 10;
-    while (!closing) {
+    while (!this.#closing) {
       let conn: Deno.Conn;
       try {
-        conn = await listener.accept();
+        conn = await this.#listener.accept();
       } catch (err) {
-        if (closing) return;
-        if (err instanceof Deno.errors.BadResource) return; // the listener was closed
-        stats.errors.accept++;
-        const now = Date.now();
-        if (now - lastAcceptLog > 10_000) {
-          logger.warn("accept failed {n} times ({error}); backing off, the agent is unaffected", {
-            n: stats.errors.accept - acceptErrorsLogged,
-            error: (err as Error).message,
-          });
-          lastAcceptLog = now;
-          acceptErrorsLogged = stats.errors.accept;
-        }
-        // Out of descriptors: an idle connection is the cheapest one to give back, and then there is no
-        // need to wait long (the descriptor is free once its pending read has been dropped).
-        if (/too many open files/i.test((err as Error).message) && makeRoom()) {
-          await new Promise((r) => setTimeout(r, 0));
-          continue;
-        }
-        await new Promise((r) => setTimeout(r, backoff));
-        backoff = Math.min(backoff * 2, 1000);
+        if (this.#closing || err instanceof Deno.errors.BadResource) return; // the listener was closed
+        const wait = this.#acceptFailed(err as Error, backoff);
+        await new Promise((r) => setTimeout(r, wait));
+        if (wait) backoff = Math.min(backoff * 2, 1000);
         continue;
       }
       backoff = 10;
-      stats.accepted++;
-      if (conns.size >= max && !makeRoom()) {
-        stats.dropped.limit++;
+      this.stats.accepted++;
+      if (this.#conns.size >= this.#max && !this.#makeRoom()) {
+        this.stats.dropped.limit++;
         try {
           conn.close();
         } catch { /* gone */ }
         continue;
       }
       const c: Conn = { conn, phase: "idle", idleSince: Date.now() };
-      conns.add(c);
-      stats.open = conns.size;
-      session(c);
+      this.#conns.add(c);
+      this.stats.open = this.#conns.size;
+      this.#session(c);
     }
   }
 
-  const loop = acceptLoop().catch((err) => {
-    logger.error("health server accept loop ended: {error}", { error: (err as Error).message });
-  });
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    stats,
-    async shutdown() {
-      if (closing) return await loop;
-      closing = true;
+  async shutdown(): Promise<void> {
+    if (!this.#closing) {
+      this.#closing = true;
       try {
-        listener.close();
+        this.#listener.close();
       } catch { /* closed */ }
-      for (const c of conns) {
+      for (const c of this.#conns) {
         clearTimeout(c.timer);
         try {
           c.conn.close();
         } catch { /* closed */ }
       }
-      conns.clear();
-      stats.open = 0;
-      await loop;
-    },
-  };
+      this.#conns.clear();
+      this.stats.open = 0;
+    }
+    await this.#loop;
+  }
+}
+
+/** Starts the server. It runs until {@linkcode HttpServer.shutdown}; nothing it does throws to the caller. */
+export function serveHttp(opts: HttpServerOptions, handler: Handler): HttpServer {
+  return new Server(opts, handler);
 }
