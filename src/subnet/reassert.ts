@@ -3,10 +3,13 @@
  * VtepMAC — peers would send this node's pod traffic elsewhere), the node writes its own value back,
  * under the same key (the same subnet), and says so. flanneld neither notices nor reasserts.
  *
- * The write is a compare-and-put on the value seen, so a second change racing it is read and judged
- * again instead of being blindly overwritten; a key that was deleted is not recreated here (that is the
- * lease keeper's re-acquisition, which takes the same subnet when it is free). A put keeps the key's
- * create revision, so the reasserted lease stays the older one in conflicts (lease_filter.ts).
+ * Overwritten, not re-created: a put over the key keeps its create revision, a delete and a new create
+ * change it. A key with another create revision was given up and taken by a new owner (the allocation
+ * hands out free subnets), so the node re-acquires elsewhere instead of fighting; a key deleted is not
+ * recreated here either (that is the lease keeper's re-acquisition, which takes the same subnet when it
+ * is free). The write is a compare-and-put on the value seen, so a second change racing it is read and
+ * judged again. The reasserted lease keeps its create revision, so it stays the older one in conflicts
+ * (lease_filter.ts).
  *
  * @module
  */
@@ -54,6 +57,7 @@ function toOwnLease(own: Lease, e: RegistryEntry): Lease {
   delete l.etcdLeaseId;
   if (e.expiration) l.expiration = e.expiration;
   if (e.leaseId) l.etcdLeaseId = e.leaseId;
+  if (e.createRevision !== undefined) l.createOrder = e.createRevision;
   return l;
 }
 
@@ -72,6 +76,14 @@ export async function reassertOwnLease(
     const cur = await registry.getSubnet(own.key);
     if (!cur) return { outcome: "gone" };
     if (sameValue(cur.value, own.attrs)) return { outcome: "intact" };
+    // Deleted and created again (another create revision): a new owner took a free subnet, as the
+    // allocation allows — not an overwrite. This node re-acquires elsewhere instead of fighting.
+    if (
+      own.createOrder !== undefined && cur.createRevision !== undefined &&
+      cur.createRevision !== own.createOrder
+    ) {
+      return { outcome: "gone" };
+    }
     const overwritten = describeValue(cur.value);
     if (!own.etcdLeaseId) {
       // A reservation has no lease to compare-and-put with; a plain put keeps it a reservation.

@@ -2,6 +2,9 @@ import assert from "node:assert/strict";
 import { parseNet } from "../net/ip.ts";
 import { type Lease, type LeaseAttrs, leaseAttrsJSON } from "./lease.ts";
 import { describeValue, reassertOwnLease } from "./reassert.ts";
+import { SubnetManager } from "./manager.ts";
+import { parseNetworkConfig } from "../config/net_conf.ts";
+import { sleep } from "../async.ts";
 import { MemoryRegistry, type RegistryEntry } from "./registry.ts";
 
 const OURS: LeaseAttrs = {
@@ -24,6 +27,7 @@ async function acquired(reg: MemoryRegistry, key = "10.244.7.0-24"): Promise<Lea
     attrs: OURS,
     etcdLeaseId: e.leaseId!,
     expiration: e.expiration!,
+    createOrder: e.createRevision!,
   };
 }
 
@@ -89,6 +93,18 @@ Deno.test("reassertOwnLease() does not recreate a deleted key: that is the keepe
   assert.equal(await reg.getSubnet(own.key), undefined);
 });
 
+Deno.test("reassertOwnLease() leaves a key deleted and created anew by another node to it (a new owner)", async () => {
+  const reg = new MemoryRegistry();
+  const own = {
+    ...(await acquired(reg)),
+    createOrder: (await reg.getSubnet("10.244.7.0-24"))!.createRevision!,
+  };
+  await reg.deleteSubnet(own.key);
+  await reg.createSubnet(own.key, leaseAttrsJSON(THEIRS), 3600);
+  assert.deepEqual(await reassertOwnLease(reg, own, 3600), { outcome: "gone" });
+  assert.equal((await reg.getSubnet(own.key))!.value, leaseAttrsJSON(THEIRS));
+});
+
 Deno.test("reassertOwnLease() re-reads when the value changes between its read and its write", async () => {
   const reg = new MemoryRegistry();
   const own = await acquired(reg);
@@ -115,4 +131,30 @@ Deno.test("reassertOwnLease() re-reads when the value changes between its read a
 Deno.test("describeValue() names the writer briefly and escapes what it quotes", () => {
   assert.equal(describeValue("x\ny"), 'value "x\\ny"');
   assert.match(describeValue(leaseAttrsJSON(THEIRS)), /^PublicIP "192\.168\.77\.66", VtepMAC "02:66/);
+});
+
+Deno.test("LeaseKeeper, poked after its key was overwritten, writes the own value back: same subnet, counted", async () => {
+  const reg = new MemoryRegistry();
+  const m = new SubnetManager(reg);
+  const cfg = parseNetworkConfig(JSON.stringify({ Network: "10.244.0.0/16" }));
+  const lease = await m.acquireLease(cfg, OURS, { ttlSeconds: 60 });
+  const keeper = m.keepLease(cfg, OURS, lease, { ttlSeconds: 60, renewMarginSeconds: 10 });
+  const stop = new AbortController();
+  const run = keeper.run(stop.signal);
+  try {
+    for (const hijack of [leaseAttrsJSON(THEIRS), "garbage"]) {
+      await reg.reserveSubnet(lease.key, hijack);
+      keeper.poke();
+      const before = keeper.reasserted;
+      const end = Date.now() + 2000;
+      while (keeper.reasserted === before && Date.now() < end) await sleep(5);
+      assert.equal(keeper.reasserted, before + 1, hijack);
+      assert.equal(keeper.reacquisitions, 0);
+      assert.equal(keeper.lease.key, lease.key, "the same subnet");
+      assert.equal((await reg.getSubnet(lease.key))!.value, leaseAttrsJSON(OURS));
+    }
+  } finally {
+    stop.abort();
+    await run;
+  }
 });
