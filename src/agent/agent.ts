@@ -22,6 +22,8 @@ import type { IfaceOptions } from "../net/iface.ts";
 import type { IPNet } from "../net/ip.ts";
 import { leaseName } from "../subnet/lease.ts";
 import type { LeaseSource } from "../subnet/source.ts";
+import { networkRules } from "../subnet/validate.ts";
+import { nodeFactsOf, onOwnLeaseChange } from "./own_lease.ts";
 import { serveHealth } from "./health.ts";
 import { agentMetrics } from "./metrics.ts";
 import { NodeState } from "./node_state.ts";
@@ -59,6 +61,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
   const server = opts.healthz.port
     ? serveHealth(opts.healthz, () => status.readiness(), agentMetrics(status.view()))
     : undefined;
+  status.http = () => server?.stats;
   let stopReconciler = () => {};
   let closeBackend = (): Promise<void> => Promise.resolve();
   try {
@@ -72,8 +75,10 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
     node.ensure(lease, true);
 
     const clusterNets = [cfg.network, cfg.ipv6Network].filter((n): n is IPNet => !!n);
-    const reconciler = new Reconciler(backend, new NetlinkKernel(nl), clusterNets);
+    const kernel = new NetlinkKernel(nl);
+    const reconciler = new Reconciler(backend, kernel, clusterNets);
     stopReconciler = () => reconciler.stop();
+    status.routesRefused = () => kernel.routes.refused;
     status.stats = () => reconciler.stats;
     status.leasesKnown = () => reconciler.desiredCount;
 
@@ -83,6 +88,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
       onLease: (l, reacquired) => {
         const changed = status.lease?.key !== l.key;
         status.lease = l;
+        peers.setOwn(l);
         health.set(true);
         if (!reacquired) return;
         status.counters.leaseReacquired++;
@@ -94,21 +100,20 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
       },
     });
     status.renewals = () => keeper.renewals;
+    status.reasserted = () => keeper.reasserted ?? 0;
+    const facts = nodeFactsOf(nl, attrs, () => status.lease);
     const peers: PeerSync = new PeerSync(source, reconciler, leaseFilterFor(backend), {
       ownKey: () => status.lease?.key,
       ownPublicIP: ext.publicIP,
-      onOwn: (type, own) => {
-        if (type !== "removed") return;
-        logger.warn("own lease {key} was deleted in the {kind} store: re-acquiring", {
-          key: own.key,
-          kind: source.kind,
-        });
-        keeper.poke();
-      },
+      onOwn: onOwnLeaseChange(keeper, source.kind),
       onSynced: () => void resync.pass(),
       onConnectivity: (up) => health.set(up, "lease watch failed"),
+    }, { network: networkRules(cfg), node: facts() });
+    peers.setOwn(lease);
+    status.rejected = () => ({ total: peers.rejectedTotal, current: peers.rejected() });
+    const resync = new Resync(reconciler, node, () => keeper.lease, () => peers.synced, status, () => {
+      peers.setNode(facts());
     });
-    const resync = new Resync(reconciler, node, () => keeper.lease, () => peers.synced, status);
     const health: StoreHealth = new StoreHealth(source, status, () => {
       logger.info("re-listing leases after the {kind} outage", { kind: source.kind });
       peers.relist();

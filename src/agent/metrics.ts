@@ -47,6 +47,10 @@ export interface AgentView {
   http?(): HttpServerStats | undefined;
   /** Rejected leases: reports per rule since start, and the ones rejected now. */
   rejected?(): { total: ReadonlyMap<LeaseRule, number>; current: RejectedLease[] };
+  /** Times the own value was written back over somebody else's under the own key. */
+  reasserted?(): number;
+  /** Routes refused: their destination holds a route weft does not own. */
+  routesRefused?(): number;
 }
 
 /** Defines one metric whose value is read at scrape time. */
@@ -245,6 +249,30 @@ function httpMetrics(reg: client.Registry, view: AgentView): void {
 
 /** Rejected leases: a counter per rule, and the ones rejected now (key and rule, at most 100 series). */
 function rejectedMetrics(reg: client.Registry, view: AgentView): void {
+  for (
+    const [name, help, read] of [
+      [
+        "weft_lease_reasserted_total",
+        "Times another value was found under the own key and the own lease written back",
+        () => view.reasserted?.() ?? 0,
+      ],
+      [
+        "weft_routes_refused_total",
+        "Routes refused because their destination holds a route weft does not own",
+        () => view.routesRefused?.() ?? 0,
+      ],
+    ] as const
+  ) {
+    new client.Counter({
+      name,
+      help,
+      registers: [reg],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  }
   new client.Counter({
     name: "weft_leases_rejected_total",
     help: "Leases refused before anything was programmed, by the rule they broke",
