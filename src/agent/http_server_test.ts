@@ -111,7 +111,7 @@ Deno.test("serveHttp() closes a connection that sends nothing within the idle ti
     assert.ok(await closedWithin(c, 3000), "closed");
     const ms = Date.now() - t0;
     c.close();
-    assert.ok(ms >= 250 && ms < 2500, `closed after ${ms} ms`);
+    assert.ok(ms >= 250 && ms < 5000, `closed after ${ms} ms`);
     assert.equal(s.stats.dropped.idleTimeout, 1);
     // Between keep-alive requests too.
     const k = await Deno.connect({ hostname: "127.0.0.1", port: s.port });
@@ -133,7 +133,7 @@ Deno.test("serveHttp() closes a connection whose headers trickle in beyond the h
     let closed = false;
     const t0 = Date.now();
     // One header byte every 100 ms keeps the connection busy but never finishes the head.
-    for (let i = 0; i < 30 && !closed; i++) {
+    for (let i = 0; i < 60 && !closed; i++) {
       try {
         await c.write(enc.encode("X"));
       } catch {
@@ -144,7 +144,7 @@ Deno.test("serveHttp() closes a connection whose headers trickle in beyond the h
     c.close();
     const ms = Date.now() - t0;
     assert.ok(closed, "the server closed it");
-    assert.ok(ms < 2500, `after ${ms} ms`);
+    assert.ok(ms < 5000, `after ${ms} ms`);
     assert.equal(s.stats.dropped.headerTimeout, 1);
   } finally {
     await s.shutdown();
@@ -156,7 +156,7 @@ Deno.test("serveHttp() holds at most maxConnections: idle ones are evicted for n
   const idle: Deno.Conn[] = [];
   try {
     for (let i = 0; i < 20; i++) idle.push(await Deno.connect({ hostname: "127.0.0.1", port: s.port }));
-    await sleep(200);
+    for (let t = 0; t < 100 && s.stats.accepted < 20; t++) await sleep(50);
     assert.ok(s.stats.open <= 4, `${s.stats.open} open`);
     assert.equal(s.stats.accepted, 20);
     assert.equal(s.stats.dropped.evicted, 16);
@@ -236,9 +236,15 @@ Deno.test("serveHttp(): a write that stalls (the client never reads) is cut by t
   try {
     const c = await Deno.connect({ hostname: "127.0.0.1", port: s.port });
     await c.write(enc.encode("GET /x HTTP/1.1\r\n\r\n"));
-    await sleep(1500); // not reading: the socket buffers fill, the write blocks
+    // Not reading: the socket buffers fill, the write blocks, the timer cuts it (polled: a loaded
+    // machine takes a while to even build 32 MiB).
+    const t0 = Date.now();
+    while ((s.stats.dropped.writeTimeout === 0 || s.stats.open > 0) && Date.now() - t0 < 10_000) {
+      await sleep(50);
+    }
     assert.equal(s.stats.dropped.writeTimeout, 1);
     assert.equal(s.stats.open, 0);
+    assert.equal(s.stats.errors.io, 0, "a cut write is a timeout, not an I/O error");
     c.close();
   } finally {
     await s.shutdown();
