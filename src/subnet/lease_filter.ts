@@ -186,6 +186,7 @@ export class LeaseFilter {
     if (lease) changes.push({ key: lease.key, entry: { ok: true, lease } });
     this.update(changes);
     if (this.#ownSubnets.map(formatNet).join() !== before) this.#publish([...this.#known.keys()]);
+    else if (lease) this.#publish([lease.key]); // a key known as a peer's until now is withdrawn
   }
 
   /** New facts about this node (addresses changed, a new own subnet): every node verdict is redone. */
