@@ -27,10 +27,9 @@
 import { log } from "../log.ts";
 import { type Lease, leaseAttrsJSON } from "./lease.ts";
 import {
-  checkLease,
+  assessLease,
   checkLeaseOnNode,
   claimConflict,
-  claimsOf,
   type LeaseClaim,
   LeaseRejection,
   type LeaseRule,
@@ -216,11 +215,11 @@ export class LeaseFilter {
         this.#cluster.delete(key);
         continue;
       }
-      const alone = entry.ok ? checkLease(entry.lease, this.#rules) : entry.rejection;
+      const judged = entry.ok ? assessLease(entry.lease, this.#rules) : { rejection: entry.rejection };
       const known: Known = {
         entry,
-        claims: entry.ok && !alone ? claimsOf(entry.lease, this.#rules) : [],
-        ...(alone ? { alone } : {}),
+        claims: judged.claims ?? [],
+        ...(judged.rejection ? { alone: judged.rejection } : {}),
       };
       this.#known.set(key, known);
       for (const c of known.claims) {

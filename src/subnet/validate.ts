@@ -254,12 +254,25 @@ function checkPublicIP(h: Half, key: string): IP | LeaseRejection {
       `${h.ipField} ${quoteForLog(raw, 60)} is not a canonical IPv${h.family} address${want}`,
     );
   }
-  for (const [net, rule] of h.family === 4 ? SPECIAL_V4 : SPECIAL_V6) {
-    if (netContains(net, ip)) {
-      return new LeaseRejection(key, rule, `${h.ipField} ${raw} is in ${formatNet(net)}`);
-    }
+  // IPv4 by its first octet (one conversion instead of a BigInt mask per special network).
+  const special = h.family === 4
+    ? specialV4(Number(ip.value))
+    : SPECIAL_V6.find(([net]) => netContains(net, ip));
+  if (special) {
+    return new LeaseRejection(key, special[1], `${h.ipField} ${raw} is in ${formatNet(special[0])}`);
   }
   return ip;
+}
+
+/** The special IPv4 network `v` lies in, if any (SPECIAL_V4's entries). */
+function specialV4(v: number): [IPNet, LeaseRule] | undefined {
+  const a = v >>> 24;
+  if (a === 0) return SPECIAL_V4[0];
+  if (a === 127) return SPECIAL_V4[1];
+  if (a >= 224 && a < 240) return SPECIAL_V4[2];
+  if (v === 0xffffffff) return SPECIAL_V4[3];
+  if (a >= 240) return SPECIAL_V4[4];
+  return undefined;
 }
 
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
@@ -291,41 +304,98 @@ function checkVtepMac(h: Half, key: string, backendType: string): string | undef
   return mac;
 }
 
+/** A lease judged by the cluster-wide rules: why it is refused, or what it claims. */
+export type Assessment = { rejection: LeaseRejection; claims?: undefined } | {
+  rejection?: undefined;
+  claims: LeaseClaim[];
+};
+
+/** The subnet text of a half from the lease's key (canonical: no formatting needed). */
+function subnetText(h: Half, key: string): string {
+  const part = key.split("&").find((p) => p.includes(":") === (h.family === 6)) ?? "";
+  const dash = part.lastIndexOf("-");
+  return `${part.slice(0, dash)}/${part.slice(dash + 1)}`;
+}
+
+/**
+ * The cluster-wide rules, the same on every node, in one pass: the first rule `lease` breaks, or, when it
+ * passes, what it claims (see {@linkcode claimsOf}).
+ */
+export function assessLease(lease: Lease, rules: NetworkRules): Assessment {
+  const key = lease.key;
+  const hs = halves(lease, rules);
+  if (!hs.length) {
+    const served = [rules.network && "IPv4", rules.ipv6Network && "IPv6"].filter(Boolean).join(" and ");
+    return {
+      rejection: new LeaseRejection(
+        key,
+        "no_subnet_for_network",
+        `the network serves ${served || "no family"}`,
+      ),
+    };
+  }
+  for (const h of hs) {
+    if (!netContainsNet(h.network, h.subnet)) {
+      const detail = `${formatNet(h.subnet)} is not inside ${formatNet(h.network)}`;
+      return { rejection: new LeaseRejection(key, "subnet_outside_network", detail) };
+    }
+    if (h.subnet.prefix !== h.len) {
+      const detail = `${formatNet(h.subnet)} is a /${h.subnet.prefix}, the network hands out /${h.len}`;
+      return { rejection: new LeaseRejection(key, "subnet_wrong_length", detail) };
+    }
+  }
+  const claims: LeaseClaim[] = [];
+  for (const h of hs) {
+    const ip = checkPublicIP(h, key);
+    if (ip instanceof LeaseRejection) return { rejection: ip };
+    const mac = checkVtepMac(h, key, lease.attrs.BackendType);
+    if (mac instanceof LeaseRejection) return { rejection: mac };
+    const sub = subnetText(h, key);
+    claims.push({ kind: "subnet", id: `${h.family} ${sub}`, what: sub });
+    // A PublicIP inside the network can clash with a subnet: it claims the subnet-sized block it is in.
+    if (netContains(h.network, ip)) {
+      claims.push({
+        kind: "address",
+        id: `${h.family} ${formatNet(networkOf(ip, h.len))}`,
+        what: formatIP(ip),
+      });
+    }
+    if (typeof mac === "string") {
+      claims.push({ kind: "mac", id: `mac${h.family} ${mac}`, what: mac, publicIP: String(h.publicIP) });
+    }
+  }
+  return { claims };
+}
+
 /**
  * The cluster-wide rules, the same on every node: undefined when `lease` passes, else the first rule
  * it breaks.
  */
 export function checkLease(lease: Lease, rules: NetworkRules): LeaseRejection | undefined {
-  const key = lease.key;
-  const hs = halves(lease, rules);
-  if (!hs.length) {
-    const served = [rules.network && "IPv4", rules.ipv6Network && "IPv6"].filter(Boolean).join(" and ");
-    return new LeaseRejection(key, "no_subnet_for_network", `the network serves ${served || "no family"}`);
+  return assessLease(lease, rules).rejection;
+}
+
+/** What the node rules look up per lease, computed once per {@linkcode NodeFacts} object. */
+interface NodeIndex {
+  /** This node's addresses (canonical text) → the address. */
+  own: Map<string, LocalAddress>;
+  /** Broadcast addresses (canonical text) of connected IPv4 networks → the address holding the network. */
+  broadcast: Map<string, LocalAddress>;
+  macs: Set<string>;
+}
+
+const NODE_INDEX = new WeakMap<NodeFacts, NodeIndex>();
+
+function indexNode(node: NodeFacts): NodeIndex {
+  let ix = NODE_INDEX.get(node);
+  if (ix) return ix;
+  ix = { own: new Map(), broadcast: new Map(), macs: new Set(node.vtepMacs) };
+  for (const a of node.addresses) {
+    ix.own.set(formatIP(a.ip), a);
+    if (a.net.ip.family === 4 && a.net.prefix < 31) ix.broadcast.set(formatIP(lastIP(a.net)), a);
   }
-  for (const h of hs) {
-    const sub = formatNet(h.subnet);
-    if (!netContainsNet(h.network, h.subnet)) {
-      return new LeaseRejection(
-        key,
-        "subnet_outside_network",
-        `${sub} is not inside ${formatNet(h.network)}`,
-      );
-    }
-    if (h.subnet.prefix !== h.len) {
-      return new LeaseRejection(
-        key,
-        "subnet_wrong_length",
-        `${sub} is a /${h.subnet.prefix}, the network hands out /${h.len}`,
-      );
-    }
-  }
-  for (const h of hs) {
-    const ip = checkPublicIP(h, key);
-    if (ip instanceof LeaseRejection) return ip;
-    const mac = checkVtepMac(h, key, lease.attrs.BackendType);
-    if (mac instanceof LeaseRejection) return mac;
-  }
-  return undefined;
+  NODE_INDEX.set(node, ix);
+  return ix;
 }
 
 /**
@@ -340,47 +410,41 @@ export function checkLeaseOnNode(
   const key = lease.key;
   const hs = halves(lease, rules);
   for (const h of hs) {
-    const sub = formatNet(h.subnet);
     const own = node.ownSubnets.find((o) => netsOverlap(o, h.subnet));
     if (own) {
-      return new LeaseRejection(key, "own_subnet", `${sub} overlaps this node's subnet ${formatNet(own)}`);
+      return new LeaseRejection(
+        key,
+        "own_subnet",
+        `${formatNet(h.subnet)} overlaps this node's subnet ${formatNet(own)}`,
+      );
     }
   }
   for (const h of hs) {
-    const sub = formatNet(h.subnet);
     const conn = node.addresses.find((a) => netsOverlap(a.net, h.subnet));
     if (conn) {
-      return new LeaseRejection(
-        key,
-        "connected_network",
-        `${sub} overlaps ${formatNet(conn.net)}, connected through ${formatIP(conn.ip)}${
-          conn.dev ? ` on ${conn.dev}` : ""
-        }`,
-      );
+      const via = `${formatIP(conn.ip)}${conn.dev ? ` on ${conn.dev}` : ""}`;
+      const detail = `${formatNet(h.subnet)} overlaps ${formatNet(conn.net)}, connected through ${via}`;
+      return new LeaseRejection(key, "connected_network", detail);
     }
   }
+  const ix = indexNode(node);
   for (const h of hs) {
-    const ip = tryParseIP(h.publicIP as string)!; // checkLease passed: a canonical address
-    const mine = node.addresses.find((a) => a.ip.family === ip.family && a.ip.value === ip.value);
+    // checkLease passed: PublicIP is a canonical address, so its text is the lookup key.
+    const ip = h.publicIP as string;
+    const mine = ix.own.get(ip);
     if (mine) {
-      return new LeaseRejection(
-        key,
-        "public_ip_own",
-        `${h.ipField} ${h.publicIP} is this node's address${mine.dev ? ` on ${mine.dev}` : ""}`,
-      );
+      const on = mine.dev ? ` on ${mine.dev}` : "";
+      return new LeaseRejection(key, "public_ip_own", `${h.ipField} ${ip} is this node's address${on}`);
     }
-    const bcast = node.addresses.find((a) =>
-      a.net.ip.family === 4 && a.net.prefix < 31 && ip.family === 4 && lastIP(a.net).value === ip.value
-    );
+    const bcast = ix.broadcast.get(ip);
     if (bcast) {
-      return new LeaseRejection(
-        key,
-        "public_ip_broadcast",
-        `${h.ipField} ${h.publicIP} is the broadcast address of ${formatNet(bcast.net)}`,
-      );
+      const detail = `${h.ipField} ${ip} is the broadcast address of ${formatNet(bcast.net)}`;
+      return new LeaseRejection(key, "public_ip_broadcast", detail);
     }
-    const mac = checkVtepMac(h, key, lease.attrs.BackendType);
-    if (typeof mac === "string" && node.vtepMacs.includes(mac)) {
+    const mac = lease.attrs.BackendType === "vxlan"
+      ? (h.data as { VtepMAC?: unknown } | null)?.VtepMAC
+      : undefined;
+    if (typeof mac === "string" && ix.macs.has(mac)) {
       return new LeaseRejection(key, "vtep_mac_own", `${h.dataField}.VtepMAC ${mac} is this node's`);
     }
   }
@@ -408,19 +472,7 @@ export interface LeaseClaim {
  * conflict exactly when equal (both are SubnetLen long), so the subnet-sized block is the claim id.
  */
 export function claimsOf(lease: Lease, rules: NetworkRules): LeaseClaim[] {
-  const out: LeaseClaim[] = [];
-  for (const h of halves(lease, rules)) {
-    out.push({ kind: "subnet", id: `${h.family} ${formatNet(h.subnet)}`, what: formatNet(h.subnet) });
-    const ip = tryParseIP(String(h.publicIP));
-    if (ip && ip.family === h.family && netContains(h.network, ip)) {
-      out.push({ kind: "address", id: `${h.family} ${formatNet(networkOf(ip, h.len))}`, what: formatIP(ip) });
-    }
-    const mac = checkVtepMac(h, lease.key, lease.attrs.BackendType);
-    if (typeof mac === "string") {
-      out.push({ kind: "mac", id: `mac${h.family} ${mac}`, what: mac, publicIP: String(h.publicIP) });
-    }
-  }
-  return out;
+  return assessLease(lease, rules).claims ?? [];
 }
 
 /**
