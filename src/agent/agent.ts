@@ -25,6 +25,7 @@ import type { LeaseSource } from "../subnet/source.ts";
 import { networkRules } from "../subnet/validate.ts";
 import { nodeFactsOf, onOwnLeaseChange } from "./own_lease.ts";
 import { serveHealth } from "./health.ts";
+import type { HttpServer } from "./http_server.ts";
 import { agentMetrics } from "./metrics.ts";
 import { NodeState } from "./node_state.ts";
 import { PeerSync } from "./peer_sync.ts";
@@ -53,15 +54,20 @@ export interface AgentOptions extends IfaceOptions {
   signal: AbortSignal;
 }
 
+/** The health server when `--healthz-port` is set; its counters go to the metrics through `status`. */
+function startHealth(opts: AgentOptions, status: AgentStatus): HttpServer | undefined {
+  if (!opts.healthz.port) return undefined;
+  const server = serveHealth(opts.healthz, () => status.readiness(), agentMetrics(status.view()));
+  status.http = () => server.stats;
+  return server;
+}
+
 /** Runs the agent on `source` until `opts.signal` aborts; closes `source` when it stops. */
 export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise<void> {
   const { signal } = opts;
   using nl = Netlink.open();
   const status = new AgentStatus();
-  const server = opts.healthz.port
-    ? serveHealth(opts.healthz, () => status.readiness(), agentMetrics(status.view()))
-    : undefined;
-  status.http = () => server?.stats;
+  const server = startHealth(opts, status);
   let stopReconciler = () => {};
   let closeBackend = (): Promise<void> => Promise.resolve();
   try {
@@ -111,9 +117,8 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
     }, { network: networkRules(cfg), node: facts() });
     peers.setOwn(lease);
     status.rejected = () => ({ total: peers.rejectedTotal, current: peers.rejected() });
-    const resync = new Resync(reconciler, node, () => keeper.lease, () => peers.synced, status, () => {
-      peers.setNode(facts());
-    });
+    const refreshNode = () => peers.setNode(facts()); // the node's addresses, at each full pass
+    const resync = new Resync(reconciler, node, () => keeper.lease, () => peers.synced, status, refreshNode);
     const health: StoreHealth = new StoreHealth(source, status, () => {
       logger.info("re-listing leases after the {kind} outage", { kind: source.kind });
       peers.relist();
