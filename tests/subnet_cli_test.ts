@@ -97,10 +97,13 @@ Deno.test({
       const table = await weft(["leases", ep]);
       assert.equal(table.code, 0, table.stderr);
       const lines = table.stdout.trimEnd().split("\n");
-      assert.match(lines[0]!, /^SUBNET\s+PUBLIC IP\s+BACKEND\s+VTEP MAC\s+EXPIRES IN$/);
+      assert.match(lines[0]!, /^SUBNET\s+PUBLIC IP\s+BACKEND\s+VTEP MAC\s+EXPIRES IN\s+STATUS$/);
       const row = (s: string) => lines.find((l) => l.startsWith(s)) ?? "";
-      assert.match(row(lease.key.replace("-", "/")), /192\.168\.9\.1\s+vxlan\s+0a:00:00:00:00:aa\s+1h59m$/);
-      assert.match(row("10.244.250.0/24"), /192\.168\.9\.2\s+vxlan\s+reserved$/);
+      assert.match(
+        row(lease.key.replace("-", "/")),
+        /192\.168\.9\.1\s+vxlan\s+0a:00:00:00:00:aa\s+1h59m\s+ok$/,
+      );
+      assert.match(row("10.244.250.0/24"), /192\.168\.9\.2\s+vxlan\s+reserved\s+ok$/);
 
       const json = await weft(["leases", "--json", ep]);
       const rows = JSON.parse(json.stdout) as { key: string; ttlSeconds: number | null; publicIP: string }[];

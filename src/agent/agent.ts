@@ -22,7 +22,10 @@ import type { IfaceOptions } from "../net/iface.ts";
 import type { IPNet } from "../net/ip.ts";
 import { leaseName } from "../subnet/lease.ts";
 import type { LeaseSource } from "../subnet/source.ts";
+import { networkRules } from "../subnet/validate.ts";
+import { nodeFactsOf, onOwnLeaseChange } from "./own_lease.ts";
 import { serveHealth } from "./health.ts";
+import type { HttpServer } from "./http_server.ts";
 import { agentMetrics } from "./metrics.ts";
 import { NodeState } from "./node_state.ts";
 import { PeerSync } from "./peer_sync.ts";
@@ -51,14 +54,20 @@ export interface AgentOptions extends IfaceOptions {
   signal: AbortSignal;
 }
 
+/** The health server when `--healthz-port` is set; its counters go to the metrics through `status`. */
+function startHealth(opts: AgentOptions, status: AgentStatus): HttpServer | undefined {
+  if (!opts.healthz.port) return undefined;
+  const server = serveHealth(opts.healthz, () => status.readiness(), agentMetrics(status.view()));
+  status.http = () => server.stats;
+  return server;
+}
+
 /** Runs the agent on `source` until `opts.signal` aborts; closes `source` when it stops. */
 export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise<void> {
   const { signal } = opts;
   using nl = Netlink.open();
   const status = new AgentStatus();
-  const server = opts.healthz.port
-    ? serveHealth(opts.healthz, () => status.readiness(), agentMetrics(status.view()))
-    : undefined;
+  const server = startHealth(opts, status);
   let stopReconciler = () => {};
   let closeBackend = (): Promise<void> => Promise.resolve();
   try {
@@ -72,8 +81,10 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
     node.ensure(lease, true);
 
     const clusterNets = [cfg.network, cfg.ipv6Network].filter((n): n is IPNet => !!n);
-    const reconciler = new Reconciler(backend, new NetlinkKernel(nl), clusterNets);
+    const kernel = new NetlinkKernel(nl);
+    const reconciler = new Reconciler(backend, kernel, clusterNets);
     stopReconciler = () => reconciler.stop();
+    status.routesRefused = () => kernel.routes.refused;
     status.stats = () => reconciler.stats;
     status.leasesKnown = () => reconciler.desiredCount;
 
@@ -83,6 +94,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
       onLease: (l, reacquired) => {
         const changed = status.lease?.key !== l.key;
         status.lease = l;
+        peers.setOwn(l);
         health.set(true);
         if (!reacquired) return;
         status.counters.leaseReacquired++;
@@ -94,21 +106,19 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
       },
     });
     status.renewals = () => keeper.renewals;
+    status.reasserted = () => keeper.reasserted ?? 0;
+    const facts = nodeFactsOf(nl, attrs, () => status.lease);
     const peers: PeerSync = new PeerSync(source, reconciler, leaseFilterFor(backend), {
       ownKey: () => status.lease?.key,
       ownPublicIP: ext.publicIP,
-      onOwn: (type, own) => {
-        if (type !== "removed") return;
-        logger.warn("own lease {key} was deleted in the {kind} store: re-acquiring", {
-          key: own.key,
-          kind: source.kind,
-        });
-        keeper.poke();
-      },
+      onOwn: onOwnLeaseChange(keeper, source.kind),
       onSynced: () => void resync.pass(),
       onConnectivity: (up) => health.set(up, "lease watch failed"),
-    });
-    const resync = new Resync(reconciler, node, () => keeper.lease, () => peers.synced, status);
+    }, { network: networkRules(cfg), node: facts() });
+    peers.setOwn(lease);
+    status.rejected = () => ({ total: peers.rejectedTotal, current: peers.rejected() });
+    const refreshNode = () => peers.setNode(facts()); // the node's addresses, at each full pass
+    const resync = new Resync(reconciler, node, () => keeper.lease, () => peers.synced, status, refreshNode);
     const health: StoreHealth = new StoreHealth(source, status, () => {
       logger.info("re-listing leases after the {kind} outage", { kind: source.kind });
       peers.relist();

@@ -1,27 +1,34 @@
 /**
  * The agent's HTTP endpoint: `/healthz` (alive), `/readyz` (lease held, datapath applied, subnet.env
- * written: 200, else 503 with the reason), `/metrics` (Prometheus text).
+ * written: 200, else 503 with the reason), `/metrics` (Prometheus text), on the hardened server of
+ * http_server.ts (connection cap, header and idle timeouts, accept errors survived and counted).
+ *
+ * The default address stays flanneld's `0.0.0.0` (`--healthz-ip`): kubelet probes and scrapers written
+ * for flanneld reach it on 127.0.0.1 or on the node's address, whichever they use, and a node's own
+ * address would not help much — pods reach it anyway, as any host-network port. The server is off unless
+ * `--healthz-port` is set, serves read-only data, and is bounded (see http_server.ts), so no client can
+ * hurt the agent through it; the shipped DaemonSet binds it to 127.0.0.1.
  *
  * @module
  */
 import type client from "prom-client";
+import { type HttpServer, type HttpServerOptions, serveHttp } from "./http_server.ts";
 
 /** Starts the server; returns it (shut it down with `shutdown()`). */
 export function serveHealth(
-  opts: { hostname: string; port: number },
+  opts: HttpServerOptions,
   readiness: () => { ready: boolean; why: string },
   metrics: client.Registry,
-): Deno.HttpServer {
-  return Deno.serve({ hostname: opts.hostname, port: opts.port, onListen() {} }, async (req) => {
-    const path = new URL(req.url).pathname;
-    if (path === "/healthz") return new Response("ok\n");
-    if (path === "/readyz") {
+): HttpServer {
+  return serveHttp(opts, async (req) => {
+    if (req.path === "/healthz") return { status: 200, body: "ok\n" };
+    if (req.path === "/readyz") {
       const r = readiness();
-      return new Response(`${r.ready ? "ready" : r.why}\n`, { status: r.ready ? 200 : 503 });
+      return { status: r.ready ? 200 : 503, body: `${r.ready ? "ready" : r.why}\n` };
     }
-    if (path === "/metrics") {
-      return new Response(await metrics.metrics(), { headers: { "content-type": metrics.contentType } });
+    if (req.path === "/metrics") {
+      return { status: 200, headers: { "Content-Type": metrics.contentType }, body: await metrics.metrics() };
     }
-    return new Response("not found\n", { status: 404 });
+    return { status: 404, body: "not found\n" };
   });
 }

@@ -6,6 +6,12 @@
 import client from "prom-client";
 import { emptyReconcileStats, type ReconcileStats } from "../datapath/reconciler.ts";
 import type { UdpForwarderStats } from "../backend/udp_forwarder.ts";
+import type { RejectedLease } from "../subnet/lease_filter.ts";
+import type { LeaseRule } from "../subnet/validate.ts";
+import type { HttpServerStats } from "./http_server.ts";
+
+/** At most this many rejected leases are listed one by one in `weft_lease_rejected` (all are counted). */
+export const MAX_REJECTED_SERIES = 100;
 
 /** Counters the agent itself keeps (outside the reconciler). */
 export interface AgentCounters {
@@ -37,6 +43,14 @@ export interface AgentView {
   renewals(): number;
   /** The udp backend's packet loop counters, when it runs one. */
   forwarder(): UdpForwarderStats | undefined;
+  /** The health server's counters, when it runs. */
+  http?(): HttpServerStats | undefined;
+  /** Rejected leases: reports per rule since start, and the ones rejected now. */
+  rejected?(): { total: ReadonlyMap<LeaseRule, number>; current: RejectedLease[] };
+  /** Times the own value was written back over somebody else's under the own key. */
+  reasserted?(): number;
+  /** Routes refused: their destination holds a route weft does not own. */
+  routesRefused?(): number;
 }
 
 /** Defines one metric whose value is read at scrape time. */
@@ -164,6 +178,8 @@ export function agentMetrics(view: AgentView): client.Registry {
     () => Deno.memoryUsage().external,
   );
   forwarderMetrics(reg, view);
+  httpMetrics(reg, view);
+  rejectedMetrics(reg, view);
   new client.Gauge({
     name: "weft_lease_info",
     help: "The own lease",
@@ -176,4 +192,110 @@ export function agentMetrics(view: AgentView): client.Registry {
     },
   });
   return reg;
+}
+
+/** The health server's own health: open connections, requests, what it dropped and why, its errors. */
+function httpMetrics(reg: client.Registry, view: AgentView): void {
+  new client.Gauge({
+    name: "weft_http_connections_open",
+    help: "Connections open to the health/metrics server",
+    registers: [reg],
+    collect() {
+      this.set(view.http?.()?.open ?? 0);
+    },
+  });
+  new client.Counter({
+    name: "weft_http_requests_total",
+    help: "Requests answered by the health/metrics server",
+    registers: [reg],
+    collect() {
+      this.reset();
+      this.inc(view.http?.()?.requests ?? 0);
+    },
+  });
+  new client.Counter({
+    name: "weft_http_connections_dropped_total",
+    help: "Connections the health/metrics server closed: limit, evicted, idle_timeout, header_timeout, " +
+      "write_timeout",
+    labelNames: ["reason"] as const,
+    registers: [reg],
+    collect() {
+      this.reset();
+      const d = view.http?.()?.dropped;
+      if (!d) return;
+      this.inc({ reason: "limit" }, d.limit);
+      this.inc({ reason: "evicted" }, d.evicted);
+      this.inc({ reason: "idle_timeout" }, d.idleTimeout);
+      this.inc({ reason: "header_timeout" }, d.headerTimeout);
+      this.inc({ reason: "write_timeout" }, d.writeTimeout);
+    },
+  });
+  new client.Counter({
+    name: "weft_http_errors_total",
+    help: "Errors of the health/metrics server (none is fatal): accept (EMFILE …), io, bad_request, handler",
+    labelNames: ["kind"] as const,
+    registers: [reg],
+    collect() {
+      this.reset();
+      const e = view.http?.()?.errors;
+      if (!e) return;
+      this.inc({ kind: "accept" }, e.accept);
+      this.inc({ kind: "io" }, e.io);
+      this.inc({ kind: "bad_request" }, e.badRequest);
+      this.inc({ kind: "handler" }, e.handler);
+    },
+  });
+}
+
+/** Rejected leases: a counter per rule, and the ones rejected now (key and rule, at most 100 series). */
+function rejectedMetrics(reg: client.Registry, view: AgentView): void {
+  for (
+    const [name, help, read] of [
+      [
+        "weft_lease_reasserted_total",
+        "Times another value was found under the own key and the own lease written back",
+        () => view.reasserted?.() ?? 0,
+      ],
+      [
+        "weft_routes_refused_total",
+        "Routes refused because their destination holds a route weft does not own",
+        () => view.routesRefused?.() ?? 0,
+      ],
+    ] as const
+  ) {
+    new client.Counter({
+      name,
+      help,
+      registers: [reg],
+      collect() {
+        this.reset();
+        this.inc(read());
+      },
+    });
+  }
+  new client.Counter({
+    name: "weft_leases_rejected_total",
+    help: "Leases refused before anything was programmed, by the rule they broke",
+    labelNames: ["reason"] as const,
+    registers: [reg],
+    collect() {
+      this.reset();
+      for (const [rule, n] of view.rejected?.().total ?? []) this.inc({ reason: rule }, n);
+    },
+  });
+  new client.Gauge({
+    name: "weft_lease_rejected",
+    help:
+      `Leases rejected now (1 per key, the first ${MAX_REJECTED_SERIES} by key), with the rule they break`,
+    labelNames: ["key", "reason"] as const,
+    registers: [reg],
+    collect() {
+      this.reset();
+      for (const r of (view.rejected?.().current ?? []).slice(0, MAX_REJECTED_SERIES)) {
+        // A hostile key may be huge: the label keeps its first 200 characters.
+        const key = r.key.length > 200 ? `${r.key.slice(0, 200)}…` : r.key;
+        this.set({ key, reason: r.rule }, 1);
+      }
+    },
+  });
 }

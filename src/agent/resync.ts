@@ -23,6 +23,7 @@ export class Resync {
    * @param lease the current own lease
    * @param synced whether the first complete list of leases arrived
    * @param status where "datapath applied" is reported
+   * @param before run first in every pass (e.g. re-read the node's addresses for the lease rules)
    */
   constructor(
     private readonly reconciler: Reconciler,
@@ -30,11 +31,13 @@ export class Resync {
     private readonly lease: () => Lease,
     private readonly synced: () => boolean,
     private readonly status: AgentStatus,
+    private readonly before: () => void = () => {},
   ) {}
 
   /** One pass, after the applies already scheduled; a no-op before the first complete list. */
   async pass(): Promise<void> {
     if (!this.synced()) return;
+    this.before();
     await this.reconciler.settled();
     const change = this.node.ensure(this.lease());
     if (change === undefined) {

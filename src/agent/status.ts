@@ -9,6 +9,9 @@ import type { ReconcileStats } from "../datapath/reconciler.ts";
 import type { UdpForwarderStats } from "../backend/udp_forwarder.ts";
 import { formatNet } from "../net/ip.ts";
 import type { Lease } from "../subnet/lease.ts";
+import type { RejectedLease } from "../subnet/lease_filter.ts";
+import type { LeaseRule } from "../subnet/validate.ts";
+import type { HttpServerStats } from "./http_server.ts";
 import type { AgentCounters, AgentView } from "./metrics.ts";
 
 /** The agent's state as its owners report it. */
@@ -35,6 +38,17 @@ export class AgentStatus {
   renewals: () => number = () => 0;
   /** The backend's packet loop counters (udp), if it runs one. */
   forwarder: () => UdpForwarderStats | undefined = () => undefined;
+  /** Times the own value was written back over somebody else's. */
+  reasserted: () => number = () => 0;
+  /** Routes refused because the destination holds a route weft does not own. */
+  routesRefused: () => number = () => 0;
+  /** Leases refused (per rule since start, and now). */
+  rejected: () => { total: ReadonlyMap<LeaseRule, number>; current: RejectedLease[] } = () => ({
+    total: new Map(),
+    current: [],
+  });
+  /** The health server's counters. */
+  http: () => HttpServerStats | undefined = () => undefined;
 
   /** Ready when every part is in place; otherwise the first missing part. */
   readiness(): { ready: boolean; why: string } {
@@ -65,6 +79,10 @@ export class AgentStatus {
       renewals: () => this.renewals(),
       forwarder: () => this.forwarder(),
       counters: () => this.counters,
+      reasserted: () => this.reasserted(),
+      routesRefused: () => this.routesRefused(),
+      rejected: () => this.rejected(),
+      http: () => this.http(),
     };
   }
 }

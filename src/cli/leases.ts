@@ -9,7 +9,8 @@
  */
 import type { Command } from "@commander-js/extra-typings";
 import { formatIP, type IPNet, netContainsNet, parseIP, parseNet } from "../net/ip.ts";
-import { type Lease, leaseName, parseSubnetKey, type SubnetManager, vtepMac } from "../subnet/mod.ts";
+import { leaseName, parseSubnetKey, type SubnetManager, vtepMac } from "../subnet/mod.ts";
+import { clusterVerdicts, type EntryVerdict } from "../subnet/verdicts.ts";
 import { CliError } from "./errors.ts";
 import { addEtcdFlags, withSubnetManager } from "./etcd_flags.ts";
 
@@ -33,29 +34,56 @@ export interface LeaseRow {
   ttlSeconds: number | null;
   /** etcd lease id (decimal); null for a reservation. */
   etcdLeaseId: string | null;
+  /**
+   * `ok`, or the rule every agent refuses the entry for (validate.ts `LEASE_RULES`: `key_unparseable`,
+   * `subnet_wrong_length`, `subnet_conflict`, …); an agent may refuse more for its own node (`weft status`).
+   */
+  status: string;
+  /** What breaks the rule, when `status` is not `ok`. */
+  reason?: string;
+}
+
+async function rowOf(v: EntryVerdict, leaseTTL?: (id: string) => Promise<number>): Promise<LeaseRow> {
+  const judged = v.rejection ? { status: v.rejection.rule, reason: v.rejection.detail } : { status: "ok" };
+  if (!v.parsed.ok) {
+    return {
+      key: v.entry.key,
+      subnet: null,
+      ipv6Subnet: null,
+      publicIP: "",
+      publicIPv6: null,
+      backendType: "",
+      backendData: null,
+      ttlSeconds: null,
+      etcdLeaseId: v.entry.leaseId ?? null,
+      ...judged,
+    };
+  }
+  const l = v.parsed.lease;
+  return {
+    key: l.key,
+    subnet: l.subnet ? leaseName({ subnet: l.subnet }) : null,
+    ipv6Subnet: l.ipv6Subnet ? leaseName({ ipv6Subnet: l.ipv6Subnet }) : null,
+    publicIP: l.attrs.PublicIP,
+    publicIPv6: l.attrs.PublicIPv6 ?? null,
+    backendType: l.attrs.BackendType,
+    backendData: l.attrs.BackendData ?? null,
+    ttlSeconds: l.etcdLeaseId && leaseTTL ? await leaseTTL(l.etcdLeaseId) : null,
+    etcdLeaseId: l.etcdLeaseId ?? null,
+    ...judged,
+  };
 }
 
 async function rowsOf(m: SubnetManager): Promise<LeaseRow[]> {
-  const { leases } = await m.listLeases();
+  const { entries } = await m.registry.listSubnets();
+  const cfg = await m.getNetworkConfig().catch(() => undefined);
+  const verdicts = clusterVerdicts(entries, cfg);
   const reg = m.registry as { leaseTTL?: (id: string) => Promise<number> };
+  const ttl = reg.leaseTTL?.bind(reg);
   const rows: LeaseRow[] = [];
   // A few dozen TTL look-ups at a time: thousands of leases must not open thousands of calls at once.
-  for (let i = 0; i < leases.length; i += 64) {
-    rows.push(
-      ...await Promise.all(
-        leases.slice(i, i + 64).map(async (l: Lease) => ({
-          key: l.key,
-          subnet: l.subnet ? leaseName({ subnet: l.subnet }) : null,
-          ipv6Subnet: l.ipv6Subnet ? leaseName({ ipv6Subnet: l.ipv6Subnet }) : null,
-          publicIP: l.attrs.PublicIP,
-          publicIPv6: l.attrs.PublicIPv6 ?? null,
-          backendType: l.attrs.BackendType,
-          backendData: l.attrs.BackendData ?? null,
-          ttlSeconds: l.etcdLeaseId && reg.leaseTTL ? await reg.leaseTTL(l.etcdLeaseId) : null,
-          etcdLeaseId: l.etcdLeaseId ?? null,
-        })),
-      ),
-    );
+  for (let i = 0; i < verdicts.length; i += 64) {
+    rows.push(...await Promise.all(verdicts.slice(i, i + 64).map((v) => rowOf(v, ttl))));
   }
   return rows;
 }
@@ -69,17 +97,26 @@ export function formatDuration(s: number): string {
   return `${sec}s`;
 }
 
+/** A table cell from anybody's text: control characters shown as `?`, at most 64 characters. */
+function printable(cell: string): string {
+  const safe = Array.from(cell, (c) => (c.charCodeAt(0) < 32 || c === "\x7f" ? "?" : c));
+  return safe.length > 64 ? `${safe.slice(0, 63).join("")}…` : safe.join("");
+}
+
 /** Formats rows as an aligned table. */
 export function leaseTable(rows: LeaseRow[]): string {
-  const table = [["SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC", "EXPIRES IN"]];
+  const table = [["SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC", "EXPIRES IN", "STATUS"]];
   for (const r of rows) {
+    const mac = vtepMac(r.backendData);
     table.push([
-      [r.subnet, r.ipv6Subnet].filter(Boolean).join(","),
+      // A key that does not parse is shown as stored (escaped: it is anybody's text).
+      r.subnet || r.ipv6Subnet ? [r.subnet, r.ipv6Subnet].filter(Boolean).join(",") : JSON.stringify(r.key),
       [r.publicIP, r.publicIPv6].filter(Boolean).join(","),
       r.backendType,
-      vtepMac(r.backendData) ?? "",
+      typeof mac === "string" ? mac : "",
       r.ttlSeconds === null ? "reserved" : formatDuration(r.ttlSeconds),
-    ]);
+      r.status === "ok" ? "ok" : `rejected: ${r.status}`,
+    ].map(printable));
   }
   const w = table[0]!.map((_, c) => Math.max(...table.map((r) => r[c]!.length)));
   return table.map((r) => r.map((x, c) => x.padEnd(w[c]!)).join("  ").trimEnd()).join("\n");

@@ -45,6 +45,8 @@ export interface NodeStatus {
   readyDetail: string;
   /** Every weft_* sample, by name (labels folded into the name). */
   metrics: Record<string, number>;
+  /** Leases the agent refuses now (`weft_lease_rejected`), with the rule each breaks. */
+  rejected?: { key: string; reason: string }[];
 }
 
 /** Asks the agent at `endpoint` (e.g. `http://127.0.0.1:8471`). */
@@ -54,12 +56,28 @@ export async function fetchStatus(endpoint: string): Promise<NodeStatus> {
   const readyDetail = (await ready.text()).trim();
   const metricsRes = await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(3000) });
   const metrics: Record<string, number> = {};
+  const rejected: { key: string; reason: string }[] = [];
   for (const s of parsePrometheusText(await metricsRes.text())) {
     if (!s.name.startsWith("weft_")) continue;
+    if (s.name === "weft_lease_rejected") {
+      rejected.push({ key: s.labels.key ?? "", reason: s.labels.reason ?? "" });
+      continue;
+    }
     const labels = Object.entries(s.labels).map(([k, v]) => `${k}=${v}`).join(",");
     metrics[labels ? `${s.name}{${labels}}` : s.name] = s.value;
   }
-  return { endpoint: base, ready: ready.status === 200, readyDetail, metrics };
+  return { endpoint: base, ready: ready.status === 200, readyDetail, metrics, rejected };
+}
+
+/** The "rejected" lines: how many leases are refused now and since start, and each one with its rule. */
+function rejectedLines(st: NodeStatus): string[] {
+  const total = Object.entries(st.metrics).filter(([k]) => k.startsWith("weft_leases_rejected_total"))
+    .reduce((n, [, v]) => n + v, 0);
+  const now = st.rejected ?? [];
+  if (!now.length && !total) return [];
+  const lines = [`rejected    ${now.length} leases now, ${total} rejections since start`];
+  for (const r of now) lines.push(`  ${JSON.stringify(r.key)} ${r.reason}`);
+  return lines;
 }
 
 /** Formats a status for people. */
@@ -80,6 +98,7 @@ export function formatStatus(st: NodeStatus): string {
   }
   const drift = get("weft_drift_repaired_total");
   if (drift) lines.push(`drift       ${drift[1]} entries repaired`);
+  lines.push(...rejectedLines(st));
   lines.push("", "metrics:");
   for (const [k, v] of Object.entries(st.metrics).sort()) lines.push(`  ${k} ${v}`);
   return lines.join("\n");

@@ -35,3 +35,22 @@ Deno.test("formatStatus() shows readiness, peers vs leases and drift", () => {
   assert.match(text, /peers\s+3 programmed \/ 4 leases known/);
   assert.match(text, /drift\s+2 entries repaired/);
 });
+
+Deno.test("formatStatus() lists the leases the agent refuses, with their rules", () => {
+  const text = formatStatus({
+    endpoint: "http://127.0.0.1:8471",
+    ready: true,
+    readyDetail: "",
+    metrics: {
+      "weft_leases_rejected_total{reason=subnet_wrong_length}": 2,
+      "weft_leases_rejected_total{reason=connected_network}": 1,
+    },
+    rejected: [{ key: "10.244.0.0-16", reason: "subnet_wrong_length" }, {
+      key: "x\ny",
+      reason: "key_unparseable",
+    }],
+  });
+  assert.match(text, /rejected\s+2 leases now, 3 rejections since start/);
+  assert.match(text, /\n {2}"10\.244\.0\.0-16" subnet_wrong_length\n/);
+  assert.match(text, /\n {2}"x\\ny" key_unparseable\n/, "a hostile key cannot break the line");
+});

@@ -1,22 +1,29 @@
 /**
- * {@linkcode KernelOps} on a real {@linkcode Netlink} handle.
+ * {@linkcode KernelOps} on a real {@linkcode Netlink} handle. Routes go through a {@linkcode RouteGuard}:
+ * a route weft does not own is never replaced (the lease wanting it is refused and reported).
  *
  * @module
  */
 import { type Netlink, NetlinkError, WEFT_ROUTE_PROTOCOL } from "../../ffi/mod.ts";
 import type { KernelEntry, KernelState } from "./entries.ts";
 import type { KernelOps } from "./reconciler.ts";
+import { RouteGuard } from "./route_guard.ts";
 
 /** Kernel operations through libnl. */
 export class NetlinkKernel implements KernelOps {
-  /** Uses `nl` (bound to the node's namespace). */
-  constructor(private readonly nl: Netlink) {}
+  /** The guard of the main table (its `refused` counts refusals). */
+  readonly routes: RouteGuard;
 
-  /** Installs or replaces an entry. */
+  /** Uses `nl` (bound to the node's namespace). */
+  constructor(private readonly nl: Netlink) {
+    this.routes = new RouteGuard(nl);
+  }
+
+  /** Installs or replaces an entry; a route over one weft does not own throws `RouteRefusedError`. */
   apply(e: KernelEntry): void {
     switch (e.kind) {
       case "route":
-        this.nl.routeReplace(e.spec);
+        this.routes.apply(e.spec);
         return;
       case "neigh":
         this.nl.neighReplace(e.spec);
@@ -32,6 +39,8 @@ export class NetlinkKernel implements KernelOps {
     try {
       switch (e.kind) {
         case "route":
+          // With the protocol set the kernel deletes only a protocol-87 route: never somebody else's.
+          this.routes.forget(e.spec.dst);
           this.nl.routeDelete({ dst: e.spec.dst, protocol: WEFT_ROUTE_PROTOCOL });
           return;
         case "neigh":
@@ -47,11 +56,12 @@ export class NetlinkKernel implements KernelOps {
     }
   }
 
-  /** Reads weft's routes and the neighbour/FDB entries of `devices`. */
+  /** Reads weft's routes and the neighbour/FDB entries of `devices` (and refreshes the route guard). */
   read(devices: number[]): KernelState {
     const devs = new Set(devices);
     return {
-      routes: this.nl.routeList({ protocol: WEFT_ROUTE_PROTOCOL }),
+      // One dump of the main table serves both: weft's routes, and the guard's view of everyone else's.
+      routes: this.routes.learn(this.nl.routeList()),
       neighs: devs.size ? this.nl.neighList().filter((n) => devs.has(n.index)) : [],
       fdbs: devs.size ? this.nl.fdbList().filter((f) => devs.has(f.index)) : [],
     };

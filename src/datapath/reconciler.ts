@@ -235,7 +235,9 @@ export class Reconciler {
     this.#status.set(key, { applied, ok: false, failures, retryAt: Date.now() + delay, error });
     this.#dirty.add(key);
     this.#armRetry(delay);
-    logger.warn("peer {key}: {error} (attempt {n}, retry in {ms} ms)", {
+    // A refused route was reported once by the route guard; its retries need no more warnings.
+    const quiet = err instanceof Error && err.name === "RouteRefusedError" && failures > 1;
+    logger[quiet ? "debug" : "warn"]("peer {key}: {error} (attempt {n}, retry in {ms} ms)", {
       key,
       error,
       n: failures,

@@ -124,9 +124,16 @@ export function formatIP(ip: IP): string {
   return `${hex.slice(0, bestStart).join(":")}::${hex.slice(bestStart + bestLen).join(":")}`;
 }
 
+/** Netmasks by family and prefix, built once: BigInt shifts are slow, and masks are wanted per lease. */
+const MASKS: Record<IPFamily, bigint[]> = { 4: [], 6: [] };
+
 function mask(family: IPFamily, prefix: number): bigint {
+  const cached = MASKS[family][prefix];
+  if (cached !== undefined) return cached;
   const bits = BigInt(bitsOf(family));
-  return ((1n << bits) - 1n) ^ ((1n << (bits - BigInt(prefix))) - 1n);
+  const m = ((1n << bits) - 1n) ^ ((1n << (bits - BigInt(prefix))) - 1n);
+  MASKS[family][prefix] = m;
+  return m;
 }
 
 /** Builds a network from any address inside it, zeroing the host bits. */

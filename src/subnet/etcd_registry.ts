@@ -147,12 +147,13 @@ export class EtcdRegistry implements Registry {
     await this.client.put(`${this.prefix}/config`).value(text);
   }
 
-  #entry(kv: { key: Uint8Array; value: Uint8Array; lease: string }): RegistryEntry {
+  #entry(kv: { key: Uint8Array; value: Uint8Array; lease: string; create_revision?: string }): RegistryEntry {
     const e: RegistryEntry = {
       key: this.#dec.decode(kv.key).slice(this.#subnets.length),
       value: this.#dec.decode(kv.value),
     };
     if (kv.lease && kv.lease !== "0") e.leaseId = kv.lease;
+    if (kv.create_revision && kv.create_revision !== "0") e.createRevision = Number(kv.create_revision);
     return e;
   }
 
@@ -196,6 +197,7 @@ export class EtcdRegistry implements Registry {
     const id = await this.#grant(ttl);
     const granted = Date.now();
     const full = this.#b(this.#subnets + key);
+    let createRevision: number | undefined;
     try {
       const res = await this.client.kv.txn({
         compare: [
@@ -203,19 +205,30 @@ export class EtcdRegistry implements Registry {
             ? { key: full, target: "Version", result: "Equal", version: compare.version }
             : { key: full, target: "Value", result: "Equal", value: this.#b(compare.value) },
         ],
-        success: [{ request_put: { key: full, value: this.#b(value), lease: id } }],
+        // The range after the put reads the key's create revision (its age in lease conflicts).
+        success: [{ request_put: { key: full, value: this.#b(value), lease: id } }, {
+          request_range: { key: full },
+        }],
         failure: [],
       });
       if (!res.succeeded) {
         await this.#revoke(id);
         return undefined;
       }
+      const created = res.responses[1]?.response_range?.kvs[0]?.create_revision;
+      if (created && created !== "0") createRevision = Number(created);
     } catch (err) {
       await this.#revoke(id);
       throw err;
     }
     // Counted from the grant request: the lease cannot expire before this.
-    return { key, value, leaseId: id, expiration: new Date(granted + ttl * 1000) };
+    return {
+      key,
+      value,
+      leaseId: id,
+      expiration: new Date(granted + ttl * 1000),
+      ...(createRevision ? { createRevision } : {}),
+    };
   }
 
   createSubnet(key: string, value: string, ttl: number): Promise<RegistryEntry | undefined> {

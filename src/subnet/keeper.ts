@@ -6,7 +6,8 @@
  */
 import { Backoff, sleep } from "../async.ts";
 import { log } from "../log.ts";
-import { type Lease, leaseName } from "./lease.ts";
+import { type Lease, leaseAttrsJSON, leaseName } from "./lease.ts";
+import type { ReassertOutcome } from "./reassert.ts";
 import type { OwnLeaseKeeper } from "./source.ts";
 
 const logger = log("subnet");
@@ -17,6 +18,8 @@ export interface KeptLeaseStore {
   renewLease(lease: Lease, ttlSeconds: number): Promise<Lease | undefined>;
   /** The lease under `key`, or undefined. */
   getLease(key: string): Promise<Lease | undefined>;
+  /** Writes the own value back when somebody else's is under the key (see reassert.ts). */
+  reassertLease?(lease: Lease, ttlSeconds: number): Promise<ReassertOutcome>;
 }
 
 /** Options of {@linkcode LeaseKeeper}. */
@@ -52,6 +55,8 @@ export class LeaseKeeper implements OwnLeaseKeeper {
   failures = 0;
   /** Re-acquisitions after the lease was lost. */
   reacquisitions = 0;
+  /** Times somebody else's value was found under the own key and the own value written back. */
+  reasserted = 0;
 
   /** Keeps `lease` alive in `store`. */
   constructor(private readonly store: KeptLeaseStore, lease: Lease, private readonly opts: KeeperOptions) {
@@ -86,16 +91,38 @@ export class LeaseKeeper implements OwnLeaseKeeper {
     this.opts.onLease?.(this.#lease, true);
   }
 
-  /** One check: renew, or re-acquire when the lease is gone. */
+  /**
+   * Somebody else's value may be under the own key (a renewal's compare failed): write the own value
+   * back, the same subnet. True when handled; false when the key is gone (re-acquire) or the store
+   * cannot reassert.
+   */
+  async #defend(ttl: number): Promise<boolean> {
+    if (!this.store.reassertLease) return false;
+    const r = await this.store.reassertLease(this.#lease, ttl);
+    if (r.outcome === "gone") return false;
+    if (r.outcome === "reasserted") {
+      this.#lease = r.lease;
+      this.reasserted++;
+      this.opts.onLease?.(r.lease, false);
+    }
+    return true;
+  }
+
+  /** One check: renew (or reassert the own value), or re-acquire when the lease is gone. */
   async #check(ttl: number): Promise<void> {
     if (!this.#lease.etcdLeaseId) {
-      // A reservation has no TTL: nothing to renew, only re-acquire when an operator removed it.
+      // A reservation has no TTL: nothing to renew; re-acquire when an operator removed it, write the own
+      // value back when somebody else's is there.
       const cur = await this.store.getLease(this.#lease.key);
-      if (!cur || cur.attrs.PublicIP !== this.#lease.attrs.PublicIP) await this.#reacquire();
+      const ours = cur && leaseAttrsJSON(cur.attrs) === leaseAttrsJSON(this.#lease.attrs);
+      if (!ours && !(await this.#defend(ttl))) await this.#reacquire();
       return;
     }
     const renewed = await this.store.renewLease(this.#lease, ttl);
-    if (!renewed) return await this.#reacquire();
+    if (!renewed) {
+      if (!(await this.#defend(ttl))) await this.#reacquire();
+      return;
+    }
     this.#lease = renewed;
     this.renewals++;
     logger.debug("renewed lease {key} for {ttl} s", { key: renewed.key, ttl });

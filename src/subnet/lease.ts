@@ -43,6 +43,11 @@ export interface Lease {
   etcdLeaseId?: string;
   /** Key suffix, e.g. `10.244.3.0-24`. */
   key: string;
+  /**
+   * Creation order in the lease store, the same on every node (etcd: the key's create revision); smaller
+   * is older. Of two leases claiming one subnet the older wins (see validate.ts).
+   */
+  createOrder?: number;
 }
 
 /** Encodes subnets as a key suffix. */

@@ -24,6 +24,7 @@ import {
 import { LeaseKeeper } from "./keeper.ts";
 import { type Lease, type LeaseAttrs, leaseAttrsJSON, type LeaseEvent, subnetKey } from "./lease.ts";
 import { leaseOf, type Registry, type RegistryEntry } from "./registry.ts";
+import { type ReassertOutcome, reassertOwnLease } from "./reassert.ts";
 import type { AcquireOptions, KeepOptions, LeaseSource, LeaseWatch, WatchOptions } from "./source.ts";
 import { listStoreLeases, watchStoreLeases } from "./watch.ts";
 
@@ -145,6 +146,11 @@ export class SubnetManager implements LeaseSource {
     const value = leaseAttrsJSON(lease.attrs);
     const e = await this.registry.renewSubnet(lease.key, value, ttlSeconds, value, lease.etcdLeaseId);
     return e ? leaseOf(e) : undefined;
+  }
+
+  /** Writes the own value back when somebody else's is under the own key (see reassert.ts). */
+  reassertLease(lease: Lease, ttlSeconds = DEFAULT_LEASE_TTL_SECONDS): Promise<ReassertOutcome> {
+    return reassertOwnLease(this.registry, lease, ttlSeconds);
   }
 
   /** The lease or reservation stored under `key`, or undefined. */

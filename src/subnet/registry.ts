@@ -4,10 +4,8 @@
  *
  * @module
  */
-import { log } from "../log.ts";
-import { type Lease, type LeaseAttrs, parseLeaseAttrs, parseSubnetKey } from "./lease.ts";
-
-const logger = log("subnet");
+import type { Lease } from "./lease.ts";
+import { parseLeaseEntry, type RawLeaseEntry } from "./validate.ts";
 
 /** A raw subnet entry: key suffix, JSON value, expiry (undefined = reservation). */
 export interface RegistryEntry {
@@ -19,6 +17,11 @@ export interface RegistryEntry {
   expiration?: Date;
   /** Backend-specific lease id. */
   leaseId?: string;
+  /**
+   * When the key was created, in store order (etcd: its create revision; a put to an existing key keeps
+   * it). The same on every node: it decides which of two conflicting leases is older.
+   */
+  createRevision?: number;
 }
 
 /** A raw change. */
@@ -29,21 +32,24 @@ export interface RegistryEvent {
   entry: RegistryEntry;
 }
 
-/** The lease an entry holds, or undefined (logged) when its key or value cannot be read. */
+/**
+ * The lease an entry holds, or undefined when its key or value cannot be read (see
+ * {@linkcode parseLeaseEntry}; peer sync reports those, once, through the lease filter).
+ */
 export function leaseOf(e: RegistryEntry): Lease | undefined {
-  const nets = parseSubnetKey(e.key);
-  if (!nets) return undefined;
-  let attrs: LeaseAttrs;
-  try {
-    attrs = parseLeaseAttrs(e.value, e.key);
-  } catch (err) {
-    logger.warn("ignoring malformed lease {key}: {error}", { key: e.key, error: (err as Error).message });
-    return undefined;
-  }
-  const lease: Lease = { ...nets, attrs, key: e.key };
-  if (e.expiration) lease.expiration = e.expiration;
-  if (e.leaseId) lease.etcdLeaseId = e.leaseId;
-  return lease;
+  const p = parseLeaseEntry(entryForParse(e));
+  return p.ok ? p.lease : undefined;
+}
+
+/** The entry as the lease parser takes it (the create revision is the lease's age). */
+export function entryForParse(e: RegistryEntry): RawLeaseEntry {
+  return {
+    key: e.key,
+    value: e.value,
+    ...(e.expiration ? { expiration: e.expiration } : {}),
+    ...(e.leaseId ? { leaseId: e.leaseId } : {}),
+    ...(e.createRevision !== undefined ? { createOrder: e.createRevision } : {}),
+  };
 }
 
 /** Storage for the config and subnet entries. */
@@ -116,7 +122,12 @@ export class MemoryRegistry implements Registry {
   }
 
   #put(key: string, value: string, ttl?: number): RegistryEntry {
-    const e: RegistryEntry = { key, value };
+    // As in etcd: a put to an existing key keeps its create revision; a new key gets the put's revision.
+    const e: RegistryEntry = {
+      key,
+      value,
+      createRevision: this.#entries.get(key)?.createRevision ?? this.#revision + 1,
+    };
     if (ttl !== undefined) {
       e.expiration = new Date(Date.now() + ttl * 1000);
       e.leaseId = String(this.#nextLease++);

@@ -9,6 +9,7 @@
 import type { NetworkConfig } from "../config/net_conf.ts";
 import type { IPNet } from "../net/ip.ts";
 import type { Lease, LeaseAttrs, LeaseEvent } from "./lease.ts";
+import type { LeaseRejection } from "./validate.ts";
 
 /** Options of {@linkcode LeaseSource.acquireLease}. */
 export interface AcquireOptions {
@@ -38,6 +39,8 @@ export interface OwnLeaseKeeper {
   readonly lease: Lease;
   /** Successful renewals. */
   readonly renewals: number;
+  /** Times somebody else's value was found under the own key and the own value written back. */
+  readonly reasserted?: number;
   /** Check (renew, re-acquire) now instead of at the next due time. */
   poke(): void;
   /** Runs until `signal` aborts; never throws (failures are logged and retried). */
@@ -57,6 +60,11 @@ export interface WatchOptions {
   ownPublicIP?: string;
   /** Told when the own lease changes or disappears (e.g. deleted by an operator). */
   onOwn?: (ev: LeaseEvent) => void;
+  /**
+   * Told about entries that are not leases at all (a key or value that does not parse), once per key and
+   * value, and with `undefined` when such a key is deleted or becomes a lease.
+   */
+  onInvalid?: (key: string, why: LeaseRejection | undefined) => void;
   /** Called after every (re-)list has been delivered, also when it brought no change. */
   onSync?: () => void;
   /** Called with false when the store cannot be reached, true when it can again. */

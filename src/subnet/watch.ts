@@ -13,8 +13,9 @@
 import { Backoff, sleep } from "../async.ts";
 import { log } from "../log.ts";
 import { type Lease, leaseAttrsJSON, type LeaseEvent } from "./lease.ts";
-import { leaseOf, type Registry } from "./registry.ts";
+import { entryForParse, leaseOf, type Registry, type RegistryEntry } from "./registry.ts";
 import type { LeaseWatch, WatchOptions } from "./source.ts";
+import { type LeaseRejection, parseLeaseEntry } from "./validate.ts";
 
 const logger = log("subnet");
 
@@ -30,6 +31,38 @@ export async function listStoreLeases(store: WatchableStore): Promise<{ leases: 
     if (l) leases.push(l);
   }
   return { leases, revision };
+}
+
+/** Entries that are not leases, as reported: key → the rejection's text (to report each value once). */
+class Invalid {
+  readonly #known = new Map<string, string>();
+
+  constructor(private readonly report?: (key: string, why: LeaseRejection | undefined) => void) {}
+
+  /** Looks at one entry: reports it when it does not parse (anew), returns the lease when it does. */
+  see(e: RegistryEntry): Lease | undefined {
+    const p = parseLeaseEntry(entryForParse(e));
+    if (p.ok) {
+      this.forget(e.key);
+      return p.lease;
+    }
+    const text = `${p.rejection.message} ${e.value.length}`;
+    if (this.#known.get(e.key) !== text) {
+      this.#known.set(e.key, text);
+      this.report?.(e.key, p.rejection);
+    }
+    return undefined;
+  }
+
+  /** The key is gone (deleted, or a lease now). */
+  forget(key: string): void {
+    if (this.#known.delete(key)) this.report?.(key, undefined);
+  }
+
+  /** After a re-list: keys no longer listed are gone. */
+  keepOnly(keys: Set<string>): void {
+    for (const k of [...this.#known.keys()]) if (!keys.has(k)) this.forget(k);
+  }
 }
 
 /**
@@ -92,6 +125,7 @@ async function runWatch(
   kick: { wanted: PromiseWithResolvers<"relist"> },
 ): Promise<void> {
   const known = new Delivered();
+  const invalid = new Invalid(opts.onInvalid);
   const backoff = new Backoff(100, 5000);
   const deliver = (events: LeaseEvent[]) => {
     const own = opts.ownKey?.();
@@ -118,7 +152,13 @@ async function runWatch(
     let stop: (() => Promise<void>) | undefined;
     kick.wanted = Promise.withResolvers<"relist">(); // this (re-)list serves any earlier request
     try {
-      const { leases, revision } = await listStoreLeases(store);
+      const { entries, revision } = await store.listSubnets();
+      const leases: Lease[] = [];
+      for (const e of entries) {
+        const l = invalid.see(e);
+        if (l) leases.push(l);
+      }
+      invalid.keepOnly(new Set(entries.map((e) => e.key)));
       // Diff the snapshot against what we already delivered (a re-list after an error).
       const events = known.relisted(leases);
       if (events.length) deliver(events);
@@ -129,8 +169,10 @@ async function runWatch(
       stop = await store.watchSubnets(revision, (raw) => {
         const batch: LeaseEvent[] = [];
         for (const ev of raw) {
-          const l = ev.type === "put" ? leaseOf(ev.entry) : undefined;
-          const e = l ? known.upsert(l) : ev.type === "delete" ? known.remove(ev.entry.key) : undefined;
+          if (ev.type === "delete") invalid.forget(ev.entry.key);
+          const l = ev.type === "put" ? invalid.see(ev.entry) : undefined;
+          // A put that does not parse removes what the key held before, like a delete.
+          const e = l ? known.upsert(l) : known.remove(ev.entry.key);
           if (e) batch.push(e);
         }
         if (batch.length) deliver(batch);

@@ -51,6 +51,8 @@ export function startAgent(
      * have. The agent's pid stays the process's own (unshare and sh exec).
      */
     binds?: Record<string, string>;
+    /** Run under this open-files limit (`prlimit --nofile=N:N`, which execs: the pid is the agent's). */
+    fdLimit?: number;
   },
 ): AgentProcess {
   const subnetFile = `${opts.dir}/${node.netns}.subnet.env`;
@@ -97,6 +99,10 @@ export function startAgent(
       ],
     ]
     : [Deno.execPath(), args];
+  // prlimit execs too: the pid is still the agent's.
+  const limited: [string, string[]] = opts.fdLimit
+    ? ["prlimit", [`--nofile=${opts.fdLimit}:${opts.fdLimit}`, cmd, ...cmdArgs]]
+    : [cmd, cmdArgs];
   const agent: AgentProcess = {
     node,
     subnetFile,
@@ -108,8 +114,8 @@ export function startAgent(
       child = withNetns(
         node.netns,
         () =>
-          new Deno.Command(cmd, {
-            args: cmdArgs,
+          new Deno.Command(limited[0], {
+            args: limited[1],
             stdin: "null",
             stdout: "piped",
             stderr: "piped",
@@ -314,4 +320,86 @@ export async function pingWhile(
     results.push({ from: pairs[i]![0], to: pairs[i]![1], sent, received: seqs.size, lost });
   }
   return results;
+}
+
+/** Idle TCP connections held open from inside a namespace (see {@linkcode holdConnections}). */
+export interface HeldConnections extends AsyncDisposable {
+  /** Connections the client managed to open. */
+  opened: number;
+  /** Connections the kernel refused outright. */
+  refused: number;
+  /** Of those opened, how many the server has closed so far (asked on demand). */
+  closedByServer(): Promise<number>;
+  /** Closes them all and ends the client. */
+  release(): Promise<void>;
+}
+
+const HOLDER = `
+const [port, n] = Deno.args.map(Number);
+const conns = []; let refused = 0;
+for (let i = 0; i < n; i++) {
+  try { conns.push(await Deno.connect({ hostname: "127.0.0.1", port })); } catch { refused++; }
+}
+console.log(JSON.stringify({ opened: conns.length, refused }));
+// On each line of stdin: how many of the connections the server closed (a read sees EOF or an error).
+const dec = new TextDecoder();
+for await (const _ of Deno.stdin.readable) {
+  let closed = 0;
+  await Promise.all(conns.map(async (c) => {
+    const r = await Promise.race([c.read(new Uint8Array(64)).catch(() => null),
+      new Promise((res) => setTimeout(() => res("open"), 200))]);
+    if (r === null) closed++;
+  }));
+  console.log(JSON.stringify({ closed }));
+}
+// stdin closed: let go of everything (reads still pending on open connections would keep us alive).
+for (const c of conns) { try { c.close(); } catch { /* closed */ } }
+Deno.exit(0);
+`;
+
+/**
+ * Opens `n` idle connections to 127.0.0.1:`port` inside `netns` and holds them until released (a client
+ * process of its own, with room for the descriptors). Resolves once they are all attempted.
+ */
+export async function holdConnections(netns: string, port: number, n: number): Promise<HeldConnections> {
+  const child = withNetns(netns, () =>
+    new Deno.Command("prlimit", {
+      args: [`--nofile=${n + 256}:${n + 256}`, Deno.execPath(), "eval", HOLDER, String(port), String(n)],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn());
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  const nextLine = async (): Promise<Record<string, number>> => {
+    while (!buf.includes("\n")) {
+      const { value, done } = await lines.read();
+      if (done) throw new Error("the connection holder ended early");
+      buf += value;
+    }
+    const i = buf.indexOf("\n");
+    const line = buf.slice(0, i);
+    buf = buf.slice(i + 1);
+    return JSON.parse(line);
+  };
+  const stdin = child.stdin.getWriter();
+  const first = await nextLine();
+  let released = false;
+  const release = async () => {
+    if (released) return;
+    released = true;
+    await stdin.close().catch(() => {});
+    await lines.cancel().catch(() => {});
+    await child.status;
+  };
+  return {
+    opened: first.opened!,
+    refused: first.refused!,
+    async closedByServer() {
+      await stdin.write(new TextEncoder().encode("?\n"));
+      return (await nextLine()).closed!;
+    },
+    release,
+    [Symbol.asyncDispose]: release,
+  };
 }

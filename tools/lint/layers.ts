@@ -34,6 +34,9 @@ export const LAYERS: Record<string, string[]> = {
     "src/policy",
     "src/subnet/lease.ts",
     "src/subnet/source.ts",
+    // The pure lease rules and the filter peer sync runs them in (no store code).
+    "src/subnet/validate.ts",
+    "src/subnet/lease_filter.ts",
   ],
   "src/lab": ["ffi", "src/net", "src/config", "src/self_command.ts"],
   "src/cli": ["*"],
