@@ -1,0 +1,478 @@
+/**
+ * Kubernetes as the lease store, wire-compatible with flannel's `--kube-subnet-mgr`:
+ *
+ * - The network config is the file `--net-config-path` (kube-flannel's ConfigMap), not etcd.
+ * - The own lease is the node's podCIDR(s) (see node_lease.ts for the checks and their errors); weft
+ *   publishes its attributes as flannel's annotations with a strategic-merge PATCH of
+ *   `nodes/<name>/status`, only the keys whose value differs, then (unless disabled) the
+ *   `NetworkUnavailable=False` condition, reason `FlannelIsUp`. There is no TTL: the keeper only
+ *   re-asserts the annotations when someone changed them (the watch pokes it, and it looks every
+ *   resync period).
+ * - Peers: every node with `kube-subnet-manager: "true"` and a podCIDR. The watch is client-go's
+ *   reflector: list (paged), then watch from the list's resourceVersion with bookmarks; a stream that
+ *   ends or breaks is resumed from the last resourceVersion seen (back-off 100 ms → 5 s while the API
+ *   is unreachable); `410 Gone` re-lists, and the re-list is diffed against what was delivered, so a
+ *   node deleted meanwhile is removed. Events go out in batches, one per chunk read, through a
+ *   synchronous callback: handling never blocks the stream (flannel #2251).
+ *
+ * @module
+ */
+import { type NetworkConfig, parseNetworkConfig } from "../config/net_conf.ts";
+import { log } from "../log.ts";
+import {
+  type Lease,
+  type LeaseAttrs,
+  leaseAttrsJSON,
+  type LeaseEvent,
+  leaseName,
+  subnetKey,
+} from "../subnet/lease.ts";
+import { KubeApiError, KubeClient } from "./client.ts";
+import type { KubeConnection } from "./config.ts";
+import {
+  annotationChanges,
+  type AnnotationKeys,
+  annotationKeys,
+  type KubeNode,
+  networkAvailableCondition,
+  nodeToLease,
+  ownAnnotations,
+  ownSubnets,
+  storedPublicIPs,
+} from "./node_lease.ts";
+
+const logger = log("kube");
+
+/** flannel's default `--net-config-path`. */
+export const DEFAULT_NET_CONFIG_PATH = "/etc/kube-flannel/net-conf.json";
+
+/** Options of {@linkcode KubeLeaseSource.open}. */
+export interface KubeSourceOptions {
+  /** The API connection. */
+  conn: KubeConnection;
+  /** This node's name (NODE_NAME); else found from the pod (POD_NAME/POD_NAMESPACE). */
+  nodeName?: string;
+  /** `--kube-annotation-prefix`. */
+  annotationPrefix?: string;
+  /** `--net-config-path`. */
+  netConfPath?: string;
+  /** `--set-node-network-unavailable` (default true). */
+  setNodeNetworkUnavailable?: boolean;
+  /** A watch silent this long is treated as broken (default 90 s; bookmarks arrive about every minute). */
+  watchIdleMs?: number;
+  /** Request timeout (default 10 s). */
+  timeoutMs?: number;
+  /** Environment (tests). */
+  env?: (k: string) => string | undefined;
+}
+
+/** Options of {@linkcode KubeLeaseSource.watchLeases}: the same as the etcd watch's. */
+export interface KubeWatchOptions {
+  /** Stops the watch. */
+  signal: AbortSignal;
+  /** Key of the own lease: its events go to `onOwn` only. */
+  ownKey?: () => string | undefined;
+  /** Told when the own node's lease changes or goes. */
+  onOwn?: (ev: LeaseEvent) => void;
+  /** Called after every (re-)list has been delivered. */
+  onSync?: () => void;
+  /** false when the API server cannot be reached, true when it can again. */
+  onConnectivity?: (up: boolean) => void;
+}
+
+/** Keeps the own node's annotations as published (there is no TTL to renew). */
+export interface KubeKeeper {
+  /** The lease. */
+  readonly lease: Lease;
+  /** Re-asserts annotations that were changed (a watch saw the own node change). */
+  poke(): void;
+  /** Times the annotations had to be re-published. */
+  readonly renewals: number;
+  /** Runs until `signal` aborts; never throws. */
+  run(signal: AbortSignal): Promise<void>;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** The node name from NODE_NAME, else from the pod's spec.nodeName (flannel's order). */
+async function findNodeName(client: KubeClient, env: (k: string) => string | undefined): Promise<string> {
+  const direct = env("NODE_NAME");
+  if (direct) return direct;
+  const pod = env("POD_NAME"), ns = env("POD_NAMESPACE");
+  if (!pod || !ns) {
+    throw new Error(
+      "kube mode needs the node name: set NODE_NAME (the downward API's spec.nodeName), or POD_NAME and POD_NAMESPACE",
+    );
+  }
+  let p: { spec?: { nodeName?: string } };
+  try {
+    p = await client.get(`/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(pod)}`);
+  } catch (err) {
+    throw new Error(`reading pod ${ns}/${pod} for its node name: ${(err as Error).message}`);
+  }
+  if (!p.spec?.nodeName) throw new Error(`pod ${ns}/${pod} has no spec.nodeName`);
+  return p.spec.nodeName;
+}
+
+/** Leases from the Kubernetes API (see the module comment). */
+export class KubeLeaseSource {
+  /** `kube`. */
+  readonly name = "kube";
+  /** The annotation names. */
+  readonly keys: AnnotationKeys;
+  /** The net-conf.json path. */
+  readonly netConfPath: string;
+  #cfg?: NetworkConfig;
+  #configText?: string;
+
+  private constructor(
+    /** The API client. */
+    readonly client: KubeClient,
+    /** This node. */
+    readonly nodeName: string,
+    private readonly opts: KubeSourceOptions,
+  ) {
+    this.keys = annotationKeys(opts.annotationPrefix);
+    this.netConfPath = opts.netConfPath ?? DEFAULT_NET_CONFIG_PATH;
+  }
+
+  /** Connects (finding the node name) — the API server must answer for the pod lookup only. */
+  static async open(opts: KubeSourceOptions): Promise<KubeLeaseSource> {
+    annotationKeys(opts.annotationPrefix); // a bad prefix fails before anything connects
+    const client = new KubeClient(opts.conn, { ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}) });
+    try {
+      const name = await findNodeName(client, opts.env ?? ((k) => Deno.env.get(k)));
+      return new KubeLeaseSource(client, name, opts);
+    } catch (err) {
+      client.close();
+      throw err;
+    }
+  }
+
+  #nodePath(name = this.nodeName): string {
+    return `/api/v1/nodes/${encodeURIComponent(name)}`;
+  }
+
+  /** Reads and validates `--net-config-path`. */
+  getNetworkConfig(): Promise<NetworkConfig> {
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(this.netConfPath);
+    } catch (err) {
+      return Promise.reject(
+        new Error(
+          `reading the network config ${this.netConfPath} (--net-config-path): ${(err as Error).message}`,
+        ),
+      );
+    }
+    this.#configText = text;
+    try {
+      this.#cfg = parseNetworkConfig(text);
+    } catch (err) {
+      return Promise.reject(new Error(`${this.netConfPath}: ${(err as Error).message}`));
+    }
+    return Promise.resolve(this.#cfg);
+  }
+
+  /** The net-conf.json text as last read; the probe compares it with the file's. */
+  configText(): string | undefined {
+    try {
+      return Deno.readTextFileSync(this.netConfPath);
+    } catch {
+      return this.#configText;
+    }
+  }
+
+  /** GETs the own node. */
+  ownNode(signal?: AbortSignal): Promise<KubeNode> {
+    return this.client.get<KubeNode>(this.#nodePath(), signal ? { signal } : {});
+  }
+
+  /** Public IPs the node's `node-public-ip(v6)` annotations set (flannel prefers them to --public-ip). */
+  async storedPublicIPs(): Promise<{ ipv4?: string; ipv6?: string }> {
+    return storedPublicIPs(await this.ownNode(), this.keys);
+  }
+
+  /** Every node that is a lease (flannel's rules), the own one included. */
+  async listLeases(): Promise<{ leases: (Lease & { node: string })[]; revision: number }> {
+    const cfg = this.#cfg ?? await this.getNetworkConfig();
+    const { items, resourceVersion } = await this.client.list<KubeNode>("/api/v1/nodes");
+    const leases: (Lease & { node: string })[] = [];
+    for (const n of items) {
+      try {
+        const l = nodeToLease(n, this.keys, cfg);
+        if (l) leases.push(l);
+      } catch { /* not a usable peer */ }
+    }
+    return { leases, revision: Number(resourceVersion) };
+  }
+
+  /**
+   * The own lease: the node's podCIDR(s), checked against `cfg`; publishes `attrs` as annotations (only
+   * the keys that differ) and sets NetworkUnavailable=False (unless disabled, or already so).
+   */
+  async acquireLease(cfg: NetworkConfig, attrs: LeaseAttrs): Promise<Lease & { node: string }> {
+    const node = await this.ownNode();
+    const subnets = ownSubnets(node, cfg, this.netConfPath);
+    await this.#publish(node, attrs);
+    if (this.opts.setNodeNetworkUnavailable ?? true) {
+      const cur = node.status?.conditions?.find((c) => c.type === "NetworkUnavailable");
+      if (!cur || cur.status !== "False" || cur.reason !== "FlannelIsUp") {
+        await this.#patchStatus(
+          { status: { conditions: [networkAvailableCondition()] } },
+          "NetworkUnavailable condition",
+        );
+        logger.info("node {node}: condition NetworkUnavailable=False (FlannelIsUp)", { node: this.nodeName });
+      }
+    }
+    const lease: Lease & { node: string } = {
+      ...subnets,
+      attrs,
+      key: subnetKey(subnets.subnet, subnets.ipv6Subnet),
+      node: this.nodeName,
+    };
+    logger.info("node {node}: lease {subnet} from its podCIDR", {
+      node: this.nodeName,
+      subnet: leaseName(lease),
+    });
+    return lease;
+  }
+
+  async #patchStatus(body: unknown, what: string): Promise<KubeNode> {
+    try {
+      return await this.client.patch<KubeNode>(`${this.#nodePath()}/status`, body, "strategic");
+    } catch (err) {
+      if (err instanceof KubeApiError && err.code === 403) {
+        throw new Error(
+          `the API server refused to patch nodes/${this.nodeName}/status (${what}): ${err.message}. The service account needs "patch" on "nodes/status" (ClusterRole in deploy/kube-weft.yml)`,
+        );
+      }
+      throw err;
+    }
+  }
+
+  /** Patches the annotations of `attrs` that differ on `node`; returns whether anything was written. */
+  async #publish(node: KubeNode, attrs: LeaseAttrs): Promise<boolean> {
+    const changes = annotationChanges(node, ownAnnotations(node, attrs, this.keys));
+    if (!Object.keys(changes).length) return false;
+    await this.#patchStatus({ metadata: { annotations: changes } }, "annotations");
+    logger.info("node {node}: published annotations {keys}", {
+      node: this.nodeName,
+      keys: Object.keys(changes).map((k) => k.slice(k.indexOf("/") + 1)).join(","),
+    });
+    return true;
+  }
+
+  /**
+   * A keeper for the own lease: no TTL, but the annotations are re-published when someone changed them
+   * (on `poke()` and every `resyncSeconds`).
+   */
+  keepLease(
+    cfg: NetworkConfig,
+    attrs: LeaseAttrs,
+    lease: Lease,
+    opts: { resyncSeconds?: number; onLease?: (l: Lease, reacquired: boolean) => void } = {},
+  ): KubeKeeper {
+    let wake = Promise.withResolvers<void>();
+    const ownNode = (signal: AbortSignal) => this.ownNode(signal);
+    const publish = (node: KubeNode) => this.#publish(node, attrs);
+    const { nodeName, netConfPath } = this;
+    const keeper = {
+      lease,
+      renewals: 0,
+      poke() {
+        wake.resolve();
+      },
+      async run(signal: AbortSignal) {
+        const period = (opts.resyncSeconds ?? 60) * 1000;
+        while (!signal.aborted) {
+          await Promise.race([sleep(period, signal), wake.promise]);
+          wake = Promise.withResolvers<void>();
+          if (signal.aborted) return;
+          try {
+            const node = await ownNode(signal);
+            ownSubnets(node, cfg, netConfPath); // still ours (a podCIDR never changes)
+            if (await publish(node)) {
+              keeper.renewals++;
+              logger.warn("node {node}: its flannel annotations had been changed: published them again", {
+                node: nodeName,
+              });
+              opts.onLease?.(keeper.lease, false);
+            }
+          } catch (err) {
+            if (signal.aborted) return;
+            logger.warn("node {node}: checking its annotations failed: {error}", {
+              node: nodeName,
+              error: (err as Error).message,
+            });
+          }
+        }
+      },
+    };
+    return keeper;
+  }
+
+  /**
+   * Watches every node that is a lease until `opts.signal` aborts (see the module comment): the first
+   * list as one `added` batch, then changes in batches; a node whose attributes changed comes as
+   * `added` with `previous`, a deleted node (or one that stopped being a lease) as `removed`.
+   */
+  async watchLeases(onBatch: (events: LeaseEvent[]) => void, opts: KubeWatchOptions): Promise<void> {
+    const cfg = this.#cfg ?? await this.getNetworkConfig();
+    /** Leases delivered, by node name. */
+    const known = new Map<string, Lease & { node: string }>();
+    const warned = new Set<string>();
+    let backoff = 100;
+    let rv: string | undefined;
+    let up: boolean | undefined;
+    const connectivity = (v: boolean) => {
+      if (v === up) return;
+      up = v;
+      opts.onConnectivity?.(v);
+    };
+    const deliver = (events: LeaseEvent[]) => {
+      const own = opts.ownKey?.();
+      const others = events.filter((e) => {
+        if ((e.lease as Lease & { node?: string }).node !== this.nodeName && e.lease.key !== own) return true;
+        opts.onOwn?.(e);
+        return false;
+      });
+      if (others.length) onBatch(others);
+    };
+    /** The events for node `n` against what was delivered (none when nothing changed). */
+    const upsert = (n: KubeNode): LeaseEvent[] => {
+      const name = n.metadata.name;
+      let l: (Lease & { node: string }) | undefined;
+      try {
+        l = nodeToLease(n, this.keys, cfg);
+        warned.delete(name);
+      } catch (err) {
+        // flannel skips such a node; a peer already known keeps its last good lease.
+        if (!warned.has(name)) {
+          warned.add(name);
+          logger.warn("node {node} is not a usable peer: {error}", {
+            node: name,
+            error: (err as Error).message,
+          });
+        }
+        return [];
+      }
+      const prev = known.get(name);
+      if (!l) {
+        if (!prev) return [];
+        known.delete(name);
+        return [{ type: "removed", lease: prev }];
+      }
+      known.set(name, l);
+      if (!prev) return [{ type: "added", lease: l }];
+      // A node's podCIDR never changes; a node deleted and created again while we re-listed may bring another.
+      if (prev.key !== l.key) return [{ type: "removed", lease: prev }, { type: "added", lease: l }];
+      if (leaseAttrsJSON(prev.attrs) === leaseAttrsJSON(l.attrs)) return [];
+      return [{ type: "added", lease: l, previous: prev }];
+    };
+    const relist = async () => {
+      const { items, resourceVersion } = await this.client.list<KubeNode>("/api/v1/nodes", {
+        signal: opts.signal,
+      });
+      const events: LeaseEvent[] = [];
+      const seen = new Set<string>();
+      for (const n of items) {
+        seen.add(n.metadata.name);
+        events.push(...upsert(n));
+      }
+      for (const [name, l] of known) {
+        if (!seen.has(name)) {
+          known.delete(name);
+          events.push({ type: "removed", lease: l });
+        }
+      }
+      if (events.length) deliver(events);
+      rv = resourceVersion;
+      opts.onSync?.();
+    };
+    while (!opts.signal.aborted) {
+      try {
+        if (rv === undefined) await relist();
+        connectivity(true);
+        backoff = 100;
+        if (opts.signal.aborted) break;
+        const started = Date.now();
+        let batch: LeaseEvent[] = [];
+        let flushQueued = false;
+        const flush = () => {
+          flushQueued = false;
+          if (!batch.length) return;
+          const b = batch;
+          batch = [];
+          deliver(b);
+        };
+        await this.client.watch<KubeNode>("/api/v1/nodes", {
+          resourceVersion: rv!,
+          allowWatchBookmarks: true,
+          timeoutSeconds: 300 + Math.floor(Math.random() * 300),
+          ...(this.opts.watchIdleMs ? { idleMs: this.opts.watchIdleMs } : {}),
+          signal: opts.signal,
+        }, (ev) => {
+          rv = ev.object.metadata?.resourceVersion ?? rv;
+          if (ev.type === "BOOKMARK") return;
+          let es: LeaseEvent[] = [];
+          if (ev.type === "DELETED") {
+            const prev = known.get(ev.object.metadata.name);
+            if (prev) {
+              known.delete(prev.node);
+              es = [{ type: "removed", lease: prev }];
+            }
+          } else es = upsert(ev.object);
+          if (es.length) {
+            batch.push(...es);
+            // One batch per chunk read: events of one chunk arrive synchronously before this runs.
+            if (!flushQueued) {
+              flushQueued = true;
+              queueMicrotask(flush);
+            }
+          }
+        });
+        flush();
+        // The server ended the watch (its timeout): resume from the last resourceVersion.
+        if (Date.now() - started < 1000) await sleep(backoff, opts.signal);
+      } catch (err) {
+        if (opts.signal.aborted) break;
+        if (err instanceof KubeApiError && err.code === 410) {
+          logger.info("node watch: {error}: re-listing", { error: err.message });
+          rv = undefined;
+          continue;
+        }
+        if (err instanceof KubeApiError && err.code < 500 && err.code !== 429) connectivity(true);
+        else connectivity(false);
+        logger.warn("node watch: {error}; retrying in {ms} ms", {
+          error: (err as Error).message,
+          ms: backoff,
+        });
+        await sleep(backoff, opts.signal);
+        backoff = Math.min(backoff * 2, 5000);
+      }
+    }
+  }
+
+  /** A cheap reachability check: the own node, with a short timeout. */
+  async probe(timeoutMs = 3000): Promise<void> {
+    await this.client.get(this.#nodePath(), { timeoutMs });
+  }
+
+  /** Releases the client. */
+  close(): Promise<void> {
+    this.client.close();
+    return Promise.resolve();
+  }
+}
