@@ -103,6 +103,7 @@ Deno.test({
     const src = await setup(s, dir);
     const cfg = await src.getNetworkConfig();
     const stop = new AbortController();
+    let watching: Promise<void> | undefined;
     try {
       await t.step(
         "acquireLease takes the podCIDR and patches nodes/status as flannel: annotations, then the condition",
@@ -138,7 +139,7 @@ Deno.test({
       const c = collector();
       const ownEvents: LeaseEvent[] = [];
       let up: boolean | undefined;
-      const watching = src.watchLeases((b) => c.onBatch(b), {
+      watching = src.watchLeases((b) => c.onBatch(b), {
         signal: stop.signal,
         ownKey: () => "10.244.1.0-24",
         onOwn: (e) => ownEvents.push(e),
@@ -273,6 +274,7 @@ Deno.test({
       });
     } finally {
       stop.abort();
+      await watching;
       await src.close();
       await Deno.remove(dir, { recursive: true });
     }
