@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { Backoff, sleep } from "../async.ts";
 import { type NetworkConfig, parseNetworkConfig } from "../config/net_conf.ts";
 import { log } from "../log.ts";
 import {
@@ -27,6 +28,7 @@ import {
   leaseName,
   subnetKey,
 } from "../subnet/lease.ts";
+import type { KeepOptions, LeaseSource, LeaseWatch, OwnLeaseKeeper, WatchOptions } from "../subnet/source.ts";
 import { KubeApiError, KubeClient } from "./client.ts";
 import type { KubeConnection } from "./config.ts";
 import {
@@ -66,45 +68,6 @@ export interface KubeSourceOptions {
   env?: (k: string) => string | undefined;
 }
 
-/** Options of {@linkcode KubeLeaseSource.watchLeases}: the same as the etcd watch's. */
-export interface KubeWatchOptions {
-  /** Stops the watch. */
-  signal: AbortSignal;
-  /** Key of the own lease: its events go to `onOwn` only. */
-  ownKey?: () => string | undefined;
-  /** Told when the own node's lease changes or goes. */
-  onOwn?: (ev: LeaseEvent) => void;
-  /** Called after every (re-)list has been delivered. */
-  onSync?: () => void;
-  /** false when the API server cannot be reached, true when it can again. */
-  onConnectivity?: (up: boolean) => void;
-}
-
-/** Keeps the own node's annotations as published (there is no TTL to renew). */
-export interface KubeKeeper {
-  /** The lease. */
-  readonly lease: Lease;
-  /** Re-asserts annotations that were changed (a watch saw the own node change). */
-  poke(): void;
-  /** Times the annotations had to be re-published. */
-  readonly renewals: number;
-  /** Runs until `signal` aborts; never throws. */
-  run(signal: AbortSignal): Promise<void>;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
-}
-
 /** The node name from NODE_NAME, else from the pod's spec.nodeName (flannel's order). */
 async function findNodeName(client: KubeClient, env: (k: string) => string | undefined): Promise<string> {
   const direct = env("NODE_NAME");
@@ -126,9 +89,9 @@ async function findNodeName(client: KubeClient, env: (k: string) => string | und
 }
 
 /** Leases from the Kubernetes API (see the module comment). */
-export class KubeLeaseSource {
+export class KubeLeaseSource implements LeaseSource {
   /** `kube`. */
-  readonly name = "kube";
+  readonly kind = "kube";
   /** The annotation names. */
   readonly keys: AnnotationKeys;
   /** The net-conf.json path. */
@@ -223,6 +186,7 @@ export class KubeLeaseSource {
    * the keys that differ) and sets NetworkUnavailable=False (unless disabled, or already so).
    */
   async acquireLease(cfg: NetworkConfig, attrs: LeaseAttrs): Promise<Lease & { node: string }> {
+    // (AcquireOptions do not apply: the subnet is the node's podCIDR, there is no TTL.)
     const node = await this.ownNode();
     const subnets = ownSubnets(node, cfg, this.netConfPath);
     await this.#publish(node, attrs);
@@ -282,8 +246,8 @@ export class KubeLeaseSource {
     cfg: NetworkConfig,
     attrs: LeaseAttrs,
     lease: Lease,
-    opts: { resyncSeconds?: number; onLease?: (l: Lease, reacquired: boolean) => void } = {},
-  ): KubeKeeper {
+    opts: KeepOptions & { resyncSeconds?: number } = {},
+  ): OwnLeaseKeeper & { renewals: number } {
     let wake = Promise.withResolvers<void>();
     const ownNode = (signal: AbortSignal) => this.ownNode(signal);
     const publish = (node: KubeNode) => this.#publish(node, attrs);
@@ -295,7 +259,8 @@ export class KubeLeaseSource {
         wake.resolve();
       },
       async run(signal: AbortSignal) {
-        const period = (opts.resyncSeconds ?? 60) * 1000;
+        // The watch pokes the keeper when the own node changes; this look is only a safety net.
+        const period = (opts.resyncSeconds ?? 300) * 1000;
         while (!signal.aborted) {
           await Promise.race([sleep(period, signal), wake.promise]);
           wake = Promise.withResolvers<void>();
@@ -328,13 +293,29 @@ export class KubeLeaseSource {
    * list as one `added` batch, then changes in batches; a node whose attributes changed comes as
    * `added` with `previous`, a deleted node (or one that stopped being a lease) as `removed`.
    */
-  async watchLeases(onBatch: (events: LeaseEvent[]) => void, opts: KubeWatchOptions): Promise<void> {
+  watchLeases(onBatch: (events: LeaseEvent[]) => void, opts: WatchOptions): LeaseWatch {
+    let relistNow = () => {};
+    const done = this.#watch(onBatch, opts, (fn) => (relistNow = fn));
+    return Object.assign(done, { relist: () => relistNow() });
+  }
+
+  async #watch(
+    onBatch: (events: LeaseEvent[]) => void,
+    opts: WatchOptions,
+    setRelist: (fn: () => void) => void,
+  ): Promise<void> {
     const cfg = this.#cfg ?? await this.getNetworkConfig();
     /** Leases delivered, by node name. */
     const known = new Map<string, Lease & { node: string }>();
     const warned = new Set<string>();
-    let backoff = 100;
+    const backoff = new Backoff(100, 5000);
     let rv: string | undefined;
+    /** Ends the current stream or wait; relist() uses it. */
+    let cut = new AbortController();
+    setRelist(() => {
+      rv = undefined;
+      cut.abort();
+    });
     let up: boolean | undefined;
     const connectivity = (v: boolean) => {
       if (v === up) return;
@@ -383,7 +364,7 @@ export class KubeLeaseSource {
     };
     const relist = async () => {
       const { items, resourceVersion } = await this.client.list<KubeNode>("/api/v1/nodes", {
-        signal: opts.signal,
+        signal: AbortSignal.any([opts.signal, cut.signal]),
       });
       const events: LeaseEvent[] = [];
       const seen = new Set<string>();
@@ -402,10 +383,12 @@ export class KubeLeaseSource {
       opts.onSync?.();
     };
     while (!opts.signal.aborted) {
+      if (cut.signal.aborted) cut = new AbortController();
+      const signal = AbortSignal.any([opts.signal, cut.signal]);
       try {
         if (rv === undefined) await relist();
         connectivity(true);
-        backoff = 100;
+        backoff.reset();
         if (opts.signal.aborted) break;
         const started = Date.now();
         let batch: LeaseEvent[] = [];
@@ -422,7 +405,7 @@ export class KubeLeaseSource {
           allowWatchBookmarks: true,
           timeoutSeconds: 300 + Math.floor(Math.random() * 300),
           ...(this.opts.watchIdleMs ? { idleMs: this.opts.watchIdleMs } : {}),
-          signal: opts.signal,
+          signal,
         }, (ev) => {
           rv = ev.object.metadata?.resourceVersion ?? rv;
           if (ev.type === "BOOKMARK") return;
@@ -445,9 +428,10 @@ export class KubeLeaseSource {
         });
         flush();
         // The server ended the watch (its timeout): resume from the last resourceVersion.
-        if (Date.now() - started < 1000) await sleep(backoff, opts.signal);
+        if (Date.now() - started < 1000 && !cut.signal.aborted) await sleep(backoff.next(), signal);
       } catch (err) {
         if (opts.signal.aborted) break;
+        if (cut.signal.aborted) continue; // relist() asked for a fresh list
         if (err instanceof KubeApiError && err.code === 410) {
           logger.info("node watch: {error}: re-listing", { error: err.message });
           rv = undefined;
@@ -455,19 +439,47 @@ export class KubeLeaseSource {
         }
         if (err instanceof KubeApiError && err.code < 500 && err.code !== 429) connectivity(true);
         else connectivity(false);
-        logger.warn("node watch: {error}; retrying in {ms} ms", {
-          error: (err as Error).message,
-          ms: backoff,
-        });
-        await sleep(backoff, opts.signal);
-        backoff = Math.min(backoff * 2, 5000);
+        const ms = backoff.next();
+        logger.warn("node watch: {error}; retrying in {ms} ms", { error: (err as Error).message, ms });
+        await sleep(ms, signal);
       }
     }
   }
 
-  /** A cheap reachability check: the own node, with a short timeout. */
-  async probe(timeoutMs = 3000): Promise<void> {
+  /**
+   * A cheap round trip (GET of the own node, short timeout) that resolves with the net-conf.json text
+   * (to notice it changed); rejects when the API server cannot be reached.
+   */
+  async probe(timeoutMs = 3000): Promise<string> {
     await this.client.get(this.#nodePath(), { timeoutMs });
+    return this.configText() ?? "";
+  }
+
+  /**
+   * Gives the own lease up for good: removes weft's (flannel's) annotations from the node, so peers drop
+   * it. The podCIDR stays the node's. False when the node is gone.
+   */
+  async releaseLease(): Promise<boolean> {
+    let node: KubeNode;
+    try {
+      node = await this.ownNode();
+    } catch (err) {
+      if (err instanceof KubeApiError && err.code === 404) return false;
+      throw err;
+    }
+    const a = node.metadata.annotations ?? {};
+    const k = this.keys;
+    const mine = [
+      k.subnetKubeManaged,
+      k.backendData,
+      k.backendV6Data,
+      k.backendType,
+      k.publicIP,
+      k.publicIPv6,
+    ];
+    const gone = Object.fromEntries(mine.filter((x) => x in a).map((x) => [x, null]));
+    if (Object.keys(gone).length) await this.#patchStatus({ metadata: { annotations: gone } }, "annotations");
+    return true;
   }
 
   /** Releases the client. */
