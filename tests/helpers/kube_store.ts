@@ -398,8 +398,8 @@ export class KubeStore {
   }
 
   /** Creates an object (409 AlreadyExists when the name is taken); returns it as stored. */
-  create(d: KindDef, ns: string, input: Obj): Obj {
-    const o = clone(input);
+  create(d: KindDef, ns: string, input: object): Obj {
+    const o = clone(input as Obj);
     o.apiVersion = apiVersionOf(d);
     o.kind = d.kind;
     const meta: Obj = { ...(o.metadata as Obj | undefined) };
@@ -456,11 +456,11 @@ export class KubeStore {
    * subresource (`sub` "status": spec kept). `next.metadata.resourceVersion`, when set, must be current.
    * A replacement that changes nothing is no write; `dryRun` computes the result without writing.
    */
-  update(d: KindDef, ns: string, name: string, next: Obj, sub?: "status", dryRun = false): Obj {
+  update(d: KindDef, ns: string, name: string, next: object, sub?: "status", dryRun = false): Obj {
     const key = this.#key(d, ns, name);
     const old = this.#objects.get(key);
     if (!old) throw notFound(d, name);
-    const o = clone(next);
+    const o = clone(next as Obj);
     const meta: Obj = { ...(o.metadata as Obj | undefined) };
     if (meta.name !== undefined && meta.name !== name) {
       throw new ApiError(
