@@ -44,7 +44,7 @@ Deno.test("a node annotated by flanneld reads as a lease with flannel's attribut
   assert.equal(l.node, "flannel-node");
   assert.equal(formatNet(l.subnet!), "10.244.9.0/24");
   assert.deepEqual(l.attrs, {
-    PublicIP: "192.168.77.13",
+    PublicIP: "192.168.77.19",
     PublicIPv6: null,
     BackendType: "vxlan",
     BackendData: { VNI: 1, VtepMAC: "c6:d2:32:6f:8f:44" },
@@ -54,7 +54,7 @@ Deno.test("a node annotated by flanneld reads as a lease with flannel's attribut
 Deno.test("weft's own annotations equal flanneld's, key by key, for the same attributes", () => {
   const bare: KubeNode = { ...FIXTURE, metadata: { ...FIXTURE.metadata, annotations: {} } };
   const want = ownAnnotations(bare, {
-    PublicIP: "192.168.77.13",
+    PublicIP: "192.168.77.19",
     PublicIPv6: null,
     BackendType: "vxlan",
     BackendData: { VNI: 1, VtepMAC: "c6:d2:32:6f:8f:44" },
