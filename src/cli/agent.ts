@@ -20,7 +20,7 @@ import { LOG_LEVELS, setupLogging } from "../log.ts";
 import { formatIP, parseIP } from "../net/ip.ts";
 import { CliError } from "./errors.ts";
 import { addEtcdFlags, envDefault, envName, type EtcdFlagValues, etcdOptionsFrom } from "./etcd_flags.ts";
-import { addKubeFlags, kubeMode, kubeOptionsFrom } from "./kube_flags.ts";
+import { addKubeFlags, kubeFlagValues, sourceOpener } from "./kube_flags.ts";
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, ...value.split(",").map((s) => s.trim()).filter(Boolean)];
@@ -119,7 +119,7 @@ export function agentOptionsFrom(v: AgentFlagValues, signal: AbortSignal): Agent
 export function registerAgent(program: Command): void {
   const cmd = program.command("agent")
     .description("the per-node agent (flanneld's job): lease, datapath, subnet.env, rules, metrics");
-  addKubeFlags(addEtcdFlags(cmd))
+  addEtcdFlags(addKubeFlags(cmd))
     .option(
       "--iface <name-or-ip>",
       "external interface by name or IP (repeatable; the first that exists wins)",
@@ -179,7 +179,7 @@ export function registerAgent(program: Command): void {
       }
       const stop = new AbortController();
       const opts = agentOptionsFrom(flags, stop.signal);
-      const kube = kubeMode(flags) ? await kubeOptionsFrom(flags) : undefined;
+      const openSource = await sourceOpener(kubeFlagValues(flags), opts);
       await setupLogging({
         level: level as (typeof LOG_LEVELS)[number],
         json: parseBool("--log-json", flags.logJson),
@@ -189,12 +189,7 @@ export function registerAgent(program: Command): void {
       Deno.addSignalListener("SIGINT", onSignal);
       const { runAgent } = await import("../agent/agent.ts");
       try {
-        // Each store's client is imported only when chosen: etcd mode loads no Kubernetes code, and the
-        // other way round.
-        const source = kube
-          ? await (await import("./kube_agent.ts")).openKubeForAgent(kube, opts, stop.signal)
-          : await (await import("../subnet/mod.ts")).openEtcdLeaseSource(opts.etcd);
-        await runAgent(source, opts);
+        await runAgent(await openSource(stop.signal), opts);
       } catch (err) {
         if (stop.signal.aborted) return;
         throw new CliError((err as Error).message);

@@ -7,8 +7,11 @@
  *
  * @module
  */
-import { type Command, Option, type OptionValues } from "@commander-js/extra-typings";
+import { type Command, Option } from "@commander-js/extra-typings";
 import type { KubeSourceOptions } from "../kube/lease_source.ts";
+import type { IfaceOptions } from "../net/iface.ts";
+import type { EtcdOptions } from "../subnet/etcd_options.ts";
+import type { LeaseSource } from "../subnet/source.ts";
 import { envName } from "./etcd_flags.ts";
 import { CliError } from "./errors.ts";
 
@@ -38,12 +41,14 @@ export interface KubeFlagValues {
   setNodeNetworkUnavailable: string | boolean;
 }
 
-/** Adds the kube flags to `cmd`, typed so the action's options have {@linkcode KubeFlagValues}' fields. */
-// deno-lint-ignore no-explicit-any -- commander's own generic bounds
-export function addKubeFlags<A extends any[], O extends OptionValues, G extends OptionValues>(
-  cmd: Command<A, O, G>,
-) {
-  return cmd
+/**
+ * Adds the kube flags to `cmd`. The command's option type is left as it is (typing them through
+ * commander's generics made type-checking take minutes); read them with {@linkcode kubeFlagValues}.
+ */
+export function addKubeFlags<C extends object>(command: C): C {
+  // deno-lint-ignore no-explicit-any -- any commander command; its type is handed back unchanged
+  const cmd = command as unknown as Command<any, any, any>;
+  cmd
     .addOption(
       flag(
         "--kube-subnet-mgr [bool]",
@@ -70,6 +75,12 @@ export function addKubeFlags<A extends any[], O extends OptionValues, G extends 
         "true",
       ),
     );
+  return command;
+}
+
+/** The kube flags' values out of a command's parsed options. */
+export function kubeFlagValues(opts: object): KubeFlagValues {
+  return opts as KubeFlagValues;
 }
 
 function bool(flag: string, v: string | boolean | undefined): boolean {
@@ -107,4 +118,20 @@ export async function kubeOptionsFrom(v: KubeFlagValues): Promise<KubeSourceOpti
     if (err instanceof KubeConfigError || err instanceof Error) throw new CliError((err as Error).message, 2);
     throw err;
   }
+}
+
+/**
+ * What opens the agent's lease store, as the flags choose: the Kubernetes API with `--kube-subnet-mgr`
+ * (flags checked now, connection made when called), else etcd. Each store's client is imported only
+ * when chosen: etcd mode loads no Kubernetes code, and the other way round.
+ */
+export async function sourceOpener(
+  v: KubeFlagValues,
+  agent: IfaceOptions & { etcd: EtcdOptions },
+): Promise<(signal: AbortSignal) => Promise<LeaseSource>> {
+  if (!kubeMode(v)) {
+    return async () => (await import("../subnet/mod.ts")).openEtcdLeaseSource(agent.etcd);
+  }
+  const kube = await kubeOptionsFrom(v);
+  return async (signal) => (await import("./kube_agent.ts")).openKubeForAgent(kube, agent, signal);
 }

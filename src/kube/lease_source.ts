@@ -8,29 +8,19 @@
  *   `NetworkUnavailable=False` condition, reason `FlannelIsUp`. There is no TTL: the keeper only
  *   re-asserts the annotations when someone changed them (the watch pokes it, and it looks every
  *   resync period).
- * - Peers: every node with `kube-subnet-manager: "true"` and a podCIDR. The watch is client-go's
- *   reflector: list (paged), then watch from the list's resourceVersion with bookmarks; a stream that
- *   ends or breaks is resumed from the last resourceVersion seen (back-off 100 ms → 5 s while the API
- *   is unreachable); `410 Gone` re-lists, and the re-list is diffed against what was delivered, so a
- *   node deleted meanwhile is removed. Events go out in batches, one per chunk read, through a
- *   synchronous callback: handling never blocks the stream (flannel #2251).
+ * - Peers: every node with `kube-subnet-manager: "true"` and a podCIDR, watched as client-go's
+ *   reflector does (node_watch.ts).
  *
  * @module
  */
-import { Backoff, sleep } from "../async.ts";
+import { sleep } from "../async.ts";
 import { type NetworkConfig, parseNetworkConfig } from "../config/net_conf.ts";
 import { log } from "../log.ts";
-import {
-  type Lease,
-  type LeaseAttrs,
-  leaseAttrsJSON,
-  type LeaseEvent,
-  leaseName,
-  subnetKey,
-} from "../subnet/lease.ts";
+import { type Lease, type LeaseAttrs, type LeaseEvent, leaseName, subnetKey } from "../subnet/lease.ts";
 import type { KeepOptions, LeaseSource, LeaseWatch, OwnLeaseKeeper, WatchOptions } from "../subnet/source.ts";
 import { KubeApiError, KubeClient } from "./client.ts";
 import type { KubeConnection } from "./config.ts";
+import { NodeWatch } from "./node_watch.ts";
 import {
   annotationChanges,
   type AnnotationKeys,
@@ -294,156 +284,20 @@ export class KubeLeaseSource implements LeaseSource {
    * `added` with `previous`, a deleted node (or one that stopped being a lease) as `removed`.
    */
   watchLeases(onBatch: (events: LeaseEvent[]) => void, opts: WatchOptions): LeaseWatch {
-    let relistNow = () => {};
-    const done = this.#watch(onBatch, opts, (fn) => (relistNow = fn));
-    return Object.assign(done, { relist: () => relistNow() });
-  }
-
-  async #watch(
-    onBatch: (events: LeaseEvent[]) => void,
-    opts: WatchOptions,
-    setRelist: (fn: () => void) => void,
-  ): Promise<void> {
-    const cfg = this.#cfg ?? await this.getNetworkConfig();
-    /** Leases delivered, by node name. */
-    const known = new Map<string, Lease & { node: string }>();
-    const warned = new Set<string>();
-    const backoff = new Backoff(100, 5000);
-    let rv: string | undefined;
-    /** Ends the current stream or wait; relist() uses it. */
-    let cut = new AbortController();
-    setRelist(() => {
-      rv = undefined;
-      cut.abort();
-    });
-    let up: boolean | undefined;
-    const connectivity = (v: boolean) => {
-      if (v === up) return;
-      up = v;
-      opts.onConnectivity?.(v);
+    const start = async () => {
+      const cfg = this.#cfg ?? await this.getNetworkConfig();
+      const ctx = {
+        client: this.client,
+        cfg,
+        keys: this.keys,
+        nodeName: this.nodeName,
+        ...(this.opts.watchIdleMs ? { idleMs: this.opts.watchIdleMs } : {}),
+      };
+      return new NodeWatch(ctx, onBatch, opts);
     };
-    const deliver = (events: LeaseEvent[]) => {
-      const own = opts.ownKey?.();
-      const others = events.filter((e) => {
-        if ((e.lease as Lease & { node?: string }).node !== this.nodeName && e.lease.key !== own) return true;
-        opts.onOwn?.(e);
-        return false;
-      });
-      if (others.length) onBatch(others);
-    };
-    /** The events for node `n` against what was delivered (none when nothing changed). */
-    const upsert = (n: KubeNode): LeaseEvent[] => {
-      const name = n.metadata.name;
-      let l: (Lease & { node: string }) | undefined;
-      try {
-        l = nodeToLease(n, this.keys, cfg);
-        warned.delete(name);
-      } catch (err) {
-        // flannel skips such a node; a peer already known keeps its last good lease.
-        if (!warned.has(name)) {
-          warned.add(name);
-          logger.warn("node {node} is not a usable peer: {error}", {
-            node: name,
-            error: (err as Error).message,
-          });
-        }
-        return [];
-      }
-      const prev = known.get(name);
-      if (!l) {
-        if (!prev) return [];
-        known.delete(name);
-        return [{ type: "removed", lease: prev }];
-      }
-      known.set(name, l);
-      if (!prev) return [{ type: "added", lease: l }];
-      // A node's podCIDR never changes; a node deleted and created again while we re-listed may bring another.
-      if (prev.key !== l.key) return [{ type: "removed", lease: prev }, { type: "added", lease: l }];
-      if (leaseAttrsJSON(prev.attrs) === leaseAttrsJSON(l.attrs)) return [];
-      return [{ type: "added", lease: l, previous: prev }];
-    };
-    const relist = async () => {
-      const { items, resourceVersion } = await this.client.list<KubeNode>("/api/v1/nodes", {
-        signal: AbortSignal.any([opts.signal, cut.signal]),
-      });
-      const events: LeaseEvent[] = [];
-      const seen = new Set<string>();
-      for (const n of items) {
-        seen.add(n.metadata.name);
-        events.push(...upsert(n));
-      }
-      for (const [name, l] of known) {
-        if (!seen.has(name)) {
-          known.delete(name);
-          events.push({ type: "removed", lease: l });
-        }
-      }
-      if (events.length) deliver(events);
-      rv = resourceVersion;
-      opts.onSync?.();
-    };
-    while (!opts.signal.aborted) {
-      if (cut.signal.aborted) cut = new AbortController();
-      const signal = AbortSignal.any([opts.signal, cut.signal]);
-      try {
-        if (rv === undefined) await relist();
-        connectivity(true);
-        backoff.reset();
-        if (opts.signal.aborted) break;
-        const started = Date.now();
-        let batch: LeaseEvent[] = [];
-        let flushQueued = false;
-        const flush = () => {
-          flushQueued = false;
-          if (!batch.length) return;
-          const b = batch;
-          batch = [];
-          deliver(b);
-        };
-        await this.client.watch<KubeNode>("/api/v1/nodes", {
-          resourceVersion: rv!,
-          allowWatchBookmarks: true,
-          timeoutSeconds: 300 + Math.floor(Math.random() * 300),
-          ...(this.opts.watchIdleMs ? { idleMs: this.opts.watchIdleMs } : {}),
-          signal,
-        }, (ev) => {
-          rv = ev.object.metadata?.resourceVersion ?? rv;
-          if (ev.type === "BOOKMARK") return;
-          let es: LeaseEvent[] = [];
-          if (ev.type === "DELETED") {
-            const prev = known.get(ev.object.metadata.name);
-            if (prev) {
-              known.delete(prev.node);
-              es = [{ type: "removed", lease: prev }];
-            }
-          } else es = upsert(ev.object);
-          if (es.length) {
-            batch.push(...es);
-            // One batch per chunk read: events of one chunk arrive synchronously before this runs.
-            if (!flushQueued) {
-              flushQueued = true;
-              queueMicrotask(flush);
-            }
-          }
-        });
-        flush();
-        // The server ended the watch (its timeout): resume from the last resourceVersion.
-        if (Date.now() - started < 1000 && !cut.signal.aborted) await sleep(backoff.next(), signal);
-      } catch (err) {
-        if (opts.signal.aborted) break;
-        if (cut.signal.aborted) continue; // relist() asked for a fresh list
-        if (err instanceof KubeApiError && err.code === 410) {
-          logger.info("node watch: {error}: re-listing", { error: err.message });
-          rv = undefined;
-          continue;
-        }
-        if (err instanceof KubeApiError && err.code < 500 && err.code !== 429) connectivity(true);
-        else connectivity(false);
-        const ms = backoff.next();
-        logger.warn("node watch: {error}; retrying in {ms} ms", { error: (err as Error).message, ms });
-        await sleep(ms, signal);
-      }
-    }
+    const watch = start();
+    const done = watch.then((w) => w.run());
+    return Object.assign(done, { relist: () => void watch.then((w) => w.relist()) });
   }
 
   /**
