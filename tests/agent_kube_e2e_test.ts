@@ -23,6 +23,11 @@ import {
 } from "./helpers/agent.ts";
 import { type KubeApiServer, startKubeApiServer } from "./helpers/kube_api_server.ts";
 import { createTopology, ROOT, type Topology } from "./helpers/topology.ts";
+import { runIn } from "../src/lab/lab.ts";
+
+const MAIN = new URL("../main.ts", import.meta.url).pathname;
+/** Set while a step wants the API server's RBAC to refuse patching nodes/status. */
+const denyPatch = { value: false };
 
 const P = "flannel.alpha.coreos.com/";
 const TOKEN = "weft-sa-token";
@@ -70,6 +75,7 @@ async function kubeCluster(topo: Topology, backend: "vxlan" | "host-gw", dir: st
     hostname: topo.underlayIP,
     tls: true,
     tokens: { [TOKEN]: "system:serviceaccount:kube-weft:weft" },
+    authorize: (a) => !(denyPatch.value && a.verb === "patch"),
     bookmarkMs: 1000,
     historySize: 100,
   });
@@ -166,6 +172,64 @@ Deno.test({
           }
         },
       );
+
+      await t.step("weft leases, status and doctor work in kube mode", async () => {
+        const n0 = topo.nodes[0]!;
+        const weft = (args: string[], env: Record<string, string> = {}) =>
+          runIn(n0.netns, [Deno.execPath(), "run", "-A", "--no-check", MAIN, ...args], { env });
+        const kubeArgs = [
+          "--kube-subnet-mgr",
+          `--kubeconfig-file=${dir}/kubeconfig`,
+          `--net-config-path=${dir}/net-conf.json`,
+        ];
+        const leases = await weft(["leases", "--json", ...kubeArgs]);
+        assert.equal(leases.code, 0, leases.stderr);
+        const rows = JSON.parse(leases.stdout) as { node: string; subnet: string; publicIP: string }[];
+        assert.deepEqual(
+          rows.map((r) => `${r.node} ${r.subnet} ${r.publicIP}`).sort(),
+          [
+            "fake-a 10.244.40.0/24 192.168.77.40",
+            "fake-b 10.244.41.0/24 192.168.77.41",
+            "flannel-node 10.244.9.0/24 192.168.77.19",
+            ...topo.nodes.map((n, i) => `node-${i} 10.244.${10 + i}.0/24 ${n.ip}`),
+          ].sort(),
+        );
+        const table = await weft(["leases", ...kubeArgs]);
+        assert.match(table.stdout, /^NODE\s+SUBNET\s+PUBLIC IP\s+BACKEND\s+VTEP MAC\n/);
+        const status = await weft(["status"]);
+        assert.equal(status.code, 0, status.stderr);
+        assert.match(status.stdout, /ready\s+yes/);
+        assert.match(status.stdout, /lease\s+subnet=10\.244\.10\.0\/24/);
+        const doctor = await weft(["doctor", "--json", ...kubeArgs], { NODE_NAME: "node-0" });
+        const f = new Map(
+          (JSON.parse(doctor.stdout).findings as { id: string; status: string; message: string }[]).map((
+            x,
+          ) => [x.id, x]),
+        );
+        for (const id of ["kube_api", "kube_node", "kube_podcidr", "kube_annotations", "kube_rbac"]) {
+          assert.equal(f.get(id)?.status, "ok", `${id}: ${f.get(id)?.message}`);
+        }
+        // A node without podCIDR, and credentials RBAC refuses: the doctor says so.
+        api!.store.create(Node, "", { metadata: { name: "bare" } });
+        const bare = await weft(["doctor", "--json", ...kubeArgs], { NODE_NAME: "bare" });
+        const fb = new Map(
+          (JSON.parse(bare.stdout).findings as { id: string; status: string; message: string }[]).map((x) => [
+            x.id,
+            x,
+          ]),
+        );
+        assert.equal(fb.get("kube_podcidr")?.status, "fail");
+        assert.match(fb.get("kube_podcidr")!.message, /node "bare" pod cidr not assigned/);
+        assert.equal(fb.get("kube_annotations")?.status, "warn");
+        api!.store.delete(Node, "", "bare");
+        denyPatch.value = true;
+        const rbac = await weft(["doctor", "--json", ...kubeArgs], { NODE_NAME: "node-0" });
+        denyPatch.value = false;
+        const fr = (JSON.parse(rbac.stdout).findings as { id: string; status: string; message: string }[])
+          .find((x) => x.id === "kube_rbac")!;
+        assert.equal(fr.status, "fail");
+        assert.match(fr.message, /RBAC refuses: patch nodes\/status/);
+      });
 
       await t.step("pods on every node reach every other node across VXLAN", async () => {
         assert.deepEqual(await pingMatrix(topo, envs, 20_000), []);
