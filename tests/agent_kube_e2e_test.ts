@@ -342,28 +342,38 @@ Deno.test({
         },
       );
 
-      await t.step("an agent SIGKILLed and restarted: 0 packets lost, no annotation rewritten", async () => {
-        const patchesBefore = api!.requests.filter((r) => r.method === "PATCH").length;
-        const rvBefore = (api!.store.get(Node, "", "node-1").metadata as Obj).resourceVersion;
-        const results = await pingWhile(topo, [[0, 1], [1, 0], [1, 2]], envs, async () => {
-          await agents[1]!.stop("SIGKILL");
-          await new Promise((r) => setTimeout(r, 500));
-          agents[1]!.start();
-          await waitReady(agents[1]!, 60_000);
-        });
-        for (const r of results) {
-          console.log(
-            `  ping ${r.from}→${r.to} across SIGKILL + restart: ${r.received}/${r.sent}, ${r.lost} lost`,
+      await t.step(
+        "an agent SIGKILLed and restarted: 0 packets lost, no annotation rewritten, a node deleted while it was down is pruned",
+        async () => {
+          const patchesBefore = api!.requests.filter((r) => r.method === "PATCH").length;
+          const rvBefore = (api!.store.get(Node, "", "node-1").metadata as Obj).resourceVersion;
+          const results = await pingWhile(topo, [[0, 1], [1, 0], [1, 2]], envs, async () => {
+            await agents[1]!.stop("SIGKILL");
+            api!.store.delete(Node, "", "fake-b"); // while node-1's agent is down
+            await new Promise((r) => setTimeout(r, 500));
+            assert.ok(hasRoute(topo.nodes[1]!.netns, "10.244.41.0/24"), "nobody removed it yet on node-1");
+            agents[1]!.start();
+            await waitReady(agents[1]!, 60_000);
+            await waitFor(
+              "fake-b pruned on node-1",
+              10_000,
+              () => !hasRoute(topo.nodes[1]!.netns, "10.244.41.0/24"),
+            );
+          });
+          for (const r of results) {
+            console.log(
+              `  ping ${r.from}→${r.to} across SIGKILL + restart: ${r.received}/${r.sent}, ${r.lost} lost`,
+            );
+            assert.equal(r.lost, 0);
+          }
+          assert.equal(
+            api!.requests.filter((r) => r.method === "PATCH").length,
+            patchesBefore,
+            "nothing to patch",
           );
-          assert.equal(r.lost, 0);
-        }
-        assert.equal(
-          api!.requests.filter((r) => r.method === "PATCH").length,
-          patchesBefore,
-          "nothing to patch",
-        );
-        assert.equal((api!.store.get(Node, "", "node-1").metadata as Obj).resourceVersion, rvBefore);
-      });
+          assert.equal((api!.store.get(Node, "", "node-1").metadata as Obj).resourceVersion, rvBefore);
+        },
+      );
     } finally {
       for (const a of agents) await a.stop();
       await api?.close();
