@@ -87,6 +87,8 @@ export class KubeLeaseSource implements LeaseSource {
   /** The net-conf.json path. */
   readonly netConfPath: string;
   #cfg?: NetworkConfig;
+  /** Running keepers: a change of the own node seen by a watch pokes them. */
+  readonly #keepers = new Set<OwnLeaseKeeper>();
   #configText?: string;
 
   private constructor(
@@ -242,6 +244,7 @@ export class KubeLeaseSource implements LeaseSource {
     const ownNode = (signal: AbortSignal) => this.ownNode(signal);
     const publish = (node: KubeNode) => this.#publish(node, attrs);
     const { nodeName, netConfPath } = this;
+    const keepers = this.#keepers;
     const keeper = {
       lease,
       renewals: 0,
@@ -249,6 +252,8 @@ export class KubeLeaseSource implements LeaseSource {
         wake.resolve();
       },
       async run(signal: AbortSignal) {
+        keepers.add(keeper);
+        signal.addEventListener("abort", () => keepers.delete(keeper), { once: true });
         // The watch pokes the keeper when the own node changes; this look is only a safety net.
         const period = (opts.resyncSeconds ?? 300) * 1000;
         while (!signal.aborted) {
@@ -281,7 +286,9 @@ export class KubeLeaseSource implements LeaseSource {
   /**
    * Watches every node that is a lease until `opts.signal` aborts (see the module comment): the first
    * list as one `added` batch, then changes in batches; a node whose attributes changed comes as
-   * `added` with `previous`, a deleted node (or one that stopped being a lease) as `removed`.
+   * `added` with `previous`, a deleted node (or one that stopped being a lease) as `removed`. The own
+   * node's changes go to `onOwn` and poke the running keepers. (`ownPublicIP` does not apply: a node has
+   * one lease, so there are no old leases of this node to hide.)
    */
   watchLeases(onBatch: (events: LeaseEvent[]) => void, opts: WatchOptions): LeaseWatch {
     const start = async () => {
@@ -293,7 +300,12 @@ export class KubeLeaseSource implements LeaseSource {
         nodeName: this.nodeName,
         ...(this.opts.watchIdleMs ? { idleMs: this.opts.watchIdleMs } : {}),
       };
-      return new NodeWatch(ctx, onBatch, opts);
+      // Any change of the own node's lease (someone edited our annotations) has the keepers look at once.
+      const onOwn = (e: LeaseEvent) => {
+        for (const k of this.#keepers) k.poke();
+        opts.onOwn?.(e);
+      };
+      return new NodeWatch(ctx, onBatch, { ...opts, onOwn });
     };
     const watch = start();
     const done = watch.then((w) => w.run());

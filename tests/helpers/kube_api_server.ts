@@ -288,8 +288,6 @@ async function generateCert(
   };
 }
 
-const VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"];
-
 /** Starts a test API server. */
 export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promise<KubeApiServer> {
   const hostname = opts.hostname ?? "127.0.0.1";
@@ -814,4 +812,3 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
 }
 
 export { ApiError, DEFAULT_KINDS, type KindDef, KubeStore };
-export { VERBS as KUBE_VERBS };
