@@ -257,6 +257,22 @@ Deno.test({
         },
       );
 
+      await t.step("--set-node-network-unavailable=false leaves the node's conditions alone", async () => {
+        s.store.create(Node, "", { metadata: { name: "quiet" }, spec: { podCIDR: "10.244.7.0/24" } });
+        await Deno.writeTextFile(`${dir}/net-conf.json`, NET_CONF);
+        const quiet = await KubeLeaseSource.open({
+          conn: await loadKubeconfig(`${dir}/kubeconfig`),
+          netConfPath: `${dir}/net-conf.json`,
+          env: (k) => ({ NODE_NAME: "quiet" } as Record<string, string>)[k],
+          setNodeNetworkUnavailable: false,
+        });
+        await quiet.acquireLease(cfg, ATTRS);
+        await quiet.close();
+        const n = s.store.get(Node, "", "quiet") as { metadata: { annotations?: object }; status?: object };
+        assert.equal(n.status, undefined);
+        assert.ok(n.metadata.annotations, "the annotations are still published");
+      });
+
       await t.step("the node name comes from the pod when NODE_NAME is not set", async () => {
         s.store.create(s.store.kindByName("Namespace"), "", { metadata: { name: "kube-flannel" } });
         s.store.create(s.store.kindByName("Pod"), "kube-flannel", {

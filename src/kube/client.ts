@@ -70,6 +70,28 @@ function statusError(code: number, text: string, what: string): KubeApiError {
   );
 }
 
+/**
+ * A signal that aborts when any of `signals` does (or `ms` pass), held by plain listeners: the result of
+ * `AbortSignal.any` is only weakly held by its sources, and a watch lost its abort that way (a watch that
+ * never ended). Call `done()` to detach.
+ */
+function linkedSignal(signals: AbortSignal[], ms?: number): { signal: AbortSignal; done: () => void } {
+  const ac = new AbortController();
+  const abort = () => ac.abort();
+  for (const s of signals) {
+    if (s.aborted) ac.abort();
+    else s.addEventListener("abort", abort, { once: true });
+  }
+  const timer = ms !== undefined ? setTimeout(abort, ms) : undefined;
+  return {
+    signal: ac.signal,
+    done() {
+      clearTimeout(timer);
+      for (const s of signals) s.removeEventListener("abort", abort);
+    },
+  };
+}
+
 /** A connection to one API server. */
 export class KubeClient {
   #client?: Deno.HttpClient;
@@ -192,8 +214,8 @@ export class KubeClient {
     path: string,
     opts: RequestOptions = {},
   ): Promise<T> {
-    const timeout = AbortSignal.timeout(opts.timeoutMs ?? this.#timeoutMs);
-    const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+    const limit = opts.timeoutMs ?? this.#timeoutMs;
+    const { signal, done } = linkedSignal(opts.signal ? [opts.signal] : [], limit);
     const what = `${method} ${path}`;
     try {
       const r = await this.#raw(method, path, opts, signal);
@@ -202,12 +224,12 @@ export class KubeClient {
       return JSON.parse(text) as T;
     } catch (err) {
       if (err instanceof KubeApiError) throw err;
-      if (timeout.aborted) {
-        throw new Error(
-          `${what}: no answer from ${this.conn.server} in ${opts.timeoutMs ?? this.#timeoutMs} ms`,
-        );
+      if (signal.aborted && !opts.signal?.aborted) {
+        throw new Error(`${what}: no answer from ${this.conn.server} in ${limit} ms`);
       }
       throw new Error(`${what}: ${this.conn.server} unreachable: ${(err as Error).message}`, { cause: err });
+    } finally {
+      done();
     }
   }
 
@@ -283,7 +305,7 @@ export class KubeClient {
     onEvent: (ev: WatchEvent<T>) => void,
   ): Promise<void> {
     const idle = new AbortController();
-    const signal = AbortSignal.any([opts.signal, idle.signal]);
+    const { signal, done } = linkedSignal([opts.signal, idle.signal]);
     const idleMs = opts.idleMs ?? 90_000;
     let timer = setTimeout(() => idle.abort(), Math.min(idleMs, this.#timeoutMs));
     const rearm = () => {
@@ -305,7 +327,18 @@ export class KubeClient {
       rearm();
       const dec = new TextDecoder();
       let buf = "";
-      for await (const chunk of r.body) {
+      // Cancel the reader itself on abort: seen here, an aborted fetch could leave a pending body read
+      // of an open watch unresolved (the watch then never ended).
+      const reader = r.body.getReader();
+      const cancel = () => void reader.cancel().catch(() => {});
+      signal.addEventListener("abort", cancel, { once: true });
+      if (signal.aborted) cancel();
+      for (;;) {
+        const { value: chunk, done: ended } = await reader.read();
+        if (ended) {
+          if (signal.aborted && !opts.signal.aborted) throw new Error("aborted");
+          break;
+        }
         rearm();
         buf += dec.decode(chunk, { stream: true });
         let nl;
@@ -330,6 +363,7 @@ export class KubeClient {
       throw new Error(`watch ${path}: ${(err as Error).message}`, { cause: err });
     } finally {
       clearTimeout(timer);
+      done();
     }
   }
 

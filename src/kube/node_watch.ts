@@ -173,8 +173,13 @@ export class NodeWatch {
     const { signal: stop } = this.opts;
     while (!stop.aborted) {
       if (this.#cut.signal.aborted) this.#cut = new AbortController();
-      const cut = this.#cut.signal;
-      const signal = AbortSignal.any([stop, cut]);
+      // One signal for this round: relist() or stop aborts it (a plain listener, not AbortSignal.any,
+      // whose result its sources hold only weakly).
+      const round = this.#cut;
+      const cut = round.signal;
+      const signal = cut;
+      const onStop = () => round.abort();
+      stop.addEventListener("abort", onStop, { once: true });
       try {
         if (this.#rv === undefined) await this.#relist(signal);
         this.#connectivity(true);
@@ -197,6 +202,8 @@ export class NodeWatch {
         const ms = this.#backoff.next();
         logger.warn("node watch: {error}; retrying in {ms} ms", { error: (err as Error).message, ms });
         await sleep(ms, signal);
+      } finally {
+        stop.removeEventListener("abort", onStop);
       }
     }
   }
