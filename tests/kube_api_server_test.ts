@@ -132,6 +132,48 @@ Deno.test({
         assert.deepEqual(not.out.trim().split("\n"), ["node/n2", "node/n3"]);
       });
 
+      await t.step("namespaced pods: kubectl selects them by spec.nodeName and metadata.name", async () => {
+        const Ns = s.store.kindByName("Namespace"), Pod = s.store.kindByName("Pod");
+        for (const ns of ["a", "b"]) s.store.create(Ns, "", { metadata: { name: ns } });
+        const pod = (name: string, node: string) => ({
+          metadata: { name, labels: { app: name.split("-")[0]! } },
+          spec: { nodeName: node, containers: [{ name: "c", image: "i" }] },
+        });
+        s.store.create(Pod, "a", pod("web-1", "n1"));
+        s.store.create(Pod, "a", pod("web-2", "n2"));
+        s.store.create(Pod, "b", pod("db-1", "n1"));
+        const onN1 = await kubectl(kc, [
+          "get",
+          "pods",
+          "-A",
+          "--field-selector",
+          "spec.nodeName=n1",
+          "-o",
+          "name",
+        ]);
+        assert.equal(onN1.code, 0, onN1.err);
+        assert.deepEqual(onN1.out.trim().split("\n").sort(), ["pod/db-1", "pod/web-1"]);
+        const inA = await kubectl(kc, [
+          "get",
+          "pods",
+          "-n",
+          "a",
+          "-l",
+          "app=web",
+          "--field-selector",
+          "metadata.name!=web-1",
+          "-o",
+          "name",
+        ]);
+        assert.deepEqual(inA.out.trim().split("\n"), ["pod/web-2"]);
+        // kubectl create sends protobuf, which this server does not speak: it says so as the real one would.
+        const proto = await kubectl(kc, ["create", "namespace", "c"]);
+        assert.match(proto.err, /UnsupportedMediaType|unknown format/);
+        const bad = await kubectl(kc, ["get", "pods", "-A", "--field-selector", "spec.bogus=1"]);
+        assert.notEqual(bad.code, 0);
+        assert.match(bad.err, /field label not supported: spec.bogus/);
+      });
+
       await t.step(
         "kubectl annotate sends a merge patch; re-annotating the same value writes nothing",
         async () => {

@@ -543,6 +543,22 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
       };
     }
     const text = ["POST", "PUT", "PATCH"].includes(req.method) ? await req.text() : undefined;
+    const bodyType = (req.headers.get("content-type") ?? "").split(";")[0]!.trim();
+    if ((req.method === "POST" || req.method === "PUT") && bodyType && !bodyType.endsWith("json")) {
+      // The real server also takes protobuf (kubectl create/auth can-i send it); this one speaks JSON only.
+      return {
+        res: json(
+          status(
+            415,
+            "UnsupportedMediaType",
+            `the body of the request was in an unknown format - accepted media types include: application/json`,
+          ),
+          415,
+        ),
+        user,
+        body: text ?? "",
+      };
+    }
     const withBody = (res: Response) => ({ res, user, ...(text !== undefined ? { body: text } : {}) });
     const params = url.searchParams;
     const dryRun = params.getAll("dryRun").includes("All");
