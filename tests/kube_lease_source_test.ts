@@ -273,6 +273,15 @@ Deno.test({
         assert.ok(n.metadata.annotations, "the annotations are still published");
       });
 
+      await t.step("SubnetLen follows the podCIDRs (--node-cidr-mask-size), not net-conf.json", async () => {
+        s.store.create(Node, "", { metadata: { name: "narrow" }, spec: { podCIDR: "10.244.20.128/25" } });
+        const narrow = await setup(s, dir, { NODE_NAME: "narrow" });
+        const c = await narrow.getNetworkConfig();
+        assert.equal(c.subnetLen, 25, "the agent's lease rules accept /25 peers");
+        assert.equal(cfg.subnetLen, 24);
+        await narrow.close();
+      });
+
       await t.step("the node name comes from the pod when NODE_NAME is not set", async () => {
         s.store.create(s.store.kindByName("Namespace"), "", { metadata: { name: "kube-flannel" } });
         s.store.create(s.store.kindByName("Pod"), "kube-flannel", {

@@ -119,25 +119,46 @@ export class KubeLeaseSource implements LeaseSource {
     return `/api/v1/nodes/${encodeURIComponent(name)}`;
   }
 
-  /** Reads and validates `--net-config-path`. */
-  getNetworkConfig(): Promise<NetworkConfig> {
+  /** Reads and validates `--net-config-path` (no API call). */
+  #readConfig(): NetworkConfig {
     let text: string;
     try {
       text = Deno.readTextFileSync(this.netConfPath);
     } catch (err) {
-      return Promise.reject(
-        new Error(
-          `reading the network config ${this.netConfPath} (--net-config-path): ${(err as Error).message}`,
-        ),
+      throw new Error(
+        `reading the network config ${this.netConfPath} (--net-config-path): ${(err as Error).message}`,
       );
     }
     this.#configText = text;
     try {
-      this.#cfg = parseNetworkConfig(text);
+      return parseNetworkConfig(text);
     } catch (err) {
-      return Promise.reject(new Error(`${this.netConfPath}: ${(err as Error).message}`));
+      throw new Error(`${this.netConfPath}: ${(err as Error).message}`);
     }
-    return Promise.resolve(this.#cfg);
+  }
+
+  /**
+   * The network config: `--net-config-path`, with SubnetLen (IPv6SubnetLen) taken from the own node's
+   * podCIDR(s). In kube mode the subnets are the podCIDRs kube-controller-manager cut with its
+   * --node-cidr-mask-size, whatever net-conf.json says (flannel ignores SubnetLen there too), and the
+   * agent's lease rules must accept peers of that size. Fails, with the fix, while the node has no
+   * podCIDR.
+   */
+  async getNetworkConfig(): Promise<NetworkConfig> {
+    const cfg = this.#readConfig();
+    const node = await this.ownNode();
+    const own = ownSubnets(node, cfg, this.netConfPath);
+    const out = { ...cfg };
+    if (own.subnet) out.subnetLen = own.subnet.prefix;
+    if (own.ipv6Subnet) out.ipv6SubnetLen = own.ipv6Subnet.prefix;
+    if (out.subnetLen !== cfg.subnetLen || out.ipv6SubnetLen !== cfg.ipv6SubnetLen) {
+      logger.info("node subnets are /{len} podCIDRs (net-conf.json's SubnetLen {cfgLen} does not apply)", {
+        len: own.subnet?.prefix ?? own.ipv6Subnet?.prefix,
+        cfgLen: cfg.subnetLen,
+      });
+    }
+    this.#cfg = out;
+    return out;
   }
 
   /** The net-conf.json text as last read; the probe compares it with the file's. */
@@ -161,7 +182,7 @@ export class KubeLeaseSource implements LeaseSource {
 
   /** Every node that is a lease (flannel's rules), the own one included. */
   async listLeases(): Promise<{ leases: (Lease & { node: string })[]; revision: number }> {
-    const cfg = this.#cfg ?? await this.getNetworkConfig();
+    const cfg = this.#cfg ?? this.#readConfig();
     const { items, resourceVersion } = await this.client.list<KubeNode>("/api/v1/nodes");
     const leases: (Lease & { node: string })[] = [];
     for (const n of items) {
@@ -291,8 +312,9 @@ export class KubeLeaseSource implements LeaseSource {
    * one lease, so there are no old leases of this node to hide.)
    */
   watchLeases(onBatch: (events: LeaseEvent[]) => void, opts: WatchOptions): LeaseWatch {
-    const start = async () => {
-      const cfg = this.#cfg ?? await this.getNetworkConfig();
+    let watch: NodeWatch | undefined;
+    const done = (async () => {
+      const cfg = this.#cfg ?? this.#readConfig();
       const ctx = {
         client: this.client,
         cfg,
@@ -305,11 +327,10 @@ export class KubeLeaseSource implements LeaseSource {
         for (const k of this.#keepers) k.poke();
         opts.onOwn?.(e);
       };
-      return new NodeWatch(ctx, onBatch, { ...opts, onOwn });
-    };
-    const watch = start();
-    const done = watch.then((w) => w.run());
-    return Object.assign(done, { relist: () => void watch.then((w) => w.relist()) });
+      watch = new NodeWatch(ctx, onBatch, { ...opts, onOwn });
+      await watch.run();
+    })();
+    return Object.assign(done, { relist: () => watch?.relist() });
   }
 
   /**
