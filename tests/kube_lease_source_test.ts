@@ -304,3 +304,39 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "a watch started right after listLeases() starts from that list instead of listing again",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using s = await startKubeApiServer({ tls: true, tokens: { t0: "weft" } });
+    const Node = s.store.kindByName("Node");
+    s.store.create(Node, "", { metadata: { name: "self" }, spec: { podCIDR: "10.244.1.0/24" } });
+    s.store.create(Node, "", peer("p2", "10.244.2.0/24", "192.168.77.12", "0a:00:00:00:00:02"));
+    const dir = await Deno.makeTempDir({ prefix: "weft-kube-primed-" });
+    const src = await setup(s, dir);
+    const stop = new AbortController();
+    try {
+      const { leases } = await src.listLeases();
+      assert.deepEqual(leases.map((l) => l.key), ["10.244.2.0-24"]);
+      // Changed between the list and the watch: the watch replays it from the list's resourceVersion.
+      s.store.create(Node, "", peer("p3", "10.244.3.0/24", "192.168.77.13", "0a:00:00:00:00:03"));
+      const c = collector();
+      const watching = src.watchLeases((b) => c.onBatch(b), {
+        signal: stop.signal,
+        onSync: () => c.onSync(),
+      });
+      await c.until("p2 and p3", () => c.events.length === 2);
+      assert.deepEqual(c.events.map((e) => e.lease.key), ["10.244.2.0-24", "10.244.3.0-24"]);
+      const lists = s.requests.filter((r) => r.path === "/api/v1/nodes" && !r.query.includes("watch=true"));
+      assert.equal(lists.length, 1, "one list for start-up and the watch");
+      stop.abort();
+      await watching;
+    } finally {
+      stop.abort();
+      await src.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -87,6 +87,8 @@ export class KubeLeaseSource implements LeaseSource {
   /** The net-conf.json path. */
   readonly netConfPath: string;
   #cfg?: NetworkConfig;
+  /** The last list of nodes, which a watch started within seconds uses instead of listing again. */
+  #snapshot: { items: KubeNode[]; resourceVersion: string; at: number } | undefined;
   /** Running keepers: a change of the own node seen by a watch pokes them. */
   readonly #keepers = new Set<OwnLeaseKeeper>();
   #configText?: string;
@@ -184,6 +186,7 @@ export class KubeLeaseSource implements LeaseSource {
   async listLeases(): Promise<{ leases: (Lease & { node: string })[]; revision: number }> {
     const cfg = this.#cfg ?? this.#readConfig();
     const { items, resourceVersion } = await this.client.list<KubeNode>("/api/v1/nodes");
+    this.#snapshot = { items, resourceVersion, at: Date.now() };
     const leases: (Lease & { node: string })[] = [];
     for (const n of items) {
       try {
@@ -321,6 +324,11 @@ export class KubeLeaseSource implements LeaseSource {
         keys: this.keys,
         nodeName: this.nodeName,
         ...(this.opts.watchIdleMs ? { idleMs: this.opts.watchIdleMs } : {}),
+        primed: () => {
+          const snap = this.#snapshot;
+          this.#snapshot = undefined;
+          return snap && Date.now() - snap.at < 10_000 ? snap : undefined;
+        },
       };
       // Any change of the own node's lease (someone edited our annotations) has the keepers look at once.
       const onOwn = (e: LeaseEvent) => {

@@ -32,6 +32,11 @@ export interface NodeWatchContext {
   nodeName: string;
   /** A watch silent this long is broken (default 90 s). */
   idleMs?: number;
+  /**
+   * A list made just before (the agent's start-up listing), used once instead of the first list: the
+   * watch then starts from its resourceVersion (410 there re-lists as usual).
+   */
+  primed?: () => { items: KubeNode[]; resourceVersion: string } | undefined;
 }
 
 /** One node watch (see the module comment). */
@@ -108,7 +113,8 @@ export class NodeWatch {
 
   /** Lists every node and delivers the difference to what was delivered before. */
   async #relist(signal: AbortSignal): Promise<void> {
-    const { items, resourceVersion } = await this.ctx.client.list<KubeNode>("/api/v1/nodes", { signal });
+    const { items, resourceVersion } = this.ctx.primed?.() ??
+      await this.ctx.client.list<KubeNode>("/api/v1/nodes", { signal });
     const events: LeaseEvent[] = [];
     const seen = new Set<string>();
     for (const n of items) {
