@@ -29,7 +29,8 @@ const PREFIX = "/coreos.com/network";
 const counts = Deno.args.length ? Deno.args.map(Number) : [10, 100, 1000, 5000];
 const CLK_TCK = 100;
 
-function procStats(pid: number): { cpu: number; rssMB: number } {
+/** CPU seconds (user + system) and RSS of a process, from /proc. */
+export function procStats(pid: number): { cpu: number; rssMB: number } {
   // The agent runs as `deno run …` directly (no wrapper), so its pid is the agent.
   const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
   const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -39,7 +40,8 @@ function procStats(pid: number): { cpu: number; rssMB: number } {
   return { cpu, rssMB: rss };
 }
 
-function lease(i: number): { key: string; value: string } {
+/** The i-th simulated vxlan peer lease: key `10.<100+hi>.<lo>.0-24`, its public IP and VTEP MAC. */
+export function lease(i: number): { key: string; value: string } {
   const hi = i >> 8, lo = i & 255;
   return {
     key: `10.${100 + hi}.${lo}.0-24`,
@@ -63,7 +65,7 @@ const EVENTS = 100;
 const DENO_FLAGS = Deno.env.get("WEFT_BENCH_DENO_FLAGS")?.split(" ").filter(Boolean);
 
 /** The lines of a child's output as they arrive (without their newline). */
-async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string, void> {
+export async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string, void> {
   let buf = "";
   for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
     buf += chunk;
@@ -76,7 +78,7 @@ async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string
 }
 
 /** `ip -o monitor route` inside `netns`: resolves `next(dst)` with the time the kernel announced it. */
-function startRouteMonitor(netns: string) {
+export function startRouteMonitor(netns: string) {
   const child = withNetns(
     netns,
     () =>
@@ -162,13 +164,15 @@ async function startPutter(netns: string, endpoint: string) {
   };
 }
 
-function pct(xs: number[], p: number): number {
+/** The p-th percentile of `xs` (nearest rank). */
+export function pct(xs: number[], p: number): number {
   // Nearest rank: the smallest value with at least p % of the samples at or below it.
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.max(0, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
-async function runOne(n: number): Promise<Record<string, string>> {
+/** One etcd-mode measurement with `n` peers (see the module comment). */
+export async function runOne(n: number): Promise<Record<string, string>> {
   await using topo = await createTopology({ nodes: 1 });
   await using etcd = await startEtcd({ netns: topo.underlay, host: topo.underlayIP });
   const dir = await Deno.makeTempDir({ prefix: "weft-conv-" });

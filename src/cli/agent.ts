@@ -20,6 +20,7 @@ import { LOG_LEVELS, setupLogging } from "../log.ts";
 import { formatIP, parseIP } from "../net/ip.ts";
 import { CliError } from "./errors.ts";
 import { addEtcdFlags, envDefault, envName, type EtcdFlagValues, etcdOptionsFrom } from "./etcd_flags.ts";
+import { addKubeFlags, kubeFlagValues, sourceOpener } from "./kube_flags.ts";
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, ...value.split(",").map((s) => s.trim()).filter(Boolean)];
@@ -118,7 +119,7 @@ export function agentOptionsFrom(v: AgentFlagValues, signal: AbortSignal): Agent
 export function registerAgent(program: Command): void {
   const cmd = program.command("agent")
     .description("the per-node agent (flanneld's job): lease, datapath, subnet.env, rules, metrics");
-  addEtcdFlags(cmd)
+  addEtcdFlags(addKubeFlags(cmd))
     .option(
       "--iface <name-or-ip>",
       "external interface by name or IP (repeatable; the first that exists wins)",
@@ -178,6 +179,7 @@ export function registerAgent(program: Command): void {
       }
       const stop = new AbortController();
       const opts = agentOptionsFrom(flags, stop.signal);
+      const openSource = await sourceOpener(kubeFlagValues(flags), opts);
       await setupLogging({
         level: level as (typeof LOG_LEVELS)[number],
         json: parseBool("--log-json", flags.logJson),
@@ -186,9 +188,8 @@ export function registerAgent(program: Command): void {
       Deno.addSignalListener("SIGTERM", onSignal);
       Deno.addSignalListener("SIGINT", onSignal);
       const { runAgent } = await import("../agent/agent.ts");
-      const { openEtcdLeaseSource } = await import("../subnet/mod.ts");
       try {
-        await runAgent(await openEtcdLeaseSource(opts.etcd), opts);
+        await runAgent(await openSource(stop.signal), opts);
       } catch (err) {
         if (stop.signal.aborted) return;
         throw new CliError((err as Error).message);

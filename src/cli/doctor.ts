@@ -7,6 +7,7 @@
 import type { Command } from "@commander-js/extra-typings";
 import { DEFAULT_SUBNET_FILE } from "../config/subnet_env.ts";
 import { type Finding, runDoctor } from "./doctor_checks.ts";
+import { addKubeFlags, kubeFlagValues, kubeMode, kubeOptionsFrom } from "./kube_flags.ts";
 
 const MARK: Record<Finding["status"], string> = { ok: "✓", warn: "!", fail: "✗", skip: "-" };
 
@@ -26,8 +27,10 @@ export function formatFindings(findings: Finding[]): string {
 
 /** Registers `weft doctor`. */
 export function registerDoctor(program: Command): void {
-  program.command("doctor")
-    .description("check this node (sysctls, MTUs, offloads, subnet.env, etcd) and suggest fixes")
+  addKubeFlags(program.command("doctor"))
+    .description(
+      "check this node (sysctls, MTUs, offloads, subnet.env, etcd or the Kubernetes API) and suggest fixes",
+    )
     .option(
       "--subnet-file <path>",
       "subnet.env to check",
@@ -56,6 +59,18 @@ export function registerDoctor(program: Command): void {
         port: Number(opts.port),
         maxSkewSeconds: Number(opts.maxSkew),
       });
+      const kf = kubeFlagValues(opts);
+      if (kubeMode(kf)) {
+        const kube = await kubeOptionsFrom(kf);
+        const { checkKube } = await import("./doctor_kube.ts");
+        findings.push(
+          ...await checkKube({
+            ...kube,
+            netConfPath: kube.netConfPath!,
+            annotationPrefix: kube.annotationPrefix!,
+          }),
+        );
+      }
       console.log(opts.json ? JSON.stringify({ findings }, null, 2) : formatFindings(findings));
       if (findings.some((f) => f.status === "fail")) Deno.exitCode = 1;
     });

@@ -13,6 +13,7 @@ import { leaseName, parseSubnetKey, type SubnetManager, vtepMac } from "../subne
 import { clusterVerdicts, type EntryVerdict } from "../subnet/verdicts.ts";
 import { CliError } from "./errors.ts";
 import { addEtcdFlags, withSubnetManager } from "./etcd_flags.ts";
+import { addKubeFlags, kubeFlagValues, kubeMode, kubeOptionsFrom } from "./kube_flags.ts";
 
 /** One row of `weft leases --json`. */
 export interface LeaseRow {
@@ -41,6 +42,8 @@ export interface LeaseRow {
   status: string;
   /** What breaks the rule, when `status` is not `ok`. */
   reason?: string;
+  /** The Kubernetes node (kube mode: a lease is a node's podCIDR and lives as long as the node). */
+  node?: string;
 }
 
 async function rowOf(v: EntryVerdict, leaseTTL?: (id: string) => Promise<number>): Promise<LeaseRow> {
@@ -105,9 +108,24 @@ function printable(cell: string): string {
 
 /** Formats rows as an aligned table. */
 export function leaseTable(rows: LeaseRow[]): string {
-  const table = [["SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC", "EXPIRES IN", "STATUS"]];
+  const kube = rows.some((r) => r.node);
+  const table = [
+    kube
+      ? ["NODE", "SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC"]
+      : ["SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC", "EXPIRES IN", "STATUS"],
+  ];
   for (const r of rows) {
     const mac = vtepMac(r.backendData);
+    if (kube) {
+      table.push([
+        r.node ?? "",
+        [r.subnet, r.ipv6Subnet].filter(Boolean).join(","),
+        [r.publicIP, r.publicIPv6].filter(Boolean).join(","),
+        r.backendType,
+        typeof mac === "string" ? mac : "",
+      ].map(printable));
+      continue;
+    }
     table.push([
       // A key that does not parse is shown as stored (escaped: it is anybody's text).
       r.subnet || r.ipv6Subnet ? [r.subnet, r.ipv6Subnet].filter(Boolean).join(",") : JSON.stringify(r.key),
@@ -134,12 +152,15 @@ function parseSubnetArg(text: string): IPNet | string {
 /** Registers `weft leases`. */
 export function registerLeases(program: Command): void {
   const leases = addEtcdFlags(
-    program.command("leases").description("list subnet leases (and reserve or release them)"),
+    addKubeFlags(program.command("leases").description("list subnet leases (and reserve or release them)")),
   )
     .option("--json", "print JSON")
     .enablePositionalOptions()
     .action(async (flags) => {
-      const rows = await withSubnetManager(flags, rowsOf);
+      const kf = kubeFlagValues(flags);
+      const rows = kubeMode(kf)
+        ? await (await import("./kube_leases.ts")).kubeLeaseRows(await kubeOptionsFrom(kf))
+        : await withSubnetManager(flags, rowsOf);
       if (flags.json) console.log(JSON.stringify(rows, null, 2));
       else console.log(leaseTable(rows));
     });

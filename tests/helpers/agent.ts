@@ -33,11 +33,15 @@ export interface AgentProcess {
   start(): void;
 }
 
-/** Starts an agent on `node` that talks to etcd at `etcd`. */
+/**
+ * Starts an agent on `node` that talks to etcd at `etcd`, or, with `kube`, to a Kubernetes API server
+ * (`--kube-subnet-mgr` with that kubeconfig and net-conf.json, NODE_NAME = `kube.nodeName`).
+ */
 export function startAgent(
   node: LabNode,
   opts: {
-    etcd: string;
+    etcd?: string;
+    kube?: { kubeconfig: string; netConf: string; nodeName: string };
     dir: string;
     args?: string[];
     healthPort?: number;
@@ -67,7 +71,14 @@ export function startAgent(
     ...(opts.denoFlags ?? [V8_FLAGS_ARG]),
     MAIN,
     "agent",
-    `--etcd-endpoints=${opts.etcd}`,
+    ...(opts.etcd ? [`--etcd-endpoints=${opts.etcd}`] : []),
+    ...(opts.kube
+      ? [
+        "--kube-subnet-mgr",
+        `--kubeconfig-file=${opts.kube.kubeconfig}`,
+        `--net-config-path=${opts.kube.netConf}`,
+      ]
+      : []),
     `--iface=${node.iface}`,
     `--subnet-file=${subnetFile}`,
     "--healthz-ip=127.0.0.1",
@@ -119,7 +130,9 @@ export function startAgent(
             stdin: "null",
             stdout: "piped",
             stderr: "piped",
-            ...(opts.env ? { env: opts.env } : {}),
+            ...(opts.env || opts.kube
+              ? { env: { ...opts.env, ...(opts.kube ? { NODE_NAME: opts.kube.nodeName } : {}) } }
+              : {}),
           }).spawn(),
       );
       const pump = async (s: ReadableStream<Uint8Array>) => {

@@ -1,0 +1,52 @@
+/**
+ * Opening the Kubernetes lease source for `weft agent --kube-subnet-mgr`: imported only in kube mode, so
+ * etcd mode and CNI mode load none of src/kube.
+ *
+ * @module
+ */
+import { retry } from "../async.ts";
+import { KubeLeaseSource, type KubeSourceOptions } from "../kube/lease_source.ts";
+import { log } from "../log.ts";
+import type { IfaceOptions } from "../net/iface.ts";
+
+const logger = log("agent");
+
+/**
+ * Connects (retrying while the API server cannot be reached, as a node may boot before it), then
+ * applies the node's `node-public-ip(v6)` annotations to `iface` as flannel does (they win over
+ * `--public-ip`).
+ */
+export async function openKubeForAgent(
+  opts: KubeSourceOptions,
+  iface: IfaceOptions,
+  signal: AbortSignal,
+): Promise<KubeLeaseSource> {
+  const source = await retry(
+    () => KubeLeaseSource.open(opts),
+    signal,
+    (err, ms) =>
+      logger.warn("connecting to the Kubernetes API failed: {error}; retrying in {ms} ms", {
+        error: err.message,
+        ms,
+      }),
+  );
+  logger.info("kube subnet manager: node {node}, API {api}", {
+    node: source.nodeName,
+    api: opts.conn.source,
+  });
+  try {
+    const stored = await source.storedPublicIPs();
+    if (stored.ipv4) {
+      logger.info("public IP {ip} from the node's node-public-ip annotation", { ip: stored.ipv4 });
+      iface.publicIP = stored.ipv4;
+    }
+    if (stored.ipv6) iface.publicIPv6 = stored.ipv6;
+  } catch (err) {
+    // flannel logs this and goes on with the flags' public IP.
+    logger.warn("reading node {node}'s public IP annotations: {error}", {
+      node: source.nodeName,
+      error: (err as Error).message,
+    });
+  }
+  return source;
+}

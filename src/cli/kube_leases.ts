@@ -1,0 +1,65 @@
+/**
+ * `weft leases --kube-subnet-mgr`: the leases as the Kubernetes API holds them — every node with
+ * flannel's annotations and a podCIDR, read with flannel's rules (the families come from
+ * `--net-config-path` when it is readable, else from the podCIDRs themselves).
+ *
+ * @module
+ */
+import { type NetworkConfig, parseNetworkConfig } from "../config/net_conf.ts";
+import { KubeClient } from "../kube/client.ts";
+import type { KubeSourceOptions } from "../kube/lease_source.ts";
+import { annotationKeys, type KubeNode, nodeToLease } from "../kube/node_lease.ts";
+import { leaseName } from "../subnet/lease.ts";
+import { parseNet } from "../net/ip.ts";
+import type { LeaseRow } from "./leases.ts";
+
+/** The leases of every flannel/weft node, as `weft leases` rows (node name set, no TTL). */
+export async function kubeLeaseRows(opts: KubeSourceOptions): Promise<LeaseRow[]> {
+  let cfg: Pick<NetworkConfig, "enableIPv4" | "enableIPv6" | "network" | "ipv6Network">;
+  try {
+    cfg = parseNetworkConfig(Deno.readTextFileSync(opts.netConfPath!));
+  } catch {
+    cfg = {
+      enableIPv4: true,
+      enableIPv6: true,
+      network: parseNet("0.0.0.0/0"),
+      ipv6Network: parseNet("::/0"),
+    };
+  }
+  const keys = annotationKeys(opts.annotationPrefix);
+  const client = new KubeClient(opts.conn);
+  try {
+    const { items } = await client.list<KubeNode>("/api/v1/nodes");
+    const rows: LeaseRow[] = [];
+    for (const n of items) {
+      let l;
+      try {
+        // Without a readable net-conf.json, a node lacking one family is read for the other only.
+        l = nodeToLease(n, keys, cfg) ?? undefined;
+      } catch {
+        try {
+          l = nodeToLease(n, keys, { ...cfg, enableIPv6: false });
+        } catch {
+          continue;
+        }
+      }
+      if (!l) continue;
+      rows.push({
+        key: l.key,
+        subnet: l.subnet ? leaseName({ subnet: l.subnet }) : null,
+        ipv6Subnet: l.ipv6Subnet ? leaseName({ ipv6Subnet: l.ipv6Subnet }) : null,
+        publicIP: l.attrs.PublicIP,
+        publicIPv6: l.attrs.PublicIPv6 ?? null,
+        backendType: l.attrs.BackendType,
+        backendData: l.attrs.BackendData ?? null,
+        ttlSeconds: null,
+        etcdLeaseId: null,
+        status: "ok",
+        node: l.node,
+      });
+    }
+    return rows;
+  } finally {
+    client.close();
+  }
+}

@@ -1,0 +1,342 @@
+/**
+ * KubeLeaseSource against the test API server (in process, HTTPS, bearer tokens): acquiring the own
+ * lease as flannel does, the watch (list + watch, changes, deletions, 410 re-list with a diff, outage),
+ * the keeper, RBAC and podCIDR errors, the node name from the pod, token rotation.
+ */
+import assert from "node:assert/strict";
+import type { LeaseEvent } from "../src/subnet/lease.ts";
+import { KubeLeaseSource } from "../src/kube/lease_source.ts";
+import { loadKubeconfig } from "../src/kube/config.ts";
+import { type KubeApiServer, startKubeApiServer } from "./helpers/kube_api_server.ts";
+
+const P = "flannel.alpha.coreos.com/";
+const NET_CONF = JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "vxlan" } });
+const ATTRS = {
+  PublicIP: "192.168.77.11",
+  BackendType: "vxlan",
+  BackendData: { VNI: 1, VtepMAC: "0a:00:00:00:00:01" },
+};
+
+function peer(name: string, cidr: string, ip: string, mac: string) {
+  return {
+    metadata: {
+      name,
+      annotations: {
+        [`${P}kube-subnet-manager`]: "true",
+        [`${P}backend-type`]: "vxlan",
+        [`${P}public-ip`]: ip,
+        [`${P}backend-data`]: JSON.stringify({ VNI: 1, VtepMAC: mac }),
+      },
+    },
+    spec: { podCIDR: cidr, podCIDRs: [cidr] },
+  };
+}
+
+async function setup(s: KubeApiServer, dir: string, env: Record<string, string> = { NODE_NAME: "self" }) {
+  await Deno.writeTextFile(`${dir}/net-conf.json`, NET_CONF);
+  await s.writeKubeconfig(`${dir}/kubeconfig`, { token: "t0" });
+  return await KubeLeaseSource.open({
+    conn: await loadKubeconfig(`${dir}/kubeconfig`),
+    netConfPath: `${dir}/net-conf.json`,
+    env: (k) => env[k],
+    watchIdleMs: 2000,
+    timeoutMs: 2000,
+  });
+}
+
+/** Collects batches until `pred` holds on the flattened list (or times out). */
+function collector() {
+  const events: LeaseEvent[] = [];
+  let syncs = 0;
+  const waiters: (() => void)[] = [];
+  return {
+    events,
+    get syncs() {
+      return syncs;
+    },
+    onBatch(b: LeaseEvent[]) {
+      events.push(...b);
+      for (const w of waiters.splice(0)) w();
+    },
+    onSync() {
+      syncs++;
+      for (const w of waiters.splice(0)) w();
+    },
+    async until(what: string, pred: () => boolean, ms = 8000) {
+      const end = Date.now() + ms;
+      while (!pred()) {
+        if (Date.now() > end) {
+          throw new Error(
+            `timed out waiting for ${what}: ${JSON.stringify(events.map((e) => [e.type, e.lease.key]))}`,
+          );
+        }
+        await new Promise<void>((r) => {
+          waiters.push(r);
+          setTimeout(r, 100);
+        });
+      }
+    },
+  };
+}
+
+Deno.test({
+  name: "KubeLeaseSource: acquire, watch, re-list on 410, ride out an outage, keep annotations",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    let allowPatch = true;
+    await using s = await startKubeApiServer({
+      tls: true,
+      tokens: { t0: "system:serviceaccount:kube-flannel:flannel" },
+      authorize: (a) => allowPatch || a.verb !== "patch",
+      bookmarkMs: 300,
+      historySize: 50,
+    });
+    const Node = s.store.kindByName("Node");
+    const dir = await Deno.makeTempDir({ prefix: "weft-kube-source-" });
+    s.store.create(Node, "", {
+      metadata: { name: "self" },
+      spec: { podCIDR: "10.244.1.0/24", podCIDRs: ["10.244.1.0/24"] },
+    });
+    s.store.create(Node, "", peer("p2", "10.244.2.0/24", "192.168.77.12", "0a:00:00:00:00:02"));
+    s.store.create(Node, "", { metadata: { name: "plain" }, spec: { podCIDR: "10.244.9.0/24" } }); // no flannel
+    const src = await setup(s, dir);
+    const cfg = await src.getNetworkConfig();
+    const stop = new AbortController();
+    let watching: Promise<void> | undefined;
+    try {
+      await t.step(
+        "acquireLease takes the podCIDR and patches nodes/status as flannel: annotations, then the condition",
+        async () => {
+          const lease = await src.acquireLease(cfg, ATTRS);
+          assert.equal(lease.key, "10.244.1.0-24");
+          const patches = s.requests.filter((r) => r.method === "PATCH");
+          assert.deepEqual(patches.map((r) => [r.path, r.contentType]), [
+            ["/api/v1/nodes/self/status", "application/strategic-merge-patch+json"],
+            ["/api/v1/nodes/self/status", "application/strategic-merge-patch+json"],
+          ]);
+          assert.deepEqual(JSON.parse(patches[0]!.body!), {
+            metadata: {
+              annotations: {
+                [`${P}backend-type`]: "vxlan",
+                [`${P}backend-data`]: '{"VNI":1,"VtepMAC":"0a:00:00:00:00:01"}',
+                [`${P}public-ip`]: "192.168.77.11",
+                [`${P}kube-subnet-manager`]: "true",
+              },
+            },
+          });
+          const node = s.store.get(Node, "", "self") as { status: { conditions: Record<string, string>[] } };
+          const c = node.status.conditions.find((x) => x.type === "NetworkUnavailable")!;
+          assert.equal(c.status, "False");
+          assert.equal(c.reason, "FlannelIsUp");
+          assert.equal(c.message, "Flannel is running on this node");
+          // A second start with the same attributes writes nothing.
+          await src.acquireLease(cfg, ATTRS);
+          assert.equal(s.requests.filter((r) => r.method === "PATCH").length, 2);
+        },
+      );
+
+      const c = collector();
+      const ownEvents: LeaseEvent[] = [];
+      let up: boolean | undefined;
+      watching = src.watchLeases((b) => c.onBatch(b), {
+        signal: stop.signal,
+        ownKey: () => "10.244.1.0-24",
+        onOwn: (e) => ownEvents.push(e),
+        onSync: () => c.onSync(),
+        onConnectivity: (u) => (up = u),
+      });
+
+      await t.step("the first list delivers flannel nodes only, the own node apart", async () => {
+        await c.until("first sync", () => c.syncs >= 1);
+        assert.deepEqual(c.events.map((e) => [e.type, e.lease.key]), [["added", "10.244.2.0-24"]]);
+        assert.equal(ownEvents.length, 1, "the own node goes to onOwn");
+        assert.equal(up, true);
+      });
+
+      await t.step(
+        "a node added, changed and deleted arrives as added, added-with-previous, removed",
+        async () => {
+          c.events.length = 0;
+          s.store.create(Node, "", peer("p3", "10.244.3.0/24", "192.168.77.13", "0a:00:00:00:00:03"));
+          await c.until("p3 added", () => c.events.some((e) => e.lease.key === "10.244.3.0-24"));
+          const p3 = s.store.get(Node, "", "p3") as { metadata: { annotations: Record<string, string> } };
+          p3.metadata.annotations[`${P}backend-data`] = '{"VNI":1,"VtepMAC":"0a:00:00:00:00:33"}';
+          s.store.update(Node, "", "p3", p3);
+          s.store.update(Node, "", "plain", {
+            ...s.store.get(Node, "", "plain"),
+            metadata: { name: "plain", labels: { x: "y" } },
+          });
+          await c.until("p3 changed", () => c.events.some((e) => e.previous));
+          s.store.delete(Node, "", "p3");
+          await c.until("p3 removed", () => c.events.some((e) => e.type === "removed"));
+          assert.deepEqual(c.events.map((e) => [e.type, e.lease.key, !!e.previous]), [
+            ["added", "10.244.3.0-24", false],
+            ["added", "10.244.3.0-24", true],
+            ["removed", "10.244.3.0-24", false],
+          ]);
+        },
+      );
+
+      await t.step(
+        "an outage with changes and a compacted history: 410, re-list, deletions seen, none lost",
+        async () => {
+          c.events.length = 0;
+          const syncs = c.syncs;
+          await s.stop();
+          await c.until("connectivity lost", () => up === false);
+          s.store.delete(Node, "", "p2");
+          s.store.create(Node, "", peer("p4", "10.244.4.0/24", "192.168.77.14", "0a:00:00:00:00:04"));
+          s.store.compact();
+          s.start();
+          await c.until("re-list after 410", () => c.syncs > syncs && up === true, 15_000);
+          assert.deepEqual(c.events.map((e) => [e.type, e.lease.key]).sort(), [
+            ["added", "10.244.4.0-24"],
+            ["removed", "10.244.2.0-24"],
+          ]);
+          // After the re-list the watch goes on from the new resourceVersion.
+          s.store.create(Node, "", peer("p5", "10.244.5.0/24", "192.168.77.15", "0a:00:00:00:00:05"));
+          await c.until("p5 after the re-list", () => c.events.some((e) => e.lease.key === "10.244.5.0-24"));
+        },
+      );
+
+      await t.step(
+        "a watch the server ends (its timeout) resumes from the last resourceVersion, without a re-list",
+        async () => {
+          const syncs = c.syncs;
+          const lists = s.requests.filter((r) =>
+            r.method === "GET" && r.path === "/api/v1/nodes" && !r.query.includes("watch")
+          ).length;
+          s.closeWatches();
+          s.store.create(Node, "", peer("p6", "10.244.6.0/24", "192.168.77.16", "0a:00:00:00:00:06"));
+          await c.until("p6", () =>
+            c.events.some((e) => e.lease.key === "10.244.6.0-24"));
+          assert.equal(c.syncs, syncs);
+          assert.equal(
+            s.requests.filter((r) =>
+              r.method === "GET" && r.path === "/api/v1/nodes" && !r.query.includes("watch")
+            ).length,
+            lists,
+          );
+        },
+      );
+
+      await t.step("the keeper re-publishes annotations someone changed, woken by the watch", async () => {
+        const keeper = src.keepLease(cfg, ATTRS, await src.acquireLease(cfg, ATTRS), { resyncSeconds: 3600 });
+        const keeping = keeper.run(stop.signal);
+        const self = s.store.get(Node, "", "self") as { metadata: { annotations: Record<string, string> } };
+        self.metadata.annotations[`${P}public-ip`] = "10.0.0.99";
+        s.store.update(Node, "", "self", self); // the watch sees it and pokes the keeper: no poke() here
+        const end = Date.now() + 5000;
+        while (keeper.renewals < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+        assert.equal(keeper.renewals, 1);
+        const after = s.store.get(Node, "", "self") as { metadata: { annotations: Record<string, string> } };
+        assert.equal(after.metadata.annotations[`${P}public-ip`], "192.168.77.11");
+        void keeping;
+      });
+
+      await t.step(
+        "RBAC refusing the patch and an unassigned podCIDR give errors that say what to fix",
+        async () => {
+          allowPatch = false;
+          const self = s.store.get(Node, "", "self") as { metadata: { annotations: Record<string, string> } };
+          delete self.metadata.annotations[`${P}backend-type`];
+          s.store.update(Node, "", "self", self);
+          await assert.rejects(
+            src.acquireLease(cfg, ATTRS),
+            /refused to patch nodes\/self\/status.*cannot patch resource "nodes\/status".*needs "patch" on "nodes\/status"/,
+          );
+          allowPatch = true;
+          s.store.create(Node, "", { metadata: { name: "bare" } });
+          const bare = await setup(s, dir, { NODE_NAME: "bare" });
+          await assert.rejects(
+            bare.acquireLease(cfg, ATTRS),
+            /node "bare" pod cidr not assigned.*--allocate-node-cidrs/,
+          );
+          await bare.close();
+        },
+      );
+
+      await t.step("--set-node-network-unavailable=false leaves the node's conditions alone", async () => {
+        s.store.create(Node, "", { metadata: { name: "quiet" }, spec: { podCIDR: "10.244.7.0/24" } });
+        await Deno.writeTextFile(`${dir}/net-conf.json`, NET_CONF);
+        const quiet = await KubeLeaseSource.open({
+          conn: await loadKubeconfig(`${dir}/kubeconfig`),
+          netConfPath: `${dir}/net-conf.json`,
+          env: (k) => ({ NODE_NAME: "quiet" } as Record<string, string>)[k],
+          setNodeNetworkUnavailable: false,
+        });
+        await quiet.acquireLease(cfg, ATTRS);
+        await quiet.close();
+        const n = s.store.get(Node, "", "quiet") as { metadata: { annotations?: object }; status?: object };
+        assert.equal(n.status, undefined);
+        assert.ok(n.metadata.annotations, "the annotations are still published");
+      });
+
+      await t.step("SubnetLen follows the podCIDRs (--node-cidr-mask-size), not net-conf.json", async () => {
+        s.store.create(Node, "", { metadata: { name: "narrow" }, spec: { podCIDR: "10.244.20.128/25" } });
+        const narrow = await setup(s, dir, { NODE_NAME: "narrow" });
+        const c = await narrow.getNetworkConfig();
+        assert.equal(c.subnetLen, 25, "the agent's lease rules accept /25 peers");
+        assert.equal(cfg.subnetLen, 24);
+        await narrow.close();
+      });
+
+      await t.step("the node name comes from the pod when NODE_NAME is not set", async () => {
+        s.store.create(s.store.kindByName("Namespace"), "", { metadata: { name: "kube-flannel" } });
+        s.store.create(s.store.kindByName("Pod"), "kube-flannel", {
+          metadata: { name: "kube-flannel-ds-abcde" },
+          spec: { nodeName: "p4", containers: [{ name: "kube-flannel", image: "weft" }] },
+        });
+        const viaPod = await setup(s, dir, {
+          POD_NAME: "kube-flannel-ds-abcde",
+          POD_NAMESPACE: "kube-flannel",
+        });
+        assert.equal(viaPod.nodeName, "p4");
+        await viaPod.close();
+        await assert.rejects(setup(s, dir, {}), /set NODE_NAME/);
+      });
+    } finally {
+      stop.abort();
+      await watching;
+      await src.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "a watch started right after listLeases() starts from that list instead of listing again",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using s = await startKubeApiServer({ tls: true, tokens: { t0: "weft" } });
+    const Node = s.store.kindByName("Node");
+    s.store.create(Node, "", { metadata: { name: "self" }, spec: { podCIDR: "10.244.1.0/24" } });
+    s.store.create(Node, "", peer("p2", "10.244.2.0/24", "192.168.77.12", "0a:00:00:00:00:02"));
+    const dir = await Deno.makeTempDir({ prefix: "weft-kube-primed-" });
+    const src = await setup(s, dir);
+    const stop = new AbortController();
+    try {
+      const { leases } = await src.listLeases();
+      assert.deepEqual(leases.map((l) => l.key), ["10.244.2.0-24"]);
+      // Changed between the list and the watch: the watch replays it from the list's resourceVersion.
+      s.store.create(Node, "", peer("p3", "10.244.3.0/24", "192.168.77.13", "0a:00:00:00:00:03"));
+      const c = collector();
+      const watching = src.watchLeases((b) => c.onBatch(b), {
+        signal: stop.signal,
+        onSync: () => c.onSync(),
+      });
+      await c.until("p2 and p3", () => c.events.length === 2);
+      assert.deepEqual(c.events.map((e) => e.lease.key), ["10.244.2.0-24", "10.244.3.0-24"]);
+      const lists = s.requests.filter((r) => r.path === "/api/v1/nodes" && !r.query.includes("watch=true"));
+      assert.equal(lists.length, 1, "one list for start-up and the watch");
+      stop.abort();
+      await watching;
+    } finally {
+      stop.abort();
+      await src.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

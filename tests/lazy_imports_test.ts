@@ -1,0 +1,53 @@
+/**
+ * The stores' clients are loaded only by the mode that uses them: the modules the CLI and the CNI plugin
+ * load when they start (their static import closure, from `deno info`) hold no Kubernetes client code
+ * (src/kube) and no etcd client (npm:etcd3); kube mode's entry holds src/kube but not etcd3.
+ */
+import assert from "node:assert/strict";
+
+interface Dep {
+  code?: { specifier: string };
+  isDynamic?: boolean;
+}
+
+/** The modules loaded at start by `entry`: its imports that run (not type-only, not dynamic), transitively. */
+async function startupClosure(entry: string): Promise<string[]> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", new URL(entry, import.meta.url).pathname],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+    roots: string[];
+    modules: { specifier: string; dependencies?: Dep[] }[];
+    npmPackages?: Record<string, unknown>;
+  };
+  const deps = new Map(info.modules.map((m) => [m.specifier, m.dependencies ?? []]));
+  const seen = new Set<string>();
+  const stack = [...info.roots];
+  while (stack.length) {
+    const s = stack.pop()!;
+    if (seen.has(s)) continue;
+    seen.add(s);
+    for (const d of deps.get(s) ?? []) if (d.code && !d.isDynamic) stack.push(d.code.specifier);
+  }
+  return [...seen];
+}
+
+const kube = (mods: string[]) => mods.filter((m) => /\/src\/kube\//.test(m));
+const etcd = (mods: string[]) => mods.filter((m) => /etcd3|etcd_registry/.test(m));
+
+Deno.test("the CLI and CNI mode load no Kubernetes or etcd client at start-up", async () => {
+  for (const entry of ["../src/cli/main.ts", "../src/cni/main.ts", "../main.ts"]) {
+    const mods = await startupClosure(entry);
+    assert.deepEqual(kube(mods), [], `${entry} loads src/kube`);
+    assert.deepEqual(etcd(mods), [], `${entry} loads etcd3`);
+  }
+});
+
+Deno.test("kube mode's opener loads src/kube and no etcd client", async () => {
+  const mods = await startupClosure("../src/cli/kube_agent.ts");
+  assert.ok(kube(mods).some((m) => m.endsWith("/src/kube/lease_source.ts")));
+  assert.deepEqual(etcd(mods), []);
+});
