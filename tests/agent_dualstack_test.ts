@@ -125,13 +125,14 @@ Deno.test({
         topo.nodes.forEach((n, i) => addPodBridge(n.netns, envs[i]!));
         using nl0 = Netlink.open({ netns: topo.nodes[0]!.netns });
         // The previous run's vxlan routes are weft's, in the same cluster network, and unwanted now: pruned.
-        await waitFor(
-          "only host-gw routes left",
-          10_000,
-          () =>
-            nl0.routeList({ protocol: 87, family: 6 }).every((r) => r.index === nl0.linkIndex("eth0")) ||
-            undefined,
-        );
+        // Wait for both: the peers' host-gw routes exist, and no other route of weft's is left (an empty
+        // list alone would pass before the new routes are in).
+        const peers6 = envs.slice(1).map((e) => formatNet(e.ipv6Subnet!));
+        await waitFor("only host-gw routes left", 10_000, () => {
+          const routes = nl0.routeList({ protocol: 87, family: 6 });
+          const onEth0 = routes.every((r) => r.index === nl0.linkIndex("eth0"));
+          return (onEth0 && peers6.every((d) => routes.some((r) => r.dst === d))) || undefined;
+        });
         const r = nl0.routeList({ protocol: 87, family: 6 }).find((x) =>
           x.dst === formatNet(envs[1]!.ipv6Subnet!)
         );
