@@ -84,6 +84,7 @@ export interface KubeNode {
     labels?: Record<string, string>;
     resourceVersion?: string;
     uid?: string;
+    creationTimestamp?: string;
   };
   /** Spec. */
   spec?: { podCIDR?: string; podCIDRs?: string[] };
@@ -172,9 +173,13 @@ export function nodeToLease(
   }
   const subnet = fam.ipv4 ? cidrs.v4 : undefined;
   const ipv6Subnet = fam.ipv6 ? cidrs.v6 : undefined;
+  // Two nodes claiming one subnet: every agent lets the older node win (lease_filter.ts), and every
+  // agent sees the same creationTimestamp (ties go to the smaller key there).
+  const created = Date.parse(node.metadata.creationTimestamp ?? "");
   return {
     ...(subnet ? { subnet } : {}),
     ...(ipv6Subnet ? { ipv6Subnet } : {}),
+    ...(Number.isFinite(created) ? { createOrder: created } : {}),
     attrs,
     key: keyFor(subnet, ipv6Subnet),
     node: name,

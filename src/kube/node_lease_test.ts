@@ -49,6 +49,7 @@ Deno.test("a node annotated by flanneld reads as a lease with flannel's attribut
     BackendType: "vxlan",
     BackendData: { VNI: 1, VtepMAC: "c6:d2:32:6f:8f:44" },
   });
+  assert.equal(l.createOrder, Date.parse("2026-11-01T10:00:00Z"), "older nodes win conflicts on every agent");
 });
 
 Deno.test("weft's own annotations equal flanneld's, key by key, for the same attributes", () => {
