@@ -5,17 +5,15 @@
  * config's `logFile`.
  *
  * Kept lean on purpose: kubelet execs the plugin for every pod, so this path imports no CLI framework,
- * no etcd client and no logging library (a line on stderr is all a plugin needs); the FFI libraries are
- * opened on first use, so VERSION never loads them.
+ * no etcd client and no logging library (a line on stderr is all a plugin needs), and each command loads
+ * only its own modules: VERSION loads none, ADD the netlink layer (raw rtnetlink, ffi/rtnl: two FFI
+ * symbols) and libnftables only when it masquerades.
  *
  * @module
  */
-import { cmdAdd } from "./add.ts";
-import { cmdCheck } from "./check.ts";
-import { type CniConfig, parseCniConfig } from "./config.ts";
-import { cmdDel } from "./del.ts";
-import { type CniEnv, readCniEnv } from "./env.ts";
-import { cmdGc, cmdStatus } from "./gc.ts";
+import type { CniConfig } from "./config.ts";
+import type { CniEnv } from "./env.ts";
+import type { CniRequest } from "./request.ts";
 import { mark, phases } from "./trace.ts";
 import { CNI_ERR, CniError, resultFor, SUPPORTED_VERSIONS } from "./types.ts";
 
@@ -61,69 +59,53 @@ function print(obj: unknown): void {
 /** The cniVersion a config asks for, best effort (to answer errors in the caller's version). */
 function requestedVersion(stdin: string): string | undefined {
   try {
-    const v = (JSON.parse(stdin) as { cniVersion?: unknown }).cniVersion;
+    const v = (JSON.parse(stdin) as { cniVersion?: unknown })?.cniVersion;
     return typeof v === "string" && (SUPPORTED_VERSIONS as readonly string[]).includes(v) ? v : undefined;
   } catch {
     return undefined;
   }
 }
 
-function needVersion(cfg: CniConfig, command: string, min: string): void {
-  const order = SUPPORTED_VERSIONS as readonly string[];
-  if (order.indexOf(cfg.cniVersion) < order.indexOf(min)) {
-    throw new CniError(
-      CNI_ERR.INCOMPATIBLE_VERSION,
-      `config version ${cfg.cniVersion} does not allow ${command} (needs ${min} or later)`,
-    );
-  }
-}
-
-function run(env: CniEnv, stdin: string, onConfig: (c: CniConfig) => void): string {
-  if (env.command === "VERSION") {
-    print({ cniVersion: requestedVersion(stdin) ?? "1.1.0", supportedVersions: SUPPORTED_VERSIONS });
-    return "VERSION";
-  }
-  const cfg = parseCniConfig(stdin);
-  onConfig(cfg);
+/** Runs the command of a checked request; each command's module is loaded only for that command. */
+async function run({ env, cfg, prev }: CniRequest): Promise<string> {
   const who = `${env.containerId}/${env.ifname}`;
   switch (env.command) {
     case "ADD": {
-      const result = cmdAdd(cfg, env);
+      const { cmdAdd } = await import("./add.ts");
+      const result = await cmdAdd(cfg, env, prev);
       print(resultFor(cfg.cniVersion, result));
       return `ADD ${who}: ${result.ips.map((i) => i.address).join(",")}`;
     }
     case "DEL": {
       // Success prints nothing: spec 1.x wants no output, older runtimes ignore it.
-      const r = cmdDel(cfg, env);
+      const { cmdDel } = await import("./del.ts");
+      const r = await cmdDel(cfg, env);
       return `DEL ${who}: freed ${r.freed.join(",") || "nothing"}${r.veth ? ", veth removed" : ""}`;
     }
-    case "CHECK":
-      needVersion(cfg, "CHECK", "0.4.0");
-      cmdCheck(cfg, env);
+    case "CHECK": {
+      const { cmdCheck } = await import("./check.ts");
+      cmdCheck(cfg, env, prev);
       return `CHECK ${who}: ok`;
-    case "GC": {
-      needVersion(cfg, "GC", "1.1.0");
-      const r = cmdGc(cfg);
-      return `GC: freed ${r.freed.length} address(es) ${
-        r.freed.join(",")
-      }, ${r.veths.length} veth(s), ${r.confs} saved config(s)`;
     }
-    case "STATUS":
-      needVersion(cfg, "STATUS", "1.1.0");
+    case "GC": {
+      const { cmdGc } = await import("./gc.ts");
+      const r = await cmdGc(cfg);
+      return `GC: freed ${r.freed.length} address(es) ${r.freed.join(",")}, ${r.veths.length} veth(s), ` +
+        `${r.confs} saved config(s)${r.kept.length ? `; kept ${r.kept.join(",")} (veth not removable)` : ""}`;
+    }
+    default: {
+      const { cmdStatus } = await import("./gc.ts");
       cmdStatus(cfg);
       return "STATUS: ready";
+    }
   }
 }
 
 /**
- * Runs one CNI command from the process environment and stdin; resolves to the exit code. (The work is
- * synchronous — netlink through FFI, file locks, small files — the promise is main.ts's interface.)
+ * Runs one CNI command from the process environment and stdin; resolves to the exit code. VERSION
+ * loads nothing beyond this module (start-up is all it costs).
  */
-export function runCni(): Promise<number> {
-  return Promise.resolve(runCniSync());
-}
-
-function runCniSync(): number {
+export async function runCni(): Promise<number> {
   const t0 = performance.now();
   let cfg: CniConfig | undefined;
   let stdin = "";
@@ -132,12 +114,18 @@ function runCniSync(): number {
     mark("start");
     stdin = readStdin();
     mark("stdin");
-    const env = readCniEnv();
-    command = env.command;
-    const what = run(env, stdin, (c) => cfg = c);
-    if (command !== "VERSION") {
-      logLine(cfg, `${what} in ${(performance.now() - t0).toFixed(1)} ms${phases()}`);
+    if (command === "VERSION") {
+      print({ cniVersion: requestedVersion(stdin) ?? "1.1.0", supportedVersions: SUPPORTED_VERSIONS });
+      return 0;
     }
+    const { parseEnv, parseRequest } = await import("./request.ts");
+    const env: CniEnv = parseEnv((k) => Deno.env.get(k));
+    command = env.command;
+    const req = parseRequest(env, stdin);
+    cfg = req.cfg;
+    mark("parse");
+    const what = await run(req);
+    logLine(cfg, `${what} in ${(performance.now() - t0).toFixed(1)} ms${phases()}`);
     return 0;
   } catch (err) {
     const e = err instanceof CniError

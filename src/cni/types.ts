@@ -97,36 +97,19 @@ export function resultFor(v: string, r: Result): Record<string, unknown> {
 }
 
 /**
- * Puts a chained plugin's `prevResult` (any supported version) in front of `ours`: its interfaces first,
- * our address indexes shifted past them, its addresses, routes and DNS kept.
+ * Puts a chained plugin's `prevResult` (checked by prev_result.ts) in front of `ours`: its interfaces
+ * first, our address indexes shifted past them, its addresses, routes and DNS kept.
  */
-export function mergePrevResult(prev: Record<string, unknown> | undefined, ours: Result): Result {
+export function mergePrevResult(prev: Result | undefined, ours: Result): Result {
   if (!prev) return ours;
-  const list = (k: string) => (Array.isArray(prev[k]) ? prev[k] as Record<string, unknown>[] : []);
-  const interfaces: ResultInterface[] = list("interfaces").map((i) => ({
-    name: String(i.name ?? ""),
-    mac: String(i.mac ?? ""),
-    ...(typeof i.mtu === "number" ? { mtu: i.mtu } : {}),
-    ...(typeof i.sandbox === "string" ? { sandbox: i.sandbox } : {}),
-  }));
-  const shift = interfaces.length;
-  const ips: ResultIP[] = list("ips").map((ip) => ({
-    address: String(ip.address ?? ""),
-    ...(typeof ip.gateway === "string" ? { gateway: ip.gateway } : {}),
-    ...(typeof ip.interface === "number" ? { interface: ip.interface } : {}),
-  }));
-  const routes = list("routes").map((r) => ({
-    dst: String(r.dst ?? ""),
-    ...(typeof r.gw === "string" ? { gw: r.gw } : {}),
-  }));
-  const dns = (prev.dns && typeof prev.dns === "object" ? prev.dns : {}) as Record<string, unknown>;
+  const shift = prev.interfaces.length;
   return {
-    interfaces: [...interfaces, ...ours.interfaces],
+    interfaces: [...prev.interfaces, ...ours.interfaces],
     ips: [
-      ...ips,
+      ...prev.ips,
       ...ours.ips.map((i) => i.interface === undefined ? i : { ...i, interface: i.interface + shift }),
     ],
-    routes: [...routes, ...ours.routes],
-    dns: { ...dns, ...ours.dns },
+    routes: [...prev.routes, ...ours.routes],
+    dns: { ...prev.dns, ...ours.dns },
   };
 }
