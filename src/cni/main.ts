@@ -72,6 +72,7 @@ async function run({ env, cfg, prev }: CniRequest): Promise<string> {
   switch (env.command) {
     case "ADD": {
       const { cmdAdd } = await import("./add.ts");
+      mark("load");
       const result = await cmdAdd(cfg, env, prev);
       print(resultFor(cfg.cniVersion, result));
       return `ADD ${who}: ${result.ips.map((i) => i.address).join(",")}`;
@@ -79,16 +80,19 @@ async function run({ env, cfg, prev }: CniRequest): Promise<string> {
     case "DEL": {
       // Success prints nothing: spec 1.x wants no output, older runtimes ignore it.
       const { cmdDel } = await import("./del.ts");
+      mark("load");
       const r = await cmdDel(cfg, env);
       return `DEL ${who}: freed ${r.freed.join(",") || "nothing"}${r.veth ? ", veth removed" : ""}`;
     }
     case "CHECK": {
       const { cmdCheck } = await import("./check.ts");
+      mark("load");
       cmdCheck(cfg, env, prev);
       return `CHECK ${who}: ok`;
     }
     case "GC": {
       const { cmdGc } = await import("./gc.ts");
+      mark("load");
       const r = await cmdGc(cfg);
       return `GC: freed ${r.freed.length} address(es) ${r.freed.join(",")}, ${r.veths.length} veth(s), ` +
         `${r.confs} saved config(s)${r.kept.length ? `; kept ${r.kept.join(",")} (veth not removable)` : ""}`;
