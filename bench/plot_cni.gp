@@ -1,0 +1,20 @@
+# Plots bench/cni_latency.ts's CSV: ADD and DEL medians against the pods already attached, weft and
+# Debian's bridge + host-local. Usage: gnuplot -e "csv='cni.csv'; out='cni.png'" bench/plot_cni.gp
+if (!exists("csv")) csv = "cni_latency.csv"
+if (!exists("out")) out = "cni_latency.png"
+set terminal pngcairo size 900,520 font "sans,10"
+set output out
+set datafile separator ","
+set title "CNI ADD / DEL latency as the node fills (medians)"
+set xlabel "pods already attached to the bridge"
+set ylabel "ms per call (process start to exit)"
+set key top left
+set grid
+set yrange [0:*]
+set xrange [0:*]
+sel(p, o) = sprintf("< grep -F ',%s,%s,' %s | grep -v '^0,'", p, o, csv)
+plot sel("weft", "ADD") using 1:4 with linespoints lw 2 pt 7 title "weft ADD", \
+     sel("debian", "ADD") using 1:4 with linespoints lw 2 pt 5 title "bridge+host-local ADD", \
+     sel("weft", "DEL") using 1:4 with linespoints lw 1 pt 6 dt 2 title "weft DEL", \
+     sel("debian", "DEL") using 1:4 with linespoints lw 1 pt 4 dt 2 title "bridge+host-local DEL", \
+     sel("weft", "ADD in-plugin") using 1:4 with linespoints lw 1 pt 2 title "weft ADD, own work (in-plugin)"
