@@ -16,7 +16,10 @@ function bad(path: string, what: string, v: unknown): never {
     shown = String(v);
   }
   if (shown.length > 80) shown = `${shown.slice(0, 77)}...`;
-  throw new CniError(CNI_ERR.INVALID_CONFIG, `config: prevResult.${path} must be ${what}, not ${shown}`);
+  throw new CniError(
+    CNI_ERR.INVALID_CONFIG,
+    `config: prevResult${path ? `.${path}` : ""} must be ${what}, not ${shown}`,
+  );
 }
 
 function obj(v: unknown, path: string): Record<string, unknown> {
@@ -58,7 +61,7 @@ function ipAddr(v: string, path: string): string {
 
 /** Checks `prevResult` (any supported version's shape) and returns it as weft's 1.x-shaped result. */
 export function parsePrevResult(v: unknown): Result {
-  const o = obj(v, "(itself)");
+  const o = obj(v, "");
   const interfaces: ResultInterface[] = list(o, "interfaces").map((x, i) => {
     const p = `interfaces[${i}]`;
     const e = obj(x, p);
