@@ -23,10 +23,11 @@
  *
  * @module
  */
-import { netnsCreate, netnsDelete } from "../ffi/mod.ts";
+import { netnsCreate, netnsDelete, withNetns } from "../ffi/mod.ts";
 import { runIn } from "../src/lab/lab.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
+const SERVER = new URL("../src/cni/agent_server.ts", import.meta.url).pathname;
 const DEBIAN = "/usr/lib/cni";
 const args = Deno.args;
 const opt = (name: string) => (args.indexOf(name) >= 0 ? args[args.indexOf(name) + 1] : undefined);
@@ -97,6 +98,15 @@ interface Plugin {
   conf: string;
 }
 
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function fail(what: string, r: Call): never {
   throw new Error(`${what} failed (exit ${r.code}): ${r.stdout}${r.stderr}`);
 }
@@ -154,24 +164,41 @@ async function main(): Promise<void> {
   const maxLevel = Math.max(...LEVELS);
   const fillNs = Array.from({ length: Math.ceil(maxLevel / FILL_PER_NS) }, (_, i) => `${tag}-fill${i}`);
   for (const ns of [node, ...probes, ...fillNs]) netnsCreate(ns);
+  const cleanups: (() => void)[] = [];
   try {
     Deno.writeTextFileSync(
       `${dir}/subnet.env`,
       "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.40.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
     );
     // kube-flannel's entry for weft; for Debian, what flannel's plugin renders from it for bridge.
+    const weftConf = {
+      cniVersion: "1.0.0",
+      name: "cbr0",
+      type: "flannel",
+      subnetFile: `${dir}/subnet.env`,
+      dataDir: `${dir}/flannel`,
+      delegate: { hairpinMode: true, isDefaultGateway: true, ipam: { dataDir: `${dir}/networks` } },
+    };
+    // The agent's CNI server, as `weft agent` runs it: in the node namespace, socket beside subnet.env.
+    const server = withNetns(node, () =>
+      new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", SERVER, `${dir}/weft-cni.sock`],
+        stdout: "null",
+        stderr: "null",
+      }).spawn());
+    const stopServer = () => {
+      try {
+        server.kill("SIGTERM");
+      } catch { /* gone */ }
+    };
+    cleanups.push(stopServer);
+    for (let i = 0; i < 100 && !exists(`${dir}/weft-cni.sock`); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
     const plugins: Record<string, Plugin> = {
-      weft: {
-        cmd: WEFT,
-        conf: JSON.stringify({
-          cniVersion: "1.0.0",
-          name: "cbr0",
-          type: "flannel",
-          subnetFile: `${dir}/subnet.env`,
-          dataDir: `${dir}/flannel`,
-          delegate: { hairpinMode: true, isDefaultGateway: true, ipam: { dataDir: `${dir}/networks` } },
-        }),
-      },
+      // In-process: the thin call turned off.
+      weft: { cmd: WEFT, conf: JSON.stringify({ ...weftConf, agentSocket: "" }) },
+      "weft via agent": { cmd: WEFT, conf: JSON.stringify(weftConf) },
       debian: {
         cmd: [`${DEBIAN}/bridge`],
         conf: JSON.stringify({
@@ -200,7 +227,7 @@ async function main(): Promise<void> {
       if (!r) rows.push(r = { level, plugin, op, xs: [] });
       r.xs.push(x);
     };
-    const phaseSums: Record<string, number[]> = {};
+    const phaseSums: Record<string, Record<string, number[]>> = {};
 
     // Cold: the very first weft ADD/DEL with an empty DENO_DIR (nothing transpiled or code-cached yet).
     const cold: { add?: number; del?: number } = {};
@@ -228,7 +255,7 @@ async function main(): Promise<void> {
     const filled: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
     const t0 = performance.now();
     for (const level of LEVELS) {
-      for (const name of names) {
+      for (const name of names.filter((n) => n !== "weft via agent")) {
         const p = plugins[name]!;
         for (; filled[name]! < level; filled[name]!++) {
           const i = filled[name]!;
@@ -246,7 +273,7 @@ async function main(): Promise<void> {
         for (const name of i % 2 ? names : [...names].reverse()) {
           const p = plugins[name]!;
           const netns = `/run/netns/${probes[i % probes.length]}`;
-          const id = `probe-${name}-${level}-${i}`;
+          const id = `probe-${name.replaceAll(" ", "-")}-${level}-${i}`;
           const a = await call(node, p.cmd, cniEnv("ADD", id, netns), p.conf);
           if (a.code !== 0) fail(`${name} ADD`, a);
           const d = await call(node, p.cmd, cniEnv("DEL", id, netns), p.conf);
@@ -258,7 +285,8 @@ async function main(): Promise<void> {
           if (ai) {
             add(level, name, "ADD in-plugin", ai.ms);
             if (level === LEVELS[0]) {
-              for (const [k, v] of Object.entries(ai.phases)) (phaseSums[k] ??= []).push(v);
+              const ph = phaseSums[name] ??= {};
+              for (const [k, v] of Object.entries(ai.phases)) (ph[k] ??= []).push(v);
             }
           }
           if (di) add(level, name, "DEL in-plugin", di.ms);
@@ -283,6 +311,8 @@ async function main(): Promise<void> {
     }
     for (const ms of await thinClientFloor(dir, ITER)) add(0, "thin client floor", "request", ms);
 
+    stopServer();
+    await server.status;
     report(rows, phaseSums, cold, measureSecs);
     if (CSV) {
       const lines = ["level,plugin,op,median_ms,p90_ms,n"];
@@ -297,6 +327,7 @@ async function main(): Promise<void> {
       console.log(`\nwrote ${CSV}`);
     }
   } finally {
+    for (const c of cleanups) c();
     for (const ns of [...probes, ...fillNs, node]) netnsDelete(ns);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
@@ -304,64 +335,74 @@ async function main(): Promise<void> {
 
 function report(
   rows: Row[],
-  phases: Record<string, number[]>,
+  phases: Record<string, Record<string, number[]>>,
   cold: { add?: number; del?: number },
   secs: number,
 ): void {
   const get = (level: number, plugin: string, op: string) =>
     rows.find((r) => r.level === level && r.plugin === plugin && r.op === op)?.xs ?? [];
   const f = (x: number) => x.toFixed(1).padStart(7);
+  const line = (a: string, b: string, xs: number[]) =>
+    console.log(
+      `${a.padStart(13)}  ${b.padEnd(32)} ${f(med(xs))}   ${xs.length > 1 ? f(quantile(xs, 0.9)) : ""}`,
+    );
   console.log(
     `CNI latency: ${ITER} timed calls per figure after ${WARMUP} warm-up, same namespaces, alternating`,
   );
   console.log(
     `weft command: ${WEFT.join(" ")}; load average ${Deno.loadavg().map((x) => x.toFixed(1)).join(" ")}\n`,
   );
-  console.log("pods attached  call                           median ms    p90 ms");
+  console.log("pods attached  call                               median ms    p90 ms");
   for (const r of rows.filter((r) => r.level > 0)) {
-    const label = `${r.plugin === "debian" ? "bridge+host-local" : r.plugin} ${r.op}`;
-    console.log(
-      `${String(r.level).padStart(13)}  ${label.padEnd(30)} ${f(med(r.xs))}   ${f(quantile(r.xs, 0.9))}`,
-    );
+    line(String(r.level), `${r.plugin === "debian" ? "bridge+host-local" : r.plugin} ${r.op}`, r.xs);
   }
-  for (const r of rows.filter((r) => r.level === 0)) {
-    console.log(
-      `${"".padStart(13)}  ${`${r.plugin} ${r.op}`.padEnd(30)} ${f(med(r.xs))}   ${f(quantile(r.xs, 0.9))}`,
-    );
-  }
+  for (const r of rows.filter((r) => r.level === 0)) line("", `${r.plugin} ${r.op}`, r.xs);
   if (cold.add !== undefined) {
-    console.log(`${"".padStart(13)}  ${"weft ADD, empty Deno cache".padEnd(30)} ${f(cold.add)}`);
-    console.log(`${"".padStart(13)}  ${"weft DEL, empty Deno cache".padEnd(30)} ${f(cold.del!)}`);
+    line("", "weft ADD, empty Deno cache", [cold.add]);
+    line("", "weft DEL, empty Deno cache", [cold.del!]);
   }
-  const ph = Object.entries(phases).map(([k, v]) => `${k} ${med(v).toFixed(1)}`).join(", ");
-  console.log(`\nweft ADD phases at ${LEVELS[0]} pod(s), medians ms: ${ph}`);
+  for (const [plugin, ph] of Object.entries(phases)) {
+    const text = Object.entries(ph).map(([k, v]) => `${k} ${med(v).toFixed(1)}`).join(", ");
+    console.log(`\n${plugin} ADD phases at ${LEVELS[0]} pod(s), medians ms: ${text}`);
+  }
   console.log("\nratios (medians):");
-  for (const level of LEVELS) {
-    const ra = med(get(level, "weft", "ADD")) / med(get(level, "debian", "ADD"));
-    const rd = med(get(level, "weft", "DEL")) / med(get(level, "debian", "DEL"));
-    console.log(`  ${level} pods: weft/Debian ADD ${ra.toFixed(2)}, DEL ${rd.toFixed(2)} (goal ≤ 1.5 each)`);
-  }
   const lo = LEVELS[0]!, hi = LEVELS[LEVELS.length - 1]!;
-  for (const plugin of ["weft", "debian"]) {
+  for (const w of ["weft", "weft via agent"]) {
+    for (const level of LEVELS) {
+      const ra = med(get(level, w, "ADD")) / med(get(level, "debian", "ADD"));
+      const rd = med(get(level, w, "DEL")) / med(get(level, "debian", "DEL"));
+      console.log(
+        `  ${w}, ${level} pods: /Debian ADD ${ra.toFixed(2)}, DEL ${rd.toFixed(2)} (goal ≤ 1.5 each)`,
+      );
+    }
+  }
+  for (const plugin of ["weft", "weft via agent", "debian"]) {
     const g = med(get(hi, plugin, "ADD")) / med(get(lo, plugin, "ADD"));
     console.log(
-      `  ${plugin} ADD at ${hi} pods / at ${lo}: ${g.toFixed(2)}${plugin === "weft" ? " (goal ≤ 1.1)" : ""}`,
+      `  ${plugin} ADD at ${hi} pods / at ${lo}: ${g.toFixed(2)}${
+        plugin === "debian" ? "" : " (goal ≤ 1.1)"
+      }`,
     );
   }
-  const own = med(get(lo, "weft", "ADD in-plugin"));
-  console.log(`  weft's own ADD work (in-plugin, ${lo} pod): ${own.toFixed(1)} ms (goal ≤ 5 ms)`);
+  for (const w of ["weft", "weft via agent"]) {
+    const own = med(get(lo, w, "ADD in-plugin"));
+    console.log(`  ${w}: own ADD work (its log line's time, ${lo} pod) ${own.toFixed(1)} ms (goal ≤ 5 ms)`);
+  }
   const v = med(get(0, "weft VERSION", "VERSION")), e = med(get(0, "empty Deno script", "VERSION"));
   console.log(
     `  weft start-up (VERSION) ${v.toFixed(1)} ms = empty Deno script ${e.toFixed(1)} ms + ${
       (v - e).toFixed(1)
-    } ms (goal ≤ +10 ms)`,
+    } ms ` +
+      "(goal ≤ +10 ms)",
   );
   const thin = med(get(0, "thin client floor", "request"));
   console.log(
-    `  thin client floor ${thin.toFixed(1)} ms vs weft's whole in-process ADD ${
-      med(get(lo, "weft", "ADD")).toFixed(1)
-    } ms ` +
-      `(the floor excludes the agent's own work)`,
+    `  thin-call floor (process, connect, one round trip, no work) ${
+      thin.toFixed(1)
+    } ms; weft ADD via agent ` +
+      `${med(get(lo, "weft via agent", "ADD")).toFixed(1)} ms, in-process ${
+        med(get(lo, "weft", "ADD")).toFixed(1)
+      } ms`,
   );
   console.log(`  (timed section took ${secs.toFixed(0)} s)`);
 }

@@ -7,6 +7,22 @@
 /** Spec versions weft speaks. */
 export const SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] as const;
 
+/** The cniVersion a config asks for, best effort (to answer errors in the caller's version). */
+export function requestedVersion(stdin: string): string | undefined {
+  try {
+    const v = (JSON.parse(stdin) as { cniVersion?: unknown })?.cniVersion;
+    return typeof v === "string" && (SUPPORTED_VERSIONS as readonly string[]).includes(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The answer to VERSION, in the version the config asks for (stdout, with its newline). */
+export function versionAnswer(stdin: string): string {
+  const v = requestedVersion(stdin) ?? "1.1.0";
+  return JSON.stringify({ cniVersion: v, supportedVersions: SUPPORTED_VERSIONS }) + "\n";
+}
+
 /** Well-known error codes (CNI spec). */
 export const CNI_ERR = {
   INCOMPATIBLE_VERSION: 1,
