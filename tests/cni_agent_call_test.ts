@@ -7,9 +7,12 @@
  */
 import assert from "node:assert/strict";
 import { Netlink, netnsCreate, netnsDelete } from "../ffi/mod.ts";
+import { addIP, formatIP } from "../src/net/ip.ts";
+import { startAgent, waitReady, waitSubnetEnv } from "./helpers/agent.ts";
 import { cni, type CniCall, cniLab, nsExec } from "./helpers/cni.ts";
+import { etcdctl, haveEtcd, startEtcd } from "./helpers/etcd.ts";
 import { uniqueNetnsName } from "./helpers/names.ts";
-import { ROOT } from "./helpers/topology.ts";
+import { createTopology, ROOT } from "./helpers/topology.ts";
 
 const SERVER = new URL("../src/cni/agent_server.ts", import.meta.url).pathname;
 
@@ -217,6 +220,67 @@ Deno.test({
     } finally {
       for (const c of silent) c.close();
       await stop(server);
+    }
+  },
+});
+
+Deno.test({
+  name: "a running weft agent serves its node's CNI calls, and the plugin runs them itself once it stops",
+  ignore: !ROOT || !haveEtcd(),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using topo = await createTopology({ nodes: 1 });
+    const dir = await Deno.makeTempDir({ prefix: "weft-cni-agent-" });
+    await using etcd = await startEtcd({ netns: topo.underlay, host: topo.underlayIP });
+    await etcdctl(etcd.endpoint, [
+      "put",
+      "/coreos.com/network/config",
+      JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "vxlan" } }),
+    ], { netns: topo.underlay });
+    const node = topo.nodes[0]!;
+    const agent = startAgent(node, { etcd: etcd.endpoint, dir });
+    const pods: string[] = [];
+    try {
+      const env = await waitSubnetEnv(agent);
+      await waitReady(agent);
+      const conf = {
+        cniVersion: "1.1.0",
+        name: "cbr0",
+        type: "flannel",
+        subnetFile: agent.subnetFile,
+        dataDir: `${dir}/flannel`,
+        delegate: { isDefaultGateway: true, ipam: { dataDir: `${dir}/networks` } },
+      };
+      const addPod = async (id: string) => {
+        const ns = uniqueNetnsName("pod");
+        netnsCreate(ns);
+        pods.push(ns);
+        const r = await cni(node.netns, {
+          command: "ADD",
+          containerId: id,
+          netns: `/run/netns/${ns}`,
+          ifname: "eth0",
+        }, conf);
+        assert.equal(r.code, 0, r.stdout + r.stderr);
+        return { r, ns };
+      };
+      const served = await addPod("via-agent");
+      assert.equal(loggedPid(served.r), agent.pid, "the agent ran the ADD");
+      const gw = formatIP(addIP(env.subnet!.ip, 1));
+      assert.equal(
+        (await nsExec(served.ns, ["ping", "-c", "1", "-W", "2", gw])).code,
+        0,
+        "the pod reaches cni0",
+      );
+      await agent.stop();
+      const local = await addPod("after-agent");
+      assert.notEqual(loggedPid(local.r), agent.pid, "with the agent gone, the plugin ran it");
+      assert.equal((await nsExec(local.ns, ["ping", "-c", "1", "-W", "2", gw])).code, 0);
+    } finally {
+      await agent.stop();
+      for (const ns of pods) netnsDelete(ns);
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },
 });

@@ -23,13 +23,16 @@ export const DEFAULT_AGENT_SOCKET = `/run/flannel/${AGENT_SOCKET_NAME}`;
 export const AGENT_SOCKET_KEY = "agentSocket";
 
 /**
- * The socket of the agent that writes `subnetFile`: beside it. Plugin and agent already agree on where
- * subnet.env lives, so they agree on the socket without another setting, and agents with different
- * subnet files (tests, several nodes in namespaces on one host) never share one.
+ * The socket of the agent that writes `subnetFile`: beside it, `weft-cni.sock` for a file named
+ * subnet.env, else `<file>.weft-cni.sock`. Plugin and agent already agree on where subnet.env lives, so
+ * they agree on the socket without another setting, and agents with different subnet files (tests,
+ * several nodes in namespaces on one host, even in one folder) never share one.
  */
 export function agentSocketBeside(subnetFile: string): string {
   const slash = subnetFile.lastIndexOf("/");
-  return `${slash > 0 ? subnetFile.slice(0, slash) : slash === 0 ? "" : "."}/${AGENT_SOCKET_NAME}`;
+  const dir = slash > 0 ? subnetFile.slice(0, slash) : slash === 0 ? "" : ".";
+  const name = subnetFile.slice(slash + 1);
+  return name === "subnet.env" ? `${dir}/${AGENT_SOCKET_NAME}` : `${subnetFile}.${AGENT_SOCKET_NAME}`;
 }
 
 /** The largest request the agent reads (a CNI config is a few KiB). */

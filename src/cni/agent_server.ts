@@ -83,6 +83,7 @@ export function serveCni(path: string = DEFAULT_AGENT_SOCKET): CniServer {
   clearStale(path);
   const listener = Deno.listen({ transport: "unix", path });
   Deno.chmodSync(path, 0o600);
+  const ours = Deno.lstatSync(path).ino;
   const ownNet = netnsId();
   /** Why this agent cannot serve `req` (it would see other files or another network), if so. */
   const cannotServe = (req: AgentRequest): string | undefined => {
@@ -142,7 +143,8 @@ export function serveCni(path: string = DEFAULT_AGENT_SOCKET): CniServer {
     await accepting;
     await queue;
     try {
-      Deno.removeSync(path);
+      // Only our own socket: another agent may have taken the path over since.
+      if (Deno.lstatSync(path).ino === ours) Deno.removeSync(path);
     } catch { /* gone */ }
   };
   return { path, counts, close, [Symbol.asyncDispose]: close };
