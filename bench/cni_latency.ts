@@ -111,8 +111,11 @@ function fail(what: string, r: Call): never {
   throw new Error(`${what} failed (exit ${r.code}): ${r.stdout}${r.stderr}`);
 }
 
-/** Floor of a thin client: process start, connect to a unix socket, one request and answer. */
-async function thinClientFloor(dir: string, n: number): Promise<number[]> {
+/**
+ * Floor of a thin client: a Deno process that connects to a unix socket, sends its environment and reads
+ * one answer from a server in this process that does no work. Returns the probe and a stop function.
+ */
+function thinClientFloor(dir: string): { probe: () => Promise<number>; stop: () => Promise<void> } {
   const path = `${dir}/thin.sock`;
   const listener = Deno.listen({ transport: "unix", path });
   const serve = (async () => {
@@ -132,20 +135,24 @@ async function thinClientFloor(dir: string, n: number): Promise<number[]> {
      const b = new Uint8Array(4096); const k = await c.read(b);
      Deno.stdout.writeSync(b.subarray(0, k ?? 0)); c.close();`,
   );
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const r = await call(
-      undefined,
-      [Deno.execPath(), "run", "-A", `${dir}/thin.ts`],
-      cniEnv("ADD", "x", ""),
-      "",
-    );
-    if (r.code !== 0) fail("thin client", r);
-    out.push(r.ms);
-  }
-  listener.close();
-  await serve;
-  return out;
+  return {
+    probe: async () => {
+      const r = await call(
+        undefined,
+        [Deno.execPath(), "run", "-A", `${dir}/thin.ts`],
+        cniEnv("ADD", "x", ""),
+        "",
+      );
+      if (r.code !== 0) fail("thin client", r);
+      return r.ms;
+    },
+    stop: async () => {
+      try {
+        listener.close();
+      } catch { /* closed before */ }
+      await serve;
+    },
+  };
 }
 
 interface Row {
@@ -251,6 +258,27 @@ async function main(): Promise<void> {
       Object.assign(cold, { add: a.ms, del: d.ms });
     }
 
+    // Start-up alone, timed in the same loop as the first level's calls (same machine load): VERSION,
+    // an empty Deno script, host-local VERSION, and the thin-client floor.
+    Deno.writeTextFileSync(`${dir}/empty.ts`, "");
+    const floor = thinClientFloor(dir);
+    cleanups.push(() => void floor.stop());
+    const startup: Record<string, () => Promise<number>> = {};
+    for (
+      const [k, cmd] of Object.entries({
+        "weft VERSION": WEFT,
+        "empty Deno script": [Deno.execPath(), "run", `${dir}/empty.ts`],
+        "host-local VERSION": [`${DEBIAN}/host-local`],
+      })
+    ) {
+      startup[k] = async () => {
+        const r = await call(undefined, cmd, cniEnv("VERSION", "", ""), '{"cniVersion":"1.0.0"}');
+        if (r.code !== 0) fail(k, r);
+        return r.ms;
+      };
+    }
+    startup["thin client floor"] = floor.probe;
+
     // Fill each bridge to `level` pods, then time probe ADD+DEL pairs, alternating plugins.
     const filled: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
     const t0 = performance.now();
@@ -291,26 +319,17 @@ async function main(): Promise<void> {
           }
           if (di) add(level, name, "DEL in-plugin", di.ms);
         }
+        if (level !== LEVELS[0]) continue;
+        const keys = Object.keys(startup);
+        for (const k of i % 2 ? keys : keys.reverse()) {
+          const ms = await startup[k]!();
+          if (i >= WARMUP) add(0, k, k === "thin client floor" ? "request" : "VERSION", ms);
+        }
       }
     }
     const measureSecs = (performance.now() - t0) / 1000;
 
-    // Start-up alone: VERSION, against an empty Deno script and host-local.
-    Deno.writeTextFileSync(`${dir}/empty.ts`, "");
-    const vcmds: Record<string, string[]> = {
-      "weft VERSION": WEFT,
-      "empty Deno script": [Deno.execPath(), "run", `${dir}/empty.ts`],
-      "host-local VERSION": [`${DEBIAN}/host-local`],
-    };
-    for (let i = 0; i < ITER; i++) {
-      for (const [k, cmd] of Object.entries(vcmds)) {
-        const r = await call(undefined, cmd, cniEnv("VERSION", "", ""), '{"cniVersion":"1.0.0"}');
-        if (r.code !== 0) fail(k, r);
-        add(0, k, "VERSION", r.ms);
-      }
-    }
-    for (const ms of await thinClientFloor(dir, ITER)) add(0, "thin client floor", "request", ms);
-
+    await floor.stop();
     stopServer();
     await server.status;
     report(rows, phaseSums, cold, measureSecs);

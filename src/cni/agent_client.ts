@@ -6,13 +6,7 @@
  *
  * @module
  */
-import {
-  type AgentReply,
-  type AgentRequest,
-  forwardedEnv,
-  netnsId,
-  pathIdentities,
-} from "./agent_protocol.ts";
+import { type AgentReply, type AgentRequest, forwardedEnv } from "./agent_protocol.ts";
 import type { CniOutcome } from "./execute.ts";
 import { requestedVersion } from "./types.ts";
 
@@ -47,12 +41,7 @@ export async function callAgent(
     return undefined; // no agent (a stale socket file: connection refused)
   }
   try {
-    const req: AgentRequest = {
-      env: forwardedEnv(getEnv),
-      stdin,
-      net: netnsId(),
-      paths: pathIdentities(stdin, getEnv("CNI_NETNS")),
-    };
+    const req: AgentRequest = { env: forwardedEnv(getEnv), stdin, pid: Deno.pid };
     const request = JSON.stringify(req);
     try {
       const data = enc.encode(request + "\n");

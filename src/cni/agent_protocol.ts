@@ -6,9 +6,11 @@
  *
  * The agent serves a call only when it sees the files and the network the plugin sees: the same network
  * namespace, and the same file (device and inode) behind every path the call involves — the config's
- * paths, the default IPAM and saved-config folders, subnet.env, CNI_NETNS. An agent in a container with
- * its own /var/lib does not, and says so; then, and whenever the socket is missing or dead, the plugin
- * runs the command itself.
+ * paths, the default IPAM and saved-config folders, subnet.env, CNI_NETNS — which it checks itself, by
+ * looking at them through the plugin's `/proc/<pid>/root` (the plugin, waiting for the answer, sends
+ * only its pid: every check is the warm agent's work, not the fresh process's). An agent in a container
+ * with its own /var/lib sees other files, and says so; then, and whenever the socket is missing or dead,
+ * the plugin runs the command itself.
  *
  * @module
  */
@@ -64,18 +66,16 @@ export interface AgentRequest {
   env: Record<string, string>;
   /** The config on stdin. */
   stdin: string;
-  /** The caller's network namespace, from {@linkcode netnsId}. */
-  net: string;
-  /** What the caller sees behind each path of the call, from {@linkcode pathIdentities}. */
-  paths: Record<string, string>;
+  /** The caller's pid (its view of the files and its network namespace are checked through /proc). */
+  pid: number;
 }
 
 /** A reply: the call's outcome, or a refusal that sends the plugin back to running the command itself. */
 export type AgentReply = { code: number; stdout: string; log: string } | { fallback: string };
 
-/** The identity (device:inode) of the calling thread's network namespace. */
-export function netnsId(): string {
-  const st = Deno.statSync("/proc/thread-self/ns/net");
+/** The identity (device:inode) of a namespace file, e.g. `/proc/thread-self/ns/net`. */
+export function nsId(path: string): string {
+  const st = Deno.statSync(path);
   return `${st.dev}:${st.ino}`;
 }
 
@@ -86,11 +86,14 @@ export function netnsId(): string {
  */
 export const DEFAULT_PATHS = ["/var/lib/cni/networks", "/var/lib/cni/flannel", "/run/flannel/subnet.env"];
 
-/** `path`'s nearest existing ancestor (or itself) with its device:inode: the same on two sides ⇒ one file. */
-export function pathIdentity(path: string): string {
+/**
+ * `path`'s nearest existing ancestor (or itself) with its device:inode, as seen under `root` (`""`: this
+ * process's view; `/proc/<pid>/root`: that process's): equal for two views ⇒ one and the same file.
+ */
+export function pathIdentity(path: string, root = ""): string {
   for (let p = path; p;) {
     try {
-      const st = Deno.statSync(p);
+      const st = Deno.statSync(root + p);
       return `${p}@${st.dev}:${st.ino}`;
     } catch {
       const slash = p.lastIndexOf("/");
@@ -116,13 +119,9 @@ function configPaths(stdin: string): string[] {
   return [...out];
 }
 
-/** What the caller sees behind every path the call involves (see the module comment). */
-export function pathIdentities(stdin: string, netns: string | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const p of [...DEFAULT_PATHS, ...configPaths(stdin), ...(netns ? [netns] : [])]) {
-    out[p] = pathIdentity(p);
-  }
-  return out;
+/** Every path a call involves (see the module comment). */
+export function callPaths(stdin: string, netns: string | undefined): string[] {
+  return [...DEFAULT_PATHS, ...configPaths(stdin), ...(netns ? [netns] : [])];
 }
 
 /**

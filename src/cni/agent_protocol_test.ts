@@ -25,18 +25,25 @@ Deno.test("the thin call's default paths are the ones the CNI modules use", asyn
 });
 
 Deno.test("pathIdentity() names the nearest existing ancestor with its inode, so two views of one file agree", async () => {
-  const { pathIdentity, pathIdentities } = await import("./agent_protocol.ts");
+  const { pathIdentity, callPaths } = await import("./agent_protocol.ts");
   const dir = Deno.makeTempDirSync();
   try {
     const st = Deno.statSync(dir);
     assert.equal(pathIdentity(`${dir}/a/b/c`), `${dir}@${st.dev}:${st.ino}`);
     Deno.mkdirSync(`${dir}/a`);
     assert.notEqual(pathIdentity(`${dir}/a/b/c`), `${dir}@${st.dev}:${st.ino}`, "a new folder changes it");
-    const ids = pathIdentities(
+    assert.equal(
+      pathIdentity(`${dir}/a`, `/proc/${Deno.pid}/root`),
+      pathIdentity(`${dir}/a`),
+      "via /proc/<pid>/root",
+    );
+    const paths = callPaths(
       JSON.stringify({ subnetFile: `${dir}/s.env`, delegate: { ipam: { dataDir: `${dir}/n` } } }),
       "/x",
     );
-    assert.ok(`${dir}/s.env` in ids && `${dir}/n` in ids && "/x" in ids && "/var/lib/cni/networks" in ids);
+    for (const p of [`${dir}/s.env`, `${dir}/n`, "/x", "/var/lib/cni/networks"]) {
+      assert.ok(paths.includes(p), p);
+    }
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }

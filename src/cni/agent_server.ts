@@ -15,9 +15,10 @@
 import {
   type AgentReply,
   type AgentRequest,
+  callPaths,
   DEFAULT_AGENT_SOCKET,
   MAX_REQUEST_BYTES,
-  netnsId,
+  nsId,
   pathIdentity,
 } from "./agent_protocol.ts";
 import { executeCni } from "./execute.ts";
@@ -59,7 +60,7 @@ async function readRequest(conn: Deno.Conn): Promise<AgentRequest> {
   const req = JSON.parse(new TextDecoder().decode(all)) as AgentRequest;
   if (
     typeof req?.stdin !== "string" || typeof req.env !== "object" || req.env === null ||
-    typeof req.net !== "string" || typeof req.paths !== "object" || req.paths === null
+    !Number.isInteger(req.pid) || req.pid <= 0
   ) {
     throw new Error("malformed request");
   }
@@ -84,12 +85,21 @@ export function serveCni(path: string = DEFAULT_AGENT_SOCKET): CniServer {
   const listener = Deno.listen({ transport: "unix", path });
   Deno.chmodSync(path, 0o600);
   const ours = Deno.lstatSync(path).ino;
-  const ownNet = netnsId();
+  const ownNet = nsId("/proc/thread-self/ns/net");
   /** Why this agent cannot serve `req` (it would see other files or another network), if so. */
   const cannotServe = (req: AgentRequest): string | undefined => {
-    if (req.net !== ownNet) return "the plugin runs in another network namespace than the agent";
-    for (const [p, id] of Object.entries(req.paths)) {
-      if (pathIdentity(p) !== id) return `the agent sees another file at ${p} than the plugin`;
+    const root = `/proc/${req.pid}/root`;
+    try {
+      if (nsId(`/proc/${req.pid}/ns/net`) !== ownNet) {
+        return "the plugin runs in another network namespace than the agent";
+      }
+    } catch {
+      return `cannot see the plugin (pid ${req.pid})`;
+    }
+    for (const p of callPaths(req.stdin, req.env.CNI_NETNS)) {
+      if (pathIdentity(p) !== pathIdentity(p, root)) {
+        return `the agent sees another file at ${p} than the plugin`;
+      }
     }
     return undefined;
   };

@@ -71,8 +71,21 @@ export async function runCni(): Promise<number> {
   let out: CniOutcome | undefined;
   const socket = agentSocketFor(stdin);
   if (socket && exists(socket)) {
+    const trace = Deno.env.get("WEFT_CNI_TRACE") === "1";
+    const t1 = performance.now();
     const { callAgent } = await import("./agent_client.ts");
+    const t2 = performance.now();
     out = await callAgent(socket, getEnv, stdin);
+    if (out && trace) {
+      const t3 = performance.now();
+      out.log = out.log.replace(
+        /\n$/,
+        ` [client: until import ${(t1 - t0).toFixed(1)}, import ${(t2 - t1).toFixed(1)}, call ${
+          (t3 - t2).toFixed(1)
+        }; ` +
+          `client process up ${t3.toFixed(1)} ms]\n`,
+      );
+    }
   }
   if (!out) {
     const { executeCni } = await import("./execute.ts");
