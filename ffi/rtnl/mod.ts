@@ -35,7 +35,7 @@ import { RtnlSocket } from "./socket.ts";
 import { closeFd, openPath } from "./sys.ts";
 
 export { NetlinkError } from "../errors.ts";
-export { closeFd, errnoName, inNetns, openPath, SyscallError } from "./sys.ts";
+export { closeFd, inNetns, openPath, SyscallError } from "./sys.ts";
 export type { LinkChanges, RawRoute, RawVethOptions };
 
 /** An rtnetlink handle bound to one network namespace. Dispose it (`using`). */

@@ -13,11 +13,15 @@
  * reinterpreted. Buffers passed by address must be ArrayBuffer-backed (off the V8 heap, never moved):
  * {@linkcode addressOf} takes only those.
  *
- * Nothing is loaded at import time. All calls are blocking and run on the JS thread, which is what
+ * Failures are ffi's {@linkcode SyscallError} (op, errno and its name). Nothing is loaded at import time. All calls are blocking and run on the JS thread, which is what
  * {@linkcode inNetns} needs: setns(2) switches the calling thread.
  *
  * @module
  */
+
+import { SyscallError } from "../syscall_error.ts";
+
+export { SyscallError };
 
 const SYMBOLS = {
   // long syscall(long number, ...);  (variadic in C; see the module comment)
@@ -61,30 +65,6 @@ export function sys(name: keyof Nr, a = 0n, b = 0n, c = 0n, d = 0n, e = 0n, f = 
   const l = load();
   const rc = Number(l.syscall(BigInt(nr![name]), a, b, c, d, e, f));
   return rc === -1 ? -errnoView!.getInt32() : rc;
-}
-
-/** A failed system call, with the kernel's errno. */
-export class SyscallError extends Error {
-  /** Creates the error for `op` failing with (positive) `errno`. */
-  constructor(readonly op: string, readonly errno: number) {
-    super(`${op}: ${errnoName(errno)}`);
-    this.name = "SyscallError";
-  }
-}
-
-const NAMES: Record<number, string> = {
-  1: "operation not permitted (EPERM)",
-  2: "no such file or directory (ENOENT)",
-  13: "permission denied (EACCES)",
-  20: "not a directory (ENOTDIR)",
-  22: "invalid argument (EINVAL)",
-  24: "too many open files (EMFILE)",
-  40: "too many levels of symbolic links (ELOOP)",
-};
-
-/** A readable name for an errno. */
-export function errnoName(errno: number): string {
-  return NAMES[errno] ?? `errno ${errno}`;
 }
 
 const AT_FDCWD = -100n;
