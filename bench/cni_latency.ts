@@ -319,6 +319,10 @@ async function main(): Promise<void> {
           }
           if (di) add(level, name, "DEL in-plugin", di.ms);
         }
+        // The empty script at every level too: the machine's load drifts between levels, and the ADD
+        // growth is also read relative to it.
+        const e = await startup["empty Deno script"]!();
+        if (i >= WARMUP) add(level, "empty Deno script", "run", e);
         if (level !== LEVELS[0]) continue;
         const keys = Object.keys(startup);
         for (const k of i % 2 ? keys : keys.reverse()) {

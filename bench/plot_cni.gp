@@ -13,8 +13,10 @@ set grid
 set yrange [0:*]
 set xrange [0:*]
 sel(p, o) = sprintf("< grep -F ',%s,%s,' %s | grep -v '^0,'", p, o, csv)
-plot sel("weft", "ADD") using 1:4 with linespoints lw 2 pt 7 title "weft ADD", \
+plot sel("weft", "ADD") using 1:4 with linespoints lw 2 pt 7 title "weft ADD (in the plugin process)", \
+     sel("weft via agent", "ADD") using 1:4 with linespoints lw 2 pt 9 title "weft ADD (via the agent)", \
      sel("debian", "ADD") using 1:4 with linespoints lw 2 pt 5 title "bridge+host-local ADD", \
-     sel("weft", "DEL") using 1:4 with linespoints lw 1 pt 6 dt 2 title "weft DEL", \
+     sel("weft", "DEL") using 1:4 with linespoints lw 1 pt 6 dt 2 title "weft DEL (in the plugin process)", \
+     sel("weft via agent", "DEL") using 1:4 with linespoints lw 1 pt 8 dt 2 title "weft DEL (via the agent)", \
      sel("debian", "DEL") using 1:4 with linespoints lw 1 pt 4 dt 2 title "bridge+host-local DEL", \
-     sel("weft", "ADD in-plugin") using 1:4 with linespoints lw 1 pt 2 title "weft ADD, own work (in-plugin)"
+     sel("empty Deno script", "run") using 1:4 with linespoints lw 1 pt 1 dt 3 lc rgb "gray40" title "an empty Deno script"
