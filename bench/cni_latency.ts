@@ -18,7 +18,10 @@
  * build (a compiled binary, other flags). `--csv FILE` writes every median as `level,plugin,op,median_ms,
  * p90_ms,n` (BENCHMARKS.md's plot is made from it with bench/plot_cni.gp).
  *
- * Run: `deno run -A bench/cni_latency.ts [iterations] [--levels 1,50,250] [--csv out.csv] [--weft "…"]`.
+ * `--before "<command line>"` adds another build to the same loop (the tree before a change, in-process).
+ *
+ * Run: `deno run -A bench/cni_latency.ts [iterations] [--levels 1,50,250] [--csv out.csv] [--weft "…"]
+ * [--before "…"]`.
  * Needs root.
  *
  * @module
@@ -32,6 +35,8 @@ const DEBIAN = "/usr/lib/cni";
 const args = Deno.args;
 const opt = (name: string) => (args.indexOf(name) >= 0 ? args[args.indexOf(name) + 1] : undefined);
 const WEFT = opt("--weft")?.split(" ") ?? [Deno.execPath(), "run", "-A", MAIN];
+/** Another weft build measured in the same loop (e.g. the tree before a change), in-process. */
+const BEFORE = opt("--before")?.split(" ");
 const ITER = Number(args.find((a, i) => /^\d+$/.test(a) && !args[i - 1]?.startsWith("--")) ?? 20);
 const LEVELS = (opt("--levels") ?? "1,50,250").split(",").map(Number);
 const CSV = opt("--csv");
@@ -206,6 +211,9 @@ async function main(): Promise<void> {
       // In-process: the thin call turned off.
       weft: { cmd: WEFT, conf: JSON.stringify({ ...weftConf, agentSocket: "" }) },
       "weft via agent": { cmd: WEFT, conf: JSON.stringify(weftConf) },
+      ...(BEFORE
+        ? { "weft before": { cmd: BEFORE, conf: JSON.stringify({ ...weftConf, agentSocket: "" }) } }
+        : {}),
       debian: {
         cmd: [`${DEBIAN}/bridge`],
         conf: JSON.stringify({
@@ -283,7 +291,8 @@ async function main(): Promise<void> {
     const filled: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
     const t0 = performance.now();
     for (const level of LEVELS) {
-      for (const name of names.filter((n) => n !== "weft via agent")) {
+      // The weft variants share one bridge and one store: only the in-process one fills them.
+      for (const name of names.filter((n) => n === "weft" || n === "debian")) {
         const p = plugins[name]!;
         for (; filled[name]! < level; filled[name]!++) {
           const i = filled[name]!;
@@ -390,7 +399,7 @@ function report(
   }
   console.log("\nratios (medians):");
   const lo = LEVELS[0]!, hi = LEVELS[LEVELS.length - 1]!;
-  for (const w of ["weft", "weft via agent"]) {
+  for (const w of ["weft", "weft via agent", ...(BEFORE ? ["weft before"] : [])]) {
     for (const level of LEVELS) {
       const ra = med(get(level, w, "ADD")) / med(get(level, "debian", "ADD"));
       const rd = med(get(level, w, "DEL")) / med(get(level, "debian", "DEL"));
