@@ -408,12 +408,16 @@ function report(
       );
     }
   }
-  for (const plugin of ["weft", "weft via agent", "debian"]) {
+  // The machine's load drifts between levels: the empty script, timed at every level, shows by how much.
+  const drift = med(get(hi, "empty Deno script", "run")) / med(get(lo, "empty Deno script", "run"));
+  for (const plugin of ["weft", "weft via agent", ...(BEFORE ? ["weft before"] : []), "debian"]) {
     const g = med(get(hi, plugin, "ADD")) / med(get(lo, plugin, "ADD"));
+    const goal = plugin === "debian" ? "" : " (goal ≤ 1.1)";
     console.log(
-      `  ${plugin} ADD at ${hi} pods / at ${lo}: ${g.toFixed(2)}${
-        plugin === "debian" ? "" : " (goal ≤ 1.1)"
-      }`,
+      `  ${plugin} ADD at ${hi} pods / at ${lo}: ${g.toFixed(2)}${goal}; ${
+        (g / drift).toFixed(2)
+      } after the ` +
+        `empty script's drift (×${drift.toFixed(2)})`,
     );
   }
   for (const w of ["weft", "weft via agent"]) {

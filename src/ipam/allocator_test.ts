@@ -118,3 +118,16 @@ Deno.test({
     });
   },
 });
+
+Deno.test("allocate() on a nearly full range that wrapped finds the one free address", async () => {
+  await withStore((s, root) => {
+    for (let i = 0; i < 253; i++) allocate(s, RANGE, `p${i}`, "eth0", { duplicateCheck: false });
+    s.releaseIP("10.244.3.100");
+    Deno.writeTextFileSync(`${root}/cbr0/last_reserved_ip.0`, "10.244.3.200");
+    assert.equal(
+      withPrefix(allocate(s, RANGE, "late", "eth0", { duplicateCheck: false }), SUBNET),
+      "10.244.3.100/24",
+    );
+    assert.throws(() => allocate(s, RANGE, "full", "eth0", { duplicateCheck: false }), RangeFullError);
+  });
+});

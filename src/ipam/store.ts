@@ -97,6 +97,13 @@ export class IpamStore {
     return out;
   }
 
+  /** The names in the store's folder (allocated addresses among them), without reading any file. */
+  names(): Set<string> {
+    const out = new Set<string>();
+    for (const e of Deno.readDirSync(this.dir)) out.add(e.name);
+    return out;
+  }
+
   /** Reserves `ip` for (container, ifname) with O_EXCL; false when the file exists already. */
   reserve(ip: IP, containerId: string, ifname: string, rangeIndex: number): boolean {
     safeName("container ID", containerId);
