@@ -20,7 +20,8 @@ if (import.meta.main) {
     Deno.exit(await runCni());
   } else {
     const cli: string = CLI_MODULE;
-    const { runCli } = await import(cli) as typeof import("./src/cli/main.ts");
+    // Typed by shape, not by `typeof import(…)`, so that even `deno info main.ts` shows the CNI graph only.
+    const { runCli } = await import(cli) as { runCli(args: string[]): Promise<number> };
     Deno.exit(await runCli(Deno.args));
   }
 }
