@@ -12,7 +12,6 @@
  *
  * @module
  */
-import { agentSocketFor } from "./agent_protocol.ts";
 import type { CniOutcome } from "./execute.ts";
 import { versionAnswer } from "./types.ts";
 
@@ -69,6 +68,7 @@ export async function runCni(): Promise<number> {
   }
   const getEnv = (k: string) => Deno.env.get(k);
   let out: CniOutcome | undefined;
+  const { agentSocketFor } = await import("./agent_protocol.ts");
   const socket = agentSocketFor(stdin);
   if (socket && exists(socket)) {
     const trace = Deno.env.get("WEFT_CNI_TRACE") === "1";
