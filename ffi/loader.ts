@@ -9,6 +9,7 @@
  */
 import { LIBC_SYMBOLS } from "./libc_symbols.ts";
 import { LIBNL_GENL_SYMBOLS, LIBNL_ROUTE_SYMBOLS, LIBNL_SYMBOLS } from "./libnl_symbols.ts";
+import { SyscallError } from "./syscall_error.ts";
 
 /** Thrown when a shared library cannot be opened. */
 export class LibraryNotFoundError extends Error {
@@ -124,4 +125,9 @@ export function libnlAvailable(): boolean {
 export function libcErrno(): number {
   const loc = c().__errno_location();
   return loc === null ? 0 : new Deno.UnsafePointerView(loc).getInt32(0);
+}
+
+/** Throws a {@linkcode SyscallError} for `op` with the calling thread's current errno. */
+export function failSyscall(op: string): never {
+  throw new SyscallError(op, libcErrno());
 }

@@ -7,8 +7,8 @@
  *
  * @module
  */
-import { c, libcErrno } from "./loader.ts";
-import { ERRNO, failSyscall, SyscallError } from "./syscall_error.ts";
+import { c, failSyscall, libcErrno } from "./loader.ts";
+import { ERRNO, SyscallError } from "./syscall_error.ts";
 
 const POLLIN = 0x001;
 const POLLERR = 0x008;

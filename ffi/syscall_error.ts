@@ -1,11 +1,12 @@
 /**
  * {@linkcode SyscallError}: a failed libc call (TUN, sockets, poll), with the errno and its name, so
- * callers can tell "would block" or "no such device" from real failures without parsing messages.
+ * callers can tell "would block" or "no such device" from real failures without parsing messages. It loads
+ * no library and no symbol table (the CNI plugin's raw netlink uses it too); `failSyscall`, which reads
+ * libc's errno, lives in loader.ts.
  *
  * @module
  */
 import { ERRNO_NAMES } from "./errors.ts";
-import { libcErrno } from "./loader.ts";
 
 /** errno values the packet paths test for. */
 export const ERRNO = {
@@ -36,9 +37,4 @@ export class SyscallError extends Error {
     this.name = "SyscallError";
     this.code = code;
   }
-}
-
-/** Throws a {@linkcode SyscallError} for `op` with the calling thread's current errno. */
-export function failSyscall(op: string): never {
-  throw new SyscallError(op, libcErrno());
 }

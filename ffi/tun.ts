@@ -16,8 +16,8 @@
  * @module
  */
 import { cstr, sizeT } from "./cmem.ts";
-import { c, libcErrno } from "./loader.ts";
-import { ERRNO, failSyscall, SyscallError } from "./syscall_error.ts";
+import { c, failSyscall, libcErrno } from "./loader.ts";
+import { ERRNO, SyscallError } from "./syscall_error.ts";
 
 const O_RDWR = 0o2;
 const O_NONBLOCK = 0o4000;

@@ -7,8 +7,8 @@
  * @module
  */
 import { sizeT } from "./cmem.ts";
-import { c, libcErrno } from "./loader.ts";
-import { ERRNO, failSyscall, SyscallError } from "./syscall_error.ts";
+import { c, failSyscall, libcErrno } from "./loader.ts";
+import { ERRNO, SyscallError } from "./syscall_error.ts";
 import { parseIP } from "../src/net/ip.ts";
 
 const AF_INET = 2;

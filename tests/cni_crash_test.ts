@@ -43,7 +43,8 @@ Deno.test({
         { command: "ADD", containerId: "late", netns: pod, ifname: "eth0" },
         lab.conf("1.0.0", { dataDir: `${lab.dir}/not-a-dir/flannel` }),
       );
-      assert.equal(r.out?.code, 101, r.stdout);
+      assert.equal(r.out?.code, 5, `an I/O error is the spec's code 5: ${r.stdout}`);
+      assert.match(String(r.out?.msg), /saved config: .*not-a-dir/);
       assert.deepEqual(lab.allocated(), [], "IP released");
       assert.deepEqual(ports(lab.node), [], "host veth removed");
       using nl = Netlink.open({ netns: pod });

@@ -293,7 +293,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a previous lease's gateway on cni0 is replaced instead of failing every ADD",
+  name: "a previous lease's gateway on a cni0 without pods is replaced instead of failing every ADD",
   ignore: !ROOT,
   async fn() {
     await using lab = await cniLab({ net: "10.244.18" });

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { CLI_MODULE } from "../main.ts";
 import { V8_FLAGS_ARG } from "../src/self_command.ts";
 
 const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"] as const;
@@ -31,6 +32,10 @@ if (import.meta.main) {
         target,
         "--output",
         out,
+        // main.ts imports the CLI through a computed specifier (so the CNI path never resolves npm
+        // packages); name it here so the binary embeds it.
+        "--include",
+        CLI_MODULE,
         "main.ts",
       ],
       stdout: "inherit",

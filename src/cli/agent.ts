@@ -89,6 +89,8 @@ export interface AgentFlagValues extends EtcdFlagValues {
   logLevel: string;
   /** --log-json[=bool]. */
   logJson: string | boolean;
+  /** --cni-server[=bool]. */
+  cniServer: string | boolean;
 }
 
 /** The agent's options and the lease store it runs on. */
@@ -172,27 +174,41 @@ export function registerAgent(program: Command): void {
     .option("-v, --verbose", "debug logging (same as --log-level=debug)")
     .option("--log-level <level>", `one of ${LOG_LEVELS.join(", ")}`, envDefault("--log-level", "info"))
     .option("--log-json [bool]", "one JSON object per log line", envDefault("--log-json", "false"))
-    .action(async (flags) => {
-      const level = flags.verbose ? "debug" : flags.logLevel;
-      if (!(LOG_LEVELS as readonly string[]).includes(level)) {
-        throw new CliError(`--log-level ${level}: one of ${LOG_LEVELS.join(", ")}`, 2);
-      }
-      const stop = new AbortController();
-      const opts = agentOptionsFrom(flags, stop.signal);
-      const openSource = await sourceOpener(kubeFlagValues(flags), opts);
-      await setupLogging({
-        level: level as (typeof LOG_LEVELS)[number],
-        json: parseBool("--log-json", flags.logJson),
-      });
-      const onSignal = () => stop.abort();
-      Deno.addSignalListener("SIGTERM", onSignal);
-      Deno.addSignalListener("SIGINT", onSignal);
-      const { runAgent } = await import("../agent/agent.ts");
-      try {
-        await runAgent(await openSource(stop.signal), opts);
-      } catch (err) {
-        if (stop.signal.aborted) return;
-        throw new CliError((err as Error).message);
-      }
-    });
+    .option(
+      "--cni-server [bool]",
+      "run the node's CNI calls in the agent (socket beside --subnet-file; the plugin falls back to itself)",
+      envDefault("--cni-server", "true"),
+    )
+    .action((flags) => runAgentCommand(flags));
+}
+
+/** `weft agent`: logging, signals, the CNI server, then the agent until a signal stops it. */
+async function runAgentCommand(flags: AgentFlagValues): Promise<void> {
+  const level = flags.verbose ? "debug" : flags.logLevel;
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new CliError(`--log-level ${level}: one of ${LOG_LEVELS.join(", ")}`, 2);
+  }
+  const stop = new AbortController();
+  const opts = agentOptionsFrom(flags, stop.signal);
+  const openSource = await sourceOpener(kubeFlagValues(flags), opts);
+  await setupLogging({
+    level: level as (typeof LOG_LEVELS)[number],
+    json: parseBool("--log-json", flags.logJson),
+  });
+  const onSignal = () => stop.abort();
+  Deno.addSignalListener("SIGTERM", onSignal);
+  Deno.addSignalListener("SIGINT", onSignal);
+  const { runAgent } = await import("../agent/agent.ts");
+  const { startCniServer } = await import("./cni_server.ts");
+  const cni = parseBool("--cni-server", flags.cniServer)
+    ? await startCniServer(opts.subnetFile)
+    : { close: () => Promise.resolve() };
+  try {
+    await runAgent(await openSource(stop.signal), opts);
+  } catch (err) {
+    if (stop.signal.aborted) return;
+    throw new CliError((err as Error).message);
+  } finally {
+    await cni.close();
+  }
 }

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { type Netlink, NetlinkError } from "../../ffi/mod.ts";
+import { NetlinkError, type Rtnl } from "../../ffi/rtnl/mod.ts";
+import { randomMac } from "../net/mac.ts";
 import { CNI_ERR, CniError } from "./types.ts";
 
 /** What {@linkcode ensureBridge} reports about the bridge. */
@@ -13,29 +14,27 @@ export interface BridgeState {
   index: number;
   /** MAC. */
   mac: string;
-  /** Stale addresses that were removed (a previous lease's gateway). */
-  removed: string[];
-}
-
-function randomLocalMac(): string {
-  const b = crypto.getRandomValues(new Uint8Array(6));
-  b[0] = (b[0]! & 0xfe) | 0x02; // unicast, locally administered
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
+  /** Addresses of a previous subnet that were replaced (only ever on a bridge without ports). */
+  replaced: string[];
 }
 
 /**
- * Ensures bridge `name` exists, is up, has `mtu` and holds exactly the gateway addresses `gateways`
- * (CIDRs, one per family). The bridge gets an explicit MAC at creation, so the kernel never changes it
- * when ports come and go (an auto-assigned bridge MAC follows the lowest port MAC, which makes pods'
- * ARP entries for the gateway go stale). Addresses of a family that differ from today's gateway are a
- * previous lease's: flannel's bridge plugin fails every ADD with "cni0 already has an IP address
- * different from …" then; weft replaces them.
+ * Ensures bridge `name` exists, is up, has `mtu` and holds the gateway addresses `gateways` (CIDRs, one
+ * per family). The bridge gets an explicit MAC at creation, so the kernel never changes it when ports
+ * come and go (an auto-assigned bridge MAC follows the lowest port MAC, which makes pods' ARP entries
+ * for the gateway go stale).
+ *
+ * A bridge that holds another address of a family (a previous subnet) is never re-addressed under
+ * running pods — that would cut every one of them off its gateway. With ports attached the ADD fails
+ * with code 11 saying why (it clears once those pods are gone); a bridge without ports is safe to
+ * re-address, and is (flannel's bridge plugin fails every ADD with "cni0 already has an IP address
+ * different from …" instead, until someone deletes cni0 by hand).
  */
-export function ensureBridge(nl: Netlink, name: string, mtu: number, gateways: string[]): BridgeState {
+export function ensureBridge(nl: Rtnl, name: string, mtu: number, gateways: string[]): BridgeState {
   let br = nl.linkGet(name);
   if (!br) {
     try {
-      br = nl.linkAddBridge({ name, mac: randomLocalMac() });
+      br = nl.linkAddBridge({ name, mac: randomMac() });
     } catch (err) {
       // Another ADD created it at the same moment.
       if (!(err instanceof NetlinkError && err.exists)) throw err;
@@ -49,26 +48,34 @@ export function ensureBridge(nl: Netlink, name: string, mtu: number, gateways: s
       `${name} exists but is ${br.kind ? `a ${br.kind}` : "a plain"} device, not a bridge`,
     );
   }
-  // The MTU is set after creation, not at it: only a changed MTU counts as "set by the user", otherwise
-  // the kernel puts the bridge back to 1500 whenever its last port leaves.
-  if (br.mtu !== mtu) nl.linkSetMtu(br.index, mtu);
-  const removed: string[] = [];
+  const replaced: string[] = [];
   const have = nl.addrList(br.index).filter((a) => a.scope === 0);
   for (const gw of gateways) {
+    if (have.some((a) => a.cidr === gw)) continue;
     const family = gw.includes(":") ? 6 : 4;
-    for (const a of have) {
-      if (a.family === family && a.cidr !== gw && nl.addrDelete(br.index, a.cidr)) removed.push(a.cidr);
-    }
-    if (!have.some((a) => a.cidr === gw)) {
-      try {
-        nl.addrAdd(br.index, gw);
-      } catch (err) {
-        if (!(err instanceof NetlinkError && err.exists)) throw err; // a parallel ADD added it
+    const stale = have.filter((a) => a.family === family).map((a) => a.cidr);
+    if (stale.length) {
+      const ports = nl.linkPorts(br.index);
+      if (ports.length) {
+        throw new CniError(
+          CNI_ERR.TRY_AGAIN_LATER,
+          `${name} holds ${stale.join(", ")} but subnet.env says the gateway is ${gw}: the node's subnet ` +
+            `changed while ${ports.length} pod(s) still use the old one; weft does not re-address ${name} ` +
+            `under running pods (ADD succeeds once they are deleted, or after the node is drained)`,
+        );
       }
+      for (const cidr of stale) if (nl.addrDelete(br.index, cidr)) replaced.push(cidr);
+    }
+    try {
+      nl.addrAdd(br.index, gw);
+    } catch (err) {
+      if (!(err instanceof NetlinkError && err.exists)) throw err; // a parallel ADD added it
     }
   }
-  if (!br.up) nl.linkSetUp(br.index);
-  return { index: br.index, mac: br.mac, removed };
+  // The MTU is set after creation, not at it: only a changed MTU counts as "set by the user", otherwise
+  // the kernel puts the bridge back to 1500 whenever its last port leaves.
+  if (br.mtu !== mtu || !br.up) nl.linkSet(br.index, { ...(br.mtu !== mtu ? { mtu } : {}), up: true });
+  return { index: br.index, mac: br.mac, replaced };
 }
 
 /** FNV-1a, 64 bits: a stable, cheap hash (no crypto needed, only spread). */

@@ -1,53 +1,56 @@
 /**
  * CNI CHECK: the container's interface, addresses and routes are as ADD left them, and the host end is
- * still a port of the bridge. Anything else is code 100 with what differs.
+ * still a port of the bridge. Anything else is code 100 with what differs. `prevResult` reaches here
+ * already checked (prev_result.ts: a malformed one is code 7).
  *
  * @module
  */
-import { Netlink, netnsPath } from "../../ffi/mod.ts";
+import { closeFd, Rtnl } from "../../ffi/rtnl/mod.ts";
 import { IpamStore } from "../ipam/store.ts";
 import { hostVethName } from "./bridge.ts";
-import { plans, podRoutes, subnetEnvFor } from "./add.ts";
 import type { CniConfig } from "./config.ts";
 import type { CniEnv } from "./env.ts";
-import { CNI_ERR, CniError } from "./types.ts";
+import { ioStep } from "./io.ts";
+import { openContainerNetns } from "./netns.ts";
+import { plansFor, podRoutes } from "./plan.ts";
+import { CNI_ERR, CniError, type Result } from "./types.ts";
 
 function fail(msg: string): never {
   throw new CniError(CNI_ERR.CHECK_FAILED, msg);
 }
 
 /** Runs CHECK. */
-export function cmdCheck(cfg: CniConfig, env: CniEnv): void {
-  const senv = subnetEnvFor(cfg);
-  const store = new IpamStore(cfg.ipamDataDir, cfg.name);
-  const mine = store.list().filter((a) => a.containerId === env.containerId && a.ifname === env.ifname);
+export function cmdCheck(cfg: CniConfig, env: CniEnv, prev?: Result): void {
+  const { families } = plansFor(cfg);
+  const store = ioStep("IPAM store", () => new IpamStore(cfg.ipamDataDir, cfg.name));
+  const mine = ioStep("IPAM store", () => store.list())
+    .filter((a) => a.containerId === env.containerId && a.ifname === env.ifname);
   if (!mine.length) fail(`no address is allocated to ${env.containerId}/${env.ifname}`);
-  const netns = netnsPath(env.netns);
-  try {
-    Deno.statSync(netns);
-  } catch {
-    throw new CniError(CNI_ERR.UNKNOWN_CONTAINER, `network namespace ${env.netns} does not exist`);
-  }
-  using ctr = Netlink.open({ netns });
+  const { fd, nl } = openContainerNetns(env.netns);
+  using ctr = nl;
+  closeFd(fd); // the handle stays in the namespace
   const link = ctr.linkGet(env.ifname);
   if (!link) fail(`${env.ifname} is missing in ${env.netns}`);
   if (!link.up) fail(`${env.ifname} is down`);
   const addrs = new Set(ctr.addrList(link.index).map((a) => a.cidr.split("/")[0]));
   for (const a of mine) if (!addrs.has(a.ip)) fail(`${env.ifname} lacks its address ${a.ip}`);
-  const prevIps = (Array.isArray(cfg.prevResult?.ips) ? cfg.prevResult.ips : []) as { address?: string }[];
-  for (const ip of prevIps) {
-    const a = String(ip.address ?? "").split("/")[0]!;
-    if (!addrs.has(a)) fail(`prevResult's address ${ip.address} is not on ${env.ifname}`);
+  for (const ip of prev?.ips ?? []) {
+    // Addresses of other interfaces in a chain are not weft's to check.
+    const iface = ip.interface === undefined ? undefined : prev!.interfaces[ip.interface];
+    if (iface && iface.name !== env.ifname) continue;
+    if (!addrs.has(ip.address.split("/")[0])) {
+      fail(`prevResult's address ${ip.address} is not on ${env.ifname}`);
+    }
   }
-  const routes = ctr.routeList({});
-  for (const f of plans(senv)) {
+  const routes = ctr.routeList();
+  for (const f of families) {
     for (const dst of podRoutes(cfg, f)) {
       if (!routes.some((r) => r.dst === dst && r.gateway === f.gateway && r.index === link.index)) {
         fail(`the route to ${dst} via ${f.gateway} on ${env.ifname} is missing`);
       }
     }
   }
-  using host = Netlink.open();
+  using host = Rtnl.open();
   const hv = host.linkGet(hostVethName(env.containerId, env.ifname));
   const br = host.linkGet(cfg.bridge);
   if (!br) fail(`bridge ${cfg.bridge} is missing`);

@@ -12,7 +12,7 @@
  */
 import { DEFAULT_SUBNET_FILE } from "../config/subnet_env.ts";
 import { DEFAULT_IPAM_DIR } from "../ipam/store.ts";
-import { CONTAINER_ID_RE, validIfname } from "./env.ts";
+import { isContainerId, isIfname } from "../net/names.ts";
 import { CNI_ERR, CniError, SUPPORTED_VERSIONS } from "./types.ts";
 
 /** flannel's default folder for the per-container saved config. */
@@ -121,7 +121,7 @@ export function parseCniConfig(text: string): CniConfig {
   const o = decode(text);
   const cniVersion = checkVersion(o);
   const name = field<string>(o, "name", "string") ?? "";
-  if (!CONTAINER_ID_RE.test(name)) {
+  if (!isContainerId(name)) {
     throw new CniError(
       CNI_ERR.INVALID_CONFIG,
       `config: name ${JSON.stringify(name)} must match [A-Za-z0-9][A-Za-z0-9_.-]*`,
@@ -151,7 +151,7 @@ export function parseCniConfig(text: string): CniConfig {
     throw new CniError(CNI_ERR.INVALID_CONFIG, `config: mtu ${mtu} must be an integer 68–65535`);
   }
   const bridge = pick<string>("bridge", "string") ?? "cni0";
-  if (!validIfname(bridge)) {
+  if (!isIfname(bridge)) {
     throw new CniError(
       CNI_ERR.INVALID_CONFIG,
       `config: bridge ${JSON.stringify(bridge)} is not a valid interface name`,

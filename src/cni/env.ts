@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { isContainerId, isIfname } from "../net/names.ts";
 import { CNI_ERR, CniError } from "./types.ts";
 
 /** The commands of spec 1.1.0 (older runtimes send a subset). */
@@ -10,9 +11,6 @@ export const CNI_COMMANDS = ["ADD", "DEL", "CHECK", "VERSION", "GC", "STATUS"] a
 
 /** One of {@linkcode CNI_COMMANDS}. */
 export type CniCommand = typeof CNI_COMMANDS[number];
-
-/** The spec's container ID grammar. */
-export const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 /** The CNI_* environment. */
 export interface CniEnv {
@@ -44,12 +42,6 @@ export function parseCniArgs(text: string): Record<string, string> {
   return out;
 }
 
-/** Whether `v` may be used as an interface name (also as a file-name part). */
-export function validIfname(v: string): boolean {
-  // deno-lint-ignore no-control-regex -- control characters are exactly what must be rejected
-  return v.length > 0 && v.length <= 15 && v !== "." && v !== ".." && !/[\s/:\x00-\x1f]/.test(v);
-}
-
 /** Reads and validates the environment for its command; any problem is code 4. */
 export function readCniEnv(env: (k: string) => string | undefined = (k) => Deno.env.get(k)): CniEnv {
   const command = env("CNI_COMMAND") ?? "";
@@ -69,14 +61,14 @@ export function readCniEnv(env: (k: string) => string | undefined = (k) => Deno.
   };
   if (command === "ADD" || command === "DEL" || command === "CHECK") {
     if (!out.containerId) throw new CniError(CNI_ERR.INVALID_ENV, "CNI_CONTAINERID is required");
-    if (!CONTAINER_ID_RE.test(out.containerId)) {
+    if (!isContainerId(out.containerId)) {
       throw new CniError(
         CNI_ERR.INVALID_ENV,
         `CNI_CONTAINERID ${JSON.stringify(out.containerId)} must match [A-Za-z0-9][A-Za-z0-9_.-]*`,
       );
     }
     if (!out.ifname) throw new CniError(CNI_ERR.INVALID_ENV, "CNI_IFNAME is required");
-    if (!validIfname(out.ifname)) {
+    if (!isIfname(out.ifname)) {
       throw new CniError(
         CNI_ERR.INVALID_ENV,
         `CNI_IFNAME ${JSON.stringify(out.ifname)} is not a valid interface name`,

@@ -2,36 +2,20 @@
  * CNI plugin mode, chosen by main.ts when `CNI_COMMAND` is set: reads the config on stdin and the CNI_*
  * environment, runs the command, writes the result (or the spec's error JSON) on stdout — libcni reads
  * the error code from stdout, so it must never go to stderr only. Log lines go to stderr and to the
- * config's `logFile`.
+ * config's `logFile`. The command runs in the agent when it serves CNI calls (a thin call over a local
+ * socket, src/cni/agent_client.ts), else here (src/cni/execute.ts).
  *
  * Kept lean on purpose: kubelet execs the plugin for every pod, so this path imports no CLI framework,
- * no etcd client and no logging library (a line on stderr is all a plugin needs); the FFI libraries are
- * opened on first use, so VERSION never loads them.
+ * no etcd client and no logging library (a line on stderr is all a plugin needs), and each command loads
+ * only its own modules: VERSION loads none, ADD the netlink layer (raw rtnetlink, ffi/rtnl: two FFI
+ * symbols) and libnftables only when it masquerades.
  *
  * @module
  */
-import { cmdAdd } from "./add.ts";
-import { cmdCheck } from "./check.ts";
-import { type CniConfig, parseCniConfig } from "./config.ts";
-import { cmdDel } from "./del.ts";
-import { type CniEnv, readCniEnv } from "./env.ts";
-import { cmdGc, cmdStatus } from "./gc.ts";
-import { mark, phases } from "./trace.ts";
-import { CNI_ERR, CniError, resultFor, SUPPORTED_VERSIONS } from "./types.ts";
+import type { CniOutcome } from "./execute.ts";
+import { versionAnswer } from "./types.ts";
 
 const enc = new TextEncoder();
-
-function logLine(cfg: CniConfig | undefined, msg: string): void {
-  const line = `${new Date().toISOString()} weft-cni[${Deno.pid}] ${msg}\n`;
-  try {
-    Deno.stderr.writeSync(enc.encode(line));
-  } catch { /* stderr closed */ }
-  if (cfg?.logFile) {
-    try {
-      Deno.writeTextFileSync(cfg.logFile, line, { append: true, create: true });
-    } catch { /* logging must never fail the operation */ }
-  }
-}
 
 /** Reads all of stdin synchronously (web streams cost several ms to set up in a fresh process). */
 function readStdin(): string {
@@ -53,98 +37,61 @@ function readStdin(): string {
   return new TextDecoder().decode(all);
 }
 
-function print(obj: unknown): void {
-  const data = enc.encode(JSON.stringify(obj) + "\n");
-  for (let off = 0; off < data.length;) off += Deno.stdout.writeSync(data.subarray(off));
-}
-
-/** The cniVersion a config asks for, best effort (to answer errors in the caller's version). */
-function requestedVersion(stdin: string): string | undefined {
+function writeAll(f: { writeSync(p: Uint8Array): number }, text: string): void {
+  const data = enc.encode(text);
   try {
-    const v = (JSON.parse(stdin) as { cniVersion?: unknown }).cniVersion;
-    return typeof v === "string" && (SUPPORTED_VERSIONS as readonly string[]).includes(v) ? v : undefined;
+    for (let off = 0; off < data.length;) off += f.writeSync(data.subarray(off));
+  } catch { /* closed */ }
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
   } catch {
-    return undefined;
-  }
-}
-
-function needVersion(cfg: CniConfig, command: string, min: string): void {
-  const order = SUPPORTED_VERSIONS as readonly string[];
-  if (order.indexOf(cfg.cniVersion) < order.indexOf(min)) {
-    throw new CniError(
-      CNI_ERR.INCOMPATIBLE_VERSION,
-      `config version ${cfg.cniVersion} does not allow ${command} (needs ${min} or later)`,
-    );
-  }
-}
-
-function run(env: CniEnv, stdin: string, onConfig: (c: CniConfig) => void): string {
-  if (env.command === "VERSION") {
-    print({ cniVersion: requestedVersion(stdin) ?? "1.1.0", supportedVersions: SUPPORTED_VERSIONS });
-    return "VERSION";
-  }
-  const cfg = parseCniConfig(stdin);
-  onConfig(cfg);
-  const who = `${env.containerId}/${env.ifname}`;
-  switch (env.command) {
-    case "ADD": {
-      const result = cmdAdd(cfg, env);
-      print(resultFor(cfg.cniVersion, result));
-      return `ADD ${who}: ${result.ips.map((i) => i.address).join(",")}`;
-    }
-    case "DEL": {
-      // Success prints nothing: spec 1.x wants no output, older runtimes ignore it.
-      const r = cmdDel(cfg, env);
-      return `DEL ${who}: freed ${r.freed.join(",") || "nothing"}${r.veth ? ", veth removed" : ""}`;
-    }
-    case "CHECK":
-      needVersion(cfg, "CHECK", "0.4.0");
-      cmdCheck(cfg, env);
-      return `CHECK ${who}: ok`;
-    case "GC": {
-      needVersion(cfg, "GC", "1.1.0");
-      const r = cmdGc(cfg);
-      return `GC: freed ${r.freed.length} address(es) ${
-        r.freed.join(",")
-      }, ${r.veths.length} veth(s), ${r.confs} saved config(s)`;
-    }
-    case "STATUS":
-      needVersion(cfg, "STATUS", "1.1.0");
-      cmdStatus(cfg);
-      return "STATUS: ready";
+    return false;
   }
 }
 
 /**
- * Runs one CNI command from the process environment and stdin; resolves to the exit code. (The work is
- * synchronous — netlink through FFI, file locks, small files — the promise is main.ts's interface.)
+ * Runs one CNI command from the process environment and stdin; resolves to the exit code. VERSION
+ * loads nothing beyond this module (start-up is all it costs). Any other command goes to the running
+ * agent when it listens on the config's socket and can serve it (src/cni/agent_protocol.ts), else runs
+ * here, with the same code.
  */
-export function runCni(): Promise<number> {
-  return Promise.resolve(runCniSync());
-}
-
-function runCniSync(): number {
+export async function runCni(): Promise<number> {
   const t0 = performance.now();
-  let cfg: CniConfig | undefined;
-  let stdin = "";
-  let command = Deno.env.get("CNI_COMMAND") ?? "?";
-  try {
-    mark("start");
-    stdin = readStdin();
-    mark("stdin");
-    const env = readCniEnv();
-    command = env.command;
-    const what = run(env, stdin, (c) => cfg = c);
-    if (command !== "VERSION") {
-      logLine(cfg, `${what} in ${(performance.now() - t0).toFixed(1)} ms${phases()}`);
-    }
+  const stdin = readStdin();
+  if (Deno.env.get("CNI_COMMAND") === "VERSION") {
+    writeAll(Deno.stdout, versionAnswer(stdin));
     return 0;
-  } catch (err) {
-    const e = err instanceof CniError
-      ? err
-      : new CniError(CNI_ERR.INTERNAL, `${command} failed: ${(err as Error)?.message ?? String(err)}`);
-    logLine(cfg, `${command} failed with code ${e.code}: ${e.message}`);
-    print(e.toJSON(cfg?.cniVersion ?? requestedVersion(stdin) ?? "1.1.0"));
-    return 1;
   }
+  const getEnv = (k: string) => Deno.env.get(k);
+  let out: CniOutcome | undefined;
+  const { agentSocketFor } = await import("./agent_protocol.ts");
+  const socket = agentSocketFor(stdin);
+  if (socket && exists(socket)) {
+    const trace = Deno.env.get("WEFT_CNI_TRACE") === "1";
+    const t1 = performance.now();
+    const { callAgent } = await import("./agent_client.ts");
+    const t2 = performance.now();
+    out = await callAgent(socket, getEnv, stdin);
+    if (out && trace) {
+      const t3 = performance.now();
+      out.log = out.log.replace(
+        /\n$/,
+        ` [client: until import ${(t1 - t0).toFixed(1)}, import ${(t2 - t1).toFixed(1)}, call ${
+          (t3 - t2).toFixed(1)
+        }; ` +
+          `client process up ${t3.toFixed(1)} ms]\n`,
+      );
+    }
+  }
+  if (!out) {
+    const { executeCni } = await import("./execute.ts");
+    out = await executeCni(getEnv, stdin, t0);
+  }
+  writeAll(Deno.stdout, out.stdout);
+  writeAll(Deno.stderr, out.log);
+  return out.code;
 }

@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { nftRun } from "../../ffi/mod.ts";
+import { nftRun } from "../../ffi/nftables.ts";
 
 /** The nftables table weft's CNI mode owns (one per family). */
 export const MASQ_TABLE = "weft-cni";

@@ -5,12 +5,30 @@
  * node: flannel's plugin can DEL a pod weft added (it hands the file to `bridge`), and weft can DEL a pod
  * flannel added (it reads the bridge, network name and IPAM folder from the file).
  *
+ * weft adds one key of its own, `weftAttachment` ({@linkcode AttachmentRecord}: the interface, its host
+ * veth and its addresses), which bridge and host-local ignore. It lets DEL find exactly what ADD made
+ * without scanning the whole IPAM store, and tells DEL that a missing host veth really is gone (the pair
+ * was weft's, with a name derived from the container) rather than a foreign one it cannot see.
+ *
  * @module
  */
 import { formatNet } from "../net/ip.ts";
 import type { SubnetEnv } from "../config/subnet_env.ts";
 import { DEFAULT_IPAM_DIR, safeName } from "../ipam/store.ts";
 import type { CniConfig } from "./config.ts";
+
+/** The key under which weft records its attachment in the saved config. */
+export const RECORD_KEY = "weftAttachment";
+
+/** What weft's ADD made for one (container, ifname). */
+export interface AttachmentRecord {
+  /** CNI_IFNAME. */
+  ifname: string;
+  /** The node-side veth. */
+  hostVeth: string;
+  /** Allocated addresses, without prefix. */
+  ips: string[];
+}
 
 /** What DEL needs from a saved config. */
 export interface SavedConf {
@@ -22,6 +40,8 @@ export interface SavedConf {
   ipamDataDir: string;
   /** Whether ADD installed per-pod masquerading. */
   ipMasq: boolean;
+  /** weft's record of the attachment; absent in flannel's files (and in malformed ones). */
+  record?: AttachmentRecord;
 }
 
 /** Path of the saved config of a container. */
@@ -60,10 +80,29 @@ export function renderDelegate(
   };
 }
 
-/** Writes the saved config (0600 in a 0700 folder), as flannel does before delegating. */
-export function saveConf(dataDir: string, containerId: string, doc: Record<string, unknown>): void {
+/**
+ * Writes the saved config (0600 in a 0700 folder), as flannel does before delegating, with weft's
+ * `record` of the attachment when given.
+ */
+export function saveConf(
+  dataDir: string,
+  containerId: string,
+  doc: Record<string, unknown>,
+  record?: AttachmentRecord,
+): void {
   Deno.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  Deno.writeTextFileSync(savedConfPath(dataDir, containerId), JSON.stringify(doc), { mode: 0o600 });
+  const out = record ? { ...doc, [RECORD_KEY]: record } : doc;
+  Deno.writeTextFileSync(savedConfPath(dataDir, containerId), JSON.stringify(out), { mode: 0o600 });
+}
+
+function recordOf(v: unknown): AttachmentRecord | undefined {
+  if (!v || typeof v !== "object") return undefined;
+  const r = v as Record<string, unknown>;
+  if (typeof r.ifname !== "string" || typeof r.hostVeth !== "string" || !Array.isArray(r.ips)) {
+    return undefined;
+  }
+  const ips = r.ips.filter((ip): ip is string => typeof ip === "string");
+  return ips.length === r.ips.length ? { ifname: r.ifname, hostVeth: r.hostVeth, ips } : undefined;
 }
 
 /** Reads a saved config (weft's or flannel's); `undefined` when there is none or it is unreadable. */
@@ -74,14 +113,18 @@ export function loadConf(dataDir: string, containerId: string): SavedConf | unde
   } catch {
     return undefined; // flannel, too, carries on when the file is missing or corrupt
   }
+  if (!doc || typeof doc !== "object" || Array.isArray(doc)) return undefined;
   const ipam = (doc.ipam && typeof doc.ipam === "object" ? doc.ipam : {}) as Record<string, unknown>;
   const str = (v: unknown, dflt: string) => (typeof v === "string" && v ? v : dflt);
-  return {
+  const out: SavedConf = {
     name: str(doc.name, ""),
     bridge: str(doc.bridge, "cni0"),
     ipamDataDir: str(ipam.dataDir, DEFAULT_IPAM_DIR),
     ipMasq: doc.ipMasq === true,
   };
+  const record = recordOf(doc[RECORD_KEY]);
+  if (record) out.record = record;
+  return out;
 }
 
 /** Removes a saved config; absent is fine. */

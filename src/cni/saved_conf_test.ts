@@ -42,14 +42,19 @@ Deno.test("saveConf()/loadConf() round-trip with mode 0600, read flannel's own f
       type: "flannel",
       delegate: { bridge: "br9", ipam: { dataDir: "/x/networks" } },
     }));
-    saveConf(`${dir}/flannel`, "abc", renderDelegate(cfg, ENV, 1450, true));
+    const record = { ifname: "eth0", hostVeth: "veth0123456789a", ips: ["10.244.3.7"] };
+    saveConf(`${dir}/flannel`, "abc", renderDelegate(cfg, ENV, 1450, true), record);
     assert.equal((Deno.statSync(`${dir}/flannel/abc`).mode ?? 0) & 0o777, 0o600);
     assert.deepEqual(loadConf(`${dir}/flannel`, "abc"), {
       name: "cbr0",
       bridge: "br9",
       ipamDataDir: "/x/networks",
       ipMasq: true,
+      record,
     });
+    const onDisk = JSON.parse(Deno.readTextFileSync(`${dir}/flannel/abc`));
+    assert.equal(onDisk.type, "bridge", "still the document bridge + host-local take");
+    assert.deepEqual(onDisk.weftAttachment, record);
     // A file flannel's plugin saved (bridge's defaults apply where it says nothing).
     Deno.writeTextFileSync(
       `${dir}/flannel/old`,
@@ -62,6 +67,11 @@ Deno.test("saveConf()/loadConf() round-trip with mode 0600, read flannel's own f
       ipMasq: false,
     });
     assert.equal(loadConf(`${dir}/flannel`, "missing"), undefined);
+    const broken = { arr: "[1]", nul: "null", junk: "{", badrec: '{"weftAttachment":{"ips":[null]}}' };
+    for (const [id, text] of Object.entries(broken)) {
+      Deno.writeTextFileSync(`${dir}/flannel/${id}`, text);
+      assert.equal(loadConf(`${dir}/flannel`, id)?.record, undefined, `${text}: no record, no crash`);
+    }
     removeConf(`${dir}/flannel`, "abc");
     removeConf(`${dir}/flannel`, "abc");
     assert.equal(loadConf(`${dir}/flannel`, "abc"), undefined);

@@ -1,13 +1,21 @@
 /**
- * Phase timings for one CNI call, printed on stderr when `WEFT_CNI_TRACE=1`: where an ADD or DEL spends
- * its time (library loading, IPAM lock, netlink, nftables), without a profiler.
+ * Phase timings for one CNI call, appended to its log line when `WEFT_CNI_TRACE=1`: where an ADD or DEL
+ * spends its time (module loading, netlink, IPAM lock, nftables), without a profiler. One call at a
+ * time: {@linkcode traceStart} begins a call's record (the agent's CNI server runs calls one by one).
  *
  * @module
  */
 
-const on = Deno.env.get("WEFT_CNI_TRACE") === "1";
-let last = performance.now();
-const marks: string[] = [];
+let on = false;
+let last = 0;
+let marks: string[] = [];
+
+/** Starts recording a call's phases (or stops recording, when `enabled` is false). */
+export function traceStart(enabled: boolean): void {
+  on = enabled;
+  marks = [];
+  last = performance.now();
+}
 
 /** Records the time since the previous mark under `label` (no-op unless tracing). */
 export function mark(label: string): void {

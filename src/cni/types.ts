@@ -7,6 +7,22 @@
 /** Spec versions weft speaks. */
 export const SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] as const;
 
+/** The cniVersion a config asks for, best effort (to answer errors in the caller's version). */
+export function requestedVersion(stdin: string): string | undefined {
+  try {
+    const v = (JSON.parse(stdin) as { cniVersion?: unknown })?.cniVersion;
+    return typeof v === "string" && (SUPPORTED_VERSIONS as readonly string[]).includes(v) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The answer to VERSION, in the version the config asks for (stdout, with its newline). */
+export function versionAnswer(stdin: string): string {
+  const v = requestedVersion(stdin) ?? "1.1.0";
+  return JSON.stringify({ cniVersion: v, supportedVersions: SUPPORTED_VERSIONS }) + "\n";
+}
+
 /** Well-known error codes (CNI spec). */
 export const CNI_ERR = {
   INCOMPATIBLE_VERSION: 1,
@@ -97,36 +113,19 @@ export function resultFor(v: string, r: Result): Record<string, unknown> {
 }
 
 /**
- * Puts a chained plugin's `prevResult` (any supported version) in front of `ours`: its interfaces first,
- * our address indexes shifted past them, its addresses, routes and DNS kept.
+ * Puts a chained plugin's `prevResult` (checked by prev_result.ts) in front of `ours`: its interfaces
+ * first, our address indexes shifted past them, its addresses, routes and DNS kept.
  */
-export function mergePrevResult(prev: Record<string, unknown> | undefined, ours: Result): Result {
+export function mergePrevResult(prev: Result | undefined, ours: Result): Result {
   if (!prev) return ours;
-  const list = (k: string) => (Array.isArray(prev[k]) ? prev[k] as Record<string, unknown>[] : []);
-  const interfaces: ResultInterface[] = list("interfaces").map((i) => ({
-    name: String(i.name ?? ""),
-    mac: String(i.mac ?? ""),
-    ...(typeof i.mtu === "number" ? { mtu: i.mtu } : {}),
-    ...(typeof i.sandbox === "string" ? { sandbox: i.sandbox } : {}),
-  }));
-  const shift = interfaces.length;
-  const ips: ResultIP[] = list("ips").map((ip) => ({
-    address: String(ip.address ?? ""),
-    ...(typeof ip.gateway === "string" ? { gateway: ip.gateway } : {}),
-    ...(typeof ip.interface === "number" ? { interface: ip.interface } : {}),
-  }));
-  const routes = list("routes").map((r) => ({
-    dst: String(r.dst ?? ""),
-    ...(typeof r.gw === "string" ? { gw: r.gw } : {}),
-  }));
-  const dns = (prev.dns && typeof prev.dns === "object" ? prev.dns : {}) as Record<string, unknown>;
+  const shift = prev.interfaces.length;
   return {
-    interfaces: [...interfaces, ...ours.interfaces],
+    interfaces: [...prev.interfaces, ...ours.interfaces],
     ips: [
-      ...ips,
+      ...prev.ips,
       ...ours.ips.map((i) => i.interface === undefined ? i : { ...i, interface: i.interface + shift }),
     ],
-    routes: [...routes, ...ours.routes],
-    dns: { ...dns, ...ours.dns },
+    routes: [...prev.routes, ...ours.routes],
+    dns: { ...prev.dns, ...ours.dns },
   };
 }

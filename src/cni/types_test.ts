@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { parsePrevResult } from "./prev_result.ts";
 import { CniError, mergePrevResult, type Result, resultFor } from "./types.ts";
 
 const RESULT: Result = {
@@ -34,13 +35,16 @@ Deno.test("resultFor() adds ip.version in 0.3.x/0.4.0 results and interface mtu 
 });
 
 Deno.test("mergePrevResult() puts the previous plugin's result first and re-points weft's addresses", () => {
-  const merged = mergePrevResult({
-    cniVersion: "0.4.0",
-    interfaces: [{ name: "x0", mac: "02:00:00:00:00:09" }],
-    ips: [{ version: "4", address: "192.0.2.1/24", interface: 0 }],
-    routes: [{ dst: "192.0.2.0/24", gw: "192.0.2.254" }],
-    dns: { nameservers: ["192.0.2.53"] },
-  }, RESULT);
+  const merged = mergePrevResult(
+    parsePrevResult({
+      cniVersion: "0.4.0",
+      interfaces: [{ name: "x0", mac: "02:00:00:00:00:09" }],
+      ips: [{ version: "4", address: "192.0.2.1/24", interface: 0 }],
+      routes: [{ dst: "192.0.2.0/24", gw: "192.0.2.254" }],
+      dns: { nameservers: ["192.0.2.53"] },
+    }),
+    RESULT,
+  );
   assert.deepEqual(merged.interfaces.map((i) => i.name), ["x0", "cni0", "veth1", "eth0"]);
   assert.deepEqual(merged.ips.map((i) => i.interface), [0, 3, 3]);
   assert.equal("version" in merged.ips[0]!, false, "legacy fields are dropped, resultFor adds them back");

@@ -45,6 +45,16 @@ Deno.test("allocate() refuses a second address for the same container and ifname
   });
 });
 
+Deno.test("allocate() with duplicateCheck off skips the scan of the store and just takes the next address", async () => {
+  await withStore((s) => {
+    allocate(s, RANGE, "a", "eth0");
+    assert.equal(
+      withPrefix(allocate(s, RANGE, "a", "eth0", { duplicateCheck: false }), SUBNET),
+      "10.244.3.3/24",
+    );
+  });
+});
+
 Deno.test("allocate() reports a full range", async () => {
   await withStore((s) => {
     const small = { subnet: parseNet("10.244.3.0/29"), gateway: parseIP("10.244.3.1"), index: 0 };
@@ -107,4 +117,17 @@ Deno.test({
       }
     });
   },
+});
+
+Deno.test("allocate() on a nearly full range that wrapped finds the one free address", async () => {
+  await withStore((s, root) => {
+    for (let i = 0; i < 253; i++) allocate(s, RANGE, `p${i}`, "eth0", { duplicateCheck: false });
+    s.releaseIP("10.244.3.100");
+    Deno.writeTextFileSync(`${root}/cbr0/last_reserved_ip.0`, "10.244.3.200");
+    assert.equal(
+      withPrefix(allocate(s, RANGE, "late", "eth0", { duplicateCheck: false }), SUBNET),
+      "10.244.3.100/24",
+    );
+    assert.throws(() => allocate(s, RANGE, "full", "eth0", { duplicateCheck: false }), RangeFullError);
+  });
 });

@@ -13,15 +13,13 @@
  * @module
  */
 import { formatIP, type IP, tryParseIP } from "../net/ip.ts";
+import { isContainerId, isIfname } from "../net/names.ts";
 
 /** Default store root, host-local's. */
 export const DEFAULT_IPAM_DIR = "/var/lib/cni/networks";
 
 /** host-local's separator between container ID and ifname. */
 const LINE_BREAK = "\r\n";
-
-/** The CNI spec's container ID grammar; it also keeps IDs safe as file names. */
-const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 /** One allocation. */
 export interface Allocation {
@@ -42,20 +40,16 @@ export class UnsafeNameError extends Error {
   }
 }
 
-/** Validates a name that becomes one path component (network name, container ID as file name). */
+/** Validates a name that becomes one path component (network name, container ID as file name): the
+ * CNI container ID grammar, which has no `/` and no leading `.`. */
 export function safeName(what: string, v: string): string {
-  if (!CONTAINER_ID_RE.test(v) || v === "." || v === ".." || v.length > 255) {
-    throw new UnsafeNameError(what, v);
-  }
+  if (!isContainerId(v)) throw new UnsafeNameError(what, v);
   return v;
 }
 
 /** Validates an interface name: at most 15 bytes, no `/`, whitespace, `:` or control characters. */
 export function safeIfname(v: string): string {
-  // deno-lint-ignore no-control-regex -- control characters are exactly what must be rejected
-  if (!v || v.length > 15 || v === "." || v === ".." || /[\s/:\x00-\x1f]/.test(v)) {
-    throw new UnsafeNameError("interface name", v);
-  }
+  if (!isIfname(v)) throw new UnsafeNameError("interface name", v);
   return v;
 }
 
@@ -103,6 +97,13 @@ export class IpamStore {
     return out;
   }
 
+  /** The names in the store's folder (allocated addresses among them), without reading any file. */
+  names(): Set<string> {
+    const out = new Set<string>();
+    for (const e of Deno.readDirSync(this.dir)) out.add(e.name);
+    return out;
+  }
+
   /** Reserves `ip` for (container, ifname) with O_EXCL; false when the file exists already. */
   reserve(ip: IP, containerId: string, ifname: string, rangeIndex: number): boolean {
     safeName("container ID", containerId);
@@ -139,6 +140,31 @@ export class IpamStore {
       }
     }
     return freed;
+  }
+
+  /** The owner of `ip`, or `undefined` when it is not allocated. */
+  owner(ip: string): { containerId: string; ifname: string } | undefined {
+    if (!tryParseIP(ip)) throw new UnsafeNameError("address", ip);
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(`${this.dir}/${ip}`);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return undefined;
+      throw err;
+    }
+    const [containerId = "", ifname = ""] = text.split(LINE_BREAK);
+    return { containerId: containerId.trim(), ifname: ifname.trim() };
+  }
+
+  /**
+   * Releases `ip` only while (container, ifname) still holds it (files of old host-local versions hold
+   * only the container ID): a record that went stale — the address freed and handed to another pod
+   * since — releases nothing. Returns whether it released. Call it under {@linkcode locked}.
+   */
+  releaseIfOwner(ip: string, containerId: string, ifname: string): boolean {
+    const o = this.owner(ip);
+    if (!o || o.containerId !== containerId || (o.ifname !== ifname && o.ifname !== "")) return false;
+    return this.releaseIP(ip);
   }
 
   /** Releases one address; false when it was not allocated. */

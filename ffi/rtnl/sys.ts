@@ -1,0 +1,117 @@
+/**
+ * The handful of Linux system calls a raw rtnetlink socket needs (socket, sendto, recvfrom, setsockopt,
+ * close, openat, setns), made through libc's `syscall(2)` wrapper: one FFI symbol for all of them.
+ *
+ * Why not one FFI symbol per libc function, as ffi/loader.ts binds libnl: in a short-lived process (a CNI
+ * call) binding costs more than using. The first `Deno.dlopen` of a process costs ~2 ms and every
+ * further symbol ~0.2 ms (a call trampoline is compiled per symbol); libnl's ADD path bound ~60 of them.
+ * Here the whole netlink layer binds two: `syscall` and `__errno_location`.
+ *
+ * `syscall` is variadic in C; it is declared here with seven 64-bit integer parameters and pointers are
+ * passed as their addresses. That is how glibc's (assembly) `syscall` reads its arguments on x86_64 and
+ * aarch64 — it moves them from the argument registers into the kernel's — so no argument is lost or
+ * reinterpreted. Buffers passed by address must be ArrayBuffer-backed (off the V8 heap, never moved):
+ * {@linkcode addressOf} takes only those.
+ *
+ * Failures are ffi's {@linkcode SyscallError} (op, errno and its name). Nothing is loaded at import time. All calls are blocking and run on the JS thread, which is what
+ * {@linkcode inNetns} needs: setns(2) switches the calling thread.
+ *
+ * @module
+ */
+
+import { SyscallError } from "../syscall_error.ts";
+
+export { SyscallError };
+
+const SYMBOLS = {
+  // long syscall(long number, ...);  (variadic in C; see the module comment)
+  syscall: { parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"], result: "i64" },
+  // int *__errno_location(void);
+  __errno_location: { parameters: [], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+type Nr = Record<"close" | "socket" | "sendto" | "recvfrom" | "setsockopt" | "openat" | "setns", number>;
+
+/** System call numbers (asm/unistd.h) of the two architectures weft is built for. */
+const NR: Record<"x86_64" | "aarch64", Nr> = {
+  x86_64: { close: 3, socket: 41, sendto: 44, recvfrom: 45, setsockopt: 54, openat: 257, setns: 308 },
+  aarch64: { close: 57, socket: 198, sendto: 206, recvfrom: 207, setsockopt: 208, openat: 56, setns: 268 },
+};
+
+let lib: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] | undefined;
+let nr: Nr | undefined;
+let errnoView: Deno.UnsafePointerView | undefined;
+
+function load(): Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] {
+  if (lib) return lib;
+  const arch = Deno.build.arch;
+  if (arch !== "x86_64" && arch !== "aarch64") throw new Error(`weft: unsupported architecture ${arch}`);
+  nr = NR[arch];
+  lib = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  const loc = lib.__errno_location();
+  if (loc === null) throw new Error("weft: __errno_location() returned NULL");
+  errnoView = new Deno.UnsafePointerView(loc); // per thread, and every call runs on the JS thread
+  return lib;
+}
+
+/** The address of an ArrayBuffer-backed byte array, as the integer `syscall` takes. */
+export function addressOf(buf: Uint8Array): bigint {
+  const p = Deno.UnsafePointer.of(buf);
+  return p === null ? 0n : BigInt(Deno.UnsafePointer.value(p));
+}
+
+/** Makes system call `name`; returns its result, or `-errno` when it failed. */
+export function sys(name: keyof Nr, a = 0n, b = 0n, c = 0n, d = 0n, e = 0n, f = 0n): number {
+  const l = load();
+  const rc = Number(l.syscall(BigInt(nr![name]), a, b, c, d, e, f));
+  return rc === -1 ? -errnoView!.getInt32() : rc;
+}
+
+const AT_FDCWD = -100n;
+const O_RDONLY_CLOEXEC = 0o2000000n;
+const CLONE_NEWNET = 0x40000000n;
+const enc = new TextEncoder();
+
+function cPath(path: string): Uint8Array {
+  const bytes = enc.encode(path);
+  const out = new Uint8Array(new ArrayBuffer(bytes.length + 1));
+  out.set(bytes);
+  return out;
+}
+
+/** Opens `path` read-only (close-on-exec); returns the fd or throws {@linkcode SyscallError}. */
+export function openPath(path: string): number {
+  const p = cPath(path);
+  const fd = sys("openat", AT_FDCWD, addressOf(p), O_RDONLY_CLOEXEC);
+  if (fd < 0) throw new SyscallError(`open ${path}`, -fd);
+  return fd;
+}
+
+/** Closes an fd (errors ignored: nothing useful can be done about them). */
+export function closeFd(fd: number): void {
+  sys("close", BigInt(fd));
+}
+
+/**
+ * Runs `fn` with the JS thread switched into the network namespace open as `fd`, then switches back,
+ * also when `fn` throws. A namespace that is not one (a plain file, a directory) fails with EINVAL.
+ * `fn` must be synchronous: nothing else may run while the thread is in another namespace.
+ */
+export function inNetns<T>(fd: number, fn: () => T): T {
+  const self = openPath("/proc/thread-self/ns/net");
+  try {
+    const rc = sys("setns", BigInt(fd), CLONE_NEWNET);
+    if (rc < 0) throw new SyscallError("setns", -rc);
+    try {
+      return fn();
+    } finally {
+      if (sys("setns", BigInt(self), CLONE_NEWNET) < 0) {
+        // Carrying on in the wrong namespace would program the wrong kernel tables: stop hard.
+        console.error("weft: FATAL: cannot switch back to the original network namespace");
+        Deno.exit(70);
+      }
+    }
+  } finally {
+    closeFd(self);
+  }
+}
