@@ -57,10 +57,3 @@ export function leaseFilterFor(backend: Backend): (lease: Lease) => boolean {
     return false;
   };
 }
-
-/** A locally administered, unicast random MAC. */
-export function randomMac(): string {
-  const b = crypto.getRandomValues(new Uint8Array(6));
-  b[0] = (b[0]! & 0xfe) | 0x02;
-  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
-}

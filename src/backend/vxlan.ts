@@ -21,7 +21,8 @@ import { log } from "../log.ts";
 import type { ExternalInterface } from "../net/iface.ts";
 import { formatIP, formatNet, type IPNet, netContains, parseCIDR, parseIP } from "../net/ip.ts";
 import { type Lease, vtepMac } from "../subnet/lease.ts";
-import { type Backend, randomMac } from "./backend.ts";
+import { randomMac } from "../net/mac.ts";
+import type { Backend } from "./backend.ts";
 import { routeViaPeer } from "./route_via.ts";
 import type { VxlanBackendOptions } from "./vxlan_options.ts";
 
