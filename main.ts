@@ -13,6 +13,9 @@ if (import.meta.main) {
     const { runCni } = await import("./src/cni/main.ts");
     Deno.exit(await runCni());
   } else {
+    // The agent needs V8 flags that only apply at process start: `deno run -A main.ts agent` without
+    // them re-executes itself with them (src/cli/v8_flags.ts).
+    if (Deno.args[0] === "agent") (await import("./src/cli/v8_flags.ts")).ensureV8Flags();
     const { runCli } = await import("./src/cli/main.ts");
     Deno.exit(await runCli(Deno.args));
   }

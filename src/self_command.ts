@@ -21,12 +21,16 @@ export const V8_FLAGS: readonly string[] = ["--max-semi-space-size=1"];
 /** {@linkcode V8_FLAGS} as the one argument `deno run` and `deno compile` take. */
 export const V8_FLAGS_ARG = `--v8-flags=${V8_FLAGS.join(",")}`;
 
+const MAIN = new URL("../main.ts", import.meta.url);
+
+/** True in the compiled binary: its modules live inside it and its execPath is weft itself. */
+export function isCompiled(): boolean {
+  return !MAIN.protocol.startsWith("file") || !/\/deno$/.test(Deno.execPath());
+}
+
 /** Returns `[executable, ...leading args]` for running weft with further arguments. */
 export function selfCommand(): [string, ...string[]] {
   const exe = Deno.execPath();
-  const main = new URL("../main.ts", import.meta.url);
-  // A compiled binary's modules live inside it; its execPath is weft itself.
-  const compiled = !main.protocol.startsWith("file") || !/\/deno$/.test(exe);
-  if (compiled) return [exe];
-  return [exe, "run", "-A", "--no-check", V8_FLAGS_ARG, main.pathname];
+  if (isCompiled()) return [exe];
+  return [exe, "run", "-A", "--no-check", V8_FLAGS_ARG, MAIN.pathname];
 }
