@@ -187,6 +187,9 @@ async function writeLeases(underlay: string, endpoint: string, n: number): Promi
   if (r.code !== 0) throw new Error(`writing leases failed: ${r.stderr}`);
 }
 
+/** The agent under test right now (killed when the bench is interrupted). */
+let current: Deno.ChildProcess | undefined;
+
 /** What one agent start measured. */
 interface AgentRun {
   startS: number;
@@ -228,6 +231,7 @@ async function runAgent(
       stdout: "piped",
       stderr: "piped",
     }).spawn());
+  current = child;
   const pumping = Promise.all([child.stdout, child.stderr].map(async (s) => {
     for await (const c of s) log.writeSync(c);
   })).catch(() => {}).finally(() => log.close());
@@ -254,6 +258,7 @@ async function runAgent(
   } finally {
     child.kill("SIGKILL");
     await child.status;
+    current = undefined;
     await pumping;
     // Its own lease would be one more peer for the next round's agent.
     try {
@@ -318,6 +323,15 @@ if (import.meta.main) {
   );
   const made: string[] = [];
   const rows: Row[] = [];
+  // Interrupted: stop the agent under test and remove what this run made (the topology and etcd
+  // helpers clean up on unload, which Deno.exit runs).
+  const interrupted = () => {
+    current?.kill("SIGKILL");
+    for (const ns of made) netnsDelete(ns);
+    Deno.exit(130);
+  };
+  Deno.addSignalListener("SIGINT", interrupted);
+  Deno.addSignalListener("SIGTERM", interrupted);
   const dir = await Deno.makeTempDir({ prefix: "weft-scale-" });
   try {
     for (const n of counts) {
