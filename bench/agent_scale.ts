@@ -31,7 +31,7 @@
  * @module
  */
 import { Netlink, netnsCreate, netnsDelete, WEFT_ROUTE_PROTOCOL, withNetns } from "../ffi/mod.ts";
-import { runIn } from "../src/cli/lab.ts";
+import { runIn } from "../src/lab/lab.ts";
 import { readSubnetEnv } from "../src/config/subnet_env.ts";
 import { leaseAttrsJSON, subnetKey } from "../src/subnet/lease.ts";
 import { etcdctl, startEtcd } from "../tests/helpers/etcd.ts";

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { isCompiled, V8_FLAGS } from "./self_command.ts";
+import { isCompiled, V8_FLAGS } from "../self_command.ts";
 
 /** Flag names (`--max-semi-space-size`) set by `--v8-flags=` arguments and by `DENO_V8_FLAGS`. */
 export function v8FlagsGiven(cmdline: string[], env: string | undefined): Set<string> {
