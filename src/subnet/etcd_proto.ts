@@ -4,15 +4,15 @@
  *
  * Why: etcd3 calls proto-loader's `loadSync` on its rpc.proto when it is imported. That loads protobufjs,
  * parses 36 KB of .proto text and builds reflection objects and generated codecs for ~110 messages:
- * measured ~10 MB of RSS and 100–150 ms of start-up in every agent and CLI call, for the dozen messages
- * weft uses. This module hands etcd3 the same package definition — every service and method of that
- * rpc.proto, each with a serializer and deserializer — built from tables generated once from the same
+ * measured ~10 MB of RSS and 100-150 ms of start-up in every agent and CLI call, for the dozen messages
+ * weft uses. This module hands etcd3 the same package definition - every service and method of that
+ * rpc.proto, each with a serializer and deserializer - built from tables generated once from the same
  * .proto files (tools/gen_etcd_proto.ts). etcd3 itself is unchanged: {@linkcode installEtcdProtoCodec}
  * puts this definition in the require cache under the path etcd3's `require("@grpc/proto-loader")`
  * resolves to, before etcd3 is imported.
  *
  * The codec reproduces protobufjs with etcd3's options (`keepCase`, `longs: String`, `enums: String`,
- * `defaults: true`, `oneofs: true`) — byte for byte when encoding (fields by number, explicitly given
+ * `defaults: true`, `oneofs: true`) - byte for byte when encoding (fields by number, explicitly given
  * defaults written, repeated numbers packed) and value for value when decoding (64-bit integers as
  * decimal strings, enums by name, bytes as Buffers sharing the message's memory, absent fields as
  * their defaults, `null` for absent messages, the oneof's name beside its member); etcd_proto_test.ts
@@ -120,7 +120,7 @@ function bitsOfBigInt(b: bigint): [number, number] {
   return [Number(u & 0xffffffffn), Number(u >> 32n)];
 }
 
-/** Long.fromNumber: NaN → 0, clamped to the type's range, truncated towards zero. */
+/** Long.fromNumber: NaN -> 0, clamped to the type's range, truncated towards zero. */
 function bitsOfNumber(v: number, unsigned: boolean): [number, number] {
   if (v >= 0 && v < 2 ** 53 && Number.isInteger(v)) return [v >>> 0, Math.floor(v / TWO_32)];
   if (Number.isNaN(v)) return [0, 0];

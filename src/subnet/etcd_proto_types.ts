@@ -16,9 +16,9 @@ export type MethodDef = readonly [string, string, string, string, string, boolea
 
 /** The three tables. */
 export interface EtcdSchema {
-  /** Message full name → its fields. */
+  /** Message full name -> its fields. */
   messages: Record<string, readonly FieldDef[]>;
-  /** Enum full name → [name, number] in declaration order. */
+  /** Enum full name -> [name, number] in declaration order. */
   enums: Record<string, readonly (readonly [string, number])[]>;
   /** Every RPC of every service. */
   methods: readonly MethodDef[];
