@@ -96,17 +96,33 @@ export function macAddr(mac: string): Owned {
   return build(AF.LLC, macBytes(mac));
 }
 
+const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"));
+
 /** Formats 6 bytes as a lowercase MAC. */
-export function formatMac(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(":");
+export function formatMac(b: Uint8Array): string {
+  return `${HEX[b[0]!]}:${HEX[b[1]!]}:${HEX[b[2]!]}:${HEX[b[3]!]}:${HEX[b[4]!]}:${HEX[b[5]!]}`;
 }
 
-function bytesOf(ptr: Deno.PointerObject): Uint8Array {
+// One reusable buffer per address length: a full pass reads ~15 000 addresses at 5000 peers, and a
+// fresh ArrayBuffer (and its copy) per address was most of what a pass allocated.
+const SCRATCH: Record<number, Uint8Array<ArrayBuffer>> = {
+  4: new Uint8Array(4),
+  6: new Uint8Array(6),
+  16: new Uint8Array(16),
+};
+
+/**
+ * The bytes of a borrowed nl_addr, in a scratch buffer of their length (4, 6 or 16; the next call
+ * overwrites it: read it at once), or undefined for an empty address or another length.
+ */
+function bytesOf(ptr: Deno.PointerObject): Uint8Array | undefined {
   const lib = nl();
-  const len = lib.nl_addr_get_len(ptr);
+  const scratch = SCRATCH[lib.nl_addr_get_len(ptr)];
+  if (!scratch) return undefined;
   const bin = lib.nl_addr_get_binary_addr(ptr);
-  if (len === 0 || bin === null) return new Uint8Array(0);
-  return new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(bin, len).slice(0));
+  if (bin === null) return undefined;
+  Deno.UnsafePointerView.copyInto(bin, scratch);
+  return scratch;
 }
 
 /** Reads a borrowed nl_addr holding an IP: `"10.0.0.1"`, or `undefined` for NULL/empty. */
@@ -114,8 +130,8 @@ export function readIP(ptr: Deno.PointerValue): string | undefined {
   if (ptr === null) return undefined;
   const b = bytesOf(ptr);
   // IPv4 without the bigint round trip: list calls read thousands of addresses.
-  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
-  return b.length === 16 ? formatIP(ipFromBytes(b)) : undefined;
+  if (b?.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  return b?.length === 16 ? formatIP(ipFromBytes(b)) : undefined;
 }
 
 /** Reads a borrowed nl_addr as a network `"10.0.0.0/24"`; an empty address is the default route. */
@@ -123,7 +139,8 @@ export function readNet(ptr: Deno.PointerValue, family: 4 | 6): string {
   if (ptr === null) return family === 4 ? "0.0.0.0/0" : "::/0";
   const prefix = nl().nl_addr_get_prefixlen(ptr);
   const b = bytesOf(ptr);
-  if (b.length !== 4 && b.length !== 16) return family === 4 ? "0.0.0.0/0" : "::/0";
+  if (b?.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}/${prefix}`;
+  if (b?.length !== 16) return family === 4 ? "0.0.0.0/0" : "::/0";
   return `${formatIP(ipFromBytes(b))}/${prefix}`;
 }
 
@@ -131,7 +148,7 @@ export function readNet(ptr: Deno.PointerValue, family: 4 | 6): string {
 export function readMac(ptr: Deno.PointerValue): string {
   if (ptr === null) return "";
   const b = bytesOf(ptr);
-  return b.length === 6 ? formatMac(b) : "";
+  return b?.length === 6 ? formatMac(b) : "";
 }
 
 /** Reads a borrowed nl_addr with its prefix length: `"10.0.0.1/24"`. */
