@@ -33,6 +33,18 @@ export function gnuplotScript(
     return `'${path}'`;
   };
   const ref = series.at(-1)![1];
+  // The issue's goals as points: flanneld's figure times the allowed ratio, where the issue sets one.
+  const goals: Record<string, Record<number, number>> = {
+    flanneld_rss_mb: { 5000: 1.5 },
+    flanneld_start_s: { 1000: 0.5, 5000: 0.3 },
+    flanneld_cpu_s: { 5000: 0.5 },
+  };
+  const goalRows = (flanneld: string) =>
+    ref.filter((r) => goals[flanneld]![Number(r.peers)] !== undefined && r[flanneld])
+      .map((r) => ({
+        peers: r.peers!,
+        goal: String(Number(r[flanneld]) * goals[flanneld]![Number(r.peers)]!),
+      }));
   const panel = (title: string, ylabel: string, col: string, refs: [string, string][], flanneld: string) => {
     const plots = series.map(([label, rows], i) =>
       `${
@@ -48,6 +60,10 @@ export function gnuplotScript(
       `${
         data(`fl_${flanneld}`, ref, ["peers", flanneld])
       } using 1:2 with points pt 5 ps 1.5 title 'flanneld (ANCHORS §7)'`,
+      `${
+        data(`goal_${flanneld}`, goalRows(flanneld), ["peers", "goal"])
+      } using 1:2 with points pt 3 ps 2 lw 2 ` +
+        `title 'goal (issue 15)'`,
     );
     return [
       `set title '${title}'`,
@@ -61,9 +77,10 @@ export function gnuplotScript(
     `set output '${out}'`,
     "set multiplot layout 1,3 title 'weft agent vs number of peers (medians; noisy shared 2-core machine)'",
     "set xlabel 'peers'",
-    "set key top left",
+    "set key top left box opaque",
     "set grid",
-    "set xrange [0:*]",
+    "set xrange [0:10500]",
+    "set offsets 0, 0, graph 0.6, 0",
     panel("RSS, settled", "MB", "agent_rss_mb", [
       ["empty_deno_rss_mb", "empty Deno script"],
       ["deno_etcd3_rss_mb", "Deno + import npm:etcd3"],
