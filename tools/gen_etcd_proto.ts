@@ -141,7 +141,7 @@ export function renderSchema(schema: EtcdSchema, source: string): string {
     "",
   ];
   const text = lines.join("\n");
-  if (/[^\x00-\x7f]/.test(text)) throw new Error("the generated schema must be ASCII");
+  if (/[\u0080-\uffff]/.test(text)) throw new Error("the generated schema must be ASCII");
   return text;
 }
 
