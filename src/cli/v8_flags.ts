@@ -13,6 +13,9 @@
  */
 import { isCompiled, V8_FLAGS } from "../self_command.ts";
 
+/** Set in the environment of the re-executed process (and so of its children): never re-execute twice. */
+export const REEXEC_MARK = "WEFT_V8_FLAGS_APPLIED";
+
 /** Flag names (`--max-semi-space-size`) set by `--v8-flags=` arguments and by `DENO_V8_FLAGS`. */
 export function v8FlagsGiven(cmdline: string[], env: string | undefined): Set<string> {
   const names = new Set<string>();
@@ -50,7 +53,9 @@ function cStrings(strings: string[]): { bufs: Uint8Array[]; ptrs: BigUint64Array
  * defaults, as before this existed).
  */
 export function ensureV8Flags(): void {
-  if (isCompiled()) return;
+  // Once only: should a runtime ever ignore DENO_V8_FLAGS, the flags would look missing again and the
+  // process would re-execute itself forever.
+  if (isCompiled() || Deno.env.get(REEXEC_MARK)) return;
   let cmdline: string[];
   try {
     cmdline = Deno.readTextFileSync("/proc/self/cmdline").split("\0").slice(0, -1);
@@ -60,7 +65,11 @@ export function ensureV8Flags(): void {
   const env = Deno.env.get("DENO_V8_FLAGS");
   const missing = missingV8Flags(cmdline, env);
   if (!missing.length || !cmdline.length) return;
-  const vars = { ...Deno.env.toObject(), DENO_V8_FLAGS: [env, ...missing].filter(Boolean).join(",") };
+  const vars = {
+    ...Deno.env.toObject(),
+    DENO_V8_FLAGS: [env, ...missing].filter(Boolean).join(","),
+    [REEXEC_MARK]: "1",
+  };
   const argv = cStrings(cmdline);
   const envp = cStrings(Object.entries(vars).map(([k, v]) => `${k}=${v}`));
   const path = new TextEncoder().encode(Deno.execPath() + "\0");

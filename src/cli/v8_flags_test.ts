@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { missingV8Flags, v8FlagsGiven } from "./v8_flags.ts";
+import { missingV8Flags, REEXEC_MARK, v8FlagsGiven } from "./v8_flags.ts";
 import { V8_FLAGS } from "../self_command.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -109,6 +109,18 @@ Deno.test("flags the user gave on the command line are kept and nothing is re-ex
   // Every flag weft wants, each with a value of the user's own.
   const own = V8_FLAGS.map((f) => `${f.split("=")[0]}=4`).join(",");
   const r = await startAndInspect(["eval", `--v8-flags=${own}`, code], /after/);
+  assert.equal([...r.stderr.matchAll(/start/g)].length, 1);
+  assert.equal(r.flags, undefined);
+});
+
+Deno.test("a process that was re-executed once is never re-executed again, even if the flags look missing", async () => {
+  const code = `
+    console.error("start", Deno.pid);
+    const { ensureV8Flags } = await import("${MODULE}");
+    ensureV8Flags();
+    console.error("after");
+    setInterval(() => {}, 1000);`;
+  const r = await startAndInspect(["eval", code], /after/, { [REEXEC_MARK]: "1" });
   assert.equal([...r.stderr.matchAll(/start/g)].length, 1);
   assert.equal(r.flags, undefined);
 });
