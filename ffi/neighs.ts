@@ -110,27 +110,72 @@ function dump(sock: NlSocket, bridge: boolean, visit: (obj: Deno.PointerObject) 
   }
 }
 
+/** The neighbour entry `obj` (IPv4/IPv6 only), or undefined. */
+function neighInfo(
+  lib: ReturnType<typeof rtnl>,
+  obj: Deno.PointerObject,
+  idx: number,
+): NeighInfo | undefined {
+  const fam = lib.rtnl_neigh_get_family(obj);
+  if (fam !== AF.INET && fam !== AF.INET6) return undefined;
+  const ip = readIP(lib.rtnl_neigh_get_dst(obj));
+  if (ip === undefined) return undefined;
+  return {
+    index: idx,
+    family: fam === AF.INET ? 4 : 6,
+    ip,
+    mac: readMac(lib.rtnl_neigh_get_lladdr(obj)),
+    state: lib.rtnl_neigh_get_state(obj),
+  };
+}
+
+/** The FDB entry `obj` (a bridge-family neighbour). */
+function fdbInfo(lib: ReturnType<typeof rtnl>, obj: Deno.PointerObject, idx: number): FdbInfo {
+  const entry: FdbInfo = {
+    index: idx,
+    mac: readMac(lib.rtnl_neigh_get_lladdr(obj)),
+    state: lib.rtnl_neigh_get_state(obj),
+    flags: lib.rtnl_neigh_get_flags(obj),
+  };
+  const dst = readIP(lib.rtnl_neigh_get_dst(obj));
+  if (dst !== undefined) entry.dst = dst;
+  return entry;
+}
+
+/**
+ * The ARP/NDP entries and the bridge FDB entries of `devices`, from one dump: the FDB dump walks every
+ * neighbour family anyway, so listing both separately read the neighbour table twice (a full pass at
+ * 5000 peers reads 10 000 entries fewer this way). Entries of other devices are skipped before any of
+ * their fields are read.
+ */
+export function neighAndFdbList(
+  sock: NlSocket,
+  devices: ReadonlySet<number>,
+): { neighs: NeighInfo[]; fdbs: FdbInfo[] } {
+  const lib = rtnl();
+  const neighs: NeighInfo[] = [], fdbs: FdbInfo[] = [];
+  dump(sock, true, (obj) => {
+    const idx = lib.rtnl_neigh_get_ifindex(obj);
+    if (!devices.has(idx)) return;
+    if (lib.rtnl_neigh_get_family(obj) === AF.BRIDGE) fdbs.push(fdbInfo(lib, obj, idx));
+    else {
+      const n = neighInfo(lib, obj, idx);
+      if (n) neighs.push(n);
+    }
+  });
+  return { neighs, fdbs };
+}
+
 /** Lists ARP/NDP entries, optionally of one device and family. */
 export function neighList(sock: NlSocket, filter: { dev?: LinkRef; family?: 4 | 6 } = {}): NeighInfo[] {
   const lib = rtnl();
   const index = filter.dev === undefined ? undefined : resolveIndex(sock, filter.dev);
   const out: NeighInfo[] = [];
   dump(sock, false, (obj) => {
-    const fam = lib.rtnl_neigh_get_family(obj);
-    if (fam !== AF.INET && fam !== AF.INET6) return;
-    const family = fam === AF.INET ? 4 : 6;
-    if (filter.family !== undefined && family !== filter.family) return;
     const idx = lib.rtnl_neigh_get_ifindex(obj);
     if (index !== undefined && idx !== index) return;
-    const ip = readIP(lib.rtnl_neigh_get_dst(obj));
-    if (ip === undefined) return;
-    out.push({
-      index: idx,
-      family,
-      ip,
-      mac: readMac(lib.rtnl_neigh_get_lladdr(obj)),
-      state: lib.rtnl_neigh_get_state(obj),
-    });
+    const n = neighInfo(lib, obj, idx);
+    if (n && (filter.family === undefined || n.family === filter.family)) out.push(n);
   });
   return out;
 }
@@ -143,16 +188,7 @@ export function fdbList(sock: NlSocket, filter: { dev?: LinkRef } = {}): FdbInfo
   dump(sock, true, (obj) => {
     if (lib.rtnl_neigh_get_family(obj) !== AF.BRIDGE) return;
     const idx = lib.rtnl_neigh_get_ifindex(obj);
-    if (index !== undefined && idx !== index) return;
-    const entry: FdbInfo = {
-      index: idx,
-      mac: readMac(lib.rtnl_neigh_get_lladdr(obj)),
-      state: lib.rtnl_neigh_get_state(obj),
-      flags: lib.rtnl_neigh_get_flags(obj),
-    };
-    const dst = readIP(lib.rtnl_neigh_get_dst(obj));
-    if (dst !== undefined) entry.dst = dst;
-    out.push(entry);
+    if (index === undefined || idx === index) out.push(fdbInfo(lib, obj, idx));
   });
   return out;
 }

@@ -29,7 +29,15 @@ import {
 } from "./links.ts";
 import { cstr } from "./cmem.ts";
 import { macAddr } from "./nl_addr.ts";
-import { fdbDelete, fdbList, fdbReplace, neighDelete, neighList, neighReplace } from "./neighs.ts";
+import {
+  fdbDelete,
+  fdbList,
+  fdbReplace,
+  neighAndFdbList,
+  neighDelete,
+  neighList,
+  neighReplace,
+} from "./neighs.ts";
 import { closeFd, openNetnsFd, withNetns } from "./netns.ts";
 import { routeAdd, routeDelete, type RouteFilter, routeList, routeReplace } from "./routes.ts";
 import { NlSocket } from "./socket.ts";
@@ -250,5 +258,10 @@ export class Netlink implements Disposable {
   /** Lists FDB entries. */
   fdbList(filter: { dev?: LinkRef } = {}): FdbInfo[] {
     return fdbList(this.#sock, filter);
+  }
+
+  /** Lists the ARP/NDP and FDB entries of `devices` (ifindexes) with one dump. */
+  neighAndFdbList(devices: ReadonlySet<number>): { neighs: NeighInfo[]; fdbs: FdbInfo[] } {
+    return neighAndFdbList(this.#sock, devices);
   }
 }

@@ -43,3 +43,17 @@ Deno.test({
     assert.equal(readMac(null), "");
   },
 });
+
+Deno.test("addresses read back format exactly as weft writes them, every byte value included", () => {
+  for (let v = 0; v < 256; v++) {
+    const ip = `${v}.${255 - v}.${v >> 1}.${(v * 7) & 255}`;
+    using a = ipAddr(ip);
+    assert.equal(readIP(a.ptr), ip);
+    using n = netAddr(`${v}.0.0.0/${v % 33}`);
+    const p = v % 33, first = p >= 8 ? v : v & (0xff << (8 - p)) & 0xff; // host bits cleared
+    assert.equal(readNet(n.ptr, 4), `${first}.0.0.0/${p}`);
+    const mac = [v, 255 - v, 0, 15, 16, v ^ 0x5a].map((x) => x.toString(16).padStart(2, "0")).join(":");
+    using m = macAddr(mac);
+    assert.equal(readMac(m.ptr), mac);
+  }
+});

@@ -8,25 +8,35 @@
 
 /**
  * V8 flags weft runs with: baked into the compiled binary by `deno compile --v8-flags`, passed to
- * `deno run` for children started from source. They only take effect at process start (V8 sizes its
- * heap then; `node:v8` setFlagsFromString at run time was measured to change nothing).
+ * `deno run` for children started from source, and applied by an early re-exec when a user starts the
+ * agent from source without them (src/cli/v8_flags.ts). They only take effect at process start (V8
+ * sizes its heap then; `node:v8` setFlagsFromString at run time was measured to change nothing).
  *
- * `--max-semi-space-size=1` (MB): the agent's live JS state is ~24 MB at 5000 peers, but every resync
- * pass reads thousands of kernel entries into short-lived objects, and V8 grows its young generation
- * to absorb that churn and keeps it. Capping it cut the agent's RSS at 5000 peers from ~200 MB to
- * ~135-155 MB with no measurable CPU cost per pass (bench/convergence.ts, BENCHMARKS.md).
+ * - `--max-semi-space-size=1` (MB): every resync pass reads thousands of kernel entries into
+ *   short-lived objects, and V8 grows its young generation to absorb that churn and keeps it. Capping
+ *   it cut the agent's RSS at 5000 peers from ~200 MB to ~135-155 MB with no measurable CPU cost per
+ *   pass (bench/convergence.ts, BENCHMARKS.md).
+ * - `--heap-growing-percent=30`: with a small young generation, a pass's garbage is promoted, and V8
+ *   let the old generation grow to ~2.5x the live heap (17 MB live, ~45 MB reserved at 5000 peers)
+ *   before collecting it. Growing by 30 % at most keeps it near the live size: median RSS over the
+ *   resync cycle ~112 -> ~102 MB, peak ~120 -> ~105 MB, CPU per pass within noise
+ *   (bench/agent_scale.ts, BENCHMARKS.md).
  */
-export const V8_FLAGS: readonly string[] = ["--max-semi-space-size=1"];
+export const V8_FLAGS: readonly string[] = ["--max-semi-space-size=1", "--heap-growing-percent=30"];
 
 /** {@linkcode V8_FLAGS} as the one argument `deno run` and `deno compile` take. */
 export const V8_FLAGS_ARG = `--v8-flags=${V8_FLAGS.join(",")}`;
 
+const MAIN = new URL("../main.ts", import.meta.url);
+
+/** True in the compiled binary: its modules live inside it and its execPath is weft itself. */
+export function isCompiled(): boolean {
+  return !MAIN.protocol.startsWith("file") || !/\/deno$/.test(Deno.execPath());
+}
+
 /** Returns `[executable, ...leading args]` for running weft with further arguments. */
 export function selfCommand(): [string, ...string[]] {
   const exe = Deno.execPath();
-  const main = new URL("../main.ts", import.meta.url);
-  // A compiled binary's modules live inside it; its execPath is weft itself.
-  const compiled = !main.protocol.startsWith("file") || !/\/deno$/.test(exe);
-  if (compiled) return [exe];
-  return [exe, "run", "-A", "--no-check", V8_FLAGS_ARG, main.pathname];
+  if (isCompiled()) return [exe];
+  return [exe, "run", "-A", "--no-check", V8_FLAGS_ARG, MAIN.pathname];
 }

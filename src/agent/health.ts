@@ -11,23 +11,23 @@
  *
  * @module
  */
-import type client from "prom-client";
 import { type HttpServer, type HttpServerOptions, serveHttp } from "./http_server.ts";
+import type { MetricsText } from "./metrics.ts";
 
 /** Starts the server; returns it (shut it down with `shutdown()`). */
 export function serveHealth(
   opts: HttpServerOptions,
   readiness: () => { ready: boolean; why: string },
-  metrics: client.Registry,
+  metrics: MetricsText,
 ): HttpServer {
-  return serveHttp(opts, async (req) => {
+  return serveHttp(opts, (req) => {
     if (req.path === "/healthz") return { status: 200, body: "ok\n" };
     if (req.path === "/readyz") {
       const r = readiness();
       return { status: r.ready ? 200 : 503, body: `${r.ready ? "ready" : r.why}\n` };
     }
     if (req.path === "/metrics") {
-      return { status: 200, headers: { "Content-Type": metrics.contentType }, body: await metrics.metrics() };
+      return { status: 200, headers: { "Content-Type": metrics.contentType }, body: metrics.metrics() };
     }
     return { status: 404, body: "not found\n" };
   });

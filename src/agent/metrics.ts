@@ -1,9 +1,13 @@
 /**
- * The agent's Prometheus metrics (prom-client, imported only in agent mode).
+ * The agent's Prometheus metrics, written as Prometheus text (format 0.0.4) by hand.
+ *
+ * Hand-written rather than prom-client: the agent only exposes gauges and counters read from its own
+ * state at scrape time, and importing prom-client cost every agent ~6 MB of RSS and ~100 ms of
+ * start-up (bench/agent_scale.ts). The text is what prom-client wrote for the same metrics, byte for
+ * byte (metrics_test.ts).
  *
  * @module
  */
-import client from "prom-client";
 import { emptyReconcileStats, type ReconcileStats } from "../datapath/reconciler.ts";
 import type { UdpForwarderStats } from "../backend/udp_forwarder.ts";
 import type { RejectedLease } from "../subnet/lease_filter.ts";
@@ -88,61 +92,85 @@ function reconcilerMetrics(gauge: Define, counter: Define, stats: () => Reconcil
   );
 }
 
+/** A scrape target: Prometheus text of the metrics as they are now. */
+export interface MetricsText {
+  /** The Content-Type of {@linkcode MetricsText.metrics}'s text. */
+  readonly contentType: string;
+  /** The metrics, read now. */
+  metrics(): string;
+}
+
+/** One sample: its labels (name → value, in the order written) and its value. */
+type Sample = [Record<string, string>, number];
+
+/** One metric: its header and how to read its samples at scrape time. */
+interface Metric {
+  name: string;
+  help: string;
+  type: "gauge" | "counter";
+  samples: () => Sample[];
+}
+
+/** Prometheus's text for a sample value (as prom-client formats it). */
+function sampleValue(v: number): string {
+  if (Number.isNaN(v)) return "NaN";
+  if (!Number.isFinite(v)) return v < 0 ? "-Inf" : "+Inf";
+  return String(v);
+}
+
+/** `{a="x",b="y"}` with values escaped for the text format, or `""` without labels. */
+function labelText(labels: Record<string, string>): string {
+  const pairs = Object.entries(labels).map(([k, v]) =>
+    `${k}="${v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"')}"`
+  );
+  return pairs.length ? `{${pairs.join(",")}}` : "";
+}
+
+/** The text of `list`, as prom-client lays it out (one block per metric, blank lines between). */
+function render(list: Metric[]): string {
+  return list.map((m) => {
+    const lines = [`# HELP ${m.name} ${m.help}`, `# TYPE ${m.name} ${m.type}`];
+    for (const [labels, v] of m.samples()) lines.push(`${m.name}${labelText(labels)} ${sampleValue(v)}`);
+    return lines.join("\n") + "\n";
+  }).join("\n");
+}
+
 /** The udp backend's packet loop: packets moved per direction, and dropped per reason. */
-function forwarderMetrics(reg: client.Registry, view: AgentView): void {
-  new client.Counter({
+function forwarderMetrics(list: Metric[], view: AgentView): void {
+  list.push({
     name: "weft_udp_packets_total",
     help: "Packets the udp backend moved (tun_to_udp: sent to a peer; udp_to_tun: delivered from a peer)",
-    labelNames: ["direction"] as const,
-    registers: [reg],
-    collect() {
-      this.reset();
+    type: "counter",
+    samples: () => {
       const s = view.forwarder();
-      if (!s) return;
-      this.inc({ direction: "tun_to_udp" }, s.tunToUdp);
-      this.inc({ direction: "udp_to_tun" }, s.udpToTun);
+      return s ? [[{ direction: "tun_to_udp" }, s.tunToUdp], [{ direction: "udp_to_tun" }, s.udpToTun]] : [];
     },
   });
-  new client.Counter({
+  list.push({
     name: "weft_udp_dropped_total",
     help: "Packets the udp backend dropped: no_peer (no lease holds the destination), malformed, " +
       "ttl (expired), send_error",
-    labelNames: ["reason"] as const,
-    registers: [reg],
-    collect() {
-      this.reset();
+    type: "counter",
+    samples: () => {
       const s = view.forwarder();
-      if (!s) return;
-      this.inc({ reason: "no_peer" }, s.droppedNoPeer);
-      this.inc({ reason: "malformed" }, s.droppedMalformed);
-      this.inc({ reason: "ttl" }, s.droppedTtl);
-      this.inc({ reason: "send_error" }, s.sendErrors);
+      if (!s) return [];
+      return [
+        [{ reason: "no_peer" }, s.droppedNoPeer],
+        [{ reason: "malformed" }, s.droppedMalformed],
+        [{ reason: "ttl" }, s.droppedTtl],
+        [{ reason: "send_error" }, s.sendErrors],
+      ];
     },
   });
 }
 
-/** Builds a registry whose values are read from `view` at scrape time. */
-export function agentMetrics(view: AgentView): client.Registry {
-  const reg = new client.Registry();
-  const gauge: Define = (name, help, read) =>
-    new client.Gauge({
-      name,
-      help,
-      registers: [reg],
-      collect() {
-        this.set(read());
-      },
-    });
-  const counter: Define = (name, help, read) =>
-    new client.Counter({
-      name,
-      help,
-      registers: [reg],
-      collect() {
-        this.reset();
-        this.inc(read());
-      },
-    });
+/** Builds the metrics, whose values are read from `view` at scrape time. */
+export function agentMetrics(view: AgentView): MetricsText {
+  const list: Metric[] = [];
+  const define = (type: Metric["type"]): Define => (name, help, read) =>
+    list.push({ name, help, type, samples: () => [[{}, read()]] });
+  const gauge = define("gauge");
+  const counter = define("counter");
   gauge("weft_leases_known", "Leases of other nodes known from etcd", () => view.leasesKnown());
   reconcilerMetrics(gauge, counter, () => view.stats() ?? NO_STATS);
   counter(
@@ -177,125 +205,103 @@ export function agentMetrics(view: AgentView): client.Registry {
     "Memory outside the JS heap held by JS objects",
     () => Deno.memoryUsage().external,
   );
-  forwarderMetrics(reg, view);
-  httpMetrics(reg, view);
-  rejectedMetrics(reg, view);
-  new client.Gauge({
+  forwarderMetrics(list, view);
+  httpMetrics(list, view);
+  rejectedMetrics(list, view);
+  list.push({
     name: "weft_lease_info",
     help: "The own lease",
-    labelNames: ["subnet", "public_ip", "backend"] as const,
-    registers: [reg],
-    collect() {
-      this.reset();
+    type: "gauge",
+    samples: () => {
       const l = view.lease();
-      if (l) this.set({ subnet: l.subnet, public_ip: l.publicIP, backend: l.backend }, 1);
+      return l ? [[{ subnet: l.subnet, public_ip: l.publicIP, backend: l.backend }, 1]] : [];
     },
   });
-  return reg;
+  return { contentType: "text/plain; version=0.0.4; charset=utf-8", metrics: () => render(list) };
 }
 
 /** The health server's own health: open connections, requests, what it dropped and why, its errors. */
-function httpMetrics(reg: client.Registry, view: AgentView): void {
-  new client.Gauge({
+function httpMetrics(list: Metric[], view: AgentView): void {
+  list.push({
     name: "weft_http_connections_open",
     help: "Connections open to the health/metrics server",
-    registers: [reg],
-    collect() {
-      this.set(view.http?.()?.open ?? 0);
-    },
+    type: "gauge",
+    samples: () => [[{}, view.http?.()?.open ?? 0]],
   });
-  new client.Counter({
+  list.push({
     name: "weft_http_requests_total",
     help: "Requests answered by the health/metrics server",
-    registers: [reg],
-    collect() {
-      this.reset();
-      this.inc(view.http?.()?.requests ?? 0);
-    },
+    type: "counter",
+    samples: () => [[{}, view.http?.()?.requests ?? 0]],
   });
-  new client.Counter({
+  list.push({
     name: "weft_http_connections_dropped_total",
     help: "Connections the health/metrics server closed: limit, evicted, idle_timeout, header_timeout, " +
       "write_timeout",
-    labelNames: ["reason"] as const,
-    registers: [reg],
-    collect() {
-      this.reset();
+    type: "counter",
+    samples: () => {
       const d = view.http?.()?.dropped;
-      if (!d) return;
-      this.inc({ reason: "limit" }, d.limit);
-      this.inc({ reason: "evicted" }, d.evicted);
-      this.inc({ reason: "idle_timeout" }, d.idleTimeout);
-      this.inc({ reason: "header_timeout" }, d.headerTimeout);
-      this.inc({ reason: "write_timeout" }, d.writeTimeout);
+      if (!d) return [];
+      return [
+        [{ reason: "limit" }, d.limit],
+        [{ reason: "evicted" }, d.evicted],
+        [{ reason: "idle_timeout" }, d.idleTimeout],
+        [{ reason: "header_timeout" }, d.headerTimeout],
+        [{ reason: "write_timeout" }, d.writeTimeout],
+      ];
     },
   });
-  new client.Counter({
+  list.push({
     name: "weft_http_errors_total",
     help: "Errors of the health/metrics server (none is fatal): accept (EMFILE …), io, bad_request, handler",
-    labelNames: ["kind"] as const,
-    registers: [reg],
-    collect() {
-      this.reset();
+    type: "counter",
+    samples: () => {
       const e = view.http?.()?.errors;
-      if (!e) return;
-      this.inc({ kind: "accept" }, e.accept);
-      this.inc({ kind: "io" }, e.io);
-      this.inc({ kind: "bad_request" }, e.badRequest);
-      this.inc({ kind: "handler" }, e.handler);
+      if (!e) return [];
+      return [
+        [{ kind: "accept" }, e.accept],
+        [{ kind: "io" }, e.io],
+        [{ kind: "bad_request" }, e.badRequest],
+        [{ kind: "handler" }, e.handler],
+      ];
     },
   });
 }
 
 /** Rejected leases: a counter per rule, and the ones rejected now (key and rule, at most 100 series). */
-function rejectedMetrics(reg: client.Registry, view: AgentView): void {
-  for (
-    const [name, help, read] of [
-      [
-        "weft_lease_reasserted_total",
-        "Times another value was found under the own key and the own lease written back",
-        () => view.reasserted?.() ?? 0,
-      ],
-      [
-        "weft_routes_refused_total",
-        "Routes refused because their destination holds a route weft does not own",
-        () => view.routesRefused?.() ?? 0,
-      ],
-    ] as const
-  ) {
-    new client.Counter({
-      name,
-      help,
-      registers: [reg],
-      collect() {
-        this.reset();
-        this.inc(read());
-      },
-    });
-  }
-  new client.Counter({
+function rejectedMetrics(list: Metric[], view: AgentView): void {
+  list.push({
+    name: "weft_lease_reasserted_total",
+    help: "Times another value was found under the own key and the own lease written back",
+    type: "counter",
+    samples: () => [[{}, view.reasserted?.() ?? 0]],
+  });
+  list.push({
+    name: "weft_routes_refused_total",
+    help: "Routes refused because their destination holds a route weft does not own",
+    type: "counter",
+    samples: () => [[{}, view.routesRefused?.() ?? 0]],
+  });
+  list.push({
     name: "weft_leases_rejected_total",
     help: "Leases refused before anything was programmed, by the rule they broke",
-    labelNames: ["reason"] as const,
-    registers: [reg],
-    collect() {
-      this.reset();
-      for (const [rule, n] of view.rejected?.().total ?? []) this.inc({ reason: rule }, n);
-    },
+    type: "counter",
+    samples: () => [...view.rejected?.().total ?? []].map(([rule, n]): Sample => [{ reason: rule }, n]),
   });
-  new client.Gauge({
+  list.push({
     name: "weft_lease_rejected",
     help:
       `Leases rejected now (1 per key, the first ${MAX_REJECTED_SERIES} by key), with the rule they break`,
-    labelNames: ["key", "reason"] as const,
-    registers: [reg],
-    collect() {
-      this.reset();
+    type: "gauge",
+    samples: () => {
+      const series = new Map<string, Sample>();
       for (const r of (view.rejected?.().current ?? []).slice(0, MAX_REJECTED_SERIES)) {
-        // A hostile key may be huge: the label keeps its first 200 characters.
+        // A hostile key may be huge: the label keeps its first 200 characters (two keys cut to the same
+        // label are one series, as a gauge set twice).
         const key = r.key.length > 200 ? `${r.key.slice(0, 200)}…` : r.key;
-        this.set({ key, reason: r.rule }, 1);
+        series.set(`${key}\n${r.rule}`, [{ key, reason: r.rule }, 1]);
       }
+      return [...series.values()];
     },
   });
 }

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { releaseFreeNativeMemory } from "../../ffi/mod.ts";
 import { sleep } from "../async.ts";
 import type { Reconciler } from "../datapath/reconciler.ts";
 import { log } from "../log.ts";
@@ -44,7 +45,10 @@ export class Resync {
       this.reconciler.stats.errors++; // the device failed (logged): the next pass tries again
       return;
     }
-    if (this.reconciler.fullPass(change) && !this.status.datapathApplied) {
+    const ok = this.reconciler.fullPass(change);
+    // The pass read the whole kernel through libnl: hand the native heap it freed back (ffi/malloc.ts).
+    releaseFreeNativeMemory();
+    if (ok && !this.status.datapathApplied) {
       this.status.datapathApplied = true;
       logger.info("datapath applied: {n} peers programmed", { n: this.reconciler.stats.peersProgrammed });
     }

@@ -8,7 +8,7 @@
  *   --healthz-ip=127.0.0.1 --healthz-port=8471 --resync-interval=10
  * ```
  *
- * The agent itself (and prom-client, etcd3) is imported only when the command runs.
+ * The agent itself (and etcd3) is imported only when the command runs.
  *
  * @module
  */

@@ -58,12 +58,9 @@ export class NetlinkKernel implements KernelOps {
 
   /** Reads weft's routes and the neighbour/FDB entries of `devices` (and refreshes the route guard). */
   read(devices: number[]): KernelState {
-    const devs = new Set(devices);
-    return {
-      // One dump of the main table serves both: weft's routes, and the guard's view of everyone else's.
-      routes: this.routes.learn(this.nl.routeList()),
-      neighs: devs.size ? this.nl.neighList().filter((n) => devs.has(n.index)) : [],
-      fdbs: devs.size ? this.nl.fdbList().filter((f) => devs.has(f.index)) : [],
-    };
+    // One dump of the main table serves both: weft's routes, and the guard's view of everyone else's.
+    const routes = this.routes.learn(this.nl.routeList());
+    if (!devices.length) return { routes, neighs: [], fdbs: [] };
+    return { routes, ...this.nl.neighAndFdbList(new Set(devices)) };
   }
 }

@@ -158,3 +158,44 @@ Deno.test("compareIP() sorts IPv4 before IPv6 and numerically within a family", 
   assert.deepEqual(sorted, ["9.255.255.255", "10.0.0.9", "10.0.0.10", "::1", "fd00::1"]);
   assert.equal(compareIP(parseIP("10.0.0.1"), parseIP("10.0.0.1")), 0);
 });
+
+Deno.test("IPv4 parsing accepts exactly four parts of 0-255 without leading zeros (checked against a plain reference)", () => {
+  const reference = (s: string) => {
+    const parts = s.split(".");
+    if (parts.length !== 4) return undefined;
+    let v = 0;
+    for (const p of parts) {
+      if (!/^\d{1,3}$/.test(p) || (p.length > 1 && p[0] === "0") || Number(p) > 255) return undefined;
+      v = v * 256 + Number(p);
+    }
+    return BigInt(v);
+  };
+  const pieces = [
+    "0",
+    "00",
+    "1",
+    "01",
+    "9",
+    "10",
+    "99",
+    "100",
+    "255",
+    "256",
+    "999",
+    "1000",
+    "",
+    "a",
+    "-1",
+    " 1",
+  ];
+  let seed = 7;
+  const pick = () => pieces[(seed = (seed * 1103515245 + 12345) & 0x7fffffff) % pieces.length]!;
+  for (let i = 0; i < 5000; i++) {
+    const n = 3 + (i % 3);
+    const s = Array.from({ length: n }, pick).join(".");
+    const want = reference(s.trim());
+    const got = tryParseIP(s);
+    assert.equal(got?.value, want, JSON.stringify(s));
+    if (want !== undefined) assert.equal(formatIP(got!), s.trim().split(".").map(Number).join("."));
+  }
+});

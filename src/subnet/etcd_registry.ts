@@ -23,6 +23,7 @@
  * @module
  */
 import { EtcdConfigError, type EtcdOptions } from "./etcd_options.ts";
+import { installEtcdProtoCodec } from "./etcd_proto.ts";
 import type { Registry, RegistryEntry, RegistryEvent } from "./registry.ts";
 
 export { EtcdConfigError, type EtcdOptions, explainEtcdError } from "./etcd_options.ts";
@@ -84,6 +85,9 @@ export async function openEtcdRegistry(opts: EtcdOptions): Promise<EtcdRegistry>
   if (!tls && (ca || cert)) {
     throw new EtcdConfigError("TLS files are set but no --etcd-endpoints URL is https://");
   }
+  // etcd3 would load protobufjs and parse its rpc.proto on import (~10 MB, 100+ ms): give it weft's
+  // codec of the same API instead (etcd_proto.ts).
+  installEtcdProtoCodec();
   const mod: Etcd3Module = await import("etcd3");
   const { Buffer } = await import("node:buffer");
   if (tls) await allowIpEndpointsWithTls();

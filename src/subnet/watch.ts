@@ -85,12 +85,16 @@ export function watchStoreLeases(
 class Delivered {
   readonly #known = new Map<string, Lease>();
 
-  /** An event for `l` against what is known, or undefined when nothing changed. */
+  /**
+   * An event for `l` against what is known, or undefined when nothing changed. An unchanged lease keeps
+   * the object already delivered (the consumer holds that one: a re-list must not leave a second copy
+   * of every lease alive).
+   */
   upsert(l: Lease): LeaseEvent | undefined {
     const prev = this.#known.get(l.key);
+    if (prev && leaseAttrsJSON(prev.attrs) === leaseAttrsJSON(l.attrs)) return undefined;
     this.#known.set(l.key, l);
     if (!prev) return { type: "added", lease: l };
-    if (leaseAttrsJSON(prev.attrs) === leaseAttrsJSON(l.attrs)) return undefined;
     return { type: "added", lease: l, previous: prev };
   }
 
@@ -116,6 +120,30 @@ class Delivered {
     }
     return events;
   }
+}
+
+/**
+ * Lists the store and delivers the difference to what was delivered before; returns the revision read
+ * at. A function of its own so that the list is not kept alive by the watch loop's frame while it
+ * waits on the watch (5000 leases would stay in memory twice).
+ */
+async function relist(
+  store: WatchableStore,
+  known: Delivered,
+  invalid: Invalid,
+  deliver: (events: LeaseEvent[]) => void,
+): Promise<number> {
+  const { entries, revision } = await store.listSubnets();
+  const leases: Lease[] = [];
+  for (const e of entries) {
+    const l = invalid.see(e);
+    if (l) leases.push(l);
+  }
+  invalid.keepOnly(new Set(entries.map((e) => e.key)));
+  // Diff the snapshot against what we already delivered (a re-list after an error).
+  const events = known.relisted(leases);
+  if (events.length) deliver(events);
+  return revision;
 }
 
 async function runWatch(
@@ -152,16 +180,7 @@ async function runWatch(
     let stop: (() => Promise<void>) | undefined;
     kick.wanted = Promise.withResolvers<"relist">(); // this (re-)list serves any earlier request
     try {
-      const { entries, revision } = await store.listSubnets();
-      const leases: Lease[] = [];
-      for (const e of entries) {
-        const l = invalid.see(e);
-        if (l) leases.push(l);
-      }
-      invalid.keepOnly(new Set(entries.map((e) => e.key)));
-      // Diff the snapshot against what we already delivered (a re-list after an error).
-      const events = known.relisted(leases);
-      if (events.length) deliver(events);
+      const revision = await relist(store, known, invalid, deliver);
       opts.onSync?.();
       opts.onConnectivity?.(true);
       if (opts.signal.aborted) break;

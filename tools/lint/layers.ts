@@ -46,7 +46,6 @@ export const LAYERS: Record<string, string[]> = {
 /** npm packages and the only parts that may load them (everything else stays free of their cost). */
 export const PACKAGES: Record<string, string[]> = {
   "etcd3": ["src/subnet/etcd_registry.ts"],
-  "prom-client": ["src/agent"],
   "@kubernetes/client-node": ["src/kube"],
   "commander": ["src/cli"],
   "@commander-js/extra-typings": ["src/cli"],
