@@ -9,9 +9,8 @@ import { type NetworkConfig, parseNetworkConfig } from "../config/net_conf.ts";
 import { KubeClient } from "../kube/client.ts";
 import type { KubeSourceOptions } from "../kube/lease_source.ts";
 import { annotationKeys, type KubeNode, nodeToLease } from "../kube/node_lease.ts";
-import { leaseName } from "../subnet/lease.ts";
 import { parseNet } from "../net/ip.ts";
-import type { LeaseRow } from "./leases.ts";
+import { leaseColumns, type LeaseRow } from "./leases.ts";
 
 /** The leases of every flannel/weft node, as `weft leases` rows (node name set, no TTL). */
 export async function kubeLeaseRows(opts: KubeSourceOptions): Promise<LeaseRow[]> {
@@ -45,13 +44,7 @@ export async function kubeLeaseRows(opts: KubeSourceOptions): Promise<LeaseRow[]
       }
       if (!l) continue;
       rows.push({
-        key: l.key,
-        subnet: l.subnet ? leaseName({ subnet: l.subnet }) : null,
-        ipv6Subnet: l.ipv6Subnet ? leaseName({ ipv6Subnet: l.ipv6Subnet }) : null,
-        publicIP: l.attrs.PublicIP,
-        publicIPv6: l.attrs.PublicIPv6 ?? null,
-        backendType: l.attrs.BackendType,
-        backendData: l.attrs.BackendData ?? null,
+        ...leaseColumns(l),
         ttlSeconds: null,
         etcdLeaseId: null,
         status: "ok",

@@ -9,7 +9,7 @@
  */
 import type { Command } from "@commander-js/extra-typings";
 import { formatIP, type IPNet, netContainsNet, parseIP, parseNet } from "../net/ip.ts";
-import { leaseName, parseSubnetKey, type SubnetManager, vtepMac } from "../subnet/mod.ts";
+import { type Lease, leaseName, parseSubnetKey, type SubnetManager, vtepMac } from "../subnet/mod.ts";
 import { clusterVerdicts, type EntryVerdict } from "../subnet/verdicts.ts";
 import { CliError } from "./errors.ts";
 import { addEtcdFlags, withSubnetManager } from "./etcd_flags.ts";
@@ -46,6 +46,19 @@ export interface LeaseRow {
   node?: string;
 }
 
+/** The columns a lease itself fills (no TTL, lease id or verdict). */
+export function leaseColumns(l: Lease): Omit<LeaseRow, "ttlSeconds" | "etcdLeaseId" | "status"> {
+  return {
+    key: l.key,
+    subnet: l.subnet ? leaseName({ subnet: l.subnet }) : null,
+    ipv6Subnet: l.ipv6Subnet ? leaseName({ ipv6Subnet: l.ipv6Subnet }) : null,
+    publicIP: l.attrs.PublicIP,
+    publicIPv6: l.attrs.PublicIPv6 ?? null,
+    backendType: l.attrs.BackendType,
+    backendData: l.attrs.BackendData ?? null,
+  };
+}
+
 async function rowOf(v: EntryVerdict, leaseTTL?: (id: string) => Promise<number>): Promise<LeaseRow> {
   const judged = v.rejection ? { status: v.rejection.rule, reason: v.rejection.detail } : { status: "ok" };
   if (!v.parsed.ok) {
@@ -64,13 +77,7 @@ async function rowOf(v: EntryVerdict, leaseTTL?: (id: string) => Promise<number>
   }
   const l = v.parsed.lease;
   return {
-    key: l.key,
-    subnet: l.subnet ? leaseName({ subnet: l.subnet }) : null,
-    ipv6Subnet: l.ipv6Subnet ? leaseName({ ipv6Subnet: l.ipv6Subnet }) : null,
-    publicIP: l.attrs.PublicIP,
-    publicIPv6: l.attrs.PublicIPv6 ?? null,
-    backendType: l.attrs.BackendType,
-    backendData: l.attrs.BackendData ?? null,
+    ...leaseColumns(l),
     ttlSeconds: l.etcdLeaseId && leaseTTL ? await leaseTTL(l.etcdLeaseId) : null,
     etcdLeaseId: l.etcdLeaseId ?? null,
     ...judged,
