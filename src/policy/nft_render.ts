@@ -16,7 +16,7 @@
  *   chain ingress { type filter hook forward priority filter - 4; policy accept;
  *                   ct state established,related accept; ip daddr vmap @ingress4; ip6 daddr vmap @ingress6 }
  *   chain in/x/a  { ip saddr @peers-0 tcp dport 80 counter accept comment "x/web ingress[0] ip tcp/80"
- *                   …; [limit … log prefix "weft-policy drop in x/a: "]; counter drop comment "default deny" }
+ *                   …; [limit … counter log prefix "weft-policy drop in x/a: "]; counter drop comment "default deny" }
  *   chain out/x/a { … }
  * }
  * ```
@@ -179,6 +179,8 @@ function countText(c: Counters | undefined, chain: string, comment: string): str
 
 /** The comment of the final drop rule of every pod chain. */
 export const DEFAULT_DENY_COMMENT = "default deny";
+/** The comment of the drop-log rule (its counter counts the drops that were logged). */
+export const DROP_LOG_COMMENT = "drop log";
 
 function podChainText(
   pod: PodRules,
@@ -205,7 +207,10 @@ function podChainText(
       LOG_PREFIX_MAX,
     );
     lines.push(
-      `    limit rate ${opts.logRate ?? 5}/second burst 10 packets log prefix ${quote(prefix)} level info`,
+      `    limit rate ${opts.logRate ?? 5}/second burst 10 packets ${
+        countText(opts.counters, chain, DROP_LOG_COMMENT)
+      } ` +
+        `log prefix ${quote(prefix)} level info comment ${quote(DROP_LOG_COMMENT)}`,
     );
   }
   lines.push(

@@ -150,7 +150,7 @@ Deno.test("drop logging adds a rate-limited log rule naming the pod, before the 
     { logDrops: true, logRate: 3 },
   );
   assert.deepEqual(lines(s, "out/x/a"), [
-    'limit rate 3/second burst 10 packets log prefix "weft-policy drop out x/a: " level info',
+    'limit rate 3/second burst 10 packets counter log prefix "weft-policy drop out x/a: " level info comment "drop log"',
     'counter drop comment "default deny"',
   ]);
 });
