@@ -69,6 +69,7 @@ export interface RenderOptions {
 
 const NFT_NAME_MAX = 255;
 const COMMENT_MAX = 127;
+const CHAIN_COMMENT_MAX = 250;
 const LOG_PREFIX_MAX = 127;
 
 /** FNV-1a 32 bits, hex: short stable names for what would be too long. */
@@ -182,6 +183,32 @@ export const DEFAULT_DENY_COMMENT = "default deny";
 /** The comment of the drop-log rule (its counter counts the drops that were logged). */
 export const DROP_LOG_COMMENT = "drop log";
 
+/**
+ * The comment of a pod chain — `pod x/a ips 10.244.1.2,fd00::2 policies x/p1,x/p2` — so the table
+ * alone says whose chain it is and which policies isolate the pod (`weft policy` reads it back).
+ */
+function chainComment(pod: PodRules, dir: "ingress" | "egress"): string {
+  const head = `pod ${pod.namespace}/${pod.name} ips ${pod.ips.join(",")} policies `;
+  const policies = pod[dir]!.policies;
+  let list = policies.join(",");
+  for (let n = policies.length - 1; head.length + list.length > CHAIN_COMMENT_MAX && n > 0; n--) {
+    list = `${policies.slice(0, n).join(",")},+${policies.length - n}`;
+  }
+  return fit(head + list, CHAIN_COMMENT_MAX);
+}
+
+/** Reads a chain comment back: the pod, its addresses, the policies (a `+N` tail counts the cut ones). */
+export function parseChainComment(
+  comment: string,
+): { pod: string; ips: string[]; policies: string[]; more: number } | undefined {
+  const m = comment.match(/^pod (\S+) ips (\S*) policies (\S*)$/);
+  if (!m) return undefined;
+  const list = m[3] ? m[3].split(",") : [];
+  const tail = list[list.length - 1]?.match(/^\+(\d+)$/);
+  if (tail) list.pop();
+  return { pod: m[1]!, ips: m[2] ? m[2].split(",") : [], policies: list, more: tail ? Number(tail[1]) : 0 };
+}
+
 function podChainText(
   pod: PodRules,
   dir: "ingress" | "egress",
@@ -190,7 +217,7 @@ function podChainText(
 ): string[] {
   const rules = pod[dir]!.rules;
   const chain = podChain(dir, pod.namespace, pod.name);
-  const lines = [`  chain ${chain} {`];
+  const lines = [`  chain ${chain} {`, `    comment ${quote(chainComment(pod, dir))}`];
   const seen = new Set<string>();
   for (const r of rules) {
     for (const [label, match] of allowLines(r, pool)) {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { parseIP } from "../net/ip.ts";
 import { normalize } from "./ip_ranges.ts";
-import { podChain, renderPolicyTable } from "./nft_render.ts";
+import { parseChainComment, podChain, renderPolicyTable } from "./nft_render.ts";
 import type { AllowRule, PodRules, RuleSet } from "./rule_set.ts";
 
 const ip = (s: string) => parseIP(s).value;
@@ -23,11 +23,12 @@ function set(pods: PodRules[]): RuleSet {
   return { pods, unrestricted: [], problems: [] };
 }
 
-const lines = (script: string, chain: string) => {
+/** A chain's lines; its `comment "pod …"` line only with `withComment`. */
+const lines = (script: string, chain: string, withComment = false) => {
   const start = script.indexOf(`  chain ${chain} {`);
   assert.ok(start >= 0, `chain ${chain} rendered`);
   return script.slice(start, script.indexOf("  }", start)).split("\n").slice(1).map((l) => l.trim())
-    .filter(Boolean);
+    .filter((l) => l && (withComment || !l.startsWith('comment "pod ')));
 };
 
 Deno.test("an isolated pod gets a map entry per address and a chain ending in a counted drop", () => {
@@ -43,7 +44,33 @@ Deno.test("an isolated pod gets a map entry per address and a chain ending in a 
   );
   assert.match(s, /map ingress6 \{ type ipv6_addr : verdict; elements = \{ fd00::2 : goto in\/x\/a \} \}/);
   assert.match(s, /map egress4 \{ type ipv4_addr : verdict; \}/, "not isolated for egress: no entry");
-  assert.deepEqual(lines(s, "in/x/a"), ['counter drop comment "default deny"']);
+  assert.deepEqual(lines(s, "in/x/a", true), [
+    'comment "pod x/a ips 10.244.1.2,fd00::2 policies x/p"',
+    'counter drop comment "default deny"',
+  ]);
+});
+
+Deno.test("the chain comment names the pod, its addresses and its policies, and reads back", () => {
+  const many = Array.from({ length: 40 }, (_, i) => `x/policy-number-${i}`);
+  const s = renderPolicyTable(set([{
+    namespace: "x",
+    name: "a",
+    ips: ["10.244.1.2"],
+    ingress: { policies: many, rules: [] },
+  }]));
+  const comment = lines(s, "in/x/a", true)[0]!.match(/^comment "(.*)"$/)![1]!;
+  assert.ok(comment.length <= 250);
+  const back = parseChainComment(comment)!;
+  assert.equal(back.pod, "x/a");
+  assert.deepEqual(back.ips, ["10.244.1.2"]);
+  assert.deepEqual(back.policies, many.slice(0, back.policies.length));
+  assert.equal(back.policies.length + back.more, 40, "the cut policies are counted");
+  assert.deepEqual(parseChainComment("pod y/b ips 10.0.0.1 policies y/p"), {
+    pod: "y/b",
+    ips: ["10.0.0.1"],
+    policies: ["y/p"],
+    more: 0,
+  });
 });
 
 Deno.test("the script replaces the whole table in one transaction and judges only new connections", () => {
