@@ -63,6 +63,8 @@ export interface InformerOptions {
   watchTimeoutSeconds?: number;
   /** A watch silent this long is dropped and resumed, ms (bookmarks arrive about every minute). */
   idleMs?: number;
+  /** Trims each object before it is stored (keep only what the consumer reads: memory at scale). */
+  transform?(o: KubeObject): KubeObject;
 }
 
 /** `namespace/name` (or `name` for cluster-scoped kinds): the store key. */
@@ -154,19 +156,25 @@ export class Informer<T extends KubeObject> {
     if (ev.type === "BOOKMARK") return;
     this.events++;
     const key = objectKey(ev.object);
+    const obj = this.#trim(ev.object);
     if (ev.type === "DELETED") {
       if (this.store.delete(key)) this.opts.onChange();
       return;
     }
-    this.store.set(key, ev.object);
+    this.store.set(key, obj);
     this.opts.onChange();
+  }
+
+  #trim(o: T): T {
+    return this.opts.transform ? this.opts.transform(o) as T : o;
   }
 
   /** Replaces the store with a list, telling the consumer only when something differs. */
   #replace(items: T[]): void {
     let changed = items.length !== this.store.size;
     const next = new Map<string, T>();
-    for (const o of items) {
+    for (const raw of items) {
+      const o = this.#trim(raw);
       const key = objectKey(o);
       next.set(key, o);
       const had = this.store.get(key);
