@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { Backoff } from "../async.ts";
 
 /** One watch event (the API's JSON). */
 export interface WatchEvent<T> {
@@ -100,8 +101,7 @@ export class Informer<T extends KubeObject> {
 
   /** Runs until `signal` aborts. */
   async run(signal: AbortSignal): Promise<void> {
-    const [minWait, maxWait] = this.opts.backoffMs ?? [250, 10_000];
-    let wait = minWait;
+    const backoff = new Backoff(...(this.opts.backoffMs ?? [250, 10_000]));
     let rv: string | undefined;
     while (!signal.aborted) {
       try {
@@ -113,7 +113,7 @@ export class Informer<T extends KubeObject> {
           this.synced = true;
         }
         this.#up();
-        wait = minWait;
+        backoff.reset();
         const timeout = this.opts.watchTimeoutSeconds ?? 300;
         await this.client.watch<T>(this.path, {
           resourceVersion: rv,
@@ -135,11 +135,7 @@ export class Informer<T extends KubeObject> {
         this.lastError = err instanceof Error ? err.message : String(err);
         if (this.connected) this.connected = false;
         this.opts.onError?.(err);
-        await new Promise<void>((res) => {
-          const t = setTimeout(res, wait);
-          signal.addEventListener("abort", () => (clearTimeout(t), res()), { once: true });
-        });
-        wait = Math.min(wait * 2, maxWait);
+        await backoff.wait(signal);
       }
     }
   }

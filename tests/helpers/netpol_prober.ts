@@ -5,7 +5,7 @@
  * @module
  */
 import { withNetns } from "../../ffi/mod.ts";
-import { terminateChild } from "../../src/cli/lab.ts";
+import { terminateChild } from "../../src/lab/lab.ts";
 import type { Target } from "./netpol_reach.ts";
 
 const MAIN = new URL("./netpol_prober_main.ts", import.meta.url).pathname;
