@@ -26,6 +26,7 @@ import { networkRules } from "../subnet/validate.ts";
 import { nodeFactsOf, onOwnLeaseChange } from "./own_lease.ts";
 import { serveHealth } from "./health.ts";
 import type { HttpServer } from "./http_server.ts";
+import { type NetworkPolicyOptions, NetworkPolicyPart, removeNetworkPolicyTable } from "./network_policy.ts";
 import { agentMetrics } from "./metrics.ts";
 import { NodeState } from "./node_state.ts";
 import { PeerSync } from "./peer_sync.ts";
@@ -50,16 +51,25 @@ export interface AgentOptions extends IfaceOptions {
   healthz: { hostname: string; port: number };
   /** Full reconcile period, seconds. */
   resyncSeconds: number;
+  /** Enforce NetworkPolicies (`--network-policy`, kube mode); absent: weft's policy table is removed. */
+  networkPolicy?: NetworkPolicyOptions;
   /** Stops the agent. */
   signal: AbortSignal;
 }
 
 /** The health server when `--healthz-port` is set; its counters go to the metrics through `status`. */
-function startHealth(opts: AgentOptions, status: AgentStatus): HttpServer | undefined {
-  if (!opts.healthz.port) return undefined;
-  const server = serveHealth(opts.healthz, () => status.readiness(), agentMetrics(status.view()));
+function startHealth(
+  opts: AgentOptions,
+  status: AgentStatus,
+): { server: HttpServer | undefined; policy: NetworkPolicyPart | undefined } {
+  const registry = agentMetrics(status.view());
+  const policy = opts.networkPolicy ? new NetworkPolicyPart(opts.networkPolicy, registry) : undefined;
+  if (policy) status.policyEnforced = () => policy.enforced;
+  else removeNetworkPolicyTable();
+  if (!opts.healthz.port) return { server: undefined, policy };
+  const server = serveHealth(opts.healthz, () => status.readiness(), registry);
   status.http = () => server.stats;
-  return server;
+  return { server, policy };
 }
 
 /** Runs the agent on `source` until `opts.signal` aborts; closes `source` when it stops. */
@@ -67,7 +77,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
   const { signal } = opts;
   using nl = Netlink.open();
   const status = new AgentStatus();
-  const server = startHealth(opts, status);
+  const { server, policy } = startHealth(opts, status);
   let stopReconciler = () => {};
   let closeBackend = (): Promise<void> => Promise.resolve();
   try {
@@ -130,6 +140,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
       peers.run(signal),
       resync.run(opts.resyncSeconds, signal),
       health.run(Math.min(opts.resyncSeconds, 5) * 1000, cfgFingerprint, signal),
+      policy?.run(opts.resyncSeconds, signal),
     ]);
   } finally {
     // The datapath stays as it is: the next start converges from it without dropping a packet.

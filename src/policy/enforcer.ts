@@ -140,6 +140,11 @@ export class PolicyEnforcer {
     this.namespaces = new Informer(client, POLICY_WATCH_PATHS.namespaces, common("watching Namespaces"));
   }
 
+  /** This node's name. */
+  get nodeName(): string {
+    return this.opts.nodeName;
+  }
+
   /** True once every kind has been listed. */
   get synced(): boolean {
     return this.policies.synced && this.pods.synced && this.namespaces.synced;
