@@ -69,7 +69,8 @@ export interface RenderOptions {
 
 const NFT_NAME_MAX = 255;
 const COMMENT_MAX = 127;
-const CHAIN_COMMENT_MAX = 250;
+// nft refuses comments longer than 128 characters (rules and chains alike).
+const CHAIN_COMMENT_MAX = 127;
 const LOG_PREFIX_MAX = 127;
 
 /** FNV-1a 32 bits, hex: short stable names for what would be too long. */
@@ -188,13 +189,18 @@ export const DROP_LOG_COMMENT = "drop log";
  * alone says whose chain it is and which policies isolate the pod (`weft policy` reads it back).
  */
 function chainComment(pod: PodRules, dir: "ingress" | "egress"): string {
-  const head = `pod ${pod.namespace}/${pod.name} ips ${pod.ips.join(",")} policies `;
+  const ips = pod.ips.join(",");
   const policies = pod[dir]!.policies;
+  // The pod name is cut (marked `~`) only when even "+N" policies would not fit beside it.
+  let name = `${pod.namespace}/${pod.name}`;
+  const room = CHAIN_COMMENT_MAX - `pod  ips ${ips} policies +${policies.length}`.length;
+  if (name.length > room) name = `${name.slice(0, Math.max(room - 1, 1))}~`;
+  const head = `pod ${name} ips ${ips} policies `;
   let list = policies.join(",");
-  for (let n = policies.length - 1; head.length + list.length > CHAIN_COMMENT_MAX && n > 0; n--) {
-    list = `${policies.slice(0, n).join(",")},+${policies.length - n}`;
+  for (let n = policies.length - 1; head.length + list.length > CHAIN_COMMENT_MAX && n >= 0; n--) {
+    list = [...policies.slice(0, n), `+${policies.length - n}`].join(",");
   }
-  return fit(head + list, CHAIN_COMMENT_MAX);
+  return head + list;
 }
 
 /** Reads a chain comment back: the pod, its addresses, the policies (a `+N` tail counts the cut ones). */

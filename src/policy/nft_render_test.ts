@@ -59,12 +59,24 @@ Deno.test("the chain comment names the pod, its addresses and its policies, and 
     ingress: { policies: many, rules: [] },
   }]));
   const comment = lines(s, "in/x/a", true)[0]!.match(/^comment "(.*)"$/)![1]!;
-  assert.ok(comment.length <= 250);
+  assert.ok(comment.length <= 127);
   const back = parseChainComment(comment)!;
   assert.equal(back.pod, "x/a");
   assert.deepEqual(back.ips, ["10.244.1.2"]);
   assert.deepEqual(back.policies, many.slice(0, back.policies.length));
   assert.equal(back.policies.length + back.more, 40, "the cut policies are counted");
+  const long = renderPolicyTable(set([{
+    namespace: "kube-system",
+    name: "a".repeat(253),
+    ips: ["10.244.1.2", "fd00:10:244:1::2"],
+    ingress: { policies: many, rules: [] },
+  }]));
+  const longComment = long.match(/comment "(pod [^"]*)"/)![1]!;
+  assert.ok(longComment.length <= 127, longComment);
+  const lb = parseChainComment(longComment)!;
+  assert.match(lb.pod, /^kube-system\/a+~$/);
+  assert.deepEqual(lb.ips, ["10.244.1.2", "fd00:10:244:1::2"]);
+  assert.deepEqual([lb.policies, lb.more], [[], 40]);
   assert.deepEqual(parseChainComment("pod y/b ips 10.0.0.1 policies y/p"), {
     pod: "y/b",
     ips: ["10.0.0.1"],

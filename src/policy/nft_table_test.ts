@@ -96,6 +96,12 @@ Deno.test({
         assert.throws(() => table.apply(rs([broken])), /nftables/);
         assert.equal(listPolicyTable(), before);
 
+        // Names and lists at the limits still load (nft caps comments at 128 characters).
+        const huge = podA([80]);
+        huge.name = "p".repeat(253);
+        huge.ingress!.policies = Array.from({ length: 100 }, (_, i) => `x/policy-with-a-long-name-${i}`);
+        assert.equal(table.apply(rs([huge])), "installed");
+
         table.remove();
         assert.equal(listPolicyTable(), undefined);
         removePolicyTable(); // absent is fine

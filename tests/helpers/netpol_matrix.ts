@@ -123,13 +123,16 @@ export class NetpolMatrix implements AsyncDisposable {
     return mp;
   }
 
-  /** A model of the cluster on these pods' addresses (pods it adds later are created on demand). */
+  /**
+   * A model of the cluster on these pods' addresses: the base pods that exist here (pods a case adds
+   * later are created on demand).
+   */
   newCluster(): ModelCluster {
     return new ModelCluster((p) => {
       const have = this.pods.get(`${p.ns}/${p.name}`);
       if (!have) throw new Error(`pod ${p.ns}/${p.name} must be created with ensurePod() first`);
       return have.ip;
-    });
+    }, [...this.pods.keys()]);
   }
 
   /** One probe: true when the right pod answered. */

@@ -28,12 +28,17 @@ export class ModelCluster {
   /** Namespace labels by name. */
   namespaces = baseNamespaces();
   /** Pods by `ns/name`. */
-  pods = new Map<string, ModelPod>(basePods().map((p) => [`${p.ns}/${p.name}`, p]));
+  pods: Map<string, ModelPod>;
   /** Policies by `ns/name`. */
   policies = new Map<string, NetworkPolicy>();
 
-  /** @param addressOf gives a pod its address (called once per pod, when it is added) */
-  constructor(private readonly addressOf: (p: ModelPod) => string) {
+  /**
+   * @param addressOf gives a pod its address (called once per pod, when it is added)
+   * @param only the base pods to start with (default: all nine)
+   */
+  constructor(private readonly addressOf: (p: ModelPod) => string, only?: string[]) {
+    const base = basePods().filter((p) => !only || only.includes(`${p.ns}/${p.name}`));
+    this.pods = new Map(base.map((p) => [`${p.ns}/${p.name}`, p]));
     for (const p of this.pods.values()) this.#ips.set(`${p.ns}/${p.name}`, addressOf(p));
   }
 
