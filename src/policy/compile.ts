@@ -27,28 +27,24 @@
  *
  * @module
  */
-import { formatIP, type IP, parseCIDR, tryParseIP } from "../net/ip.ts";
-import { type IPRange, netRange, normalize, rangesContain, type RangeSet, subtract } from "./ip_ranges.ts";
+import { formatIP } from "../net/ip.ts";
+import { ClusterIndex, type PodInfo } from "./cluster_index.ts";
+import { parsePeers, Peers } from "./peers.ts";
+import { compilePorts, type PortSpec, type Problem } from "./ports.ts";
 import type {
   AllowRule,
   DestPort,
   DirectionRules,
-  PeerRanges,
   PodRules,
   PolicyProblem,
   PortMatch,
   Proto,
   RuleSet,
 } from "./rule_set.ts";
-import { compileSelector, type LabelMatcher, SelectorError } from "./selector.ts";
-import type {
-  LabelSelector,
-  Namespace,
-  NetworkPolicy,
-  NetworkPolicyPeer,
-  NetworkPolicyPort,
-  Pod,
-} from "./types.ts";
+import { compileSelector, type LabelMatcher } from "./selector.ts";
+import type { Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod } from "./types.ts";
+
+export { NAMESPACE_NAME_LABEL } from "./cluster_index.ts";
 
 /** What {@linkcode compilePolicies} reads. */
 export interface CompileInput {
@@ -62,29 +58,12 @@ export interface CompileInput {
   nodeName: string;
 }
 
-/** The label the API server puts on every namespace (immutable, = its name). */
-export const NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name";
-
-/** A pod as the compiler sees it. */
-interface PodInfo {
-  namespace: string;
-  name: string;
-  labels: Record<string, string>;
-  ips: IP[];
-  node: string;
-  ports: { name: string; proto: Proto; port: number }[];
-}
-
-type PortSpec =
-  | { kind: "range"; proto: Proto; first?: number; last?: number }
-  | { kind: "named"; proto: Proto; name: string };
-
 interface CompiledRule {
   index: number;
-  /** "any", or the addresses. */
-  peers: "any" | PeerRanges;
+  /** `"any"`, or the peers (evaluated when first needed). */
+  peers: "any" | Peers;
   /** The pods among the peers (every pod for "any"): where egress named ports are looked up. */
-  peerPods: PodInfo[];
+  peerPods: () => PodInfo[];
   ports: "any" | PortSpec[];
   /** Egress named ports resolved so far, by `proto/name` (they do not depend on the source pod). */
   named: Map<string, DestPort[]>;
@@ -98,79 +77,39 @@ interface CompiledPolicy {
   egress?: CompiledRule[];
 }
 
-const PROTOS: Record<string, Proto> = { TCP: "tcp", UDP: "udp", SCTP: "sctp" };
-
-/** The usable addresses of a pod, or none when it takes no part in policy. */
-function podIPs(p: Pod): IP[] {
-  if (p.spec?.hostNetwork) return [];
-  const phase = p.status?.phase;
-  if (phase === "Succeeded" || phase === "Failed") return [];
-  const texts = p.status?.podIPs?.length ? p.status.podIPs.map((x) => x.ip) : [p.status?.podIP ?? ""];
-  const out: IP[] = [];
-  for (const t of texts) {
-    const ip = t ? tryParseIP(t) : undefined;
-    if (ip && !out.some((o) => o.family === ip.family)) out.push(ip);
-  }
-  return out;
-}
-
-function podInfo(p: Pod): PodInfo | undefined {
-  const ns = p.metadata.namespace;
-  const ips = podIPs(p);
-  if (!ns || ips.length === 0) return undefined;
-  const ports: PodInfo["ports"] = [];
-  for (const c of [...(p.spec?.containers ?? []), ...(p.spec?.initContainers ?? [])]) {
-    for (const cp of c.ports ?? []) {
-      const proto = PROTOS[cp.protocol ?? "TCP"];
-      if (cp.name && proto) ports.push({ name: cp.name, proto, port: cp.containerPort });
-    }
-  }
-  return {
-    namespace: ns,
-    name: p.metadata.name,
-    labels: p.metadata.labels ?? {},
-    ips,
-    node: p.spec?.nodeName ?? "",
-    ports,
-  };
-}
-
 const byKey = <T>(key: (x: T) => string) => (a: T, b: T) => key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0;
 
 /** Compiles the cluster's policies into the rules this node enforces (see the module doc). */
 export function compilePolicies(input: CompileInput): RuleSet {
   const problems: PolicyProblem[] = [];
-  const nsLabels = new Map<string, Record<string, string>>();
-  for (const n of input.namespaces) {
-    nsLabels.set(n.metadata.name, { [NAMESPACE_NAME_LABEL]: n.metadata.name, ...(n.metadata.labels ?? {}) });
-  }
-  const labelsOfNs = (ns: string) => nsLabels.get(ns) ?? { [NAMESPACE_NAME_LABEL]: ns };
-  const pods = [...input.pods].map(podInfo).filter((p): p is PodInfo => p !== undefined)
-    .sort(byKey((p) => `${p.namespace}/${p.name}`));
-
-  const compiled: CompiledPolicy[] = [];
+  const index = new ClusterIndex(input.pods, input.namespaces);
+  const byNs = new Map<string, CompiledPolicy[]>();
   const policies = [...input.policies].sort(byKey((p) => `${p.metadata.namespace}/${p.metadata.name}`));
   for (const pol of policies) {
-    const c = compilePolicy(pol, pods, labelsOfNs, problems);
-    if (c) compiled.push(c);
+    const c = compilePolicy(pol, index, problems);
+    if (!c) continue;
+    let list = byNs.get(c.namespace);
+    if (!list) byNs.set(c.namespace, list = []);
+    list.push(c);
   }
-
   const out: PodRules[] = [];
   const unrestricted: string[] = [];
-  for (const pod of pods) {
+  for (const pod of index.pods) {
     if (pod.node !== input.nodeName) continue;
-    const mine = compiled.filter((c) => c.namespace === pod.namespace && c.selects(pod.labels));
+    const mine = (byNs.get(pod.namespace) ?? []).filter((c) => c.selects(pod.labels));
     const ingress = directionFor(pod, mine, "ingress");
     const egress = directionFor(pod, mine, "egress");
-    const rules: PodRules = {
+    if (!ingress && !egress) {
+      unrestricted.push(`${pod.namespace}/${pod.name}`);
+      continue;
+    }
+    out.push({
       namespace: pod.namespace,
       name: pod.name,
       ips: pod.ips.map(formatIP),
       ...(ingress ? { ingress } : {}),
       ...(egress ? { egress } : {}),
-    };
-    if (ingress || egress) out.push(rules);
-    else unrestricted.push(`${pod.namespace}/${pod.name}`);
+    });
   }
   return { pods: out, unrestricted, problems };
 }
@@ -190,7 +129,7 @@ function directionFor(
 }
 
 function allowRule(pod: PodInfo, policy: string, dir: "ingress" | "egress", r: CompiledRule): AllowRule {
-  const peers = r.peers;
+  const peers = r.peers === "any" ? "any" : r.peers.ranges;
   if (r.ports === "any") {
     return { policy, direction: dir, index: r.index, peers, ports: "any", destPorts: [] };
   }
@@ -219,7 +158,7 @@ function namedDestPorts(r: CompiledRule, name: string, proto: Proto): DestPort[]
   const hit = r.named.get(k);
   if (hit) return hit;
   const out: DestPort[] = [];
-  for (const p of r.peerPods) {
+  for (const p of r.peerPods()) {
     const cp = p.ports.find((x) => x.name === name && x.proto === proto);
     if (!cp) continue;
     for (const ip of p.ips) out.push({ family: ip.family, ip: ip.value, proto, port: cp.port, name });
@@ -240,13 +179,12 @@ function dedupePorts(ports: PortMatch[]): PortMatch[] {
 
 function compilePolicy(
   pol: NetworkPolicy,
-  pods: PodInfo[],
-  labelsOfNs: (ns: string) => Record<string, string>,
+  index: ClusterIndex,
   problems: PolicyProblem[],
 ): CompiledPolicy | undefined {
   const namespace = pol.metadata.namespace ?? "default";
   const key = `${namespace}/${pol.metadata.name}`;
-  const problem = (path: string, message: string) => problems.push({ policy: key, path, message });
+  const problem: Problem = (path, message) => problems.push({ policy: key, path, message });
   const spec = pol.spec ?? {};
   let selects: LabelMatcher;
   try {
@@ -261,42 +199,33 @@ function compilePolicy(
   const types = policyTypes(spec.policyTypes, (spec.egress ?? []).length > 0, problem);
   const c: CompiledPolicy = { key, namespace, selects };
   const rule = (
-    index: number,
+    i: number,
     peers: NetworkPolicyPeer[] | undefined,
     ports: NetworkPolicyPort[] | undefined,
     path: string,
+    side: "from" | "to",
   ): CompiledRule => {
-    const p = compilePeers(
-      peers,
-      namespace,
-      pods,
-      labelsOfNs,
-      `${path}.${path.startsWith("spec.in") ? "from" : "to"}`,
-      problem,
-    );
+    const parsed = parsePeers(peers, `${path}.${side}`, problem);
+    const p = parsed === "any" ? "any" : new Peers(parsed, namespace, index);
     return {
-      index,
-      peers: p === "any" ? "any" : p.ranges,
-      peerPods: p === "any" ? pods : p.pods,
+      index: i,
+      peers: p,
+      peerPods: () => p === "any" ? index.pods : p.pods,
       ports: compilePorts(ports, `${path}.ports`, problem),
       named: new Map(),
     };
   };
   if (types.has("Ingress")) {
-    c.ingress = (spec.ingress ?? []).map((r, i) => rule(i, r.from, r.ports, `spec.ingress[${i}]`));
+    c.ingress = (spec.ingress ?? []).map((r, i) => rule(i, r.from, r.ports, `spec.ingress[${i}]`, "from"));
   }
   if (types.has("Egress")) {
-    c.egress = (spec.egress ?? []).map((r, i) => rule(i, r.to, r.ports, `spec.egress[${i}]`));
+    c.egress = (spec.egress ?? []).map((r, i) => rule(i, r.to, r.ports, `spec.egress[${i}]`, "to"));
   }
   return c;
 }
 
 /** policyTypes as the API defaults them. */
-function policyTypes(
-  given: string[] | undefined,
-  hasEgress: boolean,
-  problem: (path: string, message: string) => void,
-): Set<string> {
+function policyTypes(given: string[] | undefined, hasEgress: boolean, problem: Problem): Set<string> {
   if (!given || given.length === 0) return new Set(hasEgress ? ["Ingress", "Egress"] : ["Ingress"]);
   const out = new Set<string>();
   for (const [i, t] of given.entries()) {
@@ -304,153 +233,4 @@ function policyTypes(
     else problem(`spec.policyTypes[${i}]`, `unknown policy type ${JSON.stringify(t)}: ignored`);
   }
   return out;
-}
-
-function compilePeers(
-  peers: NetworkPolicyPeer[] | undefined,
-  namespace: string,
-  pods: PodInfo[],
-  labelsOfNs: (ns: string) => Record<string, string>,
-  path: string,
-  problem: (path: string, message: string) => void,
-): "any" | { ranges: PeerRanges; pods: PodInfo[] } {
-  if (!peers || peers.length === 0) return "any";
-  const v4: IPRange[] = [], v6: IPRange[] = [];
-  const matched = new Set<PodInfo>();
-  for (const [i, peer] of peers.entries()) {
-    const at = `${path}[${i}]`;
-    const hasSel = peer.podSelector !== undefined || peer.namespaceSelector !== undefined;
-    if (peer.ipBlock && hasSel) {
-      problem(at, "ipBlock cannot be combined with a selector in one peer: this peer allows nothing");
-      continue;
-    }
-    if (peer.ipBlock) {
-      const block = ipBlockRanges(peer.ipBlock.cidr, peer.ipBlock.except ?? [], `${at}.ipBlock`, problem);
-      if (!block) continue;
-      (block.family === 4 ? v4 : v6).push(...block.ranges);
-      for (const p of pods) {
-        if (p.ips.some((ip) => ip.family === block.family && rangesContain(block.ranges, ip.value))) {
-          matched.add(p);
-        }
-      }
-      continue;
-    }
-    if (!hasSel) {
-      problem(at, "a peer needs a podSelector, a namespaceSelector or an ipBlock: this peer allows nothing");
-      continue;
-    }
-    const podSel = matcherOf(peer.podSelector, `${at}.podSelector`, problem);
-    const nsSel = matcherOf(peer.namespaceSelector, `${at}.namespaceSelector`, problem);
-    if (podSel === null || nsSel === null) continue;
-    for (const p of pods) {
-      // No namespaceSelector: the policy's own namespace.
-      const nsOk = nsSel === undefined ? p.namespace === namespace : nsSel(labelsOfNs(p.namespace));
-      if (!nsOk) continue;
-      if (podSel !== undefined && !podSel(p.labels)) continue;
-      matched.add(p);
-      for (const ip of p.ips) {
-        (ip.family === 4 ? v4 : v6).push({ lo: ip.value, hi: ip.value });
-      }
-    }
-  }
-  return { ranges: { v4: normalize(v4), v6: normalize(v6) }, pods: [...matched] };
-}
-
-/** undefined = no selector given; null = invalid (reported). */
-function matcherOf(
-  sel: LabelSelector | undefined,
-  path: string,
-  problem: (path: string, message: string) => void,
-): LabelMatcher | undefined | null {
-  if (sel === undefined) return undefined;
-  try {
-    return compileSelector(sel);
-  } catch (err) {
-    if (!(err instanceof SelectorError)) throw err;
-    problem(path, `${err.message}: this peer allows nothing`);
-    return null;
-  }
-}
-
-function ipBlockRanges(
-  cidr: string,
-  except: string[],
-  path: string,
-  problem: (path: string, message: string) => void,
-): { family: 4 | 6; ranges: RangeSet } | undefined {
-  let net;
-  try {
-    net = parseCIDR(cidr).net;
-  } catch (err) {
-    problem(`${path}.cidr`, `${(err as Error).message}: this peer allows nothing`);
-    return undefined;
-  }
-  const holes: IPRange[] = [];
-  for (const [i, e] of except.entries()) {
-    let hole;
-    try {
-      hole = parseCIDR(e).net;
-    } catch (err) {
-      problem(`${path}.except[${i}]`, `${(err as Error).message}: this peer allows nothing`);
-      return undefined;
-    }
-    if (hole.ip.family !== net.ip.family) {
-      problem(`${path}.except[${i}]`, `${e} is not of the family of ${cidr}: this peer allows nothing`);
-      return undefined;
-    }
-    holes.push(netRange(hole));
-  }
-  return { family: net.ip.family, ranges: subtract([netRange(net)], normalize(holes)) };
-}
-
-function compilePorts(
-  ports: NetworkPolicyPort[] | undefined,
-  path: string,
-  problem: (path: string, message: string) => void,
-): CompiledRule["ports"] {
-  if (!ports || ports.length === 0) return "any";
-  const out: PortSpec[] = [];
-  for (const [i, p] of ports.entries()) {
-    const at = `${path}[${i}]`;
-    const protoText = p.protocol ?? "TCP";
-    const proto = PROTOS[protoText];
-    if (!proto) {
-      problem(
-        `${at}.protocol`,
-        `unsupported protocol ${JSON.stringify(protoText)} (TCP, UDP or SCTP): this port allows nothing`,
-      );
-      continue;
-    }
-    if (p.port === undefined || p.port === null) {
-      if (p.endPort !== undefined) {
-        problem(`${at}.endPort`, "endPort needs a numeric port: this port allows nothing");
-        continue;
-      }
-      out.push({ kind: "range", proto });
-      continue;
-    }
-    if (typeof p.port === "string") {
-      if (p.endPort !== undefined) {
-        problem(`${at}.endPort`, "endPort needs a numeric port, not a named one: this port allows nothing");
-        continue;
-      }
-      out.push({ kind: "named", proto, name: p.port });
-      continue;
-    }
-    if (!validPort(p.port)) {
-      problem(`${at}.port`, `port ${p.port} is not in 1-65535: this port allows nothing`);
-      continue;
-    }
-    const last = p.endPort ?? p.port;
-    if (!validPort(last) || last < p.port) {
-      problem(`${at}.endPort`, `endPort ${p.endPort} must be in ${p.port}-65535: this port allows nothing`);
-      continue;
-    }
-    out.push({ kind: "range", proto, first: p.port, last });
-  }
-  return out;
-}
-
-function validPort(n: number): boolean {
-  return Number.isInteger(n) && n >= 1 && n <= 65535;
 }
