@@ -121,6 +121,11 @@ export async function throughput(): Promise<Record<string, { none: number; polic
   console.log("path                  none Gbit/s  100 policies Gbit/s  ratio");
   for (const [name, s] of Object.entries(samples)) {
     out[name] = { none: median(s.none), policies: median(s.policies) };
+    const fmt = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(" ");
+    // Each round measured both back to back: the median of the per-round ratios is the least drift-prone.
+    const paired = median(s.policies.map((p, i) => p / s.none[i]!));
+    console.log(`  ${name}: median of per-round ratios ${paired.toFixed(3)}`);
+    console.log(`  ${name} samples: none [${fmt(s.none)}]  policies [${fmt(s.policies)}]`);
     console.log(
       `${name.padEnd(22)}${out[name].none.toFixed(2).padStart(11)}  ${
         out[name].policies.toFixed(2).padStart(19)

@@ -91,6 +91,33 @@ Deno.test({
       assert.ok(after.get("default deny")!.packets >= 2, "z/a's SYNs (and retries) hit the default deny");
     });
 
+    await t.step(
+      "a pod's own node always reaches it and is reached by it; another node is judged",
+      async () => {
+        const cluster = m.newCluster();
+        cluster.apply({
+          put: policy("x", "deny-all", { podSelector: {}, policyTypes: ["Ingress", "Egress"] }),
+        });
+        await driver.sync(cluster, m);
+        const xa = m.pods.get("x/a")!; // on node 0
+        const own = `node-${xa.node}`, other = `node-${1 - xa.node}`;
+        await m.ensureNodeProber(0);
+        await m.ensureNodeProber(1);
+        for (const tg of [{ proto: "tcp", port: 80 }, { proto: "udp", port: 81 }] as const) {
+          // kubelet's probes come from the node itself (source: its cni0 address): never judged.
+          assert.equal(await m.probeOnce(own, "x/a", tg, 3000), true, `${own} -> x/a ${tg.proto}`);
+          assert.equal(await m.probeOnce("x/a", own, tg, 3000), true, `x/a -> ${own} ${tg.proto}`);
+          // Another node is just another address: x/a isolated both ways.
+          assert.equal(await m.probeOnce(other, "x/a", tg, 500), false, `${other} -> x/a ${tg.proto}`);
+          assert.equal(await m.probeOnce("x/a", other, tg, 500), false, `x/a -> ${other} ${tg.proto}`);
+          // An unrestricted pod (y/b, on node 1) reaches node 0 and is reached from it.
+          assert.equal(await m.probeOnce("y/b", "node-0", tg, 3000), true, `y/b -> node-0 ${tg.proto}`);
+          assert.equal(await m.probeOnce("node-0", "y/b", tg, 3000), true, `node-0 -> y/b ${tg.proto}`);
+        }
+        await driver.sync(m.newCluster(), m);
+      },
+    );
+
     await t.step("--policy-log-drops logs drops at a limited rate; every drop is still counted", async () => {
       const logging = new DirectDriver({ logDrops: true });
       const cluster = m.newCluster();

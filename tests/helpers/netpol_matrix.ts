@@ -123,6 +123,24 @@ export class NetpolMatrix implements AsyncDisposable {
     return mp;
   }
 
+  /** Probers running in node namespaces, by `node-<i>` (see {@linkcode ensureNodeProber}). */
+  readonly nodes = new Map<string, MatrixPod>();
+
+  /**
+   * Starts a prober in node `i`'s own namespace (serving TCP and UDP on 80 and 81 there), reachable at
+   * `ip` (default: its underlay address); probes name it `node-<i>`.
+   */
+  async ensureNodeProber(i: number, ip = this.topo.nodes[i]!.ip): Promise<MatrixPod> {
+    const key = `node-${i}`;
+    const have = this.nodes.get(key);
+    if (have) return have;
+    const netns = this.topo.nodes[i]!.netns;
+    this.topo.sysctl(netns, "net.ipv4.tcp_syn_retries", "1");
+    const n: MatrixPod = { key, netns, ip, node: i, prober: await Prober.start(netns, key, PORTS) };
+    this.nodes.set(key, n);
+    return n;
+  }
+
   /**
    * A model of the cluster on these pods' addresses: the base pods that exist here (pods a case adds
    * later are created on demand).
@@ -137,7 +155,8 @@ export class NetpolMatrix implements AsyncDisposable {
 
   /** One probe: true when the right pod answered. */
   async probeOnce(from: string, to: string, t: Target, timeoutMs: number): Promise<boolean | "wrong"> {
-    const src = this.pods.get(from)!, dst = this.pods.get(to)!;
+    const src = this.pods.get(from) ?? this.nodes.get(from), dst = this.pods.get(to) ?? this.nodes.get(to);
+    if (!src || !dst) throw new Error(`no pod or node ${src ? to : from}`);
     const reply = await src.prober.probe(dst.ip, t, timeoutMs);
     if (reply === undefined) return false;
     return reply === `${to} ${t.proto}/${t.port}` ? true : "wrong";
@@ -259,7 +278,7 @@ export class NetpolMatrix implements AsyncDisposable {
 
   /** Stops the probers and agents, etcd, and removes every namespace. */
   async close(): Promise<void> {
-    await Promise.all([...this.pods.values()].map((p) => p.prober.close()));
+    await Promise.all([...this.pods.values(), ...this.nodes.values()].map((p) => p.prober.close()));
     await Promise.all(this.agents.map((a) => a.stop("SIGKILL")));
     await this.etcd[Symbol.asyncDispose]();
     await this.topo.cleanup();
