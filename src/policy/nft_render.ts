@@ -12,9 +12,11 @@
  *   map ingress4 { type ipv4_addr : verdict; elements = { 10.244.1.2 : goto in/x/a } }
  *   map egress4  { type ipv4_addr : verdict; … }            (and ingress6/egress6 for IPv6 pods)
  *   chain egress  { type filter hook forward priority filter - 5; policy accept;
- *                   ct state established,related accept; ip saddr vmap @egress4; ip6 saddr vmap @egress6 }
+ *                   ct state established,related accept; icmpv6 type { nd-… } accept;
+ *                   ip saddr vmap @egress4; ip6 saddr vmap @egress6 }
  *   chain ingress { type filter hook forward priority filter - 4; policy accept;
- *                   ct state established,related accept; ip daddr vmap @ingress4; ip6 daddr vmap @ingress6 }
+ *                   ct state established,related accept; icmpv6 type { nd-… } accept;
+ *                   ip daddr vmap @ingress4; ip6 daddr vmap @ingress6 }
  *   chain in/x/a  { ip saddr @peers-0 tcp dport 80 counter accept comment "x/web ingress[0] ip tcp/80"
  *                   …; [limit … counter log prefix "weft-policy drop in x/a: "]; counter drop comment "default deny" }
  *   chain out/x/a { … }
@@ -256,6 +258,14 @@ function podChainText(
 }
 
 /**
+ * IPv6 neighbour discovery is the link's plumbing, not a connection (conntrack does not make it
+ * "established"): pods on one bridge solicit each other through br_netfilter's ip6 forward path, and an
+ * isolated pod that could not would lose IPv6 altogether. (IPv4's ARP is not IP: never judged.)
+ */
+const NDP =
+  "    icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } accept";
+
+/**
  * The script that replaces weft's policy table with `rs` (see the module doc). An empty rule set still
  * installs the (empty) table and base chains, so "policy on, nothing selected" is visible.
  */
@@ -293,12 +303,14 @@ export function renderPolicyTable(rs: RuleSet, opts: RenderOptions = {}): string
     "  chain egress {",
     "    type filter hook forward priority filter - 5; policy accept;",
     "    ct state established,related accept",
+    NDP,
     "    ip saddr vmap @egress4",
     "    ip6 saddr vmap @egress6",
     "  }",
     "  chain ingress {",
     "    type filter hook forward priority filter - 4; policy accept;",
     "    ct state established,related accept",
+    NDP,
     "    ip daddr vmap @ingress4",
     "    ip6 daddr vmap @ingress6",
     "  }",

@@ -94,6 +94,10 @@ Deno.test("the script replaces the whole table in one transaction and judges onl
   ]);
   for (const chain of ["egress", "ingress"]) {
     assert.equal(lines(s, chain)[1], "ct state established,related accept", `${chain}: replies first`);
+    assert.match(
+      lines(s, chain)[2]!,
+      /^icmpv6 type \{ nd-neighbor-solicit, nd-neighbor-advert, .*\} accept$/,
+    );
   }
   assert.ok(s.indexOf("chain egress") < s.indexOf("chain ingress"));
   assert.match(s, /chain egress \{\n\s+type filter hook forward priority filter - 5; policy accept;/);

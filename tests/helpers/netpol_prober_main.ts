@@ -18,7 +18,8 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 for (const port of ports) {
-  const tcp = Deno.listen({ hostname: "0.0.0.0", port });
+  // "::" takes IPv4 too (as ::ffff:a.b.c.d), so one socket per port serves both families.
+  const tcp = Deno.listen({ hostname: "::", port });
   (async () => {
     for await (const c of tcp) {
       c.write(enc.encode(`${identity} tcp/${port}\n`)).catch(() => {}).finally(() => {
@@ -28,7 +29,7 @@ for (const port of ports) {
       });
     }
   })();
-  const udp = Deno.listenDatagram({ hostname: "0.0.0.0", port, transport: "udp" });
+  const udp = Deno.listenDatagram({ hostname: "::", port, transport: "udp" });
   (async () => {
     for await (const [, addr] of udp) udp.send(enc.encode(`${identity} udp/${port}`), addr).catch(() => {});
   })();
@@ -67,19 +68,19 @@ async function probeTcp(r: Req): Promise<string> {
 // kernel picked at random could repeat a recent probe's 4-tuple, whose conntrack entry (30 s) would let
 // the datagram through as part of an old "connection" — not a judgement of the policy in force.
 let nextUdpPort = 20000;
-function udpSocket(): Deno.DatagramConn {
+function udpSocket(v6: boolean): Deno.DatagramConn {
   for (let i = 0; i < 100; i++) {
     const port = nextUdpPort;
     nextUdpPort = nextUdpPort >= 32000 ? 20000 : nextUdpPort + 1;
     try {
-      return Deno.listenDatagram({ hostname: "0.0.0.0", port, transport: "udp" });
+      return Deno.listenDatagram({ hostname: v6 ? "::" : "0.0.0.0", port, transport: "udp" });
     } catch { /* in use: next */ }
   }
   throw new Error("no free UDP source port");
 }
 
 async function probeUdp(r: Req): Promise<string> {
-  const sock = udpSocket();
+  const sock = udpSocket(r.ip.includes(":"));
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     await sock.send(enc.encode("probe"), { transport: "udp", hostname: r.ip, port: r.port });
