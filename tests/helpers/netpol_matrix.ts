@@ -13,7 +13,7 @@ import type { SubnetEnv } from "../../src/config/subnet_env.ts";
 import { addIP, formatIP } from "../../src/net/ip.ts";
 import { ensureBridgeNetfilter } from "../../src/policy/br_netfilter.ts";
 import { addPodBridge, type AgentProcess, gatewayOf, startAgent, waitReady, waitSubnetEnv } from "./agent.ts";
-import { etcdctl, type EtcdServer, startEtcd } from "./etcd.ts";
+import { etcdctl, startEtcd } from "./etcd.ts";
 import { type NetpolCase, NODE_NAMES } from "./netpol_cases.ts";
 import { ModelCluster } from "./netpol_model.ts";
 import { Prober } from "./netpol_prober.ts";
@@ -40,6 +40,40 @@ export interface MatrixPod {
   prober: Prober;
 }
 
+/** Where the agents take their leases from: starts node i's agent; stops whatever it runs. */
+export interface ControlPlane {
+  /** Starts the agent of node `i` with extra flags. */
+  startAgent(i: number, args: string[]): AgentProcess;
+  /** Stops the store (after the agents). */
+  close(): Promise<void>;
+}
+
+/** Makes a control plane for a topology (its store in the underlay namespace). */
+export type ControlPlaneFactory = (
+  topo: Topology,
+  backend: "vxlan" | "host-gw",
+  dir: string,
+) => Promise<ControlPlane>;
+
+/** etcd in the underlay namespace, agents in etcd mode (the default). */
+export const etcdControlPlane: ControlPlaneFactory = async (topo, backend, dir) => {
+  const etcd = await startEtcd({ netns: topo.underlay, host: topo.underlayIP });
+  try {
+    await etcdctl(etcd.endpoint, [
+      "put",
+      "/coreos.com/network/config",
+      JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: backend } }),
+    ], { netns: topo.underlay });
+  } catch (err) {
+    await etcd[Symbol.asyncDispose]();
+    throw err;
+  }
+  return {
+    startAgent: (i, args) => startAgent(topo.nodes[i]!, { etcd: etcd.endpoint, dir, args }),
+    close: async () => await etcd[Symbol.asyncDispose](),
+  };
+};
+
 /** Options of {@linkcode NetpolMatrix.create}. */
 export interface MatrixOptions {
   /** Backend between the nodes. */
@@ -48,6 +82,8 @@ export interface MatrixOptions {
   pods: { key: string; node: number }[];
   /** Extra `weft agent` flags. */
   agentArgs?: string[];
+  /** The lease store (default: etcd). */
+  controlPlane?: ControlPlaneFactory;
 }
 
 const PORTS = [80, 81];
@@ -61,7 +97,7 @@ export class NetpolMatrix implements AsyncDisposable {
 
   private constructor(
     readonly topo: Topology,
-    readonly etcd: EtcdServer,
+    readonly control: ControlPlane,
     readonly agents: AgentProcess[],
     readonly envs: SubnetEnv[],
     readonly dir: string,
@@ -72,31 +108,24 @@ export class NetpolMatrix implements AsyncDisposable {
   /** Builds the nodes, the datapath and the pods. */
   static async create(opts: MatrixOptions): Promise<NetpolMatrix> {
     const topo = await createTopology({ nodes: NODE_NAMES.length });
-    let etcd: EtcdServer | undefined;
+    let control: ControlPlane | undefined;
     const agents: AgentProcess[] = [];
     const dir = await Deno.makeTempDir({ prefix: "weft-netpol-" });
     try {
-      etcd = await startEtcd({ netns: topo.underlay, host: topo.underlayIP });
-      await etcdctl(etcd.endpoint, [
-        "put",
-        "/coreos.com/network/config",
-        JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: opts.backend } }),
-      ], { netns: topo.underlay });
-      for (const n of topo.nodes) {
-        agents.push(startAgent(n, { etcd: etcd.endpoint, dir, args: opts.agentArgs ?? [] }));
-      }
-      const envs = await Promise.all(agents.map((a) => waitSubnetEnv(a)));
-      await Promise.all(agents.map((a) => waitReady(a)));
+      control = await (opts.controlPlane ?? etcdControlPlane)(topo, opts.backend, dir);
+      for (const i of topo.nodes.keys()) agents.push(control.startAgent(i, opts.agentArgs ?? []));
+      const envs = await Promise.all(agents.map((a) => waitSubnetEnv(a, 60_000)));
+      await Promise.all(agents.map((a) => waitReady(a, 60_000)));
       topo.nodes.forEach((n, i) => {
         addPodBridge(n.netns, envs[i]!);
         withNetns(n.netns, () => ensureBridgeNetfilter());
       });
-      const m = new NetpolMatrix(topo, etcd, agents, envs, dir);
+      const m = new NetpolMatrix(topo, control, agents, envs, dir);
       await Promise.all(opts.pods.map((p) => m.ensurePod(p.key, p.node)));
       return m;
     } catch (err) {
       await Promise.all(agents.map((a) => a.stop("SIGKILL")));
-      await etcd?.[Symbol.asyncDispose]();
+      await control?.close();
       await topo.cleanup();
       throw err;
     }
@@ -280,7 +309,7 @@ export class NetpolMatrix implements AsyncDisposable {
   async close(): Promise<void> {
     await Promise.all([...this.pods.values(), ...this.nodes.values()].map((p) => p.prober.close()));
     await Promise.all(this.agents.map((a) => a.stop("SIGKILL")));
-    await this.etcd[Symbol.asyncDispose]();
+    await this.control.close();
     await this.topo.cleanup();
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
