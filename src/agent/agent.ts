@@ -26,7 +26,7 @@ import { networkRules } from "../subnet/validate.ts";
 import { nodeFactsOf, onOwnLeaseChange } from "./own_lease.ts";
 import { serveHealth } from "./health.ts";
 import type { HttpServer } from "./http_server.ts";
-import { type NetworkPolicyOptions, NetworkPolicyPart, removeNetworkPolicyTable } from "./network_policy.ts";
+import { networkPolicyFor, type NetworkPolicyOptions, type NetworkPolicyPart } from "./network_policy.ts";
 import { agentMetrics } from "./metrics.ts";
 import { NodeState } from "./node_state.ts";
 import { PeerSync } from "./peer_sync.ts";
@@ -57,15 +57,17 @@ export interface AgentOptions extends IfaceOptions {
   signal: AbortSignal;
 }
 
-/** The health server when `--healthz-port` is set; its counters go to the metrics through `status`. */
-function startHealth(
+/**
+ * The metrics registry, the health server on it when `--healthz-port` is set (its counters go to the
+ * metrics through `status`), and, with `--network-policy`, the policy part publishing on the same
+ * registry; without it, weft's policy table is removed.
+ */
+function startServing(
   opts: AgentOptions,
   status: AgentStatus,
 ): { server: HttpServer | undefined; policy: NetworkPolicyPart | undefined } {
   const registry = agentMetrics(status.view());
-  const policy = opts.networkPolicy ? new NetworkPolicyPart(opts.networkPolicy, registry) : undefined;
-  if (policy) status.policyEnforced = () => policy.enforced;
-  else removeNetworkPolicyTable();
+  const policy = networkPolicyFor(opts.networkPolicy, registry, status);
   if (!opts.healthz.port) return { server: undefined, policy };
   const server = serveHealth(opts.healthz, () => status.readiness(), registry);
   status.http = () => server.stats;
@@ -77,7 +79,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
   const { signal } = opts;
   using nl = Netlink.open();
   const status = new AgentStatus();
-  const { server, policy } = startHealth(opts, status);
+  const { server, policy } = startServing(opts, status);
   let stopReconciler = () => {};
   let closeBackend = (): Promise<void> => Promise.resolve();
   try {

@@ -140,6 +140,24 @@ export class NetworkPolicyPart {
   }
 }
 
+/**
+ * The policy part for `opts` (readiness then waits for its first install), or, without
+ * `--network-policy`, none — and weft's policy table is removed if an earlier run left one.
+ */
+export function networkPolicyFor(
+  opts: NetworkPolicyOptions | undefined,
+  reg: client.Registry,
+  status: { policyEnforced: () => boolean },
+): NetworkPolicyPart | undefined {
+  if (!opts) {
+    removeNetworkPolicyTable();
+    return undefined;
+  }
+  const part = new NetworkPolicyPart(opts, reg);
+  status.policyEnforced = () => part.enforced;
+  return part;
+}
+
 /** Without `--network-policy`: removes weft's policy table if an earlier run left one. */
 export function removeNetworkPolicyTable(): void {
   try {
