@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { withNetns } from "../ffi/mod.ts";
 import { compilePolicies } from "../src/policy/compile.ts";
-import { PolicyTable } from "../src/policy/nft_table.ts";
+import { listPolicyTable, PolicyTable } from "../src/policy/nft_table.ts";
+import { waitReady } from "./helpers/agent.ts";
 import { haveEtcd } from "./helpers/etcd.ts";
 import { basePods, CASES, type NetpolCase, NODE_NAMES, policy } from "./helpers/netpol_cases.ts";
 import type { ModelCluster } from "./helpers/netpol_model.ts";
@@ -183,5 +184,21 @@ Deno.test({
         assert.deepEqual(failures, [], failures.join("\n\n"));
       });
     }
+
+    await t.step("an agent started without --network-policy removes a policy table left behind", async () => {
+      const cluster = m.newCluster();
+      cluster.apply({ put: policy("x", "deny", { podSelector: {} }) });
+      await driver.sync(cluster, m);
+      const a = m.agents[0]!;
+      assert.notEqual(withNetns(a.node.netns, () => listPolicyTable()), undefined);
+      await a.stop();
+      a.start();
+      await waitReady(a, 60_000);
+      assert.equal(withNetns(a.node.netns, () => listPolicyTable()), undefined);
+      assert.match(
+        Deno.readTextFileSync(a.logFile),
+        /network policy is off: removed the table inet weft-policy/,
+      );
+    });
   },
 });
