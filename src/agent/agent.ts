@@ -91,7 +91,6 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
     status.storeUp = true;
     const node = new NodeState(backend, cfg, opts, status);
     node.ensure(lease, true);
-
     const clusterNets = [cfg.network, cfg.ipv6Network].filter((n): n is IPNet => !!n);
     const kernel = new NetlinkKernel(nl);
     const reconciler = new Reconciler(backend, kernel, clusterNets);
