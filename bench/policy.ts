@@ -7,8 +7,12 @@
  * medians of interleaved runs compare like with like). Goal: ≥ 0.95× (only a connection's first packet
  * walks the policy chains; the rest match `ct state established` first).
  *
+ * Latency: a policy change through the Kubernetes API → the agent's nftables commit, p50/p99 over 100
+ * changes, beside a plain API watcher's latency for the same writes (see {@linkcode latency}).
+ *
  * Run: `deno run -A bench/policy.ts [seconds]` (default 5 s per iperf3 run; WEFT_BENCH_ROUNDS rounds,
- * default 3). Needs root, etcd, iperf3.
+ * default 3; WEFT_BENCH_CHANGES changes, default 100; WEFT_BENCH_ONLY=latency|throughput). Needs root,
+ * etcd, iperf3, nft.
  *
  * @module
  */
@@ -19,6 +23,9 @@ import { PolicyTable } from "../src/policy/nft_table.ts";
 import type { NetworkPolicy } from "../src/policy/types.ts";
 import { NODE_NAMES, policy } from "../tests/helpers/netpol_cases.ts";
 import type { ModelCluster } from "../tests/helpers/netpol_model.ts";
+import { metric } from "../tests/helpers/agent.ts";
+import type { KubeApiServer } from "../tests/helpers/kube_api_server.ts";
+import { KUBE_TOKEN, kubeControlPlane, KubeDriver } from "../tests/helpers/netpol_kube.ts";
 import { NetpolMatrix } from "../tests/helpers/netpol_matrix.ts";
 
 const SECONDS = Number(Deno.args[0] ?? 5);
@@ -135,10 +142,145 @@ export async function throughput(): Promise<Record<string, { none: number; polic
   return out;
 }
 
+/** Percentile (0–100) of `xs`. */
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+
+/** High-resolution wall-clock time, ms (comparable across processes). */
+const wallNow = () => performance.timeOrigin + performance.now();
+
+/** Reads a child's stdout lines as they come, with their arrival time (wall clock, ms). */
+function lines(child: Deno.ChildProcess, onLine: (line: string, at: number) => void): Promise<void> {
+  return (async () => {
+    let buf = "";
+    const dec = new TextDecoder();
+    for await (const chunk of child.stdout) {
+      const at = wallNow();
+      buf += dec.decode(chunk, { stream: true });
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        onLine(buf.slice(0, nl), at);
+        buf = buf.slice(nl + 1);
+      }
+    }
+  })();
+}
+
+/**
+ * Policy change → enforced: `weft agent --kube-subnet-mgr --network-policy` on two nodes, 100 policies
+ * selecting x/a, and one more ("flip") switched `n` times between "allow namespace y on TCP 80" and
+ * "allow namespace z on TCP 80" through the API. Timed from the API write to the agent's nftables commit
+ * in x/a's node (`nft monitor`: "# new generation … by process <agent pid>"); after each change a probe
+ * checks the verdict (untimed). Reference, same run: the same write seen by a plain list+watch client
+ * (src/kube's, as the agent uses) in the same node — what any API watcher pays before doing anything.
+ */
+export async function latency(n = 100): Promise<{ agent: number[]; watch: number[] }> {
+  let api!: KubeApiServer;
+  await using m = await NetpolMatrix.create({
+    backend: "vxlan",
+    pods: [{ key: "x/a", node: 0 }, { key: "y/b", node: 1 }],
+    controlPlane: kubeControlPlane((a) => api = a),
+  });
+  const driver = new KubeDriver(api);
+  const flip = (ns: string) =>
+    policy("x", "flip", {
+      podSelector: { matchLabels: { pod: "a" } },
+      ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns } } }], ports: [{ port: 80 }] }],
+    });
+  const cluster = m.newCluster();
+  for (const p of [...hundredPolicies(), flip("z")]) cluster.apply({ put: p });
+  await driver.sync(cluster, m);
+  const node = m.topo.nodes[0]!;
+  const commits: { at: number; pid: number }[] = [];
+  const monitor = withNetns(
+    node.netns,
+    () => new Deno.Command("nft", { args: ["monitor"], stdout: "piped", stderr: "null" }).spawn(),
+  );
+  const monitoring = lines(monitor, (l, at) => {
+    const g = l.match(/^# new generation \d+ by process (\d+)/);
+    if (g) commits.push({ at, pid: Number(g[1]) });
+  });
+  const ca = `${m.dir}/ca.pem`;
+  Deno.writeTextFileSync(ca, api.caPem!);
+  const seen: number[] = [];
+  const ready = Promise.withResolvers<void>();
+  const watcher = withNetns(node.netns, () =>
+    new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--no-check",
+        new URL("./policy_watch.ts", import.meta.url).pathname,
+        api.url,
+        KUBE_TOKEN,
+        ca,
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn());
+  const watching = lines(watcher, (l) => l === "ready" ? ready.resolve() : seen.push(Number(l)));
+  await ready.promise;
+  const agentPid = m.agents[0]!.pid;
+  // The agent's own view (its histogram): from the change seen by its watch to the table installed.
+  const inside = async () => ({
+    sum: await metric(m.agents[0]!, "weft_policy_update_latency_seconds_sum"),
+    count: await metric(m.agents[0]!, "weft_policy_update_latency_seconds_count"),
+  });
+  const before = await inside();
+  const NetworkPolicy = api.store.kindByName("NetworkPolicy");
+  const agent: number[] = [], watch: number[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const ns = i % 2 === 0 ? "y" : "z";
+      const c0 = commits.length, s0 = seen.length;
+      const t0 = wallNow();
+      api.store.update(NetworkPolicy, "x", "flip", flip(ns));
+      const found = () => commits.slice(c0).find((c) => c.pid === agentPid);
+      while ((!found() || seen.length === s0) && wallNow() - t0 < 10_000) {
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      if (!found() || seen.length === s0) throw new Error(`change ${i}: not enforced and seen within 10 s`);
+      agent.push(found()!.at - t0);
+      watch.push(seen[s0]! - t0);
+      const ok = await m.probeOnce("y/b", "x/a", { proto: "tcp", port: 80 }, ns === "y" ? 3000 : 300);
+      if (ok !== (ns === "y")) throw new Error(`change ${i}: y/b -> x/a ${ok}, expected ${ns === "y"}`);
+    }
+  } finally {
+    for (const c of [monitor, watcher]) {
+      try {
+        c.kill("SIGTERM");
+      } catch { /* gone */ }
+    }
+    await Promise.all([monitoring, watching, monitor.status, watcher.status]);
+    driver.close();
+  }
+  const row = (name: string, xs: number[]) =>
+    console.log(
+      `${name.padEnd(40)}${pct(xs, 50).toFixed(1).padStart(8)}${pct(xs, 99).toFixed(1).padStart(8)}${
+        Math.max(...xs).toFixed(1).padStart(8)
+      }`,
+    );
+  const after = await inside();
+  console.log(`policy change -> enforced, ${n} changes, 101 policies on x/a (ms)     p50     p99     max`);
+  row("agent: API write -> nftables commit", agent);
+  row("reference: API write -> watch event", watch);
+  const mean = ((after.sum - before.sum) / (after.count - before.count)) * 1000;
+  console.log(
+    `agent's own histogram: change seen -> installed, mean ${mean.toFixed(1)} ms over ${
+      after.count - before.count
+    }`,
+  );
+  return { agent, watch };
+}
+
 if (import.meta.main) {
   if (Deno.uid() !== 0) {
     console.error("bench/policy.ts needs root");
     Deno.exit(1);
   }
-  await throughput();
+  const only = Deno.env.get("WEFT_BENCH_ONLY");
+  if (only !== "throughput") await latency(Number(Deno.env.get("WEFT_BENCH_CHANGES") ?? 100));
+  if (only !== "latency") await throughput();
 }

@@ -17,7 +17,8 @@ import { NODE_NAMES } from "./netpol_cases.ts";
 import type { ControlPlane, ControlPlaneFactory, NetpolMatrix, PolicyDriver } from "./netpol_matrix.ts";
 import type { ModelCluster } from "./netpol_model.ts";
 
-const TOKEN = "weft-netpol-token";
+/** The bearer token the agents (and benches) use with the test API server. */
+export const KUBE_TOKEN = "weft-netpol-token";
 
 /** A kube control plane with its API server exposed (for drivers and outage tests). */
 export interface KubeControlPlane extends ControlPlane {
@@ -35,13 +36,13 @@ export function kubeControlPlane(onApi: (api: KubeApiServer) => void): ControlPl
       netns: topo.underlay,
       hostname: topo.underlayIP,
       tls: true,
-      tokens: { [TOKEN]: "system:serviceaccount:kube-weft:weft" },
+      tokens: { [KUBE_TOKEN]: "system:serviceaccount:kube-weft:weft" },
       bookmarkMs: 1000,
     });
     onApi(api);
     const Node = api.store.kindByName("Node");
     const kubeconfig = `${dir}/kubeconfig`;
-    await api.writeKubeconfig(kubeconfig, { token: TOKEN });
+    await api.writeKubeconfig(kubeconfig, { token: KUBE_TOKEN });
     const netConf = `${dir}/net-conf.json`;
     await Deno.writeTextFile(
       netConf,
