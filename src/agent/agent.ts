@@ -58,18 +58,18 @@ export interface AgentOptions extends IfaceOptions {
 }
 
 /**
- * The metrics registry, the health server on it when `--healthz-port` is set (its counters go to the
- * metrics through `status`), and, with `--network-policy`, the policy part publishing on the same
- * registry; without it, weft's policy table is removed.
+ * The health server when `--healthz-port` is set (its counters go to the metrics through `status`), and,
+ * with `--network-policy`, the policy part, whose metrics follow the agent's; without it, weft's policy
+ * table is removed.
  */
 function startServing(
   opts: AgentOptions,
   status: AgentStatus,
 ): { server: HttpServer | undefined; policy: NetworkPolicyPart | undefined } {
-  const registry = agentMetrics(status.view());
-  const policy = networkPolicyFor(opts.networkPolicy, registry, status);
+  const policy = networkPolicyFor(opts.networkPolicy, status);
   if (!opts.healthz.port) return { server: undefined, policy };
-  const server = serveHealth(opts.healthz, () => status.readiness(), registry);
+  const base = agentMetrics(status.view());
+  const server = serveHealth(opts.healthz, () => status.readiness(), policy ? policy.metrics(base) : base);
   status.http = () => server.stats;
   return { server, policy };
 }

@@ -12,12 +12,12 @@
  *
  * @module
  */
-import client from "prom-client";
 import { sleep } from "../async.ts";
 import { log } from "../log.ts";
 import { PolicyEnforcer } from "../policy/enforcer.ts";
 import type { ListWatchClient } from "../policy/informer.ts";
 import { listPolicyTable, removePolicyTable } from "../policy/nft_table.ts";
+import type { MetricsText } from "./metrics.ts";
 
 const logger = log("agent");
 
@@ -31,75 +31,104 @@ export interface NetworkPolicyOptions {
   logDrops: boolean;
 }
 
-/** Registers the policy metrics in `reg`, read from `e` at scrape time. */
-export function policyMetrics(reg: client.Registry, e: PolicyEnforcer): client.Histogram {
-  const gauge = (name: string, help: string, read: () => number) =>
-    new client.Gauge({
-      name,
-      help,
-      registers: [reg],
-      collect() {
-        this.set(read());
-      },
+/** Buckets of the update latency histogram, s. */
+export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+
+/** A Prometheus histogram of update latencies (cumulative buckets, sum, count). */
+export class LatencyHistogram {
+  readonly #counts = LATENCY_BUCKETS.map(() => 0);
+  /** Sum of the observations, s. */
+  sum = 0;
+  /** Number of observations. */
+  count = 0;
+
+  /** Records one latency, s. */
+  observe(seconds: number): void {
+    this.sum += seconds;
+    this.count++;
+    LATENCY_BUCKETS.forEach((le, i) => {
+      if (seconds <= le) this.#counts[i]!++;
     });
-  const counter = (name: string, help: string, read: () => number) =>
-    new client.Counter({
-      name,
-      help,
-      registers: [reg],
-      collect() {
-        this.reset();
-        this.inc(read());
-      },
-    });
-  gauge("weft_policy_rules", "Allow rules in weft's policy table", () => e.stats.rules);
-  gauge(
+  }
+
+  /** Its text lines (`_bucket{le=…}`, `_sum`, `_count`) under `name`. */
+  lines(name: string): string[] {
+    return [
+      ...LATENCY_BUCKETS.map((le, i) => `${name}_bucket{le="${le}"} ${this.#counts[i]}`),
+      `${name}_bucket{le="+Inf"} ${this.count}`,
+      `${name}_sum ${this.sum}`,
+      `${name}_count ${this.count}`,
+    ];
+  }
+}
+
+/**
+ * The policy metrics as Prometheus text (format 0.0.4, laid out as the agent's others), read from `e`
+ * at scrape time.
+ */
+export function policyMetricsText(e: PolicyEnforcer, latency: LatencyHistogram): string {
+  const blocks: string[] = [];
+  const one = (type: "gauge" | "counter", name: string, help: string, v: number) =>
+    blocks.push(`# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${v}\n`);
+  one("gauge", "weft_policy_rules", "Allow rules in weft's policy table", e.stats.rules);
+  one(
+    "gauge",
     "weft_policy_isolated_pods",
     "Pods of this node isolated by some NetworkPolicy",
-    () => e.stats.isolatedPods,
+    e.stats.isolatedPods,
   );
-  counter("weft_policy_updates_total", "Policy rule sets installed", () => e.stats.updates);
-  gauge(
+  one("counter", "weft_policy_updates_total", "Policy rule sets installed", e.stats.updates);
+  one(
+    "gauge",
     "weft_policy_install_seconds",
     "Duration of the last compile and install",
-    () => e.stats.lastApplySeconds,
+    e.stats.lastApplySeconds,
   );
-  counter(
+  one(
+    "counter",
     "weft_policy_install_failures_total",
     "Rule sets nftables refused (the previous rules stayed in force)",
-    () => e.stats.failures,
+    e.stats.failures,
   );
-  gauge(
+  one(
+    "gauge",
     "weft_policy_unenforceable",
     "Parts of NetworkPolicies weft cannot enforce as written (they allow nothing)",
-    () => e.problems.length,
+    e.problems.length,
   );
-  counter(
+  one(
+    "counter",
     "weft_policy_unenforceable_total",
     "Distinct unenforceable NetworkPolicy parts seen",
-    () => e.stats.problemsSeen,
+    e.stats.problemsSeen,
   );
-  counter(
+  one(
+    "counter",
     "weft_policy_repaired_total",
     "Times the policy table or br_netfilter was found altered and repaired",
-    () => e.stats.repairs,
+    e.stats.repairs,
   );
-  gauge(
+  one(
+    "gauge",
     "weft_policy_api_up",
     "1 when the last list/watch of every policy input succeeded",
-    () => e.apiUp ? 1 : 0,
+    e.apiUp ? 1 : 0,
   );
-  gauge(
+  one(
+    "gauge",
     "weft_policy_synced",
     "1 once policies, pods and namespaces have been listed",
-    () => e.synced ? 1 : 0,
+    e.synced ? 1 : 0,
   );
-  return new client.Histogram({
-    name: "weft_policy_update_latency_seconds",
-    help: "From a change seen in the API to its rules installed in the kernel",
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-    registers: [reg],
-  });
+  const h = "weft_policy_update_latency_seconds";
+  blocks.push(
+    [
+      `# HELP ${h} From a change seen in the API to its rules installed in the kernel`,
+      `# TYPE ${h} histogram`,
+      ...latency.lines(h),
+    ].join("\n") + "\n",
+  );
+  return blocks.join("\n");
 }
 
 /** The running part. */
@@ -107,16 +136,24 @@ export class NetworkPolicyPart {
   /** The enforcer. */
   readonly enforcer: PolicyEnforcer;
 
-  /** @param opts the flag's needs; @param reg the agent's metrics registry */
-  constructor(opts: NetworkPolicyOptions, reg: client.Registry) {
-    // The histogram needs the enforcer and the enforcer reports to the histogram: a box breaks the knot.
-    const latency: { h?: client.Histogram } = {};
+  /** Update latencies (change seen → installed). */
+  readonly latency = new LatencyHistogram();
+
+  /** @param opts the flag's needs */
+  constructor(opts: NetworkPolicyOptions) {
     this.enforcer = new PolicyEnforcer(opts.client, {
       nodeName: opts.nodeName,
       logDrops: opts.logDrops,
-      onApplied: (s) => latency.h?.observe(s),
+      onApplied: (s) => this.latency.observe(s),
     });
-    latency.h = policyMetrics(reg, this.enforcer);
+  }
+
+  /** `base` (the agent's metrics) followed by the policy metrics. */
+  metrics(base: MetricsText): MetricsText {
+    return {
+      contentType: base.contentType,
+      metrics: () => `${base.metrics()}\n${policyMetricsText(this.enforcer, this.latency)}`,
+    };
   }
 
   /** True once the first rule set is installed (readiness). */
@@ -146,14 +183,13 @@ export class NetworkPolicyPart {
  */
 export function networkPolicyFor(
   opts: NetworkPolicyOptions | undefined,
-  reg: client.Registry,
   status: { policyEnforced: () => boolean },
 ): NetworkPolicyPart | undefined {
   if (!opts) {
     removeNetworkPolicyTable();
     return undefined;
   }
-  const part = new NetworkPolicyPart(opts, reg);
+  const part = new NetworkPolicyPart(opts);
   status.policyEnforced = () => part.enforced;
   return part;
 }
