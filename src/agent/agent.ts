@@ -26,6 +26,7 @@ import { networkRules } from "../subnet/validate.ts";
 import { nodeFactsOf, onOwnLeaseChange } from "./own_lease.ts";
 import { serveHealth } from "./health.ts";
 import type { HttpServer } from "./http_server.ts";
+import { networkPolicyFor, type NetworkPolicyOptions, type NetworkPolicyPart } from "./network_policy.ts";
 import { agentMetrics } from "./metrics.ts";
 import { NodeState } from "./node_state.ts";
 import { PeerSync } from "./peer_sync.ts";
@@ -50,16 +51,27 @@ export interface AgentOptions extends IfaceOptions {
   healthz: { hostname: string; port: number };
   /** Full reconcile period, seconds. */
   resyncSeconds: number;
+  /** Enforce NetworkPolicies (`--network-policy`, kube mode); absent: weft's policy table is removed. */
+  networkPolicy?: NetworkPolicyOptions;
   /** Stops the agent. */
   signal: AbortSignal;
 }
 
-/** The health server when `--healthz-port` is set; its counters go to the metrics through `status`. */
-function startHealth(opts: AgentOptions, status: AgentStatus): HttpServer | undefined {
-  if (!opts.healthz.port) return undefined;
-  const server = serveHealth(opts.healthz, () => status.readiness(), agentMetrics(status.view()));
+/**
+ * The health server when `--healthz-port` is set (its counters go to the metrics through `status`), and,
+ * with `--network-policy`, the policy part, whose metrics follow the agent's; without it, weft's policy
+ * table is removed.
+ */
+function startServing(
+  opts: AgentOptions,
+  status: AgentStatus,
+): { server: HttpServer | undefined; policy: NetworkPolicyPart | undefined } {
+  const policy = networkPolicyFor(opts.networkPolicy, status);
+  if (!opts.healthz.port) return { server: undefined, policy };
+  const base = agentMetrics(status.view());
+  const server = serveHealth(opts.healthz, () => status.readiness(), policy ? policy.metrics(base) : base);
   status.http = () => server.stats;
-  return server;
+  return { server, policy };
 }
 
 /** Runs the agent on `source` until `opts.signal` aborts; closes `source` when it stops. */
@@ -67,7 +79,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
   const { signal } = opts;
   using nl = Netlink.open();
   const status = new AgentStatus();
-  const server = startHealth(opts, status);
+  const { server, policy } = startServing(opts, status);
   let stopReconciler = () => {};
   let closeBackend = (): Promise<void> => Promise.resolve();
   try {
@@ -79,7 +91,6 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
     status.storeUp = true;
     const node = new NodeState(backend, cfg, opts, status);
     node.ensure(lease, true);
-
     const clusterNets = [cfg.network, cfg.ipv6Network].filter((n): n is IPNet => !!n);
     const kernel = new NetlinkKernel(nl);
     const reconciler = new Reconciler(backend, kernel, clusterNets);
@@ -130,6 +141,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
       peers.run(signal),
       resync.run(opts.resyncSeconds, signal),
       health.run(Math.min(opts.resyncSeconds, 5) * 1000, cfgFingerprint, signal),
+      policy?.run(opts.resyncSeconds, signal),
     ]);
   } finally {
     // The datapath stays as it is: the next start converges from it without dropping a packet.

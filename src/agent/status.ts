@@ -49,6 +49,8 @@ export class AgentStatus {
   });
   /** The health server's counters. */
   http: () => HttpServerStats | undefined = () => undefined;
+  /** With `--network-policy`: whether the first policy rule set is installed. */
+  policyEnforced: () => boolean = () => true;
 
   /** Ready when every part is in place; otherwise the first missing part. */
   readiness(): { ready: boolean; why: string } {
@@ -56,6 +58,7 @@ export class AgentStatus {
     if (!this.datapathApplied) return { ready: false, why: "datapath not applied yet" };
     if (!this.subnetEnvWritten) return { ready: false, why: "subnet.env not written" };
     if (!this.rulesOk) return { ready: false, why: "nftables rules not installed" };
+    if (!this.policyEnforced()) return { ready: false, why: "network policies not enforced yet" };
     return { ready: true, why: "" };
   }
 

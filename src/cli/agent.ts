@@ -20,7 +20,8 @@ import { LOG_LEVELS, setupLogging } from "../log.ts";
 import { formatIP, parseIP } from "../net/ip.ts";
 import { CliError } from "./errors.ts";
 import { addEtcdFlags, envDefault, envName, type EtcdFlagValues, etcdOptionsFrom } from "./etcd_flags.ts";
-import { addKubeFlags, kubeFlagValues, sourceOpener } from "./kube_flags.ts";
+import { addKubeFlags } from "./kube_flags.ts";
+import { addPolicyFlags, agentSourceOpener } from "./policy_flags.ts";
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, ...value.split(",").map((s) => s.trim()).filter(Boolean)];
@@ -121,7 +122,7 @@ export function agentOptionsFrom(v: AgentFlagValues, signal: AbortSignal): Agent
 export function registerAgent(program: Command): void {
   const cmd = program.command("agent")
     .description("the per-node agent (flanneld's job): lease, datapath, subnet.env, rules, metrics");
-  addEtcdFlags(addKubeFlags(cmd))
+  addEtcdFlags(addPolicyFlags(addKubeFlags(cmd)))
     .option(
       "--iface <name-or-ip>",
       "external interface by name or IP (repeatable; the first that exists wins)",
@@ -190,7 +191,7 @@ async function runAgentCommand(flags: AgentFlagValues): Promise<void> {
   }
   const stop = new AbortController();
   const opts = agentOptionsFrom(flags, stop.signal);
-  const openSource = await sourceOpener(kubeFlagValues(flags), opts);
+  const openSource = await agentSourceOpener(flags, opts);
   await setupLogging({
     level: level as (typeof LOG_LEVELS)[number],
     json: parseBool("--log-json", flags.logJson),

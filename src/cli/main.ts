@@ -13,6 +13,7 @@ import { registerLeases } from "./leases.ts";
 import { registerDemo } from "./demo.ts";
 import { registerDoctor } from "./doctor.ts";
 import { registerStatus } from "./status.ts";
+import { registerPolicy } from "./policy.ts";
 
 /** A function that adds one subcommand (and its options) to the program. */
 export type Registrar = (program: Command) => void;
@@ -24,6 +25,7 @@ const REGISTRARS: Registrar[] = [
   registerLeases,
   registerStatus,
   registerDoctor,
+  registerPolicy,
   registerDemo,
 ];
 

@@ -1,0 +1,69 @@
+import assert from "node:assert/strict";
+import { Command } from "@commander-js/extra-typings";
+import type { LeaseSource } from "../subnet/source.ts";
+import { registerAgent } from "./agent.ts";
+import { CliError } from "./errors.ts";
+import { networkPolicyFrom, policyFlagValues } from "./policy_flags.ts";
+
+/** `weft agent <args>`'s parsed options (env set for the parse), without running the agent. */
+async function flagsOf(args: string[], env: Record<string, string> = {}): Promise<object> {
+  const saved = Object.keys(env).map((k) => [k, Deno.env.get(k)] as const);
+  for (const [k, v] of Object.entries(env)) Deno.env.set(k, v);
+  try {
+    const program = new Command("weft").exitOverride();
+    registerAgent(program as unknown as Command);
+    const agent = program.commands.find((c) => c.name() === "agent")!.exitOverride();
+    let got: object | undefined;
+    agent.action((...a: unknown[]) => void (got = a[0] as object));
+    await program.parseAsync(["agent", ...args], { from: "user" });
+    return got!;
+  } finally {
+    for (const [k, v] of saved) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
+  }
+}
+
+const kubeSource = {
+  kind: "kube",
+  client: { list() {}, watch() {} },
+  nodeName: "node-7",
+} as unknown as LeaseSource;
+
+Deno.test("network policy is off by default", async () => {
+  assert.equal(networkPolicyFrom(policyFlagValues(await flagsOf([])), true), undefined);
+});
+
+Deno.test("--network-policy in kube mode takes the API client and node name from the kube lease source", async () => {
+  for (
+    const [args, env] of [
+      [["--kube-subnet-mgr", "--network-policy", "--policy-log-drops"], {}],
+      [["--kube-subnet-mgr"], { FLANNELD_NETWORK_POLICY: "true", FLANNELD_POLICY_LOG_DROPS: "1" }],
+    ] as const
+  ) {
+    const make = networkPolicyFrom(policyFlagValues(await flagsOf([...args], env)), true)!;
+    const o = make(kubeSource);
+    assert.equal(o.nodeName, "node-7");
+    assert.equal(o.client, (kubeSource as unknown as { client: unknown }).client);
+    assert.equal(o.logDrops, true);
+  }
+  const quiet = networkPolicyFrom(policyFlagValues(await flagsOf(["--network-policy=true"])), true)!;
+  assert.equal(quiet(kubeSource).logDrops, false);
+  assert.equal(
+    networkPolicyFrom(policyFlagValues(await flagsOf(["--network-policy=false"])), true),
+    undefined,
+  );
+});
+
+Deno.test("--network-policy without --kube-subnet-mgr is refused, naming both flags", async () => {
+  const v = policyFlagValues(await flagsOf(["--network-policy"]));
+  assert.throws(
+    () => networkPolicyFrom(v, false),
+    (e: unknown) =>
+      e instanceof CliError && e.code === 2 && /--network-policy needs --kube-subnet-mgr/.test(e.message),
+  );
+  const logOnly = policyFlagValues(await flagsOf(["--kube-subnet-mgr", "--policy-log-drops"]));
+  assert.throws(() => networkPolicyFrom(logOnly, true), /--policy-log-drops needs --network-policy/);
+  assert.throws(
+    () => networkPolicyFrom(policyFlagValues({ networkPolicy: "maybe", policyLogDrops: "false" }), true),
+    /--network-policy maybe: must be true or false/,
+  );
+});
