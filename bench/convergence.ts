@@ -77,6 +77,10 @@ export async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator
   }
 }
 
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
 /** `ip -o monitor route` inside `netns`: resolves `next(dst)` with the time the kernel announced it. */
 export function startRouteMonitor(netns: string) {
   const child = withNetns(
@@ -85,9 +89,14 @@ export function startRouteMonitor(netns: string) {
       new Deno.Command("ip", { args: ["-o", "monitor", "route"], stdout: "piped", stderr: "null" }).spawn(),
   );
   const waiting = new Map<string, (t: number) => void>();
+  // `ip monitor` subscribes some time after it starts: a route added before would be missed. A sentinel
+  // route (another protocol, outside every test network) tells when it listens.
+  const SENTINEL = "198.51.100.254";
+  const listening = Promise.withResolvers<void>();
   const reading = (async () => {
     for await (const line of lines(child.stdout)) {
       const at = performance.now();
+      if (line.includes(SENTINEL)) listening.resolve();
       // "10.100.3.0/24 via 10.100.3.0 dev flannel.1 proto 87 onlink" — additions only.
       if (line.startsWith("Deleted") || !/ proto 87\b/.test(line)) continue;
       const dst = line.split(" ", 1)[0]!;
@@ -95,7 +104,20 @@ export function startRouteMonitor(netns: string) {
       waiting.delete(dst);
     }
   })();
+  const sentinel = async (op: "replace" | "del") =>
+    await runIn(netns, ["ip", "route", op, "blackhole", `${SENTINEL}/32`, "proto", "88"]);
+  const ready = (async () => {
+    for (let i = 0; i < 100; i++) {
+      await sentinel("replace");
+      await sentinel("del");
+      const heard = await Promise.race([listening.promise.then(() => true), delay(50).then(() => false)]);
+      if (heard) return;
+    }
+    throw new Error("ip monitor route never reported the sentinel route");
+  })();
   return {
+    /** Resolves once the monitor hears route changes. */
+    ready,
     next(dst: string): Promise<number> {
       return new Promise<number>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`route ${dst} not announced in 10 s`)), 10_000);
@@ -218,6 +240,7 @@ export async function runOne(n: number): Promise<Record<string, string>> {
 
     // Event latency: put one lease at a time, wait for the kernel to announce its route.
     await using monitor = startRouteMonitor(node.netns);
+    await monitor.ready;
     await using putter = await startPutter(topo.underlay, etcd.endpoint);
     const lat: number[] = [];
     const putFloor: number[] = [];

@@ -70,6 +70,7 @@ async function runKube(n: number): Promise<Record<string, string>> {
     const startMs = performance.now() - t0;
     const atStart = procStats(agent.pid);
     await using monitor = startRouteMonitor(node.netns);
+    await monitor.ready;
     const lat: number[] = [];
     let firstMs = 0;
     for (let k = 0; k <= EVENTS; k++) {
