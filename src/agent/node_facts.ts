@@ -13,15 +13,28 @@ import type { LocalAddress, NodeFacts } from "../subnet/validate.ts";
 /** Scope of IPv6 link-local addresses: every interface has one, no lease can lie there. */
 const SCOPE_LINK = 253;
 
+/**
+ * weft's (and flannel's) overlay devices: `flannel.<VNI>`, `flannel-v6.<VNI>`, `flannel0` (udp),
+ * `flannel-wg`, `flannel-wg-v6`. Their addresses come from a lease of this node, not from the underlay:
+ * a device left by another backend or an earlier lease (switching vxlan → host-gw keeps `flannel.1` and
+ * its old /32) must not make a peer that now holds that subnet look "directly connected" (`overlay`).
+ */
+const OVERLAY_DEVICE = /^flannel(\.|-v6\.|-wg|\d)/;
+
 /** This node's addresses (from `addrs`, named after `links`), skipping IPv6 link-local ones. */
 export function localAddresses(addrs: AddrInfo[], names: Map<number, string>): LocalAddress[] {
   const out: LocalAddress[] = [];
   for (const a of addrs) {
     if (a.family === 6 && a.scope === SCOPE_LINK) continue;
+    const dev = names.get(a.index);
     try {
       const { ip, net } = parseCIDR(a.cidr);
-      const dev = names.get(a.index);
-      out.push({ ip, net, ...(dev ? { dev } : {}) });
+      out.push({
+        ip,
+        net,
+        ...(dev ? { dev } : {}),
+        ...(dev && OVERLAY_DEVICE.test(dev) ? { overlay: true } : {}),
+      });
     } catch { /* an address libnl could not print: nothing to compare with */ }
   }
   return out;

@@ -20,4 +20,9 @@ Deno.test("localAddresses() keeps every address with its connected network, not 
     "fd00:77::11 fd00:77::/64 eth0",
     "10.244.7.0 10.244.7.0/32 flannel.1",
   ]);
+  assert.deepEqual(
+    got.map((a) => a.overlay ?? false),
+    [false, false, false, true],
+    "flannel.1 is an overlay",
+  );
 });

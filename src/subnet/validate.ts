@@ -105,6 +105,12 @@ export interface LocalAddress {
   net: IPNet;
   /** The interface that holds it, for messages. */
   dev?: string;
+  /**
+   * Held by an overlay device of weft/flannel (`flannel.1`, …): the address comes from a lease of this
+   * node, not from the underlay, so it makes nothing "directly connected" (a device left by another
+   * backend keeps an earlier lease's address); it is still one of this node's addresses.
+   */
+  overlay?: boolean;
 }
 
 /** What the node-specific rules look at (see {@linkcode checkLeaseOnNode}). */
@@ -420,7 +426,7 @@ export function checkLeaseOnNode(
     }
   }
   for (const h of hs) {
-    const conn = node.addresses.find((a) => netsOverlap(a.net, h.subnet));
+    const conn = node.addresses.find((a) => !a.overlay && netsOverlap(a.net, h.subnet));
     if (conn) {
       const via = `${formatIP(conn.ip)}${conn.dev ? ` on ${conn.dev}` : ""}`;
       const detail = `${formatNet(h.subnet)} overlaps ${formatNet(conn.net)}, connected through ${via}`;

@@ -288,6 +288,17 @@ Deno.test("checkLeaseOnNode() refuses the node's own subnet and networks its add
   // IPv6: the own IPv6 subnet.
   const v6 = lease("10.244.3.0-24&fd00:10:244:7::-64", { PublicIPv6: "fd00:77::12" });
   assert.equal(ruleOf(checkLeaseOnNode(v6, DUAL, node())), "own_subnet");
+  // A stale overlay address (flannel.1 kept an earlier lease's /32 after a switch to host-gw) connects
+  // nothing: the peer that holds that subnet now is programmed; the address is still the node's own.
+  const stale: NodeFacts = {
+    ...n,
+    addresses: [...n.addresses, { ...parseCIDR("192.168.44.0/32"), dev: "flannel.1", overlay: true }],
+  };
+  assert.equal(checkLeaseOnNode(lease("192.168.44.0-24", { PublicIP: "10.1.1.1" }), rules, stale), undefined);
+  assert.equal(
+    ruleOf(checkLeaseOnNode(lease("192.168.45.0-24", { PublicIP: "192.168.44.0" }), rules, stale)),
+    "public_ip_own",
+  );
 });
 
 Deno.test("checkLeaseOnNode() refuses this node's addresses, a connected broadcast address and its own MAC", () => {
