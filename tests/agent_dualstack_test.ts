@@ -116,12 +116,22 @@ Deno.test({
       });
 
       await t.step("host-gw: IPv6 routes via each peer's PublicIPv6", async () => {
+        // Node 1 asks for the subnets node 0 had under vxlan (the subnet.env's subnet is tried first): node
+        // 0's flannel.1 and flannel-v6.1 stay with those subnets' addresses, which must not make node 1's
+        // new lease look "directly connected" on node 0.
+        const env0 = `${dir}/${topo.nodes[0]!.netns}.subnet.env`;
+        const vxlanEnv0 = await Deno.readTextFile(env0);
         for (const n of topo.nodes) {
           await Deno.remove(`${dir}/${n.netns}.subnet.env`).catch(() => {});
           using nl = Netlink.open({ netns: n.netns });
           nl.linkDelete("cni0");
         }
+        await Deno.writeTextFile(`${dir}/${topo.nodes[1]!.netns}.subnet.env`, vxlanEnv0);
         const envs = await startNetwork("/weft/dual-hostgw", "host-gw");
+        assert.match(
+          vxlanEnv0,
+          new RegExp(`^FLANNEL_IPV6_SUBNET=${formatIP(envs[1]!.ipv6Subnet!.ip)}1/64$`, "m"),
+        );
         topo.nodes.forEach((n, i) => addPodBridge(n.netns, envs[i]!));
         using nl0 = Netlink.open({ netns: topo.nodes[0]!.netns });
         // The previous run's vxlan routes are weft's, in the same cluster network, and unwanted now: pruned.
