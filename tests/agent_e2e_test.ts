@@ -259,19 +259,15 @@ Deno.test({
         "a deleted route, neighbour entry and FDB entry are back within one resync period",
         async () => {
           const before = await metric(a0, "weft_drift_repaired_total");
-          await topo.exec(n0.netns, ["ip", "route", "del", formatNet(envs[1]!.subnet!)]);
-          await topo.exec(n0.netns, [
-            "ip",
-            "neigh",
-            "del",
-            formatIP(envs[2]!.subnet!.ip),
-            "dev",
-            "flannel.1",
-          ]);
           const mac1 =
             JSON.parse(await ctl(["get", keyOf(envs[1]!), "--print-value-only"])).BackendData.VtepMAC;
-          await topo.exec(n0.netns, ["bridge", "fdb", "del", mac1, "dev", "flannel.1", "dst", n1.ip]);
           using nl = Netlink.open({ netns: n0.netns });
+          // Deleted in one synchronous go, then checked at once: three `ip` processes on a loaded machine
+          // could take longer than a resync period, and the agent would repair in between.
+          const dev = nl.linkIndex("flannel.1");
+          nl.routeDelete({ dst: formatNet(envs[1]!.subnet!), protocol: 87 });
+          nl.neighDelete({ dev, ip: formatIP(envs[2]!.subnet!.ip) });
+          nl.fdbDelete({ dev, mac: mac1, dst: n1.ip });
           assert.ok(!peerEntries(nl, envs[1]!, n1.ip).route && !peerEntries(nl, envs[2]!, n2.ip).neigh);
           const ms = await kernelUntil(n0.netns, "repair", REPAIR_BUDGET_MS, (nl) => {
             const p1 = peerEntries(nl, envs[1]!, n1.ip), p2 = peerEntries(nl, envs[2]!, n2.ip);
