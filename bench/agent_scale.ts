@@ -37,6 +37,7 @@ import { readSubnetEnv } from "../src/config/subnet_env.ts";
 import { leaseAttrsJSON, subnetKey } from "../src/subnet/lease.ts";
 import { etcdctl, startEtcd } from "../tests/helpers/etcd.ts";
 import { createTopology, type TopologyNode } from "../tests/helpers/topology.ts";
+import { lease } from "./convergence.ts";
 import { RouteCounter } from "./route_count.ts";
 
 const PREFIX = "/coreos.com/network";
@@ -56,23 +57,6 @@ export const GOALS = {
   cpu: { 5000: 0.5 } as Record<number, number>,
   rss: { 5000: 1.5 } as Record<number, number>,
 };
-
-/** A peer lease as flannel's vxlan backend writes it; i < 65 536. */
-function lease(i: number): { key: string; value: string } {
-  const hi = i >> 8, lo = i & 255;
-  return {
-    key: `10.${100 + hi}.${lo}.0-24`,
-    value: leaseAttrsJSON({
-      PublicIP: `192.168.${80 + hi}.${lo === 0 ? 254 : lo}`,
-      PublicIPv6: null,
-      BackendType: "vxlan",
-      BackendData: {
-        VNI: 1,
-        VtepMAC: `0a:00:00:00:${hi.toString(16).padStart(2, "0")}:${lo.toString(16).padStart(2, "0")}`,
-      },
-    }),
-  };
-}
 
 /** CPU seconds, RSS and peak RSS (MB) of a running process, from /proc. */
 function procSample(pid: number): { cpuS: number; rssMB: number; hwmMB: number } {
