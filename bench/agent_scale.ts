@@ -34,7 +34,7 @@
 import { Netlink, netnsCreate, netnsDelete, WEFT_ROUTE_PROTOCOL, withNetns } from "../ffi/mod.ts";
 import { runIn } from "../src/lab/lab.ts";
 import { readSubnetEnv } from "../src/config/subnet_env.ts";
-import { leaseAttrsJSON, subnetKey } from "../src/subnet/lease.ts";
+import { subnetKey } from "../src/subnet/lease.ts";
 import { etcdctl, startEtcd } from "../tests/helpers/etcd.ts";
 import { createTopology, type TopologyNode } from "../tests/helpers/topology.ts";
 import { lease } from "./convergence.ts";
