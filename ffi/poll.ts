@@ -8,6 +8,7 @@
  * @module
  */
 import { c, failSyscall, libcErrno } from "./loader.ts";
+import { OwnedFd } from "./owned_fd.ts";
 import { ERRNO, SyscallError } from "./syscall_error.ts";
 
 const POLLIN = 0x001;
@@ -60,8 +61,7 @@ export class Poller {
 }
 
 /** An eventfd that wakes a {@linkcode Poller} waiting on {@linkcode Waker.fd}. */
-export class Waker implements Disposable {
-  #fd: number;
+export class Waker extends OwnedFd {
   readonly #one = new BigUint64Array([1n]);
   readonly #oneBytes = new Uint8Array(this.#one.buffer);
   readonly #sink = new Uint8Array(8);
@@ -70,36 +70,19 @@ export class Waker implements Disposable {
   constructor() {
     const fd = c().eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (fd < 0) failSyscall("eventfd");
-    this.#fd = fd;
-  }
-
-  /** The descriptor to poll. */
-  get fd(): number {
-    return this.#fd;
+    super(fd);
   }
 
   /** Makes the descriptor readable (a pending wait returns). */
   wake(): void {
-    if (this.#fd < 0) return;
-    if (c().write(this.#fd, this.#oneBytes, 8n) < 0 && libcErrno() !== ERRNO.EAGAIN) {
+    if (this.fd < 0) return;
+    if (c().write(this.fd, this.#oneBytes, 8n) < 0 && libcErrno() !== ERRNO.EAGAIN) {
       throw new SyscallError("eventfd write", libcErrno());
     }
   }
 
   /** Clears the readable state. */
   drain(): void {
-    c().read(this.#fd, this.#sink, 8n);
-  }
-
-  /** Closes the eventfd. */
-  close(): void {
-    if (this.#fd < 0) return;
-    c().close(this.#fd);
-    this.#fd = -1;
-  }
-
-  /** Same as {@linkcode close}, for `using`. */
-  [Symbol.dispose](): void {
-    this.close();
+    c().read(this.fd, this.#sink, 8n);
   }
 }

@@ -17,6 +17,7 @@
  */
 import { cstr, sizeT } from "./cmem.ts";
 import { c, failSyscall, libcErrno } from "./loader.ts";
+import { OwnedFd } from "./owned_fd.ts";
 import { ERRNO, SyscallError } from "./syscall_error.ts";
 
 const O_RDWR = 0o2;
@@ -43,18 +44,14 @@ export interface TunOpenOptions {
   persist?: boolean;
 }
 
-const registry = new FinalizationRegistry<number>((fd) => c().close(fd));
-
 /** An attached TUN device. Dispose it (`using`) or call `close()`. */
-export class Tun implements Disposable {
-  #fd: number;
+export class Tun extends OwnedFd {
   /** The device's name (as the kernel assigned it). */
   readonly name: string;
 
   private constructor(fd: number, name: string) {
-    this.#fd = fd;
+    super(fd);
     this.name = name;
-    registry.register(this, fd, this);
   }
 
   /**
@@ -83,14 +80,9 @@ export class Tun implements Disposable {
     return tun;
   }
 
-  /** The file descriptor (for {@linkcode Poller}); -1 after close. */
-  get fd(): number {
-    return this.#fd;
-  }
-
   /** Makes the device outlive this descriptor (true) or go with it (false). */
   setPersist(on: boolean): void {
-    if (c().ioctl_int(this.#fd, TUNSETPERSIST, on ? 1n : 0n) !== 0) {
+    if (c().ioctl_int(this.fd, TUNSETPERSIST, on ? 1n : 0n) !== 0) {
       failSyscall(`TUNSETPERSIST ${this.name}`);
     }
   }
@@ -100,7 +92,7 @@ export class Tun implements Disposable {
    * `buf` is truncated by the kernel: size `buf` for the device's MTU.
    */
   read(buf: Uint8Array<ArrayBuffer>): number {
-    const n = c().read(this.#fd, buf, sizeT(buf.byteLength));
+    const n = c().read(this.fd, buf, sizeT(buf.byteLength));
     if (n >= 0) return n;
     if (libcErrno() === ERRNO.EAGAIN) return 0;
     failSyscall(`read ${this.name}`);
@@ -108,22 +100,9 @@ export class Tun implements Disposable {
 
   /** Writes one packet (the first `len` bytes of `buf`); returns false when the queue was full. */
   write(buf: Uint8Array<ArrayBuffer>, len: number): boolean {
-    const n = c().write(this.#fd, buf, sizeT(len));
+    const n = c().write(this.fd, buf, sizeT(len));
     if (n >= 0) return true;
     if (libcErrno() === ERRNO.EAGAIN) return false;
     failSyscall(`write ${this.name}`);
-  }
-
-  /** Closes the descriptor (a non-persistent device disappears). */
-  close(): void {
-    if (this.#fd < 0) return;
-    registry.unregister(this);
-    c().close(this.#fd);
-    this.#fd = -1;
-  }
-
-  /** Same as {@linkcode close}, for `using`. */
-  [Symbol.dispose](): void {
-    this.close();
   }
 }

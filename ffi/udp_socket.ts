@@ -8,6 +8,7 @@
  */
 import { sizeT } from "./cmem.ts";
 import { c, failSyscall, libcErrno } from "./loader.ts";
+import { OwnedFd } from "./owned_fd.ts";
 import { ERRNO, SyscallError } from "./syscall_error.ts";
 import { parseIP } from "../src/net/ip.ts";
 
@@ -44,27 +45,25 @@ export function formatSockaddrIn(sa: Uint8Array): string {
   return `${sa[4]}.${sa[5]}.${sa[6]}.${sa[7]}:${v.getUint16(2, false)}`;
 }
 
-const registry = new FinalizationRegistry<number>((fd) => c().close(fd));
-
 /** A bound, non-blocking IPv4 UDP socket. Dispose it (`using`) or call `close()`. */
-export class UdpSocket implements Disposable {
-  #fd: number;
+export class UdpSocket extends OwnedFd {
   readonly #fromLen = new Uint32Array(1);
   readonly #fromLenBytes = new Uint8Array(this.#fromLen.buffer);
   /** The bound `ip:port`. */
   readonly address: string;
 
   private constructor(fd: number, address: string) {
-    this.#fd = fd;
+    super(fd);
     this.address = address;
-    registry.register(this, fd, this);
   }
 
   /**
    * Binds `ip:port` (in the calling thread's namespace); port 0 picks a free one. `bufferBytes` sets
    * SO_RCVBUF/SO_SNDBUF (the kernel caps it at net.core.rmem_max/wmem_max).
    */
-  static bind(ip: string, port: number, bufferBytes = 4 << 20): UdpSocket {
+  // `override`: a static `bind` shadows Function.prototype.bind, which the strict compiler flags once
+  // the class has a base class.
+  static override bind(ip: string, port: number, bufferBytes = 4 << 20): UdpSocket {
     const libc = c();
     const fd = libc.socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) failSyscall("socket(AF_INET, SOCK_DGRAM)");
@@ -86,14 +85,9 @@ export class UdpSocket implements Disposable {
     }
   }
 
-  /** The file descriptor (for {@linkcode Poller}); -1 after close. */
-  get fd(): number {
-    return this.#fd;
-  }
-
   /** Sends the first `len` bytes of `buf` to `to` (a {@linkcode sockaddrIn}); false when it would block. */
   sendTo(buf: Uint8Array<ArrayBuffer>, len: number, to: Uint8Array<ArrayBuffer>): boolean {
-    const n = c().sendto(this.#fd, buf, sizeT(len), 0, to, SOCKADDR_IN_SIZE);
+    const n = c().sendto(this.fd, buf, sizeT(len), 0, to, SOCKADDR_IN_SIZE);
     if (n >= 0) return true;
     const e = libcErrno();
     if (e === ERRNO.EAGAIN) return false;
@@ -106,23 +100,10 @@ export class UdpSocket implements Disposable {
    */
   recvFrom(buf: Uint8Array<ArrayBuffer>, from: Uint8Array<ArrayBuffer>): number {
     this.#fromLen[0] = SOCKADDR_IN_SIZE;
-    const n = c().recvfrom(this.#fd, buf, sizeT(buf.byteLength), 0, from, this.#fromLenBytes);
+    const n = c().recvfrom(this.fd, buf, sizeT(buf.byteLength), 0, from, this.#fromLenBytes);
     if (n >= 0) return n;
     const e = libcErrno();
     if (e === ERRNO.EAGAIN) return -1;
     throw new SyscallError("recvfrom", e);
-  }
-
-  /** Closes the socket. */
-  close(): void {
-    if (this.#fd < 0) return;
-    registry.unregister(this);
-    c().close(this.#fd);
-    this.#fd = -1;
-  }
-
-  /** Same as {@linkcode close}, for `using`. */
-  [Symbol.dispose](): void {
-    this.close();
   }
 }

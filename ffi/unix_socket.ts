@@ -8,6 +8,7 @@
  */
 import { sizeT } from "./cmem.ts";
 import { c, libcErrno } from "./loader.ts";
+import { OwnedFd } from "./owned_fd.ts";
 import { ERRNO, SyscallError } from "./syscall_error.ts";
 
 const AF_UNIX = 1;
@@ -20,11 +21,9 @@ const SO_SNDTIMEO = 21;
 const SOCKADDR_UN_SIZE = 110;
 
 /** A connected unix stream socket. Dispose it (`using`) or call `close()`. */
-export class UnixStream implements Disposable {
-  #fd: number;
-
+export class UnixStream extends OwnedFd {
   private constructor(fd: number, readonly path: string) {
-    this.#fd = fd;
+    super(fd);
   }
 
   /**
@@ -62,7 +61,7 @@ export class UnixStream implements Disposable {
     let off = 0;
     while (off < data.length) {
       const chunk = off ? data.slice(off) : data;
-      const n = c().write(this.#fd, chunk, sizeT(chunk.length));
+      const n = c().write(this.fd, chunk, sizeT(chunk.length));
       if (n < 0) {
         const e = libcErrno();
         if (e === ERRNO.EINTR) continue;
@@ -81,7 +80,7 @@ export class UnixStream implements Disposable {
     const buf = new Uint8Array(65536);
     let text = "";
     for (;;) {
-      const n = c().read(this.#fd, buf, sizeT(buf.length));
+      const n = c().read(this.fd, buf, sizeT(buf.length));
       if (n < 0) {
         const e = libcErrno();
         if (e === ERRNO.EINTR) continue;
@@ -91,17 +90,5 @@ export class UnixStream implements Disposable {
       text += dec.decode(buf.subarray(0, n), { stream: true });
       if (text.endsWith(terminator)) return text;
     }
-  }
-
-  /** Closes the socket. */
-  close(): void {
-    if (this.#fd < 0) return;
-    c().close(this.#fd);
-    this.#fd = -1;
-  }
-
-  /** Same as {@linkcode close}, for `using`. */
-  [Symbol.dispose](): void {
-    this.close();
   }
 }
