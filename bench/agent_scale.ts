@@ -34,7 +34,7 @@
 import { Netlink, netnsCreate, netnsDelete, WEFT_ROUTE_PROTOCOL, withNetns } from "../ffi/mod.ts";
 import { runIn } from "../src/lab/lab.ts";
 import { readSubnetEnv } from "../src/config/subnet_env.ts";
-import { subnetKey } from "../src/subnet/lease.ts";
+import { subnetKey } from "../src/lease/lease.ts";
 import { etcdctl, startEtcd } from "../tests/helpers/etcd.ts";
 import { createTopology, type TopologyNode } from "../tests/helpers/topology.ts";
 import { lease } from "./convergence.ts";
@@ -160,7 +160,7 @@ async function writeLeases(underlay: string, endpoint: string, n: number): Promi
     netns: underlay,
   });
   const code = `
-    import { openEtcdRegistry } from "${new URL("../src/subnet/mod.ts", import.meta.url).href}";
+    import { openEtcdRegistry } from "${new URL("../src/lease/etcd/mod.ts", import.meta.url).href}";
     const reg = await openEtcdRegistry({ endpoints: ["${endpoint}"], prefix: "${PREFIX}" });
     const entries = JSON.parse(await new Response(Deno.stdin.readable).text());
     for (let i = 0; i < entries.length; i += 200) {

@@ -20,7 +20,7 @@
  */
 import { Netlink, withNetns } from "../ffi/mod.ts";
 import { runIn } from "../src/lab/lab.ts";
-import { leaseAttrsJSON } from "../src/subnet/lease.ts";
+import { leaseAttrsJSON } from "../src/lease/lease.ts";
 import { createTopology } from "../tests/helpers/topology.ts";
 import { startEtcd } from "../tests/helpers/etcd.ts";
 import { agentHttp, startAgent, waitFor } from "../tests/helpers/agent.ts";
@@ -141,7 +141,7 @@ export function startRouteMonitor(netns: string) {
  */
 async function startPutter(netns: string, endpoint: string) {
   const code = `
-    import { openEtcdRegistry } from "${new URL("../src/subnet/mod.ts", import.meta.url).href}";
+    import { openEtcdRegistry } from "${new URL("../src/lease/etcd/mod.ts", import.meta.url).href}";
     const reg = await openEtcdRegistry({ endpoints: ["${endpoint}"], prefix: "${PREFIX}" });
     const enc = new TextEncoder();
     await Deno.stdout.write(enc.encode("ready\\n"));
@@ -202,7 +202,7 @@ export async function runOne(n: number): Promise<Record<string, string>> {
   // child (etcd3 client, 200 puts in flight) started inside the underlay.
   const put = async (entries: { key: string; value: string }[]) => {
     const code = `
-      import { openEtcdRegistry } from "${new URL("../src/subnet/mod.ts", import.meta.url).href}";
+      import { openEtcdRegistry } from "${new URL("../src/lease/etcd/mod.ts", import.meta.url).href}";
       const reg = await openEtcdRegistry({ endpoints: ["${etcd.endpoint}"], prefix: "${PREFIX}" });
       const entries = JSON.parse(await new Response(Deno.stdin.readable).text());
       for (let i = 0; i < entries.length; i += 200) {

@@ -18,8 +18,8 @@
 import { Netlink, netnsCreate, netnsDelete, withNetns } from "../ffi/mod.ts";
 import { Tun } from "../ffi/tun.ts";
 import { sockaddrIn, UdpSocket } from "../ffi/udp_socket.ts";
-import { UdpForwarder } from "../src/backend/udp_forwarder.ts";
-import { UdpPeerDriver, UdpPeerTable } from "../src/backend/udp_peers.ts";
+import { UdpForwarder } from "../src/backend/udp/forwarder.ts";
+import { UdpPeerDriver, UdpPeerTable } from "../src/backend/udp/peers.ts";
 import { V8_FLAGS_ARG } from "../src/self_command.ts";
 import { uniqueNetnsName } from "../tests/helpers/names.ts";
 

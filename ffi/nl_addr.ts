@@ -1,12 +1,12 @@
 /**
  * Conversions between weft's address strings and libnl's `struct nl_addr`.
  *
- * IPs are parsed in TypeScript (src/net/ip.ts) so a bad address fails with a clear message before any
+ * IPs are parsed in TypeScript (ffi/ip.ts) so a bad address fails with a clear message before any
  * C call, and built with `nl_addr_build`; MACs are AF_LLC addresses of 6 bytes.
  *
  * @module
  */
-import { formatIP, ipBytes, ipFromBytes, parseCIDR, parseIP } from "../src/net/ip.ts";
+import { formatIP, ipBytes, ipFromBytes, parseCIDR, parseIP } from "./ip.ts";
 import { Owned } from "./cmem.ts";
 import { nl } from "./loader.ts";
 

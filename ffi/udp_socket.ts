@@ -10,7 +10,7 @@ import { sizeT } from "./cmem.ts";
 import { c, failSyscall, libcErrno } from "./loader.ts";
 import { OwnedFd } from "./owned_fd.ts";
 import { ERRNO, SyscallError } from "./syscall_error.ts";
-import { parseIP } from "../src/net/ip.ts";
+import { parseIP } from "./ip.ts";
 
 const AF_INET = 2;
 const SOCK_DGRAM = 2;

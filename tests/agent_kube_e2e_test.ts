@@ -32,7 +32,7 @@ const denyPatch = { value: false };
 const P = "flannel.alpha.coreos.com/";
 const TOKEN = "weft-sa-token";
 const FIXTURE = JSON.parse(
-  Deno.readTextFileSync(new URL("../src/kube/testdata/flannel_node.json", import.meta.url)),
+  Deno.readTextFileSync(new URL("../src/lease/kube/testdata/flannel_node.json", import.meta.url)),
 ) as { metadata: { name: string; annotations: Record<string, string> }; spec: { podCIDR: string } };
 
 type Obj = Record<string, unknown>;

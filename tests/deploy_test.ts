@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
 import { parseCniConfig } from "../src/cni/config.ts";
-import { KubeLeaseSource } from "../src/kube/lease_source.ts";
+import { KubeLeaseSource } from "../src/lease/kube/lease_source.ts";
 import { type AuthzAttributes, startKubeApiServer } from "./helpers/kube_api_server.ts";
 
 const DEPLOY = new URL("../deploy/", import.meta.url);

@@ -4,8 +4,8 @@
  * the keeper, RBAC and podCIDR errors, the node name from the pod, token rotation.
  */
 import assert from "node:assert/strict";
-import type { LeaseEvent } from "../src/subnet/lease.ts";
-import { KubeLeaseSource } from "../src/kube/lease_source.ts";
+import type { LeaseEvent } from "../src/lease/lease.ts";
+import { KubeLeaseSource } from "../src/lease/kube/lease_source.ts";
 import { loadKubeconfig } from "../src/kube/config.ts";
 import { type KubeApiServer, startKubeApiServer } from "./helpers/kube_api_server.ts";
 

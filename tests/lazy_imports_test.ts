@@ -48,6 +48,6 @@ Deno.test("the CLI and CNI mode load no Kubernetes or etcd client at start-up", 
 
 Deno.test("kube mode's opener loads src/kube and no etcd client", async () => {
   const mods = await startupClosure("../src/cli/kube_agent.ts");
-  assert.ok(kube(mods).some((m) => m.endsWith("/src/kube/lease_source.ts")));
+  assert.ok(kube(mods).some((m) => m.endsWith("/src/lease/kube/lease_source.ts")));
   assert.deepEqual(etcd(mods), []);
 });

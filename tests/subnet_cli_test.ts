@@ -3,7 +3,7 @@
  * main.ts) against a real etcd, with flags and with FLANNELD_* variables.
  */
 import assert from "node:assert/strict";
-import { openEtcdRegistry, SubnetManager } from "../src/subnet/mod.ts";
+import { openEtcdRegistry, SubnetManager } from "../src/lease/etcd/mod.ts";
 import { parseNetworkConfig } from "../src/config/net_conf.ts";
 import { haveEtcd, startEtcd } from "./helpers/etcd.ts";
 import { runIn, type RunResult } from "../src/lab/lab.ts";

@@ -16,7 +16,7 @@ import {
   OutOfSubnetsError,
   type Registry,
   SubnetManager,
-} from "../src/subnet/mod.ts";
+} from "../src/lease/etcd/mod.ts";
 import { haveEtcd, startEtcd } from "./helpers/etcd.ts";
 
 const PREFIX = "/coreos.com/network";

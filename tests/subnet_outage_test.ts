@@ -10,7 +10,7 @@ import {
   openEtcdRegistry,
   type Registry,
   SubnetManager,
-} from "../src/subnet/mod.ts";
+} from "../src/lease/etcd/mod.ts";
 import { haveEtcd, startEtcd, startEtcdProxy } from "./helpers/etcd.ts";
 
 const PREFIX = "/coreos.com/network";

@@ -12,7 +12,7 @@ import {
   type LeaseEvent,
   openEtcdRegistry,
   SubnetManager,
-} from "../src/subnet/mod.ts";
+} from "../src/lease/etcd/mod.ts";
 import { enableEtcdAuth, haveEtcd, startEtcd, startEtcdCluster } from "./helpers/etcd.ts";
 
 const PREFIX = "/coreos.com/network";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { formatIP, ipBytes, ipFromBytes, parseCIDR } from "../../src/net/ip.ts";
+import { formatIP, ipBytes, ipFromBytes, parseCIDR } from "../ip.ts";
 import { NetlinkError } from "../errors.ts";
 import type { AddrInfo } from "../types.ts";
 import { attrBytes, attrs, NL, NlBuilder } from "./codec.ts";

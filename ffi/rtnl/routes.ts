@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { formatIP, ipBytes, ipFromBytes, parseIP, parseNet } from "../../src/net/ip.ts";
+import { formatIP, ipBytes, ipFromBytes, parseIP, parseNet } from "../ip.ts";
 import { type RouteInfo, RT_TABLE_MAIN, WEFT_ROUTE_PROTOCOL } from "../types.ts";
 import { attrBytes, attrs, attrU32, NL, NlBuilder } from "./codec.ts";
 import { afOf } from "./addrs.ts";

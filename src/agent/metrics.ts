@@ -9,9 +9,9 @@
  * @module
  */
 import { emptyReconcileStats, type ReconcileStats } from "../datapath/reconciler.ts";
-import type { UdpForwarderStats } from "../backend/udp_forwarder.ts";
-import type { RejectedLease } from "../subnet/lease_filter.ts";
-import type { LeaseRule } from "../subnet/validate.ts";
+import type { ForwarderStats } from "../backend/backend.ts";
+import type { RejectedLease } from "../lease/lease_filter.ts";
+import type { LeaseRule } from "../lease/validate.ts";
 import type { HttpServerStats } from "./http_server.ts";
 
 /** At most this many rejected leases are listed one by one in `weft_lease_rejected` (all are counted). */
@@ -46,7 +46,7 @@ export interface AgentView {
   /** Lease renewals done. */
   renewals(): number;
   /** The udp backend's packet loop counters, when it runs one. */
-  forwarder(): UdpForwarderStats | undefined;
+  forwarder(): ForwarderStats | undefined;
   /** The health server's counters, when it runs. */
   http?(): HttpServerStats | undefined;
   /** Rejected leases: reports per rule since start, and the ones rejected now. */

@@ -8,7 +8,7 @@
 import type { AddrInfo, Netlink } from "../../ffi/mod.ts";
 import type { IPNet } from "../net/ip.ts";
 import { parseCIDR } from "../net/ip.ts";
-import type { LocalAddress, NodeFacts } from "../subnet/validate.ts";
+import type { LocalAddress, NodeFacts } from "../lease/validate.ts";
 
 /** Scope of IPv6 link-local addresses: every interface has one, no lease can lie there. */
 const SCOPE_LINK = 253;

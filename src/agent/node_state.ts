@@ -11,7 +11,7 @@ import { formatSubnetEnv, type SubnetEnv, writeSubnetEnv } from "../config/subne
 import { type MasqNets, RulesKeeper } from "../datapath/masq.ts";
 import type { DeviceChange } from "../datapath/reconciler.ts";
 import { log } from "../log.ts";
-import type { Lease } from "../subnet/lease.ts";
+import type { Lease } from "../lease/lease.ts";
 import type { AgentStatus } from "./status.ts";
 
 const logger = log("agent");

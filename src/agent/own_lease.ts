@@ -8,9 +8,9 @@
 import type { Netlink } from "../../ffi/mod.ts";
 import { log } from "../log.ts";
 import type { IPNet } from "../net/ip.ts";
-import { type Lease, type LeaseAttrs, leaseAttrsJSON, vtepMac } from "../subnet/lease.ts";
-import type { OwnLeaseKeeper } from "../subnet/source.ts";
-import type { NodeFacts } from "../subnet/validate.ts";
+import { type Lease, type LeaseAttrs, leaseAttrsJSON, vtepMac } from "../lease/lease.ts";
+import type { OwnLeaseKeeper } from "../lease/source.ts";
+import type { NodeFacts } from "../lease/validate.ts";
 import { readNodeFacts } from "./node_facts.ts";
 
 const logger = log("agent");

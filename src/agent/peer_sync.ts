@@ -1,6 +1,6 @@
 /**
  * Peer sync: the lease source's watch feeds the reconciler's desired state, through the lease filter
- * (src/subnet/lease_filter.ts): a lease that breaks a rule — a subnet outside the Network or of the wrong
+ * (src/lease/lease_filter.ts): a lease that breaks a rule — a subnet outside the Network or of the wrong
  * length, one that overlaps this node's subnet or a network it is connected to, a PublicIP that is not a
  * unicast address, a bad VtepMAC, an older lease's subnet — never reaches the reconciler, is logged once
  * with its key and rule, counted, and listed ({@linkcode PeerSync.rejected}); entries that do not even
@@ -13,10 +13,10 @@
  * @module
  */
 import type { Reconciler } from "../datapath/reconciler.ts";
-import type { Lease } from "../subnet/lease.ts";
-import { type FilterChange, LeaseFilter, type RejectedLease } from "../subnet/lease_filter.ts";
-import type { LeaseSource, LeaseWatch } from "../subnet/source.ts";
-import type { LeaseRule, NetworkRules, NodeFacts } from "../subnet/validate.ts";
+import type { Lease } from "../lease/lease.ts";
+import { type FilterChange, LeaseFilter, type RejectedLease } from "../lease/lease_filter.ts";
+import type { LeaseSource, LeaseWatch } from "../lease/source.ts";
+import type { LeaseRule, NetworkRules, NodeFacts } from "../lease/validate.ts";
 
 /** What peer sync tells the rest of the agent. */
 export interface PeerSyncHooks {

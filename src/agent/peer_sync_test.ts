@@ -4,10 +4,10 @@ import { parseNetworkConfig } from "../config/net_conf.ts";
 import type { Entry } from "../datapath/entries.ts";
 import { type DatapathBackend, type KernelOps, Reconciler } from "../datapath/reconciler.ts";
 import { formatNet, parseCIDR, parseNet } from "../net/ip.ts";
-import { type Lease, type LeaseAttrs, leaseAttrsJSON } from "../subnet/lease.ts";
-import { SubnetManager } from "../subnet/manager.ts";
-import { MemoryRegistry } from "../subnet/registry.ts";
-import { networkRules } from "../subnet/validate.ts";
+import { type Lease, type LeaseAttrs, leaseAttrsJSON } from "../lease/lease.ts";
+import { SubnetManager } from "../lease/etcd/manager.ts";
+import { MemoryRegistry } from "../lease/etcd/registry.ts";
+import { networkRules } from "../lease/validate.ts";
 import { PeerSync } from "./peer_sync.ts";
 
 const CFG = parseNetworkConfig(JSON.stringify({ Network: "10.244.0.0/16" }));

@@ -10,7 +10,7 @@ import { releaseFreeNativeMemory } from "../../ffi/mod.ts";
 import { sleep } from "../async.ts";
 import type { Reconciler } from "../datapath/reconciler.ts";
 import { log } from "../log.ts";
-import type { Lease } from "../subnet/lease.ts";
+import type { Lease } from "../lease/lease.ts";
 import type { NodeState } from "./node_state.ts";
 import type { AgentStatus } from "./status.ts";
 

@@ -13,8 +13,8 @@ import { readSubnetEnv } from "../config/subnet_env.ts";
 import { log } from "../log.ts";
 import { type ExternalInterface, type IfaceOptions, selectInterface } from "../net/iface.ts";
 import { formatNet } from "../net/ip.ts";
-import { type Lease, type LeaseAttrs, leaseName } from "../subnet/lease.ts";
-import type { AcquireOptions, LeaseSource } from "../subnet/source.ts";
+import { type Lease, type LeaseAttrs, leaseName } from "../lease/lease.ts";
+import type { AcquireOptions, LeaseSource } from "../lease/source.ts";
 
 const logger = log("agent");
 

@@ -6,11 +6,11 @@
  * @module
  */
 import type { ReconcileStats } from "../datapath/reconciler.ts";
-import type { UdpForwarderStats } from "../backend/udp_forwarder.ts";
+import type { ForwarderStats } from "../backend/backend.ts";
 import { formatNet } from "../net/ip.ts";
-import type { Lease } from "../subnet/lease.ts";
-import type { RejectedLease } from "../subnet/lease_filter.ts";
-import type { LeaseRule } from "../subnet/validate.ts";
+import type { Lease } from "../lease/lease.ts";
+import type { RejectedLease } from "../lease/lease_filter.ts";
+import type { LeaseRule } from "../lease/validate.ts";
 import type { HttpServerStats } from "./http_server.ts";
 import type { AgentCounters, AgentView } from "./metrics.ts";
 
@@ -37,7 +37,7 @@ export class AgentStatus {
   /** Lease renewals so far. */
   renewals: () => number = () => 0;
   /** The backend's packet loop counters (udp), if it runs one. */
-  forwarder: () => UdpForwarderStats | undefined = () => undefined;
+  forwarder: () => ForwarderStats | undefined = () => undefined;
   /** Times the own value was written back over somebody else's. */
   reasserted: () => number = () => 0;
   /** Routes refused because the destination holds a route weft does not own. */

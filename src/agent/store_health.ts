@@ -7,7 +7,7 @@
  */
 import { sleep, withTimeout } from "../async.ts";
 import { log } from "../log.ts";
-import type { LeaseSource } from "../subnet/source.ts";
+import type { LeaseSource } from "../lease/source.ts";
 import type { AgentStatus } from "./status.ts";
 
 const logger = log("agent");

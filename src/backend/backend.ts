@@ -6,8 +6,7 @@
  * @module
  */
 import type { DatapathBackend, DeviceChange } from "../datapath/reconciler.ts";
-import type { Lease } from "../subnet/lease.ts";
-import type { UdpForwarderStats } from "./udp_forwarder.ts";
+import type { Lease } from "../lease/lease.ts";
 import { log } from "../log.ts";
 
 /** A backend bound to one node. */
@@ -33,7 +32,7 @@ export interface Backend extends DatapathBackend {
   /** Stops what the backend runs besides kernel state (a forwarding loop, a helper process). */
   close?(): Promise<void>;
   /** Counters of a packet loop the backend runs in the agent (udp), once it runs. */
-  forwarderStats?(): UdpForwarderStats | undefined;
+  forwarderStats?(): ForwarderStats | undefined;
 }
 
 /**
@@ -56,4 +55,24 @@ export function leaseFilterFor(backend: Backend): (lease: Lease) => boolean {
     }
     return false;
   };
+}
+
+/** Counters of a packet loop a backend runs in the agent (udp's), exported as metrics. */
+export interface ForwarderStats {
+  /** Packets read from the TUN device and sent to a peer. */
+  tunToUdp: number;
+  /** Datagrams received and written into the TUN device. */
+  udpToTun: number;
+  /** Packets from the TUN device for a destination no peer's subnet holds. */
+  droppedNoPeer: number;
+  /** Packets that were not IPv4 (or shorter than an IPv4 header). */
+  droppedMalformed: number;
+  /** Packets whose TTL ran out. */
+  droppedTtl: number;
+  /** Sends that failed (socket buffer full, unreachable peer) and TUN writes that found the queue full. */
+  sendErrors: number;
+  /** ICMP "network unreachable" messages sent back for packets without a peer. */
+  netUnreachableSent: number;
+  /** Times the loop woke up from poll(). */
+  wakeups: number;
 }

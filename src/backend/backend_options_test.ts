@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { parseNetworkConfig } from "../config/net_conf.ts";
 import { BackendOptionReader } from "../config/net_conf.ts";
-import { parseUdpOptions } from "./udp_options.ts";
-import { parseWireguardOptions } from "./wireguard_options.ts";
-import { generatePrivateKey, keyToBase64 } from "./wireguard_key.ts";
+import { parseUdpOptions } from "./udp/options.ts";
+import { parseWireguardOptions } from "./wireguard/options.ts";
+import { generatePrivateKey, keyToBase64 } from "./wireguard/key.ts";
 
 const reader = (backend: Record<string, unknown>) =>
   new BackendOptionReader(parseNetworkConfig({ Network: "10.244.0.0/16", Backend: backend }).backend.options);

@@ -8,15 +8,15 @@ import type { Netlink } from "../../ffi/mod.ts";
 import { BackendOptionReader, ConfigError, type NetworkConfig } from "../config/net_conf.ts";
 import type { ExternalInterface } from "../net/iface.ts";
 import type { IPNet } from "../net/ip.ts";
-import { type LeaseAttrs, vtepMac } from "../subnet/lease.ts";
+import { type LeaseAttrs, vtepMac } from "../lease/lease.ts";
 import type { Backend } from "./backend.ts";
-import { HostGwBackend } from "./hostgw.ts";
-import { VxlanBackend } from "./vxlan.ts";
-import { parseVxlanOptions } from "./vxlan_options.ts";
-import { UdpBackend } from "./udp.ts";
-import { parseUdpOptions } from "./udp_options.ts";
-import { WireguardBackend } from "./wireguard.ts";
-import { parseWireguardOptions } from "./wireguard_options.ts";
+import { HostGwBackend } from "./hostgw/hostgw.ts";
+import { VxlanBackend } from "./vxlan/vxlan.ts";
+import { parseVxlanOptions } from "./vxlan/options.ts";
+import { UdpBackend } from "./udp/udp.ts";
+import { parseUdpOptions } from "./udp/options.ts";
+import { WireguardBackend } from "./wireguard/wireguard.ts";
+import { parseWireguardOptions } from "./wireguard/options.ts";
 
 /** What a backend is built from. */
 export interface BackendContext {

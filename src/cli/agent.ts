@@ -14,7 +14,7 @@
  */
 import type { Command } from "@commander-js/extra-typings";
 import type { AgentOptions } from "../agent/agent.ts";
-import type { EtcdOptions } from "../subnet/etcd_options.ts";
+import type { EtcdOptions } from "../lease/etcd/options.ts";
 import { DEFAULT_SUBNET_FILE } from "../config/subnet_env.ts";
 import { LOG_LEVELS, setupLogging } from "../log.ts";
 import { formatIP, parseIP } from "../net/ip.ts";

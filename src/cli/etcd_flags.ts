@@ -17,8 +17,8 @@
  * @module
  */
 import { type Command, Option } from "@commander-js/extra-typings";
-import { DEFAULT_ETCD_PREFIX, type EtcdOptions, explainEtcdError } from "../subnet/etcd_options.ts";
-import { openEtcdRegistry, SubnetManager } from "../subnet/mod.ts";
+import { DEFAULT_ETCD_PREFIX, type EtcdOptions, explainEtcdError } from "../lease/etcd/options.ts";
+import { openEtcdRegistry, SubnetManager } from "../lease/etcd/mod.ts";
 import { CliError } from "./errors.ts";
 
 /** The environment variable flanneld reads for `--flag-name`: `FLANNELD_FLAG_NAME`. */

@@ -5,7 +5,7 @@
  * @module
  */
 import { retry } from "../async.ts";
-import { KubeLeaseSource, type KubeSourceOptions } from "../kube/lease_source.ts";
+import { KubeLeaseSource, type KubeSourceOptions } from "../lease/kube/lease_source.ts";
 import { log } from "../log.ts";
 import type { IfaceOptions } from "../net/iface.ts";
 

@@ -8,10 +8,10 @@
  * @module
  */
 import { type Command, Option } from "@commander-js/extra-typings";
-import type { KubeSourceOptions } from "../kube/lease_source.ts";
+import type { KubeSourceOptions } from "../lease/kube/lease_source.ts";
 import type { IfaceOptions } from "../net/iface.ts";
-import type { EtcdOptions } from "../subnet/etcd_options.ts";
-import type { LeaseSource } from "../subnet/source.ts";
+import type { EtcdOptions } from "../lease/etcd/options.ts";
+import type { LeaseSource } from "../lease/source.ts";
 import { envName } from "./etcd_flags.ts";
 import { CliError } from "./errors.ts";
 
@@ -101,7 +101,7 @@ export function kubeMode(v: Pick<KubeFlagValues, "kubeSubnetMgr">): boolean {
  */
 export async function kubeOptionsFrom(v: KubeFlagValues): Promise<KubeSourceOptions> {
   const { resolveConnection, KubeConfigError } = await import("../kube/config.ts");
-  const { annotationKeys } = await import("../kube/node_lease.ts");
+  const { annotationKeys } = await import("../lease/kube/node_lease.ts");
   try {
     annotationKeys(v.kubeAnnotationPrefix);
     const conn = await resolveConnection({
@@ -130,7 +130,7 @@ export async function sourceOpener(
   agent: IfaceOptions & { etcd: EtcdOptions },
 ): Promise<(signal: AbortSignal) => Promise<LeaseSource>> {
   if (!kubeMode(v)) {
-    return async () => (await import("../subnet/mod.ts")).openEtcdLeaseSource(agent.etcd);
+    return async () => (await import("../lease/etcd/mod.ts")).openEtcdLeaseSource(agent.etcd);
   }
   const kube = await kubeOptionsFrom(v);
   return async (signal) => (await import("./kube_agent.ts")).openKubeForAgent(kube, agent, signal);

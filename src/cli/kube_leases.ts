@@ -7,10 +7,10 @@
  */
 import { type NetworkConfig, parseNetworkConfig } from "../config/net_conf.ts";
 import { KubeClient } from "../kube/client.ts";
-import type { KubeSourceOptions } from "../kube/lease_source.ts";
-import { annotationKeys, type KubeNode, nodeToLease } from "../kube/node_lease.ts";
+import type { KubeSourceOptions } from "../lease/kube/lease_source.ts";
+import { annotationKeys, type KubeNode, nodeToLease } from "../lease/kube/node_lease.ts";
 import { parseNet } from "../net/ip.ts";
-import { leaseColumns, type LeaseRow } from "./leases.ts";
+import { leaseColumns, type LeaseRow } from "./lease_table.ts";
 
 /** The leases of every flannel/weft node, as `weft leases` rows (node name set, no TTL). */
 export async function kubeLeaseRows(opts: KubeSourceOptions): Promise<LeaseRow[]> {

@@ -9,55 +9,12 @@
  */
 import type { Command } from "@commander-js/extra-typings";
 import { formatIP, type IPNet, netContainsNet, parseIP, parseNet } from "../net/ip.ts";
-import { type Lease, leaseName, parseSubnetKey, type SubnetManager, vtepMac } from "../subnet/mod.ts";
-import { clusterVerdicts, type EntryVerdict } from "../subnet/verdicts.ts";
+import { leaseName, parseSubnetKey, type SubnetManager } from "../lease/etcd/mod.ts";
+import { clusterVerdicts, type EntryVerdict } from "../lease/etcd/verdicts.ts";
 import { CliError } from "./errors.ts";
+import { leaseColumns, type LeaseRow, leaseTable } from "./lease_table.ts";
 import { addEtcdFlags, withSubnetManager } from "./etcd_flags.ts";
 import { addKubeFlags, kubeFlagValues, kubeMode, kubeOptionsFrom } from "./kube_flags.ts";
-
-/** One row of `weft leases --json`. */
-export interface LeaseRow {
-  /** etcd key suffix, e.g. `10.244.3.0-24`. */
-  key: string;
-  /** IPv4 subnet or null. */
-  subnet: string | null;
-  /** IPv6 subnet or null. */
-  ipv6Subnet: string | null;
-  /** PublicIP. */
-  publicIP: string;
-  /** PublicIPv6 or null. */
-  publicIPv6: string | null;
-  /** BackendType. */
-  backendType: string;
-  /** BackendData as stored. */
-  backendData: unknown;
-  /** Seconds until the lease expires; null for a reservation. */
-  ttlSeconds: number | null;
-  /** etcd lease id (decimal); null for a reservation. */
-  etcdLeaseId: string | null;
-  /**
-   * `ok`, or the rule every agent refuses the entry for (validate.ts `LEASE_RULES`: `key_unparseable`,
-   * `subnet_wrong_length`, `subnet_conflict`, …); an agent may refuse more for its own node (`weft status`).
-   */
-  status: string;
-  /** What breaks the rule, when `status` is not `ok`. */
-  reason?: string;
-  /** The Kubernetes node (kube mode: a lease is a node's podCIDR and lives as long as the node). */
-  node?: string;
-}
-
-/** The columns a lease itself fills (no TTL, lease id or verdict). */
-export function leaseColumns(l: Lease): Omit<LeaseRow, "ttlSeconds" | "etcdLeaseId" | "status"> {
-  return {
-    key: l.key,
-    subnet: l.subnet ? leaseName({ subnet: l.subnet }) : null,
-    ipv6Subnet: l.ipv6Subnet ? leaseName({ ipv6Subnet: l.ipv6Subnet }) : null,
-    publicIP: l.attrs.PublicIP,
-    publicIPv6: l.attrs.PublicIPv6 ?? null,
-    backendType: l.attrs.BackendType,
-    backendData: l.attrs.BackendData ?? null,
-  };
-}
 
 async function rowOf(v: EntryVerdict, leaseTTL?: (id: string) => Promise<number>): Promise<LeaseRow> {
   const judged = v.rejection ? { status: v.rejection.rule, reason: v.rejection.detail } : { status: "ok" };
@@ -96,55 +53,6 @@ async function rowsOf(m: SubnetManager): Promise<LeaseRow[]> {
     rows.push(...await Promise.all(verdicts.slice(i, i + 64).map((v) => rowOf(v, ttl))));
   }
   return rows;
-}
-
-/** `86399` → `23h59m`, `75` → `1m15s`. */
-export function formatDuration(s: number): string {
-  if (s < 0) return "expired";
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = Math.floor(s % 60);
-  if (h) return `${h}h${String(m).padStart(2, "0")}m`;
-  if (m) return `${m}m${String(sec).padStart(2, "0")}s`;
-  return `${sec}s`;
-}
-
-/** A table cell from anybody's text: control characters shown as `?`, at most 64 characters. */
-function printable(cell: string): string {
-  const safe = Array.from(cell, (c) => (c.charCodeAt(0) < 32 || c === "\x7f" ? "?" : c));
-  return safe.length > 64 ? `${safe.slice(0, 63).join("")}…` : safe.join("");
-}
-
-/** Formats rows as an aligned table. */
-export function leaseTable(rows: LeaseRow[]): string {
-  const kube = rows.some((r) => r.node);
-  const table = [
-    kube
-      ? ["NODE", "SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC"]
-      : ["SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC", "EXPIRES IN", "STATUS"],
-  ];
-  for (const r of rows) {
-    const mac = vtepMac(r.backendData);
-    if (kube) {
-      table.push([
-        r.node ?? "",
-        [r.subnet, r.ipv6Subnet].filter(Boolean).join(","),
-        [r.publicIP, r.publicIPv6].filter(Boolean).join(","),
-        r.backendType,
-        typeof mac === "string" ? mac : "",
-      ].map(printable));
-      continue;
-    }
-    table.push([
-      // A key that does not parse is shown as stored (escaped: it is anybody's text).
-      r.subnet || r.ipv6Subnet ? [r.subnet, r.ipv6Subnet].filter(Boolean).join(",") : JSON.stringify(r.key),
-      [r.publicIP, r.publicIPv6].filter(Boolean).join(","),
-      r.backendType,
-      typeof mac === "string" ? mac : "",
-      r.ttlSeconds === null ? "reserved" : formatDuration(r.ttlSeconds),
-      r.status === "ok" ? "ok" : `rejected: ${r.status}`,
-    ].map(printable));
-  }
-  const w = table[0]!.map((_, c) => Math.max(...table.map((r) => r[c]!.length)));
-  return table.map((r) => r.map((x, c) => x.padEnd(w[c]!)).join("  ").trimEnd()).join("\n");
 }
 
 function parseSubnetArg(text: string): IPNet | string {

@@ -11,7 +11,7 @@ import { CliError } from "./errors.ts";
 import { registerConfig } from "./config.ts";
 import { registerLeases } from "./leases.ts";
 import { registerDemo } from "./demo.ts";
-import { registerDoctor } from "./doctor.ts";
+import { registerDoctor } from "./doctor/doctor.ts";
 import { registerStatus } from "./status.ts";
 import { registerPolicy } from "./policy.ts";
 

@@ -8,8 +8,8 @@
 import { type Command, Option } from "@commander-js/extra-typings";
 import type { AgentOptions } from "../agent/agent.ts";
 import type { NetworkPolicyOptions } from "../agent/network_policy.ts";
-import type { EtcdOptions } from "../subnet/etcd_options.ts";
-import type { LeaseSource } from "../subnet/source.ts";
+import type { EtcdOptions } from "../lease/etcd/options.ts";
+import type { LeaseSource } from "../lease/source.ts";
 import { envName } from "./etcd_flags.ts";
 import { CliError } from "./errors.ts";
 import { kubeFlagValues, kubeMode, sourceOpener } from "./kube_flags.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Command } from "@commander-js/extra-typings";
-import type { LeaseSource } from "../subnet/source.ts";
+import type { LeaseSource } from "../lease/source.ts";
 import { registerAgent } from "./agent.ts";
 import { CliError } from "./errors.ts";
 import { networkPolicyFrom, policyFlagValues } from "./policy_flags.ts";

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { type Lease, leaseAttrsJSON } from "../subnet/lease.ts";
+import { type Lease, leaseAttrsJSON } from "../lease/lease.ts";
 import { log } from "../log.ts";
 import {
   type Entry,

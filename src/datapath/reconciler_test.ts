@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { FdbInfo, NeighInfo, RouteInfo } from "../../ffi/types.ts";
 import { formatIP, formatNet, parseNet } from "../net/ip.ts";
-import type { Lease } from "../subnet/lease.ts";
+import type { Lease } from "../lease/lease.ts";
 import { type Entry, type EntryDriver, entryId, type KernelState } from "./entries.ts";
 import { type DatapathBackend, type DeviceChange, type KernelOps, Reconciler } from "./reconciler.ts";
 // The agent's full pass (node state, then peers) is tested here with the fake kernel below.

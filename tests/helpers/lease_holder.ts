@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { LeaseKeeper, openEtcdRegistry, SubnetManager } from "../../src/subnet/mod.ts";
+import { LeaseKeeper, openEtcdRegistry, SubnetManager } from "../../src/lease/etcd/mod.ts";
 
 const ttl = Number(Deno.env.get("TTL") ?? "2");
 const reg = await openEtcdRegistry({

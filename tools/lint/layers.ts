@@ -8,35 +8,46 @@
 /** Files every part may use: logging, the version, the waiting helpers. */
 const BASE = ["src/log.ts", "src/version.ts", "src/async.ts"];
 
+/** One folder per backend: each may use the shared files of src/backend/, never another backend. */
+const BACKENDS = ["src/backend/vxlan", "src/backend/hostgw", "src/backend/udp", "src/backend/wireguard"];
+
 /**
  * Each part (a folder, or a file at src/'s top) and what it may import besides itself and {@linkcode BASE}.
- * An entry ending in `.ts` allows that file, otherwise the whole folder. `*` allows everything.
+ * An entry ending in `.ts` allows that file, `folder/*` the files directly in that folder, any other
+ * entry the whole folder. `*` allows everything.
  */
 export const LAYERS: Record<string, string[]> = {
-  "ffi": ["src/net/ip.ts"],
+  "ffi": [],
   "src/base": [],
   "src/self_command.ts": [],
   "src/net": ["ffi"],
   "src/config": ["src/net"],
-  "src/subnet": ["src/config", "src/net"],
-  "src/kube": ["src/config", "src/net", "src/subnet"],
-  "src/datapath": ["ffi", "src/net", "src/config", "src/subnet/lease.ts"],
-  "src/backend": ["ffi", "src/net", "src/config", "src/datapath", "src/subnet/lease.ts"],
+  // The Kubernetes API client (requests, watches, credentials), shared by the lease store and policy.
+  "src/kube": ["src/config", "src/net"],
+  // What every lease store shares: the lease, the LeaseSource seam, the pure rules and the filter.
+  "src/lease": ["src/config", "src/net"],
+  "src/lease/etcd": ["src/lease/*", "src/config", "src/net"],
+  "src/lease/kube": ["src/lease/*", "src/kube", "src/config", "src/net"],
+  "src/datapath": ["ffi", "src/net", "src/config", "src/lease/lease.ts"],
+  // The Backend interface and the registry of kinds; each backend's folder below it.
+  "src/backend": ["ffi", "src/net", "src/config", "src/datapath", "src/lease/lease.ts", ...BACKENDS],
+  ...Object.fromEntries(
+    BACKENDS.map((
+      b,
+    ) => [b, ["ffi", "src/net", "src/config", "src/datapath", "src/lease/lease.ts", "src/backend/*"]]),
+  ),
   "src/policy": ["ffi", "src/net", "src/config", "src/datapath", "src/kube"],
   "src/ipam": ["ffi", "src/net", "src/config"],
   "src/cni": ["ffi", "src/net", "src/config", "src/ipam"],
+  // The agent sees the lease seam only, never a store's own code (src/lease/etcd, src/lease/kube).
   "src/agent": [
     "ffi",
     "src/net",
     "src/config",
     "src/datapath",
-    "src/backend",
+    "src/backend/*",
     "src/policy",
-    "src/subnet/lease.ts",
-    "src/subnet/source.ts",
-    // The pure lease rules and the filter peer sync runs them in (no store code).
-    "src/subnet/validate.ts",
-    "src/subnet/lease_filter.ts",
+    "src/lease/*",
   ],
   "src/lab": ["ffi", "src/net", "src/config", "src/self_command.ts"],
   "src/cli": ["*"],
@@ -45,8 +56,7 @@ export const LAYERS: Record<string, string[]> = {
 
 /** npm packages and the only parts that may load them (everything else stays free of their cost). */
 export const PACKAGES: Record<string, string[]> = {
-  "etcd3": ["src/subnet/etcd_registry.ts"],
-  "@kubernetes/client-node": ["src/kube"],
+  "etcd3": ["src/lease/etcd/etcd_registry.ts"],
   "commander": ["src/cli"],
   "@commander-js/extra-typings": ["src/cli"],
 };
@@ -58,11 +68,28 @@ export function partOf(path: string): string | undefined {
   if (!path.startsWith("src/")) return undefined;
   if (BASE.includes(path)) return "src/base";
   const parts = path.split("/");
-  return parts.length === 2 ? path : `src/${parts[1]}`;
+  if (parts.length === 2) return path;
+  // The deepest folder that is a part of its own (src/lease/etcd before src/lease).
+  for (let n = parts.length - 1; n > 2; n--) {
+    const folder = parts.slice(0, n).join("/");
+    if (folder in LAYERS) return folder;
+  }
+  return `src/${parts[1]}`;
 }
 
+/**
+ * Whether an entry allows `target`: a file (`….ts`), a folder and all beneath it, or `folder/*`: the
+ * files directly in that folder (not its sub-folders).
+ */
 function allows(entries: string[], target: string): boolean {
-  return entries.some((e) => e === "*" || (e.endsWith(".ts") ? target === e : target.startsWith(`${e}/`)));
+  return entries.some((e) => {
+    if (e === "*") return true;
+    if (e.endsWith(".ts")) return target === e;
+    if (e.endsWith("/*")) {
+      return target.startsWith(e.slice(0, -1)) && !target.slice(e.length - 1).includes("/");
+    }
+    return target.startsWith(`${e}/`);
+  });
 }
 
 /**
