@@ -1,7 +1,7 @@
 /**
  * The three waiting helpers every long-running part of weft uses: {@linkcode sleep} (abortable),
- * {@linkcode withTimeout} (a promise raced against a deadline) and {@linkcode Backoff} (exponential
- * delays with a ceiling), plus {@linkcode retry} built from them.
+ * {@linkcode withTimeout} (a promise raced against a deadline) and {@linkcode Backoff} (jittered
+ * exponential delays with a ceiling), plus {@linkcode retry} built from them.
  *
  * @module
  */
@@ -41,23 +41,54 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Exponential back-off: `first`, doubling each {@linkcode Backoff.next}, capped at `max`. */
+/**
+ * How a {@linkcode Backoff} spreads its delays: `full` draws each one uniformly from [0, current] (AWS's
+ * "full jitter": after an outage, a thousand nodes retry spread over the whole window instead of in
+ * lock-step), `equal` from [current/2, current] (a floor that is never zero), `none` is the plain ladder.
+ */
+export type Jitter = "full" | "equal" | "none";
+
+/** Options of a {@linkcode Backoff}. */
+export interface BackoffOptions {
+  /** How the delays are spread (default `full`). */
+  jitter?: Jitter;
+  /** A number in [0, 1) (tests pass their own; default `Math.random`). */
+  random?: () => number;
+}
+
+/**
+ * Exponential back-off, the one every retry loop of weft uses: the ceiling of the delay starts at
+ * `first` and doubles with each {@linkcode Backoff.next} up to `max`; the delay itself is jittered
+ * (see {@linkcode Jitter}). A server's `Retry-After` is a floor: `next(retryAfterMs)` never returns less.
+ */
 export class Backoff {
   #current: number;
+  readonly #jitter: Jitter;
+  readonly #random: () => number;
 
   /**
-   * @param first the first delay, ms
-   * @param max the ceiling, ms
+   * @param first the first ceiling, ms
+   * @param max the largest ceiling, ms
    */
-  constructor(readonly first: number, readonly max: number) {
+  constructor(readonly first: number, readonly max: number, opts: BackoffOptions = {}) {
     this.#current = first;
+    this.#jitter = opts.jitter ?? "full";
+    this.#random = opts.random ?? Math.random;
   }
 
-  /** The delay to wait now; the one after it doubles (up to the ceiling). */
-  next(): number {
-    const d = this.#current;
+  /**
+   * The delay to wait now (at least `floorMs`, e.g. a server's `Retry-After`); the ceiling of the one
+   * after it doubles (up to `max`).
+   */
+  next(floorMs = 0): number {
+    const ceiling = this.#current;
     this.#current = Math.min(this.#current * 2, this.max);
-    return d;
+    const d = this.#jitter === "full"
+      ? this.#random() * ceiling
+      : this.#jitter === "equal"
+      ? ceiling / 2 + this.#random() * ceiling / 2
+      : ceiling;
+    return Math.max(Math.round(d), floorMs);
   }
 
   /** Back to the first delay (after a success). */
@@ -66,15 +97,16 @@ export class Backoff {
   }
 
   /** Waits the next delay (less when `signal` aborts) and returns how long it meant to wait. */
-  async wait(signal?: AbortSignal): Promise<number> {
-    const d = this.next();
+  async wait(signal?: AbortSignal, floorMs = 0): Promise<number> {
+    const d = this.next(floorMs);
     await sleep(d, signal);
     return d;
   }
 }
 
 /**
- * Calls `fn` until it resolves, waiting 100 ms → 5 s between failures and telling `onRetry` each time.
+ * Calls `fn` until it resolves, waiting up to 100 ms → 5 s (full jitter) between failures and telling
+ * `onRetry` each time.
  * Rethrows only once `signal` aborted.
  */
 export async function retry<T>(

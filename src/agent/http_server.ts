@@ -21,6 +21,7 @@
  *
  * @module
  */
+import { Backoff, sleep } from "../async.ts";
 import { log } from "../log.ts";
 
 const logger = log("agent", "http");
@@ -349,7 +350,7 @@ class Server implements HttpServer {
   }
 
   /** After a failed accept: log (at most every 10 s), and how long to wait before the next. */
-  #acceptFailed(err: Error, backoff: number): number {
+  #acceptFailed(err: Error, backoff: Backoff): number {
     this.stats.errors.accept++;
     const now = Date.now();
     if (now - this.#lastAcceptLog > 10_000) {
@@ -363,11 +364,11 @@ class Server implements HttpServer {
     // Out of descriptors: an idle connection is the cheapest one to give back, and then there is no
     // need to wait long (the descriptor is free once its pending read has been dropped).
     if (/too many open files/i.test(err.message) && this.#makeRoom()) return 0;
-    return backoff;
+    return backoff.next();
   }
 
   async #acceptLoop(): Promise<void> {
-    let backoff = 10;
+    const backoff = new Backoff(10, 1000, { jitter: "none" });
     while (!this.#closing) {
       let conn: Deno.Conn;
       try {
@@ -375,11 +376,10 @@ class Server implements HttpServer {
       } catch (err) {
         if (this.#closing || err instanceof Deno.errors.BadResource) return; // the listener was closed
         const wait = this.#acceptFailed(err as Error, backoff);
-        await new Promise((r) => setTimeout(r, wait));
-        if (wait) backoff = Math.min(backoff * 2, 1000);
+        await sleep(wait);
         continue;
       }
-      backoff = 10;
+      backoff.reset();
       this.stats.accepted++;
       if (this.#conns.size >= this.#max && !this.#makeRoom()) {
         this.stats.dropped.limit++;
