@@ -14,6 +14,7 @@ import { registerDemo } from "./demo.ts";
 import { registerDoctor } from "./doctor/doctor.ts";
 import { registerStatus } from "./status.ts";
 import { registerPolicy } from "./policy.ts";
+import { registerCleanup } from "./cleanup.ts";
 
 /** A function that adds one subcommand (and its options) to the program. */
 export type Registrar = (program: Command) => void;
@@ -27,6 +28,7 @@ const REGISTRARS: Registrar[] = [
   registerDoctor,
   registerPolicy,
   registerDemo,
+  registerCleanup,
 ];
 
 /** Builds the program (exported for tests that inspect flags). */
