@@ -12,7 +12,7 @@ import { formatIP, type IPNet, netContainsNet, parseIP, parseNet } from "../net/
 import { leaseName, parseSubnetKey, type SubnetManager } from "../lease/etcd/mod.ts";
 import { clusterVerdicts, type EntryVerdict } from "../lease/etcd/verdicts.ts";
 import { CliError } from "./errors.ts";
-import { leaseColumns, type LeaseRow, leaseTable } from "./lease_table.ts";
+import { leaseColumns, type LeaseRow, leaseTable, sortLeaseRows } from "./lease_table.ts";
 import { addEtcdFlags, withSubnetManager } from "./etcd_flags.ts";
 import { addKubeFlags, kubeFlagValues, kubeMode, kubeOptionsFrom } from "./kube_flags.ts";
 
@@ -73,9 +73,11 @@ export function registerLeases(program: Command): void {
     .enablePositionalOptions()
     .action(async (flags) => {
       const kf = kubeFlagValues(flags);
-      const rows = kubeMode(kf)
-        ? await (await import("./kube_leases.ts")).kubeLeaseRows(await kubeOptionsFrom(kf))
-        : await withSubnetManager(flags, rowsOf);
+      const rows = sortLeaseRows(
+        kubeMode(kf)
+          ? await (await import("./kube_leases.ts")).kubeLeaseRows(await kubeOptionsFrom(kf))
+          : await withSubnetManager(flags, rowsOf),
+      );
       if (flags.json) console.log(JSON.stringify(rows, null, 2));
       else console.log(leaseTable(rows));
     });
