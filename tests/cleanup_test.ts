@@ -236,6 +236,23 @@ Deno.test({
         assert.match(r.stdout, /FLANNEL-POSTRTG/);
       });
       await t.step(
+        "--flannel-only (weft running after a switch): only flanneld's own nftables table goes",
+        async () => {
+          const r = await weft(ns, [
+            "cleanup",
+            "--yes",
+            "--flannel-only",
+            "--subnet-file=/nonexistent/subnet.env",
+          ]);
+          assert.equal(r.code, 0, r.stdout + r.stderr);
+          assert.match(r.stdout, /✓ nftables table ip flannel-ipv4/);
+          const now = await snapshot(ns);
+          assert.doesNotMatch(now["nft list ruleset"]!, /flannel-ipv4/);
+          assert.match(now["iptables-save"]!, /FLANNEL-POSTRTG/);
+          assert.ok(nl.linkGet("flannel.1") && nl.linkGet("cni0"));
+        },
+      );
+      await t.step(
         "--flannel: every FLANNEL-* chain in both backends, its table, flannel.1 and cni0 go",
         async () => {
           const r = await weft(ns, [

@@ -147,6 +147,10 @@ export function registerCleanup(program: Command): void {
       "--flannel",
       "also flanneld's leftovers: FLANNEL-* chains, flannel-ipv4/-ipv6 tables, its CNI plugin",
     )
+    .option(
+      "--flannel-only",
+      "after a switch to weft: only flanneld's own tables (flannel-ipv4/-ipv6); weft may run",
+    )
     .option("--subnet-env", "also remove subnet.env (and the WireGuard key file beside it)")
     .option(
       "--cni-files",
@@ -164,6 +168,7 @@ export function registerCleanup(program: Command): void {
       const opts: CleanupOptions = {
         flannel: !!f.flannel,
         keepOverlay: !!f.keepOverlay,
+        flannelOnly: !!f.flannelOnly,
         subnetFile: f.subnetFile,
         subnetEnv: !!f.subnetEnv,
         cniFiles: !!f.cniFiles,

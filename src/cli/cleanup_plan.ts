@@ -19,7 +19,8 @@
  * `keepOverlay` (a rollback: flanneld takes the node over) keeps every link, route and FLANNEL-* chain,
  * which flanneld adopts as its own, and removes only what flanneld does not know. `flannel` adds
  * flanneld's own leftovers: every FLANNEL-* chain, its nftables tables `ip flannel-ipv4` and
- * `ip6 flannel-ipv6`, and its CNI plugin binary.
+ * `ip6 flannel-ipv6`, and its CNI plugin binary. `flannelOnly` (after a switch to weft, with weft
+ * running) removes only what flanneld made and weft never uses: those two nftables tables.
  *
  * @module
  */
@@ -33,6 +34,8 @@ export interface CleanupOptions {
   flannel: boolean;
   /** Keep what flanneld adopts (links, routes, FLANNEL-* chains): a rollback to flanneld. */
   keepOverlay: boolean;
+  /** Only flanneld's leftovers that weft never uses (its nftables tables); weft may be running. */
+  flannelOnly?: boolean;
   /** subnet.env's path (the CNI socket sits beside it). */
   subnetFile: string;
   /** Also remove subnet.env (and the WireGuard key file beside it). */
@@ -383,8 +386,28 @@ async function fileActions(opts: CleanupOptions, plan: CleanupPlan): Promise<voi
   }
 }
 
+/** After a switch to weft: flanneld's nftables tables only (weft may run; flanneld must not). */
+function flannelOnlyPlan(): CleanupPlan {
+  const plan: CleanupPlan = { actions: [], kept: [], blockers: [] };
+  const weftTables = new Set(nftTablesToRemove(nftTables(), false).map((t) => `${t.family} ${t.name}`));
+  for (const t of nftTablesToRemove(nftTables(), true)) {
+    if (!weftTables.has(`${t.family} ${t.name}`)) plan.actions.push({ kind: "nft-table", ...t });
+  }
+  for (const [pid, argv] of processesHere()) {
+    if (processRole(argv) === "flanneld") {
+      plan.blockers.push(`flanneld runs in this network namespace (pid ${pid})`);
+    }
+  }
+  plan.kept.push({
+    what: "everything else",
+    why: "--flannel-only: what weft uses, or adopted from flanneld, stays",
+  });
+  return plan;
+}
+
 /** Reads the node and returns what cleaning it with `opts` would do. */
 export async function planCleanup(opts: CleanupOptions): Promise<CleanupPlan> {
+  if (opts.flannelOnly) return flannelOnlyPlan();
   const plan: CleanupPlan = { actions: [], kept: [], blockers: [] };
   datapathActions(opts, plan);
   for (const t of nftTablesToRemove(nftTables(), opts.flannel)) {
