@@ -42,8 +42,10 @@ export interface AgentView {
   leasesKnown(): number;
   /** Current lease summary, if any. */
   lease(): { subnet: string; publicIP: string; backend: string; expiresAt?: Date } | undefined;
-  /** Whether etcd answered last time. */
-  etcdUp(): boolean;
+  /** Whether the lease store answered last time. */
+  storeUp(): boolean;
+  /** The lease store: `etcd` or `kube` (the Kubernetes API). */
+  store(): string;
   /** Readiness. */
   ready(): boolean;
   /** Lease renewals done. */
@@ -92,6 +94,24 @@ function reconcilerMetrics(m: MetricFamilies, stats: () => ReconcileStats): void
   );
 }
 
+/**
+ * Whether the lease store answers, named for any store (`store="etcd"` or `"kube"`), and the old
+ * etcd-only name as a deprecated alias (it reported the API server in kube mode too).
+ */
+function storeMetrics(m: MetricFamilies, view: AgentView): void {
+  m.series(
+    "gauge",
+    "weft_store_up",
+    "1 when the lease store (etcd, or the Kubernetes API in kube mode) answered the last request",
+    () => [[{ store: view.store() }, view.storeUp() ? 1 : 0]],
+  );
+  m.gauge(
+    "weft_etcd_up",
+    "Deprecated alias of weft_store_up (the lease store, also in kube mode); will be removed",
+    () => (view.storeUp() ? 1 : 0),
+  );
+}
+
 /** The udp backend's packet loop: packets moved per direction, and dropped per reason. */
 function forwarderMetrics(m: MetricFamilies, view: AgentView): void {
   m.series(
@@ -124,7 +144,7 @@ function forwarderMetrics(m: MetricFamilies, view: AgentView): void {
 /** Builds the metrics, whose values are read from `view` at scrape time. */
 export function agentMetrics(view: AgentView): MetricsText {
   const m = new MetricFamilies();
-  m.gauge("weft_leases_known", "Leases of other nodes known from etcd", () => view.leasesKnown());
+  m.gauge("weft_leases_known", "Leases of other nodes known from the lease store", () => view.leasesKnown());
   reconcilerMetrics(m, () => view.stats() ?? NO_STATS);
   m.counter(
     "weft_rules_repaired_total",
@@ -142,7 +162,7 @@ export function agentMetrics(view: AgentView): MetricsText {
     () => view.counters().leaseReacquired,
   );
   m.counter("weft_lease_renewals_total", "Lease renewals", () => view.renewals());
-  m.gauge("weft_etcd_up", "1 when etcd answered the last request", () => (view.etcdUp() ? 1 : 0));
+  storeMetrics(m, view);
   m.gauge("weft_ready", "1 when the agent is ready", () => (view.ready() ? 1 : 0));
   m.gauge("weft_lease_expiry_timestamp_seconds", "When the own lease expires (unix seconds)", () => {
     const e = view.lease()?.expiresAt;
