@@ -12,6 +12,9 @@
  * - destination known as weft's: replaced (idempotent, as before);
  * - unknown destination: added with NLM_F_EXCL, which cannot overwrite anything; on EEXIST the cache is
  *   refreshed from one dump and the route replaced when it is weft's, refused when it is not.
+ * - destination held by exactly the route weft wants (same gateway, device and metric) of protocol boot,
+ *   which is what flanneld's routes are (it sets no protocol): adopted, i.e. replaced by weft's, so a node
+ *   switched from flanneld keeps its routes and weft owns them from then on (docs/operations.md).
  * What remains: a foreign route with another metric, added after the last dump to a destination weft
  * then programs for the first time, coexists with weft's until the next full pass refreshes the cache
  * (one resync); weft's route is then reported as refused and the foreign one is never touched.
@@ -64,6 +67,16 @@ export class RouteRefusedError extends Error {
   }
 }
 
+/**
+ * Whether `owner` is the very route `spec` describes, as flanneld programs it: protocol boot (flanneld
+ * sets none), unicast, the same gateway, output device and metric. Replacing it changes only its owner.
+ */
+export function isFlanneldRoute(owner: RouteInfo, spec: RouteSpec): boolean {
+  return owner.protocol === 3 && owner.type === "unicast" && owner.gateway === spec.gateway &&
+    typeof spec.dev === "number" && owner.index === spec.dev &&
+    owner.metric === (spec.metric ?? (owner.family === 6 ? 1024 : 0));
+}
+
 /** The route operations the guard needs (a {@linkcode Netlink} handle). */
 export type RouteOps = Pick<Netlink, "routeAdd" | "routeReplace" | "routeList">;
 
@@ -113,6 +126,16 @@ export class RouteGuard {
     if (!this.#learned) this.refresh();
     const dst = spec.dst;
     let owner = this.#foreign.get(dst);
+    if (owner && isFlanneldRoute(owner, spec)) {
+      this.nl.routeReplace(spec);
+      this.#foreign.delete(dst);
+      this.#ours.add(dst);
+      logger.info("route {dst} via {gateway}: flanneld's (protocol boot), adopted", {
+        dst,
+        gateway: spec.gateway,
+      });
+      return;
+    }
     if (!owner && this.#ours.has(dst)) {
       this.nl.routeReplace(spec);
       return;
