@@ -31,6 +31,7 @@ import {
   type KubeApiServer,
   startKubeApiServer,
 } from "./helpers/kube_api_server.ts";
+import { docBlocks } from "./helpers/docs.ts";
 import { createTopology, ROOT, skipUnless, type Topology, type TopologyNode } from "./helpers/topology.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -78,16 +79,9 @@ const KUBE_FLANNEL_DS = {
   },
 };
 
-/** The doc's checked blocks: `<!-- docs-check: KIND NAME -->` before a fenced block. */
-export function docBlocks(text: string): Map<string, { kind: string; lines: string[] }> {
-  const out = new Map<string, { kind: string; lines: string[] }>();
-  for (const m of text.matchAll(/<!-- docs-check: (\S+) (\S+) -->\s*\n\s*```\w*\n([\s\S]*?)```/g)) {
-    const lines = m[3]!.replace(/\\\n\s*/g, "").split("\n").map((l) => l.trim()).filter((l) =>
-      l && !l.startsWith("#")
-    );
-    out.set(m[2]!, { kind: m[1]!, lines });
-  }
-  return out;
+/** The doc's checked blocks, by name. */
+function docBlocksByName(text: string): Map<string, { kind: string; lines: string[] }> {
+  return new Map(docBlocks(text).map((b) => [b.name, b]));
 }
 
 interface Expr {
@@ -407,7 +401,7 @@ async function startCluster(topo: Topology, dir: string): Promise<Cluster> {
 
 Deno.test("the two DaemonSets never share a node, whatever its weft/network label (deploy/ manifests + the doc's patch)", () => {
   const patch = JSON.parse(
-    /-p '(\[.*\])'/.exec(docBlocks(Deno.readTextFileSync(DOC)).get("patch-flannel")!.lines[0]!)![1]!,
+    /-p '(\[.*\])'/.exec(docBlocksByName(Deno.readTextFileSync(DOC)).get("patch-flannel")!.lines[0]!)![1]!,
   ) as { op: string; path: string; value: Expr }[];
   assert.equal(patch.length, 1);
   const flannel = structuredClone(KUBE_FLANNEL_DS.spec.template.spec) as Obj;
@@ -444,7 +438,7 @@ async function migrate(t: Deno.TestContext): Promise<void> {
   await using topo = await createTopology({ nodes: 3 });
   const dir = await Deno.makeTempDir({ prefix: "weft-migrate-" });
   const cluster = await startCluster(topo, dir);
-  const blocks = docBlocks(Deno.readTextFileSync(DOC));
+  const blocks = docBlocksByName(Deno.readTextFileSync(DOC));
   const used = new Set<string>();
   const block = (name: string) => {
     used.add(name);
