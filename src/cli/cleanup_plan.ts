@@ -213,10 +213,18 @@ export function findTool(name: string): string | undefined {
   return undefined;
 }
 
-/** The iptables actions for this node. */
-function iptablesActions(wanted: (chain: string) => boolean): CleanupAction[] {
+/** The iptables actions for this node (none, and a note in `kept`, without iptables binaries). */
+function iptablesActions(wanted: (chain: string) => boolean, plan: CleanupPlan): CleanupAction[] {
   const out: CleanupAction[] = [];
-  for (const [save, restore, nftFamily] of iptablesTools()) {
+  const tools = iptablesTools();
+  if (!tools.length) {
+    plan.kept.push({
+      what: "iptables chains FLANNEL-*",
+      why:
+        "no iptables-nft-save/-restore here to read or remove them (run weft cleanup where the node's iptables is)",
+    });
+  }
+  for (const [save, restore, nftFamily] of tools) {
     const r = new Deno.Command(save, { stdout: "piped", stderr: "null" }).outputSync();
     if (!r.success) continue;
     const plan = iptablesRemoval(new TextDecoder().decode(r.stdout), wanted);
@@ -417,7 +425,7 @@ export async function planCleanup(opts: CleanupOptions): Promise<CleanupPlan> {
     opts.flannel ? c.startsWith("FLANNEL-") : c === "FLANNEL-POSTRTG" || c === "FLANNEL-FWD";
   if (opts.keepOverlay) {
     plan.kept.push({ what: "iptables chains FLANNEL-*", why: "--keep-overlay: flanneld adopts them" });
-  } else plan.actions.push(...iptablesActions(ours));
+  } else plan.actions.push(...iptablesActions(ours, plan));
   processActions(opts, plan);
   await fileActions(opts, plan);
   return plan;
