@@ -12,7 +12,7 @@ import { startAgent, waitFor, waitReady, waitSubnetEnv } from "./helpers/agent.t
 import { cni } from "./helpers/cni.ts";
 import { etcdctl, haveEtcd, startEtcd } from "./helpers/etcd.ts";
 import { withScratchNetns } from "./helpers/scratch_netns.ts";
-import { createTopology, ROOT, skipUnless } from "./helpers/topology.ts";
+import { createTopology, hasBinary, ROOT, skipUnless } from "./helpers/topology.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -270,6 +270,41 @@ Deno.test({
           }
         },
       );
+    });
+  },
+});
+
+Deno.test({
+  name: "weft cleanup stops the wireguard-go behind a userspace flannel-wg, and its device and socket go",
+  ignore: skipUnless(ROOT && hasBinary("wireguard-go"), "needs root and wireguard-go"),
+  async fn() {
+    await withScratchNetns("clw", async (ns, nl) => {
+      // A private /var/run/wireguard (its own mount namespace), as each node has its own: no other test's
+      // socket is ever in sight.
+      const script = [
+        "mkdir -p /var/run/wireguard && mount -t tmpfs tmpfs /var/run/wireguard",
+        `ip netns exec ${ns} wireguard-go flannel-wg`,
+        "ls /var/run/wireguard",
+        `ip netns exec ${ns} "$0" run -A --no-check "$1" cleanup --yes --subnet-file=/nonexistent/subnet.env`,
+        "echo AFTER; ls /var/run/wireguard",
+      ].join(" && ");
+      const r = await runIn(undefined, [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        Deno.execPath(),
+        MAIN,
+      ]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /^flannel-wg\.sock\n/, "wireguard-go was up");
+      assert.match(r.stdout, /✓ process \d+ \(wireguard-go flannel-wg\)/);
+      assert.match(r.stdout, /✓ link flannel-wg/);
+      assert.match(r.stdout, /AFTER\n$/, "its socket is gone");
+      assert.equal(nl.linkGet("flannel-wg"), undefined);
     });
   },
 });

@@ -357,6 +357,13 @@ function processActions(opts: CleanupOptions, plan: CleanupPlan): void {
       );
     } else if (role === "wireguard-go" && !opts.keepOverlay) {
       plan.actions.unshift({ kind: "process", pid, what: argv.join(" ") });
+      // Its UAPI socket goes with it on SIGTERM; one left by a killed process goes here.
+      const dev = argv.find((a) => /^flannel-wg(-v6)?$/.test(a))!;
+      plan.actions.push({
+        kind: "file",
+        path: `/var/run/wireguard/${dev}.sock`,
+        what: "wireguard-go's UAPI socket",
+      });
     }
   }
 }
