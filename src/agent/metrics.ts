@@ -8,6 +8,7 @@
  *
  * @module
  */
+import type { HostRulesState } from "../datapath/host_rules.ts";
 import { emptyReconcileStats, type ReconcileStats } from "../datapath/reconciler.ts";
 import type { ForwarderStats } from "../backend/backend.ts";
 import type { RejectedLease } from "../lease/lease_filter.ts";
@@ -55,6 +56,8 @@ export interface AgentView {
   reasserted?(): number;
   /** Routes refused: their destination holds a route weft does not own. */
   routesRefused?(): number;
+  /** The masquerade/forward rules' state. */
+  hostRules?(): HostRulesState | undefined;
 }
 
 /** Defines one metric whose value is read at scrape time. */
@@ -175,7 +178,7 @@ export function agentMetrics(view: AgentView): MetricsText {
   reconcilerMetrics(gauge, counter, () => view.stats() ?? NO_STATS);
   counter(
     "weft_rules_repaired_total",
-    "Times weft's nftables table was found deleted or altered and re-installed",
+    "Times the masquerade/forward rules (iptables chains or nftables table) were found deleted or altered and re-installed",
     () => view.counters().rulesRepaired,
   );
   counter(
@@ -208,6 +211,7 @@ export function agentMetrics(view: AgentView): MetricsText {
   forwarderMetrics(list, view);
   httpMetrics(list, view);
   rejectedMetrics(list, view);
+  hostRulesMetrics(list, view);
   list.push({
     name: "weft_lease_info",
     help: "The own lease",
@@ -218,6 +222,30 @@ export function agentMetrics(view: AgentView): MetricsText {
     },
   });
   return { contentType: "text/plain; version=0.0.4; charset=utf-8", metrics: () => render(list) };
+}
+
+/** Where the rules live, how often they were written, and what on the host drops pod traffic. */
+function hostRulesMetrics(list: Metric[], view: AgentView): void {
+  list.push({
+    name: "weft_host_rules_writes_total",
+    help: "Writes of the masquerade/forward rules (iptables-restore calls, nft transactions); 0 at rest",
+    type: "counter",
+    samples: () => {
+      const s = view.hostRules?.();
+      return s?.mode ? [[{ mode: s.mode }, s.writes]] : [];
+    },
+  });
+  list.push({
+    name: "weft_host_firewall_blocking",
+    help: "nftables base chains on the forward hook that drop pod traffic (verdict: drops, may drop); " +
+      "no rule of weft's can overrule them",
+    type: "gauge",
+    samples: () =>
+      (view.hostRules?.()?.blockers ?? []).map((b): Sample => [
+        { family: b.family, table: b.table, chain: b.chain, verdict: b.verdict },
+        1,
+      ]),
+  });
 }
 
 /** The health server's own health: open connections, requests, what it dropped and why, its errors. */
