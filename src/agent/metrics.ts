@@ -227,6 +227,15 @@ export function agentMetrics(view: AgentView): MetricsText {
 /** Where the rules live, how often they were written, and what on the host drops pod traffic. */
 function hostRulesMetrics(list: Metric[], view: AgentView): void {
   list.push({
+    name: "weft_host_rules_passes_total",
+    help: "Passes of the masquerade/forward rules (every --iptables-resync)",
+    type: "counter",
+    samples: () => {
+      const s = view.hostRules?.();
+      return s?.mode ? [[{ mode: s.mode }, s.passes]] : [];
+    },
+  });
+  list.push({
     name: "weft_host_rules_writes_total",
     help: "Writes of the masquerade/forward rules (iptables-restore calls, nft transactions); 0 at rest",
     type: "counter",

@@ -34,6 +34,7 @@ const view = (full: boolean): AgentView => ({
         error: "",
         repaired: 0,
         writes: 3,
+        passes: 9,
         blockers: [{
           family: "inet",
           table: "firewalld",
@@ -222,6 +223,10 @@ weft_lease_rejected{key="10.9.0.0-24",reason="subnet_outside_network"} 1
 weft_lease_rejected{key="${K200}…",reason="subnet_outside_network"} 1
 weft_lease_rejected{key="a\\"b\\\\c\\nd",reason="public_ip_loopback"} 1
 
+# HELP weft_host_rules_passes_total Passes of the masquerade/forward rules (every --iptables-resync)
+# TYPE weft_host_rules_passes_total counter
+weft_host_rules_passes_total{mode="iptables-nft"} 9
+
 # HELP weft_host_rules_writes_total Writes of the masquerade/forward rules (iptables-restore calls, nft transactions); 0 at rest
 # TYPE weft_host_rules_writes_total counter
 weft_host_rules_writes_total{mode="iptables-nft"} 3
@@ -347,6 +352,9 @@ weft_routes_refused_total 7
 
 # HELP weft_lease_rejected Leases rejected now (1 per key, the first 100 by key), with the rule they break
 # TYPE weft_lease_rejected gauge
+
+# HELP weft_host_rules_passes_total Passes of the masquerade/forward rules (every --iptables-resync)
+# TYPE weft_host_rules_passes_total counter
 
 # HELP weft_host_rules_writes_total Writes of the masquerade/forward rules (iptables-restore calls, nft transactions); 0 at rest
 # TYPE weft_host_rules_writes_total counter

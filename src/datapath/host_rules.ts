@@ -64,13 +64,23 @@ export interface HostRulesState {
   repaired: number;
   /** Writes of any kind (iptables-restore calls and nft transactions). */
   writes: number;
+  /** Passes run. */
+  passes: number;
   /** Base chains on the forward hook that drop pod traffic, which no rule of weft's can overrule. */
   blockers: ForwardBlocker[];
 }
 
 /** Keeps the node's masquerade/forward rules; see the module comment. */
 export class HostRules {
-  readonly state: HostRulesState = { mode: "", ok: false, error: "", repaired: 0, writes: 0, blockers: [] };
+  readonly state: HostRulesState = {
+    mode: "",
+    ok: false,
+    error: "",
+    repaired: 0,
+    writes: 0,
+    passes: 0,
+    blockers: [],
+  };
   #nets: MasqNets[] = [];
   #netsKey = "";
   #appliedKey = "";
@@ -122,7 +132,7 @@ export class HostRules {
     const errors: string[] = [];
     try {
       if (!this.#started) await this.#start();
-      const writes = this.opts.nftables ? this.#nftPass() : 0;
+      if (this.opts.nftables) this.#nftPass();
       for (const n of this.#nets) {
         const fam = n.network.ip.family;
         try {
@@ -131,7 +141,7 @@ export class HostRules {
           errors.push((err as Error).message);
         }
       }
-      const total = writes + [...this.#tables.values()].reduce((s, t) => s + t.writes, 0);
+      const total = (this.#nft?.writes ?? 0) + [...this.#tables.values()].reduce((s, t) => s + t.writes, 0);
       const wrote = total - this.state.writes;
       this.state.writes = total;
       if (wrote && !fresh && this.state.ok) this.state.repaired++;
@@ -143,6 +153,7 @@ export class HostRules {
     this.state.error = errors.join("; ");
     if (errors.length) logger.error("rules: {error}", { error: this.state.error });
     this.#scanFirewall();
+    this.state.passes++;
     this.onPass(this.state);
   }
 
@@ -167,13 +178,11 @@ export class HostRules {
     this.#started = true;
   }
 
-  /** nftables mode: weft's tables (then flanneld's, which they replace, are removed); the writes made. */
-  #nftPass(): number {
-    const before = this.#nft!.writes;
+  /** nftables mode: weft's tables (then flanneld's, which they replace, are removed). */
+  #nftPass(): void {
     const change = this.#nft!.ensure(this.#nets);
     if (change === "repaired") logger.warn("nftables table weft was deleted or altered: re-installed it");
     if (change === "installed") removeNftTables(FLANNEL_NFT_TABLES);
-    return this.#nft!.writes - before;
   }
 
   /**

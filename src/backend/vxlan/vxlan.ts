@@ -136,9 +136,12 @@ export class VxlanBackend implements Backend {
     });
   }
 
-  /** `{VNI, VtepMAC}` as flannel publishes it (the IPv6 device's on an IPv6-only network). */
+  /**
+   * `{VNI, VtepMAC}` of the IPv4 device, as flannel publishes it; null on an IPv6-only network, where
+   * flannel leaves BackendData out (the IPv6 device's MAC is in BackendV6Data only).
+   */
   backendData(): unknown {
-    return { VNI: this.opts.vni, VtepMAC: this.mac };
+    return this.#v4 ? { VNI: this.opts.vni, VtepMAC: this.#v4.mac } : null;
   }
 
   /** `BackendV6Data` of a dual-stack lease, or undefined when IPv6 is not served. */
