@@ -10,7 +10,7 @@ export { Netlink, type NetlinkOpenOptions } from "./netlink.ts";
 export { NetlinkError } from "./errors.ts";
 export { libnlAvailable, LibraryNotFoundError } from "./loader.ts";
 export { netnsCreate, netnsDelete, netnsList, netnsPath, withNetns } from "./netns.ts";
-export { txChecksumOffload } from "./ethtool.ts";
+export { setTxChecksumOffload, txChecksumOffload } from "./ethtool.ts";
 export { releaseFreeNativeMemory } from "./malloc.ts";
 export { NftError, nftRun } from "./nftables.ts";
 export { NTF_SELF, NUD_PERMANENT } from "./neighs.ts";

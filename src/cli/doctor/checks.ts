@@ -185,7 +185,8 @@ export function checkTxChecksum(vxlan: LinkInfo | undefined): Finding {
     message:
       `${vxlan.name}: tx checksum offload is on; with the known kernel bug, Service (NodePort/ClusterIP) ` +
       "traffic over VXLAN gets bad checksums and stalls",
-    fix: `ethtool -K ${vxlan.name} tx-checksum-ip-generic off`,
+    fix: `weft agent switches it off itself unless the network config's Backend has "TxChecksumOffload": ` +
+      `true (then: ethtool -K ${vxlan.name} tx-checksum-ip-generic off)`,
   };
 }
 
