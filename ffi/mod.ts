@@ -12,6 +12,7 @@ export { libnlAvailable, LibraryNotFoundError } from "./loader.ts";
 export { netnsCreate, netnsDelete, netnsList, netnsPath, withNetns } from "./netns.ts";
 export { setTxChecksumOffload, txChecksumOffload } from "./ethtool.ts";
 export { releaseFreeNativeMemory } from "./malloc.ts";
+export { checkLibraries, type LibraryCheck } from "./preflight.ts";
 export { NftError, nftRun } from "./nftables.ts";
 export { NTF_SELF, NUD_PERMANENT } from "./neighs.ts";
 export type { RouteFilter } from "./routes.ts";

@@ -33,6 +33,11 @@ function nft(): Deno.DynamicLibrary<typeof LIBNFTABLES_SYMBOLS>["symbols"] {
   throw new LibraryNotFoundError("libnftables.so.1", "libnftables1", { cause: last });
 }
 
+/** Loads libnftables (for `weft doctor --preflight`); throws {@linkcode LibraryNotFoundError}. */
+export function loadNftables(): Record<string, unknown> {
+  return nft();
+}
+
 /** NFT_CTX_OUTPUT_JSON: `list` commands answer in nft's JSON schema. */
 const OUTPUT_JSON = 1 << 4;
 
