@@ -151,8 +151,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
     await Promise.all([
       keeper.run(signal),
       peers.run(signal),
-      resync.run(opts.resyncSeconds, signal),
-      node.rules.run(opts.iptablesResyncSeconds, signal),
+      resync.run(opts.resyncSeconds, signal), // and the node's rules, every --iptables-resync
       health.run(Math.min(opts.resyncSeconds, 5) * 1000, cfgFingerprint, signal),
       policy?.run(opts.resyncSeconds, signal),
     ]);

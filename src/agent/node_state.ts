@@ -38,6 +38,8 @@ export interface NodeStateOptions {
   ipMasqFullyRandom: boolean;
   /** `--iptables-forward-rules`. */
   iptablesForwardRules: boolean;
+  /** Period of the rules' own pass, seconds (`--iptables-resync`). */
+  iptablesResyncSeconds: number;
 }
 
 /** Device, subnet.env and rules of this node. */
@@ -70,6 +72,11 @@ export class NodeState {
       status.counters.rulesRepaired = st.repaired;
     };
     status.hostRules = () => this.rules.state;
+  }
+
+  /** The rules' own pass every `--iptables-resync` seconds, until `signal` aborts. */
+  run(signal: AbortSignal): Promise<void> {
+    return this.rules.run(this.opts.iptablesResyncSeconds, signal);
   }
 
   /**
