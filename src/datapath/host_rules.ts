@@ -150,8 +150,11 @@ export class HostRules {
       errors.push((err as Error).message);
     }
     this.state.ok = errors.length === 0;
-    this.state.error = errors.join("; ");
-    if (errors.length) logger.error("rules: {error}", { error: this.state.error });
+    const error = errors.join("; ");
+    // Logged when it starts or changes (not every pass: a missing binary would fill the log).
+    if (error && error !== this.state.error) logger.error("rules: {error}", { error });
+    if (!error && this.state.error) logger.info("rules in place again");
+    this.state.error = error;
     this.#scanFirewall();
     this.state.passes++;
     this.onPass(this.state);
