@@ -67,9 +67,12 @@ export interface NetlinkOpenOptions {
 /** A netlink handle bound to one network namespace. Dispose it (`using`) or call `close()`. */
 export class Netlink implements Disposable {
   readonly #sock: NlSocket;
+  /** The namespace it was opened in (undefined: the process's own), for calls that are not netlink. */
+  readonly netns: string | undefined;
 
-  private constructor(sock: NlSocket) {
+  private constructor(sock: NlSocket, netns: string | undefined) {
     this.#sock = sock;
+    this.netns = netns;
   }
 
   /** Opens a handle in the current namespace, or in the one named by `opts`. */
@@ -77,7 +80,7 @@ export class Netlink implements Disposable {
     rtnl(); // load the libraries (and fail clearly) before switching namespaces
     const ref = opts.netns ?? (opts.pid !== undefined ? `/proc/${opts.pid}/ns/net` : undefined);
     const sock = ref === undefined ? new NlSocket() : withNetns(ref, () => new NlSocket());
-    return new Netlink(sock);
+    return new Netlink(sock, ref);
   }
 
   /** Closes the socket. */

@@ -32,8 +32,11 @@ const RESYNC_S = 2;
 /** How long a repair may take: one resync period, plus the time to notice it from the test. */
 const REPAIR_BUDGET_MS = RESYNC_S * 1000 + 700;
 // SubnetMax keeps the agents' own leases clear of 10.244.200.0/24, which the outage step writes by hand.
+// EnableNFTables: the masquerade/forward rules in weft's nftables table (the iptables mode, flannel's
+// default, is tests/host_firewall_test.ts's).
 const CONFIG = JSON.stringify({
   Network: "10.244.0.0/16",
+  EnableNFTables: true,
   SubnetMax: "10.244.150.0",
   Backend: { Type: "vxlan" },
 });
@@ -76,7 +79,7 @@ Deno.test({
     const ctl = (args: string[]) => etcdctl(etcd.endpoint, args, { netns: topo.underlay });
     const [n0, n1, n2] = topo.nodes as [typeof topo.nodes[0], typeof topo.nodes[0], typeof topo.nodes[0]];
     const agents: AgentProcess[] = [];
-    const args = [`--resync-interval=${RESYNC_S}`, "--ip-masq"];
+    const args = [`--resync-interval=${RESYNC_S}`, `--iptables-resync=${RESYNC_S}`, "--ip-masq"];
     try {
       // Before any agent: a stale weft route (protocol 87) in the cluster network that no lease wants,
       // a foreign nftables table weft must not touch, and node0's fixed lease.

@@ -42,10 +42,13 @@ export class RtnlSocket implements Disposable {
     this.strict = opt(NETLINK_GET_STRICT_CHK);
   }
 
-  /** Opens a socket in the current namespace, or in the one open as `netnsFd`. */
-  static open(netnsFd?: number): RtnlSocket {
+  /**
+   * Opens a socket in the current namespace, or in the one open as `netnsFd`; `protocol` another netlink
+   * family than NETLINK_ROUTE (NETLINK_NETFILTER for nftables: ffi/rtnl/nft.ts).
+   */
+  static open(netnsFd?: number, protocol = NETLINK_ROUTE): RtnlSocket {
     const make = () => {
-      const fd = sys("socket", AF_NETLINK, SOCK_RAW_CLOEXEC, NETLINK_ROUTE);
+      const fd = sys("socket", AF_NETLINK, SOCK_RAW_CLOEXEC, protocol);
       if (fd < 0) throw new SyscallError("netlink socket", -fd);
       return fd;
     };
@@ -64,6 +67,15 @@ export class RtnlSocket implements Disposable {
    * {@linkcode NetlinkError} for `op` with the kernel's errno and message.
    */
   request(b: NlBuilder, seq: number, op: string): NlMessage[] {
+    return this.batch(b, [seq], op);
+  }
+
+  /**
+   * Sends every message in `b` in one datagram (an nftables batch) and reads until each of `seqs` is
+   * answered: an ACK, an error, or (dumps) NLMSG_DONE. The first kernel error throws, once all answers
+   * are in (the kernel answers every message of a batch, also after an error).
+   */
+  batch(b: NlBuilder, seqs: number[], op: string): NlMessage[] {
     const out = b.bytesOut();
     for (;;) {
       const n = sys("sendto", BigInt(this.#fd), addressOf(out), BigInt(out.length), 0n, 0n, 0n);
@@ -71,6 +83,8 @@ export class RtnlSocket implements Disposable {
       if (-n !== EINTR) throw new NetlinkError(op, -n, 0, "sendto failed");
     }
     const replies: NlMessage[] = [];
+    const waiting = new Set(seqs);
+    let failed: NetlinkError | undefined;
     for (;;) {
       const n = sys(
         "recvfrom",
@@ -87,12 +101,16 @@ export class RtnlSocket implements Disposable {
       }
       if (n > this.#rx.length) throw new NetlinkError(op, 90, 0, `reply of ${n} bytes truncated`);
       for (const m of messages(this.#rxView, n)) {
-        if (m.seq !== seq) continue; // a late reply to an earlier request
-        if (m.type === NL.DONE) return replies;
-        if (m.type === NL.ERROR) {
-          const err = -m.dv.getInt32(m.at, true);
-          if (err === 0) return replies; // the ACK
-          throw new NetlinkError(op, err, 0, extackMessage(m) ?? "rejected by the kernel");
+        if (!waiting.has(m.seq)) continue; // a late reply to an earlier request
+        if (m.type === NL.DONE || m.type === NL.ERROR) {
+          const err = m.type === NL.ERROR ? -m.dv.getInt32(m.at, true) : 0;
+          if (err !== 0) {
+            failed ??= new NetlinkError(op, err, 0, extackMessage(m) ?? "rejected by the kernel");
+          }
+          waiting.delete(m.seq); // answered: its ACK, its error, or the end of its dump
+          if (waiting.size) continue;
+          if (failed) throw failed;
+          return replies;
         }
         // Copy: the receive buffer is reused by the next recvfrom.
         const copy = new DataView(m.dv.buffer.slice(m.at - 16, m.end));

@@ -14,7 +14,7 @@
  * @module
  */
 import { Netlink } from "../../ffi/mod.ts";
-import { leaseFilterFor } from "../backend/backend.ts";
+import { type Backend, leaseFilterFor } from "../backend/backend.ts";
 import { NetlinkKernel } from "../datapath/kernel.ts";
 import { Reconciler } from "../datapath/reconciler.ts";
 import { log } from "../log.ts";
@@ -41,6 +41,12 @@ const logger = log("agent");
 export interface AgentOptions extends IfaceOptions {
   /** Install masquerade rules. */
   ipMasq: boolean;
+  /** MASQUERADE with `--random-fully` (flanneld's default; false with `--ip-masq-fully-random-disable`). */
+  ipMasqFullyRandom: boolean;
+  /** Period of the masquerade/forward rules' pass, seconds (`--iptables-resync`, default 5). */
+  iptablesResyncSeconds: number;
+  /** Accept forwarded traffic from/to the cluster network (`--iptables-forward-rules`, default true). */
+  iptablesForwardRules: boolean;
   /** subnet.env path. */
   subnetFile: string;
   /** Renew this long before expiry, seconds. */
@@ -74,6 +80,12 @@ function startServing(
   return { server, policy };
 }
 
+/** The devices peers' traffic comes through: the backend's own, or (host-gw) the external interface. */
+function overlayNames(nl: Netlink, backend: Backend, extName: string): string[] {
+  const names = backend.ownedDevices().map((i) => nl.linkGet(i)?.name).filter((n): n is string => !!n);
+  return names.length ? names : [extName];
+}
+
 /** Runs the agent on `source` until `opts.signal` aborts; closes `source` when it stops. */
 export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise<void> {
   const { signal } = opts;
@@ -90,7 +102,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
     closeBackend = () => backend.close?.() ?? Promise.resolve();
     status.forwarder = () => backend.forwarderStats?.();
     status.storeUp = true;
-    const node = new NodeState(backend, cfg, opts, status);
+    const node = new NodeState(backend, cfg, opts, status, () => overlayNames(nl, backend, ext.name));
     node.ensure(lease, true);
     const clusterNets = [cfg.network, cfg.ipv6Network].filter((n): n is IPNet => !!n);
     const kernel = new NetlinkKernel(nl);
@@ -99,7 +111,6 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
     status.routesRefused = () => kernel.routes.refused;
     status.stats = () => reconciler.stats;
     status.leasesKnown = () => reconciler.desiredCount;
-
     const keeper = source.keepLease(cfg, attrs, lease, {
       ttlSeconds: opts.leaseTtlSeconds,
       renewMarginSeconds: opts.renewMarginSeconds,
@@ -140,7 +151,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
     await Promise.all([
       keeper.run(signal),
       peers.run(signal),
-      resync.run(opts.resyncSeconds, signal),
+      resync.run(opts.resyncSeconds, signal), // and the node's rules, every --iptables-resync
       health.run(Math.min(opts.resyncSeconds, 5) * 1000, cfgFingerprint, signal),
       policy?.run(opts.resyncSeconds, signal),
     ]);

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import type { HostRulesState } from "../datapath/host_rules.ts";
 import { emptyReconcileStats, type ReconcileStats } from "../datapath/reconciler.ts";
 import type { ForwarderStats } from "../backend/backend.ts";
 import type { RejectedLease } from "../lease/lease_filter.ts";
@@ -22,7 +23,7 @@ export const MAX_REJECTED_SERIES = 100;
 
 /** Counters the agent itself keeps (outside the reconciler). */
 export interface AgentCounters {
-  /** Times weft's nftables table was found deleted or altered and re-installed. */
+  /** Times the masquerade/forward rules were found deleted or altered and re-installed. */
   rulesRepaired: number;
   /** Times subnet.env was found missing or altered and rewritten. */
   subnetEnvRewritten: number;
@@ -60,6 +61,8 @@ export interface AgentView {
   reasserted?(): number;
   /** Routes refused: their destination holds a route weft does not own. */
   routesRefused?(): number;
+  /** The masquerade/forward rules' state. */
+  hostRules?(): HostRulesState | undefined;
 }
 
 /** The reconciler's counters and gauges. */
@@ -148,7 +151,7 @@ export function agentMetrics(view: AgentView): MetricsText {
   reconcilerMetrics(m, () => view.stats() ?? NO_STATS);
   m.counter(
     "weft_rules_repaired_total",
-    "Times weft's nftables table was found deleted or altered and re-installed",
+    "Times the masquerade/forward rules (iptables chains or nftables table) were found deleted or altered and re-installed",
     () => view.counters().rulesRepaired,
   );
   m.counter(
@@ -181,11 +184,43 @@ export function agentMetrics(view: AgentView): MetricsText {
   forwarderMetrics(m, view);
   httpMetrics(m, view);
   rejectedMetrics(m, view);
+  hostRulesMetrics(m, view);
   m.series("gauge", "weft_lease_info", "The own lease", () => {
     const l = view.lease();
     return l ? [[{ subnet: l.subnet, public_ip: l.publicIP, backend: l.backend }, 1]] : [];
   });
   return m.target();
+}
+
+/** Where the rules live, how often they were written, and what on the host drops pod traffic. */
+function hostRulesMetrics(m: MetricFamilies, view: AgentView): void {
+  const byMode = (v: (s: HostRulesState) => number) => (): Sample[] => {
+    const s = view.hostRules?.();
+    return s?.mode ? [[{ mode: s.mode }, v(s)]] : [];
+  };
+  m.series(
+    "counter",
+    "weft_host_rules_passes_total",
+    "Passes of the masquerade/forward rules (every --iptables-resync)",
+    byMode((s) => s.passes),
+  );
+  m.series(
+    "counter",
+    "weft_host_rules_writes_total",
+    "Writes of the masquerade/forward rules (iptables-restore calls, nft transactions); 0 at rest",
+    byMode((s) => s.writes),
+  );
+  m.series(
+    "gauge",
+    "weft_host_firewall_blocking",
+    "nftables base chains on the forward hook that drop pod traffic (verdict: drops, may drop); " +
+      "no rule of weft's can overrule them",
+    () =>
+      (view.hostRules?.()?.blockers ?? []).map((b): Sample => [
+        { family: b.family, table: b.table, chain: b.chain, verdict: b.verdict },
+        1,
+      ]),
+  );
 }
 
 /** The health server's own health: open connections, requests, what it dropped and why, its errors. */

@@ -27,6 +27,25 @@ const view = (full: boolean): AgentView => ({
   storeUp: () => true,
   store: () => "etcd",
   ready: () => false,
+  hostRules: () =>
+    full
+      ? {
+        mode: "iptables-nft",
+        ok: true,
+        error: "",
+        repaired: 0,
+        writes: 3,
+        passes: 9,
+        blockers: [{
+          family: "inet",
+          table: "firewalld",
+          chain: "filter_FORWARD",
+          verdict: "drops",
+          where: "policy drop",
+          probe: "10.244.3.2 → 10.244.0.2, cni0 → flannel.1",
+        }],
+      }
+      : undefined,
   renewals: () => 4,
   forwarder: () =>
     full
@@ -108,7 +127,7 @@ weft_device_recreated_total 0
 # TYPE weft_peers_failing gauge
 weft_peers_failing 1
 
-# HELP weft_rules_repaired_total Times weft's nftables table was found deleted or altered and re-installed
+# HELP weft_rules_repaired_total Times the masquerade/forward rules (iptables chains or nftables table) were found deleted or altered and re-installed
 # TYPE weft_rules_repaired_total counter
 weft_rules_repaired_total 1
 
@@ -210,6 +229,18 @@ weft_lease_rejected{key="10.9.0.0-24",reason="subnet_outside_network"} 1
 weft_lease_rejected{key="${K200}…",reason="subnet_outside_network"} 1
 weft_lease_rejected{key="a\\"b\\\\c\\nd",reason="public_ip_loopback"} 1
 
+# HELP weft_host_rules_passes_total Passes of the masquerade/forward rules (every --iptables-resync)
+# TYPE weft_host_rules_passes_total counter
+weft_host_rules_passes_total{mode="iptables-nft"} 9
+
+# HELP weft_host_rules_writes_total Writes of the masquerade/forward rules (iptables-restore calls, nft transactions); 0 at rest
+# TYPE weft_host_rules_writes_total counter
+weft_host_rules_writes_total{mode="iptables-nft"} 3
+
+# HELP weft_host_firewall_blocking nftables base chains on the forward hook that drop pod traffic (verdict: drops, may drop); no rule of weft's can overrule them
+# TYPE weft_host_firewall_blocking gauge
+weft_host_firewall_blocking{family="inet",table="firewalld",chain="filter_FORWARD",verdict="drops"} 1
+
 # HELP weft_lease_info The own lease
 # TYPE weft_lease_info gauge
 weft_lease_info{subnet="10.244.3.0/24",public_ip="192.168.1.\\"2\\\\",backend="vxlan"} 1
@@ -250,7 +281,7 @@ weft_device_recreated_total 0
 # TYPE weft_peers_failing gauge
 weft_peers_failing 1
 
-# HELP weft_rules_repaired_total Times weft's nftables table was found deleted or altered and re-installed
+# HELP weft_rules_repaired_total Times the masquerade/forward rules (iptables chains or nftables table) were found deleted or altered and re-installed
 # TYPE weft_rules_repaired_total counter
 weft_rules_repaired_total 1
 
@@ -331,6 +362,15 @@ weft_routes_refused_total 7
 
 # HELP weft_lease_rejected Leases rejected now (1 per key, the first 100 by key), with the rule they break
 # TYPE weft_lease_rejected gauge
+
+# HELP weft_host_rules_passes_total Passes of the masquerade/forward rules (every --iptables-resync)
+# TYPE weft_host_rules_passes_total counter
+
+# HELP weft_host_rules_writes_total Writes of the masquerade/forward rules (iptables-restore calls, nft transactions); 0 at rest
+# TYPE weft_host_rules_writes_total counter
+
+# HELP weft_host_firewall_blocking nftables base chains on the forward hook that drop pod traffic (verdict: drops, may drop); no rule of weft's can overrule them
+# TYPE weft_host_firewall_blocking gauge
 
 # HELP weft_lease_info The own lease
 # TYPE weft_lease_info gauge

@@ -54,11 +54,17 @@ export class Resync {
     }
   }
 
-  /** A pass every `seconds` until `signal` aborts. */
+  /**
+   * A pass every `seconds` until `signal` aborts; meanwhile the node state's own periodic pass (its
+   * masquerade/forward rules, every `--iptables-resync`).
+   */
   async run(seconds: number, signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      await sleep(seconds * 1000, signal);
-      if (!signal.aborted) await this.pass();
-    }
+    const passes = async () => {
+      while (!signal.aborted) {
+        await sleep(seconds * 1000, signal);
+        if (!signal.aborted) await this.pass();
+      }
+    };
+    await Promise.all([passes(), this.node.run(signal)]);
   }
 }

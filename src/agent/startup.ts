@@ -112,7 +112,8 @@ export async function startNode(
   });
   const v6Data = backend.backendV6Data?.();
   const attrs: LeaseAttrs = {
-    PublicIP: ext.publicIP,
+    // IPv6-only: flannel's PublicIP is its zero IPv4 address, "0.0.0.0" (nobody reads it).
+    PublicIP: cfg.network ? ext.publicIP : "0.0.0.0",
     PublicIPv6: dualStack ? ext.publicIPv6 ?? null : null,
     BackendType: backend.leaseType ?? backend.type,
     BackendData: backend.backendData(),

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { HostRulesState } from "../datapath/host_rules.ts";
 import type { ReconcileStats } from "../datapath/reconciler.ts";
 import type { ForwarderStats } from "../backend/backend.ts";
 import { formatNet } from "../net/ip.ts";
@@ -26,7 +27,7 @@ export class AgentStatus {
   storeUp = false;
   /** subnet.env written at least once. */
   subnetEnvWritten = false;
-  /** nftables rules as they should be. */
+  /** Masquerade/forward rules as they should be. */
   rulesOk = false;
   /** The first full datapath pass after the first complete list of leases is done. */
   datapathApplied = false;
@@ -51,6 +52,8 @@ export class AgentStatus {
   });
   /** The health server's counters. */
   http: () => HttpServerStats | undefined = () => undefined;
+  /** The masquerade/forward rules: where they live, writes, what on the host drops pod traffic. */
+  hostRules: () => HostRulesState | undefined = () => undefined;
   /** With `--network-policy`: whether the first policy rule set is installed. */
   policyEnforced: () => boolean = () => true;
 
@@ -59,7 +62,7 @@ export class AgentStatus {
     if (!this.lease) return { ready: false, why: "no lease yet" };
     if (!this.datapathApplied) return { ready: false, why: "datapath not applied yet" };
     if (!this.subnetEnvWritten) return { ready: false, why: "subnet.env not written" };
-    if (!this.rulesOk) return { ready: false, why: "nftables rules not installed" };
+    if (!this.rulesOk) return { ready: false, why: "masquerade/forward rules not installed" };
     if (!this.policyEnforced()) return { ready: false, why: "network policies not enforced yet" };
     return { ready: true, why: "" };
   }
@@ -89,6 +92,7 @@ export class AgentStatus {
       routesRefused: () => this.routesRefused(),
       rejected: () => this.rejected(),
       http: () => this.http(),
+      hostRules: () => this.hostRules(),
     };
   }
 }

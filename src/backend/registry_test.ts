@@ -26,6 +26,7 @@ Deno.test("parseBackendOptions() matches keys case-insensitively and applies fla
     gbp: false,
     directRouting: false,
     learning: false,
+    txChecksumOffload: false,
   });
   assert.deepEqual(vxlanOf({ Network: "10.244.0.0/16", Backend: { VNI: 9 } }), {
     vni: 9,
@@ -33,6 +34,7 @@ Deno.test("parseBackendOptions() matches keys case-insensitively and applies fla
     gbp: false,
     directRouting: false,
     learning: false,
+    txChecksumOffload: false,
   });
 });
 
@@ -64,6 +66,7 @@ Deno.test("parseBackendOptions() validates vxlan options", () => {
       DirectRouting: true,
       Learning: true,
       MTU: 9000,
+      txchecksumoffload: true,
     },
   });
   assert.deepEqual(c, {
@@ -73,6 +76,7 @@ Deno.test("parseBackendOptions() validates vxlan options", () => {
     directRouting: true,
     learning: true,
     mtu: 9000,
+    txChecksumOffload: true,
   });
 });
 

@@ -92,6 +92,12 @@ export interface AgentFlagValues extends EtcdFlagValues {
   logJson: string | boolean;
   /** --cni-server[=bool]. */
   cniServer: string | boolean;
+  /** --ip-masq-fully-random-disable[=bool]. */
+  ipMasqFullyRandomDisable?: string | boolean;
+  /** --iptables-resync, seconds. */
+  iptablesResync?: string;
+  /** --iptables-forward-rules[=bool]. */
+  iptablesForwardRules?: string | boolean;
 }
 
 /** The agent's options and the lease store it runs on. */
@@ -109,6 +115,11 @@ export function agentOptionsFrom(v: AgentFlagValues, signal: AbortSignal): Agent
     ...(v.publicIp ? { publicIP: v.publicIp } : {}),
     ...(v.publicIpv6 ? { publicIPv6: ipv6Flag("--public-ipv6", v.publicIpv6) } : {}),
     ipMasq: parseBool("--ip-masq", v.ipMasq),
+    // flanneld's --ip-masq-fully-random-disable, --iptables-resync, --iptables-forward-rules (the "flags"
+    // branch parses them with Go's syntax; these are its names and flanneld's defaults).
+    ipMasqFullyRandom: !parseBool("--ip-masq-fully-random-disable", v.ipMasqFullyRandomDisable ?? false),
+    iptablesResyncSeconds: num("--iptables-resync", v.iptablesResync ?? "5", 0.1),
+    iptablesForwardRules: parseBool("--iptables-forward-rules", v.iptablesForwardRules ?? true),
     subnetFile: v.subnetFile,
     renewMarginSeconds: num("--subnet-lease-renew-margin", v.subnetLeaseRenewMargin, 0) * 60,
     leaseTtlSeconds: num("--lease-ttl", v.leaseTtl, 2),
@@ -171,6 +182,21 @@ export function registerAgent(program: Command): void {
       "--resync-interval <seconds>",
       "period of the full reconcile pass (kernel drift, pruning, rules, subnet.env)",
       envDefault("--resync-interval", "10"),
+    )
+    .option(
+      "--ip-masq-fully-random-disable [bool]",
+      "masquerade without --random-fully",
+      envDefault("--ip-masq-fully-random-disable", "false"),
+    )
+    .option(
+      "--iptables-resync <seconds>",
+      "period of the masquerade/forward rules' check",
+      envDefault("--iptables-resync", "5"),
+    )
+    .option(
+      "--iptables-forward-rules [bool]",
+      "accept forwarded traffic from/to the cluster network",
+      envDefault("--iptables-forward-rules", "true"),
     )
     .option("-v, --verbose", "debug logging (same as --log-level=debug)")
     .option("--log-level <level>", `one of ${LOG_LEVELS.join(", ")}`, envDefault("--log-level", "info"))

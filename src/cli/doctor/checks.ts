@@ -10,6 +10,7 @@ import type { LinkInfo } from "../../../ffi/mod.ts";
 import { readSubnetEnv, type SubnetEnv } from "../../config/subnet_env.ts";
 import { formatNet } from "../../net/ip.ts";
 import { checkUdpBackend, checkWireguard } from "./backends.ts";
+import { checkHostFirewall, checkIptables } from "./host_firewall.ts";
 import { type Finding, readSysctl, udpPortBound } from "./finding.ts";
 
 export type { Finding, Status } from "./finding.ts";
@@ -184,7 +185,8 @@ export function checkTxChecksum(vxlan: LinkInfo | undefined): Finding {
     message:
       `${vxlan.name}: tx checksum offload is on; with the known kernel bug, Service (NodePort/ClusterIP) ` +
       "traffic over VXLAN gets bad checksums and stalls",
-    fix: `ethtool -K ${vxlan.name} tx-checksum-ip-generic off`,
+    fix: `weft agent switches it off itself unless the network config's Backend has "TxChecksumOffload": ` +
+      `true (then: ethtool -K ${vxlan.name} tx-checksum-ip-generic off)`,
   };
 }
 
@@ -295,6 +297,22 @@ export async function checkEtcd(opts: DoctorOptions, env: SubnetEnv | undefined)
   return out;
 }
 
+/** The devices peers' traffic comes through here: weft's overlay devices, else the default route's. */
+function overlayDevices(nl: Netlink, vxlanName: string): string[] {
+  const names = [
+    vxlanName,
+    vxlanName.replace("flannel.", "flannel-v6."),
+    "flannel0",
+    "flannel-wg",
+    "flannel-wg-v6",
+  ];
+  const found = names.filter((n) => nl.linkGet(n));
+  if (found.length) return found;
+  const dflt = nl.routeList({ family: 4 }).find((r) => r.dst === "0.0.0.0/0");
+  const dev = dflt?.index ? nl.linkGet(dflt.index)?.name : undefined;
+  return [dev ?? "eth0"];
+}
+
 /** Runs every check and returns the findings in a fixed order. */
 export async function runDoctor(opts: DoctorOptions): Promise<Finding[]> {
   const findings: Finding[] = [checkLibnl()];
@@ -307,6 +325,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<Finding[]> {
     const vxlan = nl.linkGet(vxlanName);
     findings.push(checkVxlanPort(vxlan, opts.port), checkMtu(nl, env, vxlan), checkTxChecksum(vxlan));
     findings.push(checkWireguard(nl), checkUdpBackend(nl));
+    findings.push(...checkHostFirewall(env, overlayDevices(nl, vxlanName)), await checkIptables(env));
   }
   findings.push(envFinding, ...await checkEtcd(opts, env));
   return findings;

@@ -50,7 +50,15 @@ export function registerDoctor(program: Command): void {
     .option("--port <n>", "VXLAN UDP port", "8472")
     .option("--max-skew <seconds>", "largest acceptable clock difference with etcd", "2")
     .option("--json", "print the findings as JSON")
+    .option("--preflight", "only check that every library and helper binary each backend needs loads")
     .action(async (opts) => {
+      if (opts.preflight) {
+        const { runPreflight } = await import("./preflight.ts");
+        const found = runPreflight();
+        console.log(opts.json ? JSON.stringify({ findings: found }, null, 2) : formatFindings(found));
+        if (found.some((f) => f.status === "fail")) Deno.exitCode = 1;
+        return;
+      }
       const findings = await runDoctor({
         subnetFile: opts.subnetFile,
         etcdEndpoints: opts.etcdEndpoints.split(",").map((s) => s.trim()).filter(Boolean),
