@@ -19,7 +19,8 @@ import { DEFAULT_SUBNET_FILE } from "../config/subnet_env.ts";
 import { LOG_LEVELS, setupLogging } from "../log.ts";
 import { formatIP, parseIP } from "../net/ip.ts";
 import { CliError } from "./errors.ts";
-import { addEtcdFlags, envDefault, envName, type EtcdFlagValues, etcdOptionsFrom } from "./etcd_flags.ts";
+import { addEtcdFlags, type EtcdFlagValues, etcdOptionsFrom } from "./etcd_flags.ts";
+import { envName, parseBool } from "./flags.ts";
 import { addKubeFlags } from "./kube_flags.ts";
 import { addPolicyFlags, agentSourceOpener } from "./policy_flags.ts";
 
@@ -32,12 +33,9 @@ function envList(flag: string): string[] {
   return v ? v.split(",").map((s) => s.trim()).filter(Boolean) : [];
 }
 
-/** Go's strconv.ParseBool, which flanneld's boolean flags and FLANNELD_* variables go through. */
-export function parseBool(flag: string, v: string | boolean | undefined): boolean {
-  if (v === undefined || typeof v === "boolean") return !!v;
-  if (["1", "t", "T", "true", "TRUE", "True"].includes(v)) return true;
-  if (["0", "f", "F", "false", "FALSE", "False", ""].includes(v)) return false;
-  throw new CliError(`${flag} ${v}: must be true or false`, 2);
+/** Default of `--flag` from its FLANNELD_* variable, else `dflt` (read when the command is built). */
+function envDefault(flag: string, dflt: string): string {
+  return Deno.env.get(envName(flag)) ?? dflt;
 }
 
 function num(flag: string, v: string, min: number): number {

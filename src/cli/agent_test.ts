@@ -4,7 +4,6 @@ import {
   type AgentCliOptions as AgentOptions,
   type AgentFlagValues,
   agentOptionsFrom,
-  parseBool,
   registerAgent,
 } from "./agent.ts";
 
@@ -100,10 +99,4 @@ Deno.test("weft agent rejects a malformed number or boolean with the flag's name
     /--public-ipv6 10\.0\.0\.1: must be an IPv6 address/,
   );
   await assert.rejects(parse(["--public-ipv6=fd00::zz"]), /--public-ipv6 fd00::zz: not an IP address/);
-});
-
-Deno.test("parseBool() accepts what Go's strconv.ParseBool accepts", () => {
-  for (const v of ["1", "t", "T", "true", "TRUE", "True"]) assert.equal(parseBool("--x", v), true);
-  for (const v of ["0", "f", "F", "false", "FALSE", "False"]) assert.equal(parseBool("--x", v), false);
-  assert.equal(parseBool("--x", true), true);
 });

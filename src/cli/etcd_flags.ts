@@ -16,29 +16,14 @@
  *
  * @module
  */
-import { type Command, Option } from "@commander-js/extra-typings";
+import type { Command } from "@commander-js/extra-typings";
 import { DEFAULT_ETCD_PREFIX, type EtcdOptions, explainEtcdError } from "../lease/etcd/options.ts";
 import { openEtcdRegistry, SubnetManager } from "../lease/etcd/mod.ts";
 import { CliError } from "./errors.ts";
-
-/** The environment variable flanneld reads for `--flag-name`: `FLANNELD_FLAG_NAME`. */
-export function envName(flag: string): string {
-  return `FLANNELD_${flag.replace(/^--/, "").replace(/-/g, "_").toUpperCase()}`;
-}
-
-/** Default of `--flag` from its FLANNELD_* variable, else `dflt` (read when the command is built). */
-export function envDefault(flag: string, dflt: string): string {
-  return Deno.env.get(envName(flag)) ?? dflt;
-}
+import { flagOption as flag } from "./flags.ts";
 
 /** flanneld's default endpoint (it also tries the long-gone port 4001). */
 export const DEFAULT_ETCD_ENDPOINTS = "http://127.0.0.1:2379";
-
-function flag<F extends string>(flags: F, description: string, dflt: string) {
-  const long = flags.split(" ")[0]!;
-  // An empty default reads "none" in --help rather than "".
-  return new Option(flags, description).env(envName(long)).default(dflt, dflt === "" ? "none" : undefined);
-}
 
 /**
  * Adds the etcd flags to `cmd` and returns it, typed so that the action's options have

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Command } from "@commander-js/extra-typings";
-import { addEtcdFlags, envName, type EtcdFlagValues, etcdOptionsFrom } from "./etcd_flags.ts";
+import { addEtcdFlags, type EtcdFlagValues, etcdOptionsFrom } from "./etcd_flags.ts";
 
 /** Parses `test <args>` with `env` set and returns the etcd flag values. */
 async function parse(args: string[], env: Record<string, string> = {}): Promise<EtcdFlagValues> {
@@ -17,11 +17,6 @@ async function parse(args: string[], env: Record<string, string> = {}): Promise<
     for (const [k, v] of saved) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
   }
 }
-
-Deno.test("envName() maps a flag to flanneld's variable", () => {
-  assert.equal(envName("--etcd-endpoints"), "FLANNELD_ETCD_ENDPOINTS");
-  assert.equal(envName("etcd-cafile"), "FLANNELD_ETCD_CAFILE");
-});
 
 Deno.test("addEtcdFlags() takes flanneld's seven etcd flags", async () => {
   const v = await parse([

@@ -7,23 +7,18 @@
  *
  * @module
  */
-import { type Command, Option } from "@commander-js/extra-typings";
+import type { Command } from "@commander-js/extra-typings";
 import type { KubeSourceOptions } from "../lease/kube/lease_source.ts";
 import type { IfaceOptions } from "../net/iface.ts";
 import type { EtcdOptions } from "../lease/etcd/options.ts";
 import type { LeaseSource } from "../lease/source.ts";
-import { envName } from "./etcd_flags.ts";
 import { CliError } from "./errors.ts";
+import { flagOption as flag, parseBool } from "./flags.ts";
 
 /** flannel's default annotation prefix. */
 export const DEFAULT_KUBE_ANNOTATION_PREFIX = "flannel.alpha.coreos.com";
 /** flannel's default net-conf.json path (the kube-flannel-cfg ConfigMap's mount). */
 export const DEFAULT_NET_CONFIG_PATH = "/etc/kube-flannel/net-conf.json";
-
-function flag<F extends string>(flags: F, description: string, dflt: string) {
-  const long = flags.split(" ")[0]!;
-  return new Option(flags, description).env(envName(long)).default(dflt, dflt === "" ? "none" : undefined);
-}
 
 /** The values of the kube flags, as commander hands them over. */
 export interface KubeFlagValues {
@@ -83,16 +78,9 @@ export function kubeFlagValues(opts: object): KubeFlagValues {
   return opts as KubeFlagValues;
 }
 
-function bool(flag: string, v: string | boolean | undefined): boolean {
-  if (v === undefined || typeof v === "boolean") return !!v;
-  if (["1", "t", "T", "true", "TRUE", "True"].includes(v)) return true;
-  if (["0", "f", "F", "false", "FALSE", "False", ""].includes(v)) return false;
-  throw new CliError(`${flag} ${v}: must be true or false`, 2);
-}
-
 /** Whether `--kube-subnet-mgr` is on. */
 export function kubeMode(v: Pick<KubeFlagValues, "kubeSubnetMgr">): boolean {
-  return bool("--kube-subnet-mgr", v.kubeSubnetMgr);
+  return parseBool("--kube-subnet-mgr", v.kubeSubnetMgr);
 }
 
 /**
@@ -112,7 +100,7 @@ export async function kubeOptionsFrom(v: KubeFlagValues): Promise<KubeSourceOpti
       conn,
       annotationPrefix: v.kubeAnnotationPrefix,
       netConfPath: v.netConfigPath,
-      setNodeNetworkUnavailable: bool("--set-node-network-unavailable", v.setNodeNetworkUnavailable),
+      setNodeNetworkUnavailable: parseBool("--set-node-network-unavailable", v.setNodeNetworkUnavailable),
     };
   } catch (err) {
     if (err instanceof KubeConfigError || err instanceof Error) throw new CliError((err as Error).message, 2);

@@ -5,13 +5,13 @@
  *
  * @module
  */
-import { type Command, Option } from "@commander-js/extra-typings";
+import type { Command } from "@commander-js/extra-typings";
 import type { AgentOptions } from "../agent/agent.ts";
 import type { NetworkPolicyOptions } from "../agent/network_policy.ts";
 import type { EtcdOptions } from "../lease/etcd/options.ts";
 import type { LeaseSource } from "../lease/source.ts";
-import { envName } from "./etcd_flags.ts";
 import { CliError } from "./errors.ts";
+import { flagOption, parseBool } from "./flags.ts";
 import { kubeFlagValues, kubeMode, sourceOpener } from "./kube_flags.ts";
 
 /** The values of the policy flags, as commander hands them over. */
@@ -22,8 +22,8 @@ export interface PolicyFlagValues {
   policyLogDrops: string | boolean;
 }
 
-function flag(flags: string, description: string): Option {
-  return new Option(flags, description).env(envName(flags.split(" ")[0]!)).default("false");
+function flag(flags: string, description: string) {
+  return flagOption(flags, description, "false");
 }
 
 /**
@@ -50,13 +50,6 @@ export function policyFlagValues(opts: object): PolicyFlagValues {
   return opts as PolicyFlagValues;
 }
 
-function bool(flag: string, v: string | boolean | undefined): boolean {
-  if (v === undefined || typeof v === "boolean") return !!v;
-  if (["1", "t", "T", "true", "TRUE", "True"].includes(v)) return true;
-  if (["0", "f", "F", "false", "FALSE", "False", ""].includes(v)) return false;
-  throw new CliError(`${flag} ${v}: must be true or false`, 2);
-}
-
 /** What the kube lease source offers the policy part: its API client and the node's name. */
 interface KubeSourceShape {
   client: NetworkPolicyOptions["client"];
@@ -72,8 +65,8 @@ export function networkPolicyFrom(
   v: PolicyFlagValues,
   kube: boolean,
 ): ((source: LeaseSource) => NetworkPolicyOptions) | undefined {
-  const logDrops = bool("--policy-log-drops", v.policyLogDrops);
-  if (!bool("--network-policy", v.networkPolicy)) {
+  const logDrops = parseBool("--policy-log-drops", v.policyLogDrops);
+  if (!parseBool("--network-policy", v.networkPolicy)) {
     if (logDrops) throw new CliError("--policy-log-drops needs --network-policy", 2);
     return undefined;
   }

@@ -6,6 +6,7 @@
  */
 import type { Command } from "@commander-js/extra-typings";
 import { CliError } from "./errors.ts";
+import { envValue } from "./flags.ts";
 
 /** One sample of a Prometheus text exposition. */
 export interface Sample {
@@ -108,8 +109,8 @@ export function formatStatus(st: NodeStatus): string {
 export function registerStatus(program: Command): void {
   program.command("status")
     .description("this node's lease, peers, drift repairs and readiness, from the local agent")
-    .option("--healthz-ip <ip>", "agent health address", Deno.env.get("FLANNELD_HEALTHZ_IP") ?? "127.0.0.1")
-    .option("--healthz-port <port>", "agent health port", Deno.env.get("FLANNELD_HEALTHZ_PORT") ?? "8471")
+    .option("--healthz-ip <ip>", "agent health address", envValue("--healthz-ip") ?? "127.0.0.1")
+    .option("--healthz-port <port>", "agent health port", envValue("--healthz-port") ?? "8471")
     .option("--json", "print JSON")
     .action(async (opts) => {
       const host = opts.healthzIp.includes(":") ? `[${opts.healthzIp}]` : opts.healthzIp;

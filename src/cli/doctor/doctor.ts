@@ -7,6 +7,7 @@
 import type { Command } from "@commander-js/extra-typings";
 import { DEFAULT_SUBNET_FILE } from "../../config/subnet_env.ts";
 import { type Finding, runDoctor } from "./checks.ts";
+import { envValue } from "../flags.ts";
 import { addKubeFlags, kubeFlagValues, kubeMode, kubeOptionsFrom } from "../kube_flags.ts";
 
 const MARK: Record<Finding["status"], string> = { ok: "✓", warn: "!", fail: "✗", skip: "-" };
@@ -34,17 +35,17 @@ export function registerDoctor(program: Command): void {
     .option(
       "--subnet-file <path>",
       "subnet.env to check",
-      Deno.env.get("FLANNELD_SUBNET_FILE") ?? DEFAULT_SUBNET_FILE,
+      envValue("--subnet-file") ?? DEFAULT_SUBNET_FILE,
     )
     .option(
       "--etcd-endpoints <urls>",
       "comma-separated etcd endpoints (empty: skip etcd checks)",
-      Deno.env.get("FLANNELD_ETCD_ENDPOINTS") ?? "",
+      envValue("--etcd-endpoints") ?? "",
     )
     .option(
       "--etcd-prefix <prefix>",
       "etcd key prefix",
-      Deno.env.get("FLANNELD_ETCD_PREFIX") ?? "/coreos.com/network",
+      envValue("--etcd-prefix") ?? "/coreos.com/network",
     )
     .option("--vni <n>", "VXLAN VNI (device flannel.<VNI>)", "1")
     .option("--port <n>", "VXLAN UDP port", "8472")
