@@ -41,6 +41,14 @@ const logger = log("agent");
 export interface AgentOptions extends IfaceOptions {
   /** Install masquerade rules. */
   ipMasq: boolean;
+  /** Masquerade with fully-random port mapping (flanneld's default; `--ip-masq-fully-random-disable`). */
+  ipMasqFullyRandom: boolean;
+  /** `--iptables-resync`: period of the iptables rules' resync, seconds (flanneld: 5). */
+  iptablesResyncSeconds: number;
+  /** `--iptables-forward-rules`: accept the cluster network's traffic in FORWARD (flanneld: true). */
+  iptablesForwardRules: boolean;
+  /** `--ip-blackhole-route`: a blackhole route for the node's own subnet, kept by the reconciler. */
+  ipBlackholeRoute: boolean;
   /** subnet.env path. */
   subnetFile: string;
   /** Renew this long before expiry, seconds. */

@@ -9,7 +9,7 @@ import { parseBackendOptions } from "../backend/registry.ts";
 import { ConfigError, type NetworkConfig, parseNetworkConfig } from "../config/net_conf.ts";
 import { formatIP, formatNet } from "../net/ip.ts";
 import { CliError } from "./errors.ts";
-import { addEtcdFlags, withSubnetManager } from "./etcd_flags.ts";
+import { addEtcdFlags, etcdFlagValues, withSubnetManager } from "./etcd_flags.ts";
 
 async function readInput(file: string): Promise<string> {
   if (file !== "-") {
@@ -65,14 +65,17 @@ export function registerConfig(program: Command): void {
         console.error("weft: note: the config has no Backend: weft uses vxlan (flanneld would pick udp)");
       }
       await withSubnetManager(flags, (m) => m.registry.setConfig(text));
-      console.log(`network config written to ${flags.etcdPrefix.replace(/\/$/, "")}/config`);
+      console.log(`network config written to ${etcdFlagValues(flags).etcdPrefix.replace(/\/$/, "")}/config`);
       for (const line of describeNetworkConfig(cfg)) console.log(`  ${line}`);
     });
   addEtcdFlags(config.command("get").description("print the network config stored in etcd"))
     .action(async (flags) => {
       const text = await withSubnetManager(flags, (m) => m.registry.getConfig());
       if (text === undefined) {
-        throw new CliError(`no network config at ${flags.etcdPrefix.replace(/\/$/, "")}/config`, 3);
+        throw new CliError(
+          `no network config at ${etcdFlagValues(flags).etcdPrefix.replace(/\/$/, "")}/config`,
+          3,
+        );
       }
       console.log(text.trimEnd());
     });

@@ -8,6 +8,7 @@ import { Command, CommanderError } from "@commander-js/extra-typings";
 import { WEFT_VERSION } from "../version.ts";
 import { registerAgent } from "./agent.ts";
 import { CliError } from "./errors.ts";
+import { goArgs } from "./flags.ts";
 import { registerConfig } from "./config.ts";
 import { registerLeases } from "./leases.ts";
 import { registerDemo } from "./demo.ts";
@@ -48,7 +49,8 @@ export function buildProgram(): Command {
 export async function runCli(args: string[]): Promise<number> {
   const program = buildProgram();
   try {
-    await program.parseAsync(args, { from: "user" });
+    // flanneld's flag syntax (-iface=eth0, -ip-masq=false, -v 2) and FLANNELD_* variables (flags.ts).
+    await program.parseAsync(goArgs(program, args), { from: "user" });
     // Commands report "finished, but with failures" (e.g. doctor) through Deno.exitCode.
     return Deno.exitCode;
   } catch (err) {

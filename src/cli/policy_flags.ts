@@ -5,13 +5,12 @@
  *
  * @module
  */
-import type { Command } from "@commander-js/extra-typings";
 import type { AgentOptions } from "../agent/agent.ts";
 import type { NetworkPolicyOptions } from "../agent/network_policy.ts";
 import type { EtcdOptions } from "../lease/etcd/options.ts";
 import type { LeaseSource } from "../lease/source.ts";
 import { CliError } from "./errors.ts";
-import { flagOption, parseBool } from "./flags.ts";
+import { addFlags, type FlagSpec, parseBool } from "./flags.ts";
 import { kubeFlagValues, kubeMode, sourceOpener } from "./kube_flags.ts";
 
 /** The values of the policy flags, as commander hands them over. */
@@ -22,27 +21,28 @@ export interface PolicyFlagValues {
   policyLogDrops: string | boolean;
 }
 
-function flag(flags: string, description: string) {
-  return flagOption(flags, description, "false");
-}
+/** weft's network-policy flags. */
+export const POLICY_FLAGS: readonly FlagSpec[] = [
+  {
+    name: "network-policy",
+    kind: "bool",
+    help: "enforce Kubernetes NetworkPolicies for this node's pods in nftables (needs --kube-subnet-mgr)",
+    origin: "weft",
+  },
+  {
+    name: "policy-log-drops",
+    kind: "bool",
+    help: "log packets network policy drops (kernel log, 5/s per pod and direction, pod named)",
+    origin: "weft",
+  },
+];
 
 /**
  * Adds the policy flags to `cmd` (its option type is handed back unchanged, as with the kube flags);
  * read them with {@linkcode policyFlagValues}.
  */
 export function addPolicyFlags<C extends object>(command: C): C {
-  // deno-lint-ignore no-explicit-any -- any commander command; its type is handed back unchanged
-  const cmd = command as unknown as Command<any, any, any>;
-  cmd
-    .addOption(flag(
-      "--network-policy [bool]",
-      "enforce Kubernetes NetworkPolicies for this node's pods in nftables (needs --kube-subnet-mgr)",
-    ))
-    .addOption(flag(
-      "--policy-log-drops [bool]",
-      "log packets network policy drops (kernel log, 5/s per pod and direction, pod named)",
-    ));
-  return command;
+  return addFlags(command, POLICY_FLAGS);
 }
 
 /** The policy flags' values out of a command's parsed options. */

@@ -36,6 +36,8 @@ export interface IfaceOptions {
   iface: string[];
   /** `--iface-regex` values. */
   ifaceRegex: string[];
+  /** `--iface-can-reach`: the interface the kernel routes this address through. */
+  ifaceCanReach?: string;
   /** `--public-ip`. */
   publicIP?: string;
   /** `--public-ipv6`. */
