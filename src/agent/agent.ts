@@ -15,6 +15,7 @@
  */
 import { Netlink } from "../../ffi/mod.ts";
 import { leaseFilterFor } from "../backend/backend.ts";
+import { blackholes } from "../datapath/blackhole.ts";
 import { NetlinkKernel } from "../datapath/kernel.ts";
 import { Reconciler } from "../datapath/reconciler.ts";
 import { log } from "../log.ts";
@@ -101,7 +102,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
     node.ensure(lease, true);
     const clusterNets = [cfg.network, cfg.ipv6Network].filter((n): n is IPNet => !!n);
     const kernel = new NetlinkKernel(nl);
-    const reconciler = new Reconciler(backend, kernel, clusterNets);
+    const reconciler = new Reconciler(backend, kernel, clusterNets, blackholes(opts, () => status.lease));
     stopReconciler = () => reconciler.stop();
     status.routesRefused = () => kernel.routes.refused;
     status.stats = () => reconciler.stats;

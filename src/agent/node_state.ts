@@ -33,16 +33,25 @@ export class NodeState {
   /**
    * @param backend the node's backend (its device)
    * @param cfg the network config
-   * @param opts where subnet.env goes, and whether to masquerade
+   * @param opts where subnet.env goes, whether to masquerade (fully-random or not), whether to accept
+   *   the cluster network in forward
    * @param status where the outcome is reported
    */
   constructor(
     private readonly backend: Backend,
     private readonly cfg: NetworkConfig,
-    private readonly opts: { subnetFile: string; ipMasq: boolean },
+    private readonly opts: {
+      subnetFile: string;
+      ipMasq: boolean;
+      ipMasqFullyRandom?: boolean;
+      iptablesForwardRules?: boolean;
+    },
     private readonly status: AgentStatus,
   ) {
-    this.#rules = new RulesKeeper(opts.ipMasq);
+    this.#rules = new RulesKeeper(opts.ipMasq, {
+      fullyRandom: opts.ipMasqFullyRandom ?? true,
+      forward: opts.iptablesForwardRules ?? true,
+    });
   }
 
   /**

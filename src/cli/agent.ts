@@ -45,7 +45,9 @@ async function runAgentCommand(flags: AgentFlagValues): Promise<void> {
   }
   const openSource = await agentSourceOpener(flags, opts as AgentCliOptions & { etcd: EtcdOptions });
   await setupLogging({ level: opts.logLevel, json: opts.logJson });
-  for (const w of opts.warnings) log("agent").warn("{warning}", { warning: w });
+  const logger = log("agent");
+  logger.debug("logging at {level} (--log-level, --verbose, -v)", { level: opts.logLevel });
+  for (const w of opts.warnings) logger.warn("{warning}", { warning: w });
   const onSignal = () => stop.abort();
   Deno.addSignalListener("SIGTERM", onSignal);
   Deno.addSignalListener("SIGINT", onSignal);

@@ -4,9 +4,10 @@
  * network config's `EnableNFTables` says: its rules live in their own table, so they never mix with
  * kube-proxy's or anyone else's, and they are applied through libnftables in one transaction.
  *
- * - The forward chain (accept from/to the cluster network) is always installed, as flannel's
- *   `--iptables-forward-rules` default does.
- * - The postrouting (nat) chain only with `--ip-masq`.
+ * - The forward chain (accept from/to the cluster network), unless `--iptables-forward-rules=false`
+ *   (flanneld's default is true).
+ * - The postrouting (nat) chain only with `--ip-masq`; its masquerade is fully-random unless
+ *   `--ip-masq-fully-random-disable`, as flanneld's.
  *
  * Installing replaces weft's table atomically (`add` + `delete` + define, one transaction), so other
  * tables are never touched and a half-applied state never exists. {@linkcode RulesKeeper} re-reads the
@@ -32,11 +33,20 @@ function family(n: IPNet): "ip" | "ip6" {
   return n.ip.family === 4 ? "ip" : "ip6";
 }
 
+/** flanneld's switches of its rules. */
+export interface RuleSwitches {
+  /** Masquerade with fully-random port mapping (default true; `--ip-masq-fully-random-disable`). */
+  fullyRandom?: boolean;
+  /** Accept the cluster network in forward (default true; `--iptables-forward-rules`). */
+  forward?: boolean;
+}
+
 /** Renders the rule script for one family. */
-export function masqScript(network: IPNet, podSubnet: IPNet, ipMasq: boolean): string {
+export function masqScript(network: IPNet, podSubnet: IPNet, ipMasq: boolean, sw: RuleSwitches = {}): string {
   const fam = family(network);
   const mcast = fam === "ip" ? "224.0.0.0/4" : "ff00::/8";
   const cluster = formatNet(network), pods = formatNet(podSubnet);
+  const random = sw.fullyRandom === false ? "" : " fully-random";
   const nat = ipMasq
     ? [
       "  chain postrouting {",
@@ -46,8 +56,8 @@ export function masqScript(network: IPNet, podSubnet: IPNet, ipMasq: boolean): s
       `    ${fam} saddr ${pods} ${fam} daddr ${cluster} return`,
       `    ${fam} saddr ${cluster} ${fam} daddr ${pods} return`,
       `    ${fam} saddr != ${cluster} ${fam} daddr ${pods} return`,
-      `    ${fam} saddr ${cluster} ${fam} daddr != ${mcast} masquerade fully-random`,
-      `    ${fam} saddr != ${cluster} ${fam} daddr ${cluster} masquerade fully-random`,
+      `    ${fam} saddr ${cluster} ${fam} daddr != ${mcast} masquerade${random}`,
+      `    ${fam} saddr != ${cluster} ${fam} daddr ${cluster} masquerade${random}`,
       "  }",
     ]
     : [];
@@ -57,19 +67,21 @@ export function masqScript(network: IPNet, podSubnet: IPNet, ipMasq: boolean): s
     `delete table ${fam} ${MASQ_TABLE}`,
     `table ${fam} ${MASQ_TABLE} {`,
     ...nat,
-    "  chain forward {",
-    "    type filter hook forward priority filter; policy accept;",
-    `    ${fam} saddr ${cluster} accept`,
-    `    ${fam} daddr ${cluster} accept`,
-    "  }",
+    ...(sw.forward === false ? [] : [
+      "  chain forward {",
+      "    type filter hook forward priority filter; policy accept;",
+      `    ${fam} saddr ${cluster} accept`,
+      `    ${fam} daddr ${cluster} accept`,
+      "  }",
+    ]),
     "}",
     "",
   ].join("\n");
 }
 
 /** Installs (or re-installs) the rules for the given networks, all families in one transaction. */
-export function applyMasq(nets: MasqNets[], ipMasq: boolean): void {
-  nftRun(nets.map((n) => masqScript(n.network, n.podSubnet, ipMasq)).join(""));
+export function applyMasq(nets: MasqNets[], ipMasq: boolean, sw: RuleSwitches = {}): void {
+  nftRun(nets.map((n) => masqScript(n.network, n.podSubnet, ipMasq, sw)).join(""));
 }
 
 /** Removes weft's tables; absent tables are fine; other tables are untouched. */
@@ -100,8 +112,11 @@ export class RulesKeeper {
   #nets: MasqNets[] = [];
   #listing = "";
 
-  /** @param ipMasq whether to masquerade (`--ip-masq`) */
-  constructor(private readonly ipMasq: boolean) {}
+  /**
+   * @param ipMasq whether to masquerade (`--ip-masq`)
+   * @param sw fully-random masquerade and forward rules (both on by default, as in flanneld)
+   */
+  constructor(private readonly ipMasq: boolean, private readonly sw: RuleSwitches = {}) {}
 
   /**
    * Makes the rules match `nets`: installs when they changed (new lease) or were never installed,
@@ -111,13 +126,13 @@ export class RulesKeeper {
   ensure(nets: MasqNets[]): RulesChange {
     const key = (ns: MasqNets[]) => ns.map((n) => `${formatNet(n.network)} ${formatNet(n.podSubnet)}`).join();
     if (!this.#listing || key(nets) !== key(this.#nets)) {
-      applyMasq(nets, this.ipMasq);
+      applyMasq(nets, this.ipMasq, this.sw);
       this.#nets = nets;
       this.#listing = listMasq(nets);
       return "installed";
     }
     if (listMasq(nets) === this.#listing) return "unchanged";
-    applyMasq(nets, this.ipMasq);
+    applyMasq(nets, this.ipMasq, this.sw);
     this.#listing = listMasq(nets);
     return "repaired";
   }
