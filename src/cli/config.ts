@@ -6,7 +6,12 @@
  */
 import type { Command } from "@commander-js/extra-typings";
 import { parseBackendOptions } from "../backend/registry.ts";
-import { ConfigError, type NetworkConfig, parseNetworkConfig } from "../config/net_conf.ts";
+import {
+  ConfigError,
+  DEFAULTED_BACKEND_WARNING,
+  type NetworkConfig,
+  parseNetworkConfig,
+} from "../config/net_conf.ts";
 import { formatIP, formatNet } from "../net/ip.ts";
 import { CliError } from "./errors.ts";
 import { addEtcdFlags, etcdFlagValues, withSubnetManager } from "./etcd_flags.ts";
@@ -61,9 +66,7 @@ export function registerConfig(program: Command): void {
         if (err instanceof ConfigError) throw new CliError(err.message, 2);
         throw err;
       }
-      if (cfg.backendDefaulted) {
-        console.error("weft: note: the config has no Backend: weft uses vxlan (flanneld would pick udp)");
-      }
+      if (cfg.backendDefaulted) console.error(`weft: warning: ${DEFAULTED_BACKEND_WARNING}`);
       await withSubnetManager(flags, (m) => m.registry.setConfig(text));
       console.log(`network config written to ${etcdFlagValues(flags).etcdPrefix.replace(/\/$/, "")}/config`);
       for (const line of describeNetworkConfig(cfg)) console.log(`  ${line}`);
