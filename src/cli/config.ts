@@ -14,6 +14,7 @@ import {
 } from "../config/net_conf.ts";
 import { formatIP, formatNet } from "../net/ip.ts";
 import { CliError } from "./errors.ts";
+import { addEnvFileFlag } from "./env_file.ts";
 import { addEtcdFlags, etcdFlagValues, withSubnetManager } from "./etcd_flags.ts";
 
 async function readInput(file: string): Promise<string> {
@@ -54,7 +55,9 @@ export function describeNetworkConfig(cfg: NetworkConfig): string[] {
 /** Registers `weft config`. */
 export function registerConfig(program: Command): void {
   const config = program.command("config").description("the network config in etcd (<prefix>/config)");
-  addEtcdFlags(config.command("set").description("validate FILE (or - for stdin) and write it to etcd"))
+  addEnvFileFlag(
+    addEtcdFlags(config.command("set").description("validate FILE (or - for stdin) and write it to etcd")),
+  )
     .argument("<file>", "net-conf.json, or - for stdin")
     .action(async (file, flags) => {
       const text = await readInput(file);
@@ -71,7 +74,7 @@ export function registerConfig(program: Command): void {
       console.log(`network config written to ${etcdFlagValues(flags).etcdPrefix.replace(/\/$/, "")}/config`);
       for (const line of describeNetworkConfig(cfg)) console.log(`  ${line}`);
     });
-  addEtcdFlags(config.command("get").description("print the network config stored in etcd"))
+  addEnvFileFlag(addEtcdFlags(config.command("get").description("print the network config stored in etcd")))
     .action(async (flags) => {
       const text = await withSubnetManager(flags, (m) => m.registry.getConfig());
       if (text === undefined) {
