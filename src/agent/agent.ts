@@ -108,7 +108,6 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
     status.routesRefused = () => kernel.routes.refused;
     status.stats = () => reconciler.stats;
     status.leasesKnown = () => reconciler.desiredCount;
-
     const keeper = source.keepLease(cfg, attrs, lease, {
       ttlSeconds: opts.leaseTtlSeconds,
       renewMarginSeconds: opts.renewMarginSeconds,
