@@ -14,11 +14,6 @@ import { withNetns } from "./netns.ts";
 const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
 const NLM_F_DUMP = 0x300;
-const NL_CB_VALID = 0;
-const NL_CB_CUSTOM = 3;
-const NL_OK = 0;
-/** sizeof(struct nlmsghdr). */
-const NLMSG_HDRLEN = 16;
 
 /** `struct genlmsghdr { u8 cmd; u8 version; u16 reserved; }` followed by `attrs`. */
 export function genlPayload(cmd: number, version: number, attrs: Uint8Array): Uint8Array<ArrayBuffer> {
@@ -27,29 +22,6 @@ export function genlPayload(cmd: number, version: number, attrs: Uint8Array): Ui
   out[1] = version;
   out.set(attrs, 4);
   return out;
-}
-
-// Messages of the dump in progress; dumps run synchronously on the JS thread, one at a time.
-let collected: Uint8Array[] = [];
-let validCallback:
-  | Deno.UnsafeCallback<{ parameters: ["pointer", "pointer"]; result: "i32" }>
-  | undefined;
-
-function validCallbackPointer(): Deno.PointerObject {
-  validCallback ??= new Deno.UnsafeCallback(
-    { parameters: ["pointer", "pointer"], result: "i32" } as const,
-    (msg) => {
-      const hdr = nl().nlmsg_hdr(msg);
-      if (hdr !== null) {
-        const view = new Deno.UnsafePointerView(hdr);
-        const len = view.getUint32(0);
-        // The genl header and attributes, copied out of libnl's buffer.
-        collected.push(new Uint8Array(view.getArrayBuffer(len, 0)).slice(NLMSG_HDRLEN));
-      }
-      return NL_OK;
-    },
-  );
-  return validCallback.pointer;
 }
 
 /** A generic netlink socket bound to one namespace. Dispose it (`using`) or call `close()`. */
@@ -101,17 +73,7 @@ export class GenlSocket implements Disposable {
     } finally {
       lib.nlmsg_free(msg);
     }
-    this.#sock.check(
-      lib.nl_socket_modify_cb(this.#sock.ptr, NL_CB_VALID, NL_CB_CUSTOM, validCallbackPointer(), null),
-      op,
-    );
-    collected = [];
-    try {
-      this.#sock.check(lib.nl_recvmsgs_default(this.#sock.ptr), op);
-      return collected;
-    } finally {
-      collected = [];
-    }
+    return this.#sock.receive(op);
   }
 
   /** Closes the socket. */

@@ -39,7 +39,7 @@ import {
   neighReplace,
 } from "./neighs.ts";
 import { closeFd, openNetnsFd, withNetns } from "./netns.ts";
-import { routeAdd, routeDelete, type RouteFilter, routeList, routeReplace } from "./routes.ts";
+import { routeAdd, routeDelete, type RouteFilter, routeGet, routeList, routeReplace } from "./routes.ts";
 import { NlSocket } from "./socket.ts";
 import type {
   AddrInfo,
@@ -50,6 +50,7 @@ import type {
   NeighInfo,
   NeighSpec,
   RouteInfo,
+  RouteLookup,
   RouteSpec,
   SimpleLinkOptions,
   VethOptions,
@@ -229,6 +230,11 @@ export class Netlink implements Disposable {
   /** Lists routes of the main table (or as filtered). */
   routeList(filter: RouteFilter = {}): RouteInfo[] {
     return routeList(this.#sock, filter);
+  }
+
+  /** The route the kernel uses to reach `ip` (`ip route get`); NetlinkError when it has none. */
+  routeGet(ip: string): RouteLookup {
+    return routeGet(this.#sock, ip);
   }
 
   // ---- neighbours and FDB

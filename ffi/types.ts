@@ -162,6 +162,20 @@ export interface RouteInfo {
   scope: number;
 }
 
+/** The kernel's answer to a route lookup (`ip route get`). */
+export interface RouteLookup {
+  /** 4 or 6. */
+  family: 4 | 6;
+  /** Route type (`unicast`, `local` for the node's own addresses). */
+  type: RouteInfo["type"];
+  /** Output interface's ifindex. */
+  index: number;
+  /** Next hop, when not directly connected. */
+  gateway?: string;
+  /** Source address the kernel picks. */
+  src?: string;
+}
+
 /** A permanent neighbour (ARP/NDP) entry. */
 export interface NeighSpec {
   /** Device the entry is on. */

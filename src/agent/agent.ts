@@ -15,6 +15,7 @@
  */
 import { Netlink } from "../../ffi/mod.ts";
 import { type Backend, leaseFilterFor } from "../backend/backend.ts";
+import { blackholes } from "../datapath/blackhole.ts";
 import { NetlinkKernel } from "../datapath/kernel.ts";
 import { Reconciler } from "../datapath/reconciler.ts";
 import { log } from "../log.ts";
@@ -41,12 +42,14 @@ const logger = log("agent");
 export interface AgentOptions extends IfaceOptions {
   /** Install masquerade rules. */
   ipMasq: boolean;
-  /** MASQUERADE with `--random-fully` (flanneld's default; false with `--ip-masq-fully-random-disable`). */
+  /** Masquerade with fully-random port mapping (flanneld's default; `--ip-masq-fully-random-disable`). */
   ipMasqFullyRandom: boolean;
-  /** Period of the masquerade/forward rules' pass, seconds (`--iptables-resync`, default 5). */
+  /** `--iptables-resync`: period of the iptables rules' resync, seconds (flanneld: 5). */
   iptablesResyncSeconds: number;
-  /** Accept forwarded traffic from/to the cluster network (`--iptables-forward-rules`, default true). */
+  /** `--iptables-forward-rules`: accept the cluster network's traffic in FORWARD (flanneld: true). */
   iptablesForwardRules: boolean;
+  /** `--ip-blackhole-route`: a blackhole route for the node's own subnet, kept by the reconciler. */
+  ipBlackholeRoute: boolean;
   /** subnet.env path. */
   subnetFile: string;
   /** Renew this long before expiry, seconds. */
@@ -106,7 +109,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
     node.ensure(lease, true);
     const clusterNets = [cfg.network, cfg.ipv6Network].filter((n): n is IPNet => !!n);
     const kernel = new NetlinkKernel(nl);
-    const reconciler = new Reconciler(backend, kernel, clusterNets);
+    const reconciler = new Reconciler(backend, kernel, clusterNets, blackholes(opts, () => status.lease));
     stopReconciler = () => reconciler.stop();
     status.routesRefused = () => kernel.routes.refused;
     status.stats = () => reconciler.stats;

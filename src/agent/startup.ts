@@ -8,7 +8,7 @@ import type { Netlink } from "../../ffi/mod.ts";
 import { retry } from "../async.ts";
 import type { Backend } from "../backend/backend.ts";
 import { createBackend } from "../backend/registry.ts";
-import type { NetworkConfig } from "../config/net_conf.ts";
+import { DEFAULTED_BACKEND_WARNING, type NetworkConfig } from "../config/net_conf.ts";
 import { readSubnetEnv } from "../config/subnet_env.ts";
 import { log } from "../log.ts";
 import { type ExternalInterface, type IfaceOptions, selectInterface } from "../net/iface.ts";
@@ -78,9 +78,7 @@ export async function startNode(
     logger.warn("{what} failed: {error}; retrying in {ms} ms", { what, error: err.message, ms });
   const cfg = await retry(() => source.getNetworkConfig(), signal, again("reading the network config"));
   const cfgFingerprint = await retry(() => source.probe(), signal, again("reading the network config"));
-  if (cfg.backendDefaulted) {
-    logger.info("network config has no Backend: using vxlan (flannel would pick udp)");
-  }
+  if (cfg.backendDefaulted) logger.warn("{warning}", { warning: DEFAULTED_BACKEND_WARNING });
   const ext = selectInterface(nl, opts);
   logger.info("using interface {name} ({ip}), public IP {pub}, MTU {mtu}", {
     name: ext.name,

@@ -13,6 +13,7 @@ import { leaseName, parseSubnetKey, type SubnetManager } from "../lease/etcd/mod
 import { clusterVerdicts, type EntryVerdict } from "../lease/etcd/verdicts.ts";
 import { CliError } from "./errors.ts";
 import { leaseColumns, type LeaseRow, leaseTable, sortLeaseRows } from "./lease_table.ts";
+import { addEnvFileFlag } from "./env_file.ts";
 import { addEtcdFlags, withSubnetManager } from "./etcd_flags.ts";
 import { addKubeFlags, kubeFlagValues, kubeMode, kubeOptionsFrom } from "./kube_flags.ts";
 
@@ -66,9 +67,9 @@ function parseSubnetArg(text: string): IPNet | string {
 
 /** Registers `weft leases`. */
 export function registerLeases(program: Command): void {
-  const leases = addEtcdFlags(
+  const leases = addEnvFileFlag(addEtcdFlags(
     addKubeFlags(program.command("leases").description("list subnet leases (and reserve or release them)")),
-  )
+  ))
     .option("--json", "print JSON")
     .enablePositionalOptions()
     .action(async (flags) => {
@@ -81,7 +82,11 @@ export function registerLeases(program: Command): void {
       if (flags.json) console.log(JSON.stringify(rows, null, 2));
       else console.log(leaseTable(rows));
     });
-  addEtcdFlags(leases.command("reserve").description("reserve SUBNET (no TTL) for the node with --public-ip"))
+  addEnvFileFlag(
+    addEtcdFlags(
+      leases.command("reserve").description("reserve SUBNET (no TTL) for the node with --public-ip"),
+    ),
+  )
     .argument("<subnet>", "e.g. 10.244.3.0/24")
     .requiredOption("--public-ip <ip>", "the node's public IP")
     .option("--backend <type>", "backend type", "vxlan")
@@ -124,7 +129,9 @@ export function registerLeases(program: Command): void {
       });
       console.log(`reserved ${subnet} for ${flags.publicIp}`);
     });
-  addEtcdFlags(leases.command("release").description("delete the lease or reservation of SUBNET"))
+  addEnvFileFlag(
+    addEtcdFlags(leases.command("release").description("delete the lease or reservation of SUBNET")),
+  )
     .argument("<subnet>", "e.g. 10.244.3.0/24 (or a key as listed: 10.244.3.0-24)")
     .action(async (subnet, flags) => {
       const net = parseSubnetArg(subnet);

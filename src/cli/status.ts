@@ -7,6 +7,9 @@
 import type { Command } from "@commander-js/extra-typings";
 import { parsePrometheusText } from "../agent/prometheus.ts";
 import { CliError } from "./errors.ts";
+import { AGENT_FLAGS } from "./agent_flags.ts";
+import { addEnvFileFlag } from "./env_file.ts";
+import { addFlags, FLAG_SYNTAX_HELP } from "./flags.ts";
 
 /** The exposition reader lives beside the one writer (src/agent/prometheus.ts). */
 export { type ParsedSample as Sample, parsePrometheusText } from "../agent/prometheus.ts";
@@ -80,15 +83,34 @@ export function formatStatus(st: NodeStatus): string {
   return lines.join("\n");
 }
 
+/**
+ * The agent's health flags, read as the agent reads them (flag, FLANNELD_* variable, the unit's env
+ * file); without them, where weft's manifests put the endpoint (127.0.0.1:8471).
+ */
+const STATUS_FLAGS = AGENT_FLAGS.filter((f) => f.name === "healthz-ip" || f.name === "healthz-port").map((
+  f,
+) => ({
+  ...f,
+  default: f.name === "healthz-ip" ? "127.0.0.1" : "8471",
+  help: f.name === "healthz-ip" ? "the agent's health address" : "the agent's health port",
+}));
+
 /** Registers `weft status`. */
 export function registerStatus(program: Command): void {
-  program.command("status")
+  const cmd = program.command("status")
     .description("this node's lease, peers, drift repairs and readiness, from the local agent")
-    .option("--healthz-ip <ip>", "agent health address", Deno.env.get("FLANNELD_HEALTHZ_IP") ?? "127.0.0.1")
-    .option("--healthz-port <port>", "agent health port", Deno.env.get("FLANNELD_HEALTHZ_PORT") ?? "8471")
+    .addHelpText("after", FLAG_SYNTAX_HELP);
+  addEnvFileFlag(addFlags(cmd, STATUS_FLAGS))
     .option("--json", "print JSON")
-    .action(async (opts) => {
-      const host = opts.healthzIp.includes(":") ? `[${opts.healthzIp}]` : opts.healthzIp;
+    .action(async (flags) => {
+      const opts = flags as typeof flags & { healthzIp: string; healthzPort: string };
+      // The agent's 0.0.0.0 (every address) is reached on the loopback.
+      const ip = opts.healthzIp === "0.0.0.0"
+        ? "127.0.0.1"
+        : opts.healthzIp === "::"
+        ? "::1"
+        : opts.healthzIp;
+      const host = ip.includes(":") ? `[${ip}]` : ip;
       let st: NodeStatus;
       try {
         st = await fetchStatus(`http://${host}:${opts.healthzPort}`);

@@ -80,7 +80,11 @@ export function kernelHas(state: KernelIndex, e: Entry): boolean {
   switch (e.kind) {
     case "route": {
       const r = state.routes.get(e.spec.dst);
-      return !!r && r.index === e.spec.dev && r.gateway === e.spec.gateway && r.onlink === !!e.spec.onlink;
+      if (!r || r.type !== (e.spec.type ?? "unicast")) return false;
+      if (e.spec.metric !== undefined && r.metric !== e.spec.metric) return false;
+      // A blackhole has no next hop (IPv6 reports it on lo).
+      if (r.type === "blackhole") return true;
+      return r.index === e.spec.dev && r.gateway === e.spec.gateway && r.onlink === !!e.spec.onlink;
     }
     case "neigh": {
       const n = state.neighs.get(`${e.spec.dev} ${e.spec.ip}`);

@@ -118,6 +118,8 @@ export class Reconciler {
   /** Peers whose last apply failed. */
   readonly #failing = new Map<string, FailingPeer>();
   readonly #dirty = new Set<string>();
+  /** The node's own entries of the last full pass (one missing since then is drift). */
+  #localIds = new Set<string>();
   #scheduled = false;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #running: Promise<void> = Promise.resolve();
@@ -128,11 +130,14 @@ export class Reconciler {
    * @param backend turns leases into entries
    * @param kernel applies entries
    * @param cluster the cluster networks: weft's routes outside them are never pruned
+   * @param local the entries the node wants for itself, for its current lease (`--ip-blackhole-route`'s
+   *   blackhole route): kept by every full pass like the peers' entries
    */
   constructor(
     private readonly backend: DatapathBackend,
     private readonly kernel: KernelOps,
     private readonly cluster: IPNet[],
+    private readonly local: () => Entry[] = () => [],
   ) {
     for (const d of backend.drivers?.() ?? []) this.#drivers.set(d.name, d);
   }
@@ -208,6 +213,32 @@ export class Reconciler {
   async settled(): Promise<void> {
     await new Promise<void>((r) => queueMicrotask(r));
     await this.#running;
+  }
+
+  /**
+   * Adds the node's own entries the kernel lacks (at the first pass, and whenever they went missing or
+   * the lease changed) and their ids to `wanted`: never pruned. Those of a previous lease are not
+   * wanted any more, so the pass prunes them.
+   */
+  #keepLocal(idx: KernelIndex, wanted: Set<string>): number {
+    let repaired = 0;
+    const before = this.#localIds;
+    this.#localIds = new Set(this.local().map(entryId));
+    for (const e of this.local()) {
+      wanted.add(entryId(e));
+      if (kernelHas(idx, e)) continue;
+      try {
+        this.#apply(e);
+        if (before.has(entryId(e))) {
+          repaired++;
+          logger.warn("drift: {id} was missing or altered, re-added", { id: entryId(e) });
+        }
+      } catch (err) {
+        this.stats.errors++;
+        logger.warn("re-adding {id}: {error}", { id: entryId(e), error: (err as Error).message });
+      }
+    }
+    return repaired;
   }
 
   /** Stops pending retry timers (the agent is exiting). */
@@ -379,7 +410,7 @@ export class Reconciler {
         this.#failed(key, err, [...this.#appliedEntries(key), ...want]);
       }
     }
-    this.stats.driftRepaired += repaired;
+    this.stats.driftRepaired += repaired + this.#keepLocal(idx, wanted);
     this.#prune(idx, wanted, devices);
     this.#countProgrammed();
     this.stats.lastPassSeconds = (performance.now() - t0) / 1000;

@@ -29,6 +29,7 @@ import {
   WEFT_ROUTE_PROTOCOL,
 } from "../../ffi/mod.ts";
 import { log } from "../log.ts";
+import { LAST_RESORT_METRIC } from "./blackhole.ts";
 
 const logger = log("datapath", "routes");
 
@@ -125,6 +126,14 @@ export class RouteGuard {
   apply(spec: RouteSpec): void {
     if (!this.#learned) this.refresh();
     const dst = spec.dst;
+    if (spec.metric === LAST_RESORT_METRIC) {
+      // Behind every other route to dst (the blackhole of --ip-blackhole-route, src/datapath/blackhole.ts):
+      // it never takes their traffic, so it goes beside them. Added, never replacing anybody's.
+      if (this.#ours.has(dst)) this.nl.routeReplace(spec);
+      else this.nl.routeAdd(spec);
+      this.#ours.add(dst);
+      return;
+    }
     let owner = this.#foreign.get(dst);
     if (owner && isFlanneldRoute(owner, spec)) {
       this.nl.routeReplace(spec);
