@@ -88,10 +88,11 @@ Deno.test({
             return d?.vxlan?.link === after ? d : undefined;
           });
           assert.equal(dev.mac, published, "the published VtepMAC, not a new one");
-          assert.equal(
-            txChecksumOffload("flannel.1", nl0.netns),
-            false,
+          // The device is made first, then its offload switched off in the same pass: wait for the pass.
+          await waitFor(
             "offload off again after recreation",
+            10_000,
+            () => txChecksumOffload("flannel.1", nl0.netns) === false,
           );
           assert.deepEqual(await pingMatrix(topo, envs, 15_000), []);
         },
