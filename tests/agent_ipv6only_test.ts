@@ -22,13 +22,21 @@ Deno.test({
   async fn() {
     await using topo = await createTopology({ nodes: 2 });
     const dir = await Deno.makeTempDir({ prefix: "weft-v6only-" });
-    await using etcd = await startEtcd({ netns: topo.underlay, host: topo.underlayIP });
-    const ctl = (args: string[]) => etcdctl(etcd.endpoint, args, { netns: topo.underlay });
+    // An IPv6-only underlay: the nodes' NICs lose their IPv4 address and route, etcd listens on IPv6.
+    {
+      using ul = Netlink.open({ netns: topo.underlay });
+      ul.addrReplace("br0", "fd77::1/64", { nodad: true });
+    }
     topo.nodes.forEach((n, i) => {
       using nl = Netlink.open({ netns: n.netns });
       nl.addrReplace(n.iface, `fd77::${11 + i}/64`, { nodad: true });
+      nl.addrDelete(n.iface, `${n.ip}/24`);
+      nl.routeReplace({ dst: "::/0", gateway: "fd77::1", dev: nl.linkIndex(n.iface) });
       topo.sysctl(n, "net.ipv6.conf.all.forwarding", "1");
+      assert.deepEqual(nl.addrList(nl.linkIndex(n.iface), 4).filter((a) => a.scope === 0), [], "no IPv4");
     });
+    await using etcd = await startEtcd({ netns: topo.underlay, host: "fd77::1" });
+    const ctl = (args: string[]) => etcdctl(etcd.endpoint, args, { netns: topo.underlay });
     const P = "/weft/v6only";
     await ctl([
       "put",

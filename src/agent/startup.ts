@@ -79,11 +79,12 @@ export async function startNode(
   const cfg = await retry(() => source.getNetworkConfig(), signal, again("reading the network config"));
   const cfgFingerprint = await retry(() => source.probe(), signal, again("reading the network config"));
   if (cfg.backendDefaulted) logger.warn("{warning}", { warning: DEFAULTED_BACKEND_WARNING });
-  const ext = selectInterface(nl, opts);
+  // An IPv6-only network chooses the interface by its IPv6 addresses: the node needs no IPv4 one.
+  const ext = selectInterface(nl, opts, !cfg.network && cfg.enableIPv6 ? 6 : 4);
   logger.info("using interface {name} ({ip}), public IP {pub}, MTU {mtu}", {
     name: ext.name,
-    ip: ext.ifaceIP,
-    pub: ext.publicIP,
+    ip: ext.ifaceIP || ext.ifaceIPv6,
+    pub: cfg.network ? ext.publicIP : ext.publicIPv6,
     mtu: ext.mtu,
   });
   // Dual-stack (or IPv6-only) only with an IPv6 network to take subnets from.
@@ -97,7 +98,9 @@ export async function startNode(
   }
   // A previous lease of this node: its VTEP MAC keeps the overlay stable across reboots.
   const { leases } = await retry(() => source.listLeases(), signal, again("listing leases"));
-  const previous = leases.find((l) => l.attrs.PublicIP === ext.publicIP);
+  const previous = leases.find((l) =>
+    cfg.network ? l.attrs.PublicIP === ext.publicIP : l.attrs.PublicIPv6 === ext.publicIPv6
+  );
   const backend = createBackend(cfg, {
     nl,
     ext,

@@ -13,6 +13,9 @@
  * `--public-ip` overrides the address published in the lease. The interface's first global IPv6
  * address (or `--public-ipv6`) is what a dual-stack network uses for its IPv6 VTEP.
  *
+ * An IPv6-only network (`EnableIPv4: false`) looks for IPv6 addresses and the IPv6 default route
+ * instead, as flanneld's `LookupExtIface` does for its ipv6 stack: the node needs no IPv4 address.
+ *
  * @module
  */
 import type { AddrInfo, LinkInfo, Netlink } from "../../ffi/mod.ts";
@@ -25,7 +28,7 @@ export interface ExternalInterface {
   name: string;
   /** MTU. */
   mtu: number;
-  /** The interface's own IPv4 address (the VTEP source). */
+  /** The interface's own IPv4 address (the VTEP source); `""` when it has none (IPv6-only). */
   ifaceIP: string;
   /** Address published in the lease (`--public-ip` or `ifaceIP`). */
   publicIP: string;
@@ -55,37 +58,40 @@ export interface IfaceOptions {
 
 const addressOf = (a: AddrInfo) => a.cidr.split("/")[0]!;
 
+/** The address family interfaces are chosen by: 4, or 6 for an IPv6-only network. */
+export type IfaceFamily = 4 | 6;
+
 /** The node's interfaces and global addresses, read once. */
 class Interfaces {
   readonly links: LinkInfo[];
   readonly #v4: AddrInfo[];
   readonly #v6: AddrInfo[];
 
-  constructor(nl: Netlink, private readonly opts: IfaceOptions) {
+  constructor(nl: Netlink, private readonly opts: IfaceOptions, readonly family: IfaceFamily) {
     this.links = nl.linkList();
     // Global addresses only: a link-local one (scope 253) cannot be a VTEP other nodes reach.
     this.#v4 = nl.addrList(undefined, 4).filter((a) => a.scope === 0);
     this.#v6 = nl.addrList(undefined, 6).filter((a) => a.scope === 0);
   }
 
-  /** The IPv4 addresses of `index`. */
+  /** The addresses of `index` in the family interfaces are chosen by. */
   v4(index: number): AddrInfo[] {
-    return this.#v4.filter((a) => a.index === index);
+    return (this.family === 4 ? this.#v4 : this.#v6).filter((a) => a.index === index);
   }
 
-  /** The link holding IPv4 address `ip`. */
+  /** The link holding address `ip` (of the family interfaces are chosen by). */
   holding(ip: string): number | undefined {
-    return this.#v4.find((a) => addressOf(a) === ip)?.index;
+    return (this.family === 4 ? this.#v4 : this.#v6).find((a) => addressOf(a) === ip)?.index;
   }
 
-  /** The interface `index` with `ip` (default: its first IPv4 address) as its own address. */
+  /** The interface `index` with `ip` (default: its first address of the family) as its own address. */
   make(index: number | undefined, ip?: string): ExternalInterface | undefined {
     const link = this.links.find((l) => l.index === index);
-    const a = this.v4(index ?? -1);
-    if (!link || !a.length) return undefined;
-    const ifaceIP = ip ?? addressOf(a[0]!);
-    const a6 = this.#v6.filter((x) => x.index === index);
-    const ifaceIPv6 = a6[0] && addressOf(a6[0]);
+    if (!link || !this.v4(link.index).length) return undefined;
+    const a = this.#v4.filter((x) => x.index === link.index);
+    const a6 = this.#v6.filter((x) => x.index === link.index);
+    const ifaceIP = this.family === 4 ? ip ?? addressOf(a[0]!) : a[0] ? addressOf(a[0]) : "";
+    const ifaceIPv6 = this.family === 6 ? ip ?? addressOf(a6[0]!) : a6[0] && addressOf(a6[0]);
     const publicIPv6 = this.opts.publicIPv6 ?? ifaceIPv6;
     return {
       index: link.index,
@@ -135,21 +141,25 @@ function byRoute(nl: Netlink, ifs: Interfaces, target: string): ExternalInterfac
   if (!found) {
     const name = ifs.links.find((l) => l.index === r.index)?.name ?? `ifindex ${r.index}`;
     throw new Error(
-      `--iface-can-reach ${target}: the route to it goes through ${name}, which has no IPv4 address`,
+      `--iface-can-reach ${target}: the route to it goes through ${name}, which has no IPv${ifs.family} address`,
     );
   }
   return found;
 }
 
-/** Picks the external interface; throws with a clear message when none fits. */
-export function selectInterface(nl: Netlink, opts: IfaceOptions): ExternalInterface {
-  const ifs = new Interfaces(nl, opts);
+/**
+ * Picks the external interface; throws with a clear message when none fits. `family` 6 (an IPv6-only
+ * network) chooses by IPv6 addresses and the IPv6 default route, `--public-ipv6` standing for
+ * `--public-ip`.
+ */
+export function selectInterface(nl: Netlink, opts: IfaceOptions, family: IfaceFamily = 4): ExternalInterface {
+  const ifs = new Interfaces(nl, opts, family);
   if (!opts.iface.length && !opts.ifaceRegex.length && !opts.ifaceCanReach) {
-    const holder = opts.publicIP === undefined
-      ? undefined
-      : ifs.make(ifs.holding(opts.publicIP), opts.publicIP);
+    const pub = family === 4 ? opts.publicIP : opts.publicIPv6;
+    const holder = pub === undefined ? undefined : ifs.make(ifs.holding(pub), pub);
     if (holder) return holder;
-    const def = nl.routeList({ family: 4 }).find((r) => r.dst === "0.0.0.0/0" && r.index);
+    const any = family === 4 ? "0.0.0.0/0" : "::/0";
+    const def = nl.routeList({ family }).find((r) => r.dst === any && r.index);
     const found = def ? ifs.make(def.index) : undefined;
     if (!found) {
       throw new Error(
@@ -168,7 +178,7 @@ export function selectInterface(nl: Netlink, opts: IfaceOptions): ExternalInterf
   }
   if (opts.ifaceCanReach) return byRoute(nl, ifs, opts.ifaceCanReach);
   const tried = [
-    ...opts.iface.map((i) => `--iface ${i}: no such interface with an IPv4 address`),
+    ...opts.iface.map((i) => `--iface ${i}: no such interface with an IPv${family} address`),
     ...(opts.ifaceRegex.length ? [`--iface-regex ${opts.ifaceRegex.join(",")}: no interface matches`] : []),
   ];
   throw new Error(tried.join("; "));
