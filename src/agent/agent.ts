@@ -78,8 +78,7 @@ function startServing(
 export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise<void> {
   const { signal } = opts;
   using nl = Netlink.open();
-  const status = new AgentStatus();
-  status.storeKind = source.kind;
+  const status = new AgentStatus(source.kind);
   const { server, policy } = startServing(opts, status);
   let stopReconciler = () => {};
   let closeBackend = (): Promise<void> => Promise.resolve();

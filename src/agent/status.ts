@@ -20,8 +20,6 @@ export class AgentStatus {
   lease: Lease | undefined;
   /** The backend type, once chosen. */
   backendType = "";
-  /** The lease store's kind (`etcd`, `kube`). */
-  storeKind = "etcd";
   /** Whether the lease store answered last time. */
   storeUp = false;
   /** subnet.env written at least once. */
@@ -53,6 +51,9 @@ export class AgentStatus {
   http: () => HttpServerStats | undefined = () => undefined;
   /** With `--network-policy`: whether the first policy rule set is installed. */
   policyEnforced: () => boolean = () => true;
+
+  /** @param storeKind the lease store's kind (`etcd`, `kube`) */
+  constructor(readonly storeKind = "etcd") {}
 
   /** Ready when every part is in place; otherwise the first missing part. */
   readiness(): { ready: boolean; why: string } {
