@@ -10,16 +10,20 @@ import { nl, rtnl } from "./loader.ts";
 import { AF, ipAddr, netAddr, readIP, readNet } from "./nl_addr.ts";
 import { resolveIndex } from "./links.ts";
 import { NLM_F, type NlSocket } from "./socket.ts";
-import { type RouteInfo, type RouteSpec, RT_TABLE_MAIN, WEFT_ROUTE_PROTOCOL } from "./types.ts";
+import { type RouteInfo, type RouteSpec, WEFT_ROUTE_PROTOCOL } from "./types.ts";
+import { RT_SCOPE, RT_TABLE_MAIN, RTN, RTNH_F_ONLINK } from "./nl_consts.ts";
 
-const RTNH_F_ONLINK = 4;
-const RT_SCOPE = { UNIVERSE: 0, LINK: 253, HOST: 254, NOWHERE: 255 } as const;
-const RTN_BY_NAME = { unicast: 1, local: 2, blackhole: 6, unreachable: 7 } as const;
+const RTN_BY_NAME = {
+  unicast: RTN.UNICAST,
+  local: RTN.LOCAL,
+  blackhole: RTN.BLACKHOLE,
+  unreachable: RTN.UNREACHABLE,
+} as const;
 const RTN_NAMES: Record<number, RouteInfo["type"]> = {
-  1: "unicast",
-  2: "local",
-  6: "blackhole",
-  7: "unreachable",
+  [RTN.UNICAST]: "unicast",
+  [RTN.LOCAL]: "local",
+  [RTN.BLACKHOLE]: "blackhole",
+  [RTN.UNREACHABLE]: "unreachable",
 };
 
 function familyOfDst(dst: string): 4 | 6 {

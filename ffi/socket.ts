@@ -6,14 +6,9 @@
 import { readCString } from "./cmem.ts";
 import { errnoFromNle, NetlinkError } from "./errors.ts";
 import { nl } from "./loader.ts";
+import { LIBNL, NETLINK, NLM_F } from "./nl_consts.ts";
 
-/** Netlink protocols weft speaks. */
-export const NETLINK = { ROUTE: 0, GENERIC: 16 } as const;
-const NL_CB_CUSTOM = 3;
-const NL_STOP = 2;
-
-/** NLM_F_* request flags. */
-export const NLM_F = { REPLACE: 0x100, EXCL: 0x200, CREATE: 0x400, APPEND: 0x800 } as const;
+export { NETLINK, NLM_F };
 
 // The kernel's errno from the last NLMSG_ERROR, recorded by the error callback below before libnl maps
 // it to an NLE code. All netlink calls are synchronous on the JS thread, so one slot is enough.
@@ -28,7 +23,7 @@ function errorCallbackPointer(): Deno.PointerObject {
     (_nla, err) => {
       // struct nlmsgerr { int error; struct nlmsghdr msg; }: error is -errno.
       lastKernelErrno = err === null ? 0 : -new Deno.UnsafePointerView(err).getInt32(0);
-      return NL_STOP; // keep libnl's own handling: it returns the mapped error
+      return LIBNL.STOP; // keep libnl's own handling: it returns the mapped error
     },
   );
   return errorCallback.pointer;
@@ -58,7 +53,7 @@ export class NlSocket {
       lib.nl_socket_disable_msg_peek(ptr);
       const cb = lib.nl_socket_get_cb(ptr);
       if (cb !== null) {
-        lib.nl_cb_err(cb, NL_CB_CUSTOM, errorCallbackPointer(), null);
+        lib.nl_cb_err(cb, LIBNL.CB_CUSTOM, errorCallbackPointer(), null);
         lib.nl_cb_put(cb);
       }
     } catch (err) {
