@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { Backoff } from "../async.ts";
 import { type Lease, leaseAttrsJSON } from "../lease/lease.ts";
 import { log } from "../log.ts";
 import {
@@ -74,6 +75,11 @@ interface FailingPeer {
   applied: Entry[];
   /** Consecutive failures. */
   failures: number;
+  /**
+   * Its back-off: a ceiling of 200 ms doubling up to 30 s, each delay drawn from its upper half ("equal"
+   * jitter: never an immediate retry, and peers that failed together do not retry in step).
+   */
+  backoff: Backoff;
   /** Not before this time (ms since epoch). */
   retryAt: number;
   /** Last error, for logs. */
@@ -85,7 +91,8 @@ function sameLease(a: Lease, b: Lease): boolean {
       (a.subnet && formatNet(a.subnet)) === (b.subnet && formatNet(b.subnet));
 }
 
-/** Longest back-off between retries of one failing peer. */
+/** First and longest back-off between retries of one failing peer, ms. */
+const FIRST_BACKOFF_MS = 200;
 const MAX_BACKOFF_MS = 30_000;
 
 /** Counters all at zero. */
@@ -254,11 +261,13 @@ export class Reconciler {
   /** Records a failure of `key` and arranges a retry with exponential back-off. */
   #failed(key: string, err: unknown, applied: Entry[]): void {
     this.stats.errors++;
-    const failures = (this.#failing.get(key)?.failures ?? 0) + 1;
-    const delay = Math.min(100 * 2 ** failures, MAX_BACKOFF_MS);
+    const prev = this.#failing.get(key);
+    const failures = (prev?.failures ?? 0) + 1;
+    const backoff = prev?.backoff ?? new Backoff(FIRST_BACKOFF_MS, MAX_BACKOFF_MS, { jitter: "equal" });
+    const delay = backoff.next();
     const error = err instanceof Error ? err.message : String(err);
     this.#applied.delete(key);
-    this.#failing.set(key, { applied, failures, retryAt: Date.now() + delay, error });
+    this.#failing.set(key, { applied, failures, backoff, retryAt: Date.now() + delay, error });
     this.#dirty.add(key);
     this.#armRetry(delay);
     // A refused route was reported once by the route guard; its retries need no more warnings.

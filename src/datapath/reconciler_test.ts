@@ -297,8 +297,8 @@ Deno.test("a failing peer never blocks the others and is retried with back-off u
   assert.equal(r.stats.peersFailing, 1);
   const tries = () => kernel.calls.filter((c) => c === "apply fdb 5 02:00:00:00:00:03 192.168.1.3").length;
   assert.equal(tries(), 1);
-  // Back-off: not retried at once (200 ms after the first failure, then 400 ms, …).
-  await new Promise((res) => setTimeout(res, 100));
+  // Back-off: not retried at once (100–200 ms after the first failure, then 200–400 ms, …).
+  await new Promise((res) => setTimeout(res, 50));
   assert.equal(tries(), 1, "no retry before the back-off delay");
   await until(() => tries() === 2);
   kernel.failing.clear();
