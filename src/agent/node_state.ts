@@ -26,6 +26,14 @@ function ensureSubnetEnv(path: string, env: SubnetEnv): "unchanged" | "written" 
   return "written";
 }
 
+/** What the node state is told (its part of the agent's options). */
+export interface NodeStateOptions {
+  /** Where subnet.env goes. */
+  subnetFile: string;
+  /** Install masquerade rules (`--ip-masq`). */
+  ipMasq: boolean;
+}
+
 /** Device, subnet.env and rules of this node. */
 export class NodeState {
   readonly #rules: RulesKeeper;
@@ -39,7 +47,7 @@ export class NodeState {
   constructor(
     private readonly backend: Backend,
     private readonly cfg: NetworkConfig,
-    private readonly opts: { subnetFile: string; ipMasq: boolean },
+    private readonly opts: NodeStateOptions,
     private readonly status: AgentStatus,
   ) {
     this.#rules = new RulesKeeper(opts.ipMasq);

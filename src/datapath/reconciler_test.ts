@@ -279,7 +279,8 @@ Deno.test("fullPass() does nothing but report failure when the device cannot be 
   // The agent's full pass: the node state ensures the device first; it failed (undefined, logged there).
   const status = new AgentStatus();
   const failing = { ensure: () => undefined } as unknown as NodeState;
-  await new Resync(r, failing, () => lease(1), () => true, status).pass();
+  await new Resync({ reconciler: r, node: failing, lease: () => lease(1), synced: () => true, status })
+    .pass();
   assert.equal(r.stats.passes, 0, "no pass without a device");
   assert.ok(kernel.routes.has("10.244.9.0/24"), "nothing pruned without a device");
   assert.equal(r.stats.errors, 1);
