@@ -218,6 +218,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
   const parts = agentParts(opts);
   using nl = Netlink.open();
   const status = new AgentStatus(source.kind);
+  status.subnetFile = parts.node.subnetFile;
   const { server, policy } = startServing(parts, status);
   let stopReconciler = () => {};
   let closeBackend = (): Promise<void> => Promise.resolve();
