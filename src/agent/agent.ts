@@ -37,6 +37,7 @@ import { Resync } from "./resync.ts";
 import { type StartedNode, startNode, type StartOptions } from "./startup.ts";
 import { AgentStatus } from "./status.ts";
 import { StoreHealth } from "./store_health.ts";
+import { SystemdNotifier } from "./systemd_notify.ts";
 
 const logger = log("agent");
 
@@ -212,7 +213,33 @@ function buildLoops(
   return { keeper, peers, resync, health };
 }
 
-/** Runs the agent on `source` until `opts.signal` aborts; closes `source` when it stops. */
+/**
+ * Under systemd (`$NOTIFY_SOCKET`): READY=1 as soon as `status` is ready — watched from the start, so
+ * readiness alone decides (lease, subnet.env, rules, datapath) — and STOPPING=1 when `signal` aborts.
+ * `done()` ends the watch (the agent stopped without having been ready).
+ */
+function notifySystemd(status: AgentStatus, signal: AbortSignal): { ready: Promise<void>; done(): void } {
+  const systemd = new SystemdNotifier();
+  signal.addEventListener("abort", () => systemd.stopping(), { once: true });
+  const end = new AbortController();
+  const line = () => {
+    const peers = status.stats()?.peersProgrammed ?? 0;
+    return `ready: lease ${
+      status.lease ? leaseName(status.lease) : "?"
+    } (${status.backendType}), ${peers} peers programmed`;
+  };
+  const ready = systemd.readyWhen(
+    () => status.readiness().ready,
+    line,
+    AbortSignal.any([signal, end.signal]),
+  );
+  return { ready, done: () => end.abort() };
+}
+
+/**
+ * Runs the agent on `source` until `opts.signal` aborts; closes `source` when it stops. Under systemd
+ * (`$NOTIFY_SOCKET`) it sends READY=1 once ready and STOPPING=1 when told to stop.
+ */
 export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise<void> {
   const { signal } = opts;
   const parts = agentParts(opts);
@@ -220,6 +247,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
   const status = new AgentStatus(source.kind);
   status.subnetFile = parts.node.subnetFile;
   const { server, policy } = startServing(parts, status);
+  const systemd = notifySystemd(status, signal);
   let stopReconciler = () => {};
   let closeBackend = (): Promise<void> => Promise.resolve();
   try {
@@ -229,6 +257,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
     stopReconciler = () => dp.reconciler.stop();
     const { keeper, peers, resync, health } = buildLoops(source, nl, started, dp, parts, status);
     await Promise.all([
+      systemd.ready,
       keeper.run(signal),
       peers.run(signal),
       resync.run(parts.resyncSeconds, signal),
@@ -236,6 +265,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
       policy?.run(parts.resyncSeconds, signal),
     ]);
   } finally {
+    systemd.done();
     // The datapath stays as it is: the next start converges from it without dropping a packet.
     stopReconciler();
     // A backend's own loop (udp) stops; its devices stay, like every other part of the datapath.
