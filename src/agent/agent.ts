@@ -36,7 +36,8 @@ import { PeerSync } from "./peer_sync.ts";
 import { Resync } from "./resync.ts";
 import { type StartedNode, startNode, type StartOptions } from "./startup.ts";
 import { AgentStatus } from "./status.ts";
-import { StoreHealth } from "./store_health.ts";
+import type { StoreHealth } from "./store_health.ts";
+import { StoreReachability } from "./store_reachability.ts";
 import { SystemdNotifier } from "./systemd_notify.ts";
 
 const logger = log("agent");
@@ -167,7 +168,7 @@ interface Loops {
   keeper: OwnLeaseKeeper;
   peers: PeerSync;
   resync: Resync;
-  health: StoreHealth;
+  health: StoreReachability;
 }
 
 /** Builds the loops in order (each from the ones before it), then connects the links back. */
@@ -180,12 +181,12 @@ function buildLoops(
   status: AgentStatus,
 ): Loops {
   const { cfg, ext, backend, attrs, lease } = started;
-  const health = new StoreHealth(source, status);
+  const health = new StoreReachability(source, status);
   const facts = nodeFactsOf(nl, attrs, () => status.lease);
   const peers = new PeerSync(source, dp.reconciler, leaseFilterFor(backend), {
     ownKey: () => status.lease?.key,
     ownPublicIP: ext.publicIP,
-    onConnectivity: (up) => health.set(up, "lease watch failed"),
+    onConnectivity: (up) => health.watchSaw(up),
   }, { network: networkRules(cfg), node: facts() });
   peers.setOwn(lease);
   status.rejected = () => ({ total: peers.rejectedTotal, current: peers.rejected() });
@@ -205,6 +206,7 @@ function buildLoops(
   });
   // The links back, now that every part exists.
   peers.connect({ onOwn: onOwnLeaseChange(keeper, source.kind), onSynced: () => void resync.pass() });
+  health.kick = () => peers.relist(); // another witness says the store answers: the watch tries now
   health.onBack = () => {
     logger.info("re-listing leases after the {kind} outage", { kind: source.kind });
     peers.relist();
