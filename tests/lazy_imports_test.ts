@@ -35,7 +35,7 @@ async function startupClosure(entry: string): Promise<string[]> {
   return [...seen];
 }
 
-const kube = (mods: string[]) => mods.filter((m) => /\/src\/kube\//.test(m));
+const kube = (mods: string[]) => mods.filter((m) => /\/src\/(lease\/)?kube\//.test(m));
 const etcd = (mods: string[]) => mods.filter((m) => /etcd3|etcd_registry/.test(m));
 
 Deno.test("the CLI and CNI mode load no Kubernetes or etcd client at start-up", async () => {
