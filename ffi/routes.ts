@@ -11,28 +11,22 @@ import { nl, rtnl } from "./loader.ts";
 import { AF, ipAddr, netAddr, readIP, readNet } from "./nl_addr.ts";
 import { formatIP, ipBytes, ipFromBytes, parseIP } from "./ip.ts";
 import { resolveIndex } from "./links.ts";
-import { nlAttr, parseAttrs } from "./nl_attr.ts";
+import { NlBuilder, parseAttrs } from "./nl_codec.ts";
 import { NLM_F, type NlSocket } from "./socket.ts";
-import {
-  type RouteInfo,
-  type RouteLookup,
-  type RouteSpec,
-  RT_TABLE_MAIN,
-  WEFT_ROUTE_PROTOCOL,
-} from "./types.ts";
+import { type RouteInfo, type RouteLookup, type RouteSpec, WEFT_ROUTE_PROTOCOL } from "./types.ts";
+import { RT_SCOPE, RT_TABLE_MAIN, RTA, RTM, RTMSG_LEN, RTN, RTNH_F_ONLINK } from "./nl_consts.ts";
 
-const RTNH_F_ONLINK = 4;
-const RTM_GETROUTE = 26;
-/** sizeof(struct rtmsg). */
-const RTMSG_LEN = 12;
-const RTA = { DST: 1, OIF: 4, GATEWAY: 5, PREFSRC: 7 } as const;
-const RT_SCOPE = { UNIVERSE: 0, LINK: 253, HOST: 254, NOWHERE: 255 } as const;
-const RTN_BY_NAME = { unicast: 1, local: 2, blackhole: 6, unreachable: 7 } as const;
+const RTN_BY_NAME = {
+  unicast: RTN.UNICAST,
+  local: RTN.LOCAL,
+  blackhole: RTN.BLACKHOLE,
+  unreachable: RTN.UNREACHABLE,
+} as const;
 const RTN_NAMES: Record<number, RouteInfo["type"]> = {
-  1: "unicast",
-  2: "local",
-  6: "blackhole",
-  7: "unreachable",
+  [RTN.UNICAST]: "unicast",
+  [RTN.LOCAL]: "local",
+  [RTN.BLACKHOLE]: "blackhole",
+  [RTN.UNREACHABLE]: "unreachable",
 };
 
 function familyOfDst(dst: string): 4 | 6 {
@@ -178,12 +172,13 @@ export function routeList(sock: NlSocket, filter: RouteFilter = {}): RouteInfo[]
 export function routeGet(sock: NlSocket, ip: string): RouteLookup {
   const addr = parseIP(ip);
   const op = `route get ${ip}`;
-  const rtm = new Uint8Array(RTMSG_LEN);
-  rtm[0] = addr.family === 4 ? AF.INET : AF.INET6; // rtm_family
-  rtm[1] = addr.family === 4 ? 32 : 128; // rtm_dst_len
-  const payload = new Uint8Array([...rtm, ...nlAttr(RTA.DST, ipBytes(addr))]);
+  const b = new NlBuilder();
+  const rtm = b.struct(RTMSG_LEN);
+  b.view.setUint8(rtm, addr.family === 4 ? AF.INET : AF.INET6); // rtm_family
+  b.view.setUint8(rtm + 1, addr.family === 4 ? 32 : 128); // rtm_dst_len
+  const payload = b.bytes(RTA.DST, ipBytes(addr)).bytesOut();
   const lib = nl();
-  const msg = lib.nlmsg_alloc_simple(RTM_GETROUTE, 0);
+  const msg = lib.nlmsg_alloc_simple(RTM.GETROUTE, 0);
   if (msg === null) throw new NetlinkError(op, 12, 0, "nlmsg_alloc failed");
   try {
     sock.check(lib.nlmsg_append(msg, payload, BigInt(payload.length), 4), op);

@@ -6,19 +6,9 @@
 import { readCString } from "./cmem.ts";
 import { errnoFromNle, NetlinkError } from "./errors.ts";
 import { nl } from "./loader.ts";
+import { LIBNL, NETLINK, NLM_F, NLMSG_HDRLEN } from "./nl_consts.ts";
 
-/** Netlink protocols weft speaks. */
-export const NETLINK = { ROUTE: 0, GENERIC: 16 } as const;
-const NL_CB_VALID = 0;
-const NL_CB_DEFAULT = 0;
-const NL_CB_CUSTOM = 3;
-const NL_OK = 0;
-const NL_STOP = 2;
-/** sizeof(struct nlmsghdr). */
-const NLMSG_HDRLEN = 16;
-
-/** NLM_F_* request flags. */
-export const NLM_F = { REPLACE: 0x100, EXCL: 0x200, CREATE: 0x400, APPEND: 0x800 } as const;
+export { NETLINK, NLM_F };
 
 // The kernel's errno from the last NLMSG_ERROR, recorded by the error callback below before libnl maps
 // it to an NLE code. All netlink calls are synchronous on the JS thread, so one slot is enough.
@@ -33,7 +23,7 @@ function errorCallbackPointer(): Deno.PointerObject {
     (_nla, err) => {
       // struct nlmsgerr { int error; struct nlmsghdr msg; }: error is -errno.
       lastKernelErrno = err === null ? 0 : -new Deno.UnsafePointerView(err).getInt32(0);
-      return NL_STOP; // keep libnl's own handling: it returns the mapped error
+      return LIBNL.STOP; // keep libnl's own handling: it returns the mapped error
     },
   );
   return errorCallback.pointer;
@@ -57,7 +47,7 @@ function validCallbackPointer(): Deno.PointerObject {
         // The payload (family header and attributes), copied out of libnl's buffer.
         collected.push(new Uint8Array(view.getArrayBuffer(len, 0)).slice(NLMSG_HDRLEN));
       }
-      return NL_OK;
+      return LIBNL.OK;
     },
   );
   return validCallback.pointer;
@@ -87,7 +77,7 @@ export class NlSocket {
       lib.nl_socket_disable_msg_peek(ptr);
       const cb = lib.nl_socket_get_cb(ptr);
       if (cb !== null) {
-        lib.nl_cb_err(cb, NL_CB_CUSTOM, errorCallbackPointer(), null);
+        lib.nl_cb_err(cb, LIBNL.CB_CUSTOM, errorCallbackPointer(), null);
         lib.nl_cb_put(cb);
       }
     } catch (err) {
@@ -127,7 +117,7 @@ export class NlSocket {
   receive(op: string): Uint8Array[] {
     const lib = nl();
     this.check(
-      lib.nl_socket_modify_cb(this.ptr, NL_CB_VALID, NL_CB_CUSTOM, validCallbackPointer(), null),
+      lib.nl_socket_modify_cb(this.ptr, LIBNL.CB_VALID, LIBNL.CB_CUSTOM, validCallbackPointer(), null),
       op,
     );
     collected = [];
@@ -137,7 +127,7 @@ export class NlSocket {
     } finally {
       collected = [];
       // Back to libnl's default, so the socket's other exchanges are as they were.
-      lib.nl_socket_modify_cb(this.ptr, NL_CB_VALID, NL_CB_DEFAULT, null, null);
+      lib.nl_socket_modify_cb(this.ptr, LIBNL.CB_VALID, LIBNL.CB_DEFAULT, null, null);
     }
   }
 

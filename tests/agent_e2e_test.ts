@@ -321,6 +321,7 @@ Deno.test({
         "etcd stopped for 20 s: pings keep flowing, the agent notices, then recovers",
         async () => {
           let downSeen = false, readyDuring = true;
+          const logBefore = Deno.readTextFileSync(a0.logFile).length;
           const ping = await pingWhile(topo, [[0, 2], [2, 0]], envs, async () => {
             await etcd.stop();
             const end = Date.now() + 20_000;
@@ -340,6 +341,16 @@ Deno.test({
           assert.ok(downSeen, "weft_store_up went to 0 during the outage");
           assert.ok(readyDuring, "/readyz stayed 200: the datapath is fine without etcd");
           await waitFor("etcd_up again", 20_000, async () => (await metric(a0, "weft_store_up")) === 1);
+          // The outage in the log: in plain words, once (a retry every ≤ 5 s is not a line each), then over.
+          const log = Deno.readTextFileSync(a0.logFile).slice(logBefore);
+          assert.doesNotMatch(log, /circuit breaker/i, "etcd3's words are translated");
+          const watchLines = log.split("\n").filter((l) => /WARNING weft\.subnet: lease watch/.test(l));
+          assert.ok(watchLines.length >= 1 && watchLines.length <= 2, watchLines.join("\n"));
+          assert.match(
+            watchLines.join("\n"),
+            /etcd is unreachable at http:\/\/[\d.:]+: .*; check that etcd runs/,
+          );
+          assert.match(log, /lease watch: works again after \d+ failed attempts/);
           // Recovered for real: a lease written after etcd came back reaches the kernel.
           const t0 = Date.now();
           await ctl([

@@ -184,4 +184,7 @@ Deno.test("deploy/weft.service runs the agent and restarts it", async () => {
   assert.match(text, /^ExecStart=\/usr\/local\/bin\/weft agent$/m);
   assert.match(text, /^Restart=always$/m);
   assert.match(text, /^\[Install\]$/m);
+  // The agent sends READY=1 once ready (tests/systemd_notify_test.ts): ordering after it means something.
+  assert.match(text, /^Type=notify$/m);
+  assert.match(text, /^Before=.*kubelet\.service/m);
 });

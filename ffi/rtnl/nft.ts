@@ -12,10 +12,10 @@
  */
 import { type IP, ipBytes, type IPNet } from "../ip.ts";
 import { NetlinkError } from "../errors.ts";
-import { NL, NlBuilder } from "./codec.ts";
+import { NlBuilder } from "../nl_codec.ts";
+import { NETLINK, NLA_F_NESTED, NLM_F } from "../nl_consts.ts";
 import { RtnlSocket } from "./socket.ts";
 
-const NETLINK_NETFILTER = 12n;
 const NFNL_SUBSYS_NFTABLES = 10;
 const NFNL_MSG_BATCH_BEGIN = 0x10;
 const NFNL_MSG_BATCH_END = 0x11;
@@ -28,8 +28,6 @@ const NFT_MSG = {
   NEWSETELEM: 12,
   DELSETELEM: 14,
 } as const;
-const NLA_F_NESTED = 0x8000;
-const NLM_F_APPEND = 0x800;
 const NFPROTO = { 4: 2, 6: 10 } as const;
 const ENOENT = 2;
 
@@ -67,7 +65,7 @@ function nfgen(b: NlBuilder, family: number, resId = 0): void {
 }
 
 function msg(b: NlBuilder, type: number, flags: number, seq: number, family: number): void {
-  b.begin((NFNL_SUBSYS_NFTABLES << 8) | type, NL.F_REQUEST | NL.F_ACK | flags, seq);
+  b.begin((NFNL_SUBSYS_NFTABLES << 8) | type, NLM_F.REQUEST | NLM_F.ACK | flags, seq);
   nfgen(b, family);
 }
 
@@ -144,14 +142,14 @@ export class NftNetlink implements Disposable {
 
   /** Opens a NETLINK_NETFILTER socket in the current namespace, or in the one open as `netnsFd`. */
   static open(netnsFd?: number): NftNetlink {
-    return new NftNetlink(RtnlSocket.open(netnsFd, NETLINK_NETFILTER));
+    return new NftNetlink(RtnlSocket.open(netnsFd, NETLINK.NETFILTER));
   }
 
   /** Runs messages added by `fill` as one nf_tables transaction; returns when each one is answered. */
   #batch(op: string, fill: (b: NlBuilder, seq: () => number) => void): void {
     const b = new NlBuilder();
     const seqs: number[] = [];
-    b.begin(NFNL_MSG_BATCH_BEGIN, NL.F_REQUEST, this.#s.nextSeq());
+    b.begin(NFNL_MSG_BATCH_BEGIN, NLM_F.REQUEST, this.#s.nextSeq());
     nfgen(b, 0, NFNL_SUBSYS_NFTABLES);
     b.end();
     fill(b, () => {
@@ -159,7 +157,7 @@ export class NftNetlink implements Disposable {
       seqs.push(s);
       return s;
     });
-    b.begin(NFNL_MSG_BATCH_END, NL.F_REQUEST, this.#s.nextSeq());
+    b.begin(NFNL_MSG_BATCH_END, NLM_F.REQUEST, this.#s.nextSeq());
     nfgen(b, 0, NFNL_SUBSYS_NFTABLES);
     b.end();
     this.#s.batch(b, seqs, op);
@@ -175,10 +173,10 @@ export class NftNetlink implements Disposable {
     const keyLen = t.family === 4 ? 4 : 16;
     const setId = 1;
     this.#batch(`nftables masquerade ${t.table}`, (b, seq) => {
-      msg(b, NFT_MSG.NEWTABLE, NL.F_CREATE, seq(), fam);
+      msg(b, NFT_MSG.NEWTABLE, NLM_F.CREATE, seq(), fam);
       b.str(TABLE_NAME, t.table);
       b.end();
-      msg(b, NFT_MSG.NEWSET, NL.F_CREATE, seq(), fam);
+      msg(b, NFT_MSG.NEWSET, NLM_F.CREATE, seq(), fam);
       b.str(SET.TABLE, t.table);
       b.str(SET.NAME, t.set);
       be32(b, SET.FLAGS, 0);
@@ -186,7 +184,7 @@ export class NftNetlink implements Disposable {
       be32(b, SET.KEY_LEN, keyLen);
       be32(b, SET.ID, setId);
       b.end();
-      msg(b, NFT_MSG.NEWCHAIN, NL.F_CREATE, seq(), fam);
+      msg(b, NFT_MSG.NEWCHAIN, NLM_F.CREATE, seq(), fam);
       b.str(CHAIN.TABLE, t.table);
       b.str(CHAIN.NAME, t.chain);
       nest(b, CHAIN.HOOK, () => {
@@ -201,7 +199,7 @@ export class NftNetlink implements Disposable {
       b.str(RULE.TABLE, t.table);
       b.str(RULE.CHAIN, t.chain);
       b.end();
-      msg(b, NFT_MSG.NEWRULE, NL.F_CREATE | NLM_F_APPEND, seq(), fam);
+      msg(b, NFT_MSG.NEWRULE, NLM_F.CREATE | NLM_F.APPEND, seq(), fam);
       b.str(RULE.TABLE, t.table);
       b.str(RULE.CHAIN, t.chain);
       nest(b, RULE.EXPRESSIONS, () => {
@@ -216,7 +214,7 @@ export class NftNetlink implements Disposable {
         expr(b, "masq", () => {});
       });
       b.end();
-      if (ips.length) this.#elements(b, seq(), NFT_MSG.NEWSETELEM, NL.F_CREATE, t, ips);
+      if (ips.length) this.#elements(b, seq(), NFT_MSG.NEWSETELEM, NLM_F.CREATE, t, ips);
     });
   }
 

@@ -14,6 +14,7 @@ import type { ForwarderStats } from "../backend/backend.ts";
 import type { RejectedLease } from "../lease/lease_filter.ts";
 import type { LeaseRule } from "../lease/validate.ts";
 import type { HttpServerStats } from "./http_server.ts";
+import { WEFT_VERSION } from "../version.ts";
 import { MetricFamilies, type MetricsText, type Sample } from "./prometheus.ts";
 
 export type { MetricsText } from "./prometheus.ts";
@@ -47,6 +48,12 @@ export interface AgentView {
   storeUp(): boolean;
   /** The lease store: `etcd` or `kube` (the Kubernetes API). */
   store(): string;
+  /** Since when the store has been unreachable, or undefined while it answers. */
+  storeDownSince?(): Date | undefined;
+  /** The backend's type, once chosen (`""` before). */
+  backend?(): string;
+  /** Whether subnet.env is where the agent writes it. */
+  subnetEnvPresent?(): boolean;
   /** Readiness. */
   ready(): boolean;
   /** Lease renewals done. */
@@ -109,6 +116,11 @@ function storeMetrics(m: MetricFamilies, view: AgentView): void {
     () => [[{ store: view.store() }, view.storeUp() ? 1 : 0]],
   );
   m.gauge(
+    "weft_store_unreachable_since_timestamp_seconds",
+    "Since when the lease store has not answered (unix seconds; 0 while it answers)",
+    () => (view.storeDownSince?.()?.getTime() ?? 0) / 1000,
+  );
+  m.gauge(
     "weft_etcd_up",
     "Deprecated alias of weft_store_up (the lease store, also in kube mode); will be removed",
     () => (view.storeUp() ? 1 : 0),
@@ -147,6 +159,9 @@ function forwarderMetrics(m: MetricFamilies, view: AgentView): void {
 /** Builds the metrics, whose values are read from `view` at scrape time. */
 export function agentMetrics(view: AgentView): MetricsText {
   const m = new MetricFamilies();
+  m.series("gauge", "weft_build_info", "weft's version, backend and lease store (always 1)", () => [
+    [{ version: WEFT_VERSION, backend: view.backend?.() || "none", store: view.store() }, 1],
+  ]);
   m.gauge("weft_leases_known", "Leases of other nodes known from the lease store", () => view.leasesKnown());
   reconcilerMetrics(m, () => view.stats() ?? NO_STATS);
   m.counter(
@@ -167,6 +182,11 @@ export function agentMetrics(view: AgentView): MetricsText {
   m.counter("weft_lease_renewals_total", "Lease renewals", () => view.renewals());
   storeMetrics(m, view);
   m.gauge("weft_ready", "1 when the agent is ready", () => (view.ready() ? 1 : 0));
+  m.gauge(
+    "weft_subnet_env_present",
+    "1 when subnet.env is where the agent writes it (pods cannot start without it)",
+    () => (view.subnetEnvPresent?.() ? 1 : 0),
+  );
   m.gauge("weft_lease_expiry_timestamp_seconds", "When the own lease expires (unix seconds)", () => {
     const e = view.lease()?.expiresAt;
     return e ? e.getTime() / 1000 : 0;

@@ -10,7 +10,7 @@ import type { Backend } from "../backend/backend.ts";
 import { createBackend } from "../backend/registry.ts";
 import { DEFAULTED_BACKEND_WARNING, type NetworkConfig } from "../config/net_conf.ts";
 import { readSubnetEnv } from "../config/subnet_env.ts";
-import { log } from "../log.ts";
+import { log, RepeatedFailure } from "../log.ts";
 import { type ExternalInterface, type IfaceOptions, selectInterface } from "../net/iface.ts";
 import { formatNet } from "../net/ip.ts";
 import { type Lease, type LeaseAttrs, leaseName } from "../lease/lease.ts";
@@ -67,6 +67,17 @@ function previousSubnets(path: string): AcquireOptions {
   }
 }
 
+/**
+ * `fn` until it answers (back-off 100 ms → 5 s), its failures logged as a {@linkcode RepeatedFailure}:
+ * the first one, then at growing intervals with a count, then one line when it works.
+ */
+async function untilAnswered<T>(what: string, fn: () => Promise<T>, signal: AbortSignal): Promise<T> {
+  const failure = new RepeatedFailure(logger, { what, fix: "retrying with back-off (up to 5 s)" });
+  const out = await retry(fn, signal, (err) => failure.failed(err.message));
+  failure.succeeded();
+  return out;
+}
+
 /** Reads the config, picks the interface, builds the backend and takes the lease. */
 export async function startNode(
   source: LeaseSource,
@@ -74,10 +85,8 @@ export async function startNode(
   opts: StartOptions,
   signal: AbortSignal,
 ): Promise<StartedNode> {
-  const again = (what: string) => (err: Error, ms: number) =>
-    logger.warn("{what} failed: {error}; retrying in {ms} ms", { what, error: err.message, ms });
-  const cfg = await retry(() => source.getNetworkConfig(), signal, again("reading the network config"));
-  const cfgFingerprint = await retry(() => source.probe(), signal, again("reading the network config"));
+  const cfg = await untilAnswered("reading the network config", () => source.getNetworkConfig(), signal);
+  const cfgFingerprint = await untilAnswered("reading the network config", () => source.probe(), signal);
   if (cfg.backendDefaulted) logger.warn("{warning}", { warning: DEFAULTED_BACKEND_WARNING });
   // An IPv6-only network chooses the interface by its IPv6 addresses: the node needs no IPv4 one.
   const ext = selectInterface(nl, opts, !cfg.network && cfg.enableIPv6 ? 6 : 4);
@@ -97,7 +106,7 @@ export async function startNode(
     });
   }
   // A previous lease of this node: its VTEP MAC keeps the overlay stable across reboots.
-  const { leases } = await retry(() => source.listLeases(), signal, again("listing leases"));
+  const { leases } = await untilAnswered("listing leases", () => source.listLeases(), signal);
   const previous = leases.find((l) =>
     cfg.network ? l.attrs.PublicIP === ext.publicIP : l.attrs.PublicIPv6 === ext.publicIPv6
   );
@@ -121,10 +130,10 @@ export async function startNode(
     ...(v6Data !== undefined ? { BackendV6Data: v6Data } : {}),
   };
   const acquire = { ttlSeconds: opts.leaseTtlSeconds, ...previousSubnets(opts.subnetFile) };
-  const lease = await retry(
+  const lease = await untilAnswered(
+    "acquiring a lease",
     () => source.acquireLease(cfg, attrs, acquire),
     signal,
-    again("acquiring a lease"),
   );
   logger.info("lease {subnet} acquired", { subnet: leaseName(lease) });
   return { cfg, cfgFingerprint, ext, backend, attrs, lease };

@@ -11,11 +11,9 @@
  */
 import type { Netlink } from "../../ffi/mod.ts";
 import type { ExternalInterface } from "../net/iface.ts";
+import { RT_SCOPE, RTPROT_BOOT } from "../../ffi/nl_consts.ts";
 
-/** RTPROT_BOOT. */
-export const RTPROT_BOOT = 3;
-/** RT_SCOPE_LINK. */
-const SCOPE_LINK = 253;
+export { RTPROT_BOOT };
 
 /**
  * Makes `cidr` (e.g. `10.244.3.0/32`) the device's only global address of its family; returns what was
@@ -39,7 +37,7 @@ export function ensureNetworkRoute(nl: Netlink, index: number, network: string):
   const family = network.includes(":") ? 6 : 4;
   const r = nl.routeList({ family }).find((r) => r.dst === network);
   if (r && r.index === index && r.gateway === undefined && r.type === "unicast") return "";
-  nl.routeReplace({ dst: network, dev: index, scope: SCOPE_LINK, protocol: RTPROT_BOOT });
+  nl.routeReplace({ dst: network, dev: index, scope: RT_SCOPE.LINK, protocol: RTPROT_BOOT });
   return r ? `route ${network} pointed elsewhere, set back to the device` : `route ${network} restored`;
 }
 

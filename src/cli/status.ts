@@ -26,6 +26,34 @@ export interface NodeStatus {
   metrics: Record<string, number>;
   /** Leases the agent refuses now (`weft_lease_rejected`), with the rule each breaks. */
   rejected?: { key: string; reason: string }[];
+  /** Why a ready agent is degraded (its lease store unreachable since …), if it is. */
+  degraded?: string;
+}
+
+/** `1h 2m`, `3m 12s`, `40s`. */
+function duration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s >= 3600) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+  if (s >= 60) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  return `${s}s`;
+}
+
+/**
+ * Why an agent is degraded, from its metrics: the lease store (`weft_store_up{store}`) unreachable since
+ * `weft_store_unreachable_since_timestamp_seconds`. The datapath keeps forwarding meanwhile, but no lease
+ * is renewed and no peer change is seen.
+ */
+export function degradedReason(metrics: Record<string, number>, now = Date.now()): string | undefined {
+  const up = Object.entries(metrics).find(([k]) => k.startsWith("weft_store_up"));
+  if (!up || up[1] !== 0) return undefined;
+  const store = /store=([^,}]+)/.exec(up[0])?.[1] ?? "the lease store";
+  const name = store === "kube" ? "the Kubernetes API" : store;
+  const since = metrics["weft_store_unreachable_since_timestamp_seconds"] ?? 0;
+  const when = since > 0
+    ? ` since ${new Date(since * 1000).toISOString()} (${duration(now / 1000 - since)})`
+    : "";
+  return `${name} unreachable${when}: the datapath keeps forwarding as programmed; leases are neither ` +
+    "renewed nor watched until it answers";
 }
 
 /** Asks the agent at `endpoint` (e.g. `http://127.0.0.1:8471`). */
@@ -45,7 +73,15 @@ export async function fetchStatus(endpoint: string): Promise<NodeStatus> {
     const labels = Object.entries(s.labels).map(([k, v]) => `${k}=${v}`).join(",");
     metrics[labels ? `${s.name}{${labels}}` : s.name] = s.value;
   }
-  return { endpoint: base, ready: ready.status === 200, readyDetail, metrics, rejected };
+  const degraded = degradedReason(metrics);
+  return {
+    endpoint: base,
+    ready: ready.status === 200,
+    readyDetail,
+    metrics,
+    rejected,
+    ...(degraded ? { degraded } : {}),
+  };
 }
 
 /** The "rejected" lines: how many leases are refused now and since start, and each one with its rule. */
@@ -61,7 +97,8 @@ function rejectedLines(st: NodeStatus): string[] {
 
 /** Formats a status for people. */
 export function formatStatus(st: NodeStatus): string {
-  const lines = [`agent       ${st.endpoint}`, `ready       ${st.ready ? "yes" : `no (${st.readyDetail})`}`];
+  const ready = !st.ready ? `no (${st.readyDetail})` : st.degraded ? `degraded: ${st.degraded}` : "yes";
+  const lines = [`agent       ${st.endpoint}`, `ready       ${ready}`];
   const get = (prefix: string) => Object.entries(st.metrics).find(([k]) => k.startsWith(prefix));
   const lease = Object.keys(st.metrics).find((k) => k.startsWith("weft_lease_info{"));
   if (lease) lines.push(`lease       ${lease.slice("weft_lease_info{".length, -1)}`);
@@ -122,5 +159,6 @@ export function registerStatus(program: Command): void {
       }
       console.log(opts.json ? JSON.stringify(st, null, 2) : formatStatus(st));
       if (!st.ready) Deno.exitCode = 3;
+      else if (st.degraded) Deno.exitCode = 4;
     });
 }

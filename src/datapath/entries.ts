@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { NUD_PERMANENT } from "../../ffi/nl_consts.ts";
 import type { FdbInfo, FdbSpec, NeighInfo, NeighSpec, RouteInfo, RouteSpec } from "../../ffi/mod.ts";
 
 /**
@@ -73,7 +74,7 @@ export function entryId(e: Entry): string {
 }
 
 /** NUD_PERMANENT: the entries weft installs (and the only ones it may prune). */
-export const NUD_PERMANENT = 0x80;
+export { NUD_PERMANENT };
 
 /** Whether the kernel holds `e` exactly. */
 export function kernelHas(state: KernelIndex, e: Entry): boolean {

@@ -7,8 +7,9 @@
  *
  * @module
  */
+import { Backoff } from "../async.ts";
 import { type Lease, leaseAttrsJSON } from "../lease/lease.ts";
-import { log } from "../log.ts";
+import { log, RepeatedFailure } from "../log.ts";
 import {
   type Entry,
   type EntryDriver,
@@ -74,6 +75,13 @@ interface FailingPeer {
   applied: Entry[];
   /** Consecutive failures. */
   failures: number;
+  /**
+   * Its back-off: a ceiling of 200 ms doubling up to 30 s, each delay drawn from its upper half ("equal"
+   * jitter: never an immediate retry, and peers that failed together do not retry in step).
+   */
+  backoff: Backoff;
+  /** Its failures, logged once, then at growing intervals with a count, then when it works. */
+  report: RepeatedFailure;
   /** Not before this time (ms since epoch). */
   retryAt: number;
   /** Last error, for logs. */
@@ -85,7 +93,8 @@ function sameLease(a: Lease, b: Lease): boolean {
       (a.subnet && formatNet(a.subnet)) === (b.subnet && formatNet(b.subnet));
 }
 
-/** Longest back-off between retries of one failing peer. */
+/** First and longest back-off between retries of one failing peer, ms. */
+const FIRST_BACKOFF_MS = 200;
 const MAX_BACKOFF_MS = 30_000;
 
 /** Counters all at zero. */
@@ -257,6 +266,7 @@ export class Reconciler {
   /** Records that every entry of `key`'s `lease` is in the kernel. */
   #ok(key: string, lease: Lease): void {
     this.#applied.set(key, lease);
+    this.#failing.get(key)?.report.succeeded();
     this.#failing.delete(key);
   }
 
@@ -285,21 +295,18 @@ export class Reconciler {
   /** Records a failure of `key` and arranges a retry with exponential back-off. */
   #failed(key: string, err: unknown, applied: Entry[]): void {
     this.stats.errors++;
-    const failures = (this.#failing.get(key)?.failures ?? 0) + 1;
-    const delay = Math.min(100 * 2 ** failures, MAX_BACKOFF_MS);
+    const prev = this.#failing.get(key);
+    const failures = (prev?.failures ?? 0) + 1;
+    const backoff = prev?.backoff ?? new Backoff(FIRST_BACKOFF_MS, MAX_BACKOFF_MS, { jitter: "equal" });
+    const report = prev?.report ??
+      new RepeatedFailure(logger, { what: `peer ${key}`, fix: "retrying with back-off (up to 30 s)" });
+    const delay = backoff.next();
     const error = err instanceof Error ? err.message : String(err);
     this.#applied.delete(key);
-    this.#failing.set(key, { applied, failures, retryAt: Date.now() + delay, error });
+    this.#failing.set(key, { applied, failures, backoff, report, retryAt: Date.now() + delay, error });
     this.#dirty.add(key);
     this.#armRetry(delay);
-    // A refused route was reported once by the route guard; its retries need no more warnings.
-    const quiet = err instanceof Error && err.name === "RouteRefusedError" && failures > 1;
-    logger[quiet ? "debug" : "warn"]("peer {key}: {error} (attempt {n}, retry in {ms} ms)", {
-      key,
-      error,
-      n: failures,
-      ms: delay,
-    });
+    report.failed(error);
   }
 
   #armRetry(delay: number): void {
