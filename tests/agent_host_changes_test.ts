@@ -52,7 +52,7 @@ Deno.test({
     await etcdctl(etcd.endpoint, [
       "put",
       "/coreos.com/network/config",
-      JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "vxlan" } }),
+      JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "vxlan", TxChecksumOffload: false } }),
     ], { netns: topo.underlay });
     let agents: AgentProcess[] = [];
     try {

@@ -26,7 +26,6 @@ Deno.test("parseBackendOptions() matches keys case-insensitively and applies fla
     gbp: false,
     directRouting: false,
     learning: false,
-    txChecksumOffload: false,
   });
   assert.deepEqual(vxlanOf({ Network: "10.244.0.0/16", Backend: { Type: "vxlan", VNI: 9 } }), {
     vni: 9,
@@ -34,7 +33,6 @@ Deno.test("parseBackendOptions() matches keys case-insensitively and applies fla
     gbp: false,
     directRouting: false,
     learning: false,
-    txChecksumOffload: false,
   });
 });
 

@@ -89,7 +89,7 @@ function lowerKeys(obj: Record<string, unknown>): Map<string, [string, unknown]>
   return out;
 }
 
-function bool(key: string, v: unknown, dflt: boolean): boolean {
+function bool<D extends boolean | undefined>(key: string, v: unknown, dflt: D): boolean | D {
   if (v === undefined || v === null) return dflt;
   if (typeof v !== "boolean") throw new ConfigError(key, v, "must be true or false");
   return v;
@@ -241,7 +241,7 @@ export class BackendOptionReader {
   }
 
   /** A boolean option, or `dflt` when absent. */
-  bool(key: string, dflt: boolean): boolean {
+  bool<D extends boolean | undefined>(key: string, dflt: D): boolean | D {
     return bool(`Backend.${key}`, this.#get(key), dflt);
   }
 

@@ -25,7 +25,7 @@ import { randomMac } from "../../net/mac.ts";
 import type { Backend } from "../backend.ts";
 import { refreshUnderlay } from "../device_setup.ts";
 import { routeViaPeer } from "../route_via.ts";
-import type { VxlanBackendOptions } from "./options.ts";
+import { checksumOffloadBroken, type VxlanBackendOptions } from "./options.ts";
 
 const logger = log("backend", "vxlan");
 const DEFAULT_PORT = 8472;
@@ -80,6 +80,8 @@ export class VxlanBackend implements Backend {
   readonly mac: string;
   /** The IPv6 VTEP MAC published in the lease (BackendV6Data), when IPv6 is served. */
   readonly mac6: string | undefined;
+  /** Whether TX checksum offload is switched off on the VTEPs (see `TxChecksumOffload`). */
+  readonly #offloadOff: boolean;
   #v4: Vtep | undefined;
   #v6: Vtep | undefined;
   /** The last underlay address change reported (logged once per change). */
@@ -100,6 +102,9 @@ export class VxlanBackend implements Backend {
     families: VxlanFamilies = {},
   ) {
     this.name = `flannel.${opts.vni}`;
+    this.#offloadOff = opts.txChecksumOffload === undefined
+      ? checksumOffloadBroken(Deno.osRelease())
+      : !opts.txChecksumOffload;
     const base = opts.mtu ?? ext.mtu;
     if (families.ipv4 ?? true) {
       this.#v4 = this.#vtep(4, this.name, ext.ifaceIP, base - 50, previousMac);
@@ -266,15 +271,15 @@ export class VxlanBackend implements Backend {
       if (change === "unchanged") repaired("was down, set up");
       this.nl.linkSetUp(dev.index);
     }
-    if (!this.opts.txChecksumOffload && this.#txChecksumOff(v.name) && change === "unchanged") {
+    if (this.#offloadOff && this.#txChecksumOff(v.name) && change === "unchanged") {
       repaired("tx checksum offload was on again: switched off");
     }
     return change;
   }
 
   /**
-   * Switches TX checksum offload off on a VTEP when it is on (Calico's rule; `TxChecksumOffload: true`
-   * keeps the kernel's setting); true when it had to. A driver that cannot switch it is told once.
+   * Switches TX checksum offload off on a VTEP when it is on; true when it had to. A driver that cannot
+   * switch it is told once.
    */
   #txChecksumOff(name: string): boolean {
     try {

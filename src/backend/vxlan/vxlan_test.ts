@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { type Netlink, setTxChecksumOffload, txChecksumOffload } from "../../../ffi/mod.ts";
 import { withScratchNetns } from "../../../tests/helpers/scratch_netns.ts";
 import { selectInterface } from "../../net/iface.ts";
-import type { VxlanBackendOptions } from "./options.ts";
+import { checksumOffloadBroken, type VxlanBackendOptions } from "./options.ts";
 import { parseNet } from "../../net/ip.ts";
 import type { Lease } from "../../lease/lease.ts";
 import { leaseFilterFor } from "../backend.ts";
@@ -15,7 +15,6 @@ const OPTS: VxlanBackendOptions = {
   gbp: false,
   directRouting: false,
   learning: false,
-  txChecksumOffload: false,
 };
 const root = { ignore: Deno.uid() !== 0 };
 
@@ -241,11 +240,11 @@ Deno.test({
 
 Deno.test({
   name:
-    "VxlanBackend switches TX checksum offload off (Calico's rule), again after it is switched on, and leaves it with TxChecksumOffload",
+    "VxlanBackend with TxChecksumOffload false switches TX checksum offload off, again after it is switched on, and true leaves it",
   ...root,
   fn: () =>
     withNode((nl) => {
-      const b = new VxlanBackend(nl, OPTS, extOf(nl));
+      const b = new VxlanBackend(nl, { ...OPTS, txChecksumOffload: false }, extOf(nl));
       assert.equal(b.ensureDevice(lease(3, "192.168.9.2")), "created");
       assert.equal(txChecksumOffload("flannel.1", nl.netns), false);
       assert.ok(setTxChecksumOffload("flannel.1", true, nl.netns));
@@ -282,5 +281,29 @@ Deno.test({
       assert.equal(nl.linkGet("flannel.1")?.vxlan?.link, again.index);
       assert.equal(ext.index, again.index, "the interface's new ifindex is the one entries use");
       assert.equal(b.ensureDevice(lease(3, "192.168.9.2")), "unchanged");
+    }),
+});
+
+Deno.test("checksumOffloadBroken() is true before 5.7 (and for a release it cannot read), false after", () => {
+  for (const r of ["4.19.0-26-amd64", "5.4.0-150-generic", "5.6.19", "garbage"]) {
+    assert.equal(checksumOffloadBroken(r), true, r);
+  }
+  for (const r of ["5.7.0", "5.15.0-91-generic", "6.1.0-18-amd64", "6.18.44-fc-v1300"]) {
+    assert.equal(checksumOffloadBroken(r), false, r);
+  }
+});
+
+Deno.test({
+  name:
+    "VxlanBackend without TxChecksumOffload follows the kernel: offload switched off only where it is broken",
+  ...root,
+  fn: () =>
+    withNode((nl) => {
+      new VxlanBackend(nl, OPTS, extOf(nl)).ensureDevice(lease(3, "192.168.9.2"));
+      assert.equal(
+        txChecksumOffload("flannel.1", nl.netns),
+        !checksumOffloadBroken(Deno.osRelease()),
+        `kernel ${Deno.osRelease()}`,
+      );
     }),
 });

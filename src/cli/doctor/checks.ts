@@ -9,6 +9,7 @@ import { libnlAvailable, Netlink, txChecksumOffload } from "../../../ffi/mod.ts"
 import type { LinkInfo } from "../../../ffi/mod.ts";
 import { readSubnetEnv, type SubnetEnv } from "../../config/subnet_env.ts";
 import { formatNet } from "../../net/ip.ts";
+import { checksumOffloadBroken } from "../../backend/vxlan/options.ts";
 import { checkUdpBackend, checkWireguard } from "./backends.ts";
 import { checkHostFirewall, checkIptables } from "./host_firewall.ts";
 import { checkEtcd, type EtcdCheckOptions } from "./etcd.ts";
@@ -174,14 +175,22 @@ export function checkTxChecksum(vxlan: LinkInfo | undefined): Finding {
     return { id: "tx_checksum", status: "skip", message: `${vxlan.name}: driver did not answer` };
   }
   if (!on) return { id: "tx_checksum", status: "ok", message: `${vxlan.name}: tx checksum offload off` };
+  const release = Deno.osRelease();
+  if (!checksumOffloadBroken(release)) {
+    return {
+      id: "tx_checksum",
+      status: "ok",
+      message:
+        `${vxlan.name}: tx checksum offload on (kernel ${release} is not known to corrupt VXLAN checksums)`,
+    };
+  }
   return {
     id: "tx_checksum",
     status: "warn",
-    message:
-      `${vxlan.name}: tx checksum offload is on; with the known kernel bug, Service (NodePort/ClusterIP) ` +
-      "traffic over VXLAN gets bad checksums and stalls",
-    fix: `weft agent switches it off itself unless the network config's Backend has "TxChecksumOffload": ` +
-      `true (then: ethtool -K ${vxlan.name} tx-checksum-ip-generic off)`,
+    message: `${vxlan.name}: tx checksum offload is on and kernel ${release} is older than 5.7: Service ` +
+      "(NodePort/ClusterIP) traffic over VXLAN gets bad checksums and stalls",
+    fix: `weft agent switches it off itself on such kernels unless the network config's Backend has ` +
+      `"TxChecksumOffload": true (then: ethtool -K ${vxlan.name} tx-checksum-ip-generic off)`,
   };
 }
 
