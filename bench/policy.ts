@@ -19,7 +19,7 @@
 import { withNetns } from "../ffi/mod.ts";
 import { runIn } from "../src/lab/lab.ts";
 import { compilePolicies } from "../src/policy/compile.ts";
-import { PolicyTable } from "../src/policy/nft_table.ts";
+import { NodeTable } from "../tests/helpers/netpol_direct.ts";
 import type { NetworkPolicy } from "../src/policy/types.ts";
 import { NODE_NAMES, policy } from "../tests/helpers/netpol_cases.ts";
 import type { ModelCluster } from "../tests/helpers/netpol_model.ts";
@@ -52,18 +52,22 @@ export function hundredPolicies(): NetworkPolicy[] {
   return out;
 }
 
-function install(m: NetpolMatrix, tables: PolicyTable[], cluster: ModelCluster | undefined): void {
-  m.topo.nodes.forEach((n, i) =>
-    withNetns(n.netns, () => {
-      if (!cluster) return tables[i]!.remove();
-      tables[i]!.apply(compilePolicies({
-        policies: cluster.policies.values(),
-        pods: cluster.podObjects(),
-        namespaces: cluster.namespaceObjects(),
-        nodeName: NODE_NAMES[i]!,
-      }));
-    })
-  );
+async function install(
+  tables: NodeTable[],
+  cluster: ModelCluster | undefined,
+): Promise<void> {
+  for (const [i, t] of tables.entries()) {
+    if (!cluster) {
+      await t.table.remove();
+      continue;
+    }
+    await t.apply(compilePolicies({
+      policies: cluster.policies.values(),
+      pods: cluster.podObjects(),
+      namespaces: cluster.namespaceObjects(),
+      nodeName: NODE_NAMES[i]!,
+    }));
+  }
 }
 
 async function iperf(m: NetpolMatrix, from: string, to: string): Promise<number> {
@@ -98,7 +102,7 @@ export async function throughput(): Promise<Record<string, { none: number; polic
     pods: [{ key: "x/a", node: 0 }, { key: "y/b", node: 1 }, { key: "y/c", node: 0 }],
     agentArgs: ["--ip-masq"],
   });
-  const tables = m.topo.nodes.map(() => new PolicyTable());
+  const tables = m.topo.nodes.map((n, i) => new NodeTable(n.netns, [m.envs[i]!.subnet!]));
   const cluster = m.newCluster();
   for (const p of hundredPolicies()) cluster.apply({ put: p });
   const rules = compilePolicies({
@@ -119,7 +123,7 @@ export async function throughput(): Promise<Record<string, { none: number; polic
   ]];
   for (let r = 0; r < ROUNDS; r++) {
     for (const mode of ["none", "policies"] as const) {
-      install(m, tables, mode === "none" ? undefined : cluster);
+      await install(tables, mode === "none" ? undefined : cluster);
       for (const [name, from, to] of pairs) samples[name]![mode].push(await iperf(m, from, to));
     }
   }

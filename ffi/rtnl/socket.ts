@@ -10,7 +10,7 @@
  */
 import { NetlinkError } from "../errors.ts";
 import { attrs, attrStr, messages, NL, type NlBuilder, type NlMessage } from "./codec.ts";
-import { addressOf, closeFd, inNetns, sys, SyscallError } from "./sys.ts";
+import { addressOf, closeFd, inNetns, sys, sysAsync, SyscallError } from "./sys.ts";
 
 const AF_NETLINK = 16n;
 const SOCK_RAW_CLOEXEC = 3n | 0o2000000n;
@@ -42,10 +42,14 @@ export class RtnlSocket implements Disposable {
     this.strict = opt(NETLINK_GET_STRICT_CHK);
   }
 
-  /** Opens a socket in the current namespace, or in the one open as `netnsFd`. */
-  static open(netnsFd?: number): RtnlSocket {
+  /**
+   * Opens a socket in the current namespace, or in the one open as `netnsFd`; `protocol` is the netlink
+   * family (NETLINK_ROUTE by default; ffi/conntrack.ts opens NETLINK_NETFILTER, whose messages have the
+   * same framing).
+   */
+  static open(netnsFd?: number, protocol: number = Number(NETLINK_ROUTE)): RtnlSocket {
     const make = () => {
-      const fd = sys("socket", AF_NETLINK, SOCK_RAW_CLOEXEC, NETLINK_ROUTE);
+      const fd = sys("socket", AF_NETLINK, SOCK_RAW_CLOEXEC, BigInt(protocol));
       if (fd < 0) throw new SyscallError("netlink socket", -fd);
       return fd;
     };
@@ -64,12 +68,7 @@ export class RtnlSocket implements Disposable {
    * {@linkcode NetlinkError} for `op` with the kernel's errno and message.
    */
   request(b: NlBuilder, seq: number, op: string): NlMessage[] {
-    const out = b.bytesOut();
-    for (;;) {
-      const n = sys("sendto", BigInt(this.#fd), addressOf(out), BigInt(out.length), 0n, 0n, 0n);
-      if (n >= 0) break;
-      if (-n !== EINTR) throw new NetlinkError(op, -n, 0, "sendto failed");
-    }
+    this.#send(b, op);
     const replies: NlMessage[] = [];
     for (;;) {
       const n = sys(
@@ -85,20 +84,67 @@ export class RtnlSocket implements Disposable {
         if (-n === EINTR) continue;
         throw new NetlinkError(op, -n, 0, "recvfrom failed");
       }
-      if (n > this.#rx.length) throw new NetlinkError(op, 90, 0, `reply of ${n} bytes truncated`);
-      for (const m of messages(this.#rxView, n)) {
-        if (m.seq !== seq) continue; // a late reply to an earlier request
-        if (m.type === NL.DONE) return replies;
-        if (m.type === NL.ERROR) {
-          const err = -m.dv.getInt32(m.at, true);
-          if (err === 0) return replies; // the ACK
-          throw new NetlinkError(op, err, 0, extackMessage(m) ?? "rejected by the kernel");
-        }
-        // Copy: the receive buffer is reused by the next recvfrom.
-        const copy = new DataView(m.dv.buffer.slice(m.at - 16, m.end));
-        replies.push({ ...m, dv: copy, at: 16, end: m.end - m.at + 16 });
-      }
+      if (this.#collect(n, seq, op, replies)) return replies;
     }
+  }
+
+  /**
+   * {@linkcode request} with `sendto` and every `recvfrom` made off the JS thread (ffi/rtnl/sys.ts
+   * `sysAsync`): for dumps the kernel builds while it walks a large table (a conntrack dump). One at a
+   * time per socket; `b` must not be touched until it settles.
+   */
+  async requestAsync(b: NlBuilder, seq: number, op: string): Promise<NlMessage[]> {
+    // The kernel starts a dump inside sendto (netlink_dump_start fills the first reply there).
+    const out = b.bytesOut();
+    let failures = 0;
+    while (await sysAsync("sendto", BigInt(this.#fd), addressOf(out), BigInt(out.length), 0n, 0n, 0n) < 0) {
+      if (++failures >= 3) throw new NetlinkError(op, 5, /* EIO */ 0, "sendto failed");
+    }
+    const replies: NlMessage[] = [];
+    for (failures = 0;;) {
+      const n = await sysAsync(
+        "recvfrom",
+        BigInt(this.#fd),
+        addressOf(this.#rx),
+        BigInt(this.#rx.length),
+        MSG_TRUNC,
+        0n,
+        0n,
+      );
+      if (n < 0) {
+        // errno stayed on the pool's thread: retry a few times (EINTR), then give up.
+        if (++failures < 3) continue;
+        throw new NetlinkError(op, 5, /* EIO */ 0, "recvfrom failed");
+      }
+      if (this.#collect(n, seq, op, replies)) return replies;
+    }
+  }
+
+  #send(b: NlBuilder, op: string): void {
+    const out = b.bytesOut();
+    for (;;) {
+      const n = sys("sendto", BigInt(this.#fd), addressOf(out), BigInt(out.length), 0n, 0n, 0n);
+      if (n >= 0) return;
+      if (-n !== EINTR) throw new NetlinkError(op, -n, 0, "sendto failed");
+    }
+  }
+
+  /** Takes the `n` bytes received into `replies`; true once the request is answered (ACK or DONE). */
+  #collect(n: number, seq: number, op: string, replies: NlMessage[]): boolean {
+    if (n > this.#rx.length) throw new NetlinkError(op, 90, 0, `reply of ${n} bytes truncated`);
+    for (const m of messages(this.#rxView, n)) {
+      if (m.seq !== seq) continue; // a late reply to an earlier request
+      if (m.type === NL.DONE) return true;
+      if (m.type === NL.ERROR) {
+        const err = -m.dv.getInt32(m.at, true);
+        if (err === 0) return true; // the ACK
+        throw new NetlinkError(op, err, 0, extackMessage(m) ?? "rejected by the kernel");
+      }
+      // Copy: the receive buffer is reused by the next recvfrom.
+      const copy = new DataView(m.dv.buffer.slice(m.at - 16, m.end));
+      replies.push({ ...m, dv: copy, at: 16, end: m.end - m.at + 16 });
+    }
+    return false;
   }
 
   /** Closes the socket. */

@@ -26,7 +26,12 @@ import { networkRules } from "../lease/validate.ts";
 import { nodeFactsOf, onOwnLeaseChange } from "./own_lease.ts";
 import { serveHealth } from "./health.ts";
 import type { HttpServer } from "./http_server.ts";
-import { networkPolicyFor, type NetworkPolicyOptions, type NetworkPolicyPart } from "./network_policy.ts";
+import {
+  networkPolicyFor,
+  type NetworkPolicyOptions,
+  type NetworkPolicyPart,
+  type RegistrationSlot,
+} from "./network_policy.ts";
 import { agentMetrics } from "./metrics.ts";
 import { NodeState } from "./node_state.ts";
 import { PeerSync } from "./peer_sync.ts";
@@ -53,6 +58,8 @@ export interface AgentOptions extends IfaceOptions {
   resyncSeconds: number;
   /** Enforce NetworkPolicies (`--network-policy`, kube mode); absent: weft's policy table is removed. */
   networkPolicy?: NetworkPolicyOptions;
+  /** Where CNI ADD's pod registrations arrive (with `--network-policy`; the CNI server sends them). */
+  podRegistrations?: RegistrationSlot;
   /** Stops the agent. */
   signal: AbortSignal;
 }
@@ -66,7 +73,7 @@ function startServing(
   opts: AgentOptions,
   status: AgentStatus,
 ): { server: HttpServer | undefined; policy: NetworkPolicyPart | undefined } {
-  const policy = networkPolicyFor(opts.networkPolicy, status);
+  const policy = networkPolicyFor(opts.networkPolicy, status, opts.podRegistrations);
   if (!opts.healthz.port) return { server: undefined, policy };
   const base = agentMetrics(status.view());
   const server = serveHealth(opts.healthz, () => status.readiness(), policy ? policy.metrics(base) : base);
@@ -141,7 +148,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
       peers.run(signal),
       resync.run(opts.resyncSeconds, signal),
       health.run(Math.min(opts.resyncSeconds, 5) * 1000, cfgFingerprint, signal),
-      policy?.run(opts.resyncSeconds, signal),
+      policy?.run(opts.resyncSeconds, signal, [lease.subnet, lease.ipv6Subnet].filter((n) => !!n) as IPNet[]),
     ]);
   } finally {
     // The datapath stays as it is: the next start converges from it without dropping a packet.

@@ -4,19 +4,27 @@
  * resync, and publishes its metrics. Without the flag the agent removes weft's policy table, so turning
  * the feature off leaves no rule behind.
  *
- * Metrics: `weft_policy_rules`, `weft_policy_isolated_pods`, `weft_policy_updates_total`,
- * `weft_policy_update_latency_seconds` (histogram: a change seen in the API → its rules installed),
- * `weft_policy_install_seconds`, `weft_policy_install_failures_total`, `weft_policy_unenforceable`,
- * `weft_policy_unenforceable_total`, `weft_policy_repaired_total`, `weft_policy_api_up`,
- * `weft_policy_synced`.
+ * It also answers the pod registrations CNI ADD sends over the agent's socket
+ * ({@linkcode RegistrationSlot}): the new pod is held closed until its rules are in.
+ *
+ * Metrics: `weft_policy_rules`, `weft_policy_table_rules`, `weft_policy_isolated_pods`,
+ * `weft_policy_updates_total`, `weft_policy_unchanged_total`, `weft_policy_update_latency_seconds`
+ * (histogram: a change seen in the API → its rules installed), `weft_policy_install_seconds`,
+ * `weft_policy_compile_seconds`, `weft_policy_install_failures_total`, `weft_policy_failed_entries`,
+ * `weft_policy_unenforceable`, `weft_policy_unenforceable_total`, `weft_policy_repaired_total`,
+ * `weft_policy_duplicate_ips`, `weft_policy_duplicate_ips_total`, `weft_policy_registrations_total`,
+ * `weft_policy_pending_pods`, `weft_policy_conntrack_flushed_total`, `weft_policy_bridge_netfilter`,
+ * `weft_policy_api_up`, `weft_policy_synced`.
  *
  * @module
  */
 import { sleep } from "../async.ts";
 import { log } from "../log.ts";
-import { PolicyEnforcer } from "../policy/enforcer.ts";
+import type { IPNet } from "../net/ip.ts";
+import { PolicyEnforcer, type RegistrationState } from "../policy/enforcer.ts";
 import type { ListWatchClient } from "../policy/informer.ts";
 import { listPolicyTable, removePolicyTable } from "../policy/nft_table.ts";
+import { type PodRegistrationRequest, RegistrationError } from "../policy/registry.ts";
 import type { MetricsText } from "./metrics.ts";
 
 const logger = log("agent");
@@ -30,6 +38,62 @@ export interface NetworkPolicyOptions {
   /** `--policy-log-drops`. */
   logDrops: boolean;
 }
+
+/** The answer to a pod registration (the `register-pod` reply, src/cni/pod_registration.ts). */
+export type RegistrationReply =
+  | { policy: "off" }
+  | { policy: "on"; state: RegistrationState | "starting"; ips?: string[] }
+  | { refused: string }
+  | { error: string };
+
+/** What a registration carries besides the pod (the plugin's view of its own configuration). */
+export interface RegistrationRequest extends PodRegistrationRequest {
+  /** The plugin masquerades this pod's traffic leaving the node (`ipMasq` in effect). */
+  masquerades?: boolean;
+}
+
+/**
+ * Where the agent's CNI server sends pod registrations: created with the flags (before the CNI server
+ * starts), bound to the policy part once it exists. A registration that arrives before waits for it (a
+ * few seconds at most: the agent is starting), then is answered `starting` — the previous run's table
+ * holds unknown pods meanwhile.
+ */
+export class RegistrationSlot {
+  #handler: ((r: RegistrationRequest) => Promise<RegistrationReply>) | undefined;
+  #bound: (() => void)[] = [];
+
+  /** @param waitMs how long an early registration waits for the policy part */
+  constructor(private readonly waitMs = 5000) {}
+
+  /** Binds the policy part's handler. */
+  bind(handler: (r: RegistrationRequest) => Promise<RegistrationReply>): void {
+    this.#handler = handler;
+    for (const f of this.#bound.splice(0)) f();
+  }
+
+  /** Answers one registration. */
+  async handle(r: RegistrationRequest): Promise<RegistrationReply> {
+    if (!this.#handler) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((res) => {
+        this.#bound.push(res);
+        timer = setTimeout(res, this.waitMs);
+      });
+      clearTimeout(timer);
+    }
+    return this.#handler ? await this.#handler(r) : { policy: "on", state: "starting" };
+  }
+}
+
+/**
+ * Why a pod must not be added while policy is enforced: its traffic to other nodes would reach them
+ * masqueraded, and their ingress rules would judge this node's address instead of the pod's.
+ */
+export const MASQUERADE_REFUSAL =
+  "this node enforces NetworkPolicy (weft agent --network-policy), and this CNI configuration " +
+  "masquerades pod traffic leaving the node (ipMasq: true): other nodes' ingress policies would see " +
+  "the node's address instead of the pod's. Remove ipMasq from the CNI configuration (the agent " +
+  "masquerades with --ip-masq, leaving pod-to-pod traffic alone)";
 
 /** Buckets of the update latency histogram, s. */
 export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
@@ -66,11 +130,13 @@ export class LatencyHistogram {
  * The policy metrics as Prometheus text (format 0.0.4, laid out as the agent's others), read from `e`
  * at scrape time.
  */
+// deno-lint-ignore weft/max-function-lines -- one declaration per metric, in a row (a shared writer replaces it)
 export function policyMetricsText(e: PolicyEnforcer, latency: LatencyHistogram): string {
   const blocks: string[] = [];
   const one = (type: "gauge" | "counter", name: string, help: string, v: number) =>
     blocks.push(`# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${v}\n`);
-  one("gauge", "weft_policy_rules", "Allow rules in weft's policy table", e.stats.rules);
+  one("gauge", "weft_policy_rules", "Allow rules in weft's policy table (each policy's once)", e.stats.rules);
+  one("gauge", "weft_policy_table_rules", "Rules in weft's policy table, all chains", e.stats.tableRules);
   one(
     "gauge",
     "weft_policy_isolated_pods",
@@ -78,6 +144,13 @@ export function policyMetricsText(e: PolicyEnforcer, latency: LatencyHistogram):
     e.stats.isolatedPods,
   );
   one("counter", "weft_policy_updates_total", "Policy rule sets installed", e.stats.updates);
+  one(
+    "counter",
+    "weft_policy_unchanged_total",
+    "Recompiles whose result was already installed (no nftables call)",
+    e.stats.unchanged,
+  );
+  one("gauge", "weft_policy_compile_seconds", "Duration of the last compile", e.stats.lastCompileSeconds);
   one(
     "gauge",
     "weft_policy_install_seconds",
@@ -89,6 +162,43 @@ export function policyMetricsText(e: PolicyEnforcer, latency: LatencyHistogram):
     "weft_policy_install_failures_total",
     "Rule sets nftables refused (the previous rules stayed in force)",
     e.stats.failures,
+  );
+  one(
+    "gauge",
+    "weft_policy_failed_entries",
+    "Entries (a set, a chain, a pod address) nftables refused in the last install (retried)",
+    e.stats.failedUnits,
+  );
+  one(
+    "gauge",
+    "weft_policy_duplicate_ips",
+    "Pod addresses two pods claim (the newest has it)",
+    e.stats.duplicates,
+  );
+  one(
+    "counter",
+    "weft_policy_duplicate_ips_total",
+    "Distinct duplicate pod addresses seen",
+    e.stats.duplicatesTotal,
+  );
+  one("counter", "weft_policy_registrations_total", "Pods registered by CNI ADD", e.stats.registrations);
+  one(
+    "gauge",
+    "weft_policy_pending_pods",
+    "Registered pod addresses held closed until their pod is known",
+    e.stats.pending,
+  );
+  one(
+    "counter",
+    "weft_policy_conntrack_flushed_total",
+    "Connections flushed for pod addresses that left this node's table or changed pods",
+    e.stats.conntrackFlushed,
+  );
+  one(
+    "gauge",
+    "weft_policy_bridge_netfilter",
+    "1 when br_netfilter passes bridged pod traffic through the policy table",
+    e.stats.bridgeNetfilter,
   );
   one(
     "gauge",
@@ -139,13 +249,29 @@ export class NetworkPolicyPart {
   /** Update latencies (change seen → installed). */
   readonly latency = new LatencyHistogram();
 
-  /** @param opts the flag's needs */
-  constructor(opts: NetworkPolicyOptions) {
+  /** @param opts the flag's needs; @param slot where CNI ADD's registrations arrive */
+  constructor(opts: NetworkPolicyOptions, slot?: RegistrationSlot) {
     this.enforcer = new PolicyEnforcer(opts.client, {
       nodeName: opts.nodeName,
       logDrops: opts.logDrops,
       onApplied: (s) => this.latency.observe(s),
     });
+    slot?.bind((r) => this.register(r));
+  }
+
+  /** Answers a pod registration (see {@linkcode RegistrationSlot}). */
+  async register(r: RegistrationRequest): Promise<RegistrationReply> {
+    if (r.masquerades) {
+      logger.error("refused pod {pod}: {why}", { pod: `${r.namespace}/${r.name}`, why: MASQUERADE_REFUSAL });
+      return { refused: MASQUERADE_REFUSAL };
+    }
+    try {
+      const { state, ips } = await this.enforcer.register(r);
+      return { policy: "on", state, ips };
+    } catch (err) {
+      if (err instanceof RegistrationError) return { error: err.message };
+      throw err;
+    }
   }
 
   /** `base` (the agent's metrics) followed by the policy metrics. */
@@ -156,23 +282,26 @@ export class NetworkPolicyPart {
     };
   }
 
-  /** True once the first rule set is installed (readiness). */
+  /** True once the first rule set is installed, with br_netfilter on (readiness). */
   get enforced(): boolean {
-    return this.enforcer.current !== undefined;
+    return this.enforcer.current !== undefined && this.enforcer.bridgeProblem === undefined;
   }
 
-  /** Runs the enforcer, and its table check every `resyncSeconds`, until `signal` aborts. */
-  async run(resyncSeconds: number, signal: AbortSignal): Promise<void> {
+  /**
+   * Runs the enforcer, and its table check every `resyncSeconds`, until `signal` aborts. `podNets`:
+   * this node's pod subnets (the lease's).
+   */
+  async run(resyncSeconds: number, signal: AbortSignal, podNets: IPNet[] = []): Promise<void> {
     logger.info("network policy: enforcing NetworkPolicies for the pods of node {node}", {
       node: this.enforcer.nodeName,
     });
     const checks = (async () => {
       while (!signal.aborted) {
         await sleep(resyncSeconds * 1000, signal);
-        if (!signal.aborted) this.enforcer.resync();
+        if (!signal.aborted) await this.enforcer.resync();
       }
     })();
-    await Promise.all([this.enforcer.run(signal), checks]);
+    await Promise.all([this.enforcer.run(signal, podNets), checks]);
     logger.info("network policy: stopped; the rules last installed stay in force");
   }
 }
@@ -184,12 +313,13 @@ export class NetworkPolicyPart {
 export function networkPolicyFor(
   opts: NetworkPolicyOptions | undefined,
   status: { policyEnforced: () => boolean },
+  slot?: RegistrationSlot,
 ): NetworkPolicyPart | undefined {
   if (!opts) {
     removeNetworkPolicyTable();
     return undefined;
   }
-  const part = new NetworkPolicyPart(opts);
+  const part = new NetworkPolicyPart(opts, slot);
   status.policyEnforced = () => part.enforced;
   return part;
 }

@@ -21,7 +21,7 @@ import { formatIP, parseIP } from "../net/ip.ts";
 import { CliError } from "./errors.ts";
 import { addEtcdFlags, envDefault, envName, type EtcdFlagValues, etcdOptionsFrom } from "./etcd_flags.ts";
 import { addKubeFlags } from "./kube_flags.ts";
-import { addPolicyFlags, agentSourceOpener } from "./policy_flags.ts";
+import { addPolicyFlags, agentSourceOpener, podRegistrationKinds } from "./policy_flags.ts";
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, ...value.split(",").map((s) => s.trim()).filter(Boolean)];
@@ -202,7 +202,7 @@ async function runAgentCommand(flags: AgentFlagValues): Promise<void> {
   const { runAgent } = await import("../agent/agent.ts");
   const { startCniServer } = await import("./cni_server.ts");
   const cni = parseBool("--cni-server", flags.cniServer)
-    ? await startCniServer(opts.subnetFile)
+    ? await startCniServer(opts.subnetFile, { kinds: podRegistrationKinds(opts) })
     : { close: () => Promise.resolve() };
   try {
     await runAgent(await openSource(stop.signal), opts);

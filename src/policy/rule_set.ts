@@ -100,6 +100,24 @@ export interface PolicyProblem {
   message: string;
 }
 
+/** An address two pods claimed: the newer pod keeps it, the others take part in policy without it. */
+export interface DuplicateIP {
+  /** The address, canonical text. */
+  ip: string;
+  /** `namespace/name` of the pod that keeps it. */
+  winner: string;
+  /** `namespace/name` of the pods that lost it. */
+  losers: string[];
+}
+
+/** A pod of this node the compiler knows (isolated or not), with the addresses policy gives it. */
+export interface LocalPod {
+  /** `namespace/name`. */
+  pod: string;
+  /** Its addresses, canonical text. */
+  ips: string[];
+}
+
 /** Everything the node must enforce. */
 export interface RuleSet {
   /** Pods on this node that some policy isolates (sorted by namespace, then name). */
@@ -108,4 +126,18 @@ export interface RuleSet {
   unrestricted: string[];
   /** What could not be enforced as written (always handled fail-closed: it allows nothing). */
   problems: PolicyProblem[];
+  /**
+   * Every pod of this node known with an address, isolated or not (sorted): the addresses the table
+   * lets through its hold on the node's pod subnet.
+   */
+  local: LocalPod[];
+  /** Whether any NetworkPolicy exists: only then can an unknown pod be one a policy selects. */
+  policiesExist: boolean;
+  /** Addresses claimed by more than one pod, resolved (newest pod wins). */
+  duplicates: DuplicateIP[];
+  /**
+   * Registered addresses (CNI ADD told the agent) whose pod the compiler does not know yet: they stay
+   * held closed.
+   */
+  unresolved: string[];
 }
