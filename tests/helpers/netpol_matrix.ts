@@ -175,11 +175,14 @@ export class NetpolMatrix implements AsyncDisposable {
    * later are created on demand).
    */
   newCluster(): ModelCluster {
-    return new ModelCluster((p) => {
+    const c = new ModelCluster((p) => {
       const have = this.pods.get(`${p.ns}/${p.name}`);
       if (!have) throw new Error(`pod ${p.ns}/${p.name} must be created with ensurePod() first`);
       return have.ip;
     }, [...this.pods.keys()]);
+    // The API must say where each pod really runs (an agent holds a pod its node is not told of).
+    for (const [k, p] of c.pods) p.node = this.pods.get(k)?.node ?? p.node;
+    return c;
   }
 
   /** One probe: true when the right pod answered. */
