@@ -8,7 +8,8 @@
  *
  * @module
  */
-import { withNetns } from "../../ffi/mod.ts";
+import { netnsDelete, withNetns } from "../../ffi/mod.ts";
+import { runIn } from "../../src/lab/lab.ts";
 import type { SubnetEnv } from "../../src/config/subnet_env.ts";
 import { addIP, formatIP } from "../../src/net/ip.ts";
 import { ensureBridgeNetfilter } from "../../src/policy/br_netfilter.ts";
@@ -149,6 +150,38 @@ export class NetpolMatrix implements AsyncDisposable {
     const prober = await Prober.start(pod.netns, key, PORTS);
     const mp: MatrixPod = { key, netns: pod.netns, ip, node, prober };
     this.pods.set(key, mp);
+    return mp;
+  }
+
+  /**
+   * Replaces pod `oldKey` by a new pod `newKey` on the same node with the same address — what IPAM does
+   * when it hands a freed address out again: the old pod's namespace (and veth) goes, the new one comes.
+   * The node forgets the old pod's MAC (a new veth has a new one), as it would after a while.
+   */
+  async replacePod(oldKey: string, newKey: string): Promise<MatrixPod> {
+    const old = this.pods.get(oldKey);
+    if (!old) throw new Error(`no pod ${oldKey}`);
+    await old.prober.close();
+    netnsDelete(old.netns);
+    this.pods.delete(oldKey);
+    const env = this.envs[old.node]!;
+    const pod = await this.topo.addPod(this.topo.nodes[old.node]!, {
+      name: newKey.replace("/", "-"),
+      cidr: `${old.ip}/${env.subnet!.prefix}`,
+      gateway: gatewayOf(env),
+      bridge: "cni0",
+      ...(env.mtu ? { mtu: env.mtu } : {}),
+    });
+    this.topo.sysctl(pod.netns, "net.ipv4.tcp_syn_retries", "1");
+    await runIn(this.topo.nodes[old.node]!.netns, ["ip", "neigh", "flush", "to", old.ip]);
+    const mp: MatrixPod = {
+      key: newKey,
+      netns: pod.netns,
+      ip: old.ip,
+      node: old.node,
+      prober: await Prober.start(pod.netns, newKey, PORTS),
+    };
+    this.pods.set(newKey, mp);
     return mp;
   }
 
