@@ -10,9 +10,10 @@
  * NLM_F_DUMP), then IPCTNL_MSG_CT_DELETE each one with the tuple (and zone) the dump gave back, copied
  * verbatim — which works for every protocol (TCP, UDP, ICMP ids, …) without decoding it.
  *
- * The dumps ask the kernel to filter (CTA_FILTER, Linux ≥ 5.8): three of them, by original source,
- * original destination and reply source (a connection DNATed to the address: a Service's). Each returned
- * entry is still checked here — an older kernel ignores the filter and returns every entry of the family,
+ * For one or two addresses the dumps ask the kernel to filter (CTA_FILTER, Linux ≥ 5.8): three per
+ * address, by original source, original destination and reply source (a connection DNATed to the
+ * address: a Service's); for more, one unfiltered walk serves them all. Each returned entry is still
+ * checked here — an older kernel ignores the filter and returns every entry of the family,
  * which is then only slower. A filtered dump returns the address's
  * own few entries — but the kernel still walks its whole table for each (~25 ms at 262144 buckets on
  * this kind of machine), so the dumps' `recvfrom` runs off the JS thread (`requestAsync`); the deletes,
@@ -82,11 +83,21 @@ function tupleIPs(dv: DataView, at: [number, number] | undefined): IP[] {
   return out;
 }
 
-async function dump(s: RtnlSocket, ip: IP, side: Side, filtered: boolean): Promise<Entry[]> {
+/**
+ * The entries of `family` that involve an address of `wanted`: filtered by the kernel on `filter`'s
+ * address and side when given (one walk per side), else the whole family's table in one walk.
+ */
+async function dump(
+  s: RtnlSocket,
+  family: 4 | 6,
+  wanted: Set<string>,
+  filter?: { ip: IP; side: Side },
+): Promise<Entry[]> {
   const b = new NlBuilder();
   const seq = s.nextSeq();
-  header(b, IPCTNL_MSG_CT_GET, NL.F_DUMP, seq, ip.family);
-  if (filtered) {
+  header(b, IPCTNL_MSG_CT_GET, NL.F_DUMP, seq, family);
+  if (filter) {
+    const { ip, side } = filter;
     const t = b.nestStart(side.tuple | NLA_F_NESTED);
     const n = b.nestStart(CTA_TUPLE_IP | NLA_F_NESTED);
     b.bytes(ipAttr(ip.family, side.end), ipBytes(ip));
@@ -98,14 +109,13 @@ async function dump(s: RtnlSocket, ip: IP, side: Side, filtered: boolean): Promi
     b.nestEnd(f);
   }
   b.end();
-  const want = formatIP(ip);
   const out: Entry[] = [];
   for (const m of await s.requestAsync(b, seq, "conntrack dump")) {
     const a = attrs(m.dv, m.at + 4, m.end);
     const orig = a.get(CTA.TUPLE_ORIG);
     const involved = [...tupleIPs(m.dv, orig), ...tupleIPs(m.dv, a.get(CTA.TUPLE_REPLY))]
-      .some((x) => formatIP(x) === want);
-    if (!orig || !involved) continue; // an older kernel ignored the filter
+      .some((x) => wanted.has(formatIP(x)));
+    if (!orig || !involved) continue; // not ours (or an older kernel ignored the filter)
     const id = a.get(CTA.ID);
     const zone = a.get(CTA.ZONE);
     out.push({
@@ -139,37 +149,61 @@ function remove(s: RtnlSocket, family: 4 | 6, e: Entry): boolean {
 let kernelFilters: boolean | undefined;
 
 /**
- * Deletes every tracked connection `address` takes part in (as source, destination, or DNAT target),
- * in the network namespace the socket is opened in: the calling thread's, or the one `enter` switches
- * to (a function that runs its argument there, as ffi/netns.ts `withNetns` does). Returns how many were
- * deleted. Throws {@linkcode NetlinkError} when the kernel refuses (no ctnetlink: CONFIG_NF_CT_NETLINK).
+ * Up to this many addresses of one family are flushed with filtered dumps (three walks each); more, with
+ * one unfiltered walk whose entries are matched here.
  */
-export async function conntrackFlushAddress(
-  address: string,
-  enter: <T>(fn: () => T) => T = (fn) => fn(),
-): Promise<number> {
-  const ip = parseIP(address);
-  {
-    using s = enter(() => RtnlSocket.open(undefined, NETLINK_NETFILTER));
-    const seen = new Set<string>();
-    let deleted = 0;
+const FILTERED_MAX = 2;
+
+async function entriesOf(s: RtnlSocket, family: 4 | 6, ips: IP[]): Promise<Entry[]> {
+  const wanted = new Set(ips.map(formatIP));
+  if (ips.length > FILTERED_MAX || kernelFilters === false) return await dump(s, family, wanted);
+  const out: Entry[] = [];
+  for (const ip of ips) {
     for (const side of SIDES) {
-      let entries: Entry[];
       try {
-        entries = await dump(s, ip, side, kernelFilters !== false);
+        out.push(...await dump(s, family, wanted, { ip, side }));
         kernelFilters ??= true;
       } catch (err) {
         if (kernelFilters !== undefined) throw err;
-        kernelFilters = false; // a kernel that rejects the filter: dump the family, filter here
-        entries = await dump(s, ip, side, false);
-      }
-      for (const e of entries) {
-        const key = e.id !== undefined ? `id:${e.id}` : [...e.origTuple].join(",");
-        if (seen.has(key)) continue;
-        seen.add(key);
-        if (remove(s, ip.family, e)) deleted++;
+        kernelFilters = false; // a kernel that rejects the filter: one walk of the family, matched here
+        return await dump(s, family, wanted);
       }
     }
-    return deleted;
   }
+  return out;
+}
+
+/**
+ * Deletes every tracked connection one of `addresses` takes part in (as source, destination, or DNAT
+ * target), in the network namespace the socket is opened in: the calling thread's, or the one `enter`
+ * switches to (a function that runs its argument there, as ffi/netns.ts `withNetns` does). Returns how
+ * many were deleted. Throws {@linkcode NetlinkError} when the kernel refuses (no ctnetlink).
+ */
+export async function conntrackFlushAddresses(
+  addresses: string[],
+  enter: <T>(fn: () => T) => T = (fn) => fn(),
+): Promise<number> {
+  const ips = addresses.map(parseIP);
+  using s = enter(() => RtnlSocket.open(undefined, NETLINK_NETFILTER));
+  const seen = new Set<string>();
+  let deleted = 0;
+  for (const family of [4, 6] as const) {
+    const mine = ips.filter((ip) => ip.family === family);
+    if (mine.length === 0) continue;
+    for (const e of await entriesOf(s, family, mine)) {
+      const key = e.id !== undefined ? `id:${e.id}` : [...e.origTuple].join(",");
+      if (seen.has(key)) continue;
+      seen.add(key);
+      if (remove(s, family, e)) deleted++;
+    }
+  }
+  return deleted;
+}
+
+/** {@linkcode conntrackFlushAddresses} for one address. */
+export function conntrackFlushAddress(
+  address: string,
+  enter: <T>(fn: () => T) => T = (fn) => fn(),
+): Promise<number> {
+  return conntrackFlushAddresses([address], enter);
 }

@@ -13,7 +13,7 @@ export { netnsCreate, netnsDelete, netnsList, netnsPath, withNetns } from "./net
 export { txChecksumOffload } from "./ethtool.ts";
 export { releaseFreeNativeMemory } from "./malloc.ts";
 export { NftError, nftRun, nftRunAsync } from "./nftables.ts";
-export { conntrackFlushAddress } from "./conntrack.ts";
+export { conntrackFlushAddress, conntrackFlushAddresses } from "./conntrack.ts";
 export { NTF_SELF, NUD_PERMANENT } from "./neighs.ts";
 export type { RouteFilter } from "./routes.ts";
 export * from "./types.ts";

@@ -28,7 +28,7 @@
  *
  * @module
  */
-import { conntrackFlushAddress } from "../../ffi/mod.ts";
+import { conntrackFlushAddresses } from "../../ffi/mod.ts";
 import { Backoff } from "../async.ts";
 import { log } from "../log.ts";
 import type { IPNet } from "../net/ip.ts";
@@ -69,8 +69,8 @@ export interface EnforcerOptions {
   minIntervalMs?: number;
   /** How long a registration waits for the install that takes the pod in, ms (default 2000). */
   registerWaitMs?: number;
-  /** Flushes an address's connections from conntrack (default: ctnetlink in `inNetns`'s namespace). */
-  flushConntrack?: (ip: string) => Promise<number>;
+  /** Flushes addresses' connections from conntrack (default: ctnetlink in `inNetns`'s namespace). */
+  flushConntrack?: (ips: string[]) => Promise<number>;
 }
 
 /** Counters and gauges for metrics and status. */
@@ -189,7 +189,8 @@ export class PolicyEnforcer {
   #seenProblems = new Set<string>();
   #seenDuplicates = new Set<string>();
   #owners = new Map<string, string>(); // pod address of this node → pod, as last installed
-  #flushes: Promise<unknown> = Promise.resolve();
+  #flushWanted = new Map<string, (() => void)[]>(); // address → who waits for its flush
+  #draining = false;
   #idle: (() => void)[] = [];
 
   /** @param client the API; @param opts see {@linkcode EnforcerOptions} */
@@ -434,16 +435,39 @@ export class PolicyEnforcer {
     this.#owners = owners;
   }
 
-  /** Flushes one address's connections (one flush at a time; failures are logged). */
+  /**
+   * Flushes one address's connections; resolves once done. Flushes run one at a time, and the addresses
+   * asked for meanwhile go together in the next (a rollout's deletions: one table walk for many).
+   */
   #flush(ip: string): Promise<void> {
-    const flush = this.opts.flushConntrack ?? ((a: string) => conntrackFlushAddress(a, this.#inNetns));
-    const run = this.#flushes.then(() => flush(ip)).then((n) => {
-      this.stats.conntrackFlushed += n;
-    }).catch((err) => {
-      logger.warn("flushing the connections of {ip} failed: {error}", { ip, error: (err as Error).message });
+    return new Promise((res) => {
+      const waiting = this.#flushWanted.get(ip) ?? [];
+      waiting.push(res);
+      this.#flushWanted.set(ip, waiting);
+      if (!this.#draining) {
+        this.#draining = true;
+        void this.#drainFlushes();
+      }
     });
-    this.#flushes = run;
-    return run;
+  }
+
+  async #drainFlushes(): Promise<void> {
+    const flush = this.opts.flushConntrack ??
+      ((ips: string[]) => conntrackFlushAddresses(ips, this.#inNetns));
+    while (this.#flushWanted.size) {
+      const batch = new Map(this.#flushWanted);
+      this.#flushWanted.clear();
+      try {
+        this.stats.conntrackFlushed += await flush([...batch.keys()]);
+      } catch (err) {
+        logger.warn("flushing the connections of {ips} failed: {error}", {
+          ips: [...batch.keys()].join(", "),
+          error: (err as Error).message,
+        });
+      }
+      for (const waiting of batch.values()) for (const res of waiting) res();
+    }
+    this.#draining = false; // in the same turn as the last check: nothing can be left behind
   }
 
   #report(problems: PolicyProblem[]): void {

@@ -56,7 +56,7 @@ async function withEnforcer(
       onApplied: (s) => applied.push(s),
       backoffMs: [20, 50],
       retryMs: [50, 200],
-      flushConntrack: (ip) => (flushed.push(ip), Promise.resolve(0)),
+      flushConntrack: (ips) => (flushed.push(...ips), Promise.resolve(0)),
     });
     const ctl = new AbortController();
     const running = e.run(ctl.signal, NETS);
@@ -234,10 +234,12 @@ Deno.test({
       await until("synced", () => e.stats.updates === 1 && inMap(ns, "10.244.1.30"));
       // x/old is gone for kubelet but its object lingers; IPAM gives its address to y/next (no policy).
       const r = await e.register({ namespace: "y", name: "next", containerId: "c9", ips: ["10.244.1.30"] });
-      assert.equal(r.state, "open", "the newest claim wins: y/next, open");
-      assert.ok(!inMap(ns, "10.244.1.30"), "x/old's isolation no longer applies to the address");
       assert.deepEqual(flushed, ["10.244.1.30"], "the address's old connections were flushed");
-      assert.equal(e.stats.duplicates, 1);
+      // The registration waited for the install that took it in (unless a loaded machine made it wait longer).
+      await until("installed", () => e.stats.duplicates === 1);
+      assert.equal(r.state === "open" || r.state === "held", true);
+      assert.ok(!inMap(ns, "10.244.1.30"), "x/old's isolation no longer applies to the address");
+      assert.match(table(ns), /10\.244\.1\.30 comment "y\/next"/, "the newest claim wins: y/next, open");
       assert.equal(e.stats.duplicatesTotal, 1);
       // Two API pods on one address (a deleted pod's status lingering): the newer keeps it, no failure.
       const a = pod("x", "twin-a", "10.244.1.31", 0, { pod: "old" });
@@ -311,7 +313,7 @@ Deno.test({
       assert.equal(table(ns), enforced, "fail closed: x/a stays isolated while the API is away");
       api.setDown(false);
       await until("re-listed and installed", () => e.stats.updates === 2);
-      assert.equal(e.apiUp, true);
+      await until("every informer back", () => e.apiUp);
       assert.ok(!inMap(ns, "10.244.1.10"), "the deletion made meanwhile is seen");
       assert.equal(e.stats.isolatedPods, 0, "y/b runs on node-1: nothing isolated here");
     });
