@@ -9,7 +9,7 @@
  *
  * - CNI ADD registers a new pod ({@linkcode PolicyEnforcer.register}) before it returns: its addresses
  *   are held closed at once (the `pending` set), the address's old connections are flushed from
- *   conntrack, and the next install — run at once — takes the pod's rules in and releases it.
+ *   conntrack, and the next install (within 100 ms) takes the pod's rules in and releases it.
  * - Every address of this node's pod subnets that the table does not know is held closed while any
  *   policy exists (a pod the agent has not heard of might be selected). So a pod whose plugin could not
  *   tell the agent (an older plugin, no agent running) is closed too, until the API shows it.
@@ -61,6 +61,8 @@ export interface EnforcerOptions {
   inNetns?: Enter;
   /** Called after each install with the time from the first change it contains to the install, s. */
   onApplied?(seconds: number): void;
+  /** Called when a run (compile, then install) starts (tests check the runner's pace). */
+  onRun?(): void;
   /** Informer back-off, ms (tests shorten it). */
   backoffMs?: [number, number];
   /** Back-off of the retry after a failed install: first and longest ceiling, ms (default 1000, 30000). */
@@ -253,11 +255,11 @@ export class PolicyEnforcer {
   }
 
   /** Marks the rule set dirty; the runner recompiles and installs it soon (coalescing bursts). */
-  kick(urgent = false): void {
+  kick(): void {
     this.#dirtySince ??= performance.now();
     // Also before every kind is listed: the informer that completes the view kicks just before it
     // reports itself synced, and the run comes after.
-    this.#runner.kick(urgent);
+    this.#runner.kick();
   }
 
   /** Resolves once no change is waiting to be installed (tests, benches). */
@@ -284,8 +286,9 @@ export class PolicyEnforcer {
     const owner = reg.namespace && reg.name ? `${reg.namespace}/${reg.name}` : "(registered)";
     for (const ip of reg.ips) this.#owners.set(ip, owner); // flushed: the install need not again
     if (!this.synced) return { state: "held", ips: reg.ips };
+    // The next run (within the runner's interval) takes it in; registrations of a burst share it.
     const installed = this.#runner.next();
-    this.kick(true);
+    this.kick();
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       installed,
@@ -356,6 +359,7 @@ export class PolicyEnforcer {
   }
 
   async #work(): Promise<void> {
+    this.opts.onRun?.();
     if (!this.synced) return;
     const since = this.#dirtySince ?? performance.now();
     this.#dirtySince = undefined;

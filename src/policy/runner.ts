@@ -2,7 +2,7 @@
  * A bounded-frequency runner (kube-proxy's `BoundedFrequencyRunner`, in small): {@linkcode kick} asks for
  * a run; runs never overlap, start at least `minIntervalMs` apart (so a burst of a thousand events costs
  * a few runs, not a thousand), and a kick always leads to a run that starts after it (no change is left
- * behind). An urgent kick skips the interval (a pod waiting in CNI ADD), never the one-at-a-time rule.
+ * behind).
  *
  * {@linkcode retry} is the failure path: one retry, coalesced — while a retry is pending, further
  * failures do not add timers — at the delay the caller's back-off gives.
@@ -20,7 +20,6 @@ export interface RunnerOptions {
 export class BoundedRunner {
   #running: Promise<void> | undefined;
   #wanted = false; // a kick not yet served by a run that started after it
-  #urgent = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #retry: ReturnType<typeof setTimeout> | undefined;
   #lastStart = -Infinity;
@@ -32,11 +31,10 @@ export class BoundedRunner {
   /** @param fn the work; @param opts see {@linkcode RunnerOptions} */
   constructor(private readonly fn: () => Promise<void>, private readonly opts: RunnerOptions) {}
 
-  /** Asks for a run (urgent: as soon as no run is in progress). */
-  kick(urgent = false): void {
+  /** Asks for a run. */
+  kick(): void {
     if (this.#stopped) return;
     this.#wanted = true;
-    if (urgent) this.#urgent = true;
     this.#schedule();
   }
 
@@ -70,13 +68,8 @@ export class BoundedRunner {
 
   #schedule(): void {
     if (this.#running || !this.#wanted || this.#stopped) return;
-    const wait = this.#urgent
-      ? 0
-      : Math.max(0, this.#lastStart + this.opts.minIntervalMs - performance.now());
-    if (this.#timer !== undefined) {
-      if (wait > 0) return; // already timed
-      clearTimeout(this.#timer);
-    }
+    if (this.#timer !== undefined) return; // already timed
+    const wait = Math.max(0, this.#lastStart + this.opts.minIntervalMs - performance.now());
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#start();
@@ -85,7 +78,7 @@ export class BoundedRunner {
 
   #start(): void {
     if (this.#running || this.#stopped) return;
-    this.#wanted = this.#urgent = false;
+    this.#wanted = false;
     this.#lastStart = performance.now();
     this.runs++;
     const waiters = this.#waiters.splice(0);
