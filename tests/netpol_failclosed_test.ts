@@ -14,7 +14,7 @@
  *   only the registration can have opened it (an unknown pod would be held).
  *
  * Then an allowing policy is written, and connections to both x pods succeed (the probes can succeed:
- * the zeros above are the policy's doing).
+ * the zeros above are the policy's doing). Last, a configuration that masquerades pod traffic is refused.
  */
 import assert from "node:assert/strict";
 import type { KubeApiServer } from "./helpers/kube_api_server.ts";
@@ -133,6 +133,15 @@ Deno.test({
       );
       assert.ok(await reachable(m, "z/b", added[0]!, 20_000), "x/new reachable once allowed");
       assert.ok(await reachable(m, "z/b", added[1]!, 20_000), "x/unregistered reachable once allowed");
+
+      // A configuration that masquerades pod traffic is refused while policy is enforced (other nodes'
+      // ingress rules would judge the node's address): ADD fails, naming the fix, and frees its address.
+      const masq = await pods.prepare("x/masq");
+      const refused = await pods.call("x/masq", 0, masq, { delegate: { ipMasq: true } });
+      assert.equal(refused.code, 1);
+      const err = refused.out as { code: number; msg: string };
+      assert.equal(err.code, 7, refused.stdout);
+      assert.match(err.msg, /masquerades pod traffic leaving the node \(ipMasq: true\).*Remove ipMasq/);
     } finally {
       driver.close();
     }

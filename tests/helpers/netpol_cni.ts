@@ -43,7 +43,7 @@ export class MatrixCni implements AsyncDisposable {
   constructor(readonly m: NetpolMatrix) {}
 
   /** The plugin's config for node `node` (kube-flannel's entry, with this test's paths). */
-  conf(node: number, register: boolean): Record<string, unknown> {
+  conf(node: number, register: boolean, delegate: Record<string, unknown> = {}): Record<string, unknown> {
     const dir = `${this.m.dir}/cni-${node}`;
     return {
       cniVersion: "1.0.0",
@@ -52,7 +52,12 @@ export class MatrixCni implements AsyncDisposable {
       subnetFile: this.m.agents[node]!.subnetFile,
       dataDir: `${dir}/flannel`,
       ...(register ? {} : { agentSocket: "" }),
-      delegate: { hairpinMode: true, isDefaultGateway: true, ipam: { dataDir: `${dir}/networks` } },
+      delegate: {
+        hairpinMode: true,
+        isDefaultGateway: true,
+        ipam: { dataDir: `${dir}/networks` },
+        ...delegate,
+      },
     };
   }
 
@@ -94,15 +99,15 @@ export class MatrixCni implements AsyncDisposable {
     }
   }
 
-  /** Runs CNI ADD for `key` on `node` into a prepared namespace; throws unless it succeeded. */
-  async add(
+  /** Runs CNI ADD for `key` on `node` into a prepared namespace; returns the call, whatever it answered. */
+  async call(
     key: string,
     node: number,
-    prepared: { netns: string; prober: Prober },
-    opts: { register?: boolean } = {},
-  ): Promise<CniPod> {
+    prepared: { netns: string },
+    opts: { register?: boolean; delegate?: Record<string, unknown> } = {},
+  ): Promise<CniCall> {
     const [ns, name] = key.split("/") as [string, string];
-    const call = await cni(
+    return await cni(
       this.m.topo.nodes[node]!.netns,
       {
         command: "ADD",
@@ -111,9 +116,19 @@ export class MatrixCni implements AsyncDisposable {
         ifname: "eth0",
         args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${ns};K8S_POD_NAME=${name};K8S_POD_INFRA_CONTAINER_ID=x`,
       },
-      this.conf(node, opts.register ?? true),
+      this.conf(node, opts.register ?? true, opts.delegate),
       this.#plugin(node),
     );
+  }
+
+  /** Runs CNI ADD for `key` on `node` into a prepared namespace; throws unless it succeeded. */
+  async add(
+    key: string,
+    node: number,
+    prepared: { netns: string; prober: Prober },
+    opts: { register?: boolean } = {},
+  ): Promise<CniPod> {
+    const call = await this.call(key, node, prepared, opts);
     const addedAt = performance.now();
     if (call.code !== 0) throw new Error(`ADD ${key}: ${call.stdout} ${call.stderr}`);
     const ips = (call.out as { ips: { address: string }[] }).ips;
