@@ -11,9 +11,11 @@
  *   set pending4 { type ipv4_addr; }            registered by CNI ADD, its rules not in yet: held closed
  *   set podnet4  { type ipv4_addr; flags interval; elements = { 10.244.1.0/24 } }   this node's pod subnet
  *   set drops-in4 { type ipv4_addr; counter; elements = { 10.244.1.10 } }   per-pod drop counters
- *   set p-1a2b3c4d { type ipv4_addr; flags interval; elements = { 10.244.2.3, 10.0.0.0/8 } }   a rule's peers
+ *   set p-1a2b3c4d { type ipv4_addr; elements = { 10.244.2.3, 10.244.2.4 } }   a rule's peer pods
+ *   set b-1a2b3c4d { type ipv4_addr; flags interval; elements = { 10.0.0.0/8 } }   its ipBlocks
  *   map ingress4 { type ipv4_addr : verdict; elements = { 10.244.1.10 : goto in/5e6f7a8b } }
- *   chain pol-in/x/web { ip saddr @p-1a2b3c4d tcp dport 80 counter accept comment "x/web ingress[0] ip tcp/80" }
+ *   chain pol-in/x/web { ip saddr @p-1a2b3c4d tcp dport 80 counter accept comment "x/web ingress[0] ip tcp/80"
+ *                        ip saddr @b-1a2b3c4d tcp dport 80 counter accept comment "x/web ingress[0] ip cidr tcp/80" }
  *   chain in/5e6f7a8b  { comment "policies x/web,x/db"; jump pol-in/x/web; jump pol-in/x/db;
  *                        ip daddr @drops-in4 drop; drop }
  *   chain egress  { type filter hook postrouting priority filter - 5; policy accept;
@@ -227,10 +229,20 @@ class SpecBuilder {
     return this.set(name, `type ${addrType(family)} : verdict;`, "ip", { kind: "map" });
   }
 
-  /** An interval set named after the rule it serves, holding `ranges`. */
+  /** An interval set named after the rule it serves, holding `ranges` (ipBlocks). */
   peers(role: string, family: 4 | 6, ranges: RangeSet): string {
-    const s = this.set(`p-${hash(role)}`, `type ${addrType(family)}; flags interval;`, "set");
+    const s = this.set(`b-${hash(role)}`, `type ${addrType(family)}; flags interval;`, "set");
     for (const e of formatRanges(family, ranges)) s.elements.set(e, e);
+    return s.name;
+  }
+
+  /** A hash set named after the rule it serves, holding pod addresses. */
+  podPeers(role: string, family: 4 | 6, ips: bigint[]): string {
+    const s = this.set(`p-${hash(role)}`, `type ${addrType(family)};`, "set");
+    for (const v of ips) {
+      const e = formatIP({ family, value: v });
+      s.elements.set(e, e);
+    }
     return s.name;
   }
 
@@ -302,36 +314,47 @@ function allowRules(b: SpecBuilder, rule: AllowRule, named: Named[]): RuleSpec[]
     verdict: "accept",
     comment,
   });
-  /** `[label suffix, peer match]` for family `f`, or undefined when no peer of `f` is allowed. */
-  const peerOf = (f: 4 | 6): [string, string] | undefined => {
-    if (rule.peers === "any") return ["", ""];
-    const ranges = rule.peers[`v${f}`];
-    if (ranges.length === 0) return undefined;
-    return [` ${ipOf(f)}`, `${ipOf(f)} ${peerAddr} @${b.peers(`${role} ${f}`, f, ranges)} `];
+  /**
+   * `[label suffix, peer match]` for family `f` (none: no peer of `f` is allowed): the selected pods'
+   * addresses in a hash set, the ipBlocks' ranges in an interval set (see PeerRanges).
+   */
+  const peersOf = (f: 4 | 6): [string, string][] => {
+    if (rule.peers === "any") return [["", ""]];
+    const ip = ipOf(f);
+    const pods = rule.peers.pods?.[`v${f}`] ?? [];
+    const blocks = rule.peers.blocks?.[`v${f}`] ?? (rule.peers.pods ? [] : rule.peers[`v${f}`]);
+    const out: [string, string][] = [];
+    if (pods.length) out.push([` ${ip}`, `${ip} ${peerAddr} @${b.podPeers(`${role} ${f}`, f, pods)} `]);
+    if (blocks.length) {
+      out.push([
+        pods.length ? ` ${ip} cidr` : ` ${ip}`,
+        `${ip} ${peerAddr} @${b.peers(`${role} ${f}`, f, blocks)} `,
+      ]);
+    }
+    return out;
   };
   const out: RuleSpec[] = [];
-  const numericFams: (4 | 6 | undefined)[] = rule.peers === "any" ? [undefined] : [...fams];
-  for (const f of numericFams) {
-    if (numeric !== "any" && numeric.length === 0) break;
-    const peer: [string, string] | undefined = f === undefined ? ["", ""] : peerOf(f);
-    if (!peer) continue;
-    if (numeric === "any") out.push(accept(peer[1], `${label}${peer[0]} any`));
+  const peers: [string, string][] = rule.peers === "any" ? [["", ""]] : fams.flatMap((f) => peersOf(f));
+  for (const [label_, peer] of numeric !== "any" && numeric.length === 0 ? [] : peers) {
+    if (numeric === "any") out.push(accept(peer, `${label}${label_} any`));
     else {for (const p of numeric) {
-        out.push(accept(`${peer[1]}${portMatch(p)}`, `${label}${peer[0]} ${portText(p)}`));
+        out.push(accept(`${peer}${portMatch(p)}`, `${label}${label_} ${portText(p)}`));
       }}
   }
   for (const f of fams) {
     const mine = named.filter((n) => familyOf(n.ip) === f);
-    const peer = mine.length ? peerOf(f) : undefined;
-    if (!peer) continue;
+    if (mine.length === 0) continue;
     const set = b.triples("n", `${role} ${f}`, f, mine);
     const names = [...new Set(mine.map((n) => n.name))].sort().join(",");
-    out.push(
-      accept(
-        `${ipOf(f)} ${selfAddr} . meta l4proto . th dport @${set} ${peer[1]}`,
-        `${label} ${ipOf(f)} named ${names}`,
-      ),
-    );
+    for (const [label_, peer] of peersOf(f)) {
+      const which = label_.endsWith("cidr") ? " cidr" : "";
+      out.push(
+        accept(
+          `${ipOf(f)} ${selfAddr} . meta l4proto . th dport @${set} ${peer}`,
+          `${label} ${ipOf(f)}${which} named ${names}`,
+        ),
+      );
+    }
   }
   for (const f of fams) {
     const dp = rule.destPorts.filter((d) => d.family === f);

@@ -150,6 +150,7 @@ export class PolicyTable {
   #canonical = new Map<string, string>(); // blocks as last verified
   #unverified = true; // something was installed since the last check: take blocks as listed
   #adopted = false; // the table in the kernel is a previous run's, of this layout: kept until the first install
+  #holdBatch: { ips: string[]; done: Promise<void> } | undefined; // a hold waiting in the queue
   #queue: Promise<unknown> = Promise.resolve();
   readonly #enter: Enter;
 
@@ -267,36 +268,49 @@ export class PolicyTable {
    * ({@linkcode adopt}), else installs the fallback table (which holds every unknown pod, and these).
    */
   hold(ips: string[]): Promise<void> {
-    return this.#serial(async () => {
-      if (!this.#installed && this.#adopted) {
-        const lines = ips.map((ip) =>
-          `add element ${POLICY_TABLE_REF} pending${ip.includes(":") ? 6 : 4} { ${ip} }`
-        );
-        try {
-          await this.#run(lines.join("\n") + "\n");
-          return;
-        } catch {
-          this.#adopted = false; // not the table it looked like: replace it (below)
-        }
-      }
-      if (!this.#installed) {
-        const base = this.opts.fallback();
-        for (const ip of ips) pendingSet(base, ip).elements.set(ip, ip);
-        const before = await listPolicyTableAsync(this.#enter);
-        await this.#run(renderTable(base, before ? parseCounters(before) : undefined));
-        this.#installed = cloneTable(base);
-        this.#unverified = true;
-        return;
-      }
-      const add = ips.filter((ip) => !pendingSet(this.#installed!, ip).elements.has(ip));
-      if (add.length === 0) return;
-      const lines = add.map((ip) =>
-        `add element ${POLICY_TABLE_REF} ${pendingSet(this.#installed!, ip).name} { ${ip} }`
-      );
-      this.#unverified = true;
-      await this.#run(lines.join("\n") + "\n");
-      for (const ip of add) pendingSet(this.#installed, ip).elements.set(ip, ip);
+    // Holds asked for while one waits in the queue join it: a burst of registrations is one nft call.
+    if (this.#holdBatch) {
+      this.#holdBatch.ips.push(...ips);
+      return this.#holdBatch.done;
+    }
+    const batch: { ips: string[]; done: Promise<void> } = { ips: [...ips], done: Promise.resolve() };
+    this.#holdBatch = batch;
+    batch.done = this.#serial(() => {
+      this.#holdBatch = undefined;
+      return this.#holdNow(batch.ips);
     });
+    return batch.done;
+  }
+
+  async #holdNow(ips: string[]): Promise<void> {
+    if (!this.#installed && this.#adopted) {
+      const lines = ips.map((ip) =>
+        `add element ${POLICY_TABLE_REF} pending${ip.includes(":") ? 6 : 4} { ${ip} }`
+      );
+      try {
+        await this.#run(lines.join("\n") + "\n");
+        return;
+      } catch {
+        this.#adopted = false; // not the table it looked like: replace it (below)
+      }
+    }
+    if (!this.#installed) {
+      const base = this.opts.fallback();
+      for (const ip of ips) pendingSet(base, ip).elements.set(ip, ip);
+      const before = await listPolicyTableAsync(this.#enter);
+      await this.#run(renderTable(base, before ? parseCounters(before) : undefined));
+      this.#installed = cloneTable(base);
+      this.#unverified = true;
+      return;
+    }
+    const add = ips.filter((ip) => !pendingSet(this.#installed!, ip).elements.has(ip));
+    if (add.length === 0) return;
+    const lines = add.map((ip) =>
+      `add element ${POLICY_TABLE_REF} ${pendingSet(this.#installed!, ip).name} { ${ip} }`
+    );
+    this.#unverified = true;
+    await this.#run(lines.join("\n") + "\n");
+    for (const ip of add) pendingSet(this.#installed, ip).elements.set(ip, ip);
   }
 
   /**

@@ -41,12 +41,21 @@ export interface DestPort {
   name: string;
 }
 
-/** Addresses per family. */
+/**
+ * Addresses per family: all of them as ranges (`v4`, `v6`), and split by where they come from — the
+ * selected pods' single addresses and the ipBlocks' ranges — because the table keeps the two apart: pod
+ * addresses in plain hash sets (cheap to change: a new pod is one element), ranges in interval sets
+ * (nft reads every element of the table's interval sets before each change).
+ */
 export interface PeerRanges {
   /** IPv4 ranges. */
   v4: RangeSet;
   /** IPv6 ranges. */
   v6: RangeSet;
+  /** The selected pods' addresses, sorted (absent: take `v4`/`v6` as blocks). */
+  pods?: { v4: bigint[]; v6: bigint[] };
+  /** The ipBlocks' ranges (with their holes). */
+  blocks?: { v4: RangeSet; v6: RangeSet };
 }
 
 /**
