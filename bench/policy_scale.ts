@@ -253,7 +253,6 @@ function watchStatus(
   }).catch((err) => console.error(`reference watcher: ${(err as Error).message}`));
 }
 
-// deno-lint-ignore weft/max-function-lines -- a bench scenario read top to bottom
 async function rolloutBench(): Promise<void> {
   const PODS = 1000, WAVE = 50, REUSED = 5;
   await using api = await startKubeApiServer({ bookmarkMs: 1000 });
