@@ -22,15 +22,13 @@
  * @module
  */
 import { formatIP, type IP, ipBytes, ipFromBytes, parseIP } from "./ip.ts";
-import { attrs, NL, NlBuilder } from "./rtnl/codec.ts";
+import { attrBytes, attrMap, type NlAttr, NlBuilder, payload } from "./nl_codec.ts";
+import { AF, NETLINK, NLA_F_NESTED, NLM_F } from "./nl_consts.ts";
 import { RtnlSocket } from "./rtnl/socket.ts";
 
-const NETLINK_NETFILTER = 12;
 const NFNL_SUBSYS_CTNETLINK = 1;
 const IPCTNL_MSG_CT_GET = 1;
 const IPCTNL_MSG_CT_DELETE = 2;
-const AF_INET = 2;
-const AF_INET6 = 10;
 
 /** linux/netfilter/nfnetlink_conntrack.h */
 const CTA = { TUPLE_ORIG: 1, TUPLE_REPLY: 2, ID: 12, ZONE: 18, FILTER: 25 } as const;
@@ -41,7 +39,6 @@ const CTA_FILTER_REPLY_FLAGS = 2;
 const FILTER_IP_SRC = 1 << 0;
 const FILTER_IP_DST = 1 << 1;
 const ENOENT = 2;
-const NLA_F_NESTED = 0x8000;
 
 /** Which end of which direction a dump filters on. */
 type Side = { tuple: typeof CTA.TUPLE_ORIG | typeof CTA.TUPLE_REPLY; end: "src" | "dst" };
@@ -59,9 +56,9 @@ function ipAttr(family: 4 | 6, end: "src" | "dst"): number {
 }
 
 function header(b: NlBuilder, msg: number, flags: number, seq: number, family: 4 | 6): void {
-  b.begin((NFNL_SUBSYS_CTNETLINK << 8) | msg, NL.F_REQUEST | flags, seq);
+  b.begin((NFNL_SUBSYS_CTNETLINK << 8) | msg, NLM_F.REQUEST | flags, seq);
   const at = b.struct(4); // struct nfgenmsg { u8 family; u8 version; __be16 res_id; }
-  b.view.setUint8(at, family === 4 ? AF_INET : AF_INET6);
+  b.view.setUint8(at, family === 4 ? AF.INET : AF.INET6);
 }
 
 /** One dumped entry: what deleting it takes (its original tuple and zone, as the kernel sent them). */
@@ -72,15 +69,9 @@ interface Entry {
 }
 
 /** The addresses of a tuple attribute's CTA_TUPLE_IP. */
-function tupleIPs(dv: DataView, at: [number, number] | undefined): IP[] {
-  if (!at) return [];
-  const ipNest = attrs(dv, at[0], at[1]).get(CTA_TUPLE_IP);
-  if (!ipNest) return [];
-  const out: IP[] = [];
-  for (const [, [from, to]] of attrs(dv, ipNest[0], ipNest[1])) {
-    out.push(ipFromBytes(new Uint8Array(dv.buffer, dv.byteOffset + from, to - from).slice()));
-  }
-  return out;
+function tupleIPs(tuple: NlAttr | undefined): IP[] {
+  const ip = tuple ? attrMap(tuple.data).get(CTA_TUPLE_IP) : undefined;
+  return ip ? [...attrMap(ip.data).values()].map((a) => ipFromBytes(a.data.slice())) : [];
 }
 
 /**
@@ -95,7 +86,7 @@ async function dump(
 ): Promise<Entry[]> {
   const b = new NlBuilder();
   const seq = s.nextSeq();
-  header(b, IPCTNL_MSG_CT_GET, NL.F_DUMP, seq, family);
+  header(b, IPCTNL_MSG_CT_GET, NLM_F.DUMP, seq, family);
   if (filter) {
     const { ip, side } = filter;
     const t = b.nestStart(side.tuple | NLA_F_NESTED);
@@ -111,19 +102,18 @@ async function dump(
   b.end();
   const out: Entry[] = [];
   for (const m of await s.requestAsync(b, seq, "conntrack dump")) {
-    const a = attrs(m.dv, m.at + 4, m.end);
+    const a = attrMap(payload(m, 4));
     const orig = a.get(CTA.TUPLE_ORIG);
-    const involved = [...tupleIPs(m.dv, orig), ...tupleIPs(m.dv, a.get(CTA.TUPLE_REPLY))]
+    const involved = [...tupleIPs(orig), ...tupleIPs(a.get(CTA.TUPLE_REPLY))]
       .some((x) => wanted.has(formatIP(x)));
     if (!orig || !involved) continue; // not ours (or an older kernel ignored the filter)
     const id = a.get(CTA.ID);
-    const zone = a.get(CTA.ZONE);
     out.push({
-      id: id ? m.dv.getUint32(id[0], false) : undefined,
-      origTuple: new Uint8Array(m.dv.buffer, m.dv.byteOffset + orig[0], orig[1] - orig[0]).slice(),
-      zone: zone
-        ? new Uint8Array(m.dv.buffer, m.dv.byteOffset + zone[0], zone[1] - zone[0]).slice()
+      id: id && id.data.length >= 4
+        ? new DataView(id.data.buffer, id.data.byteOffset, 4).getUint32(0, false)
         : undefined,
+      origTuple: orig.data.slice(),
+      zone: attrBytes(a.get(CTA.ZONE)),
     });
   }
   return out;
@@ -132,7 +122,7 @@ async function dump(
 function remove(s: RtnlSocket, family: 4 | 6, e: Entry): boolean {
   const b = new NlBuilder();
   const seq = s.nextSeq();
-  header(b, IPCTNL_MSG_CT_DELETE, NL.F_ACK, seq, family);
+  header(b, IPCTNL_MSG_CT_DELETE, NLM_F.ACK, seq, family);
   b.bytes(CTA.TUPLE_ORIG | NLA_F_NESTED, e.origTuple);
   if (e.zone) b.bytes(CTA.ZONE, e.zone);
   b.end();
@@ -184,7 +174,7 @@ export async function conntrackFlushAddresses(
   enter: <T>(fn: () => T) => T = (fn) => fn(),
 ): Promise<number> {
   const ips = addresses.map(parseIP);
-  using s = enter(() => RtnlSocket.open(undefined, NETLINK_NETFILTER));
+  using s = enter(() => RtnlSocket.open(undefined, NETLINK.NETFILTER));
   const seen = new Set<string>();
   let deleted = 0;
   for (const family of [4, 6] as const) {

@@ -4,8 +4,8 @@
  * resync, and publishes its metrics. Without the flag the agent removes weft's policy table, so turning
  * the feature off leaves no rule behind.
  *
- * It also answers the pod registrations CNI ADD sends over the agent's socket
- * ({@linkcode RegistrationSlot}): the new pod is held closed until its rules are in.
+ * It also answers the pod registrations CNI ADD sends over the agent's socket (through the
+ * {@linkcode RegistrationSlot} it binds): the new pod is held closed until its rules are in.
  *
  * Metrics: `weft_policy_rules`, `weft_policy_table_rules`, `weft_policy_isolated_pods`,
  * `weft_policy_updates_total`, `weft_policy_unchanged_total`, `weft_policy_update_latency_seconds`
@@ -21,11 +21,17 @@
 import { sleep } from "../async.ts";
 import { log } from "../log.ts";
 import type { IPNet } from "../net/ip.ts";
-import { PolicyEnforcer, type RegistrationState } from "../policy/enforcer.ts";
+import { PolicyEnforcer } from "../policy/enforcer.ts";
 import type { ListWatchClient } from "../policy/informer.ts";
 import { listPolicyTable, removePolicyTable } from "../policy/nft_table.ts";
-import { type PodRegistrationRequest, RegistrationError } from "../policy/registry.ts";
-import type { MetricsText } from "./metrics.ts";
+import { RegistrationError } from "../policy/registry.ts";
+import {
+  MASQUERADE_REFUSAL,
+  type RegistrationReply,
+  type RegistrationRequest,
+  type RegistrationSlot,
+} from "./pod_registrations.ts";
+import { Histogram, MetricFamilies, type MetricsText } from "./prometheus.ts";
 
 const logger = log("agent");
 
@@ -37,208 +43,121 @@ export interface NetworkPolicyOptions {
   nodeName: string;
   /** `--policy-log-drops`. */
   logDrops: boolean;
+  /** Where CNI ADD's pod registrations arrive (the agent's CNI server sends them). */
+  registrations?: RegistrationSlot;
 }
-
-/** The answer to a pod registration (the `register-pod` reply, src/cni/pod_registration.ts). */
-export type RegistrationReply =
-  | { policy: "off" }
-  | { policy: "on"; state: RegistrationState | "starting"; ips?: string[] }
-  | { refused: string }
-  | { error: string };
-
-/** What a registration carries besides the pod (the plugin's view of its own configuration). */
-export interface RegistrationRequest extends PodRegistrationRequest {
-  /** The plugin masquerades this pod's traffic leaving the node (`ipMasq` in effect). */
-  masquerades?: boolean;
-}
-
-/**
- * Where the agent's CNI server sends pod registrations: created with the flags (before the CNI server
- * starts), bound to the policy part once it exists. A registration that arrives before waits for it (a
- * few seconds at most: the agent is starting), then is answered `starting` — the previous run's table
- * holds unknown pods meanwhile.
- */
-export class RegistrationSlot {
-  #handler: ((r: RegistrationRequest) => Promise<RegistrationReply>) | undefined;
-  #bound: (() => void)[] = [];
-
-  /** @param waitMs how long an early registration waits for the policy part */
-  constructor(private readonly waitMs = 5000) {}
-
-  /** Binds the policy part's handler. */
-  bind(handler: (r: RegistrationRequest) => Promise<RegistrationReply>): void {
-    this.#handler = handler;
-    for (const f of this.#bound.splice(0)) f();
-  }
-
-  /** Answers one registration. */
-  async handle(r: RegistrationRequest): Promise<RegistrationReply> {
-    if (!this.#handler) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await new Promise<void>((res) => {
-        this.#bound.push(res);
-        timer = setTimeout(res, this.waitMs);
-      });
-      clearTimeout(timer);
-    }
-    return this.#handler ? await this.#handler(r) : { policy: "on", state: "starting" };
-  }
-}
-
-/**
- * Why a pod must not be added while policy is enforced: its traffic to other nodes would reach them
- * masqueraded, and their ingress rules would judge this node's address instead of the pod's.
- */
-export const MASQUERADE_REFUSAL =
-  "this node enforces NetworkPolicy (weft agent --network-policy), and this CNI configuration " +
-  "masquerades pod traffic leaving the node (ipMasq: true): other nodes' ingress policies would see " +
-  "the node's address instead of the pod's. Remove ipMasq from the CNI configuration (the agent " +
-  "masquerades with --ip-masq, leaving pod-to-pod traffic alone)";
 
 /** Buckets of the update latency histogram, s. */
 export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
-/** A Prometheus histogram of update latencies (cumulative buckets, sum, count). */
-export class LatencyHistogram {
-  readonly #counts = LATENCY_BUCKETS.map(() => 0);
-  /** Sum of the observations, s. */
-  sum = 0;
-  /** Number of observations. */
-  count = 0;
-
-  /** Records one latency, s. */
-  observe(seconds: number): void {
-    this.sum += seconds;
-    this.count++;
-    LATENCY_BUCKETS.forEach((le, i) => {
-      if (seconds <= le) this.#counts[i]!++;
-    });
+/** The update latency histogram (cumulative buckets, sum, count; prometheus.ts writes it). */
+export class LatencyHistogram extends Histogram {
+  constructor() {
+    super(LATENCY_BUCKETS);
   }
+}
 
-  /** Its text lines (`_bucket{le=…}`, `_sum`, `_count`) under `name`. */
-  lines(name: string): string[] {
-    return [
-      ...LATENCY_BUCKETS.map((le, i) => `${name}_bucket{le="${le}"} ${this.#counts[i]}`),
-      `${name}_bucket{le="+Inf"} ${this.count}`,
-      `${name}_sum ${this.sum}`,
-      `${name}_count ${this.count}`,
-    ];
-  }
+/** The families about pods and addresses: duplicates, registrations, conntrack, br_netfilter, failures. */
+function podFamilies(m: MetricFamilies, e: PolicyEnforcer): void {
+  m.gauge(
+    "weft_policy_failed_entries",
+    "Entries (a set, a chain, a pod address) nftables refused in the last install (retried)",
+    () => e.stats.failedUnits,
+  );
+  m.gauge(
+    "weft_policy_duplicate_ips",
+    "Pod addresses two pods claim (the newest has it)",
+    () => e.stats.duplicates,
+  );
+  m.counter(
+    "weft_policy_duplicate_ips_total",
+    "Distinct duplicate pod addresses seen",
+    () => e.stats.duplicatesTotal,
+  );
+  m.counter("weft_policy_registrations_total", "Pods registered by CNI ADD", () => e.stats.registrations);
+  m.gauge(
+    "weft_policy_pending_pods",
+    "Registered pod addresses held closed until their pod is known",
+    () => e.stats.pending,
+  );
+  m.counter(
+    "weft_policy_conntrack_flushed_total",
+    "Connections flushed for pod addresses that left this node's table or changed pods",
+    () => e.stats.conntrackFlushed,
+  );
+  m.gauge(
+    "weft_policy_bridge_netfilter",
+    "1 when br_netfilter passes bridged pod traffic through the policy table",
+    () => e.stats.bridgeNetfilter,
+  );
 }
 
 /**
  * The policy metrics as Prometheus text (format 0.0.4, laid out as the agent's others), read from `e`
  * at scrape time.
  */
-// deno-lint-ignore weft/max-function-lines -- one declaration per metric, in a row (a shared writer replaces it)
 export function policyMetricsText(e: PolicyEnforcer, latency: LatencyHistogram): string {
-  const blocks: string[] = [];
-  const one = (type: "gauge" | "counter", name: string, help: string, v: number) =>
-    blocks.push(`# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${v}\n`);
-  one("gauge", "weft_policy_rules", "Allow rules in weft's policy table (each policy's once)", e.stats.rules);
-  one("gauge", "weft_policy_table_rules", "Rules in weft's policy table, all chains", e.stats.tableRules);
-  one(
-    "gauge",
+  const m = new MetricFamilies();
+  m.gauge(
+    "weft_policy_rules",
+    "Allow rules in weft's policy table (each policy's once)",
+    () => e.stats.rules,
+  );
+  m.gauge("weft_policy_table_rules", "Rules in weft's policy table, all chains", () => e.stats.tableRules);
+  m.gauge(
     "weft_policy_isolated_pods",
     "Pods of this node isolated by some NetworkPolicy",
-    e.stats.isolatedPods,
+    () => e.stats.isolatedPods,
   );
-  one("counter", "weft_policy_updates_total", "Policy rule sets installed", e.stats.updates);
-  one(
-    "counter",
+  m.counter("weft_policy_updates_total", "Policy rule sets installed", () => e.stats.updates);
+  m.counter(
     "weft_policy_unchanged_total",
     "Recompiles whose result was already installed (no nftables call)",
-    e.stats.unchanged,
+    () => e.stats.unchanged,
   );
-  one("gauge", "weft_policy_compile_seconds", "Duration of the last compile", e.stats.lastCompileSeconds);
-  one(
-    "gauge",
+  m.gauge("weft_policy_compile_seconds", "Duration of the last compile", () => e.stats.lastCompileSeconds);
+  m.gauge(
     "weft_policy_install_seconds",
     "Duration of the last compile and install",
-    e.stats.lastApplySeconds,
+    () => e.stats.lastApplySeconds,
   );
-  one(
-    "counter",
+  m.counter(
     "weft_policy_install_failures_total",
     "Rule sets nftables refused (the previous rules stayed in force)",
-    e.stats.failures,
+    () => e.stats.failures,
   );
-  one(
-    "gauge",
-    "weft_policy_failed_entries",
-    "Entries (a set, a chain, a pod address) nftables refused in the last install (retried)",
-    e.stats.failedUnits,
-  );
-  one(
-    "gauge",
-    "weft_policy_duplicate_ips",
-    "Pod addresses two pods claim (the newest has it)",
-    e.stats.duplicates,
-  );
-  one(
-    "counter",
-    "weft_policy_duplicate_ips_total",
-    "Distinct duplicate pod addresses seen",
-    e.stats.duplicatesTotal,
-  );
-  one("counter", "weft_policy_registrations_total", "Pods registered by CNI ADD", e.stats.registrations);
-  one(
-    "gauge",
-    "weft_policy_pending_pods",
-    "Registered pod addresses held closed until their pod is known",
-    e.stats.pending,
-  );
-  one(
-    "counter",
-    "weft_policy_conntrack_flushed_total",
-    "Connections flushed for pod addresses that left this node's table or changed pods",
-    e.stats.conntrackFlushed,
-  );
-  one(
-    "gauge",
-    "weft_policy_bridge_netfilter",
-    "1 when br_netfilter passes bridged pod traffic through the policy table",
-    e.stats.bridgeNetfilter,
-  );
-  one(
-    "gauge",
+  podFamilies(m, e);
+  m.gauge(
     "weft_policy_unenforceable",
     "Parts of NetworkPolicies weft cannot enforce as written (they allow nothing)",
-    e.problems.length,
+    () => e.problems.length,
   );
-  one(
-    "counter",
+  m.counter(
     "weft_policy_unenforceable_total",
     "Distinct unenforceable NetworkPolicy parts seen",
-    e.stats.problemsSeen,
+    () => e.stats.problemsSeen,
   );
-  one(
-    "counter",
+  m.counter(
     "weft_policy_repaired_total",
     "Times the policy table or br_netfilter was found altered and repaired",
-    e.stats.repairs,
+    () => e.stats.repairs,
   );
-  one(
-    "gauge",
+  m.gauge(
     "weft_policy_api_up",
     "1 when the last list/watch of every policy input succeeded",
-    e.apiUp ? 1 : 0,
+    () => e.apiUp ? 1 : 0,
   );
-  one(
-    "gauge",
+  m.gauge(
     "weft_policy_synced",
     "1 once policies, pods and namespaces have been listed",
-    e.synced ? 1 : 0,
+    () => e.synced ? 1 : 0,
   );
-  const h = "weft_policy_update_latency_seconds";
-  blocks.push(
-    [
-      `# HELP ${h} From a change seen in the API to its rules installed in the kernel`,
-      `# TYPE ${h} histogram`,
-      ...latency.lines(h),
-    ].join("\n") + "\n",
+  m.histogram(
+    "weft_policy_update_latency_seconds",
+    "From a change seen in the API to its rules installed in the kernel",
+    latency,
   );
-  return blocks.join("\n");
+  return m.text();
 }
 
 /** The running part. */
@@ -249,14 +168,14 @@ export class NetworkPolicyPart {
   /** Update latencies (change seen → installed). */
   readonly latency = new LatencyHistogram();
 
-  /** @param opts the flag's needs; @param slot where CNI ADD's registrations arrive */
-  constructor(opts: NetworkPolicyOptions, slot?: RegistrationSlot) {
+  /** @param opts the flag's needs */
+  constructor(opts: NetworkPolicyOptions) {
     this.enforcer = new PolicyEnforcer(opts.client, {
       nodeName: opts.nodeName,
       logDrops: opts.logDrops,
       onApplied: (s) => this.latency.observe(s),
     });
-    slot?.bind((r) => this.register(r));
+    opts.registrations?.bind((r) => this.register(r));
   }
 
   /** Answers a pod registration (see {@linkcode RegistrationSlot}). */
@@ -313,13 +232,12 @@ export class NetworkPolicyPart {
 export function networkPolicyFor(
   opts: NetworkPolicyOptions | undefined,
   status: { policyEnforced: () => boolean },
-  slot?: RegistrationSlot,
 ): NetworkPolicyPart | undefined {
   if (!opts) {
     removeNetworkPolicyTable();
     return undefined;
   }
-  const part = new NetworkPolicyPart(opts, slot);
+  const part = new NetworkPolicyPart(opts);
   status.policyEnforced = () => part.enforced;
   return part;
 }

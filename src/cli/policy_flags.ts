@@ -7,18 +7,14 @@
  *
  * @module
  */
-import { type Command, Option } from "@commander-js/extra-typings";
 import type { AgentOptions } from "../agent/agent.ts";
-import {
-  type NetworkPolicyOptions,
-  type RegistrationRequest,
-  RegistrationSlot,
-} from "../agent/network_policy.ts";
+import type { NetworkPolicyOptions } from "../agent/network_policy.ts";
+import { type RegistrationRequest, RegistrationSlot } from "../agent/pod_registrations.ts";
+import { REGISTER_POD_KIND, setInProcessRegistrar } from "../cni/pod_registration.ts";
 import type { EtcdOptions } from "../lease/etcd/options.ts";
 import type { LeaseSource } from "../lease/source.ts";
-import { REGISTER_POD_KIND, setInProcessRegistrar } from "../cni/pod_registration.ts";
-import { envName } from "./etcd_flags.ts";
 import { CliError } from "./errors.ts";
+import { addFlags, type FlagSpec, parseBool } from "./flags.ts";
 import { kubeFlagValues, kubeMode, sourceOpener } from "./kube_flags.ts";
 
 /** The values of the policy flags, as commander hands them over. */
@@ -29,39 +25,34 @@ export interface PolicyFlagValues {
   policyLogDrops: string | boolean;
 }
 
-function flag(flags: string, description: string): Option {
-  return new Option(flags, description).env(envName(flags.split(" ")[0]!)).default("false");
-}
+/** weft's network-policy flags. */
+export const POLICY_FLAGS: readonly FlagSpec[] = [
+  {
+    name: "network-policy",
+    kind: "bool",
+    help:
+      "enforce Kubernetes NetworkPolicies for this node's pods in nftables (needs --kube-subnet-mgr and --ip-masq)",
+    origin: "weft",
+  },
+  {
+    name: "policy-log-drops",
+    kind: "bool",
+    help: "log packets network policy drops (kernel log, 5/s per pod and direction, policies named)",
+    origin: "weft",
+  },
+];
 
 /**
  * Adds the policy flags to `cmd` (its option type is handed back unchanged, as with the kube flags);
  * read them with {@linkcode policyFlagValues}.
  */
 export function addPolicyFlags<C extends object>(command: C): C {
-  // deno-lint-ignore no-explicit-any -- any commander command; its type is handed back unchanged
-  const cmd = command as unknown as Command<any, any, any>;
-  cmd
-    .addOption(flag(
-      "--network-policy [bool]",
-      "enforce Kubernetes NetworkPolicies for this node's pods in nftables (needs --kube-subnet-mgr)",
-    ))
-    .addOption(flag(
-      "--policy-log-drops [bool]",
-      "log packets network policy drops (kernel log, 5/s per pod and direction, pod named)",
-    ));
-  return command;
+  return addFlags(command, POLICY_FLAGS);
 }
 
 /** The policy flags' values out of a command's parsed options. */
 export function policyFlagValues(opts: object): PolicyFlagValues {
   return opts as PolicyFlagValues;
-}
-
-function bool(flag: string, v: string | boolean | undefined): boolean {
-  if (v === undefined || typeof v === "boolean") return !!v;
-  if (["1", "t", "T", "true", "TRUE", "True"].includes(v)) return true;
-  if (["0", "f", "F", "false", "FALSE", "False", ""].includes(v)) return false;
-  throw new CliError(`${flag} ${v}: must be true or false`, 2);
 }
 
 /**
@@ -91,8 +82,8 @@ export function networkPolicyFrom(
   kube: boolean,
   ipMasq = true,
 ): ((source: LeaseSource) => NetworkPolicyOptions) | undefined {
-  const logDrops = bool("--policy-log-drops", v.policyLogDrops);
-  if (!bool("--network-policy", v.networkPolicy)) {
+  const logDrops = parseBool("--policy-log-drops", v.policyLogDrops);
+  if (!parseBool("--network-policy", v.networkPolicy)) {
     if (logDrops) throw new CliError("--policy-log-drops needs --network-policy", 2);
     return undefined;
   }
@@ -112,37 +103,45 @@ export function networkPolicyFrom(
   };
 }
 
+/** Where the CNI server finds the policy part's registrations (set with `--network-policy`). */
+export interface RegistrationsHolder {
+  /** The slot the policy part binds to. */
+  slot?: RegistrationSlot;
+}
+
 /**
  * The agent's lease-store opener ({@linkcode sourceOpener}) with the policy flags applied: flags checked
- * now; with `--network-policy`, opening the (Kubernetes) source also sets `opts.networkPolicy` from it.
+ * now; with `--network-policy`, `registrations.slot` is made now (the CNI server starts before the store
+ * is open) and opening the (Kubernetes) source sets `opts.networkPolicy` from it, with that slot.
  */
 export async function agentSourceOpener(
   flags: object,
   opts: AgentOptions & { etcd: EtcdOptions },
+  registrations: RegistrationsHolder = {},
 ): Promise<(signal: AbortSignal) => Promise<LeaseSource>> {
   const kube = kubeFlagValues(flags);
   const open = await sourceOpener(kube, opts);
   const policy = networkPolicyFrom(policyFlagValues(flags), kubeMode(kube), opts.ipMasq);
   if (!policy) return open;
-  opts.podRegistrations = new RegistrationSlot();
+  const slot = registrations.slot = new RegistrationSlot();
   return async (signal) => {
     const source = await open(signal);
-    opts.networkPolicy = policy(source);
+    opts.networkPolicy = { ...policy(source), registrations: slot };
     return source;
   };
 }
 
 /**
  * The request kinds the agent's CNI server serves besides the CNI call: `register-pod`, answered by the
- * policy part (through `opts.podRegistrations`), or `{policy: "off"}` without `--network-policy`. ADDs
- * the agent runs itself register through the same handler, in process (a request on its own socket
- * would wait behind the ADD it belongs to).
+ * policy part (through `registrations.slot`), or `{policy: "off"}` without `--network-policy`. ADDs the
+ * agent runs itself register through the same handler, in process (a request on its own socket would
+ * wait behind the ADD it belongs to).
  */
 export function podRegistrationKinds(
-  opts: Pick<AgentOptions, "podRegistrations">,
+  registrations: RegistrationsHolder,
 ): Record<string, (req: Record<string, unknown>) => Promise<Record<string, unknown>>> {
   const handle = async (pod: unknown): Promise<Record<string, unknown>> => {
-    const slot = opts.podRegistrations;
+    const slot = registrations.slot;
     if (!slot) return { policy: "off" };
     if (!pod || typeof pod !== "object") return { error: "a register-pod request needs pod" };
     return await slot.handle(pod as RegistrationRequest);
