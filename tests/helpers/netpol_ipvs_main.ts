@@ -62,6 +62,8 @@ async function forward(vip: string, port: number, ip: string): Promise<void> {
     try {
       sendAs(client.hostname, client.port, ip, port, data);
     } catch (err) {
+      // EPERM: netfilter dropped it on its way out — a policy's verdict, not a fault.
+      if ((err as Error).message.endsWith("errno 1")) continue;
       console.error(
         `forwarding ${client.hostname}:${client.port} -> ${ip}:${port}: ${(err as Error).message}`,
       );
