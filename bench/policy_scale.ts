@@ -175,7 +175,11 @@ async function installRow(pods: number, n: number): Promise<Record<string, numbe
     );
     const p0 = performance.now();
     const rs2 = compilePolicies({ ...c, pods: [...c.pods, added], nodeName: "node-0" });
-    const [r2, podStall] = await stall(() => table.apply(buildTableSpec(rs2, { podNets: NETS })));
+    const spec2 = buildTableSpec(rs2, { podNets: NETS });
+    const podCompileMs = performance.now() - p0;
+    const a0 = performance.now();
+    const [r2, podStall] = await stall(() => table.apply(spec2));
+    const podApplyMs = performance.now() - a0;
     const podMs = performance.now() - p0;
     // One policy changed (a port added).
     const changed = c.policies.map((p, i) =>
@@ -206,6 +210,8 @@ async function installRow(pods: number, n: number): Promise<Record<string, numbe
       listing_kb: (listing?.length ?? 0) / 1024,
       list_ms: listMs,
       one_pod_ms: podMs,
+      one_pod_compile_ms: podCompileMs,
+      one_pod_apply_ms: podApplyMs,
       one_pod_stall_ms: podStall,
       one_pod_units: r2.failed.length,
       one_policy_ms: policyMs,
@@ -216,8 +222,13 @@ async function installRow(pods: number, n: number): Promise<Record<string, numbe
       } ms, ` +
         `whole install ${fullMs.toFixed(0)} ms (loop stall ≤ ${fullStall.toFixed(0)} ms), ${rules} rules ` +
         `(per-pod layout: ${row.rules_per_pod_layout}, ×${(row.rules_per_pod_layout / rules).toFixed(1)}), ` +
-        `${elements} set elements; +1 pod ${podMs.toFixed(0)} ms (stall ≤ ${podStall.toFixed(0)} ms, ` +
-        `whole/diff ×${(fullMs / podMs).toFixed(1)}), 1 policy changed ${policyMs.toFixed(0)} ms; list ${
+        `${elements} set elements; +1 pod ${podMs.toFixed(0)} ms = compile+build ${
+          podCompileMs.toFixed(0)
+        } + ` +
+        `diff+nft ${podApplyMs.toFixed(0)} (stall during the apply ≤ ${
+          podStall.toFixed(0)
+        } ms; whole install / ` +
+        `this apply ×${(fullMs / podApplyMs).toFixed(1)}), 1 policy changed ${policyMs.toFixed(0)} ms; list ${
           listMs.toFixed(0)
         } ms`,
     );

@@ -19,7 +19,9 @@
  *   chain in/5e6f7a8b  { comment "policies x/web,x/db"; jump pol-in/x/web; jump pol-in/x/db;
  *                        ip daddr @drops-in4 drop; drop }
  *   chain egress  { type filter hook postrouting priority filter - 5; policy accept;
- *                   ct state established,related accept; icmpv6 type { nd-… } accept;
+ *                   ct state established,related accept;
+ *                   ip saddr != @podnet4 accept;                      not a pod's (the overlay's own packets)
+ *                   icmpv6 type { nd-… } accept;
  *                   fib saddr type local accept;                      the node's own traffic
  *                   ip saddr @pending4 counter drop;                  registered, not enforced yet
  *                   ip saddr @podnet4 ip saddr != @known4 counter drop;   unknown pod (when policies exist)
@@ -462,11 +464,24 @@ export const HOLD_COMMENTS = { pending: "pending", unknown: "unknown pod" } as c
  */
 const NDP = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert }";
 
+/**
+ * The base chains. Right after established traffic, a packet that neither comes from (egress) nor goes to
+ * (ingress) an address of this node's pod subnets leaves the chain: most of what postrouting sees is not a
+ * pod's (the overlay's own encapsulated packets, the node's traffic), and it should cost one set lookup,
+ * not a route lookup. A family whose pod subnet is unknown gets no such shortcut (everything is judged).
+ */
 function addBaseChains(b: SpecBuilder, hold: boolean): void {
+  const known = fams.filter((f) => b.sets.get(`podnet${f}`)!.elements.size > 0);
   for (const [dir, prio] of [["egress", 5], ["ingress", 4]] as const) {
     const addr = dir === "ingress" ? "daddr" : "saddr";
     const rules: RuleSpec[] = [
       { match: "ct state established,related", counted: false, verdict: "accept" },
+      ...known.map((f): RuleSpec => ({
+        match: `${ipOf(f)} ${addr} != @podnet${f}`,
+        counted: false,
+        verdict: "accept",
+        comment: dir === "ingress" ? "not to a pod of this node" : "not from a pod of this node",
+      })),
       { match: NDP, counted: false, verdict: "accept" },
       { match: "fib saddr type local", counted: false, verdict: "accept", comment: "the node's own traffic" },
     ];
