@@ -389,23 +389,11 @@ async function rolloutBench(): Promise<void> {
     `${OUT}policy_rollout.csv`,
     ["pod,wave,enforced_ms,api_watch_ms", ...csv].join("\n") + "\n",
   );
-  const gp = `set terminal pngcairo size 1100,520 font "sans,10"
-set output "${OUT}policy_rollout.png"
-set datafile separator ","
-set title "A new pod's time to enforcement during a 1000-pod rollout (waves of 50, one node)"
-set xlabel "new pod (in rollout order)"
-set ylabel "ms"
-set key outside right top
-set grid
-set yrange [0:*]
-plot "${OUT}policy_rollout.csv" every ::1 using 1:3 with points pt 7 ps 0.4 title "CNI registration → rules in the kernel", \\
-     "${OUT}policy_rollout.csv" every ::1 using 1:4 with points pt 6 ps 0.4 lc rgb "gray50" title "reference: API status write → watch event"
-`;
-  const out = await new Deno.Command("gnuplot", { stdin: "piped", stderr: "piped" }).spawn();
-  const w = out.stdin.getWriter();
-  await w.write(new TextEncoder().encode(gp));
-  await w.close();
-  const r = await out.output();
+  const gp = new URL("./plot_policy_rollout.gp", import.meta.url).pathname;
+  const r = await new Deno.Command("gnuplot", {
+    args: ["-e", `csv='${OUT}policy_rollout.csv'; out='${OUT}policy_rollout.png'`, gp],
+    stderr: "piped",
+  }).output();
   if (r.code !== 0) console.error(`gnuplot: ${new TextDecoder().decode(r.stderr)}`);
 }
 
