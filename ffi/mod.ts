@@ -13,7 +13,8 @@ export { netnsCreate, netnsDelete, netnsList, netnsPath, withNetns } from "./net
 export { setTxChecksumOffload, txChecksumOffload } from "./ethtool.ts";
 export { releaseFreeNativeMemory } from "./malloc.ts";
 export { checkLibraries, type LibraryCheck } from "./preflight.ts";
-export { NftError, nftRun } from "./nftables.ts";
+export { NftError, nftRun, nftRunAsync } from "./nftables.ts";
+export { conntrackFlushAddress, conntrackFlushAddresses } from "./conntrack.ts";
 export { NTF_SELF, NUD_PERMANENT } from "./neighs.ts";
 export type { RouteFilter } from "./routes.ts";
 export * from "./types.ts";

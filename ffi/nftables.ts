@@ -1,6 +1,8 @@
 /**
  * nftables through libnftables over FFI: {@linkcode nftRun} applies a whole script atomically (one
  * transaction) and returns nft's output; failures throw {@linkcode NftError} with nft's own message.
+ * {@linkcode nftRunAsync} does the same off the JS thread, for scripts whose parsing and commit take
+ * longer than an event loop may stall (a policy table of thousands of pods).
  *
  * @module
  */
@@ -54,6 +56,31 @@ export function nftRun(script: string, opts: { json?: boolean } = {}): string {
     l.nft_ctx_buffer_output(ctx);
     l.nft_ctx_buffer_error(ctx);
     const rc = l.nft_run_cmd_from_buffer(ctx, cstr(script));
+    if (rc !== 0) throw new NftError(readCString(l.nft_ctx_get_error_buffer(ctx)).trim() || `rc ${rc}`);
+    return readCString(l.nft_ctx_get_output_buffer(ctx));
+  } finally {
+    l.nft_ctx_free(ctx);
+  }
+}
+
+/**
+ * {@linkcode nftRun} on a thread of Deno's blocking pool: the JS thread keeps serving while nft parses
+ * and the kernel commits. The context — and with it the netlink socket the script goes through — is
+ * made inside `enter` (e.g. a function that switches into a network namespace and back), so the script
+ * applies to the namespace `enter` chose, whichever thread runs it.
+ */
+export async function nftRunAsync(
+  script: string,
+  enter: <T>(fn: () => T) => T = (fn) => fn(),
+): Promise<string> {
+  const l = nft();
+  const ctx = enter(() => l.nft_ctx_new(0));
+  if (ctx === null) throw new NftError("nft_ctx_new failed");
+  try {
+    l.nft_ctx_buffer_output(ctx);
+    l.nft_ctx_buffer_error(ctx);
+    const buf = cstr(script); // referenced until the call returns
+    const rc = await l.nft_run_cmd_from_buffer_nb(ctx, buf);
     if (rc !== 0) throw new NftError(readCString(l.nft_ctx_get_error_buffer(ctx)).trim() || `rc ${rc}`);
     return readCString(l.nft_ctx_get_output_buffer(ctx));
   } finally {

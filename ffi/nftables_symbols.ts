@@ -22,4 +22,12 @@ export const LIBNFTABLES_SYMBOLS = {
   nft_ctx_output_set_flags: { parameters: ["pointer", "u32"], result: "void" },
   // int nft_run_cmd_from_buffer(struct nft_ctx *nft, const char *buf);
   nft_run_cmd_from_buffer: { parameters: ["pointer", "buffer"], result: "i32" },
+  // The same, run on a thread of Deno's blocking pool: a large script is parsed and committed there, off
+  // the JS thread (the context's netlink socket, opened by nft_ctx_new, stays in its namespace).
+  nft_run_cmd_from_buffer_nb: {
+    name: "nft_run_cmd_from_buffer",
+    parameters: ["pointer", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
 } as const satisfies Deno.ForeignLibraryInterface;

@@ -90,14 +90,13 @@ Deno.test({
         ]);
         assert.equal(r.code, 0, r.stderr);
         const s = JSON.parse(r.stdout) as {
-          pods: {
-            pod: string;
-            ingress?: { policies: string[]; rules: { rule: string; packets: number }[] };
-          }[];
+          pods: { pod: string; ingress?: { policies: string[] } }[];
+          policies: { policy: string; direction: string; rules: { rule: string; packets: number }[] }[];
         };
         const xa = s.pods.find((p) => p.pod === "x/a")!;
         assert.deepEqual(xa.ingress!.policies, ["x/icmp", "x/web"]);
-        const web = xa.ingress!.rules.find((x) => x.rule === "x/web ingress[0] tcp/80")!;
+        const web = s.policies.find((p) => p.policy === "x/web" && p.direction === "ingress")!
+          .rules.find((x) => x.rule === "x/web ingress[0] tcp/80")!;
         assert.ok(web.packets >= 1, "the connection let in above is counted");
       });
 

@@ -1,6 +1,12 @@
-/** deploy/kube-weft-netpol.yml grants exactly what `weft agent --network-policy` reads, no more, no less. */
+/**
+ * deploy/kube-weft-netpol.yml grants exactly what `weft agent --network-policy` reads, no more, no less;
+ * deploy/kube-weft-netpol-patch.yml turns policy on in kube-weft.yml's DaemonSet with br_netfilter set up
+ * by a privileged init container.
+ */
 import assert from "node:assert/strict";
-import { parseAllDocuments } from "yaml";
+import { parse, parseAllDocuments } from "yaml";
+import { runIn } from "../src/lab/lab.ts";
+import { applyJsonPatch, type Json } from "./helpers/kube_patch.ts";
 import { withNetns } from "../ffi/mod.ts";
 import { KubeClient } from "../src/kube/client.ts";
 import { PolicyEnforcer } from "../src/policy/enforcer.ts";
@@ -68,5 +74,128 @@ Deno.test({
     client.close();
     assert.deepEqual(refused, [], "nothing the policy part did was refused");
     assert.deepEqual([...used].sort(), [...granted].sort(), "every granted verb is used");
+  },
+});
+
+/** kube-weft.yml's DaemonSet with kube-weft-netpol-patch.yml applied (the JSON patch `kubectl patch` applies). */
+async function patchedDaemonSet(): Promise<Doc> {
+  const base = parseAllDocuments(await Deno.readTextFile(new URL("../deploy/kube-weft.yml", import.meta.url)))
+    .map((d) => d.toJS() as Doc).find((d) => d?.kind === "DaemonSet")!;
+  const ops = parse(await Deno.readTextFile(PATCH)) as Json;
+  return applyJsonPatch(base as Json, ops) as Doc;
+}
+
+const PATCH = new URL("../deploy/kube-weft-netpol-patch.yml", import.meta.url);
+
+interface PodSpec {
+  initContainers: {
+    name: string;
+    args: string[];
+    securityContext?: { privileged?: boolean };
+    volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
+  }[];
+  containers: { args: string[]; securityContext?: { privileged?: boolean } }[];
+  volumes: { name: string; hostPath?: { path: string } }[];
+}
+
+Deno.test("kube-weft-netpol-patch.yml: a privileged init container sets br_netfilter up; the agent stays unprivileged", async () => {
+  const spec = ((await patchedDaemonSet()).spec as { template: { spec: PodSpec } }).template.spec;
+  const init = spec.initContainers.find((c) => c.name === "br-netfilter")!;
+  assert.equal(init.securityContext?.privileged, true);
+  assert.match(init.args[0]!, /modprobe br_netfilter/);
+  assert.match(init.args[0]!, /bridge-nf-call-iptables/);
+  assert.match(init.args[0]!, /bridge-nf-call-ip6tables/);
+  assert.deepEqual(init.volumeMounts, [{ name: "lib-modules", mountPath: "/lib/modules", readOnly: true }]);
+  assert.deepEqual(spec.volumes.find((v) => v.name === "lib-modules")?.hostPath, { path: "/lib/modules" });
+  const agent = spec.containers[0]!;
+  assert.ok(agent.args.includes("--network-policy"));
+  assert.ok(agent.args.includes("--ip-masq"), "--network-policy needs --ip-masq");
+  assert.notEqual(agent.securityContext?.privileged, true, "the agent itself stays unprivileged");
+});
+
+Deno.test({
+  name:
+    "kube-weft-netpol-patch.yml applies with the real kubectl, and its init container's script sets the switches",
+  ignore: requireRoot(),
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "weft-netpol-patch-" });
+    try {
+      const base = parseAllDocuments(
+        await Deno.readTextFile(new URL("../deploy/kube-weft.yml", import.meta.url)),
+      )
+        .map((d) => d.toJS() as Doc).find((d) => d?.kind === "DaemonSet")!;
+      await Deno.writeTextFile(`${dir}/ds.json`, JSON.stringify(base));
+      const out = await new Deno.Command("kubectl", {
+        args: [
+          "patch",
+          "--local",
+          "-f",
+          `${dir}/ds.json`,
+          "--type=json",
+          "--patch-file",
+          PATCH.pathname,
+          "-o",
+          "json",
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      const viaKubectl = JSON.parse(new TextDecoder().decode(out.stdout)) as Doc;
+      const spec = (viaKubectl.spec as { template: { spec: PodSpec } }).template.spec;
+      assert.deepEqual(
+        spec,
+        ((await patchedDaemonSet()).spec as { template: { spec: PodSpec } }).template.spec,
+      );
+      // The script, in a namespace whose switches are off (the host before the init container ran).
+      const script = spec.initContainers.find((c) => c.name === "br-netfilter")!.args[0]!;
+      await withScratchNetns("npp", async (ns) => {
+        const keys = ["bridge-nf-call-iptables", "bridge-nf-call-ip6tables"];
+        withNetns(ns, () => keys.forEach((k) => Deno.writeTextFileSync(`/proc/sys/net/bridge/${k}`, "0")));
+        const r = await runIn(ns, ["sh", "-c", script]);
+        assert.equal(r.code, 0, r.stderr);
+        for (const k of keys) {
+          assert.equal(
+            withNetns(ns, () => Deno.readTextFileSync(`/proc/sys/net/bridge/${k}`).trim()),
+            "1",
+            k,
+          );
+        }
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "where /proc/sys is read-only (the agent's unprivileged container), br_netfilter is reported, not fatal",
+  ignore: requireRoot(),
+  async fn() {
+    await withScratchNetns("npr", async (ns) => {
+      withNetns(ns, () => Deno.writeTextFileSync("/proc/sys/net/bridge/bridge-nf-call-iptables", "0"));
+      const mod = new URL("../src/policy/br_netfilter.ts", import.meta.url).href;
+      const code = `const { checkBridgeNetfilter } = await import(${JSON.stringify(mod)});
+        console.log(JSON.stringify(checkBridgeNetfilter(true)));`;
+      const r = await runIn(ns, [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec "$@"',
+        "sh",
+        Deno.execPath(),
+        "eval",
+        code,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const s = JSON.parse(r.stdout) as { ok: boolean; problem: string };
+      assert.equal(s.ok, false);
+      assert.match(s.problem, /net\.bridge\.bridge-nf-call-iptables is 0 and cannot be set from here/);
+      assert.match(s.problem, /kube-weft-netpol\.yml's init container/);
+    });
   },
 });

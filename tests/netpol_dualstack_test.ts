@@ -6,8 +6,9 @@ import assert from "node:assert/strict";
 import { Netlink, withNetns } from "../ffi/mod.ts";
 import { ensureBridgeNetfilter } from "../src/policy/br_netfilter.ts";
 import { compilePolicies } from "../src/policy/compile.ts";
-import { PolicyTable } from "../src/policy/nft_table.ts";
+import { parseCIDR } from "../src/net/ip.ts";
 import { namespaceObject, podObject, policy } from "./helpers/netpol_cases.ts";
+import { NodeTable } from "./helpers/netpol_direct.ts";
 import { Prober } from "./helpers/netpol_prober.ts";
 import { createTopology, requireRoot } from "./helpers/topology.ts";
 
@@ -66,7 +67,8 @@ Deno.test({
         namespaces: [namespaceObject("x", { ns: "x" })],
         nodeName: "node-0",
       });
-      withNetns(node.netns, () => new PolicyTable().apply(rs));
+      const nets = [parseCIDR("10.244.1.0/24").net, parseCIDR("fd00:10:244:1::/64").net];
+      await new NodeTable(node.netns, nets).apply(rs);
 
       const probe = async (
         from: string,

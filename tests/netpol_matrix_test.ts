@@ -8,42 +8,15 @@
  */
 import assert from "node:assert/strict";
 import { withNetns } from "../ffi/mod.ts";
-import { compilePolicies } from "../src/policy/compile.ts";
-import { listPolicyTable, PolicyTable } from "../src/policy/nft_table.ts";
+import { comboChain } from "../src/policy/nft_render.ts";
+import { listPolicyTable } from "../src/policy/nft_table.ts";
 import { waitReady } from "./helpers/agent.ts";
 import { haveEtcd } from "./helpers/etcd.ts";
-import { basePods, CASES, type NetpolCase, NODE_NAMES, policy } from "./helpers/netpol_cases.ts";
-import type { ModelCluster } from "./helpers/netpol_model.ts";
-import { NetpolMatrix, type PolicyDriver } from "./helpers/netpol_matrix.ts";
+import { basePods, CASES, type NetpolCase, policy } from "./helpers/netpol_cases.ts";
+import { DirectDriver } from "./helpers/netpol_direct.ts";
+import { NetpolMatrix } from "./helpers/netpol_matrix.ts";
 import { Reachability } from "./helpers/netpol_reach.ts";
 import { requireRoot, skipUnless } from "./helpers/topology.ts";
-
-/** Compiles in the test and installs each node's table directly (what the agent does, minus the API). */
-class DirectDriver implements PolicyDriver {
-  tables: PolicyTable[];
-
-  constructor(opts: { logDrops?: boolean } = {}) {
-    this.tables = NODE_NAMES.map(() => new PolicyTable(opts));
-  }
-
-  sync(cluster: ModelCluster, m: NetpolMatrix): Promise<void> {
-    m.topo.nodes.forEach((node, i) => {
-      const rs = compilePolicies({
-        policies: cluster.policies.values(),
-        pods: cluster.podObjects(),
-        namespaces: cluster.namespaceObjects(),
-        nodeName: NODE_NAMES[i]!,
-      });
-      assert.deepEqual(rs.problems, []);
-      withNetns(node.netns, () => this.tables[i]!.apply(rs));
-    });
-    return Promise.resolve();
-  }
-
-  counters(m: NetpolMatrix, node: number) {
-    return withNetns(m.topo.nodes[node]!.netns, () => this.tables[node]!.counters());
-  }
-}
 
 const base = () => basePods().map((p) => ({ key: `${p.ns}/${p.name}`, node: p.node }));
 const ignore = requireRoot() || skipUnless(haveEtcd(), "etcd is not installed: the netpol matrix is skipped");
@@ -80,8 +53,10 @@ Deno.test({
       });
       await driver.sync(cluster, m);
       const xa = m.pods.get("x/a")!;
-      const before = driver.counters(m, xa.node).get("in/x/a")!;
-      assert.deepEqual(before.get("x/from-y ingress[0] ip tcp/80"), { packets: 0, bytes: 0 });
+      const rule = "x/from-y ingress[0] ip tcp/80";
+      const before = (await driver.counters(m, xa.node)).get("pol-in/x/from-y")!;
+      assert.deepEqual(before.get(rule), { packets: 0, bytes: 0 });
+      const dropsBefore = (await driver.counters(m, xa.node)).get("drops-in4")?.get(xa.ip)?.packets ?? 0;
       // 3 allowed connections from each y pod, 2 denied ones from z/a.
       for (const from of ["y/a", "y/b", "y/c"]) {
         for (let i = 0; i < 3; i++) {
@@ -91,10 +66,13 @@ Deno.test({
       for (let i = 0; i < 2; i++) {
         assert.equal(await m.probeOnce("z/a", "x/a", { proto: "tcp", port: 80 }, 300), false);
       }
-      const after = driver.counters(m, xa.node).get("in/x/a")!;
+      const after = await driver.counters(m, xa.node);
       // Only the first packet of a connection is judged: one SYN per connection.
-      assert.equal(after.get("x/from-y ingress[0] ip tcp/80")!.packets, 9);
-      assert.ok(after.get("default deny")!.packets >= 2, "z/a's SYNs (and retries) hit the default deny");
+      assert.equal(after.get("pol-in/x/from-y")!.get(rule)!.packets, 9);
+      assert.ok(
+        after.get("drops-in4")!.get(xa.ip)!.packets - dropsBefore >= 2,
+        "z/a's SYNs (and retries) are counted as x/a's drops",
+      );
     });
 
     await t.step(
@@ -130,23 +108,26 @@ Deno.test({
       cluster.apply({ put: policy("x", "deny-a", { podSelector: { matchLabels: { pod: "a" } } }) });
       await logging.sync(cluster, m);
       const xa = m.pods.get("x/a")!;
+      const combo = comboChain("ingress", ["x/deny-a"]);
       // Counters carry over from the table this one replaced: count the difference.
-      const before = logging.counters(m, xa.node).get("in/x/a")!;
+      const before = await logging.counters(m, xa.node);
+      const was = (c: typeof before, set: string, key: string) => c.get(set)?.get(key)?.packets ?? 0;
       const t0 = performance.now();
       const results = await Promise.all(
         Array.from({ length: 60 }, () => m.probeOnce("y/b", "x/a", { proto: "udp", port: 80 }, 300)),
       );
       const seconds = (performance.now() - t0) / 1000;
       assert.ok(results.every((r) => r === false));
-      const c = logging.counters(m, xa.node).get("in/x/a")!;
-      const delta = (k: string) => c.get(k)!.packets - (before.get(k)?.packets ?? 0);
-      assert.equal(delta("default deny"), 60, "one datagram per probe, all dropped");
-      const logged = delta("drop log");
+      const c = await logging.counters(m, xa.node);
+      const delta = (set: string, k: string) => was(c, set, k) - was(before, set, k);
+      assert.equal(delta("drops-in4", xa.ip), 60, "one datagram per probe, all dropped");
+      const logged = delta(combo, "drop log ip");
       assert.ok(
         logged >= 10 && logged <= 10 + Math.ceil(5 * seconds) + 1,
         `${logged} logged in ${seconds} s`,
       );
-      await driver.sync(m.newCluster(), m); // back to the plain tables
+      driver.reset(); // back to the plain tables, replaced whole
+      await driver.sync(m.newCluster(), m);
     });
 
     await t.step(

@@ -20,7 +20,14 @@ import {
   NLMSGERR_ATTR_MSG,
   SOL_NETLINK,
 } from "../nl_consts.ts";
-import { addressOf, closeFd, inNetns, sys, SyscallError } from "./sys.ts";
+import { addressOf, closeFd, inNetns, sys, sysAsync, SyscallError } from "./sys.ts";
+
+/** What a request's replies are collected into. */
+interface Collect {
+  replies: NlMessage[];
+  waiting: Set<number>;
+  failed: NetlinkError | undefined;
+}
 
 const SOCK_RAW_CLOEXEC = 3n | 0o2000000n;
 const EINTR = 4;
@@ -86,9 +93,7 @@ export class RtnlSocket implements Disposable {
       if (n >= 0) break;
       if (-n !== EINTR) throw new NetlinkError(op, -n, 0, "sendto failed");
     }
-    const replies: NlMessage[] = [];
-    const waiting = new Set(seqs);
-    let failed: NetlinkError | undefined;
+    const st: Collect = { replies: [], waiting: new Set(seqs), failed: undefined };
     for (;;) {
       const n = sys(
         "recvfrom",
@@ -103,24 +108,62 @@ export class RtnlSocket implements Disposable {
         if (-n === EINTR) continue;
         throw new NetlinkError(op, -n, 0, "recvfrom failed");
       }
-      if (n > this.#rx.length) throw new NetlinkError(op, 90, 0, `reply of ${n} bytes truncated`);
-      for (const m of messages(this.#rxView, n)) {
-        if (!waiting.has(m.seq)) continue; // a late reply to an earlier request
-        if (m.type === NLMSG.DONE || m.type === NLMSG.ERROR) {
-          const err = m.type === NLMSG.ERROR ? -m.dv.getInt32(m.at, true) : 0;
-          if (err !== 0) {
-            failed ??= new NetlinkError(op, err, 0, extackMessage(m) ?? "rejected by the kernel");
-          }
-          waiting.delete(m.seq); // answered: its ACK, its error, or the end of its dump
-          if (waiting.size) continue;
-          if (failed) throw failed;
-          return replies;
-        }
-        // Copy: the receive buffer is reused by the next recvfrom.
-        const copy = new DataView(m.dv.buffer.slice(m.at - NLMSG_HDRLEN, m.end));
-        replies.push({ ...m, dv: copy, at: NLMSG_HDRLEN, end: m.end - m.at + NLMSG_HDRLEN });
-      }
+      if (this.#collect(n, st, op)) return st.replies;
     }
+  }
+
+  /**
+   * {@linkcode request} with `sendto` and every `recvfrom` made off the JS thread (ffi/rtnl/sys.ts
+   * `sysAsync`): for dumps the kernel builds while it walks a large table (a conntrack dump starts inside
+   * sendto: netlink_dump_start fills the first reply there). One at a time per socket; `b` must not be
+   * touched until it settles.
+   */
+  async requestAsync(b: NlBuilder, seq: number, op: string): Promise<NlMessage[]> {
+    const out = b.bytesOut();
+    let failures = 0;
+    while (await sysAsync("sendto", BigInt(this.#fd), addressOf(out), BigInt(out.length), 0n, 0n, 0n) < 0) {
+      if (++failures >= 3) throw new NetlinkError(op, 5, /* EIO */ 0, "sendto failed");
+    }
+    const st: Collect = { replies: [], waiting: new Set([seq]), failed: undefined };
+    for (failures = 0;;) {
+      const n = await sysAsync(
+        "recvfrom",
+        BigInt(this.#fd),
+        addressOf(this.#rx),
+        BigInt(this.#rx.length),
+        MSG_TRUNC,
+        0n,
+        0n,
+      );
+      if (n < 0) {
+        // errno stayed on the pool's thread: retry a few times (EINTR), then give up.
+        if (++failures < 3) continue;
+        throw new NetlinkError(op, 5, /* EIO */ 0, "recvfrom failed");
+      }
+      if (this.#collect(n, st, op)) return st.replies;
+    }
+  }
+
+  /** Takes the `n` bytes received; true once every request is answered (the first error throws). */
+  #collect(n: number, st: Collect, op: string): boolean {
+    if (n > this.#rx.length) throw new NetlinkError(op, 90, 0, `reply of ${n} bytes truncated`);
+    for (const m of messages(this.#rxView, n)) {
+      if (!st.waiting.has(m.seq)) continue; // a late reply to an earlier request
+      if (m.type === NLMSG.DONE || m.type === NLMSG.ERROR) {
+        const err = m.type === NLMSG.ERROR ? -m.dv.getInt32(m.at, true) : 0;
+        if (err !== 0) {
+          st.failed ??= new NetlinkError(op, err, 0, extackMessage(m) ?? "rejected by the kernel");
+        }
+        st.waiting.delete(m.seq); // answered: its ACK, its error, or the end of its dump
+        if (st.waiting.size) continue;
+        if (st.failed) throw st.failed;
+        return true;
+      }
+      // Copy: the receive buffer is reused by the next recvfrom.
+      const copy = new DataView(m.dv.buffer.slice(m.at - NLMSG_HDRLEN, m.end));
+      st.replies.push({ ...m, dv: copy, at: NLMSG_HDRLEN, end: m.end - m.at + NLMSG_HDRLEN });
+    }
+    return false;
   }
 
   /** Closes the socket. */

@@ -28,6 +28,13 @@ const SYMBOLS = {
   syscall: { parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"], result: "i64" },
   // int *__errno_location(void);
   __errno_location: { parameters: [], result: "pointer" },
+  // The same `syscall`, run on a thread of Deno's blocking pool (see {@linkcode sysAsync}).
+  syscall_nb: {
+    name: "syscall",
+    parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"],
+    result: "i64",
+    nonblocking: true,
+  },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 type Nr = Record<"close" | "socket" | "sendto" | "recvfrom" | "setsockopt" | "openat" | "setns", number>;
@@ -65,6 +72,25 @@ export function sys(name: keyof Nr, a = 0n, b = 0n, c = 0n, d = 0n, e = 0n, f = 
   const l = load();
   const rc = Number(l.syscall(BigInt(nr![name]), a, b, c, d, e, f));
   return rc === -1 ? -errnoView!.getInt32() : rc;
+}
+
+/**
+ * Makes system call `name` on a thread of Deno's blocking pool, off the JS thread: for calls the kernel
+ * may spend long in (a netlink dump walks a whole table inside `recvfrom`). Resolves to the result, or
+ * -1 on failure — errno is that thread's and cannot be read here, so callers treat -1 as "failed". The
+ * buffers passed by address must stay referenced until the promise settles.
+ */
+export async function sysAsync(
+  name: keyof Nr,
+  a = 0n,
+  b = 0n,
+  c = 0n,
+  d = 0n,
+  e = 0n,
+  f = 0n,
+): Promise<number> {
+  const l = load();
+  return Number(await l.syscall_nb(BigInt(nr![name]), a, b, c, d, e, f));
 }
 
 const AT_FDCWD = -100n;

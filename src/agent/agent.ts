@@ -43,6 +43,11 @@ import { SystemdNotifier } from "./systemd_notify.ts";
 
 const logger = log("agent");
 
+/** The lease's pod subnets (the policy part holds their unknown addresses closed). */
+function podNetsOf(lease: { subnet?: IPNet; ipv6Subnet?: IPNet }): IPNet[] {
+  return [lease.subnet, lease.ipv6Subnet].filter((n): n is IPNet => !!n);
+}
+
 /** Everything `weft agent` is told (the lease store comes separately). */
 export interface AgentOptions extends IfaceOptions {
   /** Install masquerade rules. */
@@ -295,7 +300,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
       peers.run(signal),
       resync.run(parts.resyncSeconds, signal), // and the node's rules, every --iptables-resync
       health.run(parts.probeMs, started.cfgFingerprint, signal),
-      policy?.run(parts.resyncSeconds, signal),
+      policy?.run(parts.resyncSeconds, signal, podNetsOf(started.lease)),
     ]);
   } finally {
     systemd.done();

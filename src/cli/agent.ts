@@ -21,7 +21,12 @@ import { CliError } from "./errors.ts";
 import { addEtcdFlags } from "./etcd_flags.ts";
 import { addFlags, FLAG_SYNTAX_HELP } from "./flags.ts";
 import { addKubeFlags } from "./kube_flags.ts";
-import { addPolicyFlags, agentSourceOpener } from "./policy_flags.ts";
+import {
+  addPolicyFlags,
+  agentSourceOpener,
+  podRegistrationKinds,
+  type RegistrationsHolder,
+} from "./policy_flags.ts";
 
 export { type AgentCliOptions, type AgentFlagValues, agentOptionsFrom };
 
@@ -43,7 +48,12 @@ async function runAgentCommand(flags: AgentFlagValues): Promise<void> {
     console.log(WEFT_VERSION);
     return;
   }
-  const openSource = await agentSourceOpener(flags, opts as AgentCliOptions & { etcd: EtcdOptions });
+  const registrations: RegistrationsHolder = {};
+  const openSource = await agentSourceOpener(
+    flags,
+    opts as AgentCliOptions & { etcd: EtcdOptions },
+    registrations,
+  );
   await setupLogging({ level: opts.logLevel, json: opts.logJson });
   const logger = log("agent");
   logger.debug("logging at {level} (--log-level, --verbose, -v)", { level: opts.logLevel });
@@ -53,7 +63,9 @@ async function runAgentCommand(flags: AgentFlagValues): Promise<void> {
   Deno.addSignalListener("SIGINT", onSignal);
   const { runAgent } = await import("../agent/agent.ts");
   const { startCniServer } = await import("./cni_server.ts");
-  const cni = opts.cniServer ? await startCniServer(opts.subnetFile) : { close: () => Promise.resolve() };
+  const cni = opts.cniServer
+    ? await startCniServer(opts.subnetFile, { kinds: podRegistrationKinds(registrations) })
+    : { close: () => Promise.resolve() };
   try {
     await runAgent(await openSource(stop.signal), opts);
   } catch (err) {

@@ -3,8 +3,9 @@ import { Command } from "@commander-js/extra-typings";
 import type { LeaseSource } from "../lease/source.ts";
 import { registerAgent } from "./agent.ts";
 import { CliError } from "./errors.ts";
+import { RegistrationSlot } from "../agent/pod_registrations.ts";
 import { goArgs } from "./flags.ts";
-import { networkPolicyFrom, policyFlagValues } from "./policy_flags.ts";
+import { networkPolicyFrom, podRegistrationKinds, policyFlagValues } from "./policy_flags.ts";
 
 /** `weft agent <args>`'s parsed options (as `weft` parses them, `FLANNELD_*` from `env`), without running it. */
 async function flagsOf(args: string[], env: Record<string, string> = {}): Promise<object> {
@@ -63,4 +64,38 @@ Deno.test("--network-policy without --kube-subnet-mgr is refused, naming both fl
     () => networkPolicyFrom(policyFlagValues({ networkPolicy: "maybe", policyLogDrops: "false" }), true),
     /--network-policy maybe: must be true or false/,
   );
+});
+
+Deno.test("--network-policy without --ip-masq is refused, naming the fix and why", async () => {
+  const v = policyFlagValues(await flagsOf(["--kube-subnet-mgr", "--network-policy"]));
+  assert.throws(
+    () => networkPolicyFrom(v, true, false),
+    (e: unknown) =>
+      e instanceof CliError && /--network-policy needs --ip-masq/.test(e.message) &&
+      /masquerades pod traffic/.test(e.message) && /Add --ip-masq/.test(e.message),
+  );
+  assert.ok(networkPolicyFrom(v, true, true));
+});
+
+Deno.test("the register-pod kind answers 'off' without --network-policy and reaches the policy part with it", async () => {
+  const off = podRegistrationKinds({});
+  assert.deepEqual(await off["register-pod"]!({ pod: { containerId: "c", ips: ["10.0.0.1"] } }), {
+    policy: "off",
+  });
+  const slot = new RegistrationSlot(50);
+  const seen: unknown[] = [];
+  const on = podRegistrationKinds({ slot });
+  assert.deepEqual(
+    await on["register-pod"]!({ pod: { containerId: "c", ips: ["10.0.0.1"] } }),
+    { policy: "on", state: "starting" },
+    "the policy part not there yet (the agent is starting)",
+  );
+  slot.bind((r) => (seen.push(r), Promise.resolve({ policy: "on", state: "held", ips: r.ips })));
+  assert.deepEqual(await on["register-pod"]!({ pod: { containerId: "c", ips: ["10.0.0.2"] } }), {
+    policy: "on",
+    state: "held",
+    ips: ["10.0.0.2"],
+  });
+  assert.deepEqual(await on["register-pod"]!({}), { error: "a register-pod request needs pod" });
+  assert.equal(seen.length, 1);
 });

@@ -5,7 +5,9 @@
  * config. Every step that fails undoes the ones before it (the IP released, the veth removed).
  *
  * The order puts every check that can refuse the ADD — subnet.env, the namespace, a second ADD, the
- * bridge's address — before the first change, so a refused ADD leaves the node as it was.
+ * bridge's address — before the first change, so a refused ADD leaves the node as it was. Between IPAM
+ * and the veth, the pod is registered with the node's agent (pod_registration.ts): when NetworkPolicy
+ * is enforced, its addresses are held closed before the pod has a link to send or receive on.
  *
  * Its cost does not grow with the pods on the node: every kernel lookup names its link, the bridge's
  * addresses are read filtered by the kernel, and IPAM creates the next address file without reading the
@@ -18,12 +20,13 @@ import { RTPROT_BOOT } from "../../ffi/nl_consts.ts";
 import { addIP, formatIP, formatNet } from "../net/ip.ts";
 import { allocate, RangeFullError } from "../ipam/allocator.ts";
 import { IpamStore } from "../ipam/store.ts";
-import { ensureBridge, ensureForwarding, hostVethName } from "./bridge.ts";
+import { type BridgeState, ensureBridge, ensureForwarding, hostVethName } from "./bridge.ts";
 import type { CniConfig } from "./config.ts";
 import type { CniEnv } from "./env.ts";
 import { ioStep } from "./io.ts";
 import { openContainerNetns } from "./netns.ts";
 import { type FamilyPlan, plansFor, podRoutes } from "./plan.ts";
+import { registerPod } from "./pod_registration.ts";
 import { type AttachmentRecord, loadConf, renderDelegate, saveConf } from "./saved_conf.ts";
 import { mark } from "./trace.ts";
 import { CNI_ERR, CniError, mergePrevResult, type Result } from "./types.ts";
@@ -71,7 +74,11 @@ export async function cmdAdd(cfg: CniConfig, env: CniEnv, prev?: Result): Promis
     const ctx: AddContext = { cfg, env, fams, mtu, nsFd, ctr, host, store };
     const undo: (() => void)[] = [];
     try {
-      const { result, ips, hostVeth } = attach(ctx, undo);
+      // 1–2. Bridge and addresses; the agent learns of the pod before anything can reach it.
+      const { ips, br } = allocateIPs(ctx, undo);
+      await registerPod(cfg, env, ips, ipMasq);
+      mark("register");
+      const { result, hostVeth } = attach(ctx, br, ips, undo);
       // Masquerading, when the agent does not do it (libnftables is loaded only then).
       if (ipMasq) {
         const { masqAdd, masqDelete } = await import("./masq.ts");
@@ -101,8 +108,8 @@ export async function cmdAdd(cfg: CniConfig, env: CniEnv, prev?: Result): Promis
   }
 }
 
-/** Bridge, IPAM, veth and the container's side; pushes the undo of each step onto `undo`. */
-function attach(ctx: AddContext, undo: (() => void)[]): { result: Result; ips: string[]; hostVeth: string } {
+/** Bridge and IPAM; pushes the undo of each step onto `undo`; returns the bridge and the pod's addresses. */
+function allocateIPs(ctx: AddContext, undo: (() => void)[]): { ips: string[]; br: BridgeState } {
   const { cfg, env, fams, mtu, host, store } = ctx;
   // 1. Bridge with the gateways (refuses to re-address it under running pods); forwarding on.
   const br = ensureBridge(host, cfg.bridge, mtu, fams.map((f) => `${f.gateway}/${f.subnet.prefix}`));
@@ -119,6 +126,17 @@ function attach(ctx: AddContext, undo: (() => void)[]): { result: Result; ips: s
       })
     ));
   mark("ipam");
+  return { ips, br };
+}
+
+/** veth and the container's side; pushes the undo of each step onto `undo`. */
+function attach(
+  ctx: AddContext,
+  br: BridgeState,
+  ips: string[],
+  undo: (() => void)[],
+): { result: Result; hostVeth: string } {
+  const { cfg, env, mtu, host } = ctx;
   // 3. veth: the container end is born inside the container's namespace, already named CNI_IFNAME.
   const hostVeth = hostVethName(env.containerId, env.ifname);
   let veth;
@@ -152,7 +170,7 @@ function attach(ctx: AddContext, undo: (() => void)[]): { result: Result; ips: s
   };
   configureContainer(ctx, ips, result);
   mark("container");
-  return { result, ips, hostVeth };
+  return { result, hostVeth };
 }
 
 /** Addresses (IPv6 without DAD, so it is usable at once), up, routes; fills `result` in. */

@@ -58,6 +58,8 @@ export interface CniConfig {
   validAttachments?: Attachment[];
   /** The delegate object as given (flannel form) or `{}`, copied into the saved config. */
   delegate: Record<string, unknown>;
+  /** The agent's socket when the config names one (`agentSocket`; `""`: none), else beside subnetFile. */
+  agentSocket?: string;
 }
 
 type Kind = "string" | "number" | "boolean" | "object";
@@ -176,6 +178,8 @@ export function parseCniConfig(text: string): CniConfig {
   if (ipMasq !== undefined) cfg.ipMasq = ipMasq;
   const logFile = field<string>(o, "logFile", "string");
   if (logFile) cfg.logFile = logFile;
+  const agentSocket = field<string>(o, "agentSocket", "string");
+  if (agentSocket !== undefined) cfg.agentSocket = agentSocket;
   const prev = field<Record<string, unknown>>(o, "prevResult", "object");
   if (prev) cfg.prevResult = prev;
   const valid = attachments(o);

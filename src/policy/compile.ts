@@ -28,13 +28,14 @@
  * @module
  */
 import { formatIP } from "../net/ip.ts";
-import { ClusterIndex, type PodInfo } from "./cluster_index.ts";
+import { ClusterIndex, type PodInfo, type Registration } from "./cluster_index.ts";
 import { parsePeers, Peers } from "./peers.ts";
 import { compilePorts, type PortSpec, type Problem } from "./ports.ts";
 import type {
   AllowRule,
   DestPort,
   DirectionRules,
+  LocalPod,
   PodRules,
   PolicyProblem,
   PortMatch,
@@ -44,7 +45,7 @@ import type {
 import { compileSelector, type LabelMatcher } from "./selector.ts";
 import type { Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod } from "./types.ts";
 
-export { NAMESPACE_NAME_LABEL } from "./cluster_index.ts";
+export { NAMESPACE_NAME_LABEL, type Registration } from "./cluster_index.ts";
 
 /** What {@linkcode compilePolicies} reads. */
 export interface CompileInput {
@@ -56,6 +57,8 @@ export interface CompileInput {
   namespaces: Iterable<Namespace>;
   /** This node's name: the pods with this `spec.nodeName` get rules. */
   nodeName: string;
+  /** Pods CNI ADD registered on this node (their addresses before the API has them). */
+  registrations?: Iterable<Registration>;
 }
 
 interface CompiledRule {
@@ -82,7 +85,7 @@ const byKey = <T>(key: (x: T) => string) => (a: T, b: T) => key(a) < key(b) ? -1
 /** Compiles the cluster's policies into the rules this node enforces (see the module doc). */
 export function compilePolicies(input: CompileInput): RuleSet {
   const problems: PolicyProblem[] = [];
-  const index = new ClusterIndex(input.pods, input.namespaces);
+  const index = new ClusterIndex(input.pods, input.namespaces, input.registrations);
   const byNs = new Map<string, CompiledPolicy[]>();
   const policies = [...input.policies].sort(byKey((p) => `${p.metadata.namespace}/${p.metadata.name}`));
   for (const pol of policies) {
@@ -94,8 +97,10 @@ export function compilePolicies(input: CompileInput): RuleSet {
   }
   const out: PodRules[] = [];
   const unrestricted: string[] = [];
+  const local: LocalPod[] = [];
   for (const pod of index.pods) {
     if (pod.node !== input.nodeName) continue;
+    local.push({ pod: `${pod.namespace}/${pod.name}`, ips: pod.ips.map(formatIP) });
     const mine = (byNs.get(pod.namespace) ?? []).filter((c) => c.selects(pod.labels));
     const ingress = directionFor(pod, mine, "ingress");
     const egress = directionFor(pod, mine, "egress");
@@ -111,7 +116,23 @@ export function compilePolicies(input: CompileInput): RuleSet {
       ...(egress ? { egress } : {}),
     });
   }
-  return { pods: out, unrestricted, problems };
+  // A registered pod not known yet is held only when a policy could select it: one in its namespace
+  // (any namespace when the registration named none). Otherwise it is open, like any pod no policy selects.
+  const unresolved: string[] = [];
+  for (const u of index.unresolved) {
+    if (u.namespace ? byNs.has(u.namespace) : policies.length > 0) unresolved.push(u.ip);
+    else local.push({ pod: u.pod ?? "(registered)", ips: [u.ip] });
+  }
+  local.sort((a, b) => (a.pod < b.pod ? -1 : a.pod > b.pod ? 1 : 0));
+  return {
+    pods: out,
+    unrestricted,
+    problems,
+    local,
+    policiesExist: policies.length > 0,
+    duplicates: index.duplicates,
+    unresolved,
+  };
 }
 
 function directionFor(

@@ -291,3 +291,49 @@ Deno.test("the output is deterministic: the same input in another order compiles
   const pods = [pod("x", "b", "10.244.1.3"), pod("x", "a", "10.244.1.2"), pod("x", "c", "10.244.1.4")];
   assert.deepEqual(compile(pols, pods), compile([...pols].reverse(), [...pods].reverse()));
 });
+
+Deno.test("an address two pods claim goes to the newer one; the other keeps taking part without it", () => {
+  const old = pod("x", "old", "10.244.1.5");
+  old.metadata.creationTimestamp = "2026-01-01T00:00:00Z";
+  const young = pod("y", "young", "10.244.1.5");
+  young.metadata.creationTimestamp = "2026-03-01T00:00:00Z";
+  for (const order of [[old, young], [young, old]]) {
+    const rs = compile([policy("x", "deny", { podSelector: {} })], order);
+    assert.deepEqual(rs.duplicates, [{ ip: "10.244.1.5", winner: "y/young", losers: ["x/old"] }]);
+    assert.deepEqual(rs.local, [{ pod: "y/young", ips: ["10.244.1.5"] }]);
+    assert.deepEqual(rs.pods, [], "x/old lost its only address: nothing of it is enforced");
+  }
+});
+
+Deno.test("a registration gives a pod its address before the API does; one without its pod yet is held", () => {
+  const noIP = pod("x", "a", "");
+  noIP.status = { phase: "Pending" };
+  const policies = [policy("x", "deny", { podSelector: {} })];
+  const regs = [
+    { ips: ["10.244.1.7"], namespace: "x", name: "a", at: 1 },
+    { ips: ["10.244.1.8"], namespace: "x", name: "unknown", at: 2 },
+    { ips: ["10.244.1.9"], namespace: "y", name: "unknown", at: 3 },
+  ];
+  const rs = compilePolicies({
+    policies,
+    pods: [noIP],
+    namespaces: NS,
+    nodeName: "node-0",
+    registrations: regs,
+  });
+  assert.deepEqual(rs.pods.map((p) => [p.name, p.ips]), [["a", ["10.244.1.7"]]]);
+  assert.deepEqual(rs.unresolved, ["10.244.1.8"], "x has a policy: held until the pod is known");
+  assert.deepEqual(rs.local.map((l) => l.pod).sort(), ["x/a", "y/unknown"], "y has none: open at once");
+  // A stale pod on the address loses it to the registration (the newest claim).
+  const stale = pod("x", "stale", "10.244.1.8");
+  const rs2 = compilePolicies({
+    policies,
+    pods: [noIP, stale],
+    namespaces: NS,
+    nodeName: "node-0",
+    registrations: regs,
+  });
+  assert.deepEqual(rs2.duplicates.map((d) => [d.ip, d.winner]), [["10.244.1.8", "x/unknown"]]);
+  assert.ok(!rs2.pods.some((p) => p.name === "stale"));
+  assert.deepEqual(rs2.unresolved, ["10.244.1.8"]);
+});

@@ -125,15 +125,23 @@ export class Peers {
     return [...out];
   }
 
-  /** The addresses: every selected pod's and every block. */
+  /** The addresses: every selected pod's and every block, merged and apart (see PeerRanges). */
   get ranges(): PeerRanges {
     if (this.#ranges) return this.#ranges;
-    const v4: IPRange[] = [], v6: IPRange[] = [];
-    for (const p of this.parsed) if (p.kind === "block") (p.family === 4 ? v4 : v6).push(...p.ranges);
-    for (const pod of this.#selected()) {
-      for (const ip of pod.ips) (ip.family === 4 ? v4 : v6).push({ lo: ip.value, hi: ip.value });
-    }
-    return this.#ranges = { v4: normalize(v4), v6: normalize(v6) };
+    const b4: IPRange[] = [], b6: IPRange[] = [];
+    for (const p of this.parsed) if (p.kind === "block") (p.family === 4 ? b4 : b6).push(...p.ranges);
+    const p4 = new Set<bigint>(), p6 = new Set<bigint>();
+    for (const pod of this.#selected()) for (const ip of pod.ips) (ip.family === 4 ? p4 : p6).add(ip.value);
+    const sorted = (s: Set<bigint>) => [...s].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const pods = { v4: sorted(p4), v6: sorted(p6) };
+    const blocks = { v4: normalize(b4), v6: normalize(b6) };
+    const one = (v: bigint) => ({ lo: v, hi: v });
+    return this.#ranges = {
+      v4: normalize([...b4, ...pods.v4.map(one)]),
+      v6: normalize([...b6, ...pods.v6.map(one)]),
+      pods,
+      blocks,
+    };
   }
 
   /** The pods among the peers (selected, or inside a block): where egress named ports are looked up. */

@@ -41,12 +41,21 @@ export interface DestPort {
   name: string;
 }
 
-/** Addresses per family. */
+/**
+ * Addresses per family: all of them as ranges (`v4`, `v6`), and split by where they come from — the
+ * selected pods' single addresses and the ipBlocks' ranges — because the table keeps the two apart: pod
+ * addresses in plain hash sets (cheap to change: a new pod is one element), ranges in interval sets
+ * (nft reads every element of the table's interval sets before each change).
+ */
 export interface PeerRanges {
   /** IPv4 ranges. */
   v4: RangeSet;
   /** IPv6 ranges. */
   v6: RangeSet;
+  /** The selected pods' addresses, sorted (absent: take `v4`/`v6` as blocks). */
+  pods?: { v4: bigint[]; v6: bigint[] };
+  /** The ipBlocks' ranges (with their holes). */
+  blocks?: { v4: RangeSet; v6: RangeSet };
 }
 
 /**
@@ -100,6 +109,24 @@ export interface PolicyProblem {
   message: string;
 }
 
+/** An address two pods claimed: the newer pod keeps it, the others take part in policy without it. */
+export interface DuplicateIP {
+  /** The address, canonical text. */
+  ip: string;
+  /** `namespace/name` of the pod that keeps it. */
+  winner: string;
+  /** `namespace/name` of the pods that lost it. */
+  losers: string[];
+}
+
+/** A pod of this node the compiler knows (isolated or not), with the addresses policy gives it. */
+export interface LocalPod {
+  /** `namespace/name`. */
+  pod: string;
+  /** Its addresses, canonical text. */
+  ips: string[];
+}
+
 /** Everything the node must enforce. */
 export interface RuleSet {
   /** Pods on this node that some policy isolates (sorted by namespace, then name). */
@@ -108,4 +135,18 @@ export interface RuleSet {
   unrestricted: string[];
   /** What could not be enforced as written (always handled fail-closed: it allows nothing). */
   problems: PolicyProblem[];
+  /**
+   * Every pod of this node known with an address, isolated or not (sorted): the addresses the table
+   * lets through its hold on the node's pod subnet.
+   */
+  local: LocalPod[];
+  /** Whether any NetworkPolicy exists: only then can an unknown pod be one a policy selects. */
+  policiesExist: boolean;
+  /** Addresses claimed by more than one pod, resolved (newest pod wins). */
+  duplicates: DuplicateIP[];
+  /**
+   * Registered addresses (CNI ADD told the agent) whose pod the compiler does not know yet: they stay
+   * held closed.
+   */
+  unresolved: string[];
 }

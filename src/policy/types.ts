@@ -22,6 +22,8 @@ export interface ObjectMeta {
   uid?: string | undefined;
   /** Set when the object is being deleted. */
   deletionTimestamp?: string | undefined;
+  /** When the object was created (RFC 3339): of two pods claiming one address, the newer wins. */
+  creationTimestamp?: string | undefined;
 }
 
 /** One `matchExpressions` entry of a label selector. */

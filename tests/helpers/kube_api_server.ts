@@ -76,6 +76,12 @@ export interface KubeApiServerOptions {
   kinds?: readonly KindDef[];
   /** Also answer authorization.k8s.io SelfSubjectAccessReviews (default true). */
   accessReviews?: boolean;
+  /**
+   * Every watch event (and bookmark) reaches its watcher this long after it happened, in order — a slow
+   * watch, as a loaded API server or a slow kubelet status update makes it. Changeable while it runs
+   * through {@linkcode KubeApiServer.watchDelayMs}.
+   */
+  watchDelayMs?: number;
 }
 
 /** One request the server answered. */
@@ -112,6 +118,8 @@ export interface KubeApiServer extends AsyncDisposable {
   readonly requests: RequestRecord[];
   /** Watches open now. */
   readonly openWatches: number;
+  /** How long watch events are held back, ms (0: none). */
+  watchDelayMs: number;
   /** Writes a kubeconfig for this server to `path` (token = the bearer token to use). */
   writeKubeconfig(path: string, opts?: { token?: string }): Promise<void>;
   /** Ends every open watch stream (as the real server does at its watch timeout). */
@@ -307,6 +315,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
   let server: Deno.HttpServer | undefined;
   let aborter: AbortController | undefined;
   const snapshots = new Map<string, { items: Obj[]; rv: number; at: number }>();
+  let watchDelayMs = opts.watchDelayMs ?? 0;
 
   const userOf = (req: Request): string | undefined => {
     if (!opts.tokens) return "system:anonymous";
@@ -465,11 +474,18 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     const body = new ReadableStream<Uint8Array>({
       start(ctrl) {
         let open = true;
-        const line = (o: unknown) => {
+        const send = (o: unknown) => {
           if (!open) return;
           try {
             ctrl.enqueue(enc.encode(JSON.stringify(o) + "\n"));
           } catch { /* closed */ }
+        };
+        // A slow watch: each event leaves watchDelayMs after it happened (equal delays keep the order).
+        const line = (o: unknown) => {
+          const delay = watchDelayMs;
+          if (delay <= 0) return send(o);
+          const text = JSON.stringify(o);
+          timers.push(setTimeout(() => send(JSON.parse(text)), delay));
         };
         closeIt = () => {
           if (!open) return;
@@ -797,6 +813,12 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     requests,
     get openWatches() {
       return watches.size;
+    },
+    get watchDelayMs() {
+      return watchDelayMs;
+    },
+    set watchDelayMs(ms: number) {
+      watchDelayMs = ms;
     },
     async writeKubeconfig(path, o = {}) {
       const cluster: Record<string, string> = { server: api.url };

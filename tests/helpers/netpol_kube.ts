@@ -9,7 +9,7 @@
 import { netnsCreate, netnsDelete, nftRun, withNetns } from "../../ffi/mod.ts";
 import { compilePolicies } from "../../src/policy/compile.ts";
 import { renderPolicyTable } from "../../src/policy/nft_render.ts";
-import { listPolicyTable, withoutCounts } from "../../src/policy/nft_table.ts";
+import { canonicalListing, listPolicyTable } from "../../src/policy/nft_table.ts";
 import { startAgent } from "./agent.ts";
 import { type KubeApiServer, startKubeApiServer } from "./kube_api_server.ts";
 import { uniqueNetnsName } from "./names.ts";
@@ -62,7 +62,8 @@ export function kubeControlPlane(onApi: (api: KubeApiServer) => void): ControlPl
         startAgent(topo.nodes[i]!, {
           kube: { kubeconfig, netConf, nodeName: NODE_NAMES[i]! },
           dir,
-          args: ["--network-policy", ...args],
+          // --network-policy needs --ip-masq (pod-to-pod traffic must keep the pod's address).
+          args: ["--network-policy", "--ip-masq", ...args],
         }),
       close: () => api.close(),
     };
@@ -120,27 +121,32 @@ export class KubeDriver implements PolicyDriver {
     }
   }
 
-  /** The table node `i` must hold for `cluster`, as nft lists it (counters out). */
-  expected(cluster: ModelCluster, i: number): string {
+  /**
+   * The table node `i` must hold for `cluster`, installed whole in a scratch namespace and listed in
+   * comparable form (counters out, blocks and elements sorted: the agent's table is built up by
+   * differences, in its own order).
+   */
+  expected(cluster: ModelCluster, m: NetpolMatrix, i: number): string {
     const rs = compilePolicies({
       policies: cluster.policies.values(),
       pods: cluster.podObjects(),
       namespaces: cluster.namespaceObjects(),
       nodeName: NODE_NAMES[i]!,
     });
+    const podNets = [m.envs[i]!.subnet!];
     return withNetns(this.#scratch, () => {
-      nftRun(renderPolicyTable(rs));
-      return withoutCounts(listPolicyTable() ?? "");
+      nftRun(renderPolicyTable(rs, { podNets }));
+      return comparable(listPolicyTable());
     });
   }
 
   /** Waits until every node's table is the one `cluster` calls for. */
   async enforced(cluster: ModelCluster, m: NetpolMatrix, ms = 30_000): Promise<void> {
-    const want = m.topo.nodes.map((_, i) => this.expected(cluster, i));
+    const want = m.topo.nodes.map((_, i) => this.expected(cluster, m, i));
     const end = Date.now() + ms;
     let have: string[] = [];
     while (Date.now() < end) {
-      have = m.topo.nodes.map((n) => withNetns(n.netns, () => withoutCounts(listPolicyTable() ?? "")));
+      have = m.topo.nodes.map((n) => withNetns(n.netns, () => comparable(listPolicyTable())));
       if (have.every((h, i) => h === want[i])) return;
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -160,6 +166,13 @@ export class KubeDriver implements PolicyDriver {
   close(): void {
     netnsDelete(this.#scratch);
   }
+}
+
+/** A listing as canonicalListing reads it, blocks sorted, as text (a diff of two is readable). */
+function comparable(listing: string | undefined): string {
+  if (listing === undefined) return "(no table)";
+  return [...canonicalListing(listing)].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}\n${v}`)
+    .join("\n\n");
 }
 
 function keyOf(o: Obj): string {

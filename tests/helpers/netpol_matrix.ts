@@ -8,7 +8,8 @@
  *
  * @module
  */
-import { withNetns } from "../../ffi/mod.ts";
+import { netnsDelete, withNetns } from "../../ffi/mod.ts";
+import { runIn } from "../../src/lab/lab.ts";
 import type { SubnetEnv } from "../../src/config/subnet_env.ts";
 import { addIP, formatIP } from "../../src/net/ip.ts";
 import { ensureBridgeNetfilter } from "../../src/policy/br_netfilter.ts";
@@ -152,6 +153,38 @@ export class NetpolMatrix implements AsyncDisposable {
     return mp;
   }
 
+  /**
+   * Replaces pod `oldKey` by a new pod `newKey` on the same node with the same address — what IPAM does
+   * when it hands a freed address out again: the old pod's namespace (and veth) goes, the new one comes.
+   * The node forgets the old pod's MAC (a new veth has a new one), as it would after a while.
+   */
+  async replacePod(oldKey: string, newKey: string): Promise<MatrixPod> {
+    const old = this.pods.get(oldKey);
+    if (!old) throw new Error(`no pod ${oldKey}`);
+    await old.prober.close();
+    netnsDelete(old.netns);
+    this.pods.delete(oldKey);
+    const env = this.envs[old.node]!;
+    const pod = await this.topo.addPod(this.topo.nodes[old.node]!, {
+      name: newKey.replace("/", "-"),
+      cidr: `${old.ip}/${env.subnet!.prefix}`,
+      gateway: gatewayOf(env),
+      bridge: "cni0",
+      ...(env.mtu ? { mtu: env.mtu } : {}),
+    });
+    this.topo.sysctl(pod.netns, "net.ipv4.tcp_syn_retries", "1");
+    await runIn(this.topo.nodes[old.node]!.netns, ["ip", "neigh", "flush", "to", old.ip]);
+    const mp: MatrixPod = {
+      key: newKey,
+      netns: pod.netns,
+      ip: old.ip,
+      node: old.node,
+      prober: await Prober.start(pod.netns, newKey, PORTS),
+    };
+    this.pods.set(newKey, mp);
+    return mp;
+  }
+
   /** Probers running in node namespaces, by `node-<i>` (see {@linkcode ensureNodeProber}). */
   readonly nodes = new Map<string, MatrixPod>();
 
@@ -175,18 +208,27 @@ export class NetpolMatrix implements AsyncDisposable {
    * later are created on demand).
    */
   newCluster(): ModelCluster {
-    return new ModelCluster((p) => {
+    const c = new ModelCluster((p) => {
       const have = this.pods.get(`${p.ns}/${p.name}`);
       if (!have) throw new Error(`pod ${p.ns}/${p.name} must be created with ensurePod() first`);
       return have.ip;
     }, [...this.pods.keys()]);
+    // The API must say where each pod really runs (an agent holds a pod its node is not told of).
+    for (const [k, p] of c.pods) p.node = this.pods.get(k)?.node ?? p.node;
+    return c;
   }
 
-  /** One probe: true when the right pod answered. */
-  async probeOnce(from: string, to: string, t: Target, timeoutMs: number): Promise<boolean | "wrong"> {
+  /** One probe: true when the right pod answered. `address`: where to send it (default: `to`'s own). */
+  async probeOnce(
+    from: string,
+    to: string,
+    t: Target,
+    timeoutMs: number,
+    address?: string,
+  ): Promise<boolean | "wrong"> {
     const src = this.pods.get(from) ?? this.nodes.get(from), dst = this.pods.get(to) ?? this.nodes.get(to);
     if (!src || !dst) throw new Error(`no pod or node ${src ? to : from}`);
-    const reply = await src.prober.probe(dst.ip, t, timeoutMs);
+    const reply = await src.prober.probe(address ?? dst.ip, t, timeoutMs);
     if (reply === undefined) return false;
     return reply === `${to} ${t.proto}/${t.port}` ? true : "wrong";
   }
@@ -199,14 +241,18 @@ export class NetpolMatrix implements AsyncDisposable {
   async probeTable(
     expected: Reachability,
     targets: Target[] = TARGETS,
+    via?: (to: string) => string,
   ): Promise<Map<string, boolean | "wrong">> {
     const key = (f: string, t: string, tg: Target) => `${f}>${t}>${tg.proto}/${tg.port}`;
     const results = new Map<string, boolean | "wrong">();
     const jobs: Promise<void>[] = [];
+    const probe = (f: string, to: string, tg: Target, ms: number) =>
+      // Through a Service, a pod reaching itself would need hairpin NAT: loopback is taken as given.
+      via && f === to ? Promise.resolve(true) : this.probeOnce(f, to, tg, ms, via?.(to));
     for (const tg of targets) {
       for (const f of expected.pods) {
         for (const to of expected.pods) {
-          jobs.push(this.probeOnce(f, to, tg, 1000).then((r) => void results.set(key(f, to, tg), r)));
+          jobs.push(probe(f, to, tg, 1000).then((r) => void results.set(key(f, to, tg), r)));
         }
       }
     }
@@ -217,7 +263,7 @@ export class NetpolMatrix implements AsyncDisposable {
         for (const f of expected.pods) {
           for (const to of expected.pods) {
             if (expected.get(f, to, tg) && results.get(key(f, to, tg)) === false) {
-              again.push(this.probeOnce(f, to, tg, 3000).then((r) => void results.set(key(f, to, tg), r)));
+              again.push(probe(f, to, tg, 3000).then((r) => void results.set(key(f, to, tg), r)));
             }
           }
         }
@@ -231,8 +277,14 @@ export class NetpolMatrix implements AsyncDisposable {
   /**
    * Runs one catalog case through `driver`; returns a description of every step whose table differs
    * from the expected one (empty: the case passed). Starts from the base cluster without policies.
+   * `via`: probe each pod at this address instead of its own (its Service IP).
    */
-  async runCase(kase: NetpolCase, driver: PolicyDriver, targets: Target[] = TARGETS): Promise<string[]> {
+  async runCase(
+    kase: NetpolCase,
+    driver: PolicyDriver,
+    targets: Target[] = TARGETS,
+    via?: (to: string) => string,
+  ): Promise<string[]> {
     const failures: string[] = [];
     const cluster = this.newCluster();
     await driver.sync(cluster, this);
@@ -253,7 +305,7 @@ export class NetpolMatrix implements AsyncDisposable {
         const bad = await watcher;
         if (bad.length) failures.push(`step "${step.title}": during the change:\n  ${bad.join("\n  ")}`);
       }
-      const results = await this.probeTable(expected, targets);
+      const results = await this.probeTable(expected, targets, via);
       const observed = (f: string, t: string, tg: Target) =>
         results.get(`${f}>${t}>${tg.proto}/${tg.port}`) === true;
       const wrong = [...results].filter(([, v]) => v === "wrong").map(([k]) => k);

@@ -56,13 +56,20 @@ export class Prober implements AsyncDisposable {
     return p;
   }
 
-  /** Probes `ip` on `t`; resolves to the server's reply, or undefined when nothing came back in time. */
-  async probe(ip: string, t: Target, timeoutMs: number): Promise<string | undefined> {
+  /**
+   * Probes `ip` on `t`; resolves to the server's reply, or undefined when nothing came back in time.
+   * `sport`: (UDP) send from that source port, so repeated probes are one conntrack flow.
+   */
+  async probe(ip: string, t: Target, timeoutMs: number, sport?: number): Promise<string | undefined> {
     if (t.proto === "sctp") throw new Error("SCTP probes are not supported (this kernel has no SCTP)");
     const id = this.#next++;
     const answer = new Promise<{ reply?: string; error?: string }>((res) => this.#waiting.set(id, res));
     await this.#writer.write(
-      new TextEncoder().encode(`${JSON.stringify({ id, ip, proto: t.proto, port: t.port, timeoutMs })}\n`),
+      new TextEncoder().encode(
+        `${
+          JSON.stringify({ id, ip, proto: t.proto, port: t.port, timeoutMs, ...(sport ? { sport } : {}) })
+        }\n`,
+      ),
     );
     const r = await answer;
     return r.reply;

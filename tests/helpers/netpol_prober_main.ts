@@ -41,6 +41,8 @@ interface Req {
   proto: "tcp" | "udp";
   port: number;
   timeoutMs: number;
+  /** UDP: send from this source port (the same flow each time) instead of a fresh one. */
+  sport?: number;
 }
 
 function out(obj: unknown): void {
@@ -80,7 +82,13 @@ function udpSocket(v6: boolean): Deno.DatagramConn {
 }
 
 async function probeUdp(r: Req): Promise<string> {
-  const sock = udpSocket(r.ip.includes(":"));
+  const sock = r.sport
+    ? Deno.listenDatagram({
+      hostname: r.ip.includes(":") ? "::" : "0.0.0.0",
+      port: r.sport,
+      transport: "udp",
+    })
+    : udpSocket(r.ip.includes(":"));
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     await sock.send(enc.encode("probe"), { transport: "udp", hostname: r.ip, port: r.port });
