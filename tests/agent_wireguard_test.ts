@@ -23,7 +23,8 @@ import {
 import { etcdctl, startEtcd } from "./helpers/etcd.ts";
 import { startCapture } from "./helpers/tcpdump.ts";
 import { pidsInNetns, stopNetnsProcesses } from "./helpers/netns_procs.ts";
-import { createTopology, hasBinary, ROOT } from "./helpers/topology.ts";
+import { createTopology, ROOT } from "./helpers/topology.ts";
+import { needBinaries } from "./helpers/skip.ts";
 
 const PREFIX = "/coreos.com/network";
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -59,8 +60,7 @@ async function wgDump(a: AgentProcess, dev = "flannel-wg"): Promise<WgDump> {
 
 Deno.test({
   name: "weft agent (wireguard, 3 nodes): encrypted pod traffic, flannel's lease, peers follow the leases",
-  ignore: !ROOT || !hasBinary("etcd") || !hasBinary("wireguard-go") || !hasBinary("wg") ||
-    !hasBinary("tcpdump") || !hasBinary("nsenter"),
+  ignore: !ROOT || needBinaries("etcd", "wireguard-go", "wg", "tcpdump", "nsenter"),
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
@@ -263,8 +263,7 @@ Deno.test({
 Deno.test({
   name:
     "weft agent (wireguard, dual-stack, separate mode): flannel-wg-v6, flannel's v6 lease data, IPv6 pings",
-  ignore: !ROOT || !hasBinary("etcd") || !hasBinary("wireguard-go") || !hasBinary("wg") ||
-    !hasBinary("nsenter"),
+  ignore: !ROOT || needBinaries("etcd", "wireguard-go", "wg", "nsenter"),
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {

@@ -18,6 +18,7 @@ import { cniLab, MAIN } from "./helpers/cni.ts";
 import { type AgentProcess, startAgent, waitReady, waitSubnetEnv } from "./helpers/agent.ts";
 import { etcdctl, startEtcd } from "./helpers/etcd.ts";
 import { createTopology, ROOT } from "./helpers/topology.ts";
+import { skipUnless } from "./helpers/skip.ts";
 
 function have(path: string): boolean {
   try {
@@ -36,6 +37,11 @@ const TOOLS = [
   "/usr/lib/cni/portmap",
 ];
 const READY = ROOT && TOOLS.every(have) && /\boverlay\b/.test(Deno.readTextFileSync("/proc/filesystems"));
+const NOT_READY = ROOT
+  ? `containerd's tools (${
+    TOOLS.join(", ")
+  }; apt: containerd busybox-static containernetworking-plugins) or the overlay filesystem are missing`
+  : "not root";
 
 interface Containerd extends AsyncDisposable {
   socket: string;
@@ -211,7 +217,7 @@ const text = (o: Deno.CommandOutput) => dec.decode(o.stdout) + dec.decode(o.stde
 
 Deno.test({
   name: "containerd's ctr run --cni gets addresses from weft: containers ping the gateway and each other",
-  ignore: !READY,
+  ignore: skipUnless(READY, NOT_READY),
   sanitizeResources: false,
   async fn() {
     await using _run = runDirCleanup();
@@ -256,7 +262,7 @@ Deno.test({
 
 Deno.test({
   name: "with weft agents running, a container on another node pings the first across the vxlan overlay",
-  ignore: !READY,
+  ignore: skipUnless(READY, NOT_READY),
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { Netlink } from "../ffi/mod.ts";
 import { cni, type CniCall, type CniCallEnv, type CniLab, cniLab, nsExec } from "./helpers/cni.ts";
 import { ROOT } from "./helpers/topology.ts";
+import { skipUnless } from "./helpers/skip.ts";
 
 const BRIDGE = "/usr/lib/cni/bridge";
 const HAVE_BRIDGE = (() => {
@@ -258,7 +259,7 @@ Deno.test({
 Deno.test({
   name:
     "DEL of a pod weft cannot name (flannel's bridge added it) with an unusable CNI_NETNS keeps its IP while its veth lives",
-  ignore: !ROOT || !HAVE_BRIDGE,
+  ignore: !ROOT || skipUnless(HAVE_BRIDGE, `${BRIDGE} not installed (apt: containernetworking-plugins)`),
   async fn() {
     await using lab = await cniLab({ net: "10.244.35" });
     const gw = "10.244.35.1";

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { type KubeApiServer, startKubeApiServer } from "./helpers/kube_api_server.ts";
-import { hasBinary } from "./helpers/topology.ts";
+import { hasBinary, skipUnless } from "./helpers/skip.ts";
 
 const HAVE_KUBECTL = hasBinary("kubectl");
 /** kubectl's minor version (`kubectl patch --subresource` came in 1.24; Debian 12's is 1.20). */
@@ -84,7 +84,7 @@ async function watchEvents(s: KubeApiServer, query: string, n: number, ms = 5000
 
 Deno.test({
   name: "the test API server answers kubectl as kube-apiserver does",
-  ignore: !HAVE_KUBECTL,
+  ignore: skipUnless(HAVE_KUBECTL, "kubectl is not on the PATH"),
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
@@ -200,7 +200,10 @@ Deno.test({
 
       await t.step({
         name: "kubectl patch --subresource=status merges conditions by type, applies metadata, keeps spec",
-        ignore: KUBECTL_MINOR < 24,
+        ignore: skipUnless(
+          KUBECTL_MINOR >= 24,
+          `kubectl 1.${KUBECTL_MINOR} is older than 1.24 (no --subresource)`,
+        ),
         fn: async () => {
           const r = await kubectl(kc, [
             "patch",

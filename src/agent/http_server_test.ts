@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { type HttpServer, type HttpServerOptions, serveHttp } from "./http_server.ts";
+import { skipUnless } from "../../tests/helpers/skip.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -253,7 +254,7 @@ Deno.test("serveHttp(): a write that stalls (the client never reads) is cut by t
 
 Deno.test({
   name: "serveHttp() under a 128-fd limit survives 1000 connections and EMFILE, and still answers",
-  ignore: !hasPrlimit(),
+  ignore: skipUnless(hasPrlimit(), "prlimit (util-linux) is not installed"),
   async fn() {
     const dir = await Deno.makeTempDir();
     const script = `${dir}/serve.ts`;
