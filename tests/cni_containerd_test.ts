@@ -74,7 +74,7 @@ async function startContainerd(dir: string): Promise<Containerd> {
     stderr: "piped",
   }).spawn();
   child.stderr.pipeTo(log.writable).catch(() => {});
-  const end = Date.now() + 15_000;
+  const end = Date.now() + 60_000;
   for (;;) {
     const v = await new Deno.Command("ctr", {
       args: ["--address", socket, "version"],
@@ -234,7 +234,7 @@ Deno.test({
       "weft-a",
       "ip -4 addr show eth0; ping -c 2 -W 2 10.244.30.1 && echo GW-OK; sleep 6",
     );
-    const aIP = await waitAllocated(node, 20_000);
+    const aIP = await waitAllocated(node, 60_000);
     const b = await ctrRun(node, ctd.socket, rootfs, "weft-b", `ping -c 2 -W 2 ${aIP} && echo PEER-OK`)
       .output();
     const aOut = await a.output();
@@ -287,7 +287,7 @@ Deno.test({
       await using ctd = await startContainerd(dir);
 
       const a = ctrRun(nodes[0]!, ctd.socket, rootfs, "weft-x0", "ip -4 addr show eth0; sleep 10");
-      const aIP = await waitAllocated(nodes[0]!, 20_000);
+      const aIP = await waitAllocated(nodes[0]!, 60_000);
       const b = await ctrRun(
         nodes[1]!,
         ctd.socket,

@@ -47,7 +47,7 @@ function node(name: string, extra: Record<string, unknown> = {}) {
 }
 
 /** GETs a watch and returns its first `n` events (or fewer if the stream ends). */
-async function watchEvents(s: KubeApiServer, query: string, n: number, ms = 5000) {
+async function watchEvents(s: KubeApiServer, query: string, n: number, ms = 30_000) {
   const client = Deno.createHttpClient({ caCerts: [s.caPem!] });
   const ctrl = new AbortController();
   const timer = setTimeout(() => ctrl.abort(), ms);
@@ -363,7 +363,7 @@ Deno.test({
         const dec = new TextDecoder();
         const reader = child.stdout.getReader();
         const until = async (re: RegExp) => {
-          const end = Date.now() + 10_000;
+          const end = Date.now() + 30_000;
           while (!re.test(out) && Date.now() < end) {
             const { value, done } = await reader.read();
             if (done) break;
@@ -373,7 +373,7 @@ Deno.test({
         };
         try {
           assert.ok(await until(/node\/n3\n/), `initial list: ${out}`);
-          const end = Date.now() + 5000;
+          const end = Date.now() + 30_000;
           while (s.openWatches < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
           assert.equal(s.openWatches, 1, "kubectl holds a watch open");
           s.store.create(Node, "", node("n4"));

@@ -231,7 +231,7 @@ Deno.test({
         caPem: await Deno.readTextFile(`${dir}/ca.crt`),
         source: "test",
       };
-      const deadline = Date.now() + 10_000;
+      const deadline = Date.now() + 30_000;
       const withCert = new KubeClient({
         ...conn,
         certPem: await Deno.readTextFile(`${dir}/cli.crt`),

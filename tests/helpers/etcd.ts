@@ -312,7 +312,8 @@ export async function startEtcd(opts: EtcdOptions = {}, wait = true): Promise<Et
       return false;
     }
   };
-  const waitHealthy = async (ms = 15_000) => {
+  // Only bounds a failure: a loaded machine may take long to start etcd, or to elect a leader.
+  const waitHealthy = async (ms = 60_000) => {
     const end = Date.now() + ms;
     while (Date.now() < end) {
       if (!child) throw new Error(`etcd ${name} was stopped while starting`);
