@@ -47,6 +47,8 @@ export function startAgent(
     healthPort?: number;
     /** Flags for `deno run` itself (e.g. `--v8-flags=…`). */
     denoFlags?: string[];
+    /** The weft command to run (e.g. `["dist/weft-x86_64-linux"]`, the compiled binary) instead of `deno run main.ts`. */
+    exe?: string[];
     /** Extra environment variables. */
     env?: Record<string, string>;
     /**
@@ -63,13 +65,17 @@ export function startAgent(
   const logFile = `${opts.dir}/${node.netns}.agent.log`;
   const healthPort = opts.healthPort ?? 8471;
   let child: Deno.ChildProcess | undefined;
-  const args = [
+  const [exe, ...exeArgs] = opts.exe ?? [
+    Deno.execPath(),
     "run",
     "-A",
     "--no-check",
     // The flags the compiled binary carries, so tests and benches measure what ships.
     ...(opts.denoFlags ?? [V8_FLAGS_ARG]),
     MAIN,
+  ];
+  const args = [
+    ...exeArgs,
     "agent",
     ...(opts.etcd ? [`--etcd-endpoints=${opts.etcd}`] : []),
     ...(opts.kube
@@ -105,11 +111,11 @@ export function startAgent(
         } && exec "$@"`,
         "sh",
         ...binds.flatMap(([target, source]) => [source, target]),
-        Deno.execPath(),
+        exe!,
         ...args,
       ],
     ]
-    : [Deno.execPath(), args];
+    : [exe!, args];
   // prlimit execs too: the pid is still the agent's.
   const limited: [string, string[]] = opts.fdLimit
     ? ["prlimit", [`--nofile=${opts.fdLimit}:${opts.fdLimit}`, cmd, ...cmdArgs]]
