@@ -166,7 +166,9 @@ Deno.test({
         const v = (name: string) => samples.find((s) => s.name === name)?.value;
         assert.equal(v("weft_peers_programmed"), 2);
         assert.equal(v("weft_leases_known"), 2);
-        assert.equal(v("weft_etcd_up"), 1);
+        assert.deepEqual(samples.find((s) => s.name === "weft_store_up")?.labels, { store: "etcd" });
+        assert.equal(v("weft_store_up"), 1);
+        assert.equal(v("weft_etcd_up"), 1, "the deprecated alias");
         assert.equal(v("weft_ready"), 1);
         assert.ok(v("weft_reconcile_passes_total")! >= 1);
         const info = samples.find((s) => s.name === "weft_lease_info");
@@ -322,7 +324,7 @@ Deno.test({
             await etcd.stop();
             const end = Date.now() + 20_000;
             while (Date.now() < end) {
-              if ((await metric(a0, "weft_etcd_up")) === 0) downSeen = true;
+              if ((await metric(a0, "weft_store_up")) === 0) downSeen = true;
               if ((await agentHttp(a0, "/readyz"))[0] !== 200) readyDuring = false;
               await sleep(1000);
             }
@@ -334,9 +336,9 @@ Deno.test({
             );
             assert.equal(p.lost, 0);
           }
-          assert.ok(downSeen, "weft_etcd_up went to 0 during the outage");
+          assert.ok(downSeen, "weft_store_up went to 0 during the outage");
           assert.ok(readyDuring, "/readyz stayed 200: the datapath is fine without etcd");
-          await waitFor("etcd_up again", 20_000, async () => (await metric(a0, "weft_etcd_up")) === 1);
+          await waitFor("etcd_up again", 20_000, async () => (await metric(a0, "weft_store_up")) === 1);
           // Recovered for real: a lease written after etcd came back reaches the kernel.
           const t0 = Date.now();
           await ctl([

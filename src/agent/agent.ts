@@ -79,6 +79,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
   const { signal } = opts;
   using nl = Netlink.open();
   const status = new AgentStatus();
+  status.storeKind = source.kind;
   const { server, policy } = startServing(opts, status);
   let stopReconciler = () => {};
   let closeBackend = (): Promise<void> => Promise.resolve();

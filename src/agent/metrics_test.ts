@@ -24,7 +24,8 @@ const view = (full: boolean): AgentView => ({
         expiresAt: new Date(1700000000500),
       }
       : undefined,
-  etcdUp: () => true,
+  storeUp: () => true,
+  store: () => "etcd",
   ready: () => false,
   renewals: () => 4,
   forwarder: () =>
@@ -68,9 +69,10 @@ const view = (full: boolean): AgentView => ({
 
 const K200 = "k".repeat(200);
 
-// What prom-client 15.1.3 wrote for the same view (captured before it was replaced); the process memory
-// gauges vary, so their values are masked.
-const PROM_CLIENT_FULL = `# HELP weft_leases_known Leases of other nodes known from etcd
+// What prom-client 15.1.3 wrote for the same view (captured before it was replaced), with the metrics
+// renamed or added since (weft_store_up, weft_etcd_up's HELP); the process memory gauges vary, so their
+// values are masked.
+const PROM_CLIENT_FULL = `# HELP weft_leases_known Leases of other nodes known from the lease store
 # TYPE weft_leases_known gauge
 weft_leases_known 5001
 
@@ -122,7 +124,11 @@ weft_lease_reacquired_total 0
 # TYPE weft_lease_renewals_total counter
 weft_lease_renewals_total 4
 
-# HELP weft_etcd_up 1 when etcd answered the last request
+# HELP weft_store_up 1 when the lease store (etcd, or the Kubernetes API in kube mode) answered the last request
+# TYPE weft_store_up gauge
+weft_store_up{store="etcd"} 1
+
+# HELP weft_etcd_up Deprecated alias of weft_store_up (the lease store, also in kube mode); will be removed
 # TYPE weft_etcd_up gauge
 weft_etcd_up 1
 
@@ -208,7 +214,7 @@ weft_lease_rejected{key="a\\"b\\\\c\\nd",reason="public_ip_loopback"} 1
 # TYPE weft_lease_info gauge
 weft_lease_info{subnet="10.244.3.0/24",public_ip="192.168.1.\\"2\\\\",backend="vxlan"} 1
 `;
-const PROM_CLIENT_EMPTY = `# HELP weft_leases_known Leases of other nodes known from etcd
+const PROM_CLIENT_EMPTY = `# HELP weft_leases_known Leases of other nodes known from the lease store
 # TYPE weft_leases_known gauge
 weft_leases_known 5001
 
@@ -260,7 +266,11 @@ weft_lease_reacquired_total 0
 # TYPE weft_lease_renewals_total counter
 weft_lease_renewals_total 4
 
-# HELP weft_etcd_up 1 when etcd answered the last request
+# HELP weft_store_up 1 when the lease store (etcd, or the Kubernetes API in kube mode) answered the last request
+# TYPE weft_store_up gauge
+weft_store_up{store="etcd"} 1
+
+# HELP weft_etcd_up Deprecated alias of weft_store_up (the lease store, also in kube mode); will be removed
 # TYPE weft_etcd_up gauge
 weft_etcd_up 1
 
@@ -328,7 +338,7 @@ weft_routes_refused_total 7
 
 const masked = (text: string) => text.replace(/^((?:process|weft_js)_\w+) \d+$/gm, "$1 N");
 
-Deno.test("the metrics text is what prom-client wrote for the same values: labels, escaping, empty series", () => {
+Deno.test("the metrics text is laid out as prom-client wrote it: labels, escaping, empty series", () => {
   const m = agentMetrics(view(true));
   assert.equal(m.contentType, "text/plain; version=0.0.4; charset=utf-8");
   assert.equal(masked(m.metrics()), PROM_CLIENT_FULL);
@@ -345,4 +355,13 @@ Deno.test("memory gauges report this process's figures at scrape time", () => {
   const text = agentMetrics(view(false)).metrics();
   const rss = Number(text.match(/^process_resident_memory_bytes (\d+)$/m)![1]);
   assert.ok(rss > 10e6 && rss < 4e9, `RSS ${rss}`);
+});
+
+Deno.test("weft_store_up names the store; weft_etcd_up stays as its deprecated alias with the same value", () => {
+  for (const [kind, up] of [["etcd", true], ["kube", false]] as const) {
+    const text = agentMetrics({ ...view(false), store: () => kind, storeUp: () => up }).metrics();
+    assert.match(text, new RegExp(`^weft_store_up\\{store="${kind}"\\} ${up ? 1 : 0}$`, "m"));
+    assert.match(text, new RegExp(`^weft_etcd_up ${up ? 1 : 0}$`, "m"));
+    assert.match(text, /^# HELP weft_etcd_up Deprecated alias of weft_store_up/m);
+  }
 });

@@ -20,6 +20,8 @@ export class AgentStatus {
   lease: Lease | undefined;
   /** The backend type, once chosen. */
   backendType = "";
+  /** The lease store's kind (`etcd`, `kube`). */
+  storeKind = "etcd";
   /** Whether the lease store answered last time. */
   storeUp = false;
   /** subnet.env written at least once. */
@@ -77,7 +79,8 @@ export class AgentStatus {
           ...(l.expiration ? { expiresAt: l.expiration } : {}),
         };
       },
-      etcdUp: () => this.storeUp,
+      storeUp: () => this.storeUp,
+      store: () => this.storeKind,
       ready: () => this.readiness().ready,
       renewals: () => this.renewals(),
       forwarder: () => this.forwarder(),

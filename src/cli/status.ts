@@ -5,35 +5,11 @@
  * @module
  */
 import type { Command } from "@commander-js/extra-typings";
+import { parsePrometheusText } from "../agent/prometheus.ts";
 import { CliError } from "./errors.ts";
 
-/** One sample of a Prometheus text exposition. */
-export interface Sample {
-  /** Metric name. */
-  name: string;
-  /** Labels. */
-  labels: Record<string, string>;
-  /** Value. */
-  value: number;
-}
-
-/** Parses Prometheus text format (0.0.4) into samples; comments and blank lines are skipped. */
-export function parsePrometheusText(text: string): Sample[] {
-  const out: Sample[] = [];
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (!line || line.startsWith("#")) continue;
-    const m = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$/);
-    if (!m) throw new Error(`not Prometheus text: ${JSON.stringify(line)}`);
-    const labels: Record<string, string> = {};
-    for (const lm of (m[3] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
-      labels[lm[1]!] = lm[2]!.replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c));
-    }
-    const v = m[4]!;
-    out.push({ name: m[1]!, labels, value: v === "+Inf" ? Infinity : v === "-Inf" ? -Infinity : Number(v) });
-  }
-  return out;
-}
+/** The exposition reader lives beside the one writer (src/agent/prometheus.ts). */
+export { type ParsedSample as Sample, parsePrometheusText } from "../agent/prometheus.ts";
 
 /** What `weft status` reports. */
 export interface NodeStatus {
