@@ -181,6 +181,13 @@ function ctrRun(
   }).spawn();
 }
 
+/**
+ * A container's shell waiting (2 minutes at most) until the test creates `file` in the shared rootfs:
+ * container A stays up exactly until B is done with it, not for a fixed time a loaded machine overruns.
+ */
+const untilFile = (file: string) =>
+  `i=0; while [ ! -e ${file} ] && [ $i -lt 120 ]; do sleep 1; i=$((i+1)); done`;
+
 /** Addresses in a node's weft IPAM store. */
 function allocated(node: CtrNode): string[] {
   try {
@@ -226,17 +233,18 @@ Deno.test({
     const node = prepareNode(lab.node, lab.dir, `${lab.dir}/subnet.env`);
     await using ctd = await startContainerd(lab.dir);
 
-    // Container A: show its address, ping the gateway, stay up a while for B.
+    // Container A: show its address, ping the gateway, stay up until B is done.
     const a = ctrRun(
       node,
       ctd.socket,
       rootfs,
       "weft-a",
-      "ip -4 addr show eth0; ping -c 2 -W 2 10.244.30.1 && echo GW-OK; sleep 6",
+      `ip -4 addr show eth0; ping -c 2 -W 2 10.244.30.1 && echo GW-OK; ${untilFile("/tmp/b-done")}`,
     );
     const aIP = await waitAllocated(node, 60_000);
     const b = await ctrRun(node, ctd.socket, rootfs, "weft-b", `ping -c 2 -W 2 ${aIP} && echo PEER-OK`)
       .output();
+    Deno.writeTextFileSync(`${rootfs}/tmp/b-done`, "");
     const aOut = await a.output();
     const ctx = `A: ${text(aOut)}\nB: ${text(b)}`;
     assert.equal(aOut.code, 0, ctx);
@@ -286,7 +294,13 @@ Deno.test({
       const nodes = topo.nodes.map((n, i) => prepareNode(n.netns, `${dir}/node${i}`, agents[i]!.subnetFile));
       await using ctd = await startContainerd(dir);
 
-      const a = ctrRun(nodes[0]!, ctd.socket, rootfs, "weft-x0", "ip -4 addr show eth0; sleep 10");
+      const a = ctrRun(
+        nodes[0]!,
+        ctd.socket,
+        rootfs,
+        "weft-x0",
+        `ip -4 addr show eth0; ${untilFile("/tmp/b-done")}`,
+      );
       const aIP = await waitAllocated(nodes[0]!, 60_000);
       const b = await ctrRun(
         nodes[1]!,
@@ -295,6 +309,7 @@ Deno.test({
         "weft-x1",
         `ip -4 addr show eth0; ping -c 3 -W 3 ${aIP} && echo OVERLAY-OK`,
       ).output();
+      Deno.writeTextFileSync(`${rootfs}/tmp/b-done`, "");
       const aOut = await a.output();
       const ctx = `A: ${text(aOut)}\nB: ${text(b)}`;
       assert.equal(b.code, 0, ctx);
