@@ -241,7 +241,7 @@ Deno.test({
         assert.equal(byPath.linkGet("marker0")?.kind, "bridge");
       }
       const child = new Deno.Command("ip", {
-        args: ["netns", "exec", ns, "sleep", "30"],
+        args: ["netns", "exec", ns, "sleep", "600"], // until killed below
         stdout: "null",
         stderr: "null",
       }).spawn();
