@@ -195,7 +195,7 @@ Deno.test({
           ].sort(),
         );
         const table = await weft(["leases", ...kubeArgs]);
-        assert.match(table.stdout, /^NODE\s+SUBNET\s+PUBLIC IP\s+BACKEND\s+VTEP MAC\n/);
+        assert.match(table.stdout, /^NODE\s+SUBNET\s+PUBLIC IP\s+BACKEND\s+VTEP MAC\s+STATUS\n/);
         const status = await weft(["status"]);
         assert.equal(status.code, 0, status.stderr);
         assert.match(status.stdout, /ready\s+yes/);

@@ -8,11 +8,13 @@
  *
  * @module
  */
+import type { HostRulesState } from "../datapath/host_rules.ts";
 import { emptyReconcileStats, type ReconcileStats } from "../datapath/reconciler.ts";
 import type { ForwarderStats } from "../backend/backend.ts";
 import type { RejectedLease } from "../lease/lease_filter.ts";
 import type { LeaseRule } from "../lease/validate.ts";
 import type { HttpServerStats } from "./http_server.ts";
+import { WEFT_VERSION } from "../version.ts";
 import { MetricFamilies, type MetricsText, type Sample } from "./prometheus.ts";
 
 export type { MetricsText } from "./prometheus.ts";
@@ -22,7 +24,7 @@ export const MAX_REJECTED_SERIES = 100;
 
 /** Counters the agent itself keeps (outside the reconciler). */
 export interface AgentCounters {
-  /** Times weft's nftables table was found deleted or altered and re-installed. */
+  /** Times the masquerade/forward rules were found deleted or altered and re-installed. */
   rulesRepaired: number;
   /** Times subnet.env was found missing or altered and rewritten. */
   subnetEnvRewritten: number;
@@ -46,6 +48,12 @@ export interface AgentView {
   storeUp(): boolean;
   /** The lease store: `etcd` or `kube` (the Kubernetes API). */
   store(): string;
+  /** Since when the store has been unreachable, or undefined while it answers. */
+  storeDownSince?(): Date | undefined;
+  /** The backend's type, once chosen (`""` before). */
+  backend?(): string;
+  /** Whether subnet.env is where the agent writes it. */
+  subnetEnvPresent?(): boolean;
   /** Readiness. */
   ready(): boolean;
   /** Lease renewals done. */
@@ -60,6 +68,8 @@ export interface AgentView {
   reasserted?(): number;
   /** Routes refused: their destination holds a route weft does not own. */
   routesRefused?(): number;
+  /** The masquerade/forward rules' state. */
+  hostRules?(): HostRulesState | undefined;
 }
 
 /** The reconciler's counters and gauges. */
@@ -106,6 +116,11 @@ function storeMetrics(m: MetricFamilies, view: AgentView): void {
     () => [[{ store: view.store() }, view.storeUp() ? 1 : 0]],
   );
   m.gauge(
+    "weft_store_unreachable_since_timestamp_seconds",
+    "Since when the lease store has not answered (unix seconds; 0 while it answers)",
+    () => (view.storeDownSince?.()?.getTime() ?? 0) / 1000,
+  );
+  m.gauge(
     "weft_etcd_up",
     "Deprecated alias of weft_store_up (the lease store, also in kube mode); will be removed",
     () => (view.storeUp() ? 1 : 0),
@@ -144,11 +159,14 @@ function forwarderMetrics(m: MetricFamilies, view: AgentView): void {
 /** Builds the metrics, whose values are read from `view` at scrape time. */
 export function agentMetrics(view: AgentView): MetricsText {
   const m = new MetricFamilies();
+  m.series("gauge", "weft_build_info", "weft's version, backend and lease store (always 1)", () => [
+    [{ version: WEFT_VERSION, backend: view.backend?.() || "none", store: view.store() }, 1],
+  ]);
   m.gauge("weft_leases_known", "Leases of other nodes known from the lease store", () => view.leasesKnown());
   reconcilerMetrics(m, () => view.stats() ?? NO_STATS);
   m.counter(
     "weft_rules_repaired_total",
-    "Times weft's nftables table was found deleted or altered and re-installed",
+    "Times the masquerade/forward rules (iptables chains or nftables table) were found deleted or altered and re-installed",
     () => view.counters().rulesRepaired,
   );
   m.counter(
@@ -164,6 +182,11 @@ export function agentMetrics(view: AgentView): MetricsText {
   m.counter("weft_lease_renewals_total", "Lease renewals", () => view.renewals());
   storeMetrics(m, view);
   m.gauge("weft_ready", "1 when the agent is ready", () => (view.ready() ? 1 : 0));
+  m.gauge(
+    "weft_subnet_env_present",
+    "1 when subnet.env is where the agent writes it (pods cannot start without it)",
+    () => (view.subnetEnvPresent?.() ? 1 : 0),
+  );
   m.gauge("weft_lease_expiry_timestamp_seconds", "When the own lease expires (unix seconds)", () => {
     const e = view.lease()?.expiresAt;
     return e ? e.getTime() / 1000 : 0;
@@ -181,11 +204,43 @@ export function agentMetrics(view: AgentView): MetricsText {
   forwarderMetrics(m, view);
   httpMetrics(m, view);
   rejectedMetrics(m, view);
+  hostRulesMetrics(m, view);
   m.series("gauge", "weft_lease_info", "The own lease", () => {
     const l = view.lease();
     return l ? [[{ subnet: l.subnet, public_ip: l.publicIP, backend: l.backend }, 1]] : [];
   });
   return m.target();
+}
+
+/** Where the rules live, how often they were written, and what on the host drops pod traffic. */
+function hostRulesMetrics(m: MetricFamilies, view: AgentView): void {
+  const byMode = (v: (s: HostRulesState) => number) => (): Sample[] => {
+    const s = view.hostRules?.();
+    return s?.mode ? [[{ mode: s.mode }, v(s)]] : [];
+  };
+  m.series(
+    "counter",
+    "weft_host_rules_passes_total",
+    "Passes of the masquerade/forward rules (every --iptables-resync)",
+    byMode((s) => s.passes),
+  );
+  m.series(
+    "counter",
+    "weft_host_rules_writes_total",
+    "Writes of the masquerade/forward rules (iptables-restore calls, nft transactions); 0 at rest",
+    byMode((s) => s.writes),
+  );
+  m.series(
+    "gauge",
+    "weft_host_firewall_blocking",
+    "nftables base chains on the forward hook that drop pod traffic (verdict: drops, may drop); " +
+      "no rule of weft's can overrule them",
+    () =>
+      (view.hostRules?.()?.blockers ?? []).map((b): Sample => [
+        { family: b.family, table: b.table, chain: b.chain, verdict: b.verdict },
+        1,
+      ]),
+  );
 }
 
 /** The health server's own health: open connections, requests, what it dropped and why, its errors. */

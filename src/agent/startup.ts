@@ -8,9 +8,9 @@ import type { Netlink } from "../../ffi/mod.ts";
 import { retry } from "../async.ts";
 import type { Backend } from "../backend/backend.ts";
 import { createBackend } from "../backend/registry.ts";
-import type { NetworkConfig } from "../config/net_conf.ts";
+import { DEFAULTED_BACKEND_WARNING, type NetworkConfig } from "../config/net_conf.ts";
 import { readSubnetEnv } from "../config/subnet_env.ts";
-import { log } from "../log.ts";
+import { log, RepeatedFailure } from "../log.ts";
 import { type ExternalInterface, type IfaceOptions, selectInterface } from "../net/iface.ts";
 import { formatNet } from "../net/ip.ts";
 import { type Lease, type LeaseAttrs, leaseName } from "../lease/lease.ts";
@@ -67,6 +67,17 @@ function previousSubnets(path: string): AcquireOptions {
   }
 }
 
+/**
+ * `fn` until it answers (back-off 100 ms → 5 s), its failures logged as a {@linkcode RepeatedFailure}:
+ * the first one, then at growing intervals with a count, then one line when it works.
+ */
+async function untilAnswered<T>(what: string, fn: () => Promise<T>, signal: AbortSignal): Promise<T> {
+  const failure = new RepeatedFailure(logger, { what, fix: "retrying with back-off (up to 5 s)" });
+  const out = await retry(fn, signal, (err) => failure.failed(err.message));
+  failure.succeeded();
+  return out;
+}
+
 /** Reads the config, picks the interface, builds the backend and takes the lease. */
 export async function startNode(
   source: LeaseSource,
@@ -74,18 +85,15 @@ export async function startNode(
   opts: StartOptions,
   signal: AbortSignal,
 ): Promise<StartedNode> {
-  const again = (what: string) => (err: Error, ms: number) =>
-    logger.warn("{what} failed: {error}; retrying in {ms} ms", { what, error: err.message, ms });
-  const cfg = await retry(() => source.getNetworkConfig(), signal, again("reading the network config"));
-  const cfgFingerprint = await retry(() => source.probe(), signal, again("reading the network config"));
-  if (cfg.backendDefaulted) {
-    logger.info("network config has no Backend: using vxlan (flannel would pick udp)");
-  }
-  const ext = selectInterface(nl, opts);
+  const cfg = await untilAnswered("reading the network config", () => source.getNetworkConfig(), signal);
+  const cfgFingerprint = await untilAnswered("reading the network config", () => source.probe(), signal);
+  if (cfg.backendDefaulted) logger.warn("{warning}", { warning: DEFAULTED_BACKEND_WARNING });
+  // An IPv6-only network chooses the interface by its IPv6 addresses: the node needs no IPv4 one.
+  const ext = selectInterface(nl, opts, !cfg.network && cfg.enableIPv6 ? 6 : 4);
   logger.info("using interface {name} ({ip}), public IP {pub}, MTU {mtu}", {
     name: ext.name,
-    ip: ext.ifaceIP,
-    pub: ext.publicIP,
+    ip: ext.ifaceIP || ext.ifaceIPv6,
+    pub: cfg.network ? ext.publicIP : ext.publicIPv6,
     mtu: ext.mtu,
   });
   // Dual-stack (or IPv6-only) only with an IPv6 network to take subnets from.
@@ -98,8 +106,10 @@ export async function startNode(
     });
   }
   // A previous lease of this node: its VTEP MAC keeps the overlay stable across reboots.
-  const { leases } = await retry(() => source.listLeases(), signal, again("listing leases"));
-  const previous = leases.find((l) => l.attrs.PublicIP === ext.publicIP);
+  const { leases } = await untilAnswered("listing leases", () => source.listLeases(), signal);
+  const previous = leases.find((l) =>
+    cfg.network ? l.attrs.PublicIP === ext.publicIP : l.attrs.PublicIPv6 === ext.publicIPv6
+  );
   const backend = createBackend(cfg, {
     nl,
     ext,
@@ -112,17 +122,18 @@ export async function startNode(
   });
   const v6Data = backend.backendV6Data?.();
   const attrs: LeaseAttrs = {
-    PublicIP: ext.publicIP,
+    // IPv6-only: flannel's PublicIP is its zero IPv4 address, "0.0.0.0" (nobody reads it).
+    PublicIP: cfg.network ? ext.publicIP : "0.0.0.0",
     PublicIPv6: dualStack ? ext.publicIPv6 ?? null : null,
     BackendType: backend.leaseType ?? backend.type,
     BackendData: backend.backendData(),
     ...(v6Data !== undefined ? { BackendV6Data: v6Data } : {}),
   };
   const acquire = { ttlSeconds: opts.leaseTtlSeconds, ...previousSubnets(opts.subnetFile) };
-  const lease = await retry(
+  const lease = await untilAnswered(
+    "acquiring a lease",
     () => source.acquireLease(cfg, attrs, acquire),
     signal,
-    again("acquiring a lease"),
   );
   logger.info("lease {subnet} acquired", { subnet: leaseName(lease) });
   return { cfg, cfgFingerprint, ext, backend, attrs, lease };

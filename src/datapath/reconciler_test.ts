@@ -283,7 +283,8 @@ Deno.test("fullPass() does nothing but report failure when the device cannot be 
   // The agent's full pass: the node state ensures the device first; it failed (undefined, logged there).
   const status = new AgentStatus();
   const failing = { ensure: () => undefined } as unknown as NodeState;
-  await new Resync(r, failing, () => lease(1), () => true, status).pass();
+  await new Resync({ reconciler: r, node: failing, lease: () => lease(1), synced: () => true, status })
+    .pass();
   assert.equal(r.stats.passes, 0, "no pass without a device");
   assert.ok(kernel.routes.has("10.244.9.0/24"), "nothing pruned without a device");
   assert.equal(r.stats.errors, 1);
@@ -304,9 +305,9 @@ Deno.test("a failing peer never blocks the others and is retried with back-off u
   const triedAt = () => kernel.calls.flatMap((c, i) => c === failed ? [kernel.callTimes[i]!] : []);
   assert.equal(tries(), 1);
   await until(() => tries() === 2);
-  // Back-off: not retried at once but after the delay (at least half its 200 ms ceiling, should it be
-  // jittered). Timers never fire early, so however slow the machine the gap is at least that (less a
-  // clock tick) — where a look after a fixed 100 ms would depend on the machine's speed.
+  // Back-off: not retried at once but 100–200 ms after the first failure (equal jitter below a 200 ms
+  // ceiling). Timers never fire early, so however slow the machine the gap is at least that (less a clock
+  // tick) — where a look after a fixed 50 ms would depend on the machine's speed.
   const [first, second] = triedAt();
   assert.ok(second! - first! >= 95, `retried ${second! - first!} ms after the failure`);
   kernel.failing.clear();
