@@ -197,7 +197,11 @@ Deno.test({
     await using topo = await createTopology({ nodes: 2 });
     const dir = await Deno.makeTempDir({ prefix: "weft-prom-" });
     await using etcd = await startEtcd({ netns: topo.underlay, host: topo.underlayIP });
-    await etcdctl(etcd.endpoint, ["put", "/coreos.com/network/config", '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}'], {
+    await etcdctl(etcd.endpoint, [
+      "put",
+      "/coreos.com/network/config",
+      '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}',
+    ], {
       netns: topo.underlay,
     });
     const agents: AgentProcess[] = topo.nodes.map((n) => {

@@ -58,7 +58,11 @@ Deno.test({
       );
       assert.equal(subnetEnvExists(), false);
 
-      await etcdctl(etcd.endpoint, ["put", "/coreos.com/network/config", '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}'], {
+      await etcdctl(etcd.endpoint, [
+        "put",
+        "/coreos.com/network/config",
+        '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}',
+      ], {
         netns: topo.underlay,
       });
       await waitFor("READY=1", 30_000, () => {
