@@ -28,6 +28,7 @@ import {
 } from "./helpers/agent.ts";
 import { etcdctl, startEtcd } from "./helpers/etcd.ts";
 import { createTopology, hasBinary, ROOT, type Topology, type TopologyPod } from "./helpers/topology.ts";
+import { needBinaries } from "./helpers/skip.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const READY = ROOT && hasBinary("etcd") && hasBinary("ping") && hasBinary("iptables-nft") &&
@@ -83,7 +84,7 @@ async function sh(topo: Topology, ns: string, cmd: string[], stdin?: string): Pr
 Deno.test({
   name:
     "hostile host firewalls: FORWARD DROP + REJECT (iptables-nft and -legacy, EnableNFTables false and true) pass, flanneld's rules adopted, zero rewrites at rest, firewalld's forward drop named",
-  ignore: !READY,
+  ignore: !ROOT || needBinaries("etcd", "ping", "iptables-nft", "iptables-legacy", "nft") || !READY,
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
