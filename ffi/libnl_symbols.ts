@@ -1,6 +1,7 @@
 /**
  * Symbol tables for libnl-3, libnl-route-3 and libnl-genl-3, in the denodrivers/sqlite3 style: one object per library,
- * each entry's C prototype in a comment. Only the safe layer (netlink.ts and the *_ops.ts files) uses them.
+ * each entry's C prototype in a comment. Only the safe layer (netlink.ts, links.ts, addrs.ts, routes.ts, neighs.ts,
+ * genl.ts, nl_addr.ts, through loader.ts) uses them.
  *
  * @module
  */

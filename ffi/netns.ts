@@ -76,16 +76,40 @@ export function withNetns<T>(ref: string, fn: () => T): T {
 }
 
 const MS_BIND = 4096n;
+const MS_REC = 16384n;
+const MS_SHARED = 1n << 20n;
 const MNT_DETACH = 2;
+const EINVAL = 22;
 
 /**
- * Creates a named network namespace at /run/netns/NAME, the way `ip netns add` does: the JS thread
- * unshares a new namespace, bind-mounts it onto the name, and switches back. Returns the path.
+ * Makes /run/netns a mount point with shared propagation, as `ip netns add` does (iproute2's
+ * netns_add). A namespace bind-mounted there later then appears in every mount namespace copied from
+ * this one — e.g. a process started earlier with `ip netns exec`, which sees the host's files through
+ * its own mount namespace. Without it (a fresh host whose `/` is private, where no `ip netns add` ever
+ * ran) such a process sees the empty placeholder file instead of the namespace.
+ */
+function shareNetnsRunDir(): void {
+  const libc = c();
+  Deno.mkdirSync(NETNS_RUN_DIR, { recursive: true });
+  const dir = cstr(NETNS_RUN_DIR);
+  if (libc.mount(cstr(""), dir, cstr("none"), MS_SHARED | MS_REC, null) === 0) return;
+  // EINVAL: not a mount point yet. Make it one (bound onto itself), then share it.
+  if (errno() !== EINVAL) fail(`make ${NETNS_RUN_DIR} shared`);
+  if (libc.mount(dir, dir, cstr("none"), MS_BIND | MS_REC, null) !== 0) fail(`bind-mount ${NETNS_RUN_DIR}`);
+  if (libc.mount(cstr(""), dir, cstr("none"), MS_SHARED | MS_REC, null) !== 0) {
+    fail(`make ${NETNS_RUN_DIR} shared`);
+  }
+}
+
+/**
+ * Creates a named network namespace at /run/netns/NAME, the way `ip netns add` does: /run/netns made a
+ * shared mount point, then the JS thread unshares a new namespace, bind-mounts it onto the name, and
+ * switches back. Returns the path.
  */
 export function netnsCreate(name: string): string {
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new Error(`invalid namespace name ${JSON.stringify(name)}`);
   const path = netnsPath(name);
-  Deno.mkdirSync(NETNS_RUN_DIR, { recursive: true });
+  shareNetnsRunDir();
   Deno.writeFileSync(path, new Uint8Array(), { createNew: true, mode: 0o444 });
   const libc = c();
   const self = libc.open(cstr("/proc/thread-self/ns/net"), O_RDONLY | O_CLOEXEC);

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ipAddr, macAddr, macBytes, netAddr, readIP, readMac, readNet } from "./nl_addr.ts";
 import { libnlAvailable } from "./loader.ts";
+import { skipUnless } from "../tests/helpers/skip.ts";
 
 Deno.test("macBytes() parses six hex pairs in either case and rejects everything else", () => {
   assert.deepEqual([...macBytes("0a:58:0A:f4:01:ff")], [0x0a, 0x58, 0x0a, 0xf4, 0x01, 0xff]);
@@ -22,7 +23,7 @@ Deno.test("macBytes() parses six hex pairs in either case and rejects everything
 
 Deno.test({
   name: "IPs, networks and MACs survive the round trip through libnl's nl_addr",
-  ignore: !libnlAvailable(),
+  ignore: skipUnless(libnlAvailable(), "libnl-3 is not installed (apt: libnl-3-200 libnl-route-3-200)"),
   fn() {
     for (const ip of ["10.244.3.0", "0.0.0.0", "255.255.255.255", "fd00::1", "fe80::9cf6:79ff:fe1a:b08e"]) {
       using a = ipAddr(ip);

@@ -19,11 +19,12 @@ import {
   waitSubnetEnv,
 } from "./helpers/agent.ts";
 import { etcdctl, startEtcd } from "./helpers/etcd.ts";
-import { createTopology, hasBinary, ROOT } from "./helpers/topology.ts";
+import { createTopology, ROOT } from "./helpers/topology.ts";
+import { needBinaries } from "./helpers/skip.ts";
 
 Deno.test({
   name: "weft agent dual-stack (2 nodes): IPv6 leases, flannel-v6.1, IPv6 pods ping across vxlan and host-gw",
-  ignore: !ROOT || !hasBinary("etcd") || !hasBinary("ping"),
+  ignore: !ROOT || needBinaries("etcd", "ping"),
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {

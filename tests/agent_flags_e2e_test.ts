@@ -25,7 +25,8 @@ import {
   waitSubnetEnv,
 } from "./helpers/agent.ts";
 import { etcdctl, startEtcd } from "./helpers/etcd.ts";
-import { createTopology, hasBinary, ROOT } from "./helpers/topology.ts";
+import { createTopology, ROOT } from "./helpers/topology.ts";
+import { needBinaries } from "./helpers/skip.ts";
 
 const PREFIX = "/coreos.com/network";
 const CONFIG = JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "vxlan" } });
@@ -35,7 +36,7 @@ const LAST_RESORT = 0xffffffff;
 Deno.test({
   name:
     "weft agent with flanneld's -ip-blackhole-route, -ip-masq-fully-random-disable, -iptables-forward-rules=false, -v",
-  ignore: !ROOT || !hasBinary("etcd") || !hasBinary("nft"),
+  ignore: !ROOT || needBinaries("etcd", "nft"),
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {

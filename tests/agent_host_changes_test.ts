@@ -18,7 +18,8 @@ import {
   waitSubnetEnv,
 } from "./helpers/agent.ts";
 import { etcdctl, startEtcd } from "./helpers/etcd.ts";
-import { createTopology, hasBinary, ROOT, type Topology } from "./helpers/topology.ts";
+import { createTopology, ROOT, type Topology } from "./helpers/topology.ts";
+import { needBinaries } from "./helpers/skip.ts";
 
 /** Deletes node `i`'s eth0 (its veth pair with it) and makes a new one on the underlay bridge. */
 function replaceUnderlay(topo: Topology, i: number, cidr: string, mac: string): number {
@@ -42,7 +43,7 @@ function replaceUnderlay(topo: Topology, i: number, cidr: string, mac: string): 
 
 Deno.test({
   name: "weft agent heals without a restart: flannel.1's MAC rewritten, the underlay deleted and re-added",
-  ignore: !ROOT || !hasBinary("etcd") || !hasBinary("ping"),
+  ignore: !ROOT || needBinaries("etcd", "ping"),
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {

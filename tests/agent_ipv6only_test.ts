@@ -11,12 +11,13 @@ import { formatNet } from "../src/net/ip.ts";
 import { type AgentProcess, startAgent, waitFor, waitReady, waitSubnetEnv } from "./helpers/agent.ts";
 import { cni } from "./helpers/cni.ts";
 import { etcdctl, startEtcd } from "./helpers/etcd.ts";
-import { createTopology, hasBinary, ROOT } from "./helpers/topology.ts";
+import { createTopology, ROOT } from "./helpers/topology.ts";
+import { needBinaries } from "./helpers/skip.ts";
 
 Deno.test({
   name:
     "weft agent IPv6-only (2 nodes): flannel's IPv6-only lease, flannel-v6.1 alone, CNI pods ping6 across vxlan",
-  ignore: !ROOT || !hasBinary("etcd") || !hasBinary("ping"),
+  ignore: !ROOT || needBinaries("etcd", "ping"),
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {

@@ -24,7 +24,8 @@ import {
 } from "./helpers/agent.ts";
 import { etcdctl, startEtcd } from "./helpers/etcd.ts";
 import { startCapture } from "./helpers/tcpdump.ts";
-import { createTopology, hasBinary, ROOT } from "./helpers/topology.ts";
+import { createTopology, ROOT } from "./helpers/topology.ts";
+import { needBinaries } from "./helpers/skip.ts";
 
 const PREFIX = "/coreos.com/network";
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -34,7 +35,7 @@ const keyOf = (env: SubnetEnv) => `${PREFIX}/subnets/${formatNet(env.subnet!).re
 
 Deno.test({
   name: "weft agent (udp, 3 nodes): flannel's udp layout and lease, pods ping across, a restart's cost",
-  ignore: !ROOT || !hasBinary("etcd") || !hasBinary("tcpdump"),
+  ignore: !ROOT || needBinaries("etcd", "tcpdump"),
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {

@@ -23,7 +23,8 @@ import {
 import { etcdctl, startEtcd } from "./helpers/etcd.ts";
 import { startCapture } from "./helpers/tcpdump.ts";
 import { pidsInNetns, stopNetnsProcesses } from "./helpers/netns_procs.ts";
-import { createTopology, hasBinary, ROOT } from "./helpers/topology.ts";
+import { createTopology, ROOT } from "./helpers/topology.ts";
+import { needBinaries } from "./helpers/skip.ts";
 
 const PREFIX = "/coreos.com/network";
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -59,8 +60,7 @@ async function wgDump(a: AgentProcess, dev = "flannel-wg"): Promise<WgDump> {
 
 Deno.test({
   name: "weft agent (wireguard, 3 nodes): encrypted pod traffic, flannel's lease, peers follow the leases",
-  ignore: !ROOT || !hasBinary("etcd") || !hasBinary("wireguard-go") || !hasBinary("wg") ||
-    !hasBinary("tcpdump") || !hasBinary("nsenter"),
+  ignore: !ROOT || needBinaries("etcd", "wireguard-go", "wg", "tcpdump", "nsenter"),
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
@@ -180,8 +180,8 @@ Deno.test({
             gatewayOf(envs[1]!),
           ]);
           assert.equal(ping.code, 0, ping.stdout);
-          await new Promise((r) => setTimeout(r, 500));
-          const lines = (await dump.stop()).trim().split("\n").filter(Boolean);
+          // 10 echoes and 10 replies crossed the underlay: wait for tcpdump to have printed them.
+          const lines = (await dump.stopAfter(20)).trim().split("\n").filter(Boolean);
           assert.ok(lines.length >= 20, `${lines.length} packets captured:\n${lines.join("\n")}`);
           for (const l of lines) {
             assert.match(
@@ -212,7 +212,6 @@ Deno.test({
           console.log(
             `  ping ${p.from}→${p.to} across an agent restart: ${p.received}/${p.sent}, ${p.lost} lost`,
           );
-          assert.ok(p.sent > 50);
           // The datapath is untouched (same process, keys, peers); but wireguard-go is a userspace process
           // on a shared 2-core machine, and a starting agent's CPU burst can make it drop a queued packet.
           assert.ok(p.lost <= Math.ceil(p.sent / 100), `${p.lost} of ${p.sent} lost`);
@@ -263,8 +262,7 @@ Deno.test({
 Deno.test({
   name:
     "weft agent (wireguard, dual-stack, separate mode): flannel-wg-v6, flannel's v6 lease data, IPv6 pings",
-  ignore: !ROOT || !hasBinary("etcd") || !hasBinary("wireguard-go") || !hasBinary("wg") ||
-    !hasBinary("nsenter"),
+  ignore: !ROOT || needBinaries("etcd", "wireguard-go", "wg", "nsenter"),
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { Netlink } from "../ffi/mod.ts";
 import { cni, cniLab } from "./helpers/cni.ts";
 import { ROOT } from "./helpers/topology.ts";
+import { skipUnless } from "./helpers/skip.ts";
 
 const BRIDGE = "/usr/lib/cni/bridge";
 const HOST_LOCAL = "/usr/lib/cni/host-local";
@@ -21,7 +22,8 @@ const HAVE = (() => {
 Deno.test({
   name:
     "weft and Debian's host-local share one store: neither hands out the other's address, each frees the other's",
-  ignore: !ROOT || !HAVE,
+  ignore: !ROOT ||
+    skipUnless(HAVE, `${BRIDGE} and ${HOST_LOCAL} not installed (apt: containernetworking-plugins)`),
   async fn() {
     await using lab = await cniLab({ net: "10.244.24" });
     const ipam = {
@@ -81,7 +83,8 @@ Deno.test({
 
 Deno.test({
   name: "weft DELs a pod that flannel's bridge + host-local added, replaying flannel's saved config",
-  ignore: !ROOT || !HAVE,
+  ignore: !ROOT ||
+    skipUnless(HAVE, `${BRIDGE} and ${HOST_LOCAL} not installed (apt: containernetworking-plugins)`),
   async fn() {
     await using lab = await cniLab({ net: "10.244.25" });
     const pod = lab.pod();
@@ -124,7 +127,8 @@ Deno.test({
 
 Deno.test({
   name: "flannel's way back works: Debian's bridge DELs a pod weft added, from weft's saved config",
-  ignore: !ROOT || !HAVE,
+  ignore: !ROOT ||
+    skipUnless(HAVE, `${BRIDGE} and ${HOST_LOCAL} not installed (apt: containernetworking-plugins)`),
   async fn() {
     await using lab = await cniLab({ net: "10.244.26" });
     const pod = lab.pod();

@@ -18,6 +18,7 @@ import { cniLab, MAIN } from "./helpers/cni.ts";
 import { type AgentProcess, startAgent, waitReady, waitSubnetEnv } from "./helpers/agent.ts";
 import { etcdctl, startEtcd } from "./helpers/etcd.ts";
 import { createTopology, ROOT } from "./helpers/topology.ts";
+import { skipUnless } from "./helpers/skip.ts";
 
 function have(path: string): boolean {
   try {
@@ -36,6 +37,11 @@ const TOOLS = [
   "/usr/lib/cni/portmap",
 ];
 const READY = ROOT && TOOLS.every(have) && /\boverlay\b/.test(Deno.readTextFileSync("/proc/filesystems"));
+const NOT_READY = ROOT
+  ? `containerd's tools (${
+    TOOLS.join(", ")
+  }; apt: containerd busybox-static containernetworking-plugins) or the overlay filesystem are missing`
+  : "not root";
 
 interface Containerd extends AsyncDisposable {
   socket: string;
@@ -68,7 +74,7 @@ async function startContainerd(dir: string): Promise<Containerd> {
     stderr: "piped",
   }).spawn();
   child.stderr.pipeTo(log.writable).catch(() => {});
-  const end = Date.now() + 15_000;
+  const end = Date.now() + 60_000;
   for (;;) {
     const v = await new Deno.Command("ctr", {
       args: ["--address", socket, "version"],
@@ -175,6 +181,13 @@ function ctrRun(
   }).spawn();
 }
 
+/**
+ * A container's shell waiting (2 minutes at most) until the test creates `file` in the shared rootfs:
+ * container A stays up exactly until B is done with it, not for a fixed time a loaded machine overruns.
+ */
+const untilFile = (file: string) =>
+  `i=0; while [ ! -e ${file} ] && [ $i -lt 120 ]; do sleep 1; i=$((i+1)); done`;
+
 /** Addresses in a node's weft IPAM store. */
 function allocated(node: CtrNode): string[] {
   try {
@@ -211,7 +224,7 @@ const text = (o: Deno.CommandOutput) => dec.decode(o.stdout) + dec.decode(o.stde
 
 Deno.test({
   name: "containerd's ctr run --cni gets addresses from weft: containers ping the gateway and each other",
-  ignore: !READY,
+  ignore: skipUnless(READY, NOT_READY),
   sanitizeResources: false,
   async fn() {
     await using _run = runDirCleanup();
@@ -220,17 +233,18 @@ Deno.test({
     const node = prepareNode(lab.node, lab.dir, `${lab.dir}/subnet.env`);
     await using ctd = await startContainerd(lab.dir);
 
-    // Container A: show its address, ping the gateway, stay up a while for B.
+    // Container A: show its address, ping the gateway, stay up until B is done.
     const a = ctrRun(
       node,
       ctd.socket,
       rootfs,
       "weft-a",
-      "ip -4 addr show eth0; ping -c 2 -W 2 10.244.30.1 && echo GW-OK; sleep 6",
+      `ip -4 addr show eth0; ping -c 2 -W 2 10.244.30.1 && echo GW-OK; ${untilFile("/tmp/b-done")}`,
     );
-    const aIP = await waitAllocated(node, 20_000);
+    const aIP = await waitAllocated(node, 60_000);
     const b = await ctrRun(node, ctd.socket, rootfs, "weft-b", `ping -c 2 -W 2 ${aIP} && echo PEER-OK`)
       .output();
+    Deno.writeTextFileSync(`${rootfs}/tmp/b-done`, "");
     const aOut = await a.output();
     const ctx = `A: ${text(aOut)}\nB: ${text(b)}`;
     assert.equal(aOut.code, 0, ctx);
@@ -256,7 +270,7 @@ Deno.test({
 
 Deno.test({
   name: "with weft agents running, a container on another node pings the first across the vxlan overlay",
-  ignore: !READY,
+  ignore: skipUnless(READY, NOT_READY),
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
@@ -280,8 +294,14 @@ Deno.test({
       const nodes = topo.nodes.map((n, i) => prepareNode(n.netns, `${dir}/node${i}`, agents[i]!.subnetFile));
       await using ctd = await startContainerd(dir);
 
-      const a = ctrRun(nodes[0]!, ctd.socket, rootfs, "weft-x0", "ip -4 addr show eth0; sleep 10");
-      const aIP = await waitAllocated(nodes[0]!, 20_000);
+      const a = ctrRun(
+        nodes[0]!,
+        ctd.socket,
+        rootfs,
+        "weft-x0",
+        `ip -4 addr show eth0; ${untilFile("/tmp/b-done")}`,
+      );
+      const aIP = await waitAllocated(nodes[0]!, 60_000);
       const b = await ctrRun(
         nodes[1]!,
         ctd.socket,
@@ -289,6 +309,7 @@ Deno.test({
         "weft-x1",
         `ip -4 addr show eth0; ping -c 3 -W 3 ${aIP} && echo OVERLAY-OK`,
       ).output();
+      Deno.writeTextFileSync(`${rootfs}/tmp/b-done`, "");
       const aOut = await a.output();
       const ctx = `A: ${text(aOut)}\nB: ${text(b)}`;
       assert.equal(b.code, 0, ctx);

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { cni, cniLab, MAIN, nsExec } from "./helpers/cni.ts";
-import { hasBinary, ROOT } from "./helpers/topology.ts";
+import { ROOT } from "./helpers/topology.ts";
+import { needBinaries } from "./helpers/skip.ts";
 
 const LIBDIR = `/usr/lib/${Deno.build.arch === "aarch64" ? "aarch64" : "x86_64"}-linux-gnu`;
 const HIDDEN = ["libnftables.so.1", "libnl-3.so.200", "libnl-route-3.so.200", "libnl-genl-3.so.200"]
@@ -36,7 +37,7 @@ const PLUGIN = [
 
 Deno.test({
   name: "CNI mode needs only glibc: ADD and DEL with ipMasq work with libnftables and libnl unloadable",
-  ignore: !ROOT || !hasBinary("unshare") || !hasBinary("nft"),
+  ignore: !ROOT || needBinaries("unshare", "nft"),
   async fn() {
     assert.ok(HIDDEN.some((l) => l.includes("libnftables")), "libnftables is installed here (to hide)");
     await using lab = await cniLab({ net: "10.244.41", agentMasq: false });

@@ -152,7 +152,11 @@ Deno.test({
       const keeping = keeper.run(stop.signal);
       keeper.poke();
       await src.probe();
-      await new Promise((r) => setTimeout(r, 300));
+      // Until the keeper's poke and the watch have made their calls: every granted verb used (or 30 s).
+      const end = Date.now() + 30_000;
+      while ([...granted].some((g) => !used.has(g)) && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
       stop.abort();
       await Promise.all([watching, keeping]);
     } finally {

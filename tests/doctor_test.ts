@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { Netlink } from "../ffi/mod.ts";
 import { uniqueNetnsName } from "./helpers/names.ts";
 
-const ROOT = Deno.uid() === 0;
+import { ROOT } from "./helpers/skip.ts";
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
 interface Finding {

@@ -241,14 +241,14 @@ Deno.test({
         assert.equal(byPath.linkGet("marker0")?.kind, "bridge");
       }
       const child = new Deno.Command("ip", {
-        args: ["netns", "exec", ns, "sleep", "30"],
+        args: ["netns", "exec", ns, "sleep", "600"], // until killed below
         stdout: "null",
         stderr: "null",
       }).spawn();
       try {
         // `ip netns exec` switches namespace before exec'ing sleep: wait until the pid is inside.
         const want = Deno.statSync(netnsPath(ns)).ino;
-        for (let i = 0; i < 100; i++) {
+        for (let i = 0; i < 1500; i++) { // 30 s at most
           try {
             if (Deno.statSync(`/proc/${child.pid}/ns/net`).ino === want) break;
           } catch { /* not yet */ }

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { type KubeApiServer, startKubeApiServer } from "./helpers/kube_api_server.ts";
-import { hasBinary } from "./helpers/topology.ts";
+import { hasBinary, skipUnless } from "./helpers/skip.ts";
 
 const HAVE_KUBECTL = hasBinary("kubectl");
 /** kubectl's minor version (`kubectl patch --subresource` came in 1.24; Debian 12's is 1.20). */
@@ -47,7 +47,7 @@ function node(name: string, extra: Record<string, unknown> = {}) {
 }
 
 /** GETs a watch and returns its first `n` events (or fewer if the stream ends). */
-async function watchEvents(s: KubeApiServer, query: string, n: number, ms = 5000) {
+async function watchEvents(s: KubeApiServer, query: string, n: number, ms = 30_000) {
   const client = Deno.createHttpClient({ caCerts: [s.caPem!] });
   const ctrl = new AbortController();
   const timer = setTimeout(() => ctrl.abort(), ms);
@@ -84,7 +84,7 @@ async function watchEvents(s: KubeApiServer, query: string, n: number, ms = 5000
 
 Deno.test({
   name: "the test API server answers kubectl as kube-apiserver does",
-  ignore: !HAVE_KUBECTL,
+  ignore: skipUnless(HAVE_KUBECTL, "kubectl is not on the PATH"),
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
@@ -200,7 +200,10 @@ Deno.test({
 
       await t.step({
         name: "kubectl patch --subresource=status merges conditions by type, applies metadata, keeps spec",
-        ignore: KUBECTL_MINOR < 24,
+        ignore: skipUnless(
+          KUBECTL_MINOR >= 24,
+          `kubectl 1.${KUBECTL_MINOR} is older than 1.24 (no --subresource)`,
+        ),
         fn: async () => {
           const r = await kubectl(kc, [
             "patch",
@@ -360,7 +363,7 @@ Deno.test({
         const dec = new TextDecoder();
         const reader = child.stdout.getReader();
         const until = async (re: RegExp) => {
-          const end = Date.now() + 10_000;
+          const end = Date.now() + 30_000;
           while (!re.test(out) && Date.now() < end) {
             const { value, done } = await reader.read();
             if (done) break;
@@ -370,7 +373,7 @@ Deno.test({
         };
         try {
           assert.ok(await until(/node\/n3\n/), `initial list: ${out}`);
-          const end = Date.now() + 5000;
+          const end = Date.now() + 30_000;
           while (s.openWatches < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
           assert.equal(s.openWatches, 1, "kubectl holds a watch open");
           s.store.create(Node, "", node("n4"));

@@ -62,7 +62,7 @@ function collector() {
       syncs++;
       for (const w of waiters.splice(0)) w();
     },
-    async until(what: string, pred: () => boolean, ms = 8000) {
+    async until(what: string, pred: () => boolean, ms = 30_000) {
       const end = Date.now() + ms;
       while (!pred()) {
         if (Date.now() > end) {
@@ -227,7 +227,7 @@ Deno.test({
         const self = s.store.get(Node, "", "self") as { metadata: { annotations: Record<string, string> } };
         self.metadata.annotations[`${P}public-ip`] = "10.0.0.99";
         s.store.update(Node, "", "self", self); // the watch sees it and pokes the keeper: no poke() here
-        const end = Date.now() + 5000;
+        const end = Date.now() + 30_000;
         while (keeper.renewals < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
         assert.equal(keeper.renewals, 1);
         const after = s.store.get(Node, "", "self") as { metadata: { annotations: Record<string, string> } };

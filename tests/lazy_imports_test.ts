@@ -1,7 +1,7 @@
 /**
  * The stores' clients are loaded only by the mode that uses them: the modules the CLI and the CNI plugin
  * load when they start (their static import closure, from `deno info`) hold no Kubernetes client code
- * (src/kube) and no etcd client (npm:etcd3); kube mode's entry holds src/kube but not etcd3.
+ * (src/kube, src/lease/kube) and no etcd client (npm:etcd3); kube mode's entry holds them but not etcd3.
  */
 import assert from "node:assert/strict";
 

@@ -64,9 +64,11 @@ Deno.test({
       const e = new PolicyEnforcer(client, { nodeName: "self", inNetns: (f) => withNetns(ns, f) });
       const stop = new AbortController();
       const running = e.run(stop.signal);
-      const end = Date.now() + 10_000;
-      while (e.stats.updates === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
-      await new Promise((r) => setTimeout(r, 300)); // the watches are open
+      // Until it installed the table and opened its watches: every granted verb used (or 30 s).
+      const end = Date.now() + 30_000;
+      while ((e.stats.updates === 0 || [...granted].some((g) => !used.has(g))) && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
       stop.abort();
       await running;
       assert.equal(e.stats.updates, 1, "listed everything and installed");

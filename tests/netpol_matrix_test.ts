@@ -60,7 +60,7 @@ Deno.test({
       // 3 allowed connections from each y pod, 2 denied ones from z/a.
       for (const from of ["y/a", "y/b", "y/c"]) {
         for (let i = 0; i < 3; i++) {
-          assert.equal(await m.probeOnce(from, "x/a", { proto: "tcp", port: 80 }, 3000), true);
+          assert.equal(await m.probeOnce(from, "x/a", { proto: "tcp", port: 80 }, 10_000), true);
         }
       }
       for (let i = 0; i < 2; i++) {
@@ -89,14 +89,14 @@ Deno.test({
         await m.ensureNodeProber(1);
         for (const tg of [{ proto: "tcp", port: 80 }, { proto: "udp", port: 81 }] as const) {
           // kubelet's probes come from the node itself (source: its cni0 address): never judged.
-          assert.equal(await m.probeOnce(own, "x/a", tg, 3000), true, `${own} -> x/a ${tg.proto}`);
-          assert.equal(await m.probeOnce("x/a", own, tg, 3000), true, `x/a -> ${own} ${tg.proto}`);
+          assert.equal(await m.probeOnce(own, "x/a", tg, 10_000), true, `${own} -> x/a ${tg.proto}`);
+          assert.equal(await m.probeOnce("x/a", own, tg, 10_000), true, `x/a -> ${own} ${tg.proto}`);
           // Another node is just another address: x/a isolated both ways.
           assert.equal(await m.probeOnce(other, "x/a", tg, 500), false, `${other} -> x/a ${tg.proto}`);
           assert.equal(await m.probeOnce("x/a", other, tg, 500), false, `x/a -> ${other} ${tg.proto}`);
           // An unrestricted pod (y/b, on node 1) reaches node 0 and is reached from it.
-          assert.equal(await m.probeOnce("y/b", "node-0", tg, 3000), true, `y/b -> node-0 ${tg.proto}`);
-          assert.equal(await m.probeOnce("node-0", "y/b", tg, 3000), true, `node-0 -> y/b ${tg.proto}`);
+          assert.equal(await m.probeOnce("y/b", "node-0", tg, 10_000), true, `y/b -> node-0 ${tg.proto}`);
+          assert.equal(await m.probeOnce("node-0", "y/b", tg, 10_000), true, `node-0 -> y/b ${tg.proto}`);
         }
         await driver.sync(m.newCluster(), m);
       },

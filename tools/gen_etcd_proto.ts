@@ -120,7 +120,7 @@ export function renderSchema(schema: EtcdSchema, source: string): string {
     " *",
     " * @module",
     " */",
-    'import type { FieldDef, MethodDef } from "./etcd_proto_types.ts";',
+    'import type { FieldDef, MethodDef } from "./proto_types.ts";',
     "",
     "/** Message full name -> fields (name, number, kind, 0 single/1 repeated/2 packed, type, oneof). */",
     "export const ETCD_MESSAGES: Readonly<Record<string, readonly FieldDef[]>> = {",

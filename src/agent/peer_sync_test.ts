@@ -38,7 +38,7 @@ const attrs = (ip: string, mac: string): LeaseAttrs => ({
 });
 
 async function until(what: string, ok: () => boolean): Promise<void> {
-  const end = Date.now() + 3000;
+  const end = Date.now() + 30_000;
   while (!ok()) {
     if (Date.now() > end) throw new Error(`timed out: ${what}`);
     await sleep(10);

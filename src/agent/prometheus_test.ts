@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { parseExposition } from "../../tests/helpers/exposition.ts";
 import { MemoryListWatch } from "../../tests/helpers/memory_list_watch.ts";
-import { hasBinary } from "../../tests/helpers/topology.ts";
+import { hasBinary, skipUnless } from "../../tests/helpers/skip.ts";
 import { PolicyEnforcer } from "../policy/enforcer.ts";
 import { agentMetrics } from "./metrics.ts";
 import { LatencyHistogram, policyMetricsText } from "./network_policy.ts";
@@ -155,7 +155,7 @@ Deno.test("the agent's and the policy part's /metrics keep the grammar: one TYPE
 
 Deno.test({
   name: "promtool check metrics accepts the agent's and the policy part's /metrics",
-  ignore: !hasBinary("promtool"),
+  ignore: skipUnless(hasBinary("promtool"), "promtool is not installed (apt install prometheus)"),
   async fn() {
     const p = new Deno.Command("promtool", {
       args: ["check", "metrics"],

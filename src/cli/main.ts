@@ -1,6 +1,7 @@
 /**
  * The `weft` command line: one commander program whose subcommands live one per file in this folder
- * (`agent.ts`, `config.ts`, `leases.ts`, …). Each file exports `register(program)`.
+ * (`agent.ts`, `config.ts`, `leases.ts`, …; the doctor in `doctor/`). Each exports a
+ * `register<Command>(program)` ({@linkcode Registrar}).
  *
  * @module
  */

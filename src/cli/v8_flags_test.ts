@@ -95,8 +95,10 @@ Deno.test("the re-executed process really runs with the flags: V8's young genera
   const starts = [...r.stderr.matchAll(/start (\d+)/g)].map((m) => Number(m[1]));
   assert.deepEqual(starts, [r.pid, r.pid], "ran twice, in the same process");
   const size = Number(r.stderr.match(/new_space (\d+)/)![1]);
-  // --max-semi-space-size=1: two 1 MB semi-spaces at most (V8's default grows to 32 MB each).
-  assert.ok(size <= 2 * 1024 * 1024, `new space ${size} bytes`);
+  // --max-semi-space-size=1: two 1 MB semi-spaces, which V8 reports as 2-2.5 MB (a page or two over,
+  // depending on when its scavenges ran); without the flag this loop grows the young generation to
+  // ~32 MB (both measured). A quarter of that tells the two apart on any machine.
+  assert.ok(size <= 8 * 1024 * 1024, `new space ${size} bytes`);
 });
 
 Deno.test("flags the user gave on the command line are kept and nothing is re-executed", async () => {

@@ -4,13 +4,14 @@ import { parseNet } from "../net/ip.ts";
 import { blackholes, LAST_RESORT_METRIC } from "./blackhole.ts";
 import { NetlinkKernel } from "./kernel.ts";
 import { Reconciler } from "./reconciler.ts";
+import { requireRoot } from "../../tests/helpers/skip.ts";
 
 const none = { entriesFor: () => undefined, ownedDevices: () => [] };
 
 Deno.test({
   name:
     "the reconciler keeps the own subnet's blackhole route beside the bridge's, and moves it with the lease",
-  ignore: Deno.uid() !== 0,
+  ignore: requireRoot(),
   fn: () =>
     withScratchNetns("bh", (_ns, nl) => {
       // The pod bridge holds the subnet's first address first: its connected route is there already.

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { withNetns } from "../../ffi/mod.ts";
 import { withScratchNetns } from "../../tests/helpers/scratch_netns.ts";
 import { findBinary } from "./iptables.ts";
+import { requireRoot, skipUnless } from "../../tests/helpers/skip.ts";
 
 const ROOT = Deno.uid() === 0;
 const READY = ROOT && !!findBinary("iptables-nft-restore") && !!findBinary("nft");
@@ -55,7 +56,8 @@ COMMIT
 Deno.test({
   name:
     "HostRules in iptables mode: flanneld's chain of another lease rewritten, weft's and flanneld's nftables tables removed",
-  ignore: !READY,
+  ignore: requireRoot() ||
+    skipUnless(READY, "iptables-nft-restore or nft is not installed (apt: iptables nftables)"),
   async fn() {
     await withScratchNetns("hr", async (ns) => {
       await run(ns, ["iptables-nft-restore", "--noflush"], STALE_FLANNELD);
@@ -80,7 +82,8 @@ Deno.test({
 Deno.test({
   name:
     "HostRules in nftables mode: weft's table, flanneld's FLANNEL-POSTRTG and nftables table removed, FLANNEL-FWD only where FORWARD drops",
-  ignore: !READY,
+  ignore: requireRoot() ||
+    skipUnless(READY, "iptables-nft-restore or nft is not installed (apt: iptables nftables)"),
   async fn() {
     await withScratchNetns("hr", async (ns) => {
       await run(ns, ["iptables-nft-restore", "--noflush"], STALE_FLANNELD);

@@ -10,6 +10,7 @@ import {
   type IptablesMode,
 } from "./iptables.ts";
 import { FWD_JUMP, planIptables } from "./iptables_rules.ts";
+import { skipUnless } from "../../tests/helpers/skip.ts";
 
 const ROOT = Deno.uid() === 0;
 const HAVE = (mode: IptablesMode) => !!findBinary(`iptables-${mode}-restore`);
@@ -36,7 +37,7 @@ for (const mode of ["nft", "legacy"] as const) {
     Deno.test({
       name:
         `Iptables(${mode}, ${fam}): a plan applied reads back as iptables-save prints it, so the next plan is empty`,
-      ignore: !ROOT || !HAVE(mode),
+      ignore: !ROOT || skipUnless(HAVE(mode), `iptables-${mode}-restore is not installed (apt: iptables)`),
       async fn() {
         await withScratchNetns(`ipt${mode[0]}${fam}`, async (ns) => {
           const bin = `${fam === 6 ? "ip6tables" : "iptables"}-${mode}`;
@@ -62,7 +63,11 @@ for (const mode of ["nft", "legacy"] as const) {
 
 Deno.test({
   name: "detectIptablesMode() picks the backend holding the host's rules, nft when neither holds any",
-  ignore: !ROOT || !HAVE("nft") || !HAVE("legacy"),
+  ignore: !ROOT ||
+    skipUnless(
+      HAVE("nft") && HAVE("legacy"),
+      "iptables-nft-restore and iptables-legacy-restore are needed (apt: iptables)",
+    ),
   async fn(t) {
     await t.step("fresh namespace: nft", async () => {
       await withScratchNetns("iptd", async (ns) => {

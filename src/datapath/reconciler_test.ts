@@ -18,11 +18,14 @@ class FakeKernel implements KernelOps {
   neighs = new Map<string, NeighInfo>();
   fdbs = new Map<string, FdbInfo>();
   calls: string[] = [];
+  /** When each call of {@linkcode calls} was made (Date.now()). */
+  callTimes: number[] = [];
   /** Entries whose apply throws (a peer the kernel refuses). */
   failing = new Set<string>();
 
   apply(e: Entry): void {
     this.calls.push(`apply ${entryId(e)}`);
+    this.callTimes.push(Date.now());
     if (this.failing.has(entryId(e))) throw new Error(`EINVAL on ${entryId(e)}`);
     switch (e.kind) {
       case "route":
@@ -61,6 +64,7 @@ class FakeKernel implements KernelOps {
 
   remove(e: Entry): void {
     this.calls.push(`remove ${entryId(e)}`);
+    this.callTimes.push(Date.now());
     if (e.kind === "route") this.routes.delete(e.spec.dst);
     if (e.kind === "neigh") this.neighs.delete(`${e.spec.dev} ${e.spec.ip}`);
     if (e.kind === "fdb") this.fdbs.delete(`${e.spec.dev} ${e.spec.mac} ${e.spec.dst}`);
@@ -116,7 +120,7 @@ function lease(n: number, opts: { mac?: string; ip?: string; type?: string } = {
   };
 }
 
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
+async function until(cond: () => boolean, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error("condition not met in time");
@@ -296,12 +300,16 @@ Deno.test("a failing peer never blocks the others and is retried with back-off u
   assert.ok(!kernel.routes.has("10.244.3.0/24"), "no route to a peer whose FDB entry failed");
   assert.equal(r.stats.peersProgrammed, 2);
   assert.equal(r.stats.peersFailing, 1);
-  const tries = () => kernel.calls.filter((c) => c === "apply fdb 5 02:00:00:00:00:03 192.168.1.3").length;
+  const failed = "apply fdb 5 02:00:00:00:00:03 192.168.1.3";
+  const tries = () => kernel.calls.filter((c) => c === failed).length;
+  const triedAt = () => kernel.calls.flatMap((c, i) => c === failed ? [kernel.callTimes[i]!] : []);
   assert.equal(tries(), 1);
-  // Back-off: not retried at once (100–200 ms after the first failure, then 200–400 ms, …).
-  await new Promise((res) => setTimeout(res, 50));
-  assert.equal(tries(), 1, "no retry before the back-off delay");
   await until(() => tries() === 2);
+  // Back-off: not retried at once but 100–200 ms after the first failure (equal jitter below a 200 ms
+  // ceiling). Timers never fire early, so however slow the machine the gap is at least that (less a clock
+  // tick) — where a look after a fixed 50 ms would depend on the machine's speed.
+  const [first, second] = triedAt();
+  assert.ok(second! - first! >= 95, `retried ${second! - first!} ms after the failure`);
   kernel.failing.clear();
   await until(() => tries() === 3);
   await r.settled();

@@ -358,7 +358,7 @@ Deno.test("LeaseFilter handles 5000 leases in one batch and then single changes 
   console.log(
     `  5000-lease snapshot ${snapshotMs.toFixed(0)} ms, then ${perChangeMs.toFixed(3)} ms per change`,
   );
-  // Generous bounds (a shared, noisy machine): the point is no O(n) work per change.
-  assert.ok(snapshotMs < 3000, `snapshot took ${snapshotMs} ms`);
-  assert.ok(perChangeMs < 5, `a change took ${perChangeMs} ms`);
+  // No O(n) work per change: one change costs less than judging 100 of the 5000 leases (both measured
+  // here, so a slow or loaded machine slows both; re-judging them all would cost about the snapshot).
+  assert.ok(perChangeMs * 50 < snapshotMs, `a change took ${perChangeMs} ms, the snapshot ${snapshotMs} ms`);
 });

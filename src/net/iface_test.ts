@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import type { Netlink } from "../../ffi/mod.ts";
 import { iprouteJson, withScratchNetns } from "../../tests/helpers/scratch_netns.ts";
 import { selectInterface } from "./iface.ts";
+import { requireRoot } from "../../tests/helpers/skip.ts";
 
 /** A namespace with two "NICs" (bridges, as this kernel has no dummy): ext0 (default route) and data0. */
 function withNode(fn: (nl: Netlink) => void, defaultRoute = true): Promise<void> {
@@ -21,7 +22,7 @@ function withNode(fn: (nl: Netlink) => void, defaultRoute = true): Promise<void>
 }
 
 const none = { iface: [], ifaceRegex: [] };
-const root = { ignore: Deno.uid() !== 0 };
+const root = { ignore: requireRoot() };
 
 Deno.test({
   name: "selectInterface() takes the default route's interface when no flag names one",

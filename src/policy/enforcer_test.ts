@@ -12,7 +12,7 @@ import type { Pod } from "./types.ts";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const NETS = [parseCIDR("10.244.1.0/24").net];
 
-async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
+async function until(what: string, ok: () => boolean, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
   while (!ok()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
@@ -132,8 +132,11 @@ Deno.test({
         backoffMs: [20, 50],
       });
       const c2 = new AbortController();
+      const lists = api.calls.list;
       const r2 = e2.run(c2.signal, NETS);
-      await sleep(300);
+      // Not a fixed wait: each of the three informers tried, and failed, to list twice.
+      await until("each informer failed to list twice", () => api.calls.list >= lists + 6);
+      assert.equal(e2.synced, false);
       assert.equal(table(ns), left, "unreachable API at start: the last rules stay");
       c2.abort();
       await r2;
@@ -309,7 +312,8 @@ Deno.test({
       await until("the informers notice", () => !e.apiUp);
       api.delete(P.policies, "x/deny"); // made while the agent cannot see it
       api.put(P.policies, policy("y", "deny", { podSelector: {} }));
-      await sleep(200);
+      const tries = api.calls.list + api.calls.watch;
+      await until("the informers tried the API again", () => api.calls.list + api.calls.watch >= tries + 3);
       assert.equal(table(ns), enforced, "fail closed: x/a stays isolated while the API is away");
       api.setDown(false);
       await until("re-listed and installed", () => e.stats.updates === 2);

@@ -53,7 +53,7 @@ class FakeApi implements ListWatchClient {
 }
 
 async function until(what: string, ok: () => boolean): Promise<void> {
-  const end = Date.now() + 3000;
+  const end = Date.now() + 30_000;
   while (!ok()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));

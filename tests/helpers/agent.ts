@@ -54,6 +54,8 @@ export function startAgent(
     healthzIp?: string | null;
     /** Flags for `deno run` itself (e.g. `--v8-flags=…`). */
     denoFlags?: string[];
+    /** The weft command to run (e.g. `["dist/weft-x86_64-linux"]`, the compiled binary) instead of `deno run main.ts`. */
+    exe?: string[];
     /** Extra environment variables. */
     env?: Record<string, string>;
     /**
@@ -70,13 +72,17 @@ export function startAgent(
   const logFile = `${opts.dir}/${node.netns}.agent.log`;
   const healthPort = opts.healthPort ?? 8471;
   let child: Deno.ChildProcess | undefined;
-  const args = [
+  const [exe, ...exeArgs] = opts.exe ?? [
+    Deno.execPath(),
     "run",
     "-A",
     "--no-check",
     // The flags the compiled binary carries, so tests and benches measure what ships.
     ...(opts.denoFlags ?? [V8_FLAGS_ARG]),
     MAIN,
+  ];
+  const args = [
+    ...exeArgs,
     "agent",
     ...(opts.etcd ? [`--etcd-endpoints=${opts.etcd}`] : []),
     ...(opts.kube
@@ -112,11 +118,11 @@ export function startAgent(
         } && exec "$@"`,
         "sh",
         ...binds.flatMap(([target, source]) => [source, target]),
-        Deno.execPath(),
+        exe!,
         ...args,
       ],
     ]
-    : [Deno.execPath(), args];
+    : [exe!, args];
   // prlimit execs too: the pid is still the agent's.
   const limited: [string, string[]] = opts.fdLimit
     ? ["prlimit", [`--nofile=${opts.fdLimit}:${opts.fdLimit}`, cmd, ...cmdArgs]]
@@ -160,13 +166,25 @@ export function startAgent(
   return agent;
 }
 
-/** Waits until `probe` returns a value other than undefined/false (polling every `everyMs`). */
+/**
+ * The shortest deadline {@linkcode waitFor} uses, whatever its caller asked: a deadline only bounds a
+ * failure (a condition that never comes), so a generous one costs a passing test nothing, while a tight
+ * one fails a loaded machine's test for being slow.
+ */
+export const MIN_WAIT_MS = 30_000;
+
+/**
+ * Waits until `probe` returns a value other than undefined/false (polling every `everyMs`), for `ms`
+ * at most but never less than {@linkcode MIN_WAIT_MS}. A time budget is asserted on a measurement,
+ * never through this deadline.
+ */
 export async function waitFor<T>(
   what: string,
   ms: number,
   probe: () => Promise<T | undefined> | T | undefined,
   everyMs = 100,
 ): Promise<T> {
+  ms = Math.max(ms, MIN_WAIT_MS);
   const end = Date.now() + ms;
   let last: unknown;
   while (Date.now() < end) {
@@ -250,7 +268,7 @@ export function addPodBridge(netns: string, env: SubnetEnv): void {
 
 /**
  * Pings every node's subnet address from every other node's (source = its own subnet address) until all
- * answer or `ms` pass; returns the pairs that never answered, as `"i->j"`. `family` 6 pings the IPv6
+ * answer or `ms` pass (never less than {@linkcode MIN_WAIT_MS}); returns the pairs that never answered, as `"i->j"`. `family` 6 pings the IPv6
  * subnets' addresses.
  */
 export async function pingMatrix(
@@ -259,7 +277,7 @@ export async function pingMatrix(
   ms: number,
   family: 4 | 6 = 4,
 ): Promise<string[]> {
-  const end = Date.now() + ms;
+  const end = Date.now() + Math.max(ms, MIN_WAIT_MS);
   let failed: string[] = [];
   do {
     failed = [];
@@ -293,10 +311,16 @@ export interface PingResult {
   lost: number;
 }
 
+/** Replies each ping must have before `during` starts, and again after it ended (see pingWhile). */
+const PING_REPLIES_AROUND = 20;
+
 /**
- * Runs `ping -i 0.01` between the subnet addresses of each `[from, to]` pair while `during` runs (plus
- * 500 ms before and after). Losses are counted from the reply sequence numbers, so the one request in
- * flight when ping is stopped is not mistaken for a loss.
+ * Runs `ping -i 0.01` between the subnet addresses of each `[from, to]` pair while `during` runs. Before
+ * `during`, every ping has had {@linkcode PING_REPLIES_AROUND} replies; after it, every ping gets as many
+ * replies to echoes sent once `during` was over (30 s at most each, else it throws: the path did not
+ * come back) — conditions, not fixed times, so a slow machine only makes the run longer. Losses are
+ * counted from the reply sequence numbers, so the one request in flight when ping is stopped is not
+ * mistaken for a loss.
  */
 export async function pingWhile(
   topo: Pick<Topology, "nodes">,
@@ -313,17 +337,40 @@ export async function pingWhile(
       }).spawn())
   );
   // Read the output as it comes: a full pipe (~1000 reply lines) would block ping and stop the pings.
-  const outputs = children.map(async (c) => {
+  const answered = children.map(() => new Set<number>());
+  const outputs = children.map(async (c, i) => {
     let text = "";
+    let rest = "";
     const dec = new TextDecoder();
-    for await (const chunk of c.stdout) text += dec.decode(chunk, { stream: true });
+    for await (const chunk of c.stdout) {
+      const lines = (rest + dec.decode(chunk, { stream: true })).split("\n");
+      rest = lines.pop()!;
+      for (const line of lines) {
+        const m = /bytes from .* icmp_seq=(\d+)/.exec(line);
+        if (m) answered[i]!.add(Number(m[1]));
+        else text += line + "\n";
+      }
+    }
     await c.status;
-    return text;
+    return text + rest;
   });
+  const repliesAfter = async (what: string, marks: number[]) => {
+    const enough = () =>
+      answered.every((seqs, i) => [...seqs].filter((q) => q > marks[i]!).length >= PING_REPLIES_AROUND);
+    await waitFor(what, 30_000, enough, 20).catch((err) => {
+      const got = answered.map((seqs, i) => [...seqs].filter((q) => q > marks[i]!).length);
+      throw new Error(
+        `${(err as Error).message}: replies ${got.join(", ")} (pairs ${JSON.stringify(pairs)})`,
+      );
+    });
+  };
   try {
-    await new Promise((r) => setTimeout(r, 500));
+    await repliesAfter(`${PING_REPLIES_AROUND} replies before`, pairs.map(() => 0));
     await during();
-    await new Promise((r) => setTimeout(r, 500));
+    await repliesAfter(
+      `${PING_REPLIES_AROUND} replies to echoes sent after`,
+      answered.map((seqs) => Math.max(0, ...seqs)),
+    );
   } finally {
     for (const c of children) {
       try {
@@ -333,7 +380,7 @@ export async function pingWhile(
   }
   const results: PingResult[] = [];
   for (const [i, out] of (await Promise.all(outputs)).entries()) {
-    const seqs = new Set([...out.matchAll(/bytes from .* icmp_seq=(\d+)/g)].map((m) => Number(m[1])));
+    const seqs = answered[i]!;
     const sent = Number(out.match(/(\d+) packets transmitted/)?.[1] ?? NaN);
     const last = Math.max(0, ...seqs);
     let lost = 0;

@@ -221,7 +221,7 @@ export async function startCniServer(
     stdout: "null",
     stderr: "piped",
   }).spawn();
-  for (let i = 0; i < 400; i++) {
+  for (let i = 0; i < 600; i++) { // 30 s at most
     try {
       if (((Deno.statSync(sock).mode ?? 0) & 0o777) === 0o600) return child;
     } catch { /* not yet */ }

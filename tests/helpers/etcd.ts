@@ -27,6 +27,7 @@
  *
  * @module
  */
+import { skipUnless } from "./skip.ts";
 import { withNetns } from "../../ffi/mod.ts";
 import { terminateChild } from "../../src/lab/lab.ts";
 
@@ -115,14 +116,23 @@ export function freePort(): number {
   return port;
 }
 
-/** True when etcd, etcdctl (and openssl, for TLS tests) are installed: tests use it in `ignore`. */
+/**
+ * True when etcd, etcdctl (and openssl, for TLS tests) are installed: tests use it in `ignore`. When
+ * they are not, it says so once on stderr (the tests are reported as ignored, with this reason).
+ */
 export function haveEtcd(opts: { openssl?: boolean } = {}): boolean {
   const bins = ["/usr/bin/etcd", "/usr/bin/etcdctl", ...(opts.openssl ? ["/usr/bin/openssl"] : [])];
-  try {
-    return bins.every((b) => Deno.statSync(b).isFile);
-  } catch {
-    return false;
-  }
+  const missing = bins.filter((b) => {
+    try {
+      return !Deno.statSync(b).isFile;
+    } catch {
+      return true;
+    }
+  });
+  return !skipUnless(
+    !missing.length,
+    `${missing.join(", ")} not installed (apt: etcd-server etcd-client openssl)`,
+  );
 }
 
 /** Runs etcdctl (v3 API) against `endpoint` and returns stdout; throws with etcdctl's stderr. */
@@ -303,7 +313,8 @@ export async function startEtcd(opts: EtcdOptions = {}, wait = true): Promise<Et
       return false;
     }
   };
-  const waitHealthy = async (ms = 15_000) => {
+  // Only bounds a failure: a loaded machine may take long to start etcd, or to elect a leader.
+  const waitHealthy = async (ms = 60_000) => {
     const end = Date.now() + ms;
     while (Date.now() < end) {
       if (!child) throw new Error(`etcd ${name} was stopped while starting`);

@@ -12,6 +12,11 @@ export interface Capture {
   output(ms?: number): Promise<string>;
   /** Stops it now; returns what it printed. */
   stop(): Promise<string>;
+  /**
+   * Waits until it has printed `n` packet lines (30 s at most: tcpdump reads the kernel's buffer when it
+   * gets the CPU), then stops it; returns what it printed.
+   */
+  stopAfter(n: number): Promise<string>;
 }
 
 /** Starts `tcpdump -l -n <args…>` in `netns` and resolves once it is capturing. */
@@ -21,8 +26,8 @@ export async function startCapture(netns: string, args: string[]): Promise<Captu
     () =>
       new Deno.Command("tcpdump", { args: ["-l", "-n", ...args], stdout: "piped", stderr: "piped" }).spawn(),
   );
+  let text = "";
   const out = (async () => {
-    let text = "";
     const dec = new TextDecoder();
     for await (const chunk of child.stdout) text += dec.decode(chunk, { stream: true });
     return text;
@@ -48,6 +53,13 @@ export async function startCapture(netns: string, args: string[]): Promise<Captu
   };
   return {
     stop,
+    async stopAfter(n: number) {
+      const end = Date.now() + 30_000;
+      while (text.split("\n").filter(Boolean).length < n && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return await stop();
+    },
     async output(ms = 5000) {
       const timer = setTimeout(() => {
         try {

@@ -33,41 +33,7 @@ import { RUN_ID, TEST_PREFIX_ROOT, uniqueIfName, uniqueNetnsName } from "./names
 
 export type { RunResult } from "../../src/lab/lab.ts";
 
-/** True when the tests may build namespaces. */
-export const ROOT = Deno.uid() === 0;
-
-const reported = new Set<string>();
-
-/**
- * Value for a test's `ignore`: true (skip) unless `ok`, and then prints `reason` once to stderr, so a
- * skipped test never passes silently (`deno test` itself only says "ignored").
- *
- * ```ts
- * Deno.test({ name: "…", ignore: skipUnless(hasBinary("etcd"), "etcd is not installed"), fn() {…} });
- * ```
- */
-export function skipUnless(ok: boolean, reason: string): boolean {
-  if (!ok && !reported.has(reason)) {
-    reported.add(reason);
-    console.error(`SKIPPED tests: ${reason}`);
-  }
-  return !ok;
-}
-
-/** Value for a test's `ignore`: skip (with a visible reason) when not root. `ignore: requireRoot()`. */
-export function requireRoot(): boolean {
-  return skipUnless(ROOT, "not root: tests that build network namespaces are skipped (run as root)");
-}
-
-/** Whether an executable is on `PATH` (for tests that need `etcd`, `ping`, `ctr`…). */
-export function hasBinary(name: string): boolean {
-  for (const dir of (Deno.env.get("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(":")) {
-    try {
-      if (Deno.statSync(`${dir}/${name}`).isFile) return true;
-    } catch { /* not here */ }
-  }
-  return false;
-}
+export { hasBinary, requireRoot, ROOT, skipUnless } from "./skip.ts";
 
 /** One node of a topology. */
 export interface TopologyNode extends LabNode {

@@ -6,10 +6,15 @@
  */
 
 /** Files every part may use: logging, the version, the waiting helpers. */
-const BASE = ["src/log.ts", "src/version.ts", "src/async.ts"];
+export const BASE = ["src/log.ts", "src/version.ts", "src/async.ts"];
 
 /** One folder per backend: each may use the shared files of src/backend/, never another backend. */
-const BACKENDS = ["src/backend/vxlan", "src/backend/hostgw", "src/backend/udp", "src/backend/wireguard"];
+export const BACKENDS = [
+  "src/backend/vxlan",
+  "src/backend/hostgw",
+  "src/backend/udp",
+  "src/backend/wireguard",
+];
 
 /**
  * Each part (a folder, or a file at src/'s top) and what it may import besides itself and {@linkcode BASE}.
@@ -54,12 +59,34 @@ export const LAYERS: Record<string, string[]> = {
   "main.ts": ["src/cli", "src/cni"],
 };
 
-/** npm packages and the only parts that may load them (everything else stays free of their cost). */
+/**
+ * Every package of deno.json's `imports` and the only parts that may load it (everything else stays free
+ * of its cost). A package not listed here may not be loaded by any part (tests/architecture_test.ts
+ * keeps this list and deno.json equal).
+ */
 export const PACKAGES: Record<string, string[]> = {
   "etcd3": ["src/lease/etcd/etcd_registry.ts"],
   "commander": ["src/cli"],
   "@commander-js/extra-typings": ["src/cli"],
+  "@logtape/logtape": ["src/log.ts"],
+  // kubeconfig files are YAML; read lazily, only when a kubeconfig is.
+  "yaml": ["src/kube/config.ts"],
 };
+
+/**
+ * The package a specifier loads — `npm:` or `jsr:` with any version and subpath
+ * (`npm:@scope/pkg@1.2.3/sub` → `@scope/pkg`), or a bare name from deno.json's `imports` (`etcd3`,
+ * `etcd3/sub`) — or undefined for relative paths, URLs and `node:` built-ins.
+ */
+export function packageOf(spec: string): string | undefined {
+  const registry = /^(?:npm|jsr):\/?(.+)$/.exec(spec);
+  if (!registry && (/^[a-z][a-z0-9+.-]*:/i.test(spec) || /^[./]/.test(spec))) return undefined;
+  const s = registry ? registry[1]! : spec;
+  const [first, second] = s.split("/");
+  const name = s.startsWith("@") ? `${first}/${second ?? ""}` : first!;
+  // The version: after an `@` that is not the scope's own.
+  return name.replace(/^(.[^@]*)@.*$/, "$1");
+}
 
 /** The part a repo-relative path belongs to, or undefined for files outside the layering (tests, …). */
 export function partOf(path: string): string | undefined {
@@ -92,24 +119,36 @@ function allows(entries: string[], target: string): boolean {
   });
 }
 
+/** Why `from` (in `part`) may not load package `pkg`, or undefined when it may. */
+function packageViolation(from: string, spec: string, pkg: string): string | undefined {
+  const allowed = PACKAGES[pkg];
+  if (!allowed) {
+    return `${from} may not load ${spec}: ${pkg} is not in deno.json's imports and tools/lint/layers.ts PACKAGES`;
+  }
+  const ok = allowed.some((e) => e.endsWith(".ts") ? from === e : from.startsWith(`${e}/`));
+  return ok ? undefined : `${from} may not load ${pkg} (only ${allowed.join(", ")})`;
+}
+
 /**
  * Why `from` (repo-relative) may not import `spec` (as written; relative specifiers resolved against
- * `from`), or undefined when it may. Test files (`_test.ts`) are not layered.
+ * `from`), or undefined when it may. Test files (`_test.ts`) are not layered; a layered file may import
+ * nothing outside the layers (tests/, bench/, tools/, or outside the repository).
  */
 export function layerViolation(from: string, spec: string): string | undefined {
   const part = partOf(from);
   if (!part || from.endsWith("_test.ts")) return undefined;
-  if (!spec.startsWith(".")) {
-    const pkg = Object.keys(PACKAGES).find((p) =>
-      spec === p || spec.startsWith(`${p}/`) || spec === `npm:${p}`
-    );
-    if (!pkg) return undefined;
-    const ok = PACKAGES[pkg]!.some((e) => e.endsWith(".ts") ? from === e : from.startsWith(`${e}/`));
-    return ok ? undefined : `${from} may not load ${pkg} (only ${PACKAGES[pkg]!.join(", ")})`;
+  if (!spec.startsWith("./") && !spec.startsWith("../")) {
+    if (spec.startsWith("node:")) return undefined;
+    const pkg = packageOf(spec);
+    if (pkg !== undefined) return packageViolation(from, spec, pkg);
+    return `${from} may not import ${spec}: only relative paths, node: built-ins and deno.json's packages`;
   }
   const target = new URL(spec, `file:///${from}`).pathname.slice(1);
   const targetPart = partOf(target);
-  if (!targetPart || targetPart === part || BASE.includes(target)) return undefined;
+  if (!targetPart) {
+    return `${part} may not import ${target}: product code imports nothing outside main.ts, src/, ffi/`;
+  }
+  if (targetPart === part || BASE.includes(target)) return undefined;
   if (allows(LAYERS[part] ?? [], target)) return undefined;
   return `${part} may not import ${target} (allowed: ${[...(LAYERS[part] ?? []), "itself"].join(", ")})`;
 }

@@ -1,7 +1,7 @@
 /**
  * The udp backend, wire-compatible with flannel's: a TUN device `flannel0` holding the lease's network
  * address (/32), MTU = interface MTU − 28 (IPv4 + UDP headers), one route for the whole cluster network
- * through it, and a packet loop (udp_forwarder.ts) that sends every inner IPv4 packet as the whole payload
+ * through it, and a packet loop (forwarder.ts) that sends every inner IPv4 packet as the whole payload
  * of one UDP datagram from the interface address:Port to the peer's PublicIP:Port (8285). Leases carry
  * only `PublicIP` — no BackendType, no BackendData — and every node uses the same Port.
  *

@@ -8,6 +8,7 @@ import type { Lease } from "../../lease/lease.ts";
 import { leaseFilterFor } from "../backend.ts";
 import { HostGwBackend } from "../hostgw/hostgw.ts";
 import { VxlanBackend } from "./vxlan.ts";
+import { requireRoot } from "../../../tests/helpers/skip.ts";
 
 const OPTS: VxlanBackendOptions = {
   vni: 1,
@@ -16,7 +17,7 @@ const OPTS: VxlanBackendOptions = {
   directRouting: false,
   learning: false,
 };
-const root = { ignore: Deno.uid() !== 0 };
+const root = { ignore: requireRoot() };
 
 function lease(n: number, publicIP: string, type = "vxlan"): Lease {
   return {

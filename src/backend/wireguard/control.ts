@@ -1,8 +1,8 @@
 /**
  * Configuring a WireGuard device, whoever implements it: the device's state as weft reads it, the
  * changes weft makes, and the {@linkcode WgControl} interface with its two implementations — the UAPI
- * text protocol of userspace WireGuard (wireguard_uapi.ts) and the kernel's generic netlink family
- * (wireguard_genl.ts).
+ * text protocol of userspace WireGuard (uapi.ts) and the kernel's generic netlink family
+ * (genl.ts).
  *
  * Keys are raw 32-byte arrays here; each implementation encodes them as its protocol wants.
  *

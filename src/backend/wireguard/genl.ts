@@ -5,7 +5,7 @@
  * continue in the next one).
  *
  * Honest status: this kernel-side path cannot run on weft's test machine, whose kernel has no WireGuard;
- * its message encoding is unit-tested (wireguard_genl_test.ts) and the genl exchange is exercised on
+ * its message encoding is unit-tested (genl_test.ts) and the genl exchange is exercised on
  * nlctrl (tests/ffi_genl_test.ts), but no test has configured a kernel WireGuard device with it.
  *
  * @module

@@ -10,7 +10,7 @@
  * through the device — so a peer's lease going away takes both away, a changed key replaces the peer
  * (the old key is removed, not left beside the new one), and peers nobody wants are pruned.
  *
- * Kernel or userspace: wireguard_device.ts picks the kernel's WireGuard when it has one, else runs
+ * Kernel or userspace: device.ts picks the kernel's WireGuard when it has one, else runs
  * wireguard-go; the reconciler's path is the same (`impl` says which is in use).
  *
  * The private key is generated once and kept in /run/flannel/wgkey (`WIREGUARD_KEY_FILE`), so a restarted

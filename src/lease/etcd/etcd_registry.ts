@@ -86,7 +86,7 @@ export async function openEtcdRegistry(opts: EtcdOptions): Promise<EtcdRegistry>
     throw new EtcdConfigError("TLS files are set but no --etcd-endpoints URL is https://");
   }
   // etcd3 would load protobufjs and parse its rpc.proto on import (~10 MB, 100+ ms): give it weft's
-  // codec of the same API instead (etcd_proto.ts).
+  // codec of the same API instead (proto.ts).
   installEtcdProtoCodec();
   const mod: Etcd3Module = await import("etcd3");
   const { Buffer } = await import("node:buffer");

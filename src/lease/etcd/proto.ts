@@ -1,5 +1,5 @@
 /**
- * The etcd v3 API's protobuf codec, from plain tables (etcd_proto_schema.ts), standing in for
+ * The etcd v3 API's protobuf codec, from plain tables (proto_schema.ts), standing in for
  * `@grpc/proto-loader` under `npm:etcd3`.
  *
  * Why: etcd3 calls proto-loader's `loadSync` on its rpc.proto when it is imported. That loads protobufjs,
@@ -15,7 +15,7 @@
  * `defaults: true`, `oneofs: true`) - byte for byte when encoding (fields by number, explicitly given
  * defaults written, repeated numbers packed) and value for value when decoding (64-bit integers as
  * decimal strings, enums by name, bytes as Buffers sharing the message's memory, absent fields as
- * their defaults, `null` for absent messages, the oneof's name beside its member); etcd_proto_test.ts
+ * their defaults, `null` for absent messages, the oneof's name beside its member); proto_test.ts
  * checks both against protobufjs for every message of the API.
  *
  * @module

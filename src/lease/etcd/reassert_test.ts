@@ -146,7 +146,7 @@ Deno.test("LeaseKeeper, poked after its key was overwritten, writes the own valu
       await reg.reserveSubnet(lease.key, hijack);
       keeper.poke();
       const before = keeper.reasserted;
-      const end = Date.now() + 2000;
+      const end = Date.now() + 30_000;
       while (keeper.reasserted === before && Date.now() < end) await sleep(5);
       assert.equal(keeper.reasserted, before + 1, hijack);
       assert.equal(keeper.reacquisitions, 0);

@@ -13,7 +13,7 @@ const VALUE = leaseAttrsJSON({
 });
 
 async function until(what: string, ok: () => boolean): Promise<void> {
-  const end = Date.now() + 3000;
+  const end = Date.now() + 30_000;
   while (!ok()) {
     if (Date.now() > end) throw new Error(`timed out: ${what}`);
     await sleep(5);
@@ -24,6 +24,9 @@ Deno.test("the lease watch reports entries that do not parse, once per value, an
   const reg = new MemoryRegistry();
   await reg.reserveSubnet("garbage-key", VALUE);
   await reg.reserveSubnet("10.244.4.0-24", "not json");
+  let lists = 0;
+  const list = reg.listSubnets.bind(reg);
+  reg.listSubnets = () => (lists++, list());
   const invalid: string[] = [];
   const events: string[] = [];
   const stop = new AbortController();
@@ -38,8 +41,10 @@ Deno.test("the lease watch reports entries that do not parse, once per value, an
     await until("snapshot", () => invalid.length === 2);
     assert.deepEqual(invalid.sort(), ["10.244.4.0-24 value_unparseable", "garbage-key key_unparseable"]);
     // A re-list repeats nothing.
+    const before = lists;
     watch.relist();
-    await sleep(50);
+    await until("the re-list", () => lists > before);
+    await sleep(0); // the in-memory list resolved and was diffed
     assert.equal(invalid.length, 2);
     // A valid lease turns into garbage: removed as a lease, reported as invalid.
     await reg.reserveSubnet("10.244.5.0-24", VALUE);
