@@ -16,7 +16,7 @@ import {
   isUnsupported,
   PROTOCOL_VERSION,
 } from "./agent_protocol.ts";
-import type { CniOutcome } from "./execute.ts";
+import type { CniOutcome } from "./agent_protocol.ts";
 import { requestedVersion } from "./types.ts";
 
 const enc = new TextEncoder();

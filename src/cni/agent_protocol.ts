@@ -206,3 +206,13 @@ export function agentSocketFor(stdin: string): string {
     ? agentSocketBeside(o.subnetFile)
     : DEFAULT_AGENT_SOCKET;
 }
+
+/** What one CNI call produced. */
+export interface CniOutcome {
+  /** Exit code. */
+  code: number;
+  /** stdout: the result or the error JSON, with its newline ("" when the command prints nothing). */
+  stdout: string;
+  /** The log line (for stderr; also appended to the config's `logFile`). */
+  log: string;
+}

@@ -10,16 +10,7 @@ import type { CniConfig } from "./config.ts";
 import { type CniRequest, parseEnv, parseRequest } from "./request.ts";
 import { mark, phases, traceStart } from "./trace.ts";
 import { CNI_ERR, CniError, requestedVersion, resultFor } from "./types.ts";
-
-/** What one CNI call produced. */
-export interface CniOutcome {
-  /** Exit code. */
-  code: number;
-  /** stdout: the result or the error JSON, with its newline ("" when the command prints nothing). */
-  stdout: string;
-  /** The log line (for stderr; also appended to the config's `logFile`). */
-  log: string;
-}
+import type { CniOutcome } from "./agent_protocol.ts";
 
 function logLine(cfg: CniConfig | undefined, msg: string): string {
   const line = `${new Date().toISOString()} weft-cni[${Deno.pid}] ${msg}\n`;

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { CniOutcome } from "./execute.ts";
+import type { CniOutcome } from "./agent_protocol.ts";
 import { versionAnswer } from "./types.ts";
 
 const enc = new TextEncoder();
