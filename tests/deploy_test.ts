@@ -148,10 +148,10 @@ Deno.test({
       const synced = Promise.withResolvers<void>();
       const watching = src.watchLeases(() => {}, { signal: stop.signal, onSync: () => synced.resolve() });
       await synced.promise;
-      const keeper = src.keepLease(cfg, attrs, lease, { resyncSeconds: 3600 });
+      const keeper = src.keepLease(cfg, attrs, lease);
       const keeping = keeper.run(stop.signal);
-      keeper.poke();
-      await src.probe();
+      keeper.datapathReady?.(); // the condition: patch nodes/status
+      src.configFingerprint();
       await new Promise((r) => setTimeout(r, 300));
       stop.abort();
       await Promise.all([watching, keeping]);

@@ -21,7 +21,7 @@ import { log } from "../log.ts";
 import type { IfaceOptions } from "../net/iface.ts";
 import type { IPNet } from "../net/ip.ts";
 import { leaseName } from "../lease/lease.ts";
-import type { LeaseSource } from "../lease/source.ts";
+import type { KeepOptions, LeaseSource } from "../lease/source.ts";
 import { networkRules } from "../lease/validate.ts";
 import { nodeFactsOf, onOwnLeaseChange } from "./own_lease.ts";
 import { serveHealth } from "./health.ts";
@@ -74,6 +74,39 @@ function startServing(
   return { server, policy };
 }
 
+/**
+ * What the keeper tells the agent: a renewed lease, a re-taken one (another subnet: device, subnet.env
+ * and rules follow), a lost one (subnet.env withdrawn until the lease is back).
+ */
+function leaseHooks(
+  status: AgentStatus,
+  node: NodeState,
+  peers: () => PeerSync,
+  health: () => StoreHealth,
+): Pick<KeepOptions, "onLease" | "onLost"> {
+  return {
+    onLease: (l, reacquired) => {
+      const changed = status.lease?.key !== l.key;
+      const wasLost = status.leaseLost !== undefined;
+      status.lease = l;
+      status.leaseLost = undefined;
+      peers().setOwn(l);
+      health().set(true);
+      if (!reacquired) return;
+      status.counters.leaseReacquired++;
+      if (!changed && !wasLost) return;
+      logger.warn("lease changed to {subnet}: updating device, subnet.env and rules", {
+        subnet: leaseName(l),
+      });
+      node.ensure(l, true);
+    },
+    onLost: (why) => {
+      status.leaseLost = why;
+      node.withdraw();
+    },
+  };
+}
+
 /** Runs the agent on `source` until `opts.signal` aborts; closes `source` when it stops. */
 export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise<void> {
   const { signal } = opts;
@@ -83,7 +116,14 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
   let stopReconciler = () => {};
   let closeBackend = (): Promise<void> => Promise.resolve();
   try {
-    const { cfg, cfgFingerprint, ext, backend, attrs, lease } = await startNode(source, nl, opts, signal);
+    const waiting = (why: string | undefined) => status.waiting = why;
+    const { cfg, cfgFingerprint, ext, backend, attrs, lease } = await startNode(
+      source,
+      nl,
+      opts,
+      signal,
+      waiting,
+    );
     status.lease = lease;
     status.backendType = backend.type;
     closeBackend = () => backend.close?.() ?? Promise.resolve();
@@ -102,19 +142,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
     const keeper = source.keepLease(cfg, attrs, lease, {
       ttlSeconds: opts.leaseTtlSeconds,
       renewMarginSeconds: opts.renewMarginSeconds,
-      onLease: (l, reacquired) => {
-        const changed = status.lease?.key !== l.key;
-        status.lease = l;
-        peers.setOwn(l);
-        health.set(true);
-        if (!reacquired) return;
-        status.counters.leaseReacquired++;
-        if (!changed) return;
-        logger.warn("lease changed to {subnet}: updating device, subnet.env and rules", {
-          subnet: leaseName(l),
-        });
-        node.ensure(l, true);
-      },
+      ...leaseHooks(status, node, () => peers, () => health),
     });
     status.renewals = () => keeper.renewals;
     status.reasserted = () => keeper.reasserted ?? 0;
@@ -125,11 +153,13 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
       onOwn: onOwnLeaseChange(keeper, source.kind),
       onSynced: () => void resync.pass(),
       onConnectivity: (up) => health.set(up, "lease watch failed"),
+      onRefused: (why) => health.refused(why),
     }, { network: networkRules(cfg), node: facts() });
     peers.setOwn(lease);
     status.rejected = () => ({ total: peers.rejectedTotal, current: peers.rejected() });
     const refreshNode = () => peers.setNode(facts()); // the node's addresses, at each full pass
     const resync = new Resync(reconciler, node, () => keeper.lease, () => peers.synced, status, refreshNode);
+    resync.onApplied = () => keeper.datapathReady?.(); // kube: NetworkUnavailable=False only now
     const health: StoreHealth = new StoreHealth(source, status, () => {
       logger.info("re-listing leases after the {kind} outage", { kind: source.kind });
       peers.relist();

@@ -18,6 +18,9 @@ const logger = log("agent");
 
 /** Runs full passes. */
 export class Resync {
+  /** Called after every pass that left the datapath applied (the keeper then tells the store). */
+  onApplied: () => void = () => {};
+
   /**
    * @param reconciler the peers' entries
    * @param node the node's own state
@@ -52,6 +55,7 @@ export class Resync {
       this.status.datapathApplied = true;
       logger.info("datapath applied: {n} peers programmed", { n: this.reconciler.stats.peersProgrammed });
     }
+    if (this.status.datapathApplied && this.status.subnetEnvWritten) this.onApplied();
   }
 
   /** A pass every `seconds` until `signal` aborts. */

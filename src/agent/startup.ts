@@ -1,11 +1,12 @@
 /**
  * Start-up: network config → external interface → backend → lease. Every store call is retried with
- * back-off until it answers (a node booting before its etcd or API server is normal).
+ * back-off until it answers (a node booting before its etcd or API server is normal), with the store's
+ * own ceilings (Kubernetes: 0.8 s → 30 s) and never sooner than a server's Retry-After.
  *
  * @module
  */
 import type { Netlink } from "../../ffi/mod.ts";
-import { retry } from "../async.ts";
+import { retry as retryWithBackoff } from "../async.ts";
 import type { Backend } from "../backend/backend.ts";
 import { createBackend } from "../backend/registry.ts";
 import type { NetworkConfig } from "../config/net_conf.ts";
@@ -67,17 +68,26 @@ function previousSubnets(path: string): AcquireOptions {
   }
 }
 
-/** Reads the config, picks the interface, builds the backend and takes the lease. */
+/**
+ * Reads the config, picks the interface, builds the backend and takes the lease; `onWaiting` hears why
+ * it is still waiting (each failed store call), for /readyz, and undefined once the lease is taken.
+ */
 export async function startNode(
   source: LeaseSource,
   nl: Netlink,
   opts: StartOptions,
   signal: AbortSignal,
+  onWaiting?: (why: string | undefined) => void,
 ): Promise<StartedNode> {
-  const again = (what: string) => (err: Error, ms: number) =>
+  const again = (what: string) => (err: Error, ms: number) => {
+    onWaiting?.(`${what} failed: ${err.message}`);
     logger.warn("{what} failed: {error}; retrying in {ms} ms", { what, error: err.message, ms });
-  const cfg = await retry(() => source.getNetworkConfig(), signal, again("reading the network config"));
-  const cfgFingerprint = await retry(() => source.probe(), signal, again("reading the network config"));
+  };
+  const retry = <T>(fn: () => Promise<T>, what: string) =>
+    retryWithBackoff(fn, signal, again(what), source.retryBackoff);
+  const cfg = await retry(() => source.getNetworkConfig(), "reading the network config");
+  const cfgFingerprint = source.configFingerprint?.() ??
+    await retry(() => source.probe?.() ?? Promise.resolve(""), "reading the network config");
   if (cfg.backendDefaulted) {
     logger.info("network config has no Backend: using vxlan (flannel would pick udp)");
   }
@@ -98,7 +108,7 @@ export async function startNode(
     });
   }
   // A previous lease of this node: its VTEP MAC keeps the overlay stable across reboots.
-  const { leases } = await retry(() => source.listLeases(), signal, again("listing leases"));
+  const { leases } = await retry(() => source.listLeases(), "listing leases");
   const previous = leases.find((l) => l.attrs.PublicIP === ext.publicIP);
   const backend = createBackend(cfg, {
     nl,
@@ -119,11 +129,8 @@ export async function startNode(
     ...(v6Data !== undefined ? { BackendV6Data: v6Data } : {}),
   };
   const acquire = { ttlSeconds: opts.leaseTtlSeconds, ...previousSubnets(opts.subnetFile) };
-  const lease = await retry(
-    () => source.acquireLease(cfg, attrs, acquire),
-    signal,
-    again("acquiring a lease"),
-  );
+  const lease = await retry(() => source.acquireLease(cfg, attrs, acquire), "acquiring a lease");
+  onWaiting?.(undefined);
   logger.info("lease {subnet} acquired", { subnet: leaseName(lease) });
   return { cfg, cfgFingerprint, ext, backend, attrs, lease };
 }

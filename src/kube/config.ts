@@ -28,6 +28,12 @@ export interface KubeConnection {
   certPem?: string;
   /** Client key (PEM). */
   keyPem?: string;
+  /** The file `certPem` came from: re-read when it changes (the kubelet rotates its certificate). */
+  certFile?: string;
+  /** The file `keyPem` came from. */
+  keyFile?: string;
+  /** The kubeconfig this came from (and its context): re-read when it changes (inline credentials rotated). */
+  kubeconfig?: { path: string; context?: string };
   /** Skip server certificate verification (kubeconfig `insecure-skip-tls-verify`). */
   insecure?: boolean;
   /** A bearer token. */
@@ -102,6 +108,7 @@ export async function loadKubeconfig(path: string, context?: string): Promise<Ku
   const out: KubeConnection = {
     server: String(cluster.server).replace(/\/+$/, ""),
     source: `kubeconfig ${path}`,
+    kubeconfig: { path, ...(context ? { context } : {}) },
   };
   if (cluster["certificate-authority-data"]) {
     out.caPem = b64(cluster["certificate-authority-data"], `kubeconfig ${path}: certificate-authority-data`);
@@ -115,12 +122,14 @@ export async function loadKubeconfig(path: string, context?: string): Promise<Ku
   if (user["client-certificate-data"]) {
     out.certPem = b64(user["client-certificate-data"], `kubeconfig ${path}: client-certificate-data`);
   } else if (user["client-certificate"]) {
-    out.certPem = readText(resolve(user["client-certificate"]), `kubeconfig ${path}: client-certificate`);
+    out.certFile = resolve(user["client-certificate"]);
+    out.certPem = readText(out.certFile, `kubeconfig ${path}: client-certificate`);
   }
   if (user["client-key-data"]) {
     out.keyPem = b64(user["client-key-data"], `kubeconfig ${path}: client-key-data`);
   } else if (user["client-key"]) {
-    out.keyPem = readText(resolve(user["client-key"]), `kubeconfig ${path}: client-key`);
+    out.keyFile = resolve(user["client-key"]);
+    out.keyPem = readText(out.keyFile, `kubeconfig ${path}: client-key`);
   }
   if (!!out.certPem !== !!out.keyPem) {
     throw new KubeConfigError(
