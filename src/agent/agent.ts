@@ -161,7 +161,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
     const resync = new Resync(reconciler, node, () => keeper.lease, () => peers.synced, status, refreshNode);
     resync.onApplied = () => keeper.datapathReady?.(); // kube: NetworkUnavailable=False only now
     const health: StoreHealth = new StoreHealth(source, status, () => {
-      logger.info("re-listing leases after the {kind} outage", { kind: source.kind });
+      logger.info("catching up with the {kind} store after the outage", { kind: source.kind });
       peers.relist();
       keeper.poke(); // renew now if a renewal came due during the outage
     });

@@ -94,6 +94,11 @@ export class ListScanner {
     this.#pos = pos - keep;
   }
 
+  /** Characters held now (at most the item being read and the last piece fed). */
+  get buffered(): number {
+    return this.#buf.length;
+  }
+
   /** Throws when the answer ended before the list did (a connection cut mid-list). */
   finish(): void {
     if (!this.#done) throw new Error(`the list answer ended early (after ${this.items} items)`);

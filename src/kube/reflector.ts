@@ -51,6 +51,8 @@ export interface ReflectorHandlers<T> {
   onEvent(type: "ADDED" | "MODIFIED" | "DELETED", object: T): void;
   /** Health changes (see {@linkcode ReflectorHealth}). */
   onHealth?(health: ReflectorHealth): void;
+  /** A failure, and the back-off about to be waited (ms). */
+  onRetry?(ms: number, err: unknown): void;
 }
 
 /** Options of a {@linkcode Reflector}. */
@@ -278,6 +280,7 @@ export class Reflector<T> {
     const why = (err as Error).message;
     this.#report({ up: false, why, ...(isRefused(err) ? { refused: err } : {}) });
     const ms = this.#backoff.next(err instanceof KubeApiError ? err.retryAfterMs : undefined);
+    this.handlers.onRetry?.(ms, err);
     // One warning per outage; the attempts after it at debug level (a long outage must not fill disks).
     logger[this.#failing === 1 ? "warn" : "debug"]("{name}: {error}; retrying in {ms} ms (attempt {n})", {
       name: this.#name,

@@ -144,6 +144,7 @@ export class KubeLeaseSource implements LeaseSource {
   /** Running keepers: a change of the own node seen by the watch pokes them. */
   readonly #keepers = new Set<OwnLeaseKeeper>();
   #watches = 0;
+  #watch: NodeWatch | undefined;
 
   private constructor(
     /** The API client. */
@@ -156,6 +157,11 @@ export class KubeLeaseSource implements LeaseSource {
     this.netConfPath = opts.netConfPath ?? DEFAULT_NET_CONFIG_PATH;
     const [firstMs, maxMs] = opts.backoffMs ?? KUBE_BACKOFF_MS;
     this.retryBackoff = { firstMs, maxMs };
+  }
+
+  /** The running node watch's counters (lists, watches, events, bookmarks, failures), if one runs. */
+  get watchStats(): NodeWatch["stats"] | undefined {
+    return this.#watch?.stats;
   }
 
   /** Connects (finding the node name) — the API server must answer for the pod lookup only. */
@@ -363,14 +369,24 @@ export class KubeLeaseSource implements LeaseSource {
    * not patch again), unless the cache already holds a newer version.
    */
   #patched(node: KubeNode): void {
-    const cur = this.#own?.node?.metadata.resourceVersion;
-    const rv = node.metadata.resourceVersion;
-    if (cur && rv && Number(cur) > Number(rv)) return;
+    if (this.#isStale(node)) return;
     this.#own = { node, at: this.#watches ? 0 : Date.now() };
+  }
+
+  /**
+   * Whether `node` is older than the cached own node (a start-up list read before our own PATCH, replayed
+   * by the watch). resourceVersions are opaque to clients, but etcd's are revisions: compared only when
+   * both are numbers.
+   */
+  #isStale(node: KubeNode): boolean {
+    const cur = this.#own?.node?.metadata;
+    const rv = Number(node.metadata.resourceVersion), have = Number(cur?.resourceVersion);
+    return cur?.uid === node.metadata.uid && Number.isFinite(rv) && Number.isFinite(have) && have > rv;
   }
 
   /** The own node as the watch delivers it: cached, and the keepers look. */
   #ownChanged(node: KubeNode | undefined): void {
+    if (node && this.#isStale(node)) return;
     this.#own = { node, at: 0 };
     for (const k of this.#keepers) k.poke();
   }
@@ -407,6 +423,7 @@ export class KubeLeaseSource implements LeaseSource {
         onBatch,
         { ...opts, onOwn: () => {} },
       );
+      this.#watch = watch;
       try {
         await watch.run();
       } finally {
