@@ -16,7 +16,6 @@
  */
 import assert from "node:assert/strict";
 import { configure, type LogRecord, reset } from "@logtape/logtape";
-import { parseNetworkConfig } from "../src/config/net_conf.ts";
 import type { Entry } from "../src/datapath/entries.ts";
 import { type DatapathBackend, type KernelOps, Reconciler } from "../src/datapath/reconciler.ts";
 import { formatNet, parseNet } from "../src/net/ip.ts";
