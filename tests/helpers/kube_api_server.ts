@@ -85,6 +85,11 @@ export interface KubeApiServerOptions {
   accessReviews?: boolean;
   /** Faults from the start (see {@linkcode KubeApiServer.faults} to change them later). */
   faults?: KubeFaults;
+  /**
+   * Called with each request once it is handled, before the answer leaves: a test can check, at that very
+   * moment, what the client had done before sending it (e.g. its datapath before a status PATCH).
+   */
+  onRequest?: (rec: RequestRecord) => void;
 }
 
 /** What makes the server hostile; every field may be changed while it runs. */
@@ -893,6 +898,7 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
         if (requests.length > 20_000) requests.splice(0, requests.length - 20_000);
         const res = await answer(req, rec);
         rec.status = res.status;
+        opts.onRequest?.(rec);
         return res;
       });
     server = opts.netns ? withNetns(opts.netns, listen) : listen();
