@@ -108,6 +108,12 @@ export interface ReflectorClient {
   ): Promise<void>;
 }
 
+/** An error's HTTP status (`KubeApiError.code`, or a `code` a test's fake attaches). */
+function codeOf(err: unknown): number | undefined {
+  const c = (err as { code?: unknown } | null)?.code;
+  return typeof c === "number" ? c : undefined;
+}
+
 /** Whether the server rejected the request itself: credentials (401) or RBAC (403). */
 export function isRefused(err: unknown): err is KubeApiError {
   return err instanceof KubeApiError && (err.code === 401 || err.code === 403);
@@ -269,8 +275,8 @@ export class Reflector<T> {
 
   /** Handles a failed list or watch: 410 re-lists, anything else backs off (Retry-After as floor). */
   async #failed(err: unknown, signal: AbortSignal): Promise<void> {
-    if (err instanceof KubeApiError && err.code === 410) {
-      logger.info("{name}: {error}: listing again", { name: this.#name, error: err.message });
+    if (codeOf(err) === 410) {
+      logger.info("{name}: {error}: listing again", { name: this.#name, error: (err as Error).message });
       this.resourceVersion = undefined;
       return;
     }
