@@ -22,6 +22,7 @@
  */
 import { log } from "../log.ts";
 import { type KubeConnection, loadKubeconfig } from "./config.ts";
+import { type JsonPath, pruneJson } from "./json_prune.ts";
 import { ListScanner } from "./list_scanner.ts";
 
 const logger = log("kube");
@@ -81,6 +82,8 @@ export interface ListOptions {
   timeoutMs?: number;
   /** Receives each item as it is parsed (then `items` stays empty): trim it to what you keep. */
   onItem?: (item: Record<string, unknown>) => void;
+  /** Parts of each item dropped before it is parsed (json_prune.ts), e.g. `["status", "images"]`. */
+  prune?: readonly JsonPath[];
 }
 
 /** Options of {@linkcode KubeClient.watch}. */
@@ -101,6 +104,8 @@ export interface WatchOptions {
   signal: AbortSignal;
   /** Called once the server accepted the watch (its headers arrived). */
   onOpen?: () => void;
+  /** Parts of each event's object dropped before it is parsed (json_prune.ts). */
+  prune?: readonly JsonPath[];
 }
 
 /** The patch types the API accepts. */
@@ -504,7 +509,8 @@ export class KubeClient {
       const reader = r.body.getReader();
       const cancel = () => void reader.cancel().catch(() => {});
       signal.addEventListener("abort", cancel, { once: true });
-      const parse = (json: string) => onItem(JSON.parse(json));
+      const prune = opts.prune;
+      const parse = (json: string) => onItem(JSON.parse(prune?.length ? pruneJson(json, prune) : json));
       for (;;) {
         timer.rearm();
         const { value, done: ended } = await reader.read();
@@ -561,7 +567,8 @@ export class KubeClient {
       opened = true;
       timer.rearm(idleMs);
       opts.onOpen?.();
-      await this.#readEvents(r.body, signal, () => timer.rearm(idleMs), onEvent);
+      const prune = opts.prune?.map((p) => ["object", ...p]) ?? [];
+      await this.#readEvents(r.body, signal, () => timer.rearm(idleMs), onEvent, prune);
       if (signal.aborted && !opts.signal.aborted) throw new Error("aborted");
     } catch (err) {
       if (opts.signal.aborted) return;
@@ -586,6 +593,7 @@ export class KubeClient {
     signal: AbortSignal,
     alive: () => void,
     onEvent: (ev: WatchEvent<T>) => void,
+    prune: readonly JsonPath[],
   ): Promise<void> {
     const dec = new TextDecoder();
     let buf = "";
@@ -606,7 +614,10 @@ export class KubeClient {
           const line = buf.slice(from, nl);
           from = nl + 1;
           if (!line.trim()) continue;
-          const ev = JSON.parse(line) as { type: string; object: Record<string, unknown> };
+          const ev = JSON.parse(prune.length ? pruneJson(line, prune) : line) as {
+            type: string;
+            object: Record<string, unknown>;
+          };
           if (ev.type === "ERROR") {
             const s = ev.object as { code?: number; reason?: string; message?: string };
             throw new KubeApiError(s.code ?? 500, s.reason ?? "", s.message ?? "watch error");

@@ -30,6 +30,9 @@
 import { Backoff, sleep } from "../async.ts";
 import { log } from "../log.ts";
 import { KubeApiError, type ListOptions, type WatchEvent, type WatchOptions } from "./client.ts";
+import type { JsonPath } from "./json_prune.ts";
+
+const DEFAULT_PRUNE: readonly JsonPath[] = [["metadata", "managedFields"]];
 
 const logger = log("kube");
 
@@ -65,6 +68,11 @@ export interface ReflectorOptions<T> {
   fieldSelector?: string;
   /** Trims each object to what the consumer keeps (memory at 5000 Nodes); identity by default. */
   transform?: (raw: Record<string, unknown>) => T;
+  /**
+   * Parts of every object dropped from the JSON before it is parsed (default `metadata.managedFields`,
+   * which no consumer reads): the bulk of a Node never costs a parse or garbage.
+   */
+  prune?: readonly JsonPath[];
   /** The server's bookmark interval, ms (kube-apiserver: about a minute); a watch silent 2× this is dead. */
   bookmarkIntervalMs?: number;
   /** First and largest back-off ceiling, ms (default 800 and 30 000). */
@@ -191,6 +199,7 @@ export class Reflector<T> {
       ...(this.opts.fieldSelector ? { fieldSelector: this.opts.fieldSelector } : {}),
       signal,
       onItem: (raw) => items.push(this.#transform(raw)),
+      prune: this.opts.prune ?? DEFAULT_PRUNE,
     });
     for (const raw of returned) items.push(this.#transform(raw as Record<string, unknown>));
     this.stats.lists++;
@@ -214,6 +223,7 @@ export class Reflector<T> {
       ...(this.opts.labelSelector ? { labelSelector: this.opts.labelSelector } : {}),
       ...(this.opts.fieldSelector ? { fieldSelector: this.opts.fieldSelector } : {}),
       signal,
+      prune: this.opts.prune ?? DEFAULT_PRUNE,
       onOpen: () => {
         out.openedAt = Date.now();
         this.stats.watches++;

@@ -34,6 +34,7 @@ import {
   annotationKeys,
   type KubeNode,
   networkAvailableCondition,
+  NODE_PRUNE,
   nodeToLease,
   ownAnnotations,
   ownSubnets,
@@ -263,6 +264,7 @@ export class KubeLeaseSource implements LeaseSource {
         resourceVersion: "0",
         timeoutMs: Math.max(this.client.timeoutMs, 30_000),
         onItem: (raw) => items.push(slimNode(raw as unknown as KubeNode, this.keys, this.nodeName)),
+        prune: NODE_PRUNE,
       }));
     } catch (err) {
       const advice = refusalAdvice(err, "list nodes", this.client.conn.source);

@@ -314,6 +314,17 @@ export function networkAvailableCondition(now = new Date()): Record<string, stri
   };
 }
 
+/**
+ * What of a Node is never parsed (json_prune.ts): server-side apply bookkeeping, the kubelet's image and
+ * volume lists — the bulk of a real Node, and all of it rewritten by heartbeats.
+ */
+export const NODE_PRUNE: readonly (readonly string[])[] = [
+  ["metadata", "managedFields"],
+  ["status", "images"],
+  ["status", "volumesInUse"],
+  ["status", "volumesAttached"],
+];
+
 /** The annotation prefix of `keys` (what every flannel annotation name starts with). */
 function prefixOf(keys: AnnotationKeys): string {
   return keys.backendData.slice(0, -"backend-data".length);

@@ -21,7 +21,14 @@ import { type Lease, leaseAttrsJSON, type LeaseEvent } from "../lease.ts";
 import type { WatchOptions } from "../source.ts";
 import type { KubeClient } from "../../kube/client.ts";
 import { Reflector, type ReflectorHealth } from "../../kube/reflector.ts";
-import { type AnnotationKeys, type KubeNode, nodeFingerprint, nodeToLease, slimNode } from "./node_lease.ts";
+import {
+  type AnnotationKeys,
+  type KubeNode,
+  NODE_PRUNE,
+  nodeFingerprint,
+  nodeToLease,
+  slimNode,
+} from "./node_lease.ts";
 
 const logger = log("kube");
 
@@ -73,6 +80,7 @@ export class NodeWatch {
       path: "/api/v1/nodes",
       name: "node watch",
       transform: (raw) => slimNode(raw as unknown as KubeNode, ctx.keys, ctx.nodeName),
+      prune: NODE_PRUNE,
       ...(ctx.bookmarkIntervalMs ? { bookmarkIntervalMs: ctx.bookmarkIntervalMs } : {}),
       ...(ctx.backoffMs ? { backoffMs: ctx.backoffMs } : {}),
       ...(ctx.primed ? { initial: ctx.primed } : {}),
