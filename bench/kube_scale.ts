@@ -129,6 +129,8 @@ async function runAgent(
   const proto = kind === "weft" ? PROTO_WEFT : PROTO_BOOT;
   using counter = new RouteCounter(node.netns, proto);
   const base = counter.count();
+  // The previous agent's churn replaced every Node: encode them now, so neither agent's list waits for it.
+  api.warm();
   const t0 = performance.now();
   const child = withNetns(node.netns, () =>
     new Deno.Command(cmd[0]!, {
@@ -215,15 +217,27 @@ function countsBy(api: KubeApiServer, user: string, since: number): Record<strin
   return out;
 }
 
-/** RSS (MB) of Deno with weft's Kubernetes client loaded and nothing else, settled. */
-async function clientFloor(): Promise<number> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--no-check", V8_FLAGS_ARG, FLOOR],
-    cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
+/**
+ * RSS (MB) of Deno with weft's Kubernetes client loaded and nothing else, settled; with `watch`, also
+ * connected (TLS) and watching `watch.node` alone (bench/kube_client_floor.ts), inside `watch.netns`.
+ */
+async function clientFloor(watch?: { netns: string; kubeconfig: string; node: string }): Promise<number> {
+  const spawn = () =>
+    new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        "--no-check",
+        V8_FLAGS_ARG,
+        FLOOR,
+        ...(watch ? [watch.kubeconfig, watch.node] : []),
+      ],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+  const child = watch ? withNetns(watch.netns, spawn) : spawn();
   const reader = child.stdout.getReader();
   await reader.read(); // "ready"
   await sleep(3000);
@@ -293,10 +307,11 @@ async function measure(
   for (const k of kinds) await api.writeKubeconfig(`${dir}/${k}.kubeconfig`, { token: `${k}-token` });
   await Deno.writeTextFile(`${dir}/net-conf.json`, '{"Network":"10.0.0.0/8","Backend":{"Type":"vxlan"}}');
   const runs: AgentRun[] = [];
-  const floors: number[] = [];
+  const floors: number[] = [], watchingFloors: number[] = [];
   let slot = 0;
   for (let r = 0; r < a.rounds; r++) {
-    for (const k of kinds) {
+    // Alternate who goes first, so neither always meets the machine in the same state.
+    for (const k of r % 2 ? [...kinds].reverse() : kinds) {
       const run = await runAgent(k, api, topo.nodes[slot++]!, n, { ...a, dir, names });
       runs.push(run);
       console.log(
@@ -311,14 +326,21 @@ async function measure(
       );
     }
     floors.push(await clientFloor());
+    watchingFloors.push(
+      await clientFloor({
+        netns: topo.nodes[0]!.netns,
+        kubeconfig: `${dir}/weft.kubeconfig`,
+        node: names[0]!,
+      }),
+    );
   }
   const of = (k: Kind, f: (x: AgentRun) => number) => median(runs.filter((x) => x.kind === k).map(f));
   // Ratios within each round, then their median.
   const ratio = (f: (x: AgentRun) => number) => {
     const w = runs.filter((x) => x.kind === "weft"), fl = runs.filter((x) => x.kind === "flanneld");
-    return median(w.map((x, i) => f(x) / (fl[i] ? f(fl[i]!) : NaN)));
+    return median(w.map((x, i) => f(x) / (fl[i] ? f(fl[i]!) : NaN))); // the i-th of each: the same round
   };
-  const floor = median(floors);
+  const floor = median(floors), watchingFloor = median(watchingFloors);
   return {
     nodes: String(n),
     rounds: String(a.rounds),
@@ -337,6 +359,8 @@ async function measure(
     flanneld_peak_mb: fmt(of("flanneld", (x) => x.peakMB), 1),
     client_floor_mb: fmt(floor, 1),
     weft_above_floor_mb: fmt(of("weft", (x) => x.rssMB) - floor, 1),
+    client_watching_floor_mb: fmt(watchingFloor, 1),
+    weft_above_watching_floor_mb: fmt(of("weft", (x) => x.rssMB) - watchingFloor, 1),
     weft_quiet_requests: fmt(of("weft", (x) => x.quietRequests), 0),
     flanneld_quiet_requests: fmt(of("flanneld", (x) => x.quietRequests), 0),
     weft_lists_after_cut: fmt(of("weft", (x) => x.listsAfterCut), 0),

@@ -504,21 +504,20 @@ export class KubeClient {
       if (r.status >= 300) {
         throw statusError(r.status, await new Response(r.body).text(), what, r.retryAfter);
       }
-      const scanner = new ListScanner();
+      const scanner = new ListScanner(opts.prune);
       const dec = new TextDecoder();
       const reader = r.body.getReader();
       const cancel = () => void reader.cancel().catch(() => {});
       signal.addEventListener("abort", cancel, { once: true });
-      const prune = opts.prune;
-      const parse = (json: string) => onItem(JSON.parse(prune?.length ? pruneJson(json, prune) : json));
+      const parse = (json: string) => onItem(JSON.parse(json));
       for (;;) {
         timer.rearm();
         const { value, done: ended } = await reader.read();
         if (ended) break;
-        scanner.feed(dec.decode(value, { stream: true }), parse);
+        scanner.feed(dec.decode(value, { stream: true }), parse, 64 * 1024);
       }
       if (signal.aborted) throw new Error("aborted");
-      scanner.finish();
+      scanner.finish(parse);
       return scanner.metadata;
     } catch (err) {
       throw this.#failed(err, what, stalled.signal.aborted && !opts.signal?.aborted, limit);

@@ -12,6 +12,12 @@
 /** A path into an object, key by key (e.g. `["status", "images"]`); arrays are not descended into. */
 export type JsonPath = readonly string[];
 
+/**
+ * The text ended inside the value (more of it may still be on the wire). One instance, thrown again and
+ * again: a list arriving in pieces ends mid-item often, and an Error's stack trace is not free.
+ */
+const TRUNCATED = new SyntaxError("unexpected end of JSON");
+
 /** The end (exclusive) of the string whose opening quote is at `i`. */
 function stringEnd(text: string, i: number): number {
   for (let q = text.indexOf('"', i + 1); q >= 0; q = text.indexOf('"', q + 1)) {
@@ -19,7 +25,7 @@ function stringEnd(text: string, i: number): number {
     while (text.charCodeAt(b) === 92) b--;
     if ((q - 1 - b) % 2 === 0) return q + 1;
   }
-  throw new SyntaxError("unterminated string in JSON");
+  throw TRUNCATED;
 }
 
 /** The end (exclusive) of the value starting at `i` (after whitespace). */
@@ -40,53 +46,100 @@ function valueEnd(text: string, i: number): number {
     else if (d === 123 || d === 91) depth++;
     else if ((d === 125 || d === 93) && --depth === 0) return j + 1;
   }
-  throw new SyntaxError("unterminated value in JSON");
+  throw TRUNCATED;
 }
 
 function skipSpace(text: string, i: number): number {
   while (i < text.length && text.charCodeAt(i) <= 32) i++;
+  if (i >= text.length) throw TRUNCATED;
   return i;
 }
 
+/** Paths as a tree: a key maps to the keys below it, or to `true` where its value is cut. */
+type PathTree = Map<string, PathTree | true>;
+
+const trees = new WeakMap<readonly JsonPath[], PathTree>();
+
+function treeOf(paths: readonly JsonPath[]): PathTree {
+  let t = trees.get(paths);
+  if (t) return t;
+  t = new Map();
+  for (const p of paths) {
+    let node = t;
+    p.forEach((k, i) => {
+      if (i === p.length - 1) node.set(k, true);
+      else {
+        let next = node.get(k);
+        if (next === undefined || next === true) node.set(k, next = new Map());
+        node = next;
+      }
+    });
+  }
+  trees.set(paths, t);
+  return t;
+}
+
+/** Walks the object at `start` along `tree`, noting the cuts; returns its end. */
+function walk(text: string, start: number, tree: PathTree, cuts: number[]): number {
+  let i = skipSpace(text, start);
+  if (text.charCodeAt(i) !== 123) return valueEnd(text, i);
+  i++;
+  for (;;) {
+    i = skipSpace(text, i);
+    if (text.charCodeAt(i) === 125) return i + 1;
+    if (text.charCodeAt(i) === 44) i = skipSpace(text, i + 1);
+    if (text.charCodeAt(i) !== 34) throw new SyntaxError("expected a key in JSON");
+    const kEnd = stringEnd(text, i);
+    const below = tree.get(text.slice(i + 1, kEnd - 1));
+    i = skipSpace(text, kEnd);
+    if (text.charCodeAt(i) !== 58) throw new SyntaxError("expected ':' in JSON");
+    i = skipSpace(text, i + 1);
+    if (below === true) {
+      const end = valueEnd(text, i);
+      cuts.push(i, end);
+      i = end;
+    } else if (below) i = walk(text, i, below, cuts);
+    else i = valueEnd(text, i);
+  }
+}
+
+function cut(text: string, start: number, end: number, cuts: number[]): string {
+  let out = "", from = start;
+  for (let c = 0; c < cuts.length; c += 2) {
+    out += text.slice(from, cuts[c]) + "0";
+    from = cuts[c + 1]!;
+  }
+  return out + text.slice(from, end);
+}
+
 /**
- * `text` (one JSON object) with the value at each of `paths` replaced by `0`. Nothing is parsed; text that
- * is not JSON comes back as malformed as it went in (JSON.parse says so after).
+ * `text` (one JSON object) with the value at each of `paths` replaced by `0`. Nothing is parsed and
+ * nothing allocated but the result; text that is not JSON comes back as malformed as it went in
+ * (JSON.parse says so after). Pass the same `paths` array each time: its tree is built once.
  */
 export function pruneJson(text: string, paths: readonly JsonPath[]): string {
   if (!paths.length) return text;
-  const cuts: [number, number][] = [];
-  // Walk the object along the paths: descend only into keys some path continues through.
-  const walk = (start: number, prefix: JsonPath): number => {
-    let i = skipSpace(text, start);
-    if (text.charCodeAt(i) !== 123) return valueEnd(text, i);
-    i++;
-    for (;;) {
-      i = skipSpace(text, i);
-      if (text.charCodeAt(i) === 125) return i + 1;
-      if (text.charCodeAt(i) === 44) i = skipSpace(text, i + 1);
-      if (text.charCodeAt(i) !== 34) throw new SyntaxError("expected a key in JSON");
-      const kEnd = stringEnd(text, i);
-      const key = text.slice(i + 1, kEnd - 1);
-      i = skipSpace(text, kEnd);
-      if (text.charCodeAt(i) !== 58) throw new SyntaxError("expected ':' in JSON");
-      i = skipSpace(text, i + 1);
-      const path = [...prefix, key];
-      const depth = path.length;
-      const wanted = paths.filter((p) => p.length >= depth && path.every((k, n) => p[n] === k));
-      if (wanted.some((p) => p.length === depth)) {
-        const end = valueEnd(text, i);
-        cuts.push([i, end]);
-        i = end;
-      } else if (wanted.length) i = walk(i, path);
-      else i = valueEnd(text, i);
-    }
-  };
-  walk(0, []);
-  if (!cuts.length) return text;
-  let out = "", from = 0;
-  for (const [a, b] of cuts) {
-    out += text.slice(from, a) + "0";
-    from = b;
+  const cuts: number[] = [];
+  walk(text, 0, treeOf(paths), cuts);
+  return cuts.length ? cut(text, 0, text.length, cuts) : text;
+}
+
+/**
+ * The object starting at `start` in `text` (a list answer as it arrives), pruned as {@linkcode pruneJson}
+ * does, and where it ends; undefined when `text` ends before the object does (wait for more).
+ */
+export function pruneValue(
+  text: string,
+  start: number,
+  paths: readonly JsonPath[],
+): { text: string; end: number } | undefined {
+  const cuts: number[] = [];
+  let end: number;
+  try {
+    end = walk(text, start, treeOf(paths), cuts);
+  } catch (err) {
+    if (err === TRUNCATED) return undefined;
+    throw err;
   }
-  return out + text.slice(from);
+  return { text: cut(text, start, end, cuts), end };
 }

@@ -1,3 +1,5 @@
+import { type JsonPath, pruneValue } from "./json_prune.ts";
+
 /**
  * Splits a Kubernetes list answer — `{"kind":"NodeList","metadata":{…},"items":[{…},{…},…]}` — into its
  * items while the bytes arrive. A list of 5000 real Nodes is ~65 MB of JSON (kube-apiserver serves a
@@ -7,13 +9,17 @@
  * the next one is still on the wire; the buffer holds one item and one chunk.
  *
  * Only the structure is scanned: strings are skipped with `indexOf` (a quote preceded by an odd number
- * of backslashes is escaped), so the scan costs a fraction of the parse.
+ * of backslashes is escaped), and each item is walked once (json_prune.ts), which finds its end and cuts
+ * what the caller never reads (a Node's images and managedFields) in the same pass.
  *
  * @module
  */
 
 /** Incremental scanner of one list answer (see the module comment). */
 export class ListScanner {
+  /** @param prune parts of each item cut before it is handed over (json_prune.ts), in the same walk */
+  constructor(private readonly prune: readonly JsonPath[] = []) {}
+
   #buf = "";
   #pos = 0;
   #depth = 0;
@@ -30,9 +36,18 @@ export class ListScanner {
   /** Items handed over. */
   items = 0;
 
-  /** Scans `text` (the next piece of the answer), calling `onItem` with each complete item's JSON. */
-  feed(text: string, onItem: (json: string) => void): void {
+  /**
+   * Takes `text` (the next piece of the answer) and, once at least `batch` characters wait, scans them,
+   * calling `onItem` with each complete item's JSON. Waiting for a few pieces means an item (~13 KB for a
+   * Node) is rarely cut by the end of what is buffered, and so rarely walked twice.
+   */
+  feed(text: string, onItem: (json: string) => void, batch = 0): void {
     this.#buf = this.#buf.length ? this.#buf + text : text;
+    if (this.#buf.length - this.#pos < batch) return;
+    this.#scan(onItem);
+  }
+
+  #scan(onItem: (json: string) => void): void {
     const buf = this.#buf;
     const len = buf.length;
     let pos = this.#pos;
@@ -59,15 +74,23 @@ export class ListScanner {
         if (this.#depth === 1) {
           if (c === 91 && this.#lastKey === "items") this.#inItems = true;
           else if (c === 123 && this.#lastKey === "metadata") this.#metaStart = pos;
-        } else if (this.#depth === 2 && this.#inItems && c === 123) this.#itemStart = pos;
+        } else if (this.#depth === 2 && this.#inItems && c === 123) {
+          // One walk finds the item's end and its cuts; an item not complete yet waits for more.
+          const item = pruneValue(buf, pos, this.prune);
+          if (!item) {
+            this.#itemStart = pos;
+            break;
+          }
+          this.#itemStart = -1;
+          onItem(item.text);
+          this.items++;
+          pos = item.end;
+          continue;
+        }
         this.#depth++;
       } else if (c === 125 || c === 93) { // } ]
         this.#depth--;
-        if (this.#depth === 2 && this.#itemStart >= 0) {
-          onItem(buf.slice(this.#itemStart, pos + 1));
-          this.items++;
-          this.#itemStart = -1;
-        } else if (this.#depth === 1) {
+        if (this.#depth === 1) {
           if (this.#metaStart >= 0) {
             this.metadata = JSON.parse(buf.slice(this.#metaStart, pos + 1));
             this.#metaStart = -1;
@@ -99,8 +122,12 @@ export class ListScanner {
     return this.#buf.length;
   }
 
-  /** Throws when the answer ended before the list did (a connection cut mid-list). */
-  finish(): void {
+  /**
+   * Scans what is left (handing over its items) and throws when the answer ended before the list did (a
+   * connection cut mid-list).
+   */
+  finish(onItem: (json: string) => void = () => {}): void {
+    this.#scan(onItem);
     if (!this.#done) throw new Error(`the list answer ended early (after ${this.items} items)`);
   }
 }

@@ -2,13 +2,12 @@ import assert from "node:assert/strict";
 import { ListScanner } from "./list_scanner.ts";
 
 /** Feeds `text` in pieces of `size` characters; returns the items parsed and the metadata. */
-function scan(text: string, size: number) {
+function scan(text: string, size: number, batch = 0) {
   const s = new ListScanner();
   const items: unknown[] = [];
-  for (let i = 0; i < text.length; i += size) {
-    s.feed(text.slice(i, i + size), (j) => items.push(JSON.parse(j)));
-  }
-  s.finish();
+  const onItem = (j: string) => items.push(JSON.parse(j));
+  for (let i = 0; i < text.length; i += size) s.feed(text.slice(i, i + size), onItem, batch);
+  s.finish(onItem);
   return { items, metadata: s.metadata };
 }
 
@@ -26,9 +25,11 @@ Deno.test("ListScanner hands over every item of a list split at any byte, escape
     items: tricky,
   });
   for (const size of [1, 2, 3, 7, 64, text.length]) {
-    const { items, metadata } = scan(text, size);
-    assert.deepEqual(items, tricky, `chunks of ${size}`);
-    assert.deepEqual(metadata, { resourceVersion: "4711", continue: "tok" });
+    for (const batch of [0, 50, 10_000]) {
+      const { items, metadata } = scan(text, size, batch);
+      assert.deepEqual(items, tricky, `chunks of ${size}, scanned every ${batch}`);
+      assert.deepEqual(metadata, { resourceVersion: "4711", continue: "tok" });
+    }
   }
 });
 
@@ -68,4 +69,24 @@ Deno.test("ListScanner keeps only the item being read, not the whole answer", ()
   assert.equal(n, 201);
   // What the scanner holds between feeds is bounded by one item, not 2 MB of answer.
   assert.ok(most <= item.length + 1, `held ${most} characters`);
+});
+
+Deno.test("ListScanner cuts what it is told to from each item, whatever the chunking", () => {
+  const items = [
+    { metadata: { name: "a", managedFields: [{ "f:{": "}" }] }, status: { images: [{ n: ['"]'] }], x: 1 } },
+    { metadata: { name: "b" }, status: { images: [] } },
+  ];
+  const text = JSON.stringify({ kind: "NodeList", metadata: { resourceVersion: "7" }, items });
+  for (const size of [1, 2, 5, 17, text.length]) {
+    const s = new ListScanner([["metadata", "managedFields"], ["status", "images"]]);
+    const got: unknown[] = [];
+    for (let i = 0; i < text.length; i += size) {
+      s.feed(text.slice(i, i + size), (j) => got.push(JSON.parse(j)));
+    }
+    s.finish();
+    assert.deepEqual(got, [
+      { metadata: { name: "a", managedFields: 0 }, status: { images: 0, x: 1 } },
+      { metadata: { name: "b" }, status: { images: 0 } },
+    ], `chunks of ${size}`);
+  }
 });

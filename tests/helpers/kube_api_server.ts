@@ -149,6 +149,8 @@ export interface KubeApiServer extends AsyncDisposable {
   readonly openWatches: number;
   /** The faults in force (change them at will). */
   faults: KubeFaults;
+  /** Encodes every stored object now (lists and watches reuse the JSON), so no client pays for it first. */
+  warm(): void;
   /** The sequence number of the last request: `count(…, mark)` counts what came after. */
   mark(): number;
   /**
@@ -960,6 +962,9 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
       if (f.blackhole) { for (const w of watches) w.frozen = true; }
     },
     mark: () => seq,
+    warm() {
+      for (const d of store.kinds.values()) for (const o of store.list(d).items) itemJson(o);
+    },
     count: (f = {}, since = 0) => select(f, since).length,
     counts(since = 0) {
       const out: Record<string, number> = {};

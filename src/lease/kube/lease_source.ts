@@ -146,6 +146,7 @@ export class KubeLeaseSource implements LeaseSource {
   readonly #keepers = new Set<OwnLeaseKeeper>();
   #watches = 0;
   #watch: NodeWatch | undefined;
+  #configText: string | undefined;
 
   private constructor(
     /** The API client. */
@@ -192,6 +193,7 @@ export class KubeLeaseSource implements LeaseSource {
         `reading the network config ${this.netConfPath} (--net-config-path): ${(err as Error).message}`,
       );
     }
+    this.#configText = text;
     try {
       return parseNetworkConfig(text);
     } catch (err) {
@@ -223,12 +225,15 @@ export class KubeLeaseSource implements LeaseSource {
     return out;
   }
 
-  /** The net-conf.json text now (no API call): the agent compares it with the text it started with. */
+  /**
+   * The net-conf.json text now (no API call): the agent compares it with the text it started with. A file
+   * that cannot be read for a moment (the ConfigMap volume swapping its link) counts as unchanged.
+   */
   configFingerprint(): string {
     try {
-      return Deno.readTextFileSync(this.netConfPath);
+      return this.#configText = Deno.readTextFileSync(this.netConfPath);
     } catch {
-      return "";
+      return this.#configText ?? "";
     }
   }
 
