@@ -156,7 +156,11 @@ async function denoFloors(): Promise<{ empty: Awaited<ReturnType<typeof timed>>;
 
 /** Writes the network config and `n` peer leases (200 puts in flight, from inside the underlay). */
 async function writeLeases(underlay: string, endpoint: string, n: number): Promise<void> {
-  await etcdctl(endpoint, ["put", `${PREFIX}/config`, '{"Network":"10.0.0.0/8","SubnetLen":24}'], {
+  await etcdctl(endpoint, [
+    "put",
+    `${PREFIX}/config`,
+    '{"Network":"10.0.0.0/8","SubnetLen":24,"Backend":{"Type":"vxlan"}}',
+  ], {
     netns: underlay,
   });
   const code = `

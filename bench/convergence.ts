@@ -217,7 +217,7 @@ export async function runOne(n: number): Promise<Record<string, string>> {
     `--endpoints=${etcd.endpoint}`,
     "put",
     `${PREFIX}/config`,
-    '{"Network":"10.0.0.0/8","SubnetLen":24}',
+    '{"Network":"10.0.0.0/8","SubnetLen":24,"Backend":{"Type":"vxlan"}}',
   ], {
     env: { ETCDCTL_API: "3", PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
   });

@@ -59,7 +59,7 @@ export function gnuplotScript(
     plots.push(
       `${
         data(`fl_${flanneld}`, ref, ["peers", flanneld])
-      } using 1:2 with points pt 5 ps 1.5 title 'flanneld (ANCHORS §7)'`,
+      } using 1:2 with points pt 5 ps 1.5 title 'flanneld v0.20.2 (same method)'`,
       `${
         data(`goal_${flanneld}`, goalRows(flanneld), ["peers", "goal"])
       } using 1:2 with points pt 3 ps 2 lw 2 ` +

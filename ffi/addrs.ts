@@ -10,9 +10,7 @@ import { AF, ipAddr, readCidr } from "./nl_addr.ts";
 import { resolveIndex } from "./links.ts";
 import { NLM_F, type NlSocket } from "./socket.ts";
 import type { AddrInfo, LinkRef } from "./types.ts";
-
-/** IFA_F_NODAD: an IPv6 address usable at once, without duplicate address detection. */
-const IFA_F_NODAD = 0x02;
+import { IFA_F_NODAD } from "./nl_consts.ts";
 
 /** Options of an address add. */
 export interface AddrOptions {

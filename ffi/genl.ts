@@ -1,6 +1,6 @@
 /**
  * Generic netlink over libnl-genl: resolving a family by name, and request/ack and dump exchanges whose
- * payload (the genl header and attributes, ffi/nl_attr.ts) is built and parsed in TypeScript. Used for
+ * payload (the genl header and attributes, ffi/nl_codec.ts) is built and parsed in TypeScript. Used for
  * kernel WireGuard; needs the Debian package libnl-genl-3-200.
  *
  * @module
@@ -10,46 +10,15 @@ import { NetlinkError } from "./errors.ts";
 import { genl, nl } from "./loader.ts";
 import { NETLINK, NlSocket } from "./socket.ts";
 import { withNetns } from "./netns.ts";
+import { GENL_HDRLEN, NLM_F } from "./nl_consts.ts";
 
-const NLM_F_REQUEST = 0x1;
-const NLM_F_ACK = 0x4;
-const NLM_F_DUMP = 0x300;
-const NL_CB_VALID = 0;
-const NL_CB_CUSTOM = 3;
-const NL_OK = 0;
-/** sizeof(struct nlmsghdr). */
-const NLMSG_HDRLEN = 16;
-
-/** `struct genlmsghdr { u8 cmd; u8 version; u16 reserved; }` followed by `attrs`. */
+/** `struct genlmsghdr { u8 cmd; u8 version; u16 reserved; }` followed by `attrs` (ffi/nl_codec.ts). */
 export function genlPayload(cmd: number, version: number, attrs: Uint8Array): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(4 + attrs.length);
+  const out = new Uint8Array(GENL_HDRLEN + attrs.length);
   out[0] = cmd;
   out[1] = version;
-  out.set(attrs, 4);
+  out.set(attrs, GENL_HDRLEN);
   return out;
-}
-
-// Messages of the dump in progress; dumps run synchronously on the JS thread, one at a time.
-let collected: Uint8Array[] = [];
-let validCallback:
-  | Deno.UnsafeCallback<{ parameters: ["pointer", "pointer"]; result: "i32" }>
-  | undefined;
-
-function validCallbackPointer(): Deno.PointerObject {
-  validCallback ??= new Deno.UnsafeCallback(
-    { parameters: ["pointer", "pointer"], result: "i32" } as const,
-    (msg) => {
-      const hdr = nl().nlmsg_hdr(msg);
-      if (hdr !== null) {
-        const view = new Deno.UnsafePointerView(hdr);
-        const len = view.getUint32(0);
-        // The genl header and attributes, copied out of libnl's buffer.
-        collected.push(new Uint8Array(view.getArrayBuffer(len, 0)).slice(NLMSG_HDRLEN));
-      }
-      return NL_OK;
-    },
-  );
-  return validCallback.pointer;
 }
 
 /** A generic netlink socket bound to one namespace. Dispose it (`using`) or call `close()`. */
@@ -86,7 +55,7 @@ export class GenlSocket implements Disposable {
 
   /** Sends a request and waits for the kernel's acknowledgement (errors become NetlinkError). */
   request(family: number, payload: Uint8Array<ArrayBuffer>, op: string): void {
-    const msg = this.#message(family, NLM_F_REQUEST | NLM_F_ACK, payload, op);
+    const msg = this.#message(family, NLM_F.REQUEST | NLM_F.ACK, payload, op);
     this.#sock.begin();
     this.#sock.check(nl().nl_send_sync(this.#sock.ptr, msg), op); // frees msg
   }
@@ -94,24 +63,14 @@ export class GenlSocket implements Disposable {
   /** Sends a dump request; returns every answer's payload (genl header and attributes). */
   dump(family: number, payload: Uint8Array<ArrayBuffer>, op: string): Uint8Array[] {
     const lib = nl();
-    const msg = this.#message(family, NLM_F_REQUEST | NLM_F_DUMP, payload, op);
+    const msg = this.#message(family, NLM_F.REQUEST | NLM_F.DUMP, payload, op);
     try {
       this.#sock.begin();
       this.#sock.check(lib.nl_send_auto(this.#sock.ptr, msg), op);
     } finally {
       lib.nlmsg_free(msg);
     }
-    this.#sock.check(
-      lib.nl_socket_modify_cb(this.#sock.ptr, NL_CB_VALID, NL_CB_CUSTOM, validCallbackPointer(), null),
-      op,
-    );
-    collected = [];
-    try {
-      this.#sock.check(lib.nl_recvmsgs_default(this.#sock.ptr), op);
-      return collected;
-    } finally {
-      collected = [];
-    }
+    return this.#sock.receive(op);
   }
 
   /** Closes the socket. */

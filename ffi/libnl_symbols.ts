@@ -67,6 +67,8 @@ export const LIBNL_SYMBOLS = {
   nl_send_auto: { parameters: ["pointer", "pointer"], result: "i32" },
   // int nl_recvmsgs_default(struct nl_sock *);
   nl_recvmsgs_default: { parameters: ["pointer"], result: "i32" },
+  // int nl_wait_for_ack(struct nl_sock *);
+  nl_wait_for_ack: { parameters: ["pointer"], result: "i32" },
   // int nl_socket_modify_cb(struct nl_sock *, enum nl_cb_type, enum nl_cb_kind, nl_recvmsg_msg_cb_t, void *arg);
   nl_socket_modify_cb: { parameters: ["pointer", "i32", "i32", "function", "pointer"], result: "i32" },
   // struct nlmsghdr *nlmsg_hdr(struct nl_msg *);  (borrowed)

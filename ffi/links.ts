@@ -11,14 +11,7 @@ import { closeFd, openNetnsFd } from "./netns.ts";
 import { NLM_F, type NlSocket } from "./socket.ts";
 import type { LinkInfo, LinkRef, SimpleLinkOptions, VethOptions, VxlanInfo, VxlanOptions } from "./types.ts";
 
-const IFF_UP = 0x1;
-const IFF_RUNNING = 0x40;
-const IFF_LOWER_UP = 0x10000;
-const VXLAN_F_GBP = 1;
-const RTM_SETLINK = 19;
-const IFLA_PROTINFO = 12;
-const IFLA_BRPORT_MODE = 4;
-const NLA_F_NESTED = 0x8000;
+import { IFF, IFINFOMSG_LEN, IFLA, IFLA_BRPORT_MODE, NLA_F_NESTED, RTM, VXLAN_F_GBP } from "./nl_consts.ts";
 
 function ownLink(ptr: Deno.PointerValue): Owned {
   const lib = rtnl();
@@ -84,8 +77,8 @@ export function linkInfo(link: Deno.PointerObject): LinkInfo {
     kind,
     mtu: lib.rtnl_link_get_mtu(link),
     mac: readMac(lib.rtnl_link_get_addr(link)),
-    up: (flags & IFF_UP) !== 0,
-    running: (flags & (IFF_RUNNING | IFF_LOWER_UP)) !== 0,
+    up: (flags & IFF.UP) !== 0,
+    running: (flags & (IFF.RUNNING | IFF.LOWER_UP)) !== 0,
     master: lib.rtnl_link_get_master(link),
   };
   if (kind === "vxlan") info.vxlan = vxlanInfo(link);
@@ -230,8 +223,8 @@ export function linkChange(
 /** Sets a link administratively up or down. */
 export function linkSetUp(sock: NlSocket, ref: LinkRef, up: boolean): void {
   linkChange(sock, ref, up ? "set up" : "set down", (c) => {
-    if (up) rtnl().rtnl_link_set_flags(c, IFF_UP);
-    else rtnl().rtnl_link_unset_flags(c, IFF_UP);
+    if (up) rtnl().rtnl_link_set_flags(c, IFF.UP);
+    else rtnl().rtnl_link_unset_flags(c, IFF.UP);
   });
 }
 
@@ -239,17 +232,17 @@ export function linkSetUp(sock: NlSocket, ref: LinkRef, up: boolean): void {
 export function linkSetHairpin(sock: NlSocket, ref: LinkRef, on: boolean): void {
   const index = resolveIndex(sock, ref);
   const lib = nl();
-  const msg = lib.nlmsg_alloc_simple(RTM_SETLINK, 0);
+  const msg = lib.nlmsg_alloc_simple(RTM.SETLINK, 0);
   if (msg === null) throw new NetlinkError("link set hairpin", 12, 0, "nlmsg_alloc failed");
   // struct ifinfomsg { u8 family; u8 pad; u16 type; i32 index; u32 flags; u32 change; }
-  const ifi = new Uint8Array(16);
+  const ifi = new Uint8Array(IFINFOMSG_LEN);
   const view = new DataView(ifi.buffer);
   view.setUint8(0, AF.BRIDGE);
   view.setInt32(4, index, true);
   const op = `link set hairpin ${describe(ref)}`;
   try {
-    sock.check(lib.nlmsg_append(msg, ifi, 16n, 4), op);
-    const nest = lib.nla_nest_start(msg, IFLA_PROTINFO | NLA_F_NESTED);
+    sock.check(lib.nlmsg_append(msg, ifi, BigInt(IFINFOMSG_LEN), 4), op);
+    const nest = lib.nla_nest_start(msg, IFLA.PROTINFO | NLA_F_NESTED);
     if (nest === null) throw new NetlinkError(op, 12, 0, "nla_nest_start failed");
     sock.check(lib.nla_put_u8(msg, IFLA_BRPORT_MODE, on ? 1 : 0), op);
     sock.check(lib.nla_nest_end(msg, nest), op);

@@ -12,11 +12,9 @@ import { AF, ipAddr, macAddr, readIP, readMac } from "./nl_addr.ts";
 import { resolveIndex } from "./links.ts";
 import { NLM_F, type NlSocket } from "./socket.ts";
 import type { FdbInfo, FdbSpec, LinkRef, NeighInfo, NeighSpec } from "./types.ts";
+import { LIBNL, NTF_SELF, NUD_PERMANENT } from "./nl_consts.ts";
 
-/** NUD_PERMANENT. */
-export const NUD_PERMANENT = 0x80;
-/** NTF_SELF: the entry belongs to the device itself (the VXLAN FDB), not to a bridge master. */
-export const NTF_SELF = 0x02;
+export { NTF_SELF, NUD_PERMANENT };
 
 function build(
   sock: NlSocket,
@@ -93,7 +91,7 @@ export function fdbDelete(sock: NlSocket, spec: { dev: LinkRef; mac: string; dst
 
 // NL_CACHE_AF_ITER: dump each family of the neighbour cache (AF_UNSPEC, then AF_BRIDGE) in turn; a plain
 // AF_UNSPEC dump does not return the bridge FDB.
-const NL_CACHE_AF_ITER = 1;
+const NL_CACHE_AF_ITER = LIBNL.CACHE_AF_ITER;
 
 function dump(sock: NlSocket, bridge: boolean, visit: (obj: Deno.PointerObject) => void): void {
   const slot = pointerSlot();

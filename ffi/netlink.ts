@@ -39,7 +39,7 @@ import {
   neighReplace,
 } from "./neighs.ts";
 import { closeFd, openNetnsFd, withNetns } from "./netns.ts";
-import { routeAdd, routeDelete, type RouteFilter, routeList, routeReplace } from "./routes.ts";
+import { routeAdd, routeDelete, type RouteFilter, routeGet, routeList, routeReplace } from "./routes.ts";
 import { NlSocket } from "./socket.ts";
 import type {
   AddrInfo,
@@ -50,6 +50,7 @@ import type {
   NeighInfo,
   NeighSpec,
   RouteInfo,
+  RouteLookup,
   RouteSpec,
   SimpleLinkOptions,
   VethOptions,
@@ -67,9 +68,12 @@ export interface NetlinkOpenOptions {
 /** A netlink handle bound to one network namespace. Dispose it (`using`) or call `close()`. */
 export class Netlink implements Disposable {
   readonly #sock: NlSocket;
+  /** The namespace it was opened in (undefined: the process's own), for calls that are not netlink. */
+  readonly netns: string | undefined;
 
-  private constructor(sock: NlSocket) {
+  private constructor(sock: NlSocket, netns: string | undefined) {
     this.#sock = sock;
+    this.netns = netns;
   }
 
   /** Opens a handle in the current namespace, or in the one named by `opts`. */
@@ -77,7 +81,7 @@ export class Netlink implements Disposable {
     rtnl(); // load the libraries (and fail clearly) before switching namespaces
     const ref = opts.netns ?? (opts.pid !== undefined ? `/proc/${opts.pid}/ns/net` : undefined);
     const sock = ref === undefined ? new NlSocket() : withNetns(ref, () => new NlSocket());
-    return new Netlink(sock);
+    return new Netlink(sock, ref);
   }
 
   /** Closes the socket. */
@@ -226,6 +230,11 @@ export class Netlink implements Disposable {
   /** Lists routes of the main table (or as filtered). */
   routeList(filter: RouteFilter = {}): RouteInfo[] {
     return routeList(this.#sock, filter);
+  }
+
+  /** The route the kernel uses to reach `ip` (`ip route get`); NetlinkError when it has none. */
+  routeGet(ip: string): RouteLookup {
+    return routeGet(this.#sock, ip);
   }
 
   // ---- neighbours and FDB

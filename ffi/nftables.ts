@@ -33,12 +33,24 @@ function nft(): Deno.DynamicLibrary<typeof LIBNFTABLES_SYMBOLS>["symbols"] {
   throw new LibraryNotFoundError("libnftables.so.1", "libnftables1", { cause: last });
 }
 
-/** Runs an nft script (in the calling thread's network namespace) and returns its output. */
-export function nftRun(script: string): string {
+/** Loads libnftables (for `weft doctor --preflight`); throws {@linkcode LibraryNotFoundError}. */
+export function loadNftables(): Record<string, unknown> {
+  return nft();
+}
+
+/** NFT_CTX_OUTPUT_JSON: `list` commands answer in nft's JSON schema. */
+const OUTPUT_JSON = 1 << 4;
+
+/**
+ * Runs an nft script (in the calling thread's network namespace) and returns its output; with `json`,
+ * `list` commands answer in nft's JSON schema (as `nft -j`).
+ */
+export function nftRun(script: string, opts: { json?: boolean } = {}): string {
   const l = nft();
   const ctx = l.nft_ctx_new(0);
   if (ctx === null) throw new NftError("nft_ctx_new failed");
   try {
+    if (opts.json) l.nft_ctx_output_set_flags(ctx, OUTPUT_JSON);
     l.nft_ctx_buffer_output(ctx);
     l.nft_ctx_buffer_error(ctx);
     const rc = l.nft_run_cmd_from_buffer(ctx, cstr(script));

@@ -18,6 +18,8 @@ export const LIBNFTABLES_SYMBOLS = {
   nft_ctx_get_output_buffer: { parameters: ["pointer"], result: "pointer" },
   // const char *nft_ctx_get_error_buffer(struct nft_ctx *ctx);
   nft_ctx_get_error_buffer: { parameters: ["pointer"], result: "pointer" },
+  // void nft_ctx_output_set_flags(struct nft_ctx *ctx, unsigned int flags);
+  nft_ctx_output_set_flags: { parameters: ["pointer", "u32"], result: "void" },
   // int nft_run_cmd_from_buffer(struct nft_ctx *nft, const char *buf);
   nft_run_cmd_from_buffer: { parameters: ["pointer", "buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;

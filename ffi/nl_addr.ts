@@ -10,8 +10,10 @@ import { formatIP, ipBytes, ipFromBytes, parseCIDR, parseIP } from "./ip.ts";
 import { Owned } from "./cmem.ts";
 import { nl } from "./loader.ts";
 
-/** Linux address family numbers. */
-export const AF = { UNSPEC: 0, INET: 2, INET6: 10, BRIDGE: 7, LLC: 26 } as const;
+import { AF } from "./nl_consts.ts";
+
+/** Linux address family numbers (from the one table, ffi/nl_consts.ts). */
+export { AF };
 
 function build(family: number, bytes: Uint8Array<ArrayBuffer>, prefix?: number): Owned {
   const lib = nl();

@@ -1,6 +1,7 @@
 /**
- * Route operations: replace (idempotent), add, delete, list. Routes carry weft's protocol number by
- * default so the reconciler can tell its own routes from everybody else's.
+ * Route operations: replace (idempotent), add, delete, list, and the kernel's lookup (`ip route get`).
+ * Routes carry weft's protocol number by default so the reconciler can tell its own routes from
+ * everybody else's.
  *
  * @module
  */
@@ -8,18 +9,24 @@ import { outPointer, Owned, pointerSlot } from "./cmem.ts";
 import { NetlinkError } from "./errors.ts";
 import { nl, rtnl } from "./loader.ts";
 import { AF, ipAddr, netAddr, readIP, readNet } from "./nl_addr.ts";
+import { formatIP, ipBytes, ipFromBytes, parseIP } from "./ip.ts";
 import { resolveIndex } from "./links.ts";
+import { NlBuilder, parseAttrs } from "./nl_codec.ts";
 import { NLM_F, type NlSocket } from "./socket.ts";
-import { type RouteInfo, type RouteSpec, RT_TABLE_MAIN, WEFT_ROUTE_PROTOCOL } from "./types.ts";
+import { type RouteInfo, type RouteLookup, type RouteSpec, WEFT_ROUTE_PROTOCOL } from "./types.ts";
+import { RT_SCOPE, RT_TABLE_MAIN, RTA, RTM, RTMSG_LEN, RTN, RTNH_F_ONLINK } from "./nl_consts.ts";
 
-const RTNH_F_ONLINK = 4;
-const RT_SCOPE = { UNIVERSE: 0, LINK: 253, HOST: 254, NOWHERE: 255 } as const;
-const RTN_BY_NAME = { unicast: 1, local: 2, blackhole: 6, unreachable: 7 } as const;
+const RTN_BY_NAME = {
+  unicast: RTN.UNICAST,
+  local: RTN.LOCAL,
+  blackhole: RTN.BLACKHOLE,
+  unreachable: RTN.UNREACHABLE,
+} as const;
 const RTN_NAMES: Record<number, RouteInfo["type"]> = {
-  1: "unicast",
-  2: "local",
-  6: "blackhole",
-  7: "unreachable",
+  [RTN.UNICAST]: "unicast",
+  [RTN.LOCAL]: "local",
+  [RTN.BLACKHOLE]: "blackhole",
+  [RTN.UNREACHABLE]: "unreachable",
 };
 
 function familyOfDst(dst: string): 4 | 6 {
@@ -51,7 +58,9 @@ function buildRoute(sock: NlSocket, spec: RouteSpec, forDelete: boolean): Owned 
       using src = ipAddr(spec.src);
       sock.check(lib.rtnl_route_set_pref_src(r, src.ptr), op);
     }
-    const hasNexthop = spec.gateway !== undefined || spec.dev !== undefined;
+    // A blackhole (or unreachable) route has no next hop; neither has a device given as ifindex 0.
+    const hasNexthop = (type === undefined || type === "unicast" || type === "local") &&
+      (spec.gateway !== undefined || (spec.dev !== undefined && spec.dev !== 0));
     let scope = spec.scope;
     if (scope === undefined) {
       if (forDelete) scope = RT_SCOPE.NOWHERE; // the kernel's wildcard for deletes
@@ -151,6 +160,48 @@ export function routeList(sock: NlSocket, filter: RouteFilter = {}): RouteInfo[]
       }
     }
     out.push(info);
+  }
+  return out;
+}
+
+/**
+ * The route the kernel would use to reach `ip` (`ip route get <ip>`, one RTM_GETROUTE request): the
+ * output interface, gateway and preferred source address. An address the kernel cannot reach throws
+ * {@linkcode NetlinkError} (ENETUNREACH, EHOSTUNREACH, …).
+ */
+export function routeGet(sock: NlSocket, ip: string): RouteLookup {
+  const addr = parseIP(ip);
+  const op = `route get ${ip}`;
+  const b = new NlBuilder();
+  const rtm = b.struct(RTMSG_LEN);
+  b.view.setUint8(rtm, addr.family === 4 ? AF.INET : AF.INET6); // rtm_family
+  b.view.setUint8(rtm + 1, addr.family === 4 ? 32 : 128); // rtm_dst_len
+  const payload = b.bytes(RTA.DST, ipBytes(addr)).bytesOut();
+  const lib = nl();
+  const msg = lib.nlmsg_alloc_simple(RTM.GETROUTE, 0);
+  if (msg === null) throw new NetlinkError(op, 12, 0, "nlmsg_alloc failed");
+  try {
+    sock.check(lib.nlmsg_append(msg, payload, BigInt(payload.length), 4), op);
+    sock.begin();
+    sock.check(lib.nl_send_auto(sock.ptr, msg), op);
+  } finally {
+    lib.nlmsg_free(msg);
+  }
+  const [reply] = sock.receive(op);
+  sock.waitForAck(op); // libnl asked for an ACK too; leave none behind for the next request
+  if (!reply || reply.length < RTMSG_LEN) {
+    throw new NetlinkError(op, 61, 0, "no route in the kernel's answer");
+  }
+  const out: RouteLookup = {
+    family: addr.family,
+    type: RTN_NAMES[reply[7]!] ?? "other",
+    index: 0,
+  };
+  for (const a of parseAttrs(reply.subarray(RTMSG_LEN))) {
+    const view = new DataView(a.data.buffer, a.data.byteOffset, a.data.byteLength);
+    if (a.type === RTA.OIF) out.index = view.getUint32(0, true);
+    else if (a.type === RTA.GATEWAY) out.gateway = formatIP(ipFromBytes(a.data));
+    else if (a.type === RTA.PREFSRC) out.src = formatIP(ipFromBytes(a.data));
   }
   return out;
 }

@@ -6,14 +6,9 @@
 import { readCString } from "./cmem.ts";
 import { errnoFromNle, NetlinkError } from "./errors.ts";
 import { nl } from "./loader.ts";
+import { LIBNL, NETLINK, NLM_F, NLMSG_HDRLEN } from "./nl_consts.ts";
 
-/** Netlink protocols weft speaks. */
-export const NETLINK = { ROUTE: 0, GENERIC: 16 } as const;
-const NL_CB_CUSTOM = 3;
-const NL_STOP = 2;
-
-/** NLM_F_* request flags. */
-export const NLM_F = { REPLACE: 0x100, EXCL: 0x200, CREATE: 0x400, APPEND: 0x800 } as const;
+export { NETLINK, NLM_F };
 
 // The kernel's errno from the last NLMSG_ERROR, recorded by the error callback below before libnl maps
 // it to an NLE code. All netlink calls are synchronous on the JS thread, so one slot is enough.
@@ -28,10 +23,34 @@ function errorCallbackPointer(): Deno.PointerObject {
     (_nla, err) => {
       // struct nlmsgerr { int error; struct nlmsghdr msg; }: error is -errno.
       lastKernelErrno = err === null ? 0 : -new Deno.UnsafePointerView(err).getInt32(0);
-      return NL_STOP; // keep libnl's own handling: it returns the mapped error
+      return LIBNL.STOP; // keep libnl's own handling: it returns the mapped error
     },
   );
   return errorCallback.pointer;
+}
+
+// Answers of the exchange in progress (receive() below); exchanges run synchronously on the JS thread,
+// one at a time.
+let collected: Uint8Array[] = [];
+let validCallback:
+  | Deno.UnsafeCallback<{ parameters: ["pointer", "pointer"]; result: "i32" }>
+  | undefined;
+
+function validCallbackPointer(): Deno.PointerObject {
+  validCallback ??= new Deno.UnsafeCallback(
+    { parameters: ["pointer", "pointer"], result: "i32" } as const,
+    (msg) => {
+      const hdr = nl().nlmsg_hdr(msg);
+      if (hdr !== null) {
+        const view = new Deno.UnsafePointerView(hdr);
+        const len = view.getUint32(0);
+        // The payload (family header and attributes), copied out of libnl's buffer.
+        collected.push(new Uint8Array(view.getArrayBuffer(len, 0)).slice(NLMSG_HDRLEN));
+      }
+      return LIBNL.OK;
+    },
+  );
+  return validCallback.pointer;
 }
 
 const registry = new FinalizationRegistry<Deno.PointerObject>((ptr) => nl().nl_socket_free(ptr));
@@ -58,7 +77,7 @@ export class NlSocket {
       lib.nl_socket_disable_msg_peek(ptr);
       const cb = lib.nl_socket_get_cb(ptr);
       if (cb !== null) {
-        lib.nl_cb_err(cb, NL_CB_CUSTOM, errorCallbackPointer(), null);
+        lib.nl_cb_err(cb, LIBNL.CB_CUSTOM, errorCallbackPointer(), null);
         lib.nl_cb_put(cb);
       }
     } catch (err) {
@@ -87,6 +106,34 @@ export class NlSocket {
     const errno = lastKernelErrno || errnoFromNle(nle);
     lastKernelErrno = 0;
     throw new NetlinkError(op, errno, nle, readCString(nl().nl_geterror(nle)));
+  }
+
+  /**
+   * Reads the kernel's answers to the request just sent (`nl_send_auto`) until libnl stops: after a
+   * dump's NLMSG_DONE, or after a request's one reply (then call {@linkcode waitForAck}, since libnl
+   * asks for an ACK on every request). Returns each answer's payload after the netlink header; a
+   * kernel error throws {@linkcode NetlinkError} for `op`.
+   */
+  receive(op: string): Uint8Array[] {
+    const lib = nl();
+    this.check(
+      lib.nl_socket_modify_cb(this.ptr, LIBNL.CB_VALID, LIBNL.CB_CUSTOM, validCallbackPointer(), null),
+      op,
+    );
+    collected = [];
+    try {
+      this.check(lib.nl_recvmsgs_default(this.ptr), op);
+      return collected;
+    } finally {
+      collected = [];
+      // Back to libnl's default, so the socket's other exchanges are as they were.
+      lib.nl_socket_modify_cb(this.ptr, LIBNL.CB_VALID, LIBNL.CB_DEFAULT, null, null);
+    }
+  }
+
+  /** Waits for the kernel's ACK of the request whose reply {@linkcode receive} read. */
+  waitForAck(op: string): void {
+    this.check(nl().nl_wait_for_ack(this.ptr), op);
   }
 
   /** Closes the socket. */

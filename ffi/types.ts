@@ -13,8 +13,8 @@ export type LinkRef = string | number;
 /** The route protocol number weft stamps on every route it installs, so it can find and prune them. */
 export const WEFT_ROUTE_PROTOCOL = 87; // 'W'; unassigned in /etc/iproute2/rt_protos
 
-/** Main routing table. */
-export const RT_TABLE_MAIN = 254;
+/** Main routing table (from the one table of netlink numbers). */
+export { RT_TABLE_MAIN } from "./nl_consts.ts";
 
 /** VXLAN attributes of a link. */
 export interface VxlanInfo {
@@ -160,6 +160,20 @@ export interface RouteInfo {
   metric: number;
   /** Scope. */
   scope: number;
+}
+
+/** The kernel's answer to a route lookup (`ip route get`). */
+export interface RouteLookup {
+  /** 4 or 6. */
+  family: 4 | 6;
+  /** Route type (`unicast`, `local` for the node's own addresses). */
+  type: RouteInfo["type"];
+  /** Output interface's ifindex. */
+  index: number;
+  /** Next hop, when not directly connected. */
+  gateway?: string;
+  /** Source address the kernel picks. */
+  src?: string;
 }
 
 /** A permanent neighbour (ARP/NDP) entry. */

@@ -32,8 +32,11 @@ const RESYNC_S = 2;
 /** How long a repair may take: one resync period, plus the time to notice it from the test. */
 const REPAIR_BUDGET_MS = RESYNC_S * 1000 + 700;
 // SubnetMax keeps the agents' own leases clear of 10.244.200.0/24, which the outage step writes by hand.
+// EnableNFTables: the masquerade/forward rules in weft's nftables table (the iptables mode, flannel's
+// default, is tests/host_firewall_test.ts's).
 const CONFIG = JSON.stringify({
   Network: "10.244.0.0/16",
+  EnableNFTables: true,
   SubnetMax: "10.244.150.0",
   Backend: { Type: "vxlan" },
 });
@@ -76,7 +79,7 @@ Deno.test({
     const ctl = (args: string[]) => etcdctl(etcd.endpoint, args, { netns: topo.underlay });
     const [n0, n1, n2] = topo.nodes as [typeof topo.nodes[0], typeof topo.nodes[0], typeof topo.nodes[0]];
     const agents: AgentProcess[] = [];
-    const args = [`--resync-interval=${RESYNC_S}`, "--ip-masq"];
+    const args = [`--resync-interval=${RESYNC_S}`, `--iptables-resync=${RESYNC_S}`, "--ip-masq"];
     try {
       // Before any agent: a stale weft route (protocol 87) in the cluster network that no lease wants,
       // a foreign nftables table weft must not touch, and node0's fixed lease.
@@ -163,7 +166,9 @@ Deno.test({
         const v = (name: string) => samples.find((s) => s.name === name)?.value;
         assert.equal(v("weft_peers_programmed"), 2);
         assert.equal(v("weft_leases_known"), 2);
-        assert.equal(v("weft_etcd_up"), 1);
+        assert.deepEqual(samples.find((s) => s.name === "weft_store_up")?.labels, { store: "etcd" });
+        assert.equal(v("weft_store_up"), 1);
+        assert.equal(v("weft_etcd_up"), 1, "the deprecated alias");
         assert.equal(v("weft_ready"), 1);
         assert.ok(v("weft_reconcile_passes_total")! >= 1);
         const info = samples.find((s) => s.name === "weft_lease_info");
@@ -316,11 +321,12 @@ Deno.test({
         "etcd stopped for 20 s: pings keep flowing, the agent notices, then recovers",
         async () => {
           let downSeen = false, readyDuring = true;
+          const logBefore = Deno.readTextFileSync(a0.logFile).length;
           const ping = await pingWhile(topo, [[0, 2], [2, 0]], envs, async () => {
             await etcd.stop();
             const end = Date.now() + 20_000;
             while (Date.now() < end) {
-              if ((await metric(a0, "weft_etcd_up")) === 0) downSeen = true;
+              if ((await metric(a0, "weft_store_up")) === 0) downSeen = true;
               if ((await agentHttp(a0, "/readyz"))[0] !== 200) readyDuring = false;
               await sleep(1000);
             }
@@ -332,9 +338,19 @@ Deno.test({
             );
             assert.equal(p.lost, 0);
           }
-          assert.ok(downSeen, "weft_etcd_up went to 0 during the outage");
+          assert.ok(downSeen, "weft_store_up went to 0 during the outage");
           assert.ok(readyDuring, "/readyz stayed 200: the datapath is fine without etcd");
-          await waitFor("etcd_up again", 20_000, async () => (await metric(a0, "weft_etcd_up")) === 1);
+          await waitFor("etcd_up again", 20_000, async () => (await metric(a0, "weft_store_up")) === 1);
+          // The outage in the log: in plain words, once (a retry every ≤ 5 s is not a line each), then over.
+          const log = Deno.readTextFileSync(a0.logFile).slice(logBefore);
+          assert.doesNotMatch(log, /circuit breaker/i, "etcd3's words are translated");
+          const watchLines = log.split("\n").filter((l) => /WARNING weft\.subnet: lease watch/.test(l));
+          assert.ok(watchLines.length >= 1 && watchLines.length <= 2, watchLines.join("\n"));
+          assert.match(
+            watchLines.join("\n"),
+            /etcd is unreachable at http:\/\/[\d.:]+: .*; check that etcd runs/,
+          );
+          assert.match(log, /lease watch: works again after \d+ failed attempts/);
           // Recovered for real: a lease written after etcd came back reaches the kernel.
           const t0 = Date.now();
           await ctl([

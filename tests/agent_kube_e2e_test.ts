@@ -261,7 +261,7 @@ Deno.test({
           ].sort(),
         );
         const table = await weft(["leases", ...kubeArgs]);
-        assert.match(table.stdout, /^NODE\s+SUBNET\s+PUBLIC IP\s+BACKEND\s+VTEP MAC\n/);
+        assert.match(table.stdout, /^NODE\s+SUBNET\s+PUBLIC IP\s+BACKEND\s+VTEP MAC\s+STATUS\n/);
         const status = await weft(["status"]);
         assert.equal(status.code, 0, status.stderr);
         assert.match(status.stdout, /ready\s+yes/);
@@ -359,7 +359,7 @@ Deno.test({
             await waitFor(
               "agents notice the outage",
               15_000,
-              async () => (await metric(agents[0]!, "weft_etcd_up")) === 0,
+              async () => (await metric(agents[0]!, "weft_store_up")) === 0,
             );
             await new Promise((r) => setTimeout(r, 20_000));
             // The datapath stayed: every peer is still routed.
@@ -368,7 +368,7 @@ Deno.test({
             }
             api!.start();
             await waitFor("agents see the API again", 20_000, async () => {
-              for (const a of agents) if ((await metric(a, "weft_etcd_up")) !== 1) return false;
+              for (const a of agents) if ((await metric(a, "weft_store_up")) !== 1) return false;
               return true;
             });
             await waitFor(

@@ -9,47 +9,13 @@ import assert from "node:assert/strict";
 import { Netlink, netnsCreate, netnsDelete } from "../ffi/mod.ts";
 import { addIP, formatIP } from "../src/net/ip.ts";
 import { startAgent, waitReady, waitSubnetEnv } from "./helpers/agent.ts";
-import { cni, type CniCall, cniLab, nsExec } from "./helpers/cni.ts";
+import { cni, cniLab, loggedPid, nsExec, startCniServer, stopCniServer } from "./helpers/cni.ts";
 import { etcdctl, haveEtcd, startEtcd } from "./helpers/etcd.ts";
 import { uniqueNetnsName } from "./helpers/names.ts";
 import { createTopology, ROOT } from "./helpers/topology.ts";
 
-const SERVER = new URL("../src/cni/agent_server.ts", import.meta.url).pathname;
-
-/**
- * Starts the CNI server in namespace `ns` (optionally behind a shell prefix) and waits until it listens
- * (its socket gets mode 0600 right after listen()).
- */
-async function startServer(ns: string, sock: string, wrap: string[] = []): Promise<Deno.ChildProcess> {
-  const child = new Deno.Command("ip", {
-    args: ["netns", "exec", ns, ...wrap, Deno.execPath(), "run", "-A", SERVER, sock],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  for (let i = 0; i < 200; i++) {
-    try {
-      if (((Deno.statSync(sock).mode ?? 0) & 0o777) === 0o600) return child;
-    } catch { /* not yet */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  child.kill("SIGKILL");
-  throw new Error(`the CNI server did not start: ${new TextDecoder().decode((await child.output()).stderr)}`);
-}
-
-async function stop(child: Deno.ChildProcess): Promise<void> {
-  try {
-    child.kill("SIGTERM");
-  } catch { /* gone */ }
-  await child.status;
-  await child.stderr.cancel().catch(() => {});
-}
-
-/** The pid in a call's log line (`weft-cni[PID]`): the server's when it served the call. */
-function loggedPid(r: CniCall): number {
-  const m = /weft-cni\[(\d+)\]/.exec(r.stderr);
-  assert.ok(m, `a log line: ${r.stderr}`);
-  return Number(m[1]);
-}
+const startServer = (ns: string, sock: string, wrap: string[] = []) => startCniServer(ns, sock, { wrap });
+const stop = stopCniServer;
 
 const base = (p: string) => p.slice(p.lastIndexOf("/") + 1);
 

@@ -165,23 +165,17 @@ Deno.test({
   },
 });
 
-Deno.test("deploy/kube-weft-etcd.yml keeps the etcd variant: etcd flags, read-only node access", async () => {
+Deno.test("deploy/kube-weft-etcd.yml keeps the etcd variant: etcd flags, no Kubernetes API access", async () => {
   const docs = await manifest("kube-weft-etcd.yml");
-  assert.deepEqual(docs.map((d) => d.kind), [
-    "Namespace",
-    "ServiceAccount",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "ConfigMap",
-    "DaemonSet",
-  ]);
+  // The etcd-mode agent never calls the API: no ClusterRole (kube-weft.yml's `weft` is the only one) and
+  // no service account token.
+  assert.deepEqual(docs.map((d) => d.kind), ["Namespace", "ServiceAccount", "ConfigMap", "DaemonSet"]);
+  assert.equal((docs[1] as { automountServiceAccountToken?: boolean }).automountServiceAccountToken, false);
   assertConflistIsReadByCniMode(configMap(docs)["cni-conf.json"]!);
   const pod = podOf(docs);
   const c = pod.containers[0]!;
   assert.ok(!c.args.includes("--kube-subnet-mgr"));
   assert.ok(c.env?.some((e) => e.name === "FLANNELD_ETCD_ENDPOINTS"));
-  const rules = (docs.find((d) => d.kind === "ClusterRole") as { rules: { verbs: string[] }[] }).rules;
-  assert.deepEqual(rules.flatMap((r) => r.verbs).sort(), ["get", "list", "watch"]);
   assert.match(pod.initContainers[0]!.args.join(" "), /\/opt\/cni\/bin\/flannel/);
 });
 
@@ -190,4 +184,7 @@ Deno.test("deploy/weft.service runs the agent and restarts it", async () => {
   assert.match(text, /^ExecStart=\/usr\/local\/bin\/weft agent$/m);
   assert.match(text, /^Restart=always$/m);
   assert.match(text, /^\[Install\]$/m);
+  // The agent sends READY=1 once ready (tests/systemd_notify_test.ts): ordering after it means something.
+  assert.match(text, /^Type=notify$/m);
+  assert.match(text, /^Before=.*kubelet\.service/m);
 });

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { GenlSocket } from "../ffi/genl.ts";
 import { NetlinkError } from "../ffi/mod.ts";
-import { attrString, parseAttrs } from "../ffi/nl_attr.ts";
+import { attrString, parseAttrs } from "../ffi/nl_codec.ts";
 import { genlPayload } from "../ffi/genl.ts";
 import { withScratchNetns } from "./helpers/scratch_netns.ts";
 import { requireRoot } from "./helpers/topology.ts";

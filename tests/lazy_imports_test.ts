@@ -35,7 +35,7 @@ async function startupClosure(entry: string): Promise<string[]> {
   return [...seen];
 }
 
-const kube = (mods: string[]) => mods.filter((m) => /\/src\/kube\//.test(m));
+const kube = (mods: string[]) => mods.filter((m) => /\/src\/(lease\/)?kube\//.test(m));
 const etcd = (mods: string[]) => mods.filter((m) => /etcd3|etcd_registry/.test(m));
 
 Deno.test("the CLI and CNI mode load no Kubernetes or etcd client at start-up", async () => {
@@ -48,6 +48,23 @@ Deno.test("the CLI and CNI mode load no Kubernetes or etcd client at start-up", 
 
 Deno.test("kube mode's opener loads src/kube and no etcd client", async () => {
   const mods = await startupClosure("../src/cli/kube_agent.ts");
-  assert.ok(kube(mods).some((m) => m.endsWith("/src/lease/kube/lease_source.ts")));
+  assert.ok(mods.some((m) => m.endsWith("/src/lease/kube/lease_source.ts")));
+  assert.ok(kube(mods).some((m) => m.endsWith("/src/kube/client.ts")));
   assert.deepEqual(etcd(mods), []);
+});
+
+Deno.test("the CNI commands bind no libnl: their netlink is ffi/rtnl over the one codec and constants table", async () => {
+  const libnl = (mods: string[]) =>
+    mods.filter((m) =>
+      /\/ffi\/(loader|libnl_symbols|netlink|socket|links|routes|neighs|addrs|genl)\.ts$/.test(m)
+    );
+  for (
+    const entry of ["../src/cni/add.ts", "../src/cni/del.ts", "../src/cni/check.ts", "../src/cni/main.ts"]
+  ) {
+    const mods = await startupClosure(entry);
+    assert.deepEqual(libnl(mods), [], `${entry} loads libnl's wrappers`);
+    if (!entry.endsWith("main.ts")) {
+      assert.ok(mods.some((m) => m.endsWith("/ffi/nl_codec.ts")), `${entry} uses the one codec`);
+    }
+  }
 });

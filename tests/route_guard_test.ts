@@ -131,3 +131,39 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    "NetlinkKernel adopts flanneld's route (protocol boot, the very next hop weft wants) and refuses any other",
+  ignore: requireRoot(),
+  async fn() {
+    await withScratchNetns("rg", async (ns, nl) => {
+      const dev = await setup(ns, nl);
+      const ip = async (...args: string[]) =>
+        assert.ok(
+          (await new Deno.Command("ip", { args: ["-n", ns, ...args] }).output()).success,
+          args.join(" "),
+        );
+      // As flanneld programs a peer (it sets no protocol: the kernel says boot).
+      await ip("route", "add", "10.244.6.0/24", "via", "192.168.91.7", "dev", "d0", "proto", "boot");
+      await ip("route", "add", "10.244.7.0/24", "via", "192.168.91.8", "dev", "d0", "proto", "boot");
+      const k = new NetlinkKernel(nl);
+      k.apply({ kind: "route", spec: { dst: "10.244.6.0/24", gateway: "192.168.91.7", dev } });
+      assert.deepEqual(await routesTo(ns, "10.244.6.0/24"), [{ protocol: "87", gateway: "192.168.91.7" }]);
+      assert.throws(
+        () => k.apply({ kind: "route", spec: { dst: "10.244.7.0/24", gateway: "192.168.91.9", dev } }),
+        RouteRefusedError,
+        "another next hop than the one there is not flanneld's route for this lease",
+      );
+      // (ip -j leaves the protocol out when it is boot.)
+      assert.deepEqual(await routesTo(ns, "10.244.7.0/24"), [{
+        protocol: "undefined",
+        gateway: "192.168.91.8",
+      }]);
+      assert.equal(k.routes.refused, 1);
+      // Adopted routes are weft's from then on: removed with the lease.
+      k.remove({ kind: "route", spec: { dst: "10.244.6.0/24", dev } });
+      assert.deepEqual(await routesTo(ns, "10.244.6.0/24"), []);
+    });
+  },
+});

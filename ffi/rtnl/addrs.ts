@@ -7,20 +7,13 @@
 import { formatIP, ipBytes, ipFromBytes, parseCIDR } from "../ip.ts";
 import { NetlinkError } from "../errors.ts";
 import type { AddrInfo } from "../types.ts";
-import { attrBytes, attrs, NL, NlBuilder } from "./codec.ts";
+import { attrBytes, attrMap, NlBuilder, payload } from "../nl_codec.ts";
+import { AF, IFA, IFA_F_NODAD, IFADDRMSG_LEN, NLM_F, RTM } from "../nl_consts.ts";
 import type { RtnlSocket } from "./socket.ts";
-
-const AF_INET = 2;
-const AF_INET6 = 10;
-const IFADDRMSG_LEN = 8;
-const IFA_ADDRESS = 1;
-const IFA_LOCAL = 2;
-/** IFA_F_NODAD: an IPv6 address usable at once, without duplicate address detection. */
-const IFA_F_NODAD = 0x02;
 
 /** Address family number of 4 or 6. */
 export function afOf(family: 4 | 6): number {
-  return family === 4 ? AF_INET : AF_INET6;
+  return family === 4 ? AF.INET : AF.INET6;
 }
 
 function ifaddr(b: NlBuilder, family: number, prefix: number, flags: number, index: number): void {
@@ -35,18 +28,18 @@ function ifaddr(b: NlBuilder, family: number, prefix: number, flags: number, ind
 /** The addresses of interface `index` (of one family, or both). */
 export function addrList(s: RtnlSocket, index: number, family?: 4 | 6): AddrInfo[] {
   const seq = s.nextSeq();
-  const b = new NlBuilder().begin(NL.RTM_GETADDR, NL.F_REQUEST | NL.F_DUMP, seq);
+  const b = new NlBuilder().begin(RTM.GETADDR, NLM_F.REQUEST | NLM_F.DUMP, seq);
   ifaddr(b, family === undefined ? 0 : afOf(family), 0, 0, s.strict ? index : 0);
   b.end();
   const out: AddrInfo[] = [];
   for (const m of s.request(b, seq, `address list ifindex ${index}`)) {
-    if (m.type !== NL.RTM_NEWADDR) continue;
+    if (m.type !== RTM.NEWADDR) continue;
     const dv = m.dv;
-    const fam = dv.getUint8(m.at) === AF_INET6 ? 6 : 4;
+    const fam = dv.getUint8(m.at) === AF.INET6 ? 6 : 4;
     const idx = dv.getUint32(m.at + 4, true);
     if (idx !== index || (family !== undefined && fam !== family)) continue;
-    const a = attrs(dv, m.at + IFADDRMSG_LEN, m.end);
-    const bytes = attrBytes(dv, a.get(IFA_LOCAL) ?? a.get(IFA_ADDRESS));
+    const a = attrMap(payload(m, IFADDRMSG_LEN));
+    const bytes = attrBytes(a.get(IFA.LOCAL) ?? a.get(IFA.ADDRESS));
     if (!bytes || (bytes.length !== 4 && bytes.length !== 16)) continue;
     out.push({
       index: idx,
@@ -62,9 +55,9 @@ function addrRequest(type: number, flags: number, index: number, cidr: string, n
   const { ip, net } = parseCIDR(cidr);
   const bytes = ipBytes(ip);
   return (seq: number) => {
-    const b = new NlBuilder().begin(type, NL.F_REQUEST | NL.F_ACK | flags, seq);
+    const b = new NlBuilder().begin(type, NLM_F.REQUEST | NLM_F.ACK | flags, seq);
     ifaddr(b, afOf(ip.family), net.prefix, nodad && ip.family === 6 ? IFA_F_NODAD : 0, index);
-    return b.bytes(IFA_LOCAL, bytes).bytes(IFA_ADDRESS, bytes).end();
+    return b.bytes(IFA.LOCAL, bytes).bytes(IFA.ADDRESS, bytes).end();
   };
 }
 
@@ -76,15 +69,15 @@ export function addrAdd(
   o: { replace?: boolean; nodad?: boolean } = {},
 ): void {
   const seq = s.nextSeq();
-  const flags = NL.F_CREATE | (o.replace ? NL.F_REPLACE : NL.F_EXCL);
-  const b = addrRequest(NL.RTM_NEWADDR, flags, index, cidr, o.nodad ?? false)(seq);
+  const flags = NLM_F.CREATE | (o.replace ? NLM_F.REPLACE : NLM_F.EXCL);
+  const b = addrRequest(RTM.NEWADDR, flags, index, cidr, o.nodad ?? false)(seq);
   s.request(b, seq, `address ${o.replace ? "replace" : "add"} ${cidr}`);
 }
 
 /** Deletes `cidr` from interface `index`; false when it was not there. */
 export function addrDelete(s: RtnlSocket, index: number, cidr: string): boolean {
   const seq = s.nextSeq();
-  const b = addrRequest(NL.RTM_DELADDR, 0, index, cidr, false)(seq);
+  const b = addrRequest(RTM.DELADDR, 0, index, cidr, false)(seq);
   try {
     s.request(b, seq, `address delete ${cidr}`);
     return true;

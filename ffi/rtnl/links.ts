@@ -7,32 +7,22 @@
  */
 import { NetlinkError } from "../errors.ts";
 import type { LinkInfo, LinkRef } from "../types.ts";
-import { attrBytes, attrs, attrStr, attrU32, NL, NlBuilder, type NlMessage } from "./codec.ts";
+import { attrBytes, attrMap, attrString, attrU32, NlBuilder, type NlMessage, payload } from "../nl_codec.ts";
+import {
+  AF,
+  IFF,
+  IFINFOMSG_LEN,
+  IFLA,
+  IFLA_BRPORT_MODE,
+  IFLA_INFO,
+  NLA_F_NESTED,
+  NLM_F,
+  RTEXT_FILTER_SKIP_STATS,
+  RTM,
+  VETH_INFO_PEER,
+} from "../nl_consts.ts";
 import type { RtnlSocket } from "./socket.ts";
 
-const AF_UNSPEC = 0;
-const AF_BRIDGE = 7;
-const IFINFOMSG_LEN = 16;
-const IFF_UP = 0x1;
-const IFF_RUNNING = 0x40;
-const IFF_LOWER_UP = 0x10000;
-const IFLA = {
-  ADDRESS: 1,
-  IFNAME: 3,
-  MTU: 4,
-  MASTER: 10,
-  PROTINFO: 12,
-  LINKINFO: 18,
-  NET_NS_FD: 28,
-  EXT_MASK: 29,
-} as const;
-const IFLA_INFO_KIND = 1;
-const IFLA_INFO_DATA = 2;
-const VETH_INFO_PEER = 1;
-const IFLA_BRPORT_MODE = 4;
-const NLA_F_NESTED = 0x8000;
-/** RTEXT_FILTER_SKIP_STATS: the ~1 KiB of counters per link are not needed. */
-const SKIP_STATS = 1 << 3;
 const ENODEV = 19;
 
 function describe(ref: LinkRef): string {
@@ -43,7 +33,7 @@ function describe(ref: LinkRef): string {
 function ifinfo(b: NlBuilder, o: { family?: number; index?: number; flags?: number; change?: number } = {}) {
   const at = b.struct(IFINFOMSG_LEN);
   const v = b.view;
-  v.setUint8(at, o.family ?? AF_UNSPEC);
+  v.setUint8(at, o.family ?? AF.UNSPEC);
   v.setInt32(at + 4, o.index ?? 0, true);
   v.setUint32(at + 8, o.flags ?? 0, true);
   v.setUint32(at + 12, o.change ?? 0, true);
@@ -69,30 +59,30 @@ function formatMac(b: Uint8Array | undefined): string {
 function linkInfo(m: NlMessage): LinkInfo {
   const dv = m.dv;
   const flags = dv.getUint32(m.at + 8, true);
-  const a = attrs(dv, m.at + IFINFOMSG_LEN, m.end);
+  const a = attrMap(payload(m, IFINFOMSG_LEN));
   const li = a.get(IFLA.LINKINFO);
-  const kind = li ? attrStr(dv, attrs(dv, li[0], li[1]).get(IFLA_INFO_KIND)) : undefined;
+  const kind = li ? attrString(attrMap(li.data).get(IFLA_INFO.KIND)) : undefined;
   return {
     index: dv.getInt32(m.at + 4, true),
-    name: attrStr(dv, a.get(IFLA.IFNAME)) ?? "",
+    name: attrString(a.get(IFLA.IFNAME)) ?? "",
     kind: kind ?? "",
-    mtu: attrU32(dv, a.get(IFLA.MTU)) ?? 0,
-    mac: formatMac(attrBytes(dv, a.get(IFLA.ADDRESS))),
-    up: (flags & IFF_UP) !== 0,
-    running: (flags & (IFF_RUNNING | IFF_LOWER_UP)) !== 0,
-    master: attrU32(dv, a.get(IFLA.MASTER)) ?? 0,
+    mtu: attrU32(a.get(IFLA.MTU)) ?? 0,
+    mac: formatMac(attrBytes(a.get(IFLA.ADDRESS))),
+    up: (flags & IFF.UP) !== 0,
+    running: (flags & (IFF.RUNNING | IFF.LOWER_UP)) !== 0,
+    master: attrU32(a.get(IFLA.MASTER)) ?? 0,
   };
 }
 
 /** One link by name or index, or `undefined` when there is none. */
 export function linkGet(s: RtnlSocket, ref: LinkRef): LinkInfo | undefined {
   const seq = s.nextSeq();
-  const b = new NlBuilder().begin(NL.RTM_GETLINK, NL.F_REQUEST | NL.F_ACK, seq);
+  const b = new NlBuilder().begin(RTM.GETLINK, NLM_F.REQUEST | NLM_F.ACK, seq);
   ifinfo(b, { index: typeof ref === "number" ? ref : 0 });
   if (typeof ref === "string") b.str(IFLA.IFNAME, ref);
-  b.u32(IFLA.EXT_MASK, SKIP_STATS).end();
+  b.u32(IFLA.EXT_MASK, RTEXT_FILTER_SKIP_STATS).end();
   try {
-    const r = s.request(b, seq, `link get ${describe(ref)}`).find((m) => m.type === NL.RTM_NEWLINK);
+    const r = s.request(b, seq, `link get ${describe(ref)}`).find((m) => m.type === RTM.NEWLINK);
     return r ? linkInfo(r) : undefined;
   } catch (err) {
     if (err instanceof NetlinkError && err.errno === ENODEV) return undefined;
@@ -103,18 +93,18 @@ export function linkGet(s: RtnlSocket, ref: LinkRef): LinkInfo | undefined {
 /** The links enslaved to `master` (a bridge's ports); the kernel filters when it can. */
 export function linkPorts(s: RtnlSocket, master: number): LinkInfo[] {
   const seq = s.nextSeq();
-  const b = new NlBuilder().begin(NL.RTM_GETLINK, NL.F_REQUEST | NL.F_DUMP, seq);
+  const b = new NlBuilder().begin(RTM.GETLINK, NLM_F.REQUEST | NLM_F.DUMP, seq);
   ifinfo(b);
-  b.u32(IFLA.MASTER, master).u32(IFLA.EXT_MASK, SKIP_STATS).end();
+  b.u32(IFLA.MASTER, master).u32(IFLA.EXT_MASK, RTEXT_FILTER_SKIP_STATS).end();
   return s.request(b, seq, `link list master ${master}`)
-    .filter((m) => m.type === NL.RTM_NEWLINK)
+    .filter((m) => m.type === RTM.NEWLINK)
     .map(linkInfo)
     .filter((l) => l.master === master);
 }
 
 function create(s: RtnlSocket, name: string, what: string, build: (b: NlBuilder) => void): LinkInfo {
   const seq = s.nextSeq();
-  const b = new NlBuilder().begin(NL.RTM_NEWLINK, NL.F_REQUEST | NL.F_ACK | NL.F_CREATE | NL.F_EXCL, seq);
+  const b = new NlBuilder().begin(RTM.NEWLINK, NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.EXCL, seq);
   ifinfo(b);
   b.str(IFLA.IFNAME, name);
   build(b);
@@ -133,7 +123,7 @@ export function linkAddBridge(s: RtnlSocket, o: { name: string; mac?: string; mt
     if (o.mac) b.bytes(IFLA.ADDRESS, macBytes(o.mac));
     if (o.mtu) b.u32(IFLA.MTU, o.mtu);
     const li = b.nestStart(IFLA.LINKINFO);
-    b.str(IFLA_INFO_KIND, "bridge").nestEnd(li);
+    b.str(IFLA_INFO.KIND, "bridge").nestEnd(li);
   });
 }
 
@@ -154,8 +144,8 @@ export function linkAddVeth(s: RtnlSocket, o: RawVethOptions): LinkInfo {
   return create(s, o.name, "veth", (b) => {
     if (o.mtu) b.u32(IFLA.MTU, o.mtu);
     const li = b.nestStart(IFLA.LINKINFO);
-    b.str(IFLA_INFO_KIND, "veth");
-    const data = b.nestStart(IFLA_INFO_DATA);
+    b.str(IFLA_INFO.KIND, "veth");
+    const data = b.nestStart(IFLA_INFO.DATA);
     const peer = b.nestStart(VETH_INFO_PEER);
     ifinfo(b); // the peer's own struct ifinfomsg, then its attributes
     b.str(IFLA.IFNAME, o.peerName);
@@ -178,8 +168,8 @@ export interface LinkChanges {
 /** Applies `c` to link `index` in one request. */
 export function linkSet(s: RtnlSocket, index: number, c: LinkChanges): void {
   const seq = s.nextSeq();
-  const b = new NlBuilder().begin(NL.RTM_NEWLINK, NL.F_REQUEST | NL.F_ACK, seq);
-  ifinfo(b, { index, flags: c.up ? IFF_UP : 0, change: c.up === undefined ? 0 : IFF_UP });
+  const b = new NlBuilder().begin(RTM.NEWLINK, NLM_F.REQUEST | NLM_F.ACK, seq);
+  ifinfo(b, { index, flags: c.up ? IFF.UP : 0, change: c.up === undefined ? 0 : IFF.UP });
   if (c.master !== undefined) b.u32(IFLA.MASTER, c.master);
   if (c.mtu !== undefined) b.u32(IFLA.MTU, c.mtu);
   b.end();
@@ -189,8 +179,8 @@ export function linkSet(s: RtnlSocket, index: number, c: LinkChanges): void {
 /** Turns hairpin mode of bridge port `index` on or off (IFLA_BRPORT_MODE). */
 export function linkSetHairpin(s: RtnlSocket, index: number, on: boolean): void {
   const seq = s.nextSeq();
-  const b = new NlBuilder().begin(NL.RTM_SETLINK, NL.F_REQUEST | NL.F_ACK, seq);
-  ifinfo(b, { family: AF_BRIDGE, index });
+  const b = new NlBuilder().begin(RTM.SETLINK, NLM_F.REQUEST | NLM_F.ACK, seq);
+  ifinfo(b, { family: AF.BRIDGE, index });
   const p = b.nestStart(IFLA.PROTINFO | NLA_F_NESTED);
   b.u8(IFLA_BRPORT_MODE, on ? 1 : 0).nestEnd(p).end();
   s.request(b, seq, `link set hairpin ${describe(index)}`);
@@ -199,7 +189,7 @@ export function linkSetHairpin(s: RtnlSocket, index: number, on: boolean): void 
 /** Deletes a link (a veth takes its peer with it); false when there was none. */
 export function linkDelete(s: RtnlSocket, ref: LinkRef): boolean {
   const seq = s.nextSeq();
-  const b = new NlBuilder().begin(NL.RTM_DELLINK, NL.F_REQUEST | NL.F_ACK, seq);
+  const b = new NlBuilder().begin(RTM.DELLINK, NLM_F.REQUEST | NLM_F.ACK, seq);
   ifinfo(b, { index: typeof ref === "number" ? ref : 0 });
   if (typeof ref === "string") b.str(IFLA.IFNAME, ref);
   b.end();

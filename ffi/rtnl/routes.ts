@@ -5,22 +5,16 @@
  * @module
  */
 import { formatIP, ipBytes, ipFromBytes, parseIP, parseNet } from "../ip.ts";
-import { type RouteInfo, RT_TABLE_MAIN, WEFT_ROUTE_PROTOCOL } from "../types.ts";
-import { attrBytes, attrs, attrU32, NL, NlBuilder } from "./codec.ts";
+import { type RouteInfo, WEFT_ROUTE_PROTOCOL } from "../types.ts";
+import { attrBytes, attrMap, attrU32, NlBuilder, payload } from "../nl_codec.ts";
+import { AF, NLM_F, RT_SCOPE, RT_TABLE_MAIN, RTA, RTM, RTMSG_LEN, RTN, RTNH_F_ONLINK } from "../nl_consts.ts";
 import { afOf } from "./addrs.ts";
 import type { RtnlSocket } from "./socket.ts";
-
-const RTMSG_LEN = 12;
-const RTA = { DST: 1, OIF: 4, GATEWAY: 5, PRIORITY: 6, TABLE: 15 } as const;
-const RTN_UNICAST = 1;
-const RT_SCOPE_UNIVERSE = 0;
-const RT_SCOPE_LINK = 253;
-const RTNH_F_ONLINK = 4;
 const TYPES: Record<number, RouteInfo["type"]> = {
-  1: "unicast",
-  2: "local",
-  6: "blackhole",
-  7: "unreachable",
+  [RTN.UNICAST]: "unicast",
+  [RTN.LOCAL]: "local",
+  [RTN.BLACKHOLE]: "blackhole",
+  [RTN.UNREACHABLE]: "unreachable",
 };
 
 /** A unicast route to install. */
@@ -40,8 +34,8 @@ export function routeReplace(s: RtnlSocket, r: RawRoute): void {
   const dst = parseNet(r.dst);
   const seq = s.nextSeq();
   const b = new NlBuilder().begin(
-    NL.RTM_NEWROUTE,
-    NL.F_REQUEST | NL.F_ACK | NL.F_CREATE | NL.F_REPLACE,
+    RTM.NEWROUTE,
+    NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.REPLACE,
     seq,
   );
   const at = b.struct(RTMSG_LEN);
@@ -50,8 +44,8 @@ export function routeReplace(s: RtnlSocket, r: RawRoute): void {
   v.setUint8(at + 1, dst.prefix);
   v.setUint8(at + 4, RT_TABLE_MAIN);
   v.setUint8(at + 5, r.protocol ?? WEFT_ROUTE_PROTOCOL);
-  v.setUint8(at + 6, r.gateway === undefined ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE);
-  v.setUint8(at + 7, RTN_UNICAST);
+  v.setUint8(at + 6, r.gateway === undefined ? RT_SCOPE.LINK : RT_SCOPE.UNIVERSE);
+  v.setUint8(at + 7, RTN.UNICAST);
   if (dst.prefix > 0) b.bytes(RTA.DST, ipBytes(dst.ip));
   if (r.gateway !== undefined) b.bytes(RTA.GATEWAY, ipBytes(parseIP(r.gateway)));
   b.u32(RTA.OIF, r.dev).end();
@@ -61,31 +55,31 @@ export function routeReplace(s: RtnlSocket, r: RawRoute): void {
 /** The routes of the main table (of one family, or both). */
 export function routeList(s: RtnlSocket, family?: 4 | 6): RouteInfo[] {
   const seq = s.nextSeq();
-  const b = new NlBuilder().begin(NL.RTM_GETROUTE, NL.F_REQUEST | NL.F_DUMP, seq);
+  const b = new NlBuilder().begin(RTM.GETROUTE, NLM_F.REQUEST | NLM_F.DUMP, seq);
   const at = b.struct(RTMSG_LEN);
   b.view.setUint8(at, family === undefined ? 0 : afOf(family));
   b.end();
   const out: RouteInfo[] = [];
   for (const m of s.request(b, seq, "route list")) {
-    if (m.type !== NL.RTM_NEWROUTE) continue;
+    if (m.type !== RTM.NEWROUTE) continue;
     const dv = m.dv;
-    const fam = dv.getUint8(m.at) === 10 ? 6 : 4;
-    const a = attrs(dv, m.at + RTMSG_LEN, m.end);
-    const table = attrU32(dv, a.get(RTA.TABLE)) ?? dv.getUint8(m.at + 4);
+    const fam = dv.getUint8(m.at) === AF.INET6 ? 6 : 4;
+    const a = attrMap(payload(m, RTMSG_LEN));
+    const table = attrU32(a.get(RTA.TABLE)) ?? dv.getUint8(m.at + 4);
     if (table !== RT_TABLE_MAIN) continue;
-    const dstBytes = attrBytes(dv, a.get(RTA.DST));
-    const gw = attrBytes(dv, a.get(RTA.GATEWAY));
+    const dstBytes = attrBytes(a.get(RTA.DST));
+    const gw = attrBytes(a.get(RTA.GATEWAY));
     const info: RouteInfo = {
       dst: `${dstBytes ? formatIP(ipFromBytes(dstBytes)) : fam === 4 ? "0.0.0.0" : "::"}/${
         dv.getUint8(m.at + 1)
       }`,
       family: fam,
-      index: attrU32(dv, a.get(RTA.OIF)) ?? 0,
+      index: attrU32(a.get(RTA.OIF)) ?? 0,
       onlink: (dv.getUint32(m.at + 8, true) & RTNH_F_ONLINK) !== 0,
       type: TYPES[dv.getUint8(m.at + 7)] ?? "other",
       protocol: dv.getUint8(m.at + 5),
       table,
-      metric: attrU32(dv, a.get(RTA.PRIORITY)) ?? 0,
+      metric: attrU32(a.get(RTA.PRIORITY)) ?? 0,
       scope: dv.getUint8(m.at + 6),
     };
     if (gw) info.gateway = formatIP(ipFromBytes(gw));

@@ -9,17 +9,20 @@
  * @module
  */
 import { NetlinkError } from "../errors.ts";
-import { attrs, attrStr, messages, NL, type NlBuilder, type NlMessage } from "./codec.ts";
+import { attrMap, attrString, messages, type NlBuilder, type NlMessage, payload } from "../nl_codec.ts";
+import {
+  AF,
+  NETLINK,
+  NETLINK_OPT,
+  NLM_F,
+  NLMSG,
+  NLMSG_HDRLEN,
+  NLMSGERR_ATTR_MSG,
+  SOL_NETLINK,
+} from "../nl_consts.ts";
 import { addressOf, closeFd, inNetns, sys, SyscallError } from "./sys.ts";
 
-const AF_NETLINK = 16n;
 const SOCK_RAW_CLOEXEC = 3n | 0o2000000n;
-const NETLINK_ROUTE = 0n;
-const SOL_NETLINK = 270n;
-const NETLINK_CAP_ACK = 10n;
-const NETLINK_EXT_ACK = 11n;
-const NETLINK_GET_STRICT_CHK = 12n;
-const NLMSGERR_ATTR_MSG = 1;
 const EINTR = 4;
 const MSG_TRUNC = 0x20n;
 
@@ -36,16 +39,20 @@ export class RtnlSocket implements Disposable {
     this.#fd = fd;
     const one = new Uint8Array(new ArrayBuffer(4));
     new DataView(one.buffer).setUint32(0, 1, true);
-    const opt = (name: bigint) => sys("setsockopt", BigInt(fd), SOL_NETLINK, name, addressOf(one), 4n) === 0;
-    opt(NETLINK_EXT_ACK);
-    opt(NETLINK_CAP_ACK);
-    this.strict = opt(NETLINK_GET_STRICT_CHK);
+    const opt = (name: number) =>
+      sys("setsockopt", BigInt(fd), BigInt(SOL_NETLINK), BigInt(name), addressOf(one), 4n) === 0;
+    opt(NETLINK_OPT.EXT_ACK);
+    opt(NETLINK_OPT.CAP_ACK);
+    this.strict = opt(NETLINK_OPT.GET_STRICT_CHK);
   }
 
-  /** Opens a socket in the current namespace, or in the one open as `netnsFd`. */
-  static open(netnsFd?: number): RtnlSocket {
+  /**
+   * Opens a socket in the current namespace, or in the one open as `netnsFd`; `protocol` another netlink
+   * family than NETLINK_ROUTE (NETLINK_NETFILTER for nftables: ffi/rtnl/nft.ts).
+   */
+  static open(netnsFd?: number, protocol: number = NETLINK.ROUTE): RtnlSocket {
     const make = () => {
-      const fd = sys("socket", AF_NETLINK, SOCK_RAW_CLOEXEC, NETLINK_ROUTE);
+      const fd = sys("socket", BigInt(AF.NETLINK), SOCK_RAW_CLOEXEC, BigInt(protocol));
       if (fd < 0) throw new SyscallError("netlink socket", -fd);
       return fd;
     };
@@ -64,6 +71,15 @@ export class RtnlSocket implements Disposable {
    * {@linkcode NetlinkError} for `op` with the kernel's errno and message.
    */
   request(b: NlBuilder, seq: number, op: string): NlMessage[] {
+    return this.batch(b, [seq], op);
+  }
+
+  /**
+   * Sends every message in `b` in one datagram (an nftables batch) and reads until each of `seqs` is
+   * answered: an ACK, an error, or (dumps) NLMSG_DONE. The first kernel error throws, once all answers
+   * are in (the kernel answers every message of a batch, also after an error).
+   */
+  batch(b: NlBuilder, seqs: number[], op: string): NlMessage[] {
     const out = b.bytesOut();
     for (;;) {
       const n = sys("sendto", BigInt(this.#fd), addressOf(out), BigInt(out.length), 0n, 0n, 0n);
@@ -71,6 +87,8 @@ export class RtnlSocket implements Disposable {
       if (-n !== EINTR) throw new NetlinkError(op, -n, 0, "sendto failed");
     }
     const replies: NlMessage[] = [];
+    const waiting = new Set(seqs);
+    let failed: NetlinkError | undefined;
     for (;;) {
       const n = sys(
         "recvfrom",
@@ -87,16 +105,20 @@ export class RtnlSocket implements Disposable {
       }
       if (n > this.#rx.length) throw new NetlinkError(op, 90, 0, `reply of ${n} bytes truncated`);
       for (const m of messages(this.#rxView, n)) {
-        if (m.seq !== seq) continue; // a late reply to an earlier request
-        if (m.type === NL.DONE) return replies;
-        if (m.type === NL.ERROR) {
-          const err = -m.dv.getInt32(m.at, true);
-          if (err === 0) return replies; // the ACK
-          throw new NetlinkError(op, err, 0, extackMessage(m) ?? "rejected by the kernel");
+        if (!waiting.has(m.seq)) continue; // a late reply to an earlier request
+        if (m.type === NLMSG.DONE || m.type === NLMSG.ERROR) {
+          const err = m.type === NLMSG.ERROR ? -m.dv.getInt32(m.at, true) : 0;
+          if (err !== 0) {
+            failed ??= new NetlinkError(op, err, 0, extackMessage(m) ?? "rejected by the kernel");
+          }
+          waiting.delete(m.seq); // answered: its ACK, its error, or the end of its dump
+          if (waiting.size) continue;
+          if (failed) throw failed;
+          return replies;
         }
         // Copy: the receive buffer is reused by the next recvfrom.
-        const copy = new DataView(m.dv.buffer.slice(m.at - 16, m.end));
-        replies.push({ ...m, dv: copy, at: 16, end: m.end - m.at + 16 });
+        const copy = new DataView(m.dv.buffer.slice(m.at - NLMSG_HDRLEN, m.end));
+        replies.push({ ...m, dv: copy, at: NLMSG_HDRLEN, end: m.end - m.at + NLMSG_HDRLEN });
       }
     }
   }
@@ -116,10 +138,10 @@ export class RtnlSocket implements Disposable {
 
 /** The kernel's extended-ACK text of an NLMSG_ERROR, if it sent one. */
 function extackMessage(m: NlMessage): string | undefined {
-  if (!(m.flags & NL.F_ACK_TLVS)) return undefined;
+  if (!(m.flags & NLM_F.ACK_TLVS)) return undefined;
   // struct nlmsgerr { int error; struct nlmsghdr msg; [payload unless capped] } then the TLVs.
   const origLen = m.dv.getUint32(m.at + 4, true);
-  const tlvs = m.at + 4 + ((m.flags & NL.F_CAPPED) ? 16 : origLen);
-  const msg = attrStr(m.dv, attrs(m.dv, tlvs, m.end).get(NLMSGERR_ATTR_MSG));
+  const tlvs = 4 + ((m.flags & NLM_F.CAPPED) ? NLMSG_HDRLEN : origLen);
+  const msg = attrString(attrMap(payload(m, tlvs)).get(NLMSGERR_ATTR_MSG));
   return msg?.trim() || undefined;
 }

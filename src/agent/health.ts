@@ -3,11 +3,11 @@
  * written: 200, else 503 with the reason), `/metrics` (Prometheus text), on the hardened server of
  * http_server.ts (connection cap, header and idle timeouts, accept errors survived and counted).
  *
- * The default address stays flanneld's `0.0.0.0` (`--healthz-ip`): kubelet probes and scrapers written
- * for flanneld reach it on 127.0.0.1 or on the node's address, whichever they use, and a node's own
- * address would not help much — pods reach it anyway, as any host-network port. The server is off unless
- * `--healthz-port` is set, serves read-only data, and is bounded (see http_server.ts), so no client can
- * hurt the agent through it; the shipped DaemonSet binds it to 127.0.0.1.
+ * The flag's default address stays flanneld's `0.0.0.0` (scrapers written for flanneld find it), but the
+ * shipped DaemonSets bind it to the node's own address (the pod IP with hostNetwork), where the cluster's
+ * Prometheus and kubelet's probes reach it, and not the cni0 or overlay addresses (README, "Metrics and
+ * monitoring"). The server is off unless `--healthz-port` is set, serves read-only data, and is bounded
+ * (see http_server.ts), so no client can hurt the agent through it.
  *
  * @module
  */

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { WEFT_VERSION } from "../version.ts";
 import { agentMetrics, type AgentView } from "./metrics.ts";
 
 /** Every part of the view set, with awkward values: label text to escape, a 250-character key. */
@@ -24,8 +25,31 @@ const view = (full: boolean): AgentView => ({
         expiresAt: new Date(1700000000500),
       }
       : undefined,
-  etcdUp: () => true,
+  storeUp: () => true,
+  store: () => "etcd",
+  backend: () => full ? "vxlan" : "",
+  storeDownSince: () => full ? undefined : new Date(1700000000000),
+  subnetEnvPresent: () => full,
   ready: () => false,
+  hostRules: () =>
+    full
+      ? {
+        mode: "iptables-nft",
+        ok: true,
+        error: "",
+        repaired: 0,
+        writes: 3,
+        passes: 9,
+        blockers: [{
+          family: "inet",
+          table: "firewalld",
+          chain: "filter_FORWARD",
+          verdict: "drops",
+          where: "policy drop",
+          probe: "10.244.3.2 → 10.244.0.2, cni0 → flannel.1",
+        }],
+      }
+      : undefined,
   renewals: () => 4,
   forwarder: () =>
     full
@@ -68,9 +92,14 @@ const view = (full: boolean): AgentView => ({
 
 const K200 = "k".repeat(200);
 
-// What prom-client 15.1.3 wrote for the same view (captured before it was replaced); the process memory
-// gauges vary, so their values are masked.
-const PROM_CLIENT_FULL = `# HELP weft_leases_known Leases of other nodes known from etcd
+// What prom-client 15.1.3 wrote for the same view (captured before it was replaced), with the metrics
+// renamed or added since (weft_store_up, weft_etcd_up's HELP); the process memory gauges vary, so their
+// values are masked.
+const PROM_CLIENT_FULL = `# HELP weft_build_info weft's version, backend and lease store (always 1)
+# TYPE weft_build_info gauge
+weft_build_info{version="${WEFT_VERSION}",backend="vxlan",store="etcd"} 1
+
+# HELP weft_leases_known Leases of other nodes known from the lease store
 # TYPE weft_leases_known gauge
 weft_leases_known 5001
 
@@ -106,7 +135,7 @@ weft_device_recreated_total 0
 # TYPE weft_peers_failing gauge
 weft_peers_failing 1
 
-# HELP weft_rules_repaired_total Times weft's nftables table was found deleted or altered and re-installed
+# HELP weft_rules_repaired_total Times the masquerade/forward rules (iptables chains or nftables table) were found deleted or altered and re-installed
 # TYPE weft_rules_repaired_total counter
 weft_rules_repaired_total 1
 
@@ -122,13 +151,25 @@ weft_lease_reacquired_total 0
 # TYPE weft_lease_renewals_total counter
 weft_lease_renewals_total 4
 
-# HELP weft_etcd_up 1 when etcd answered the last request
+# HELP weft_store_up 1 when the lease store (etcd, or the Kubernetes API in kube mode) answered the last request
+# TYPE weft_store_up gauge
+weft_store_up{store="etcd"} 1
+
+# HELP weft_store_unreachable_since_timestamp_seconds Since when the lease store has not answered (unix seconds; 0 while it answers)
+# TYPE weft_store_unreachable_since_timestamp_seconds gauge
+weft_store_unreachable_since_timestamp_seconds 0
+
+# HELP weft_etcd_up Deprecated alias of weft_store_up (the lease store, also in kube mode); will be removed
 # TYPE weft_etcd_up gauge
 weft_etcd_up 1
 
 # HELP weft_ready 1 when the agent is ready
 # TYPE weft_ready gauge
 weft_ready 0
+
+# HELP weft_subnet_env_present 1 when subnet.env is where the agent writes it (pods cannot start without it)
+# TYPE weft_subnet_env_present gauge
+weft_subnet_env_present 1
 
 # HELP weft_lease_expiry_timestamp_seconds When the own lease expires (unix seconds)
 # TYPE weft_lease_expiry_timestamp_seconds gauge
@@ -204,11 +245,27 @@ weft_lease_rejected{key="10.9.0.0-24",reason="subnet_outside_network"} 1
 weft_lease_rejected{key="${K200}…",reason="subnet_outside_network"} 1
 weft_lease_rejected{key="a\\"b\\\\c\\nd",reason="public_ip_loopback"} 1
 
+# HELP weft_host_rules_passes_total Passes of the masquerade/forward rules (every --iptables-resync)
+# TYPE weft_host_rules_passes_total counter
+weft_host_rules_passes_total{mode="iptables-nft"} 9
+
+# HELP weft_host_rules_writes_total Writes of the masquerade/forward rules (iptables-restore calls, nft transactions); 0 at rest
+# TYPE weft_host_rules_writes_total counter
+weft_host_rules_writes_total{mode="iptables-nft"} 3
+
+# HELP weft_host_firewall_blocking nftables base chains on the forward hook that drop pod traffic (verdict: drops, may drop); no rule of weft's can overrule them
+# TYPE weft_host_firewall_blocking gauge
+weft_host_firewall_blocking{family="inet",table="firewalld",chain="filter_FORWARD",verdict="drops"} 1
+
 # HELP weft_lease_info The own lease
 # TYPE weft_lease_info gauge
 weft_lease_info{subnet="10.244.3.0/24",public_ip="192.168.1.\\"2\\\\",backend="vxlan"} 1
 `;
-const PROM_CLIENT_EMPTY = `# HELP weft_leases_known Leases of other nodes known from etcd
+const PROM_CLIENT_EMPTY = `# HELP weft_build_info weft's version, backend and lease store (always 1)
+# TYPE weft_build_info gauge
+weft_build_info{version="${WEFT_VERSION}",backend="none",store="etcd"} 1
+
+# HELP weft_leases_known Leases of other nodes known from the lease store
 # TYPE weft_leases_known gauge
 weft_leases_known 5001
 
@@ -244,7 +301,7 @@ weft_device_recreated_total 0
 # TYPE weft_peers_failing gauge
 weft_peers_failing 1
 
-# HELP weft_rules_repaired_total Times weft's nftables table was found deleted or altered and re-installed
+# HELP weft_rules_repaired_total Times the masquerade/forward rules (iptables chains or nftables table) were found deleted or altered and re-installed
 # TYPE weft_rules_repaired_total counter
 weft_rules_repaired_total 1
 
@@ -260,13 +317,25 @@ weft_lease_reacquired_total 0
 # TYPE weft_lease_renewals_total counter
 weft_lease_renewals_total 4
 
-# HELP weft_etcd_up 1 when etcd answered the last request
+# HELP weft_store_up 1 when the lease store (etcd, or the Kubernetes API in kube mode) answered the last request
+# TYPE weft_store_up gauge
+weft_store_up{store="etcd"} 1
+
+# HELP weft_store_unreachable_since_timestamp_seconds Since when the lease store has not answered (unix seconds; 0 while it answers)
+# TYPE weft_store_unreachable_since_timestamp_seconds gauge
+weft_store_unreachable_since_timestamp_seconds 1700000000
+
+# HELP weft_etcd_up Deprecated alias of weft_store_up (the lease store, also in kube mode); will be removed
 # TYPE weft_etcd_up gauge
 weft_etcd_up 1
 
 # HELP weft_ready 1 when the agent is ready
 # TYPE weft_ready gauge
 weft_ready 0
+
+# HELP weft_subnet_env_present 1 when subnet.env is where the agent writes it (pods cannot start without it)
+# TYPE weft_subnet_env_present gauge
+weft_subnet_env_present 0
 
 # HELP weft_lease_expiry_timestamp_seconds When the own lease expires (unix seconds)
 # TYPE weft_lease_expiry_timestamp_seconds gauge
@@ -322,13 +391,22 @@ weft_routes_refused_total 7
 # HELP weft_lease_rejected Leases rejected now (1 per key, the first 100 by key), with the rule they break
 # TYPE weft_lease_rejected gauge
 
+# HELP weft_host_rules_passes_total Passes of the masquerade/forward rules (every --iptables-resync)
+# TYPE weft_host_rules_passes_total counter
+
+# HELP weft_host_rules_writes_total Writes of the masquerade/forward rules (iptables-restore calls, nft transactions); 0 at rest
+# TYPE weft_host_rules_writes_total counter
+
+# HELP weft_host_firewall_blocking nftables base chains on the forward hook that drop pod traffic (verdict: drops, may drop); no rule of weft's can overrule them
+# TYPE weft_host_firewall_blocking gauge
+
 # HELP weft_lease_info The own lease
 # TYPE weft_lease_info gauge
 `;
 
 const masked = (text: string) => text.replace(/^((?:process|weft_js)_\w+) \d+$/gm, "$1 N");
 
-Deno.test("the metrics text is what prom-client wrote for the same values: labels, escaping, empty series", () => {
+Deno.test("the metrics text is laid out as prom-client wrote it: labels, escaping, empty series", () => {
   const m = agentMetrics(view(true));
   assert.equal(m.contentType, "text/plain; version=0.0.4; charset=utf-8");
   assert.equal(masked(m.metrics()), PROM_CLIENT_FULL);
@@ -345,4 +423,13 @@ Deno.test("memory gauges report this process's figures at scrape time", () => {
   const text = agentMetrics(view(false)).metrics();
   const rss = Number(text.match(/^process_resident_memory_bytes (\d+)$/m)![1]);
   assert.ok(rss > 10e6 && rss < 4e9, `RSS ${rss}`);
+});
+
+Deno.test("weft_store_up names the store; weft_etcd_up stays as its deprecated alias with the same value", () => {
+  for (const [kind, up] of [["etcd", true], ["kube", false]] as const) {
+    const text = agentMetrics({ ...view(false), store: () => kind, storeUp: () => up }).metrics();
+    assert.match(text, new RegExp(`^weft_store_up\\{store="${kind}"\\} ${up ? 1 : 0}$`, "m"));
+    assert.match(text, new RegExp(`^weft_etcd_up ${up ? 1 : 0}$`, "m"));
+    assert.match(text, /^# HELP weft_etcd_up Deprecated alias of weft_store_up/m);
+  }
 });

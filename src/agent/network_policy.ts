@@ -17,7 +17,7 @@ import { log } from "../log.ts";
 import { PolicyEnforcer } from "../policy/enforcer.ts";
 import type { ListWatchClient } from "../policy/informer.ts";
 import { listPolicyTable, removePolicyTable } from "../policy/nft_table.ts";
-import type { MetricsText } from "./metrics.ts";
+import { Histogram, MetricFamilies, type MetricsText } from "./prometheus.ts";
 
 const logger = log("agent");
 
@@ -34,31 +34,10 @@ export interface NetworkPolicyOptions {
 /** Buckets of the update latency histogram, s. */
 export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
-/** A Prometheus histogram of update latencies (cumulative buckets, sum, count). */
-export class LatencyHistogram {
-  readonly #counts = LATENCY_BUCKETS.map(() => 0);
-  /** Sum of the observations, s. */
-  sum = 0;
-  /** Number of observations. */
-  count = 0;
-
-  /** Records one latency, s. */
-  observe(seconds: number): void {
-    this.sum += seconds;
-    this.count++;
-    LATENCY_BUCKETS.forEach((le, i) => {
-      if (seconds <= le) this.#counts[i]!++;
-    });
-  }
-
-  /** Its text lines (`_bucket{le=…}`, `_sum`, `_count`) under `name`. */
-  lines(name: string): string[] {
-    return [
-      ...LATENCY_BUCKETS.map((le, i) => `${name}_bucket{le="${le}"} ${this.#counts[i]}`),
-      `${name}_bucket{le="+Inf"} ${this.count}`,
-      `${name}_sum ${this.sum}`,
-      `${name}_count ${this.count}`,
-    ];
+/** The update latency histogram (cumulative buckets, sum, count; prometheus.ts writes it). */
+export class LatencyHistogram extends Histogram {
+  constructor() {
+    super(LATENCY_BUCKETS);
   }
 }
 
@@ -67,68 +46,55 @@ export class LatencyHistogram {
  * at scrape time.
  */
 export function policyMetricsText(e: PolicyEnforcer, latency: LatencyHistogram): string {
-  const blocks: string[] = [];
-  const one = (type: "gauge" | "counter", name: string, help: string, v: number) =>
-    blocks.push(`# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name} ${v}\n`);
-  one("gauge", "weft_policy_rules", "Allow rules in weft's policy table", e.stats.rules);
-  one(
-    "gauge",
+  const m = new MetricFamilies();
+  m.gauge("weft_policy_rules", "Allow rules in weft's policy table", () => e.stats.rules);
+  m.gauge(
     "weft_policy_isolated_pods",
     "Pods of this node isolated by some NetworkPolicy",
-    e.stats.isolatedPods,
+    () => e.stats.isolatedPods,
   );
-  one("counter", "weft_policy_updates_total", "Policy rule sets installed", e.stats.updates);
-  one(
-    "gauge",
+  m.counter("weft_policy_updates_total", "Policy rule sets installed", () => e.stats.updates);
+  m.gauge(
     "weft_policy_install_seconds",
     "Duration of the last compile and install",
-    e.stats.lastApplySeconds,
+    () => e.stats.lastApplySeconds,
   );
-  one(
-    "counter",
+  m.counter(
     "weft_policy_install_failures_total",
     "Rule sets nftables refused (the previous rules stayed in force)",
-    e.stats.failures,
+    () => e.stats.failures,
   );
-  one(
-    "gauge",
+  m.gauge(
     "weft_policy_unenforceable",
     "Parts of NetworkPolicies weft cannot enforce as written (they allow nothing)",
-    e.problems.length,
+    () => e.problems.length,
   );
-  one(
-    "counter",
+  m.counter(
     "weft_policy_unenforceable_total",
     "Distinct unenforceable NetworkPolicy parts seen",
-    e.stats.problemsSeen,
+    () => e.stats.problemsSeen,
   );
-  one(
-    "counter",
+  m.counter(
     "weft_policy_repaired_total",
     "Times the policy table or br_netfilter was found altered and repaired",
-    e.stats.repairs,
+    () => e.stats.repairs,
   );
-  one(
-    "gauge",
+  m.gauge(
     "weft_policy_api_up",
     "1 when the last list/watch of every policy input succeeded",
-    e.apiUp ? 1 : 0,
+    () => e.apiUp ? 1 : 0,
   );
-  one(
-    "gauge",
+  m.gauge(
     "weft_policy_synced",
     "1 once policies, pods and namespaces have been listed",
-    e.synced ? 1 : 0,
+    () => e.synced ? 1 : 0,
   );
-  const h = "weft_policy_update_latency_seconds";
-  blocks.push(
-    [
-      `# HELP ${h} From a change seen in the API to its rules installed in the kernel`,
-      `# TYPE ${h} histogram`,
-      ...latency.lines(h),
-    ].join("\n") + "\n",
+  m.histogram(
+    "weft_policy_update_latency_seconds",
+    "From a change seen in the API to its rules installed in the kernel",
+    latency,
   );
-  return blocks.join("\n");
+  return m.text();
 }
 
 /** The running part. */

@@ -9,9 +9,7 @@ import type { AddrInfo, Netlink } from "../../ffi/mod.ts";
 import type { IPNet } from "../net/ip.ts";
 import { parseCIDR } from "../net/ip.ts";
 import type { LocalAddress, NodeFacts } from "../lease/validate.ts";
-
-/** Scope of IPv6 link-local addresses: every interface has one, no lease can lie there. */
-const SCOPE_LINK = 253;
+import { RT_SCOPE } from "../../ffi/nl_consts.ts";
 
 /**
  * weft's (and flannel's) overlay devices: `flannel.<VNI>`, `flannel-v6.<VNI>`, `flannel0` (udp),
@@ -25,7 +23,7 @@ const OVERLAY_DEVICE = /^flannel(\.|-v6\.|-wg|\d)/;
 export function localAddresses(addrs: AddrInfo[], names: Map<number, string>): LocalAddress[] {
   const out: LocalAddress[] = [];
   for (const a of addrs) {
-    if (a.family === 6 && a.scope === SCOPE_LINK) continue;
+    if (a.family === 6 && a.scope === RT_SCOPE.LINK) continue; // link-local: on every interface, no lease there
     const dev = names.get(a.index);
     try {
       const { ip, net } = parseCIDR(a.cidr);

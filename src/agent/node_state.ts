@@ -1,14 +1,16 @@
 /**
  * The node's own state, kept as it should be for the current lease: the backend's device, subnet.env
- * and weft's nftables rules. One {@linkcode NodeState.ensure} installs them for a new lease and repairs
- * them on every resync, as the reconciler repairs the peers' entries.
+ * and the masquerade/forward rules. One {@linkcode NodeState.ensure} installs them for a new lease and
+ * repairs them on every resync, as the reconciler repairs the peers' entries; the rules also have their
+ * own pass every `--iptables-resync` ({@linkcode HostRules.run}).
  *
  * @module
  */
 import type { Backend } from "../backend/backend.ts";
 import type { NetworkConfig } from "../config/net_conf.ts";
 import { formatSubnetEnv, type SubnetEnv, writeSubnetEnv } from "../config/subnet_env.ts";
-import { type MasqNets, RulesKeeper } from "../datapath/masq.ts";
+import { HostRules } from "../datapath/host_rules.ts";
+import type { MasqNets } from "../datapath/masq.ts";
 import type { DeviceChange } from "../datapath/reconciler.ts";
 import { log } from "../log.ts";
 import type { Lease } from "../lease/lease.ts";
@@ -26,23 +28,55 @@ function ensureSubnetEnv(path: string, env: SubnetEnv): "unchanged" | "written" 
   return "written";
 }
 
+/** What the node state is told (flanneld's flags). */
+export interface NodeStateOptions {
+  /** subnet.env path. */
+  subnetFile: string;
+  /** `--ip-masq`. */
+  ipMasq: boolean;
+  /** MASQUERADE `--random-fully` (false with `--ip-masq-fully-random-disable`). */
+  ipMasqFullyRandom: boolean;
+  /** `--iptables-forward-rules`. */
+  iptablesForwardRules: boolean;
+  /** Period of the rules' own pass, seconds (`--iptables-resync`). */
+  iptablesResyncSeconds: number;
+}
+
 /** Device, subnet.env and rules of this node. */
 export class NodeState {
-  readonly #rules: RulesKeeper;
+  /** The masquerade/forward rules (their own pass runs every `--iptables-resync`). */
+  readonly rules: HostRules;
 
   /**
    * @param backend the node's backend (its device)
    * @param cfg the network config
-   * @param opts where subnet.env goes, and whether to masquerade
+   * @param opts where subnet.env goes, and the rules' flags
    * @param status where the outcome is reported
+   * @param overlays names of the devices peers' traffic comes through (for the host firewall check)
    */
   constructor(
     private readonly backend: Backend,
     private readonly cfg: NetworkConfig,
-    private readonly opts: { subnetFile: string; ipMasq: boolean },
+    private readonly opts: NodeStateOptions,
     private readonly status: AgentStatus,
+    overlays: () => string[] = () => [],
   ) {
-    this.#rules = new RulesKeeper(opts.ipMasq);
+    this.rules = new HostRules({
+      nftables: cfg.enableNFTables,
+      ipMasq: opts.ipMasq,
+      fullyRandom: opts.ipMasqFullyRandom,
+      forwardRules: opts.iptablesForwardRules,
+    }, overlays);
+    this.rules.onPass = (st) => {
+      status.rulesOk = st.ok;
+      status.counters.rulesRepaired = st.repaired;
+    };
+    status.hostRules = () => this.rules.state;
+  }
+
+  /** The rules' own pass every `--iptables-resync` seconds, until `signal` aborts. */
+  run(signal: AbortSignal): Promise<void> {
+    return this.rules.run(this.opts.iptablesResyncSeconds, signal);
   }
 
   /**
@@ -58,7 +92,7 @@ export class NodeState {
       logger.error("device: {error}", { error: (err as Error).message });
     }
     this.#subnetEnv(lease, newLease);
-    this.#nftRules(lease);
+    this.#rules(lease);
     return change;
   }
 
@@ -99,7 +133,7 @@ export class NodeState {
     }
   }
 
-  #nftRules(l: Lease): void {
+  #rules(l: Lease): void {
     const { cfg } = this;
     const nets: MasqNets[] = [
       ...(cfg.network && l.subnet ? [{ network: cfg.network, podSubnet: l.subnet }] : []),
@@ -109,15 +143,6 @@ export class NodeState {
       this.status.rulesOk = true;
       return;
     }
-    try {
-      if (this.#rules.ensure(nets) === "repaired") {
-        this.status.counters.rulesRepaired++;
-        logger.warn("nftables table weft was deleted or altered: re-installed it");
-      }
-      this.status.rulesOk = true;
-    } catch (err) {
-      this.status.rulesOk = false;
-      logger.error("nftables rules: {error}", { error: (err as Error).message });
-    }
+    this.rules.want(nets);
   }
 }

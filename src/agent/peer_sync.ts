@@ -24,10 +24,10 @@ export interface PeerSyncHooks {
   ownKey(): string | undefined;
   /** The node's PublicIP: leases carrying it are old leases of this node. */
   ownPublicIP: string;
-  /** The own lease changed or vanished in the store. */
-  onOwn(type: "added" | "removed", lease: Lease): void;
-  /** Every (re-)list has been delivered. */
-  onSynced(): void;
+  /** The own lease changed or vanished in the store (the keeper's to act on: see {@linkcode PeerSync.connect}). */
+  onOwn?(type: "added" | "removed", lease: Lease): void;
+  /** Every (re-)list has been delivered (the full pass's cue: see {@linkcode PeerSync.connect}). */
+  onSynced?(): void;
   /** The store answered (true) or not (false). */
   onConnectivity(up: boolean): void;
   /** The store refuses the agent (what to fix), or accepts it again (undefined). */
@@ -71,6 +71,11 @@ export class PeerSync {
     return this.#filter.rejectedTotal;
   }
 
+  /** Hooks of the parts built after peer sync (the keeper, the full pass); before {@linkcode run}. */
+  connect(later: Pick<PeerSyncHooks, "onOwn" | "onSynced">): void {
+    Object.assign(this.hooks, later);
+  }
+
   /** The own lease (it competes in conflicts and its subnets are the node's own). */
   setOwn(lease: Lease): void {
     this.#filter.setOwn(lease);
@@ -100,7 +105,7 @@ export class PeerSync {
       signal,
       ownKey: () => this.hooks.ownKey(),
       ownPublicIP: this.hooks.ownPublicIP,
-      onOwn: (ev) => this.hooks.onOwn(ev.type, ev.lease),
+      onOwn: (ev) => this.hooks.onOwn?.(ev.type, ev.lease),
       onInvalid: (key, why) => {
         // Garbage under the own key is the keeper's to repair (the watch reports the lease removed).
         if (key === this.hooks.ownKey()) return;
@@ -108,7 +113,7 @@ export class PeerSync {
       },
       onSync: () => {
         this.#synced = true;
-        this.hooks.onSynced();
+        this.hooks.onSynced?.();
       },
       onConnectivity: (up) => this.hooks.onConnectivity(up),
       onRefused: (why) => this.hooks.onRefused?.(why),

@@ -16,53 +16,65 @@ import type { AgentStatus } from "./status.ts";
 
 const logger = log("agent");
 
+/** What a full pass works on. */
+export interface ResyncParts {
+  /** The peers' entries. */
+  reconciler: Reconciler;
+  /** The node's own state. */
+  node: NodeState;
+  /** The current own lease. */
+  lease: () => Lease;
+  /** Whether the first complete list of leases arrived. */
+  synced: () => boolean;
+  /** Where "datapath applied" is reported. */
+  status: AgentStatus;
+  /** Run first in every pass (e.g. re-read the node's addresses for the lease rules). */
+  before?: () => void;
+}
+
 /** Runs full passes. */
 export class Resync {
+  readonly #p: ResyncParts;
   /** Called after every pass that left the datapath applied (the keeper then tells the store). */
   onApplied: () => void = () => {};
 
-  /**
-   * @param reconciler the peers' entries
-   * @param node the node's own state
-   * @param lease the current own lease
-   * @param synced whether the first complete list of leases arrived
-   * @param status where "datapath applied" is reported
-   * @param before run first in every pass (e.g. re-read the node's addresses for the lease rules)
-   */
-  constructor(
-    private readonly reconciler: Reconciler,
-    private readonly node: NodeState,
-    private readonly lease: () => Lease,
-    private readonly synced: () => boolean,
-    private readonly status: AgentStatus,
-    private readonly before: () => void = () => {},
-  ) {}
+  /** @param parts what a pass works on */
+  constructor(parts: ResyncParts) {
+    this.#p = parts;
+  }
 
   /** One pass, after the applies already scheduled; a no-op before the first complete list. */
   async pass(): Promise<void> {
-    if (!this.synced()) return;
-    this.before();
-    await this.reconciler.settled();
-    const change = this.node.ensure(this.lease());
+    const { reconciler, node, lease, synced, status, before } = this.#p;
+    if (!synced()) return;
+    before?.();
+    await reconciler.settled();
+    const change = node.ensure(lease());
     if (change === undefined) {
-      this.reconciler.stats.errors++; // the device failed (logged): the next pass tries again
+      reconciler.stats.errors++; // the device failed (logged): the next pass tries again
       return;
     }
-    const ok = this.reconciler.fullPass(change);
+    const ok = reconciler.fullPass(change);
     // The pass read the whole kernel through libnl: hand the native heap it freed back (ffi/malloc.ts).
     releaseFreeNativeMemory();
-    if (ok && !this.status.datapathApplied) {
-      this.status.datapathApplied = true;
-      logger.info("datapath applied: {n} peers programmed", { n: this.reconciler.stats.peersProgrammed });
+    if (ok && !status.datapathApplied) {
+      status.datapathApplied = true;
+      logger.info("datapath applied: {n} peers programmed", { n: reconciler.stats.peersProgrammed });
     }
-    if (this.status.datapathApplied && this.status.subnetEnvWritten) this.onApplied();
+    if (status.datapathApplied && status.subnetEnvWritten) this.onApplied();
   }
 
-  /** A pass every `seconds` until `signal` aborts. */
+  /**
+   * A pass every `seconds` until `signal` aborts; meanwhile the node state's own periodic pass (its
+   * masquerade/forward rules, every `--iptables-resync`).
+   */
   async run(seconds: number, signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      await sleep(seconds * 1000, signal);
-      if (!signal.aborted) await this.pass();
-    }
+    const passes = async () => {
+      while (!signal.aborted) {
+        await sleep(seconds * 1000, signal);
+        if (!signal.aborted) await this.pass();
+      }
+    };
+    await Promise.all([passes(), this.#p.node.run(signal)]);
   }
 }

@@ -6,12 +6,12 @@
  * @module
  */
 import type { Netlink } from "../../ffi/mod.ts";
-import { retry as retryWithBackoff } from "../async.ts";
+import { retry } from "../async.ts";
 import type { Backend } from "../backend/backend.ts";
 import { createBackend } from "../backend/registry.ts";
-import type { NetworkConfig } from "../config/net_conf.ts";
+import { DEFAULTED_BACKEND_WARNING, type NetworkConfig } from "../config/net_conf.ts";
 import { readSubnetEnv } from "../config/subnet_env.ts";
-import { log } from "../log.ts";
+import { log, RepeatedFailure } from "../log.ts";
 import { type ExternalInterface, type IfaceOptions, selectInterface } from "../net/iface.ts";
 import { formatNet } from "../net/ip.ts";
 import { type Lease, type LeaseAttrs, leaseName } from "../lease/lease.ts";
@@ -69,6 +69,31 @@ function previousSubnets(path: string): AcquireOptions {
 }
 
 /**
+/**
+ * `fn` until it answers (back-off `backoff`, default 100 ms → 5 s; never sooner than a server's
+ * Retry-After), its failures logged as a {@linkcode RepeatedFailure}: the first one, then at growing
+ * intervals with a count, then one line when it works. `onWaiting` hears each failure (for /readyz).
+ */
+async function untilAnswered<T>(
+  what: string,
+  fn: () => Promise<T>,
+  signal: AbortSignal,
+  backoff: { firstMs: number; maxMs: number } = { firstMs: 100, maxMs: 5000 },
+  onWaiting?: (why: string) => void,
+): Promise<T> {
+  const failure = new RepeatedFailure(logger, {
+    what,
+    fix: `retrying with back-off (up to ${backoff.maxMs / 1000} s)`,
+  });
+  const out = await retry(fn, signal, (err) => {
+    onWaiting?.(`${what} failed: ${err.message}`);
+    failure.failed(err.message);
+  }, backoff);
+  failure.succeeded();
+  return out;
+}
+
+/**
  * Reads the config, picks the interface, builds the backend and takes the lease; `onWaiting` hears why
  * it is still waiting (each failed store call), for /readyz, and undefined once the lease is taken.
  */
@@ -79,23 +104,19 @@ export async function startNode(
   signal: AbortSignal,
   onWaiting?: (why: string | undefined) => void,
 ): Promise<StartedNode> {
-  const again = (what: string) => (err: Error, ms: number) => {
-    onWaiting?.(`${what} failed: ${err.message}`);
-    logger.warn("{what} failed: {error}; retrying in {ms} ms", { what, error: err.message, ms });
-  };
-  const retry = <T>(fn: () => Promise<T>, what: string) =>
-    retryWithBackoff(fn, signal, again(what), source.retryBackoff);
-  const cfg = await retry(() => source.getNetworkConfig(), "reading the network config");
+  const until = <T>(what: string, fn: () => Promise<T>) =>
+    untilAnswered(what, fn, signal, source.retryBackoff, onWaiting);
+  const cfg = await until("reading the network config", () => source.getNetworkConfig());
+  // A store whose watch is its health (Kubernetes) reads the config locally; etcd's probe is a round trip.
   const cfgFingerprint = source.configFingerprint?.() ??
-    await retry(() => source.probe?.() ?? Promise.resolve(""), "reading the network config");
-  if (cfg.backendDefaulted) {
-    logger.info("network config has no Backend: using vxlan (flannel would pick udp)");
-  }
-  const ext = selectInterface(nl, opts);
+    await until("reading the network config", () => source.probe?.() ?? Promise.resolve(""));
+  if (cfg.backendDefaulted) logger.warn("{warning}", { warning: DEFAULTED_BACKEND_WARNING });
+  // An IPv6-only network chooses the interface by its IPv6 addresses: the node needs no IPv4 one.
+  const ext = selectInterface(nl, opts, !cfg.network && cfg.enableIPv6 ? 6 : 4);
   logger.info("using interface {name} ({ip}), public IP {pub}, MTU {mtu}", {
     name: ext.name,
-    ip: ext.ifaceIP,
-    pub: ext.publicIP,
+    ip: ext.ifaceIP || ext.ifaceIPv6,
+    pub: cfg.network ? ext.publicIP : ext.publicIPv6,
     mtu: ext.mtu,
   });
   // Dual-stack (or IPv6-only) only with an IPv6 network to take subnets from.
@@ -108,8 +129,10 @@ export async function startNode(
     });
   }
   // A previous lease of this node: its VTEP MAC keeps the overlay stable across reboots.
-  const { leases } = await retry(() => source.listLeases(), "listing leases");
-  const previous = leases.find((l) => l.attrs.PublicIP === ext.publicIP);
+  const { leases } = await until("listing leases", () => source.listLeases());
+  const previous = leases.find((l) =>
+    cfg.network ? l.attrs.PublicIP === ext.publicIP : l.attrs.PublicIPv6 === ext.publicIPv6
+  );
   const backend = createBackend(cfg, {
     nl,
     ext,
@@ -122,14 +145,15 @@ export async function startNode(
   });
   const v6Data = backend.backendV6Data?.();
   const attrs: LeaseAttrs = {
-    PublicIP: ext.publicIP,
+    // IPv6-only: flannel's PublicIP is its zero IPv4 address, "0.0.0.0" (nobody reads it).
+    PublicIP: cfg.network ? ext.publicIP : "0.0.0.0",
     PublicIPv6: dualStack ? ext.publicIPv6 ?? null : null,
     BackendType: backend.leaseType ?? backend.type,
     BackendData: backend.backendData(),
     ...(v6Data !== undefined ? { BackendV6Data: v6Data } : {}),
   };
   const acquire = { ttlSeconds: opts.leaseTtlSeconds, ...previousSubnets(opts.subnetFile) };
-  const lease = await retry(() => source.acquireLease(cfg, attrs, acquire), "acquiring a lease");
+  const lease = await until("acquiring a lease", () => source.acquireLease(cfg, attrs, acquire));
   onWaiting?.(undefined);
   logger.info("lease {subnet} acquired", { subnet: leaseName(lease) });
   return { cfg, cfgFingerprint, ext, backend, attrs, lease };

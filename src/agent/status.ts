@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { HostRulesState } from "../datapath/host_rules.ts";
 import type { ReconcileStats } from "../datapath/reconciler.ts";
 import type { ForwarderStats } from "../backend/backend.ts";
 import { formatNet } from "../net/ip.ts";
@@ -14,14 +15,26 @@ import type { LeaseRule } from "../lease/validate.ts";
 import type { HttpServerStats } from "./http_server.ts";
 import type { AgentCounters, AgentView } from "./metrics.ts";
 
+/** Whether subnet.env is where the agent writes it (unknown path: no). */
+function subnetEnvPresent(path: string | undefined): boolean {
+  if (!path) return false;
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
 /** The agent's state as its owners report it. */
 export class AgentStatus {
   /** The own lease, once acquired. */
   lease: Lease | undefined;
   /** The backend type, once chosen. */
   backendType = "";
-  /** Whether the lease store answered last time. */
-  storeUp = false;
+  #storeUp = false;
+  #storeSince = new Date();
+  /** subnet.env's path, once known (the metrics check it is there). */
+  subnetFile: string | undefined;
   /** The store answers but refuses the agent (credentials, RBAC): what to fix. */
   storeRefused: string | undefined;
   /** Why start-up is still waiting for its lease (the last failed store call). */
@@ -30,7 +43,7 @@ export class AgentStatus {
   leaseLost: string | undefined;
   /** subnet.env written at least once. */
   subnetEnvWritten = false;
-  /** nftables rules as they should be. */
+  /** Masquerade/forward rules as they should be. */
   rulesOk = false;
   /** The first full datapath pass after the first complete list of leases is done. */
   datapathApplied = false;
@@ -55,8 +68,30 @@ export class AgentStatus {
   });
   /** The health server's counters. */
   http: () => HttpServerStats | undefined = () => undefined;
+  /** The masquerade/forward rules: where they live, writes, what on the host drops pod traffic. */
+  hostRules: () => HostRulesState | undefined = () => undefined;
   /** With `--network-policy`: whether the first policy rule set is installed. */
   policyEnforced: () => boolean = () => true;
+
+  /** @param storeKind the lease store's kind (`etcd`, `kube`) */
+  constructor(readonly storeKind = "etcd") {}
+
+  /** Whether the lease store answered last time. */
+  get storeUp(): boolean {
+    return this.#storeUp;
+  }
+
+  /** Records the store's last answer (or failure); a change starts a new "since". */
+  set storeUp(up: boolean) {
+    if (up === this.#storeUp) return;
+    this.#storeUp = up;
+    this.#storeSince = new Date();
+  }
+
+  /** Since when the store has been unreachable (it has not answered yet: since the agent started). */
+  get storeDownSince(): Date | undefined {
+    return this.#storeUp ? undefined : this.#storeSince;
+  }
 
   /** Ready when every part is in place; otherwise the first missing part. */
   readiness(): { ready: boolean; why: string } {
@@ -67,7 +102,7 @@ export class AgentStatus {
     if (this.leaseLost) return { ready: false, why: this.leaseLost };
     if (!this.datapathApplied) return { ready: false, why: "datapath not applied yet" };
     if (!this.subnetEnvWritten) return { ready: false, why: "subnet.env not written" };
-    if (!this.rulesOk) return { ready: false, why: "nftables rules not installed" };
+    if (!this.rulesOk) return { ready: false, why: "masquerade/forward rules not installed" };
     if (!this.policyEnforced()) return { ready: false, why: "network policies not enforced yet" };
     return { ready: true, why: "" };
   }
@@ -87,7 +122,11 @@ export class AgentStatus {
           ...(l.expiration ? { expiresAt: l.expiration } : {}),
         };
       },
-      etcdUp: () => this.storeUp,
+      storeUp: () => this.storeUp,
+      storeDownSince: () => this.storeDownSince,
+      store: () => this.storeKind,
+      backend: () => this.backendType,
+      subnetEnvPresent: () => subnetEnvPresent(this.subnetFile),
       ready: () => this.readiness().ready,
       renewals: () => this.renewals(),
       forwarder: () => this.forwarder(),
@@ -96,6 +135,7 @@ export class AgentStatus {
       routesRefused: () => this.routesRefused(),
       rejected: () => this.rejected(),
       http: () => this.http(),
+      hostRules: () => this.hostRules(),
     };
   }
 }

@@ -21,15 +21,16 @@ const logger = log("agent");
 
 /** Tracks the store's reachability. */
 export class StoreHealth {
+  /** Called when the store answers again after an outage (set once the parts it wakes exist). */
+  onBack: () => void = () => {};
+
   /**
    * @param source the lease store
    * @param status where `storeUp` and `storeRefused` are reported
-   * @param onBack called when the store answers again after an outage
    */
   constructor(
     private readonly source: LeaseSource,
     private readonly status: AgentStatus,
-    private readonly onBack: () => void,
   ) {}
 
   /** Records a probe's or a watch's verdict; logs and acts on changes only. */

@@ -20,19 +20,21 @@ function rejects(input: Record<string, unknown>, key: string, rule: RegExp): voi
 Deno.test("parseBackendOptions() matches keys case-insensitively and applies flannel's vxlan defaults", () => {
   const c = vxlanOf({ network: "10.244.0.0/16", subnetlen: 25, BACKEND: { type: "VXLAN", vni: 7 } });
   assert.equal((c as { vni: number }).vni, 7);
-  assert.deepEqual(vxlanOf({ Network: "10.244.0.0/16" }), {
+  assert.deepEqual(vxlanOf({ Network: "10.244.0.0/16", Backend: { Type: "vxlan" } }), {
     vni: 1,
     port: 0,
     gbp: false,
     directRouting: false,
     learning: false,
+    txChecksumOffload: false,
   });
-  assert.deepEqual(vxlanOf({ Network: "10.244.0.0/16", Backend: { VNI: 9 } }), {
+  assert.deepEqual(vxlanOf({ Network: "10.244.0.0/16", Backend: { Type: "vxlan", VNI: 9 } }), {
     vni: 9,
     port: 0,
     gbp: false,
     directRouting: false,
     learning: false,
+    txChecksumOffload: false,
   });
 });
 
@@ -64,6 +66,7 @@ Deno.test("parseBackendOptions() validates vxlan options", () => {
       DirectRouting: true,
       Learning: true,
       MTU: 9000,
+      txchecksumoffload: true,
     },
   });
   assert.deepEqual(c, {
@@ -73,6 +76,7 @@ Deno.test("parseBackendOptions() validates vxlan options", () => {
     directRouting: true,
     learning: true,
     mtu: 9000,
+    txChecksumOffload: true,
   });
 });
 

@@ -4,27 +4,23 @@ import {
   type AgentCliOptions as AgentOptions,
   type AgentFlagValues,
   agentOptionsFrom,
-  parseBool,
   registerAgent,
 } from "./agent.ts";
+import { goArgs } from "./flags.ts";
 
-/** Parses `weft agent <args>` with `env` set, without running the agent. */
+/** Parses `weft agent <args>` as `weft` does (Go syntax, `FLANNELD_*` from `env`), without running it. */
 async function parse(args: string[], env: Record<string, string> = {}): Promise<AgentOptions> {
-  const saved = Object.keys(env).map((k) => [k, Deno.env.get(k)] as const);
-  for (const [k, v] of Object.entries(env)) Deno.env.set(k, v);
-  try {
-    const program = new Command("weft").exitOverride();
-    registerAgent(program as unknown as Command);
-    const agent = program.commands.find((c) => c.name() === "agent")!.exitOverride();
-    let got: AgentOptions | undefined;
-    agent.action((...args: unknown[]) => {
-      got = agentOptionsFrom(args[0] as AgentFlagValues, new AbortController().signal);
-    });
-    await program.parseAsync(["agent", ...args], { from: "user" });
-    return got!;
-  } finally {
-    for (const [k, v] of saved) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
-  }
+  const program = new Command("weft").exitOverride();
+  registerAgent(program as unknown as Command);
+  const agent = program.commands.find((c) => c.name() === "agent")!.exitOverride();
+  let got: AgentOptions | undefined;
+  agent.action((...args: unknown[]) => {
+    got = agentOptionsFrom(args[0] as AgentFlagValues, new AbortController().signal);
+  });
+  await program.parseAsync(goArgs(program as unknown as Command, ["agent", ...args], (k) => env[k]), {
+    from: "user",
+  });
+  return got!;
 }
 
 Deno.test("weft agent takes flanneld's flags", async () => {
@@ -100,10 +96,4 @@ Deno.test("weft agent rejects a malformed number or boolean with the flag's name
     /--public-ipv6 10\.0\.0\.1: must be an IPv6 address/,
   );
   await assert.rejects(parse(["--public-ipv6=fd00::zz"]), /--public-ipv6 fd00::zz: not an IP address/);
-});
-
-Deno.test("parseBool() accepts what Go's strconv.ParseBool accepts", () => {
-  for (const v of ["1", "t", "T", "true", "TRUE", "True"]) assert.equal(parseBool("--x", v), true);
-  for (const v of ["0", "f", "F", "false", "FALSE", "False"]) assert.equal(parseBool("--x", v), false);
-  assert.equal(parseBool("--x", true), true);
 });

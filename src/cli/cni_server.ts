@@ -6,6 +6,7 @@
  * @module
  */
 import { log } from "../log.ts";
+import type { CniServerOptions } from "../cni/agent_server.ts";
 
 /** A started server, or nothing to stop. */
 export interface CniServerHandle {
@@ -13,24 +14,28 @@ export interface CniServerHandle {
   close(): Promise<void>;
 }
 
-/** Starts serving CNI calls beside `subnetFile`; never throws. */
-export async function startCniServer(subnetFile: string): Promise<CniServerHandle> {
+/**
+ * Starts serving CNI calls (and the request kinds in `opts.kinds`) beside `subnetFile`; never throws.
+ */
+export async function startCniServer(
+  subnetFile: string,
+  opts: CniServerOptions = {},
+): Promise<CniServerHandle> {
   const logger = log("cni-server");
   try {
     const { agentSocketBeside } = await import("../cni/agent_protocol.ts");
     const { serveCni } = await import("../cni/agent_server.ts");
     const path = agentSocketBeside(subnetFile);
     Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")) || "/", { recursive: true });
-    const server = serveCni(path);
+    const server = serveCni(path, opts);
     logger.info("serving CNI calls on {path}", { path });
     return {
       close: async () => {
         await server.close();
         logger.info(
-          "CNI calls: {served} served, {fallback} sent back to the plugin, {errors} failed connections",
-          {
-            ...server.counts,
-          },
+          "CNI calls: {served} served, {fallback} sent back to the plugin, {unsupported} of kinds not served, " +
+            "{errors} failed connections; requests by plugin protocol version: {versions}",
+          { ...server.counts, versions: JSON.stringify(server.counts.byVersion) },
         );
       },
     };

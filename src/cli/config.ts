@@ -6,10 +6,16 @@
  */
 import type { Command } from "@commander-js/extra-typings";
 import { parseBackendOptions } from "../backend/registry.ts";
-import { ConfigError, type NetworkConfig, parseNetworkConfig } from "../config/net_conf.ts";
+import {
+  ConfigError,
+  DEFAULTED_BACKEND_WARNING,
+  type NetworkConfig,
+  parseNetworkConfig,
+} from "../config/net_conf.ts";
 import { formatIP, formatNet } from "../net/ip.ts";
 import { CliError } from "./errors.ts";
-import { addEtcdFlags, withSubnetManager } from "./etcd_flags.ts";
+import { addEnvFileFlag } from "./env_file.ts";
+import { addEtcdFlags, etcdFlagValues, withSubnetManager } from "./etcd_flags.ts";
 
 async function readInput(file: string): Promise<string> {
   if (file !== "-") {
@@ -49,7 +55,9 @@ export function describeNetworkConfig(cfg: NetworkConfig): string[] {
 /** Registers `weft config`. */
 export function registerConfig(program: Command): void {
   const config = program.command("config").description("the network config in etcd (<prefix>/config)");
-  addEtcdFlags(config.command("set").description("validate FILE (or - for stdin) and write it to etcd"))
+  addEnvFileFlag(
+    addEtcdFlags(config.command("set").description("validate FILE (or - for stdin) and write it to etcd")),
+  )
     .argument("<file>", "net-conf.json, or - for stdin")
     .action(async (file, flags) => {
       const text = await readInput(file);
@@ -61,18 +69,19 @@ export function registerConfig(program: Command): void {
         if (err instanceof ConfigError) throw new CliError(err.message, 2);
         throw err;
       }
-      if (cfg.backendDefaulted) {
-        console.error("weft: note: the config has no Backend: weft uses vxlan (flanneld would pick udp)");
-      }
+      if (cfg.backendDefaulted) console.error(`weft: warning: ${DEFAULTED_BACKEND_WARNING}`);
       await withSubnetManager(flags, (m) => m.registry.setConfig(text));
-      console.log(`network config written to ${flags.etcdPrefix.replace(/\/$/, "")}/config`);
+      console.log(`network config written to ${etcdFlagValues(flags).etcdPrefix.replace(/\/$/, "")}/config`);
       for (const line of describeNetworkConfig(cfg)) console.log(`  ${line}`);
     });
-  addEtcdFlags(config.command("get").description("print the network config stored in etcd"))
+  addEnvFileFlag(addEtcdFlags(config.command("get").description("print the network config stored in etcd")))
     .action(async (flags) => {
       const text = await withSubnetManager(flags, (m) => m.registry.getConfig());
       if (text === undefined) {
-        throw new CliError(`no network config at ${flags.etcdPrefix.replace(/\/$/, "")}/config`, 3);
+        throw new CliError(
+          `no network config at ${etcdFlagValues(flags).etcdPrefix.replace(/\/$/, "")}/config`,
+          3,
+        );
       }
       console.log(text.trimEnd());
     });

@@ -5,6 +5,7 @@
  */
 import type { Command } from "@commander-js/extra-typings";
 import { CliError } from "./errors.ts";
+import { isCompiled } from "../self_command.ts";
 import {
   agentsReady,
   DEMO_DIR,
@@ -52,6 +53,30 @@ export function renderMatrix(state: DemoState, results: PingResult[]): string {
     ]);
   }
   return table(rows);
+}
+
+/**
+ * How a user runs weft here: the binary itself, or from a checkout `./dev weft` (the pinned Deno, this
+ * checkout's main.ts; absolute when the shell is elsewhere). `weft` is never assumed to be on PATH.
+ */
+export function weftCommand(): string {
+  if (isCompiled()) return Deno.execPath();
+  const dev = new URL("../../dev", import.meta.url).pathname;
+  return Deno.cwd() === dev.slice(0, -"/dev".length) ? "./dev weft" : `${dev} weft`;
+}
+
+/** The commands to look inside the demo, exactly as they run (namespaces, subnet.env, etcd). */
+export function demoCommands(state: DemoState, weft = weftCommand()): string[] {
+  const n = state.nodes[0];
+  if (!n) return [];
+  const inNode = `ip netns exec ${n.netns} ${weft}`;
+  const pods = state.nodes.flatMap((x) => x.pods);
+  return [
+    `${inNode} status`,
+    `${inNode} doctor --subnet-file ${n.subnetFile} --etcd-endpoints ${state.etcd}`,
+    `${inNode} leases --etcd-endpoints ${state.etcd}`,
+    ...(pods.length > 1 ? [`ip netns exec ${pods[0]!.netns} ping -c 3 ${pods.at(-1)!.ip}`] : []),
+  ];
 }
 
 /** Registers `weft demo up|down`. */
@@ -103,6 +128,10 @@ export function registerDemo(program: Command): void {
       console.log(
         `the cluster keeps running: logs in ${DEMO_DIR}/logs; remove it with: ./dev demo down (or weft demo down)`,
       );
+      console.log(
+        `look inside (node ${state.nodes[0]?.name ?? ""} is namespace ${state.nodes[0]?.netns ?? ""}):`,
+      );
+      for (const c of demoCommands(state)) console.log(`  ${c}`);
       if (ok !== results.length) Deno.exitCode = 1;
     });
   demo.command("down")

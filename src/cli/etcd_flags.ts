@@ -2,57 +2,83 @@
  * flanneld's etcd flags, for any weft command that talks to etcd:
  * `--etcd-endpoints --etcd-prefix --etcd-cafile --etcd-certfile --etcd-keyfile --etcd-username
  * --etcd-password`, each also read from `FLANNELD_<FLAG>` (e.g. `FLANNELD_ETCD_ENDPOINTS`) when the
- * flag is not given — the variables a flanneld DaemonSet already sets. A flag on the command line wins
- * over its variable; `--help` names the variable but never prints its value (passwords).
+ * flag is not given — the variables a flanneld DaemonSet already sets (src/cli/flags.ts). A flag on the
+ * command line wins over its variable; `--help` names the variable but never prints its value.
  *
  * @example
  * ```ts
  * addEtcdFlags(program.command("agent"))
  *   .option("--iface <name>", "…")
  *   .action(async (flags) => {
- *     const registry = await openEtcdRegistry(etcdOptionsFrom(flags));
+ *     const registry = await openEtcdRegistry(etcdOptionsFrom(etcdFlagValues(flags)));
  *   });
  * ```
  *
  * @module
  */
-import { type Command, Option } from "@commander-js/extra-typings";
 import { DEFAULT_ETCD_PREFIX, type EtcdOptions, explainEtcdError } from "../lease/etcd/options.ts";
 import { openEtcdRegistry, SubnetManager } from "../lease/etcd/mod.ts";
 import { CliError } from "./errors.ts";
+import { addFlags, type FlagSpec } from "./flags.ts";
 
-/** The environment variable flanneld reads for `--flag-name`: `FLANNELD_FLAG_NAME`. */
-export function envName(flag: string): string {
-  return `FLANNELD_${flag.replace(/^--/, "").replace(/-/g, "_").toUpperCase()}`;
-}
-
-/** Default of `--flag` from its FLANNELD_* variable, else `dflt` (read when the command is built). */
-export function envDefault(flag: string, dflt: string): string {
-  return Deno.env.get(envName(flag)) ?? dflt;
-}
-
-/** flanneld's default endpoint (it also tries the long-gone port 4001). */
+/** flanneld's default endpoint (flanneld also tries etcd2's long-gone port 4001 first; weft does not). */
 export const DEFAULT_ETCD_ENDPOINTS = "http://127.0.0.1:2379";
 
-function flag<F extends string>(flags: F, description: string, dflt: string) {
-  const long = flags.split(" ")[0]!;
-  // An empty default reads "none" in --help rather than "".
-  return new Option(flags, description).env(envName(long)).default(dflt, dflt === "" ? "none" : undefined);
-}
+/** flanneld's seven etcd flags (main.go v0.28.9), shared by every command that talks to etcd. */
+export const ETCD_FLAGS: readonly FlagSpec[] = [
+  {
+    name: "etcd-endpoints",
+    kind: "string",
+    arg: "urls",
+    help: "comma-separated etcd endpoints",
+    default: DEFAULT_ETCD_ENDPOINTS,
+    origin: "flanneld",
+  },
+  {
+    name: "etcd-prefix",
+    kind: "string",
+    arg: "prefix",
+    help: "etcd key prefix",
+    default: DEFAULT_ETCD_PREFIX,
+    origin: "flanneld",
+  },
+  {
+    name: "etcd-keyfile",
+    kind: "string",
+    arg: "file",
+    help: "client key for etcd (TLS)",
+    origin: "flanneld",
+  },
+  {
+    name: "etcd-certfile",
+    kind: "string",
+    arg: "file",
+    help: "client certificate for etcd (TLS)",
+    origin: "flanneld",
+  },
+  {
+    name: "etcd-cafile",
+    kind: "string",
+    arg: "file",
+    help: "CA that signed etcd's certificate (TLS)",
+    origin: "flanneld",
+  },
+  {
+    name: "etcd-username",
+    kind: "string",
+    arg: "name",
+    help: "etcd username (password auth)",
+    origin: "flanneld",
+  },
+  { name: "etcd-password", kind: "string", arg: "password", help: "etcd password", origin: "flanneld" },
+];
 
 /**
- * Adds the etcd flags to `cmd` and returns it, typed so that the action's options have
- * {@linkcode EtcdFlagValues}' fields. Pass those to {@linkcode etcdOptionsFrom}.
+ * Adds the etcd flags to `cmd` (its option type is handed back unchanged); read them with
+ * {@linkcode etcdFlagValues} and pass those to {@linkcode etcdOptionsFrom}.
  */
-export function addEtcdFlags(cmd: Command) {
-  return cmd
-    .addOption(flag("--etcd-endpoints <urls>", "comma-separated etcd endpoints", DEFAULT_ETCD_ENDPOINTS))
-    .addOption(flag("--etcd-prefix <prefix>", "etcd key prefix", DEFAULT_ETCD_PREFIX))
-    .addOption(flag("--etcd-cafile <file>", "CA that signed etcd's certificate (TLS)", ""))
-    .addOption(flag("--etcd-certfile <file>", "client certificate for etcd (TLS)", ""))
-    .addOption(flag("--etcd-keyfile <file>", "client key for etcd (TLS)", ""))
-    .addOption(flag("--etcd-username <name>", "etcd username (password auth)", ""))
-    .addOption(flag("--etcd-password <password>", "etcd password", ""));
+export function addEtcdFlags<C extends object>(cmd: C): C {
+  return addFlags(cmd, ETCD_FLAGS);
 }
 
 /** The etcd flag values of a command. */
@@ -73,6 +99,11 @@ export interface EtcdFlagValues {
   etcdPassword: string;
 }
 
+/** The etcd flags' values out of a command's parsed options. */
+export function etcdFlagValues(opts: object): EtcdFlagValues {
+  return opts as EtcdFlagValues;
+}
+
 /** Converts flag values to registry options (empty values are left out). */
 export function etcdOptionsFrom(v: EtcdFlagValues): EtcdOptions {
   const o: EtcdOptions = {
@@ -88,14 +119,14 @@ export function etcdOptionsFrom(v: EtcdFlagValues): EtcdOptions {
 }
 
 /**
- * Opens etcd with the command's flags, runs `fn` with a subnet manager, and closes etcd again. etcd
+ * Opens etcd with the command's etcd flags ({@linkcode EtcdFlagValues}), runs `fn` with a subnet manager, and closes etcd again. etcd
  * failures become a {@linkcode CliError} explaining the cause (unreachable, TLS, password).
  */
 export async function withSubnetManager<T>(
-  flags: EtcdFlagValues,
+  flags: object,
   fn: (m: SubnetManager) => Promise<T>,
 ): Promise<T> {
-  const opts = etcdOptionsFrom(flags);
+  const opts = etcdOptionsFrom(etcdFlagValues(flags));
   let reg;
   try {
     reg = await openEtcdRegistry(opts);

@@ -1,27 +1,18 @@
 import assert from "node:assert/strict";
 import { Command } from "@commander-js/extra-typings";
-import { addEtcdFlags, envName, type EtcdFlagValues, etcdOptionsFrom } from "./etcd_flags.ts";
+import { goArgs } from "./flags.ts";
+import { addEtcdFlags, type EtcdFlagValues, etcdFlagValues, etcdOptionsFrom } from "./etcd_flags.ts";
 
-/** Parses `test <args>` with `env` set and returns the etcd flag values. */
+/** Parses `weft test <args>` as `weft` does (`FLANNELD_*` from `env`) and returns the etcd flag values. */
 async function parse(args: string[], env: Record<string, string> = {}): Promise<EtcdFlagValues> {
-  const saved = Object.keys(env).map((k) => [k, Deno.env.get(k)] as const);
-  for (const [k, v] of Object.entries(env)) Deno.env.set(k, v);
-  try {
-    let got: EtcdFlagValues | undefined;
-    const cmd = addEtcdFlags(new Command("test").exitOverride()).action((flags) => {
-      got = flags;
-    });
-    await cmd.parseAsync(args, { from: "user" });
-    return got!;
-  } finally {
-    for (const [k, v] of saved) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
-  }
+  let got: EtcdFlagValues | undefined;
+  const program = new Command("weft").exitOverride();
+  addEtcdFlags(program.command("test").exitOverride()).action((flags) => {
+    got = etcdFlagValues(flags);
+  });
+  await program.parseAsync(goArgs(program, ["test", ...args], (k) => env[k]), { from: "user" });
+  return got!;
 }
-
-Deno.test("envName() maps a flag to flanneld's variable", () => {
-  assert.equal(envName("--etcd-endpoints"), "FLANNELD_ETCD_ENDPOINTS");
-  assert.equal(envName("etcd-cafile"), "FLANNELD_ETCD_CAFILE");
-});
 
 Deno.test("addEtcdFlags() takes flanneld's seven etcd flags", async () => {
   const v = await parse([

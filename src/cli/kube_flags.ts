@@ -7,23 +7,17 @@
  *
  * @module
  */
-import { type Command, Option } from "@commander-js/extra-typings";
 import type { KubeSourceOptions } from "../lease/kube/lease_source.ts";
 import type { IfaceOptions } from "../net/iface.ts";
 import type { EtcdOptions } from "../lease/etcd/options.ts";
 import type { LeaseSource } from "../lease/source.ts";
-import { envName } from "./etcd_flags.ts";
 import { CliError } from "./errors.ts";
+import { addFlags, type FlagSpec, parseBool } from "./flags.ts";
 
 /** flannel's default annotation prefix. */
 export const DEFAULT_KUBE_ANNOTATION_PREFIX = "flannel.alpha.coreos.com";
 /** flannel's default net-conf.json path (the kube-flannel-cfg ConfigMap's mount). */
 export const DEFAULT_NET_CONFIG_PATH = "/etc/kube-flannel/net-conf.json";
-
-function flag<F extends string>(flags: F, description: string, dflt: string) {
-  const long = flags.split(" ")[0]!;
-  return new Option(flags, description).env(envName(long)).default(dflt, dflt === "" ? "none" : undefined);
-}
 
 /** The values of the kube flags, as commander hands them over. */
 export interface KubeFlagValues {
@@ -41,41 +35,59 @@ export interface KubeFlagValues {
   setNodeNetworkUnavailable: string | boolean;
 }
 
+/** flanneld's Kubernetes flags (main.go v0.28.9). */
+export const KUBE_FLAGS: readonly FlagSpec[] = [
+  {
+    name: "kube-subnet-mgr",
+    kind: "bool",
+    help: "take leases from the Kubernetes API (node podCIDRs) instead of etcd",
+    origin: "flanneld",
+  },
+  {
+    name: "kube-api-url",
+    kind: "string",
+    arg: "url",
+    help: "Kubernetes API server URL (default: in-cluster or kubeconfig)",
+    origin: "flanneld",
+  },
+  {
+    name: "kube-annotation-prefix",
+    kind: "string",
+    arg: "prefix",
+    help: "prefix of the node annotations",
+    default: DEFAULT_KUBE_ANNOTATION_PREFIX,
+    origin: "flanneld",
+  },
+  {
+    name: "kubeconfig-file",
+    kind: "string",
+    arg: "path",
+    help: "kubeconfig to reach the API with (default: in-cluster)",
+    origin: "flanneld",
+  },
+  {
+    name: "net-config-path",
+    kind: "string",
+    arg: "path",
+    help: "network config file (kube mode; etcd mode reads <etcd-prefix>/config)",
+    default: DEFAULT_NET_CONFIG_PATH,
+    origin: "flanneld",
+  },
+  {
+    name: "set-node-network-unavailable",
+    kind: "bool",
+    help: "set the node's NetworkUnavailable condition to False once up",
+    default: "true",
+    origin: "flanneld",
+  },
+];
+
 /**
- * Adds the kube flags to `cmd`. The command's option type is left as it is (typing them through
+ * Adds the kube flags to `cmd` (its option type is handed back unchanged: typing them through
  * commander's generics made type-checking take minutes); read them with {@linkcode kubeFlagValues}.
  */
 export function addKubeFlags<C extends object>(command: C): C {
-  // deno-lint-ignore no-explicit-any -- any commander command; its type is handed back unchanged
-  const cmd = command as unknown as Command<any, any, any>;
-  cmd
-    .addOption(
-      flag(
-        "--kube-subnet-mgr [bool]",
-        "take leases from the Kubernetes API (node podCIDRs) instead of etcd",
-        "false",
-      ),
-    )
-    .addOption(
-      flag("--kube-api-url <url>", "Kubernetes API server URL (default: in-cluster or kubeconfig)", ""),
-    )
-    .addOption(flag("--kubeconfig-file <path>", "kubeconfig to reach the API with (default: in-cluster)", ""))
-    .addOption(
-      flag(
-        "--kube-annotation-prefix <prefix>",
-        "prefix of the node annotations",
-        DEFAULT_KUBE_ANNOTATION_PREFIX,
-      ),
-    )
-    .addOption(flag("--net-config-path <path>", "network config file in kube mode", DEFAULT_NET_CONFIG_PATH))
-    .addOption(
-      flag(
-        "--set-node-network-unavailable [bool]",
-        "set the node's NetworkUnavailable condition to False once up",
-        "true",
-      ),
-    );
-  return command;
+  return addFlags(command, KUBE_FLAGS);
 }
 
 /** The kube flags' values out of a command's parsed options. */
@@ -83,36 +95,58 @@ export function kubeFlagValues(opts: object): KubeFlagValues {
   return opts as KubeFlagValues;
 }
 
-function bool(flag: string, v: string | boolean | undefined): boolean {
-  if (v === undefined || typeof v === "boolean") return !!v;
-  if (["1", "t", "T", "true", "TRUE", "True"].includes(v)) return true;
-  if (["0", "f", "F", "false", "FALSE", "False", ""].includes(v)) return false;
-  throw new CliError(`${flag} ${v}: must be true or false`, 2);
-}
-
 /** Whether `--kube-subnet-mgr` is on. */
 export function kubeMode(v: Pick<KubeFlagValues, "kubeSubnetMgr">): boolean {
-  return bool("--kube-subnet-mgr", v.kubeSubnetMgr);
+  return parseBool("--kube-subnet-mgr", v.kubeSubnetMgr);
+}
+
+/** The kube flags checked, before any connection is made. */
+export interface KubeSettings {
+  /** `--kube-subnet-mgr`. */
+  enabled: boolean;
+  /** `--kube-api-url`. */
+  apiUrl?: string;
+  /** `--kubeconfig-file`. */
+  kubeconfig?: string;
+  /** `--kube-annotation-prefix`. */
+  annotationPrefix: string;
+  /** `--net-config-path`. */
+  netConfPath: string;
+  /** `--set-node-network-unavailable`. */
+  setNodeNetworkUnavailable: boolean;
+}
+
+/** Checks the kube flags' values (throws {@linkcode CliError}); makes no connection. */
+export function kubeSettingsFrom(v: KubeFlagValues): KubeSettings {
+  return {
+    enabled: kubeMode(v),
+    ...(v.kubeApiUrl ? { apiUrl: v.kubeApiUrl } : {}),
+    ...(v.kubeconfigFile ? { kubeconfig: v.kubeconfigFile } : {}),
+    annotationPrefix: v.kubeAnnotationPrefix,
+    netConfPath: v.netConfigPath,
+    setNodeNetworkUnavailable: parseBool("--set-node-network-unavailable", v.setNodeNetworkUnavailable),
+  };
 }
 
 /**
- * The kube lease source's options (without the connection, which {@linkcode kubeConnectionFrom}
- * resolves); throws {@linkcode CliError} for bad values.
+ * The kube lease source's options, with the connection resolved (kubeconfig, URL or in-cluster);
+ * throws {@linkcode CliError} for bad values.
  */
 export async function kubeOptionsFrom(v: KubeFlagValues): Promise<KubeSourceOptions> {
+  const s = kubeSettingsFrom(v);
   const { resolveConnection, KubeConfigError } = await import("../kube/config.ts");
   const { annotationKeys } = await import("../lease/kube/node_lease.ts");
   try {
-    annotationKeys(v.kubeAnnotationPrefix);
+    annotationKeys(s.annotationPrefix);
     const conn = await resolveConnection({
-      ...(v.kubeApiUrl ? { apiUrl: v.kubeApiUrl } : {}),
-      ...(v.kubeconfigFile ? { kubeconfig: v.kubeconfigFile } : {}),
+      ...(s.apiUrl ? { apiUrl: s.apiUrl } : {}),
+      ...(s.kubeconfig ? { kubeconfig: s.kubeconfig } : {}),
     });
     return {
       conn,
-      annotationPrefix: v.kubeAnnotationPrefix,
-      netConfPath: v.netConfigPath,
-      setNodeNetworkUnavailable: bool("--set-node-network-unavailable", v.setNodeNetworkUnavailable),
+      annotationPrefix: s.annotationPrefix,
+      netConfPath: s.netConfPath,
+      setNodeNetworkUnavailable: s.setNodeNetworkUnavailable,
     };
   } catch (err) {
     if (err instanceof KubeConfigError || err instanceof Error) throw new CliError((err as Error).message, 2);

@@ -4,6 +4,7 @@
  * @module
  */
 import { type Lease, leaseName, vtepMac } from "../lease/lease.ts";
+import { compareIP, parseNet } from "../net/ip.ts";
 
 /** One row of `weft leases --json`. */
 export interface LeaseRow {
@@ -28,6 +29,8 @@ export interface LeaseRow {
   /**
    * `ok`, or the rule every agent refuses the entry for (validate.ts `LEASE_RULES`: `key_unparseable`,
    * `subnet_wrong_length`, `subnet_conflict`, …); an agent may refuse more for its own node (`weft status`).
+   * In kube mode also why a node is no peer: `not_a_peer` (no agent has published it), `no_pod_cidr`,
+   * `annotation_invalid`.
    */
   status: string;
   /** What breaks the rule, when `status` is not `ok`. */
@@ -47,6 +50,40 @@ export function leaseColumns(l: Lease): Omit<LeaseRow, "ttlSeconds" | "etcdLease
     backendType: l.attrs.BackendType,
     backendData: l.attrs.BackendData ?? null,
   };
+}
+
+/** Why a row is not a lease every agent uses, as the STATUS column says it. */
+function statusCell(r: LeaseRow): string {
+  if (r.status === "ok") return "ok";
+  if (r.status === "not_a_peer" || r.status === "no_pod_cidr" || r.status === "annotation_invalid") {
+    return `not a peer: ${r.status === "not_a_peer" ? "no flannel annotations" : r.status}`;
+  }
+  return `rejected: ${r.status}`;
+}
+
+/** A subnet's address as a sort key, or undefined. */
+function netOf(text: string | null): ReturnType<typeof parseNet> | undefined {
+  try {
+    return text ? parseNet(text) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Rows in address order (10.244.8.0/24 before 10.244.32.0/24): IPv4 subnet, then IPv6 subnet, rows
+ * without either last, by node then key.
+ */
+export function sortLeaseRows(rows: LeaseRow[]): LeaseRow[] {
+  const cmpNet = (a: string | null, b: string | null) => {
+    const x = netOf(a), y = netOf(b);
+    if (!x || !y) return x ? -1 : y ? 1 : 0;
+    return compareIP(x.ip, y.ip) || x.prefix - y.prefix;
+  };
+  return [...rows].sort((a, b) =>
+    cmpNet(a.subnet, b.subnet) || cmpNet(a.ipv6Subnet, b.ipv6Subnet) ||
+    (a.node ?? "").localeCompare(b.node ?? "") || a.key.localeCompare(b.key)
+  );
 }
 
 /** `86399` → `23h59m`, `75` → `1m15s`. */
@@ -69,7 +106,7 @@ export function leaseTable(rows: LeaseRow[]): string {
   const kube = rows.some((r) => r.node);
   const table = [
     kube
-      ? ["NODE", "SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC"]
+      ? ["NODE", "SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC", "STATUS"]
       : ["SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC", "EXPIRES IN", "STATUS"],
   ];
   for (const r of rows) {
@@ -81,6 +118,7 @@ export function leaseTable(rows: LeaseRow[]): string {
         [r.publicIP, r.publicIPv6].filter(Boolean).join(","),
         r.backendType,
         typeof mac === "string" ? mac : "",
+        statusCell(r),
       ].map(printable));
       continue;
     }
@@ -91,7 +129,7 @@ export function leaseTable(rows: LeaseRow[]): string {
       r.backendType,
       typeof mac === "string" ? mac : "",
       r.ttlSeconds === null ? "reserved" : formatDuration(r.ttlSeconds),
-      r.status === "ok" ? "ok" : `rejected: ${r.status}`,
+      statusCell(r),
     ].map(printable));
   }
   const w = table[0]!.map((_, c) => Math.max(...table.map((r) => r[c]!.length)));

@@ -12,7 +12,8 @@ import { formatIP, type IPNet, netContainsNet, parseIP, parseNet } from "../net/
 import { leaseName, parseSubnetKey, type SubnetManager } from "../lease/etcd/mod.ts";
 import { clusterVerdicts, type EntryVerdict } from "../lease/etcd/verdicts.ts";
 import { CliError } from "./errors.ts";
-import { leaseColumns, type LeaseRow, leaseTable } from "./lease_table.ts";
+import { leaseColumns, type LeaseRow, leaseTable, sortLeaseRows } from "./lease_table.ts";
+import { addEnvFileFlag } from "./env_file.ts";
 import { addEtcdFlags, withSubnetManager } from "./etcd_flags.ts";
 import { addKubeFlags, kubeFlagValues, kubeMode, kubeOptionsFrom } from "./kube_flags.ts";
 
@@ -66,20 +67,26 @@ function parseSubnetArg(text: string): IPNet | string {
 
 /** Registers `weft leases`. */
 export function registerLeases(program: Command): void {
-  const leases = addEtcdFlags(
+  const leases = addEnvFileFlag(addEtcdFlags(
     addKubeFlags(program.command("leases").description("list subnet leases (and reserve or release them)")),
-  )
+  ))
     .option("--json", "print JSON")
     .enablePositionalOptions()
     .action(async (flags) => {
       const kf = kubeFlagValues(flags);
-      const rows = kubeMode(kf)
-        ? await (await import("./kube_leases.ts")).kubeLeaseRows(await kubeOptionsFrom(kf))
-        : await withSubnetManager(flags, rowsOf);
+      const rows = sortLeaseRows(
+        kubeMode(kf)
+          ? await (await import("./kube_leases.ts")).kubeLeaseRows(await kubeOptionsFrom(kf))
+          : await withSubnetManager(flags, rowsOf),
+      );
       if (flags.json) console.log(JSON.stringify(rows, null, 2));
       else console.log(leaseTable(rows));
     });
-  addEtcdFlags(leases.command("reserve").description("reserve SUBNET (no TTL) for the node with --public-ip"))
+  addEnvFileFlag(
+    addEtcdFlags(
+      leases.command("reserve").description("reserve SUBNET (no TTL) for the node with --public-ip"),
+    ),
+  )
     .argument("<subnet>", "e.g. 10.244.3.0/24")
     .requiredOption("--public-ip <ip>", "the node's public IP")
     .option("--backend <type>", "backend type", "vxlan")
@@ -122,7 +129,9 @@ export function registerLeases(program: Command): void {
       });
       console.log(`reserved ${subnet} for ${flags.publicIp}`);
     });
-  addEtcdFlags(leases.command("release").description("delete the lease or reservation of SUBNET"))
+  addEnvFileFlag(
+    addEtcdFlags(leases.command("release").description("delete the lease or reservation of SUBNET")),
+  )
     .argument("<subnet>", "e.g. 10.244.3.0/24 (or a key as listed: 10.244.3.0-24)")
     .action(async (subnet, flags) => {
       const net = parseSubnetArg(subnet);

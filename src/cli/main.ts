@@ -8,12 +8,15 @@ import { Command, CommanderError } from "@commander-js/extra-typings";
 import { WEFT_VERSION } from "../version.ts";
 import { registerAgent } from "./agent.ts";
 import { CliError } from "./errors.ts";
+import { loadEnvFileFor } from "./env_file.ts";
+import { goArgs } from "./flags.ts";
 import { registerConfig } from "./config.ts";
 import { registerLeases } from "./leases.ts";
 import { registerDemo } from "./demo.ts";
 import { registerDoctor } from "./doctor/doctor.ts";
 import { registerStatus } from "./status.ts";
 import { registerPolicy } from "./policy.ts";
+import { registerCleanup } from "./cleanup.ts";
 
 /** A function that adds one subcommand (and its options) to the program. */
 export type Registrar = (program: Command) => void;
@@ -27,6 +30,7 @@ const REGISTRARS: Registrar[] = [
   registerDoctor,
   registerPolicy,
   registerDemo,
+  registerCleanup,
 ];
 
 /** Builds the program (exported for tests that inspect flags). */
@@ -46,9 +50,12 @@ export function buildProgram(): Command {
 
 /** Runs the CLI on `args` (without the program name) and returns the exit code. */
 export async function runCli(args: string[]): Promise<number> {
-  const program = buildProgram();
   try {
-    await program.parseAsync(args, { from: "user" });
+    // The agent's env file (/etc/default/weft) for the commands that read its flags (env_file.ts), then
+    // flanneld's flag syntax (-iface=eth0, -ip-masq=false, -v 2) and FLANNELD_* variables (flags.ts).
+    loadEnvFileFor(args);
+    const program = buildProgram();
+    await program.parseAsync(goArgs(program, args), { from: "user" });
     // Commands report "finished, but with failures" (e.g. doctor) through Deno.exitCode.
     return Deno.exitCode;
   } catch (err) {

@@ -5,13 +5,12 @@
  *
  * @module
  */
-import { type Command, Option } from "@commander-js/extra-typings";
 import type { AgentOptions } from "../agent/agent.ts";
 import type { NetworkPolicyOptions } from "../agent/network_policy.ts";
 import type { EtcdOptions } from "../lease/etcd/options.ts";
 import type { LeaseSource } from "../lease/source.ts";
-import { envName } from "./etcd_flags.ts";
 import { CliError } from "./errors.ts";
+import { addFlags, type FlagSpec, parseBool } from "./flags.ts";
 import { kubeFlagValues, kubeMode, sourceOpener } from "./kube_flags.ts";
 
 /** The values of the policy flags, as commander hands them over. */
@@ -22,39 +21,33 @@ export interface PolicyFlagValues {
   policyLogDrops: string | boolean;
 }
 
-function flag(flags: string, description: string): Option {
-  return new Option(flags, description).env(envName(flags.split(" ")[0]!)).default("false");
-}
+/** weft's network-policy flags. */
+export const POLICY_FLAGS: readonly FlagSpec[] = [
+  {
+    name: "network-policy",
+    kind: "bool",
+    help: "enforce Kubernetes NetworkPolicies for this node's pods in nftables (needs --kube-subnet-mgr)",
+    origin: "weft",
+  },
+  {
+    name: "policy-log-drops",
+    kind: "bool",
+    help: "log packets network policy drops (kernel log, 5/s per pod and direction, pod named)",
+    origin: "weft",
+  },
+];
 
 /**
  * Adds the policy flags to `cmd` (its option type is handed back unchanged, as with the kube flags);
  * read them with {@linkcode policyFlagValues}.
  */
 export function addPolicyFlags<C extends object>(command: C): C {
-  // deno-lint-ignore no-explicit-any -- any commander command; its type is handed back unchanged
-  const cmd = command as unknown as Command<any, any, any>;
-  cmd
-    .addOption(flag(
-      "--network-policy [bool]",
-      "enforce Kubernetes NetworkPolicies for this node's pods in nftables (needs --kube-subnet-mgr)",
-    ))
-    .addOption(flag(
-      "--policy-log-drops [bool]",
-      "log packets network policy drops (kernel log, 5/s per pod and direction, pod named)",
-    ));
-  return command;
+  return addFlags(command, POLICY_FLAGS);
 }
 
 /** The policy flags' values out of a command's parsed options. */
 export function policyFlagValues(opts: object): PolicyFlagValues {
   return opts as PolicyFlagValues;
-}
-
-function bool(flag: string, v: string | boolean | undefined): boolean {
-  if (v === undefined || typeof v === "boolean") return !!v;
-  if (["1", "t", "T", "true", "TRUE", "True"].includes(v)) return true;
-  if (["0", "f", "F", "false", "FALSE", "False", ""].includes(v)) return false;
-  throw new CliError(`${flag} ${v}: must be true or false`, 2);
 }
 
 /** What the kube lease source offers the policy part: its API client and the node's name. */
@@ -72,8 +65,8 @@ export function networkPolicyFrom(
   v: PolicyFlagValues,
   kube: boolean,
 ): ((source: LeaseSource) => NetworkPolicyOptions) | undefined {
-  const logDrops = bool("--policy-log-drops", v.policyLogDrops);
-  if (!bool("--network-policy", v.networkPolicy)) {
+  const logDrops = parseBool("--policy-log-drops", v.policyLogDrops);
+  if (!parseBool("--network-policy", v.networkPolicy)) {
     if (logDrops) throw new CliError("--policy-log-drops needs --network-policy", 2);
     return undefined;
   }

@@ -3,23 +3,20 @@ import { Command } from "@commander-js/extra-typings";
 import type { LeaseSource } from "../lease/source.ts";
 import { registerAgent } from "./agent.ts";
 import { CliError } from "./errors.ts";
+import { goArgs } from "./flags.ts";
 import { networkPolicyFrom, policyFlagValues } from "./policy_flags.ts";
 
-/** `weft agent <args>`'s parsed options (env set for the parse), without running the agent. */
+/** `weft agent <args>`'s parsed options (as `weft` parses them, `FLANNELD_*` from `env`), without running it. */
 async function flagsOf(args: string[], env: Record<string, string> = {}): Promise<object> {
-  const saved = Object.keys(env).map((k) => [k, Deno.env.get(k)] as const);
-  for (const [k, v] of Object.entries(env)) Deno.env.set(k, v);
-  try {
-    const program = new Command("weft").exitOverride();
-    registerAgent(program as unknown as Command);
-    const agent = program.commands.find((c) => c.name() === "agent")!.exitOverride();
-    let got: object | undefined;
-    agent.action((...a: unknown[]) => void (got = a[0] as object));
-    await program.parseAsync(["agent", ...args], { from: "user" });
-    return got!;
-  } finally {
-    for (const [k, v] of saved) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
-  }
+  const program = new Command("weft").exitOverride();
+  registerAgent(program as unknown as Command);
+  const agent = program.commands.find((c) => c.name() === "agent")!.exitOverride();
+  let got: object | undefined;
+  agent.action((...a: unknown[]) => void (got = a[0] as object));
+  await program.parseAsync(goArgs(program as unknown as Command, ["agent", ...args], (k) => env[k]), {
+    from: "user",
+  });
+  return got!;
 }
 
 const kubeSource = {

@@ -5,35 +5,14 @@
  * @module
  */
 import type { Command } from "@commander-js/extra-typings";
+import { parsePrometheusText } from "../agent/prometheus.ts";
 import { CliError } from "./errors.ts";
+import { AGENT_FLAGS } from "./agent_flags.ts";
+import { addEnvFileFlag } from "./env_file.ts";
+import { addFlags, FLAG_SYNTAX_HELP } from "./flags.ts";
 
-/** One sample of a Prometheus text exposition. */
-export interface Sample {
-  /** Metric name. */
-  name: string;
-  /** Labels. */
-  labels: Record<string, string>;
-  /** Value. */
-  value: number;
-}
-
-/** Parses Prometheus text format (0.0.4) into samples; comments and blank lines are skipped. */
-export function parsePrometheusText(text: string): Sample[] {
-  const out: Sample[] = [];
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (!line || line.startsWith("#")) continue;
-    const m = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\d+)?$/);
-    if (!m) throw new Error(`not Prometheus text: ${JSON.stringify(line)}`);
-    const labels: Record<string, string> = {};
-    for (const lm of (m[3] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
-      labels[lm[1]!] = lm[2]!.replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c));
-    }
-    const v = m[4]!;
-    out.push({ name: m[1]!, labels, value: v === "+Inf" ? Infinity : v === "-Inf" ? -Infinity : Number(v) });
-  }
-  return out;
-}
+/** The exposition reader lives beside the one writer (src/agent/prometheus.ts). */
+export { type ParsedSample as Sample, parsePrometheusText } from "../agent/prometheus.ts";
 
 /** What `weft status` reports. */
 export interface NodeStatus {
@@ -47,6 +26,34 @@ export interface NodeStatus {
   metrics: Record<string, number>;
   /** Leases the agent refuses now (`weft_lease_rejected`), with the rule each breaks. */
   rejected?: { key: string; reason: string }[];
+  /** Why a ready agent is degraded (its lease store unreachable since …), if it is. */
+  degraded?: string;
+}
+
+/** `1h 2m`, `3m 12s`, `40s`. */
+function duration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s >= 3600) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+  if (s >= 60) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  return `${s}s`;
+}
+
+/**
+ * Why an agent is degraded, from its metrics: the lease store (`weft_store_up{store}`) unreachable since
+ * `weft_store_unreachable_since_timestamp_seconds`. The datapath keeps forwarding meanwhile, but no lease
+ * is renewed and no peer change is seen.
+ */
+export function degradedReason(metrics: Record<string, number>, now = Date.now()): string | undefined {
+  const up = Object.entries(metrics).find(([k]) => k.startsWith("weft_store_up"));
+  if (!up || up[1] !== 0) return undefined;
+  const store = /store=([^,}]+)/.exec(up[0])?.[1] ?? "the lease store";
+  const name = store === "kube" ? "the Kubernetes API" : store;
+  const since = metrics["weft_store_unreachable_since_timestamp_seconds"] ?? 0;
+  const when = since > 0
+    ? ` since ${new Date(since * 1000).toISOString()} (${duration(now / 1000 - since)})`
+    : "";
+  return `${name} unreachable${when}: the datapath keeps forwarding as programmed; leases are neither ` +
+    "renewed nor watched until it answers";
 }
 
 /** Asks the agent at `endpoint` (e.g. `http://127.0.0.1:8471`). */
@@ -66,7 +73,15 @@ export async function fetchStatus(endpoint: string): Promise<NodeStatus> {
     const labels = Object.entries(s.labels).map(([k, v]) => `${k}=${v}`).join(",");
     metrics[labels ? `${s.name}{${labels}}` : s.name] = s.value;
   }
-  return { endpoint: base, ready: ready.status === 200, readyDetail, metrics, rejected };
+  const degraded = degradedReason(metrics);
+  return {
+    endpoint: base,
+    ready: ready.status === 200,
+    readyDetail,
+    metrics,
+    rejected,
+    ...(degraded ? { degraded } : {}),
+  };
 }
 
 /** The "rejected" lines: how many leases are refused now and since start, and each one with its rule. */
@@ -82,7 +97,8 @@ function rejectedLines(st: NodeStatus): string[] {
 
 /** Formats a status for people. */
 export function formatStatus(st: NodeStatus): string {
-  const lines = [`agent       ${st.endpoint}`, `ready       ${st.ready ? "yes" : `no (${st.readyDetail})`}`];
+  const ready = !st.ready ? `no (${st.readyDetail})` : st.degraded ? `degraded: ${st.degraded}` : "yes";
+  const lines = [`agent       ${st.endpoint}`, `ready       ${ready}`];
   const get = (prefix: string) => Object.entries(st.metrics).find(([k]) => k.startsWith(prefix));
   const lease = Object.keys(st.metrics).find((k) => k.startsWith("weft_lease_info{"));
   if (lease) lines.push(`lease       ${lease.slice("weft_lease_info{".length, -1)}`);
@@ -104,15 +120,34 @@ export function formatStatus(st: NodeStatus): string {
   return lines.join("\n");
 }
 
+/**
+ * The agent's health flags, read as the agent reads them (flag, FLANNELD_* variable, the unit's env
+ * file); without them, where weft's manifests put the endpoint (127.0.0.1:8471).
+ */
+const STATUS_FLAGS = AGENT_FLAGS.filter((f) => f.name === "healthz-ip" || f.name === "healthz-port").map((
+  f,
+) => ({
+  ...f,
+  default: f.name === "healthz-ip" ? "127.0.0.1" : "8471",
+  help: f.name === "healthz-ip" ? "the agent's health address" : "the agent's health port",
+}));
+
 /** Registers `weft status`. */
 export function registerStatus(program: Command): void {
-  program.command("status")
+  const cmd = program.command("status")
     .description("this node's lease, peers, drift repairs and readiness, from the local agent")
-    .option("--healthz-ip <ip>", "agent health address", Deno.env.get("FLANNELD_HEALTHZ_IP") ?? "127.0.0.1")
-    .option("--healthz-port <port>", "agent health port", Deno.env.get("FLANNELD_HEALTHZ_PORT") ?? "8471")
+    .addHelpText("after", FLAG_SYNTAX_HELP);
+  addEnvFileFlag(addFlags(cmd, STATUS_FLAGS))
     .option("--json", "print JSON")
-    .action(async (opts) => {
-      const host = opts.healthzIp.includes(":") ? `[${opts.healthzIp}]` : opts.healthzIp;
+    .action(async (flags) => {
+      const opts = flags as typeof flags & { healthzIp: string; healthzPort: string };
+      // The agent's 0.0.0.0 (every address) is reached on the loopback.
+      const ip = opts.healthzIp === "0.0.0.0"
+        ? "127.0.0.1"
+        : opts.healthzIp === "::"
+        ? "::1"
+        : opts.healthzIp;
+      const host = ip.includes(":") ? `[${ip}]` : ip;
       let st: NodeStatus;
       try {
         st = await fetchStatus(`http://${host}:${opts.healthzPort}`);
@@ -124,5 +159,6 @@ export function registerStatus(program: Command): void {
       }
       console.log(opts.json ? JSON.stringify(st, null, 2) : formatStatus(st));
       if (!st.ready) Deno.exitCode = 3;
+      else if (st.degraded) Deno.exitCode = 4;
     });
 }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { formatStatus, parsePrometheusText } from "./status.ts";
+import { degradedReason, formatStatus, parsePrometheusText } from "./status.ts";
 
 Deno.test("parsePrometheusText() reads names, labels (with escapes) and special values", () => {
   const samples = parsePrometheusText(
@@ -53,4 +53,30 @@ Deno.test("formatStatus() lists the leases the agent refuses, with their rules",
   assert.match(text, /rejected\s+2 leases now, 3 rejections since start/);
   assert.match(text, /\n {2}"10\.244\.0\.0-16" subnet_wrong_length\n/);
   assert.match(text, /\n {2}"x\\ny" key_unparseable\n/, "a hostile key cannot break the line");
+});
+
+Deno.test("formatStatus() says degraded, not plain yes, while the lease store is unreachable", () => {
+  const now = Date.parse("2026-01-02T03:04:05Z");
+  const metrics = {
+    "weft_store_up{store=etcd}": 0,
+    weft_store_unreachable_since_timestamp_seconds: now / 1000 - 192,
+    weft_ready: 1,
+  };
+  const degraded = degradedReason(metrics, now);
+  assert.equal(
+    degraded,
+    "etcd unreachable since 2026-01-02T03:00:53.000Z (3m 12s): the datapath keeps forwarding as programmed; " +
+      "leases are neither renewed nor watched until it answers",
+  );
+  const text = formatStatus({
+    endpoint: "http://127.0.0.1:8471",
+    ready: true,
+    readyDetail: "",
+    metrics,
+    degraded,
+  });
+  assert.match(text, /^ready\s+degraded: etcd unreachable since 2026-01-02T03:00:53\.000Z \(3m 12s\)/m);
+  assert.match(degradedReason({ "weft_store_up{store=kube}": 0 })!, /^the Kubernetes API unreachable:/);
+  assert.equal(degradedReason({ "weft_store_up{store=etcd}": 1 }), undefined);
+  assert.match(formatStatus({ endpoint: "x", ready: true, readyDetail: "", metrics: {} }), /^ready\s+yes$/m);
 });

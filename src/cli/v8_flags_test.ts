@@ -73,7 +73,7 @@ Deno.test("`deno run -A main.ts agent`, as the README runs it, carries weft's V8
       ],
       /retrying|failed/,
     );
-    assert.match(r.stderr, /reading the network config.* failed/);
+    assert.match(r.stderr, /reading the network config: etcd is unreachable at http:\/\/127\.0\.0\.1:9/);
     assert.equal(r.flags, V8_FLAGS.join(","));
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -14,6 +14,7 @@
  * @module
  */
 import { closeFd, inNetns, NetlinkError, Rtnl } from "../../ffi/rtnl/mod.ts";
+import { RTPROT_BOOT } from "../../ffi/nl_consts.ts";
 import { addIP, formatIP, formatNet } from "../net/ip.ts";
 import { allocate, RangeFullError } from "../ipam/allocator.ts";
 import { IpamStore } from "../ipam/store.ts";
@@ -193,8 +194,8 @@ function configureContainer(ctx: AddContext, ips: string[], result: Result): voi
   if (lo && !lo.up) ctr.linkSet(lo.index, { up: true });
   for (const f of fams) {
     for (const dst of podRoutes(cfg, f)) {
-      // RTPROT_BOOT, like routes the bridge plugin installs through netlink without a protocol.
-      ctr.routeReplace({ dst, gateway: f.gateway, dev: cif.index, protocol: 3 });
+      // Like routes the bridge plugin installs through netlink without a protocol.
+      ctr.routeReplace({ dst, gateway: f.gateway, dev: cif.index, protocol: RTPROT_BOOT });
       result.routes.push({ dst, gw: f.gateway });
     }
   }

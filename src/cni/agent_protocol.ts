@@ -12,8 +12,33 @@
  * with its own /var/lib sees other files, and says so; then, and whenever the socket is missing or dead,
  * the plugin runs the command itself.
  *
+ * ## Versions
+ *
+ * During a rolling upgrade the plugin on disk and the agent on the node are different builds, in either
+ * order, so both sides speak every version:
+ *
+ * - **0** (weft before versioning): request `{env, stdin, pid}`; reply `{code, stdout, log}` or
+ *   `{fallback}`. A v0 agent ignores fields it does not know, and closes the connection without an
+ *   answer on a request that lacks `env`, `stdin` or `pid`.
+ * - **1**: every message carries `v` (the sender's {@linkcode PROTOCOL_VERSION}) and a request its `kind`
+ *   ({@linkcode CNI_CALL_KIND} for the CNI call, which is also what a request without `kind` is). A kind
+ *   the agent does not serve is answered `{v, unsupported, kinds}` ({@linkcode UnsupportedReply}); for
+ *   the CNI call the plugin then runs the command itself.
+ *
+ * Rules that keep old and new talking: a change only adds optional fields or new kinds (a reader ignores
+ * fields it does not know; an agent serves a request of a higher `v` as far as it knows it); what cannot
+ * be added that way gets a new kind name and `PROTOCOL_VERSION` grows. A request of another kind must not
+ * carry `env` or `stdin` (a v0 agent would take it for a CNI call); such a request sent to a v0 agent is
+ * closed without an answer, which the client reports as `lost` (agent_client.ts `askAgent`).
+ *
  * @module
  */
+
+/** The protocol version this build speaks (see "Versions" above). */
+export const PROTOCOL_VERSION = 1;
+
+/** The request kind of a CNI call (the only kind of version 0; a request without `kind` is one). */
+export const CNI_CALL_KIND = "cni";
 
 /** The socket's file name, in the folder of subnet.env (root only, mode 0600). */
 export const AGENT_SOCKET_NAME = "weft-cni.sock";
@@ -60,18 +85,57 @@ export function forwardedEnv(getEnv: (k: string) => string | undefined): Record<
   return out;
 }
 
-/** A request. */
-export interface AgentRequest {
-  /** The forwarded CNI_* environment. */
-  env: Record<string, string>;
-  /** The config on stdin. */
-  stdin: string;
+/** What every request carries. */
+export interface AgentRequestHead {
+  /** The sender's protocol version (absent: 0). */
+  v?: number;
+  /** The request kind (absent: {@linkcode CNI_CALL_KIND}). */
+  kind?: string;
   /** The caller's pid (its view of the files and its network namespace are checked through /proc). */
   pid: number;
 }
 
-/** A reply: the call's outcome, or a refusal that sends the plugin back to running the command itself. */
-export type AgentReply = { code: number; stdout: string; log: string } | { fallback: string };
+/** A CNI call: the request of kind {@linkcode CNI_CALL_KIND}. */
+export interface AgentRequest extends AgentRequestHead {
+  /** The forwarded CNI_* environment. */
+  env: Record<string, string>;
+  /** The config on stdin. */
+  stdin: string;
+}
+
+/** The answer to a request of a kind the agent does not serve. */
+export interface UnsupportedReply {
+  /** The agent's protocol version. */
+  v: number;
+  /** Why, for logs: the kind and the agent's version. */
+  unsupported: string;
+  /** The kinds the agent serves. */
+  kinds: string[];
+}
+
+/**
+ * A reply to a CNI call: the call's outcome, a refusal that sends the plugin back to running the command
+ * itself, or (never from a v0 agent) "unsupported". `v` is absent from a v0 agent.
+ */
+export type AgentReply =
+  & ({ code: number; stdout: string; log: string } | { fallback: string } | UnsupportedReply)
+  & { v?: number };
+
+/** The reply to a request of `kind`, which this agent does not serve. */
+export function unsupportedReply(kind: string, kinds: readonly string[]): UnsupportedReply {
+  return {
+    v: PROTOCOL_VERSION,
+    unsupported:
+      `request kind ${JSON.stringify(kind)} is not supported by this agent (protocol ${PROTOCOL_VERSION}, ` +
+      `serves ${kinds.join(", ")}): upgrade the agent`,
+    kinds: [...kinds],
+  };
+}
+
+/** Whether a reply says "unsupported" (a v1+ agent's answer to a kind it does not know). */
+export function isUnsupported(reply: unknown): reply is UnsupportedReply {
+  return !!reply && typeof reply === "object" && typeof (reply as UnsupportedReply).unsupported === "string";
+}
 
 /** The identity (device:inode) of a namespace file, e.g. `/proc/thread-self/ns/net`. */
 export function nsId(path: string): string {

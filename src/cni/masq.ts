@@ -2,7 +2,7 @@
  * Per-pod masquerading for `ipMasq` (on by default when FLANNEL_IPMASQ=false, i.e. when the agent does
  * not masquerade), the bridge plugin's rule in nftables: traffic from a pod address to anything outside
  * the node subnet and not multicast is masqueraded. Pods are elements of one set per family, so ADD and
- * DEL change one element instead of a chain per container, each in one atomic nft transaction.
+ * DEL change one element instead of a chain per container, each in one atomic nf_tables transaction.
  *
  * ```
  * table ip weft-cni {
@@ -14,9 +14,14 @@
  * }
  * ```
  *
+ * Spoken over raw netlink (ffi/rtnl/nft.ts), not through libnftables: CNI mode on a host needs glibc and
+ * nothing else, as flannel's Go plugin does. The first ADD creates the table; every ADD writes its rule
+ * again (the node's subnet may have changed) and adds its addresses; DEL removes them.
+ *
  * @module
  */
-import { nftRun } from "../../ffi/nftables.ts";
+import { NftNetlink } from "../../ffi/rtnl/nft.ts";
+import { parseIP, parseNet } from "../net/ip.ts";
 
 /** The nftables table weft's CNI mode owns (one per family). */
 export const MASQ_TABLE = "weft-cni";
@@ -29,36 +34,31 @@ export interface MasqEntry {
   subnet: string;
 }
 
-function fam(ip: string): { nf: "ip" | "ip6"; type: string; multicast: string } {
-  return ip.includes(":")
-    ? { nf: "ip6", type: "ipv6_addr", multicast: "ff00::/8" }
-    : { nf: "ip", type: "ipv4_addr", multicast: "224.0.0.0/4" };
+function tableOf(ip: string) {
+  const family = ip.includes(":") ? 6 : 4;
+  return {
+    t: { family, table: MASQ_TABLE, set: "pods", chain: "postrouting" } as const,
+    multicast: parseNet(family === 6 ? "ff00::/8" : "224.0.0.0/4"),
+  };
 }
 
-/** Adds pods to the masquerade set (creating the table, set and rule as needed); one transaction. */
+/** Adds pods to the masquerade set (creating the table, set and rule as needed); one transaction a family. */
 export function masqAdd(entries: MasqEntry[]): void {
-  let script = "";
-  for (const e of entries) {
-    const f = fam(e.ip);
-    const t = `${f.nf} ${MASQ_TABLE}`;
-    script += `table ${t} {\n  set pods { type ${f.type}; }\n` +
-      `  chain postrouting { type nat hook postrouting priority srcnat; policy accept; }\n}\n` +
-      `flush chain ${t} postrouting\n` +
-      `add rule ${t} postrouting ${f.nf} saddr @pods ${f.nf} daddr != ${e.subnet} ` +
-      `${f.nf} daddr != ${f.multicast} masquerade\n` +
-      `add element ${t} pods { ${e.ip} }\n`;
+  if (!entries.length) return;
+  using nl = NftNetlink.open();
+  for (const family of [4, 6] as const) {
+    const mine = entries.filter((e) => e.ip.includes(":") === (family === 6));
+    if (!mine.length) continue;
+    const { t, multicast } = tableOf(mine[0]!.ip);
+    nl.ensureMasquerade(t, parseNet(mine[0]!.subnet), multicast, mine.map((e) => parseIP(e.ip)));
   }
-  if (script) nftRun(script);
 }
 
 /** Removes pods from the masquerade set; absent elements or tables are fine. Returns how many it removed. */
 export function masqDelete(ips: string[]): number {
+  if (!ips.length) return 0;
+  using nl = NftNetlink.open();
   let n = 0;
-  for (const ip of ips) {
-    try {
-      nftRun(`delete element ${fam(ip).nf} ${MASQ_TABLE} pods { ${ip} }\n`);
-      n++;
-    } catch { /* not there: DEL is idempotent */ }
-  }
+  for (const ip of ips) if (nl.deleteElement(tableOf(ip).t, parseIP(ip))) n++;
   return n;
 }

@@ -51,9 +51,28 @@ export interface NetworkConfig {
   ipv6SubnetMax?: IPNet;
   /** Backend. */
   backend: BackendConfig;
-  /** True when the config had no Backend and vxlan was chosen (flannel: udp); callers say so in their log. */
+  /**
+   * True when the config has no Backend: udp then, as flanneld picks (pkg/subnet/config.go), whose udp
+   * is a slow user-space loop; callers warn loudly and suggest vxlan.
+   */
   backendDefaulted: boolean;
 }
+
+/**
+ * The backend of a config without `Backend`: udp, as flanneld (v0.28.9 pkg/subnet/config.go
+ * `parseBackendType`: an empty Backend is "udp"), although flannel's documentation says vxlan.
+ */
+export const DEFAULT_BACKEND = "udp";
+
+/**
+ * The warning for a config without `Backend` (udp: flanneld's choice, kept so that weft and flanneld
+ * nodes reading the same config pick the same backend).
+ */
+export const DEFAULTED_BACKEND_WARNING =
+  "the network config has no Backend: using udp, as flanneld does (its default, whatever its docs say). " +
+  "udp is flannel's debugging backend, a user-space packet loop (a fraction of vxlan's throughput); " +
+  'set "Backend": {"Type": "vxlan"} in the config for the kernel\'s VXLAN (on every node at once: ' +
+  "nodes on different backends cannot reach each other)";
 
 /** A config rejected for one key. */
 export class ConfigError extends Error {
@@ -271,7 +290,7 @@ export function parseNetworkConfig(input: string | Record<string, unknown>): Net
     enableNFTables: bool("EnableNFTables", get("EnableNFTables"), false),
     subnetLen: 0,
     ipv6SubnetLen: 0,
-    backend: { type: "vxlan", options: {} },
+    backend: { type: DEFAULT_BACKEND, options: {} },
     backendDefaulted: false,
   };
   if (enableIPv4) {
@@ -288,14 +307,23 @@ export function parseNetworkConfig(input: string | Record<string, unknown>): Net
     });
   }
   const backend = get("Backend");
-  if (backend === undefined || backend === null) {
-    cfg.backendDefaulted = true; // flannel would pick udp; weft picks vxlan and the agent logs it
+  if (backend === undefined) {
+    cfg.backendDefaulted = true; // udp, as flanneld: a weft node and a flanneld node must agree
   } else {
-    if (typeof backend !== "object" || Array.isArray(backend)) {
-      throw new ConfigError("Backend", backend, "must be an object");
+    // flanneld reads `"Backend": null` or a Backend without Type as backend type "" and exits
+    // ("unknown backend type"); only a config without Backend gets its default.
+    if (typeof backend !== "object" || backend === null || Array.isArray(backend)) {
+      throw new ConfigError("Backend", backend, 'must be an object with a Type, e.g. {"Type": "vxlan"}');
     }
     const bk = lowerKeys(backend as Record<string, unknown>);
-    const type = bk.get("type")?.[1] ?? "vxlan";
+    const type = bk.get("type")?.[1];
+    if (type === undefined) {
+      throw new ConfigError(
+        "Backend.Type",
+        null,
+        'is required when Backend is given (flanneld exits with "unknown backend type"), e.g. "vxlan"',
+      );
+    }
     if (typeof type !== "string" || !type) {
       throw new ConfigError("Backend.Type", type, "must be a backend name");
     }

@@ -30,7 +30,7 @@ Deno.test("parseNetworkConfig() applies flannel's defaults", () => {
   assert.equal(formatNet(c.subnetMin!), "10.244.1.0/24", "the first subnet is skipped");
   assert.equal(formatNet(c.subnetMax!), "10.244.255.0/24", "the last subnet");
   assert.equal(c.backendDefaulted, true);
-  assert.equal(c.backend.type, "vxlan", "weft picks vxlan where flannel would pick udp");
+  assert.equal(c.backend.type, "udp", "flanneld's default (pkg/subnet/config.go), whatever its docs say");
 });
 
 Deno.test("parseNetworkConfig() defaults SubnetLen to prefix + 2 for networks smaller than /22", () => {
@@ -175,9 +175,16 @@ Deno.test("parseNetworkConfig() checks the types of EnableNFTables, Backend and 
   rejects({ Network: "10.244.0.0/16", Backend: ["vxlan"] }, "Backend", /object/);
 });
 
-Deno.test("parseNetworkConfig() defaults a Backend without Type to vxlan and keeps its options", () => {
-  const c = parseNetworkConfig({ Network: "10.244.0.0/16", Backend: { VNI: 9 } });
+Deno.test("parseNetworkConfig() refuses a Backend without Type, or null, as flanneld does", () => {
+  rejects(
+    { Network: "10.244.0.0/16", Backend: { VNI: 9 } },
+    "Backend.Type",
+    /required .*unknown backend type/,
+  );
+  rejects({ Network: "10.244.0.0/16", Backend: {} }, "Backend.Type", /required/);
+  rejects({ Network: "10.244.0.0/16", Backend: null }, "Backend", /must be an object with a Type/);
+  const c = parseNetworkConfig({ Network: "10.244.0.0/16", Backend: { type: "VXLAN", VNI: 9 } });
   assert.equal(c.backend.type, "vxlan");
-  assert.deepEqual(c.backend.options, { vni: 9 });
+  assert.deepEqual(c.backend.options, { type: "VXLAN", vni: 9 });
   assert.equal(c.backendDefaulted, false, "a Backend section was given");
 });

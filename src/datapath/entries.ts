@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { NUD_PERMANENT } from "../../ffi/nl_consts.ts";
 import type { FdbInfo, FdbSpec, NeighInfo, NeighSpec, RouteInfo, RouteSpec } from "../../ffi/mod.ts";
 
 /**
@@ -73,14 +74,18 @@ export function entryId(e: Entry): string {
 }
 
 /** NUD_PERMANENT: the entries weft installs (and the only ones it may prune). */
-export const NUD_PERMANENT = 0x80;
+export { NUD_PERMANENT };
 
 /** Whether the kernel holds `e` exactly. */
 export function kernelHas(state: KernelIndex, e: Entry): boolean {
   switch (e.kind) {
     case "route": {
       const r = state.routes.get(e.spec.dst);
-      return !!r && r.index === e.spec.dev && r.gateway === e.spec.gateway && r.onlink === !!e.spec.onlink;
+      if (!r || r.type !== (e.spec.type ?? "unicast")) return false;
+      if (e.spec.metric !== undefined && r.metric !== e.spec.metric) return false;
+      // A blackhole has no next hop (IPv6 reports it on lo).
+      if (r.type === "blackhole") return true;
+      return r.index === e.spec.dev && r.gateway === e.spec.gateway && r.onlink === !!e.spec.onlink;
     }
     case "neigh": {
       const n = state.neighs.get(`${e.spec.dev} ${e.spec.ip}`);

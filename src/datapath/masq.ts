@@ -1,12 +1,13 @@
 /**
- * Masquerade and forward rules, flannel's rule set (its iptables masquerade and forward chains) in nftables tables owned by weft:
- * `table ip weft` (and `table ip6 weft` for an IPv6 network). weft always uses nftables, whatever the
- * network config's `EnableNFTables` says: its rules live in their own table, so they never mix with
- * kube-proxy's or anyone else's, and they are applied through libnftables in one transaction.
+ * Masquerade and forward rules with `EnableNFTables: true`: flannel's rule set (its iptables masquerade
+ * and forward chains) in nftables tables owned by weft, `table ip weft` (and `table ip6 weft` for an IPv6
+ * network). They live in their own table, so they never mix with kube-proxy's or anyone else's, and they
+ * are applied through libnftables in one transaction. (`EnableNFTables: false`, flannel's default, puts
+ * them in iptables instead: host_rules.ts.)
  *
- * - The forward chain (accept from/to the cluster network) is always installed, as flannel's
- *   `--iptables-forward-rules` default does.
- * - The postrouting (nat) chain only with `--ip-masq`.
+ * - The forward chain (accept from/to the cluster network) unless `--iptables-forward-rules=false`.
+ * - The postrouting (nat) chain only with `--ip-masq`; `masquerade fully-random` unless
+ *   `--ip-masq-fully-random-disable`.
  *
  * Installing replaces weft's table atomically (`add` + `delete` + define, one transaction), so other
  * tables are never touched and a half-applied state never exists. {@linkcode RulesKeeper} re-reads the
@@ -32,9 +33,23 @@ function family(n: IPNet): "ip" | "ip6" {
   return n.ip.family === 4 ? "ip" : "ip6";
 }
 
+/** What goes in the table besides masquerading. */
+export interface MasqOptions {
+  /** The forward chain (`--iptables-forward-rules`, default true). */
+  forward?: boolean;
+  /** `masquerade fully-random` (default true; false with `--ip-masq-fully-random-disable`). */
+  fullyRandom?: boolean;
+}
+
 /** Renders the rule script for one family. */
-export function masqScript(network: IPNet, podSubnet: IPNet, ipMasq: boolean): string {
+export function masqScript(
+  network: IPNet,
+  podSubnet: IPNet,
+  ipMasq: boolean,
+  opts: MasqOptions = {},
+): string {
   const fam = family(network);
+  const masquerade = opts.fullyRandom ?? true ? "masquerade fully-random" : "masquerade";
   const mcast = fam === "ip" ? "224.0.0.0/4" : "ff00::/8";
   const cluster = formatNet(network), pods = formatNet(podSubnet);
   const nat = ipMasq
@@ -46,8 +61,17 @@ export function masqScript(network: IPNet, podSubnet: IPNet, ipMasq: boolean): s
       `    ${fam} saddr ${pods} ${fam} daddr ${cluster} return`,
       `    ${fam} saddr ${cluster} ${fam} daddr ${pods} return`,
       `    ${fam} saddr != ${cluster} ${fam} daddr ${pods} return`,
-      `    ${fam} saddr ${cluster} ${fam} daddr != ${mcast} masquerade fully-random`,
-      `    ${fam} saddr != ${cluster} ${fam} daddr ${cluster} masquerade fully-random`,
+      `    ${fam} saddr ${cluster} ${fam} daddr != ${mcast} ${masquerade}`,
+      `    ${fam} saddr != ${cluster} ${fam} daddr ${cluster} ${masquerade}`,
+      "  }",
+    ]
+    : [];
+  const forward = opts.forward ?? true
+    ? [
+      "  chain forward {",
+      "    type filter hook forward priority filter; policy accept;",
+      `    ${fam} saddr ${cluster} accept`,
+      `    ${fam} daddr ${cluster} accept`,
       "  }",
     ]
     : [];
@@ -57,19 +81,15 @@ export function masqScript(network: IPNet, podSubnet: IPNet, ipMasq: boolean): s
     `delete table ${fam} ${MASQ_TABLE}`,
     `table ${fam} ${MASQ_TABLE} {`,
     ...nat,
-    "  chain forward {",
-    "    type filter hook forward priority filter; policy accept;",
-    `    ${fam} saddr ${cluster} accept`,
-    `    ${fam} daddr ${cluster} accept`,
-    "  }",
+    ...forward,
     "}",
     "",
   ].join("\n");
 }
 
 /** Installs (or re-installs) the rules for the given networks, all families in one transaction. */
-export function applyMasq(nets: MasqNets[], ipMasq: boolean): void {
-  nftRun(nets.map((n) => masqScript(n.network, n.podSubnet, ipMasq)).join(""));
+export function applyMasq(nets: MasqNets[], ipMasq: boolean, opts: MasqOptions = {}): void {
+  nftRun(nets.map((n) => masqScript(n.network, n.podSubnet, ipMasq, opts)).join(""));
 }
 
 /** Removes weft's tables; absent tables are fine; other tables are untouched. */
@@ -99,9 +119,19 @@ export type RulesChange = "unchanged" | "installed" | "repaired";
 export class RulesKeeper {
   #nets: MasqNets[] = [];
   #listing = "";
+  /** nft transactions run (installs and repairs). */
+  writes = 0;
 
-  /** @param ipMasq whether to masquerade (`--ip-masq`) */
-  constructor(private readonly ipMasq: boolean) {}
+  /**
+   * @param ipMasq whether to masquerade (`--ip-masq`)
+   * @param opts forward chain and fully-random masquerading
+   */
+  constructor(private readonly ipMasq: boolean, private readonly opts: MasqOptions = {}) {}
+
+  #apply(nets: MasqNets[]): void {
+    this.writes++;
+    applyMasq(nets, this.ipMasq, this.opts);
+  }
 
   /**
    * Makes the rules match `nets`: installs when they changed (new lease) or were never installed,
@@ -111,13 +141,13 @@ export class RulesKeeper {
   ensure(nets: MasqNets[]): RulesChange {
     const key = (ns: MasqNets[]) => ns.map((n) => `${formatNet(n.network)} ${formatNet(n.podSubnet)}`).join();
     if (!this.#listing || key(nets) !== key(this.#nets)) {
-      applyMasq(nets, this.ipMasq);
+      this.#apply(nets);
       this.#nets = nets;
       this.#listing = listMasq(nets);
       return "installed";
     }
     if (listMasq(nets) === this.#listing) return "unchanged";
-    applyMasq(nets, this.ipMasq);
+    this.#apply(nets);
     this.#listing = listMasq(nets);
     return "repaired";
   }

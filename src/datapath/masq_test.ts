@@ -36,6 +36,15 @@ Deno.test("masqScript() without --ip-masq has the forward rules and no nat chain
   assert.ok(s.includes("ip saddr 10.244.0.0/16 accept") && s.includes("ip daddr 10.244.0.0/16 accept"));
 });
 
+Deno.test("masqScript() honours --ip-masq-fully-random-disable and --iptables-forward-rules=false", () => {
+  const plain = masqScript(NETWORK, PODS, true, { fullyRandom: false });
+  assert.ok(plain.includes("ip saddr 10.244.0.0/16 ip daddr != 224.0.0.0/4 masquerade\n"), plain);
+  assert.ok(!plain.includes("fully-random"));
+  const noForward = masqScript(NETWORK, PODS, true, { forward: false });
+  assert.ok(!noForward.includes("chain forward") && noForward.includes("masquerade fully-random"), noForward);
+  assert.ok(!masqScript(NETWORK, PODS, false, { forward: false }).includes("chain"));
+});
+
 Deno.test({
   name:
     "RulesKeeper installs weft's table, repairs it after deletion or edits, and never touches other tables",

@@ -7,8 +7,9 @@
  *
  * @module
  */
+import { Backoff } from "../async.ts";
 import { type Lease, leaseAttrsJSON } from "../lease/lease.ts";
-import { log } from "../log.ts";
+import { log, RepeatedFailure } from "../log.ts";
 import {
   type Entry,
   type EntryDriver,
@@ -74,6 +75,13 @@ interface FailingPeer {
   applied: Entry[];
   /** Consecutive failures. */
   failures: number;
+  /**
+   * Its back-off: a ceiling of 200 ms doubling up to 30 s, each delay drawn from its upper half ("equal"
+   * jitter: never an immediate retry, and peers that failed together do not retry in step).
+   */
+  backoff: Backoff;
+  /** Its failures, logged once, then at growing intervals with a count, then when it works. */
+  report: RepeatedFailure;
   /** Not before this time (ms since epoch). */
   retryAt: number;
   /** Last error, for logs. */
@@ -85,7 +93,8 @@ function sameLease(a: Lease, b: Lease): boolean {
       (a.subnet && formatNet(a.subnet)) === (b.subnet && formatNet(b.subnet));
 }
 
-/** Longest back-off between retries of one failing peer. */
+/** First and longest back-off between retries of one failing peer, ms. */
+const FIRST_BACKOFF_MS = 200;
 const MAX_BACKOFF_MS = 30_000;
 
 /** Counters all at zero. */
@@ -118,6 +127,8 @@ export class Reconciler {
   /** Peers whose last apply failed. */
   readonly #failing = new Map<string, FailingPeer>();
   readonly #dirty = new Set<string>();
+  /** The node's own entries of the last full pass (one missing since then is drift). */
+  #localIds = new Set<string>();
   #scheduled = false;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #running: Promise<void> = Promise.resolve();
@@ -128,11 +139,14 @@ export class Reconciler {
    * @param backend turns leases into entries
    * @param kernel applies entries
    * @param cluster the cluster networks: weft's routes outside them are never pruned
+   * @param local the entries the node wants for itself, for its current lease (`--ip-blackhole-route`'s
+   *   blackhole route): kept by every full pass like the peers' entries
    */
   constructor(
     private readonly backend: DatapathBackend,
     private readonly kernel: KernelOps,
     private readonly cluster: IPNet[],
+    private readonly local: () => Entry[] = () => [],
   ) {
     for (const d of backend.drivers?.() ?? []) this.#drivers.set(d.name, d);
   }
@@ -210,6 +224,32 @@ export class Reconciler {
     await this.#running;
   }
 
+  /**
+   * Adds the node's own entries the kernel lacks (at the first pass, and whenever they went missing or
+   * the lease changed) and their ids to `wanted`: never pruned. Those of a previous lease are not
+   * wanted any more, so the pass prunes them.
+   */
+  #keepLocal(idx: KernelIndex, wanted: Set<string>): number {
+    let repaired = 0;
+    const before = this.#localIds;
+    this.#localIds = new Set(this.local().map(entryId));
+    for (const e of this.local()) {
+      wanted.add(entryId(e));
+      if (kernelHas(idx, e)) continue;
+      try {
+        this.#apply(e);
+        if (before.has(entryId(e))) {
+          repaired++;
+          logger.warn("drift: {id} was missing or altered, re-added", { id: entryId(e) });
+        }
+      } catch (err) {
+        this.stats.errors++;
+        logger.warn("re-adding {id}: {error}", { id: entryId(e), error: (err as Error).message });
+      }
+    }
+    return repaired;
+  }
+
   /** Stops pending retry timers (the agent is exiting). */
   stop(): void {
     clearTimeout(this.#retryTimer);
@@ -226,6 +266,7 @@ export class Reconciler {
   /** Records that every entry of `key`'s `lease` is in the kernel. */
   #ok(key: string, lease: Lease): void {
     this.#applied.set(key, lease);
+    this.#failing.get(key)?.report.succeeded();
     this.#failing.delete(key);
   }
 
@@ -254,21 +295,18 @@ export class Reconciler {
   /** Records a failure of `key` and arranges a retry with exponential back-off. */
   #failed(key: string, err: unknown, applied: Entry[]): void {
     this.stats.errors++;
-    const failures = (this.#failing.get(key)?.failures ?? 0) + 1;
-    const delay = Math.min(100 * 2 ** failures, MAX_BACKOFF_MS);
+    const prev = this.#failing.get(key);
+    const failures = (prev?.failures ?? 0) + 1;
+    const backoff = prev?.backoff ?? new Backoff(FIRST_BACKOFF_MS, MAX_BACKOFF_MS, { jitter: "equal" });
+    const report = prev?.report ??
+      new RepeatedFailure(logger, { what: `peer ${key}`, fix: "retrying with back-off (up to 30 s)" });
+    const delay = backoff.next();
     const error = err instanceof Error ? err.message : String(err);
     this.#applied.delete(key);
-    this.#failing.set(key, { applied, failures, retryAt: Date.now() + delay, error });
+    this.#failing.set(key, { applied, failures, backoff, report, retryAt: Date.now() + delay, error });
     this.#dirty.add(key);
     this.#armRetry(delay);
-    // A refused route was reported once by the route guard; its retries need no more warnings.
-    const quiet = err instanceof Error && err.name === "RouteRefusedError" && failures > 1;
-    logger[quiet ? "debug" : "warn"]("peer {key}: {error} (attempt {n}, retry in {ms} ms)", {
-      key,
-      error,
-      n: failures,
-      ms: delay,
-    });
+    report.failed(error);
   }
 
   #armRetry(delay: number): void {
@@ -379,7 +417,7 @@ export class Reconciler {
         this.#failed(key, err, [...this.#appliedEntries(key), ...want]);
       }
     }
-    this.stats.driftRepaired += repaired;
+    this.stats.driftRepaired += repaired + this.#keepLocal(idx, wanted);
     this.#prune(idx, wanted, devices);
     this.#countProgrammed();
     this.stats.lastPassSeconds = (performance.now() - t0) / 1000;

@@ -279,7 +279,8 @@ Deno.test("fullPass() does nothing but report failure when the device cannot be 
   // The agent's full pass: the node state ensures the device first; it failed (undefined, logged there).
   const status = new AgentStatus();
   const failing = { ensure: () => undefined } as unknown as NodeState;
-  await new Resync(r, failing, () => lease(1), () => true, status).pass();
+  await new Resync({ reconciler: r, node: failing, lease: () => lease(1), synced: () => true, status })
+    .pass();
   assert.equal(r.stats.passes, 0, "no pass without a device");
   assert.ok(kernel.routes.has("10.244.9.0/24"), "nothing pruned without a device");
   assert.equal(r.stats.errors, 1);
@@ -297,8 +298,8 @@ Deno.test("a failing peer never blocks the others and is retried with back-off u
   assert.equal(r.stats.peersFailing, 1);
   const tries = () => kernel.calls.filter((c) => c === "apply fdb 5 02:00:00:00:00:03 192.168.1.3").length;
   assert.equal(tries(), 1);
-  // Back-off: not retried at once (200 ms after the first failure, then 400 ms, …).
-  await new Promise((res) => setTimeout(res, 100));
+  // Back-off: not retried at once (100–200 ms after the first failure, then 200–400 ms, …).
+  await new Promise((res) => setTimeout(res, 50));
   assert.equal(tries(), 1, "no retry before the back-off delay");
   await until(() => tries() === 2);
   kernel.failing.clear();

@@ -12,6 +12,9 @@
  * - destination known as weft's: replaced (idempotent, as before);
  * - unknown destination: added with NLM_F_EXCL, which cannot overwrite anything; on EEXIST the cache is
  *   refreshed from one dump and the route replaced when it is weft's, refused when it is not.
+ * - destination held by exactly the route weft wants (same gateway, device and metric) of protocol boot,
+ *   which is what flanneld's routes are (it sets no protocol): adopted, i.e. replaced by weft's, so a node
+ *   switched from flanneld keeps its routes and weft owns them from then on (docs/operations.md).
  * What remains: a foreign route with another metric, added after the last dump to a destination weft
  * then programs for the first time, coexists with weft's until the next full pass refreshes the cache
  * (one resync); weft's route is then reported as refused and the foreign one is never touched.
@@ -26,6 +29,7 @@ import {
   WEFT_ROUTE_PROTOCOL,
 } from "../../ffi/mod.ts";
 import { log } from "../log.ts";
+import { LAST_RESORT_METRIC } from "./blackhole.ts";
 
 const logger = log("datapath", "routes");
 
@@ -62,6 +66,16 @@ export class RouteRefusedError extends Error {
     );
     this.name = "RouteRefusedError";
   }
+}
+
+/**
+ * Whether `owner` is the very route `spec` describes, as flanneld programs it: protocol boot (flanneld
+ * sets none), unicast, the same gateway, output device and metric. Replacing it changes only its owner.
+ */
+export function isFlanneldRoute(owner: RouteInfo, spec: RouteSpec): boolean {
+  return owner.protocol === 3 && owner.type === "unicast" && owner.gateway === spec.gateway &&
+    typeof spec.dev === "number" && owner.index === spec.dev &&
+    owner.metric === (spec.metric ?? (owner.family === 6 ? 1024 : 0));
 }
 
 /** The route operations the guard needs (a {@linkcode Netlink} handle). */
@@ -112,7 +126,25 @@ export class RouteGuard {
   apply(spec: RouteSpec): void {
     if (!this.#learned) this.refresh();
     const dst = spec.dst;
+    if (spec.metric === LAST_RESORT_METRIC) {
+      // Behind every other route to dst (the blackhole of --ip-blackhole-route, src/datapath/blackhole.ts):
+      // it never takes their traffic, so it goes beside them. Added, never replacing anybody's.
+      if (this.#ours.has(dst)) this.nl.routeReplace(spec);
+      else this.nl.routeAdd(spec);
+      this.#ours.add(dst);
+      return;
+    }
     let owner = this.#foreign.get(dst);
+    if (owner && isFlanneldRoute(owner, spec)) {
+      this.nl.routeReplace(spec);
+      this.#foreign.delete(dst);
+      this.#ours.add(dst);
+      logger.info("route {dst} via {gateway}: flanneld's (protocol boot), adopted", {
+        dst,
+        gateway: spec.gateway,
+      });
+      return;
+    }
     if (!owner && this.#ours.has(dst)) {
       this.nl.routeReplace(spec);
       return;

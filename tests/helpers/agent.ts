@@ -21,8 +21,10 @@ export interface AgentProcess {
   node: LabNode;
   /** subnet.env path. */
   subnetFile: string;
-  /** Health port (inside the node namespace, on 127.0.0.1). */
+  /** Health port (inside the node namespace). */
   healthPort: number;
+  /** Health address (127.0.0.1 unless the test chose another). */
+  healthIp: string;
   /** Current pid. */
   pid: number;
   /** Log file. */
@@ -45,6 +47,11 @@ export function startAgent(
     dir: string;
     args?: string[];
     healthPort?: number;
+    /**
+     * `--healthz-ip` (default 127.0.0.1); null passes none, so `FLANNELD_HEALTHZ_IP` in `env` decides, as
+     * in the DaemonSets.
+     */
+    healthzIp?: string | null;
     /** Flags for `deno run` itself (e.g. `--v8-flags=…`). */
     denoFlags?: string[];
     /** Extra environment variables. */
@@ -81,7 +88,7 @@ export function startAgent(
       : []),
     `--iface=${node.iface}`,
     `--subnet-file=${subnetFile}`,
-    "--healthz-ip=127.0.0.1",
+    ...(opts.healthzIp === null ? [] : [`--healthz-ip=${opts.healthzIp ?? "127.0.0.1"}`]),
     `--healthz-port=${healthPort}`,
     ...(opts.args ?? []),
   ];
@@ -118,6 +125,7 @@ export function startAgent(
     node,
     subnetFile,
     healthPort,
+    healthIp: opts.healthzIp ?? opts.env?.FLANNELD_HEALTHZ_IP ?? "127.0.0.1",
     logFile,
     pid: 0,
     start() {
@@ -191,7 +199,7 @@ export async function agentHttp(a: AgentProcess, path: string): Promise<[number,
   const r = await runIn(a.node.netns, [
     Deno.execPath(),
     "eval",
-    `const r = await fetch("http://127.0.0.1:${a.healthPort}${path}"); console.log(r.status); console.log(await r.text());`,
+    `const r = await fetch("http://${a.healthIp}:${a.healthPort}${path}"); console.log(r.status); console.log(await r.text());`,
   ]);
   if (r.code !== 0) throw new Error(`GET ${path}: ${r.stderr}`);
   const nl = r.stdout.indexOf("\n");

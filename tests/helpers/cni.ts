@@ -193,3 +193,56 @@ export async function cniLab(opts: CniLabOptions = {}): Promise<CniLab> {
     },
   };
 }
+
+/** The agent's CNI server of this checkout, run on its own (`deno run -A … <socket>`). */
+export const CNI_SERVER = new URL("../../src/cni/agent_server.ts", import.meta.url).pathname;
+
+/**
+ * Starts a CNI server (`server`: this checkout's, or another build's file) in namespace `ns`, optionally
+ * behind a shell prefix, and waits until it listens (its socket gets mode 0600 right after listen()).
+ */
+export async function startCniServer(
+  ns: string,
+  sock: string,
+  opts: { wrap?: string[]; server?: string } = {},
+): Promise<Deno.ChildProcess> {
+  const child = new Deno.Command("ip", {
+    args: [
+      "netns",
+      "exec",
+      ns,
+      ...(opts.wrap ?? []),
+      Deno.execPath(),
+      "run",
+      "-A",
+      opts.server ?? CNI_SERVER,
+      sock,
+    ],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  for (let i = 0; i < 400; i++) {
+    try {
+      if (((Deno.statSync(sock).mode ?? 0) & 0o777) === 0o600) return child;
+    } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill("SIGKILL");
+  throw new Error(`the CNI server did not start: ${new TextDecoder().decode((await child.output()).stderr)}`);
+}
+
+/** Stops a server started by {@linkcode startCniServer}. */
+export async function stopCniServer(child: Deno.ChildProcess): Promise<void> {
+  try {
+    child.kill("SIGTERM");
+  } catch { /* gone */ }
+  await child.status;
+  await child.stderr.cancel().catch(() => {});
+}
+
+/** The pid in a call's log line (`weft-cni[PID]`): the server's when it served the call. */
+export function loggedPid(r: CniCall): number {
+  const m = /weft-cni\[(\d+)\]/.exec(r.stderr);
+  if (!m) throw new Error(`no log line in: ${r.stderr}`);
+  return Number(m[1]);
+}

@@ -238,8 +238,9 @@ export async function startEtcd(opts: EtcdOptions = {}, wait = true): Promise<Et
   const peerPort = opts.peerPort ?? freePort();
   const name = opts.name ?? `e${clientPort}`;
   const scheme = opts.tls ? "https" : "http";
-  const endpoint = `${scheme}://${host}:${clientPort}`;
-  const peerUrl = `http://${host}:${peerPort}`;
+  const h = host.includes(":") ? `[${host}]` : host; // an IPv6 host in a URL is bracketed
+  const endpoint = `${scheme}://${h}:${clientPort}`;
+  const peerUrl = `http://${h}:${peerPort}`;
   const baseDir = await Deno.makeTempDir({ prefix: "weft-etcd-" });
   const dataDir = `${baseDir}/data`;
   let child: Deno.ChildProcess | undefined;

@@ -14,7 +14,7 @@
  *
  * @module
  */
-import type { LinkInfo, Netlink } from "../../../ffi/mod.ts";
+import { type LinkInfo, type Netlink, setTxChecksumOffload, txChecksumOffload } from "../../../ffi/mod.ts";
 import type { Entry } from "../../datapath/entries.ts";
 import type { DeviceChange } from "../../datapath/reconciler.ts";
 import { log } from "../../log.ts";
@@ -23,6 +23,7 @@ import { formatIP, formatNet, type IPNet, netContains, parseCIDR, parseIP } from
 import { type Lease, vtepMac } from "../../lease/lease.ts";
 import { randomMac } from "../../net/mac.ts";
 import type { Backend } from "../backend.ts";
+import { refreshUnderlay } from "../device_setup.ts";
 import { routeViaPeer } from "../route_via.ts";
 import type { VxlanBackendOptions } from "./options.ts";
 
@@ -81,6 +82,8 @@ export class VxlanBackend implements Backend {
   readonly mac6: string | undefined;
   #v4: Vtep | undefined;
   #v6: Vtep | undefined;
+  /** The last underlay address change reported (logged once per change). */
+  #readdressed = "";
 
   /**
    * @param nl handle in the node's namespace
@@ -136,9 +139,12 @@ export class VxlanBackend implements Backend {
     });
   }
 
-  /** `{VNI, VtepMAC}` as flannel publishes it (the IPv6 device's on an IPv6-only network). */
+  /**
+   * `{VNI, VtepMAC}` of the IPv4 device, as flannel publishes it; null on an IPv6-only network, where
+   * flannel leaves BackendData out (the IPv6 device's MAC is in BackendV6Data only).
+   */
   backendData(): unknown {
-    return { VNI: this.opts.vni, VtepMAC: this.mac };
+    return this.#v4 ? { VNI: this.opts.vni, VtepMAC: this.#v4.mac } : null;
   }
 
   /** `BackendV6Data` of a dual-stack lease, or undefined when IPv6 is not served. */
@@ -153,8 +159,44 @@ export class VxlanBackend implements Backend {
    * follow `lease`.
    */
   ensureDevice(lease: Lease): DeviceChange {
+    this.#underlay();
     const changes = [this.#v4, this.#v6].filter((v): v is Vtep => !!v).map((v) => this.#ensure(v, lease));
     return changes.includes("created") ? "created" : changes.includes("repaired") ? "repaired" : "unchanged";
+  }
+
+  /**
+   * The external interface as it is now: deleted and re-added, it has a new ifindex (the kernel deleted
+   * the VXLAN devices bound to the old one; #ensure makes them again on the new one). Re-added with
+   * another address, the lease still publishes the old one: said once, clearly. Gone: nothing can be made.
+   */
+  #underlay(): void {
+    const u = refreshUnderlay(this.nl, this.ext);
+    if (u.kind === "missing") {
+      throw new Error(
+        `the external interface ${this.ext.name} is gone: ${this.name} cannot be bound to it until it is back`,
+      );
+    }
+    if (u.kind === "reindexed") {
+      logger.warn(
+        "{iface} was deleted and re-added (ifindex {from} → {to}): binding the VXLAN devices to it",
+        {
+          iface: this.ext.name,
+          from: u.from,
+          to: u.to,
+        },
+      );
+    }
+    const key = u.kind === "readdressed" ? `${u.from}>${u.to}` : "";
+    if (u.kind === "readdressed" && key !== this.#readdressed) {
+      logger.error(
+        "{iface} no longer has {from} (it has {to}): this node's lease publishes {from} as its " +
+          "{field} and its VTEP sends from it, so peers cannot reach it. Put {from} back, or restart the " +
+          "agent to publish the new address (Kubernetes: the node keeps its podCIDR; etcd: the subnet in " +
+          "subnet.env is taken again when free)",
+        { iface: this.ext.name, from: u.from, to: u.to, field: u.family === 4 ? "PublicIP" : "PublicIPv6" },
+      );
+    }
+    this.#readdressed = key;
   }
 
   #ensure(v: Vtep, lease: Lease): DeviceChange {
@@ -224,7 +266,24 @@ export class VxlanBackend implements Backend {
       if (change === "unchanged") repaired("was down, set up");
       this.nl.linkSetUp(dev.index);
     }
+    if (!this.opts.txChecksumOffload && this.#txChecksumOff(v.name) && change === "unchanged") {
+      repaired("tx checksum offload was on again: switched off");
+    }
     return change;
+  }
+
+  /**
+   * Switches TX checksum offload off on a VTEP when it is on (Calico's rule; `TxChecksumOffload: true`
+   * keeps the kernel's setting); true when it had to. A driver that cannot switch it is told once.
+   */
+  #txChecksumOff(name: string): boolean {
+    try {
+      if (txChecksumOffload(name, this.nl.netns) !== true) return false;
+      if (setTxChecksumOffload(name, false, this.nl.netns)) return true;
+    } catch (err) {
+      logger.debug("{name}: tx checksum offload: {error}", { name, error: (err as Error).message });
+    }
+    return false;
   }
 
   ownedDevices(): number[] {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { Netlink } from "../../../ffi/mod.ts";
+import { type Netlink, setTxChecksumOffload, txChecksumOffload } from "../../../ffi/mod.ts";
 import { withScratchNetns } from "../../../tests/helpers/scratch_netns.ts";
 import { selectInterface } from "../../net/iface.ts";
 import type { VxlanBackendOptions } from "./options.ts";
@@ -9,7 +9,14 @@ import { leaseFilterFor } from "../backend.ts";
 import { HostGwBackend } from "../hostgw/hostgw.ts";
 import { VxlanBackend } from "./vxlan.ts";
 
-const OPTS: VxlanBackendOptions = { vni: 1, port: 0, gbp: false, directRouting: false, learning: false };
+const OPTS: VxlanBackendOptions = {
+  vni: 1,
+  port: 0,
+  gbp: false,
+  directRouting: false,
+  learning: false,
+  txChecksumOffload: false,
+};
 const root = { ignore: Deno.uid() !== 0 };
 
 function lease(n: number, publicIP: string, type = "vxlan"): Lease {
@@ -229,5 +236,51 @@ Deno.test({
         /EnableIPv6 is set but ext0 has no global IPv6 address/,
       );
       assert.throws(() => new HostGwBackend(extOf(nl), { ipv6: true }), /host-gw: EnableIPv6 is set/);
+    }),
+});
+
+Deno.test({
+  name:
+    "VxlanBackend switches TX checksum offload off (Calico's rule), again after it is switched on, and leaves it with TxChecksumOffload",
+  ...root,
+  fn: () =>
+    withNode((nl) => {
+      const b = new VxlanBackend(nl, OPTS, extOf(nl));
+      assert.equal(b.ensureDevice(lease(3, "192.168.9.2")), "created");
+      assert.equal(txChecksumOffload("flannel.1", nl.netns), false);
+      assert.ok(setTxChecksumOffload("flannel.1", true, nl.netns));
+      assert.equal(b.ensureDevice(lease(3, "192.168.9.2")), "repaired");
+      assert.equal(txChecksumOffload("flannel.1", nl.netns), false);
+      // Kept across recreation: the device deleted, made again, offload off from the start.
+      nl.linkDelete("flannel.1");
+      assert.equal(b.ensureDevice(lease(3, "192.168.9.2")), "created");
+      assert.equal(txChecksumOffload("flannel.1", nl.netns), false);
+      nl.linkDelete("flannel.1");
+      const keep = new VxlanBackend(nl, { ...OPTS, txChecksumOffload: true }, extOf(nl));
+      keep.ensureDevice(lease(3, "192.168.9.2"));
+      assert.equal(txChecksumOffload("flannel.1", nl.netns), true, "the kernel's default, untouched");
+    }),
+});
+
+Deno.test({
+  name: "VxlanBackend binds flannel.1 to the external interface again after it is deleted and re-added",
+  ...root,
+  fn: () =>
+    withNode((nl) => {
+      const ext = extOf(nl);
+      const b = new VxlanBackend(nl, OPTS, ext);
+      b.ensureDevice(lease(3, "192.168.9.2"));
+      const old = nl.linkIndex("ext0");
+      nl.linkDelete("ext0"); // the kernel deletes flannel.1 with it
+      assert.equal(nl.linkGet("flannel.1"), undefined);
+      assert.throws(() => b.ensureDevice(lease(3, "192.168.9.2")), /ext0 is gone/);
+      const again = nl.linkAddBridge({ name: "ext0", mtu: 1400 });
+      nl.addrReplace(again.index, "192.168.9.2/24");
+      nl.linkSetUp(again.index);
+      assert.notEqual(again.index, old);
+      assert.equal(b.ensureDevice(lease(3, "192.168.9.2")), "created");
+      assert.equal(nl.linkGet("flannel.1")?.vxlan?.link, again.index);
+      assert.equal(ext.index, again.index, "the interface's new ifindex is the one entries use");
+      assert.equal(b.ensureDevice(lease(3, "192.168.9.2")), "unchanged");
     }),
 });

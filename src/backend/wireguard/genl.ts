@@ -11,20 +11,10 @@
  * @module
  */
 import { genlPayload, GenlSocket } from "../../../ffi/genl.ts";
-import {
-  attrU16,
-  attrU64,
-  concatBytes,
-  nlAttr,
-  nlNested,
-  nlString,
-  nlU16,
-  nlU32,
-  nlU8,
-  parseAttrs,
-} from "../../../ffi/nl_attr.ts";
+import { attrU16, attrU64, NlBuilder, parseAttrs } from "../../../ffi/nl_codec.ts";
+import { AF, NLA_F_NESTED } from "../../../ffi/nl_consts.ts";
 import { formatIP, ipBytes, ipFromBytes, parseCIDR, parseIP } from "../../net/ip.ts";
-import type { WgControl, WgDeviceConfig, WgDeviceState, WgPeerState } from "./control.ts";
+import type { WgControl, WgDeviceConfig, WgDeviceState, WgPeerConfig, WgPeerState } from "./control.ts";
 import { keyToBase64, parseKey } from "./key.ts";
 
 const WG_GENL_NAME = "wireguard";
@@ -46,8 +36,8 @@ const PEER = {
 } as const;
 const PEER_F = { REMOVE_ME: 1, REPLACE_ALLOWEDIPS: 2 } as const;
 const AIP = { FAMILY: 1, IPADDR: 2, CIDR_MASK: 3 } as const;
-const AF_INET = 2;
-const AF_INET6 = 10;
+const AF_INET = AF.INET;
+const AF_INET6 = AF.INET6;
 
 /** `struct sockaddr_in`/`sockaddr_in6` of `ip:port` / `[ip6]:port`. */
 export function endpointSockaddr(endpoint: string): Uint8Array<ArrayBuffer> {
@@ -73,39 +63,43 @@ export function sockaddrEndpoint(sa: Uint8Array): string | undefined {
   return undefined;
 }
 
+/** Appends one peer of a `WG_CMD_SET_DEVICE` (a nested attribute of WGDEVICE_A_PEERS). */
+function encodePeer(b: NlBuilder, p: WgPeerConfig): void {
+  const peer = b.nestStart(NLA_F_NESTED);
+  b.bytes(PEER.PUBLIC_KEY, parseKey(p.publicKey, "peer public key"));
+  if (p.remove) {
+    b.u32(PEER.FLAGS, PEER_F.REMOVE_ME).nestEnd(peer);
+    return;
+  }
+  if (p.allowedIPs) b.u32(PEER.FLAGS, PEER_F.REPLACE_ALLOWEDIPS);
+  if (p.presharedKey) b.bytes(PEER.PRESHARED_KEY, p.presharedKey);
+  if (p.endpoint) b.bytes(PEER.ENDPOINT, endpointSockaddr(p.endpoint));
+  if (p.keepalive !== undefined) b.u16(PEER.KEEPALIVE, p.keepalive);
+  if (p.allowedIPs) {
+    const list = b.nestStart(PEER.ALLOWEDIPS | NLA_F_NESTED);
+    for (const cidr of p.allowedIPs) {
+      const { net } = parseCIDR(cidr);
+      const aip = b.nestStart(NLA_F_NESTED);
+      b.u16(AIP.FAMILY, net.ip.family === 4 ? AF_INET : AF_INET6);
+      b.bytes(AIP.IPADDR, ipBytes(net.ip));
+      b.u8(AIP.CIDR_MASK, net.prefix).nestEnd(aip);
+    }
+    b.nestEnd(list);
+  }
+  b.nestEnd(peer);
+}
+
 /** The attributes of a `WG_CMD_SET_DEVICE` for device `name`. */
 export function encodeSetDevice(name: string, cfg: WgDeviceConfig): Uint8Array<ArrayBuffer> {
-  const parts: Uint8Array[] = [nlString(DEV.IFNAME, name)];
-  if (cfg.privateKey) parts.push(nlAttr(DEV.PRIVATE_KEY, cfg.privateKey));
-  if (cfg.listenPort !== undefined) parts.push(nlU16(DEV.LISTEN_PORT, cfg.listenPort));
+  const b = new NlBuilder().str(DEV.IFNAME, name);
+  if (cfg.privateKey) b.bytes(DEV.PRIVATE_KEY, cfg.privateKey);
+  if (cfg.listenPort !== undefined) b.u16(DEV.LISTEN_PORT, cfg.listenPort);
   if (cfg.peers?.length) {
-    parts.push(nlNested(
-      DEV.PEERS,
-      cfg.peers.map((p) => {
-        const attrs: Uint8Array[] = [nlAttr(PEER.PUBLIC_KEY, parseKey(p.publicKey, "peer public key"))];
-        if (p.remove) return nlNested(0, [...attrs, nlU32(PEER.FLAGS, PEER_F.REMOVE_ME)]);
-        if (p.allowedIPs) attrs.push(nlU32(PEER.FLAGS, PEER_F.REPLACE_ALLOWEDIPS));
-        if (p.presharedKey) attrs.push(nlAttr(PEER.PRESHARED_KEY, p.presharedKey));
-        if (p.endpoint) attrs.push(nlAttr(PEER.ENDPOINT, endpointSockaddr(p.endpoint)));
-        if (p.keepalive !== undefined) attrs.push(nlU16(PEER.KEEPALIVE, p.keepalive));
-        if (p.allowedIPs) {
-          attrs.push(nlNested(
-            PEER.ALLOWEDIPS,
-            p.allowedIPs.map((cidr) => {
-              const { net } = parseCIDR(cidr);
-              return nlNested(0, [
-                nlU16(AIP.FAMILY, net.ip.family === 4 ? AF_INET : AF_INET6),
-                nlAttr(AIP.IPADDR, ipBytes(net.ip)),
-                nlU8(AIP.CIDR_MASK, net.prefix),
-              ]);
-            }),
-          ));
-        }
-        return nlNested(0, attrs);
-      }),
-    ));
+    const peers = b.nestStart(DEV.PEERS | NLA_F_NESTED);
+    for (const p of cfg.peers) encodePeer(b, p);
+    b.nestEnd(peers);
   }
-  return concatBytes(parts);
+  return b.bytesOut().slice();
 }
 
 function decodeAllowedIP(data: Uint8Array): string | undefined {
@@ -140,16 +134,16 @@ function decodePeer(data: Uint8Array): WgPeerState | undefined {
         break;
       }
       case PEER.KEEPALIVE:
-        p.keepalive = attrU16(a);
+        p.keepalive = attrU16(a) ?? 0;
         break;
       case PEER.LAST_HANDSHAKE_TIME:
-        p.lastHandshake = attrU64({ type: a.type, data: a.data.subarray(0, 8) });
+        p.lastHandshake = attrU64(a) ?? 0; // struct __kernel_timespec: its first 8 bytes are seconds
         break;
       case PEER.RX_BYTES:
-        p.rxBytes = attrU64(a);
+        p.rxBytes = attrU64(a) ?? 0;
         break;
       case PEER.TX_BYTES:
-        p.txBytes = attrU64(a);
+        p.txBytes = attrU64(a) ?? 0;
         break;
       case PEER.ALLOWEDIPS:
         for (const aip of parseAttrs(a.data)) {
@@ -171,7 +165,7 @@ export function decodeGetDevice(messages: Uint8Array[]): WgDeviceState {
   for (const m of messages) {
     for (const a of parseAttrs(m.subarray(4))) {
       if (a.type === DEV.PRIVATE_KEY && a.data.length === 32) dev.privateKey = a.data.slice();
-      else if (a.type === DEV.LISTEN_PORT) dev.listenPort = attrU16(a);
+      else if (a.type === DEV.LISTEN_PORT) dev.listenPort = attrU16(a) ?? 0;
       else if (a.type === DEV.PEERS) {
         for (const pa of parseAttrs(a.data)) {
           const p = decodePeer(pa.data);
@@ -205,7 +199,11 @@ export class GenlControl implements WgControl {
       decodeGetDevice(
         g.dump(
           family,
-          genlPayload(WG_CMD_GET_DEVICE, WG_GENL_VERSION, nlString(DEV.IFNAME, this.name)),
+          genlPayload(
+            WG_CMD_GET_DEVICE,
+            WG_GENL_VERSION,
+            new NlBuilder().str(DEV.IFNAME, this.name).bytesOut(),
+          ),
           `wireguard get ${this.name}`,
         ),
       )

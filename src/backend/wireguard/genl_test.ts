@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { attrU32, parseAttrs } from "../../../ffi/nl_attr.ts";
+import { attrU32, parseAttrs } from "../../../ffi/nl_codec.ts";
 import { genlPayload } from "../../../ffi/genl.ts";
 import { decodeGetDevice, encodeSetDevice, endpointSockaddr, sockaddrEndpoint } from "./genl.ts";
 import { generatePrivateKey, keyToBase64, publicKeyOf } from "./key.ts";

@@ -10,6 +10,8 @@ import type { LinkInfo } from "../../../ffi/mod.ts";
 import { readSubnetEnv, type SubnetEnv } from "../../config/subnet_env.ts";
 import { formatNet } from "../../net/ip.ts";
 import { checkUdpBackend, checkWireguard } from "./backends.ts";
+import { checkHostFirewall, checkIptables } from "./host_firewall.ts";
+import { checkEtcd, type EtcdCheckOptions } from "./etcd.ts";
 import { type Finding, readSysctl, udpPortBound } from "./finding.ts";
 
 export type { Finding, Status } from "./finding.ts";
@@ -18,18 +20,12 @@ export type { Finding, Status } from "./finding.ts";
 export interface DoctorOptions {
   /** subnet.env path. */
   subnetFile: string;
-  /** etcd endpoints (http[s]://host:port). Empty: etcd checks are skipped. */
-  etcdEndpoints: string[];
-  /** etcd key prefix. */
-  etcdPrefix: string;
+  /** etcd, through the agent's client; absent: etcd is not checked (kube mode). */
+  etcd?: EtcdCheckOptions;
   /** VXLAN VNI (device `flannel.<VNI>`). */
   vni: number;
   /** VXLAN UDP port. */
   port: number;
-  /** Largest clock difference with etcd that is fine, in seconds. */
-  maxSkewSeconds: number;
-  /** Fetch implementation (tests and TLS clients may pass their own). */
-  fetch?: typeof fetch;
 }
 
 /** libnl-3 and libnl-route-3 can be loaded. */
@@ -184,7 +180,8 @@ export function checkTxChecksum(vxlan: LinkInfo | undefined): Finding {
     message:
       `${vxlan.name}: tx checksum offload is on; with the known kernel bug, Service (NodePort/ClusterIP) ` +
       "traffic over VXLAN gets bad checksums and stalls",
-    fix: `ethtool -K ${vxlan.name} tx-checksum-ip-generic off`,
+    fix: `weft agent switches it off itself unless the network config's Backend has "TxChecksumOffload": ` +
+      `true (then: ethtool -K ${vxlan.name} tx-checksum-ip-generic off)`,
   };
 }
 
@@ -209,90 +206,20 @@ export function checkSubnetEnv(path: string): { finding: Finding; env?: SubnetEn
   }
 }
 
-function b64(s: string): string {
-  return btoa(s);
-}
-
-/** etcd answers, the node's lease exists and matches subnet.env, and the clocks agree. */
-export async function checkEtcd(opts: DoctorOptions, env: SubnetEnv | undefined): Promise<Finding[]> {
-  if (!opts.etcdEndpoints.length) {
-    return [{ id: "etcd", status: "skip", message: "no --etcd-endpoints given" }];
-  }
-  const f = opts.fetch ?? fetch;
-  const out: Finding[] = [];
-  let reached: string | undefined;
-  let skew: number | undefined;
-  const errors: string[] = [];
-  for (const ep of opts.etcdEndpoints) {
-    try {
-      const before = Date.now();
-      const res = await f(`${ep.replace(/\/$/, "")}/version`, { signal: AbortSignal.timeout(3000) });
-      await res.body?.cancel();
-      const after = Date.now();
-      const date = res.headers.get("date");
-      if (date) skew = Math.abs(Date.parse(date) - (before + after) / 2) / 1000;
-      reached = ep;
-      break;
-    } catch (err) {
-      errors.push(`${ep}: ${(err as Error).message}`);
-    }
-  }
-  if (!reached) {
-    return [{
-      id: "etcd",
-      status: "fail",
-      message: `no etcd endpoint answers (${errors.join("; ")})`,
-      fix: "check --etcd-endpoints, the etcd service and the firewall (TCP 2379)",
-    }];
-  }
-  out.push({ id: "etcd", status: "ok", message: `etcd answers at ${reached}` });
-  if (skew !== undefined) {
-    // The HTTP Date header has one-second resolution.
-    out.push(
-      skew > opts.maxSkewSeconds
-        ? {
-          id: "clock_skew",
-          status: "warn",
-          message: `clock differs from etcd's host by ~${
-            skew.toFixed(1)
-          } s: lease expiry times are misjudged`,
-          fix: "enable time sync (systemd-timesyncd or chrony)",
-        }
-        : { id: "clock_skew", status: "ok", message: `clock within ~${Math.ceil(skew)} s of etcd's host` },
-    );
-  }
-  if (env?.subnet) {
-    const key = `${opts.etcdPrefix}/subnets/${formatNet(env.subnet).replace("/", "-")}`;
-    try {
-      const res = await f(`${reached.replace(/\/$/, "")}/v3/kv/range`, {
-        method: "POST",
-        body: JSON.stringify({ key: b64(key) }),
-        signal: AbortSignal.timeout(3000),
-      });
-      const body = await res.json() as { kvs?: unknown[] };
-      out.push(
-        res.ok && body.kvs?.length
-          ? { id: "lease", status: "ok", message: `lease ${key} exists and matches subnet.env` }
-          : res.ok
-          ? {
-            id: "lease",
-            status: "fail",
-            message: `subnet.env names ${
-              formatNet(env.subnet)
-            } but etcd has no lease ${key}: stale subnet.env`,
-            fix: "restart the agent; it re-acquires a lease and rewrites subnet.env",
-          }
-          : {
-            id: "lease",
-            status: "skip",
-            message: `cannot read ${key} (HTTP ${res.status}; auth enabled?)`,
-          },
-      );
-    } catch (err) {
-      out.push({ id: "lease", status: "skip", message: `cannot read the lease: ${(err as Error).message}` });
-    }
-  }
-  return out;
+/** The devices peers' traffic comes through here: weft's overlay devices, else the default route's. */
+function overlayDevices(nl: Netlink, vxlanName: string): string[] {
+  const names = [
+    vxlanName,
+    vxlanName.replace("flannel.", "flannel-v6."),
+    "flannel0",
+    "flannel-wg",
+    "flannel-wg-v6",
+  ];
+  const found = names.filter((n) => nl.linkGet(n));
+  if (found.length) return found;
+  const dflt = nl.routeList({ family: 4 }).find((r) => r.dst === "0.0.0.0/0");
+  const dev = dflt?.index ? nl.linkGet(dflt.index)?.name : undefined;
+  return [dev ?? "eth0"];
 }
 
 /** Runs every check and returns the findings in a fixed order. */
@@ -307,7 +234,13 @@ export async function runDoctor(opts: DoctorOptions): Promise<Finding[]> {
     const vxlan = nl.linkGet(vxlanName);
     findings.push(checkVxlanPort(vxlan, opts.port), checkMtu(nl, env, vxlan), checkTxChecksum(vxlan));
     findings.push(checkWireguard(nl), checkUdpBackend(nl));
+    findings.push(...checkHostFirewall(env, overlayDevices(nl, vxlanName)), await checkIptables(env));
   }
-  findings.push(envFinding, ...await checkEtcd(opts, env));
+  findings.push(
+    envFinding,
+    ...(opts.etcd
+      ? await checkEtcd(opts.etcd, env)
+      : [{ id: "etcd", status: "skip", message: "kube mode: leases are in the Kubernetes API" } as Finding]),
+  );
   return findings;
 }

@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { EtcdConfigError, type EtcdOptions } from "./options.ts";
+import { EtcdConfigError, etcdConnectionCause, type EtcdOptions, explainEtcdError } from "./options.ts";
 import { installEtcdProtoCodec } from "./proto.ts";
 import type { Registry, RegistryEntry, RegistryEvent } from "./registry.ts";
 
@@ -118,7 +118,7 @@ export async function openEtcdRegistry(opts: EtcdOptions): Promise<EtcdRegistry>
       "grpc.keepalive_timeout_ms": 5_000,
     },
   });
-  return new EtcdRegistry(client, opts.prefix.replace(/\/$/, ""), Buffer, timeout);
+  return new EtcdRegistry(client, opts.prefix.replace(/\/$/, ""), Buffer, timeout, hosts);
 }
 
 /** Registry on etcd v3 (flannel's layout: `<prefix>/config`, `<prefix>/subnets/<key>`). */
@@ -135,20 +135,49 @@ export class EtcdRegistry implements Registry {
     private readonly buf: typeof import("node:buffer").Buffer,
     /** Per-call timeout of unary calls, ms. */
     readonly timeoutMs = 5000,
+    /** The endpoints, for errors that name them. */
+    readonly endpoints: string[] = [],
   ) {
     this.#subnets = `${prefix}/subnets/`;
+  }
+
+  #lastCause: string | undefined;
+
+  /**
+   * `err` as an operator reads it: a connection failure becomes "etcd is unreachable at <endpoints>:
+   * <plain cause>; check …" — the circuit breaker's "Execution prevented …" replaced by the cause of the
+   * failure before it — with the client's error as `cause`. Anything else stays as it is.
+   */
+  #explain(err: unknown): unknown {
+    const msg = err instanceof Error ? err.message : String(err);
+    this.#lastCause = etcdConnectionCause(msg) ?? this.#lastCause;
+    const plain = explainEtcdError(err, { endpoints: this.endpoints }, this.#lastCause);
+    return plain === msg ? err : new Error(plain, { cause: err });
+  }
+
+  /** Runs `call`, its rejection explained. */
+  async #plain<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (err) {
+      throw this.#explain(err);
+    }
   }
 
   #b(s: string) {
     return this.buf.from(enc.encode(s));
   }
 
-  async getConfig(): Promise<string | undefined> {
-    return (await this.client.get(`${this.prefix}/config`).string()) ?? undefined;
+  getConfig(): Promise<string | undefined> {
+    return this.#plain(async () => {
+      return (await this.client.get(`${this.prefix}/config`).string()) ?? undefined;
+    });
   }
 
-  async setConfig(text: string): Promise<void> {
-    await this.client.put(`${this.prefix}/config`).value(text);
+  setConfig(text: string): Promise<void> {
+    return this.#plain(async () => {
+      await this.client.put(`${this.prefix}/config`).value(text);
+    });
   }
 
   #entry(kv: { key: Uint8Array; value: Uint8Array; lease: string; create_revision?: string }): RegistryEntry {
@@ -161,24 +190,30 @@ export class EtcdRegistry implements Registry {
     return e;
   }
 
-  async listSubnets(): Promise<{ entries: RegistryEntry[]; revision: number }> {
-    const res = await this.client.kv.range({
-      key: this.#b(this.#subnets),
-      range_end: this.#b(this.#subnets.slice(0, -1) + "0"), // '/' + 1 = '0': the whole prefix
+  listSubnets(): Promise<{ entries: RegistryEntry[]; revision: number }> {
+    return this.#plain(async () => {
+      const res = await this.client.kv.range({
+        key: this.#b(this.#subnets),
+        range_end: this.#b(this.#subnets.slice(0, -1) + "0"), // '/' + 1 = '0': the whole prefix
+      });
+      return { entries: res.kvs.map((kv) => this.#entry(kv)), revision: Number(res.header.revision) };
     });
-    return { entries: res.kvs.map((kv) => this.#entry(kv)), revision: Number(res.header.revision) };
   }
 
-  async getSubnet(key: string): Promise<RegistryEntry | undefined> {
-    const res = await this.client.kv.range({ key: this.#b(this.#subnets + key) });
-    const kv = res.kvs[0];
-    return kv ? this.#entry(kv) : undefined;
+  getSubnet(key: string): Promise<RegistryEntry | undefined> {
+    return this.#plain(async () => {
+      const res = await this.client.kv.range({ key: this.#b(this.#subnets + key) });
+      const kv = res.kvs[0];
+      return kv ? this.#entry(kv) : undefined;
+    });
   }
 
   /** Remaining TTL of an etcd lease, in seconds (-1 when it no longer exists). */
-  async leaseTTL(leaseId: string): Promise<number> {
-    const res = await this.client.leaseClient.leaseTimeToLive({ ID: leaseId });
-    return Number(res.TTL);
+  leaseTTL(leaseId: string): Promise<number> {
+    return this.#plain(async () => {
+      const res = await this.client.leaseClient.leaseTimeToLive({ ID: leaseId });
+      return Number(res.TTL);
+    });
   }
 
   async #grant(ttl: number): Promise<string> {
@@ -236,33 +271,47 @@ export class EtcdRegistry implements Registry {
   }
 
   createSubnet(key: string, value: string, ttl: number): Promise<RegistryEntry | undefined> {
-    return this.#putIf(key, value, ttl, { target: "Version", version: 0 });
+    return this.#plain(() => this.#putIf(key, value, ttl, { target: "Version", version: 0 }));
   }
 
-  async renewSubnet(
+  renewSubnet(
     key: string,
     value: string,
     ttl: number,
     expect: string | undefined,
     oldLeaseId?: string,
   ): Promise<RegistryEntry | undefined> {
-    const e = expect === undefined
-      ? await this.#putIf(key, value, ttl, { target: "Version", version: 0 })
-      : await this.#putIf(key, value, ttl, { target: "Value", value: expect });
-    if (e && oldLeaseId && oldLeaseId !== e.leaseId) await this.#revoke(oldLeaseId);
-    return e;
+    return this.#plain(async () => {
+      const e = expect === undefined
+        ? await this.#putIf(key, value, ttl, { target: "Version", version: 0 })
+        : await this.#putIf(key, value, ttl, { target: "Value", value: expect });
+      if (e && oldLeaseId && oldLeaseId !== e.leaseId) await this.#revoke(oldLeaseId);
+      return e;
+    });
   }
 
-  async reserveSubnet(key: string, value: string): Promise<void> {
-    await this.client.put(this.#subnets + key).value(value);
+  reserveSubnet(key: string, value: string): Promise<void> {
+    return this.#plain(async () => {
+      await this.client.put(this.#subnets + key).value(value);
+    });
   }
 
-  async deleteSubnet(key: string): Promise<boolean> {
-    const res = await this.client.delete().key(this.#subnets + key).exec();
-    return Number(res.deleted) > 0;
+  deleteSubnet(key: string): Promise<boolean> {
+    return this.#plain(async () => {
+      const res = await this.client.delete().key(this.#subnets + key).exec();
+      return Number(res.deleted) > 0;
+    });
   }
 
-  async watchSubnets(
+  watchSubnets(
+    revision: number,
+    onEvents: (events: RegistryEvent[], revision: number) => void,
+    onReset: (err: Error) => void,
+  ): Promise<() => Promise<void>> {
+    return this.#plain(() => this.#watch(revision, onEvents, (err) => onReset(this.#explain(err) as Error)));
+  }
+
+  async #watch(
     revision: number,
     onEvents: (events: RegistryEvent[], revision: number) => void,
     onReset: (err: Error) => void,

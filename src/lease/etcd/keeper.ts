@@ -5,7 +5,7 @@
  * @module
  */
 import { Backoff, sleep } from "../../async.ts";
-import { log } from "../../log.ts";
+import { log, RepeatedFailure } from "../../log.ts";
 import { type Lease, leaseAttrsJSON, leaseName } from "../lease.ts";
 import type { ReassertOutcome } from "./reassert.ts";
 import type { OwnLeaseKeeper } from "../source.ts";
@@ -138,6 +138,10 @@ export class LeaseKeeper implements OwnLeaseKeeper {
       Math.max(0.2, Math.min(60, ttl / 10)) * 1000,
       Math.max(0.2, Math.min(60, ttl / 6)) * 1000,
     );
+    const failure = new RepeatedFailure(logger, {
+      what: "renewing the lease",
+      fix: `retrying every ${Math.round(backoff.first / 1000)}–${Math.round(backoff.max / 1000)} s`,
+    });
     while (!signal.aborted) {
       const expires = this.#lease.expiration?.getTime() ?? Date.now() + ttl * 1000;
       const wait = Math.max(0, expires - margin * 1000 - Date.now());
@@ -147,13 +151,11 @@ export class LeaseKeeper implements OwnLeaseKeeper {
       try {
         await this.#check(ttl);
         backoff.reset();
+        failure.succeeded();
       } catch (err) {
         this.failures++;
         const ms = backoff.next();
-        logger.warn("lease renewal failed ({error}); retrying in {s} s", {
-          error: (err as Error).message,
-          s: ms / 1000,
-        });
+        failure.failed(`${(err as Error).message} (lease ${this.#lease.key})`);
         await Promise.race([sleep(ms, signal), this.#wake.promise]);
         // Make the next loop try again at once.
         this.#lease = { ...this.#lease, expiration: new Date(Date.now() + margin * 1000) };

@@ -39,15 +39,53 @@ export class EtcdConfigError extends Error {
   }
 }
 
+/** The address a Node socket error names (`connect ECONNREFUSED 10.0.0.1:2379.` → `10.0.0.1:2379`). */
+function addressIn(msg: string): string {
+  const m = /\b(?:ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|ECONNRESET)\s+(\[?[0-9a-fA-F:.]+\]?:\d+)/
+    .exec(msg);
+  return m ? ` ${m[1]}` : "";
+}
+
 /**
- * Explains an etcd client error in one line, naming the likely cause and the flag to look at.
+ * What a connection failure of the etcd client means, in plain words (gRPC's and Node's codes named for
+ * what they are), or undefined when the error itself says nothing: etcd3's "Execution prevented because
+ * the circuit breaker is open" only means the last attempts failed and the client pauses — the cause is
+ * the failure before it.
+ */
+export function etcdConnectionCause(msg: string): string | undefined {
+  if (/circuit breaker is open/i.test(msg)) return undefined;
+  const at = addressIn(msg);
+  if (/ECONNREFUSED/.test(msg)) {
+    return `connection refused by${at}: nothing listens there (etcd stopped, or a wrong port)`;
+  }
+  if (/EHOSTUNREACH|ENETUNREACH|No route to host/i.test(msg)) return `no route to${at || " etcd"}`;
+  if (/ENOTFOUND|EAI_AGAIN|getaddrinfo|Name resolution/i.test(msg)) return "its host name does not resolve";
+  if (/ETIMEDOUT|DEADLINE_EXCEEDED|deadline|not established within/i.test(msg)) {
+    return `no answer in time${
+      at ? ` from${at}` : ""
+    }: a partition, a firewall dropping packets, or etcd overloaded`;
+  }
+  if (/Connection dropped|ECONNRESET|socket hang up|stream lost|closed/i.test(msg)) {
+    return "the connection dropped (etcd restarted, or went away)";
+  }
+  if (/UNAVAILABLE|No connection/i.test(msg)) return `etcd is unavailable (${msg})`;
+  return undefined;
+}
+
+/**
+ * Explains an etcd client error in one line, naming the likely cause and the flag to look at. `lastCause`
+ * stands in when the error names none (etcd3's circuit breaker: see {@linkcode etcdConnectionCause}).
  *
  * @example
  * ```ts
  * try { await manager.listLeases(); } catch (err) { console.error(explainEtcdError(err, opts)); }
  * ```
  */
-export function explainEtcdError(err: unknown, opts: Pick<EtcdOptions, "endpoints">): string {
+export function explainEtcdError(
+  err: unknown,
+  opts: Pick<EtcdOptions, "endpoints">,
+  lastCause?: string,
+): string {
   const msg = err instanceof Error ? err.message : String(err);
   if (err instanceof EtcdConfigError) return msg;
   if (/authentication failed|invalid user ID or password/i.test(msg)) {
@@ -81,8 +119,14 @@ export function explainEtcdError(err: unknown, opts: Pick<EtcdOptions, "endpoint
   if (/user name is empty|permission denied/i.test(msg)) {
     return `etcd denied access (auth is enabled: set --etcd-username/--etcd-password): ${msg}`;
   }
-  if (/circuit breaker|UNAVAILABLE|ECONNREFUSED|No connection|deadline/i.test(msg)) {
-    return `etcd is unreachable at ${opts.endpoints.join(",")} (${msg})`;
+  if (
+    /circuit breaker|UNAVAILABLE|ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|ETIMEDOUT|No connection|deadline|not established within|stream lost/i
+      .test(msg)
+  ) {
+    const cause = etcdConnectionCause(msg) ?? lastCause ??
+      "the last attempts failed (the client pauses a moment)";
+    return `etcd is unreachable at ${opts.endpoints.join(",")}: ${cause}; check that etcd runs there and ` +
+      "that --etcd-endpoints names it";
   }
   return msg;
 }

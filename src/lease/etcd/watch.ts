@@ -11,7 +11,7 @@
  * @module
  */
 import { Backoff, sleep } from "../../async.ts";
-import { log } from "../../log.ts";
+import { log, RepeatedFailure } from "../../log.ts";
 import { type Lease, leaseAttrsJSON, type LeaseEvent } from "../lease.ts";
 import { entryForParse, leaseOf, type Registry, type RegistryEntry } from "./registry.ts";
 import type { LeaseWatch, WatchOptions } from "../source.ts";
@@ -166,9 +166,14 @@ async function runWatch(
     });
     if (others.length) onBatch(others);
   };
+  // Logged once, then at growing intervals with a count, while the store stays away (log.ts).
+  const failure = new RepeatedFailure(logger, {
+    what: "lease watch",
+    fix: "retrying with back-off; the datapath keeps forwarding as programmed",
+  });
   const backOff = async (why: string) => {
     const ms = backoff.next();
-    logger.warn("lease watch: {why}; retrying in {ms} ms", { why, ms });
+    failure.failed(why);
     await Promise.race([sleep(ms, opts.signal), kick.wanted.promise]); // relist() cuts the wait short
   };
   // One listener for the whole watch, not one per reconnect.
@@ -181,6 +186,7 @@ async function runWatch(
     kick.wanted = Promise.withResolvers<"relist">(); // this (re-)list serves any earlier request
     try {
       const revision = await relist(store, known, invalid, deliver);
+      failure.succeeded();
       opts.onSync?.();
       opts.onConnectivity?.(true);
       if (opts.signal.aborted) break;
@@ -204,13 +210,15 @@ async function runWatch(
         backoff.reset();
         continue;
       }
-      logger.warn("lease watch ended ({error}): re-listing", { error: why.message });
       // A watch that ends at once again and again (a flapping member) must not spin.
-      if (Date.now() - started < 1000) await backOff("the watch ended within a second");
-      else backoff.reset();
+      if (Date.now() - started < 1000) await backOff(`the watch ended within a second: ${why.message}`);
+      else {
+        logger.warn("lease watch ended ({error}): re-listing", { error: why.message });
+        backoff.reset();
+      }
     } catch (err) {
       opts.onConnectivity?.(false);
-      await backOff(`listing or watching failed (${(err as Error).message})`);
+      await backOff((err as Error).message);
     } finally {
       await stop?.();
     }
