@@ -45,7 +45,7 @@ export function gnuplotScript(rows: Record<string, string>[], out: string, dir: 
   return [
     `set terminal pngcairo size 1500,500 font 'sans,10'`,
     `set output '${out}'`,
-    "set multiplot layout 1,3 title 'kube mode vs number of realistic Nodes (~13 KB each; medians, same run, noisy shared 2-core machine)'",
+    "set multiplot layout 1,3 title 'kube mode vs number of realistic Nodes (about 13 KB each; medians, same run, noisy shared 2-core machine)'",
     "set xlabel 'Nodes'",
     "set key top left box opaque",
     "set grid",
@@ -59,10 +59,10 @@ export function gnuplotScript(rows: Record<string, string>[], out: string, dir: 
       goal("flanneld_rss_mb", true),
       `${
         data("floor", ["nodes", "client_floor_mb"])
-      } using 1:2 with lines dt 2 title 'Deno + weft kube client loaded'`,
+      } using 1:2 with lines dt 2 lw 2 lc rgb 'gray40' title 'Deno + weft kube client loaded'`,
       `${
         data("wfloor", ["nodes", "client_watching_floor_mb"])
-      } using 1:2 with lines dt 3 title '… and watching one Node (TLS)'`,
+      } using 1:2 with lines dt 3 lw 2 lc rgb 'black' title '… and watching one Node (TLS)'`,
     ]),
     "unset multiplot",
   ].join("\n");

@@ -402,3 +402,32 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "lists follow the server's pages only when it cuts the list; rv=0 comes whole from the watch cache",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using s = await startKubeApiServer({ tls: true, tokens: { t: "u" } });
+    const Node = s.store.kindByName("Node");
+    for (let i = 0; i < 5; i++) s.store.create(Node, "", { metadata: { name: `n${i}` } });
+    const client = new KubeClient({ server: s.url, caPem: s.caPem!, token: "t", source: "test" });
+    try {
+      const mark = s.mark();
+      const cached = await client.list("/api/v1/nodes", { resourceVersion: "0", limit: 2 });
+      assert.equal(cached.items.length, 5);
+      assert.equal(cached.pages, 1, "the watch cache ignores limit: one answer");
+      const paged = await client.list<{ metadata: { name: string } }>("/api/v1/nodes", { limit: 2 });
+      assert.deepEqual(paged.items.map((n) => n.metadata.name), ["n0", "n1", "n2", "n3", "n4"]);
+      assert.equal(paged.pages, 3);
+      // Continued pages carry no resourceVersion (the server refuses both), every page succeeded.
+      const lists = s.requests.filter((r) => r.seq > mark && r.verb === "list");
+      assert.deepEqual(lists.map((r) => r.status), [200, 200, 200, 200]);
+      assert.ok(
+        lists.slice(2).every((r) => r.query.includes("continue=") && !r.query.includes("resourceVersion")),
+      );
+    } finally {
+      client.close();
+    }
+  },
+});
