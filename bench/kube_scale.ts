@@ -295,7 +295,7 @@ async function measure(
     tls: true,
     tokens: { "weft-token": "weft-user", "flanneld-token": "flanneld-user" },
     bookmarkMs: 60_000,
-    historySize: 20_000,
+    historySize: 2000, // enough to resume after a cut or a restart; more would only grow this process's heap
   });
   const Node = api.store.kindByName("Node");
   const names: string[] = [];

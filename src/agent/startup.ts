@@ -111,6 +111,9 @@ export async function startNode(
   const cfgFingerprint = source.configFingerprint?.() ??
     await until("reading the network config", () => source.probe?.() ?? Promise.resolve(""));
   if (cfg.backendDefaulted) logger.warn("{warning}", { warning: DEFAULTED_BACKEND_WARNING });
+  // The store lists while the interface is looked up (a list of 5000 Nodes is on the wire meanwhile).
+  const listing = until("listing leases", () => source.listLeases());
+  listing.catch(() => {}); // awaited below; only aborted (the agent stopping) can reject it
   // An IPv6-only network chooses the interface by its IPv6 addresses: the node needs no IPv4 one.
   const ext = selectInterface(nl, opts, !cfg.network && cfg.enableIPv6 ? 6 : 4);
   logger.info("using interface {name} ({ip}), public IP {pub}, MTU {mtu}", {
@@ -129,7 +132,7 @@ export async function startNode(
     });
   }
   // A previous lease of this node: its VTEP MAC keeps the overlay stable across reboots.
-  const { leases } = await until("listing leases", () => source.listLeases());
+  const { leases } = await listing;
   const previous = leases.find((l) =>
     cfg.network ? l.attrs.PublicIP === ext.publicIP : l.attrs.PublicIPv6 === ext.publicIPv6
   );
