@@ -38,6 +38,7 @@ export async function openKubeForAgent(
       }),
     { firstMs, maxMs },
   );
+  source.prefetch(); // the start-up list goes out now, beside the own Node's GET
   logger.info("kube subnet manager: node {node}, API {api}", {
     node: source.nodeName,
     api: opts.conn.source,

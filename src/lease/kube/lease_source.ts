@@ -147,6 +147,8 @@ export class KubeLeaseSource implements LeaseSource {
   #watches = 0;
   #watch: NodeWatch | undefined;
   #configText: string | undefined;
+  /** The start-up list, when {@linkcode KubeLeaseSource.prefetch} started it early. */
+  #prefetched: Promise<{ items: KubeNode[]; resourceVersion: string }> | undefined;
 
   private constructor(
     /** The API client. */
@@ -262,20 +264,10 @@ export class KubeLeaseSource implements LeaseSource {
   /** Every node that is a lease (flannel's rules), the own one included: one list from the watch cache. */
   async listLeases(): Promise<{ leases: (Lease & { node: string })[]; revision: number }> {
     const cfg = this.#cfg ?? this.#readConfig();
-    const items: KubeNode[] = [];
-    let resourceVersion: string;
-    try {
-      ({ resourceVersion } = await this.client.list("/api/v1/nodes", {
-        resourceVersion: "0",
-        timeoutMs: Math.max(this.client.timeoutMs, 30_000),
-        onItem: (raw) => items.push(slimNode(raw as unknown as KubeNode, this.keys, this.nodeName)),
-        prune: NODE_PRUNE,
-      }));
-    } catch (err) {
-      const advice = refusalAdvice(err, "list nodes", this.client.conn.source);
-      if (advice) throw new KubeApiError((err as KubeApiError).code, (err as KubeApiError).reason, advice);
-      throw err;
-    }
+    const prefetched = this.#prefetched;
+    this.#prefetched = undefined;
+    const { items, resourceVersion } = (prefetched && await prefetched.catch(() => undefined)) ??
+      await this.#listNodes();
     this.#snapshot = { items, resourceVersion, at: Date.now() };
     const leases: (Lease & { node: string })[] = [];
     for (const n of items) {
@@ -285,6 +277,33 @@ export class KubeLeaseSource implements LeaseSource {
       } catch { /* not a usable peer */ }
     }
     return { leases, revision: Number(resourceVersion) };
+  }
+
+  /**
+   * Starts the start-up list now, so it is on the wire while the agent does its local work (the own
+   * Node's GET, the interface, the libraries): `listLeases()` takes it when it comes, once.
+   */
+  prefetch(): void {
+    this.#prefetched ??= this.#listNodes();
+    this.#prefetched.catch(() => {}); // listLeases() lists again if this failed
+  }
+
+  /** One list of every Node from the watch cache, trimmed as it arrives. */
+  async #listNodes(): Promise<{ items: KubeNode[]; resourceVersion: string }> {
+    const items: KubeNode[] = [];
+    try {
+      const { resourceVersion } = await this.client.list("/api/v1/nodes", {
+        resourceVersion: "0",
+        timeoutMs: Math.max(this.client.timeoutMs, 30_000),
+        onItem: (raw) => items.push(slimNode(raw as unknown as KubeNode, this.keys, this.nodeName)),
+        prune: NODE_PRUNE,
+      });
+      return { items, resourceVersion };
+    } catch (err) {
+      const advice = refusalAdvice(err, "list nodes", this.client.conn.source);
+      if (advice) throw new KubeApiError((err as KubeApiError).code, (err as KubeApiError).reason, advice);
+      throw err;
+    }
   }
 
   /**
