@@ -105,22 +105,24 @@ export class Backoff {
 }
 
 /**
- * Calls `fn` until it resolves, waiting up to 100 ms → 5 s (full jitter) between failures and telling
- * `onRetry` each time.
- * Rethrows only once `signal` aborted.
+ * Calls `fn` until it resolves, waiting up to 100 ms → 5 s (full jitter; `backoff` sets other ceilings)
+ * between failures, never less than a failure's `retryAfterMs` (a server's Retry-After), and telling
+ * `onRetry` each time. Rethrows only once `signal` aborted.
  */
 export async function retry<T>(
   fn: () => Promise<T>,
   signal: AbortSignal,
   onRetry: (err: Error, ms: number) => void,
+  backoff: { firstMs: number; maxMs: number } = { firstMs: 100, maxMs: 5000 },
 ): Promise<T> {
-  const backoff = new Backoff(100, 5000);
+  const b = new Backoff(backoff.firstMs, backoff.maxMs);
   for (;;) {
     try {
       return await fn();
     } catch (err) {
       if (signal.aborted) throw err;
-      const ms = backoff.next();
+      const floor = (err as { retryAfterMs?: unknown }).retryAfterMs;
+      const ms = b.next(typeof floor === "number" ? floor : 0);
       onRetry(err as Error, ms);
       await sleep(ms, signal);
     }

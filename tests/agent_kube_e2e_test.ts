@@ -2,16 +2,22 @@
  * End to end in kube mode: real `weft agent --kube-subnet-mgr` processes in node namespaces against the
  * test Kubernetes API server (HTTPS, bearer token) listening in the underlay namespace. Leases are the
  * nodes' podCIDRs; the agents publish flannel's annotations; a node annotated exactly as flanneld does
- * is a peer. Then: nodes added and deleted, the API server stopped for 20 s under `ping -i 0.01` (with
- * nodes changed and the watch history compacted meanwhile: 410 → re-list), an agent SIGKILLed under ping.
- * A second test runs host-gw.
+ * is a peer. NetworkUnavailable=False is checked at the moment its PATCH reaches the server: subnet.env
+ * and the routes of the peers known at start must be in place by then. Then: a quiet window with no
+ * request but the open watches, nodes added and deleted, the API server stopped for 20 s under
+ * `ping -i 0.01` (with nodes changed and the watch history compacted meanwhile: 410 → re-list), an agent
+ * SIGKILLed under ping, credentials revoked (/readyz 503 with the cause) and restored. A second test runs
+ * host-gw; a third changes a node's podCIDR under a running pod (subnet.env withdrawn, then rewritten;
+ * ADD refuses old-range addresses; cni0 moves once the old pod is gone).
  */
 import assert from "node:assert/strict";
-import { Netlink } from "../ffi/mod.ts";
+import { existsSync } from "node:fs";
+import { Netlink, netnsCreate, netnsDelete } from "../ffi/mod.ts";
 import { formatNet } from "../src/net/ip.ts";
-import type { SubnetEnv } from "../src/config/subnet_env.ts";
+import { readSubnetEnv, type SubnetEnv } from "../src/config/subnet_env.ts";
 import {
   addPodBridge,
+  agentHttp,
   type AgentProcess,
   metric,
   pingMatrix,
@@ -21,8 +27,10 @@ import {
   waitReady,
   waitSubnetEnv,
 } from "./helpers/agent.ts";
-import { type KubeApiServer, startKubeApiServer } from "./helpers/kube_api_server.ts";
+import { type KubeApiServer, type RequestRecord, startKubeApiServer } from "./helpers/kube_api_server.ts";
 import { createTopology, ROOT, type Topology } from "./helpers/topology.ts";
+import { cni } from "./helpers/cni.ts";
+import { uniqueNetnsName } from "./helpers/names.ts";
 import { runIn } from "../src/lab/lab.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -69,15 +77,25 @@ function annotatedNode(name: string, podCIDR: string, publicIP: string, mac: str
   };
 }
 
-async function kubeCluster(topo: Topology, backend: "vxlan" | "host-gw", dir: string) {
+/** Agents talk to a server whose bookmarks come every second: a watch silent 2 s is dead; short back-off. */
+const AGENT_ENV = { WEFT_KUBE_BOOKMARK_SECONDS: "1", WEFT_KUBE_BACKOFF_MS: "200:2000" };
+
+async function kubeCluster(
+  topo: Topology,
+  backend: "vxlan" | "host-gw",
+  dir: string,
+  onRequest?: (rec: RequestRecord) => void,
+) {
+  const tokens: Record<string, string> = { [TOKEN]: "system:serviceaccount:kube-weft:weft" };
   const api = await startKubeApiServer({
     netns: topo.underlay,
     hostname: topo.underlayIP,
     tls: true,
-    tokens: { [TOKEN]: "system:serviceaccount:kube-weft:weft" },
+    tokens,
     authorize: (a) => !(denyPatch.value && a.verb === "patch"),
     bookmarkMs: 1000,
     historySize: 100,
+    ...(onRequest ? { onRequest } : {}),
   });
   const Node = api.store.kindByName("Node");
   const kubeconfig = `${dir}/kubeconfig`;
@@ -96,8 +114,13 @@ async function kubeCluster(topo: Topology, backend: "vxlan" | "host-gw", dir: st
     });
   });
   const start = (i: number, args: string[]) =>
-    startAgent(topo.nodes[i]!, { kube: { kubeconfig, netConf, nodeName: `node-${i}` }, dir, args });
-  return { api, Node, start };
+    startAgent(topo.nodes[i]!, {
+      kube: { kubeconfig, netConf, nodeName: `node-${i}` },
+      dir,
+      args,
+      env: AGENT_ENV,
+    });
+  return { api, Node, start, tokens };
 }
 
 Deno.test({
@@ -111,8 +134,29 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "weft-kube-e2e-" });
     let api: KubeApiServer | undefined;
     const agents: AgentProcess[] = [];
+    // At the moment a NetworkUnavailable=False PATCH arrives: is the node's subnet.env written, are the
+    // routes of the peers that existed before it started (flannel-node, fake-a, fake-b) programmed?
+    const conditionChecks: string[] = [];
+    const onRequest = (r: RequestRecord) => {
+      const m = r.path.match(/^\/api\/v1\/nodes\/node-(\d)\/status$/);
+      if (!m || r.method !== "PATCH" || !r.body?.includes("NetworkUnavailable")) return;
+      const n = topo.nodes[Number(m[1])]!;
+      const env = (() => {
+        try {
+          return readSubnetEnv(`${dir}/${n.netns}.subnet.env`);
+        } catch {
+          return undefined;
+        }
+      })();
+      const routes = ["10.244.9.0/24", "10.244.40.0/24", "10.244.41.0/24"].filter((s) =>
+        hasRoute(n.netns, s)
+      );
+      conditionChecks.push(
+        `node-${m[1]}: subnet.env ${env ? "written" : "MISSING"}, ${routes.length}/3 routes`,
+      );
+    };
     try {
-      const c = await kubeCluster(topo, "vxlan", dir);
+      const c = await kubeCluster(topo, "vxlan", dir, onRequest);
       api = c.api;
       const { Node } = c;
       // A node flanneld runs on (its annotations exactly as flanneld writes them), and two more peers
@@ -139,6 +183,28 @@ Deno.test({
         envs.forEach((e, i) => assert.equal(formatNet(e.subnet!), `10.244.${10 + i}.0/24`));
         assert.equal(formatNet(envs[0]!.network!), "10.244.0.0/16");
       });
+
+      await t.step(
+        "NetworkUnavailable=False only once subnet.env is written and the datapath programmed",
+        async () => {
+          await waitFor("three conditions", 10_000, () => conditionChecks.length >= 3);
+          assert.deepEqual(
+            conditionChecks.sort(),
+            [0, 1, 2].map((i) => `node-${i}: subnet.env written, 3/3 routes`),
+          );
+        },
+      );
+
+      await t.step(
+        "quiet: 4 s (4 bookmark intervals) with 3 agents up cost 0 requests besides their open watches",
+        async () => {
+          await waitFor("three watches", 10_000, () => api!.openWatches === 3);
+          const mark = api!.mark();
+          await new Promise((r) => setTimeout(r, 4000));
+          assert.deepEqual(api!.counts(mark), {});
+          assert.equal(api!.openWatches, 3);
+        },
+      );
 
       await t.step(
         "the agents annotate their nodes as flanneld does, key by key, through nodes/status",
@@ -387,6 +453,24 @@ Deno.test({
           assert.equal((api!.store.get(Node, "", "node-1").metadata as Obj).resourceVersion, rvBefore);
         },
       );
+
+      await t.step(
+        "credentials revoked: /readyz 503 with the cause; restored: ready again, without a restart",
+        async () => {
+          const pid = agents[2]!.pid;
+          delete c.tokens[TOKEN];
+          api!.closeWatches();
+          const [code, body] = await waitFor("not ready", 15_000, async () => {
+            const r = await agentHttp(agents[2]!, "/readyz");
+            return r[0] === 503 ? r : undefined;
+          });
+          assert.equal(code, 503);
+          assert.match(body, /refuses the agent's credentials .*Unauthorized/);
+          c.tokens[TOKEN] = "system:serviceaccount:kube-weft:weft";
+          await waitReady(agents[2]!, 15_000);
+          assert.equal(agents[2]!.pid, pid, "the same process");
+        },
+      );
     } finally {
       for (const a of agents) await a.stop();
       await api?.close();
@@ -431,6 +515,135 @@ Deno.test({
     } finally {
       for (const a of agents) await a.stop();
       await api?.close();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "the node's podCIDR changes under a running pod: subnet.env withdrawn then rewritten, no ADD outside the lease, cni0 moves once the pod is gone",
+  ignore: !ROOT,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    await using topo = await createTopology({ nodes: 1 });
+    const dir = await Deno.makeTempDir({ prefix: "weft-kube-cidr-" });
+    let api: KubeApiServer | undefined;
+    let agent: AgentProcess | undefined;
+    const pods: string[] = [];
+    try {
+      const c = await kubeCluster(topo, "vxlan", dir);
+      api = c.api;
+      const node = topo.nodes[0]!;
+      agent = c.start(0, ["--resync-interval=2"]);
+      await waitSubnetEnv(agent, 60_000);
+      await waitReady(agent, 60_000);
+      const conf = {
+        cniVersion: "1.0.0",
+        name: "cbr0",
+        type: "flannel",
+        subnetFile: agent.subnetFile,
+        dataDir: `${dir}/flannel`,
+        delegate: { hairpinMode: true, isDefaultGateway: true, ipam: { dataDir: `${dir}/networks` } },
+      };
+      const pod = () => {
+        const p = uniqueNetnsName("pod");
+        netnsCreate(p);
+        pods.push(p);
+        return `/run/netns/${p}`;
+      };
+      const add = (id: string, netns: string) =>
+        cni(node.netns, { command: "ADD", containerId: id, netns, ifname: "eth0" }, conf);
+      const ipOf = (r: Awaited<ReturnType<typeof add>>) =>
+        ((r.out?.ips as { address: string }[] | undefined)?.[0]?.address ?? "").split("/")[0]!;
+      const cni0 = () => {
+        using nl = Netlink.open({ netns: node.netns });
+        return nl.addrList("cni0", 4).map((a) => a.cidr);
+      };
+
+      const first = await add("pod-a", pod());
+      await t.step("a pod gets an address of the node's podCIDR", () => {
+        assert.equal(first.code, 0, first.stdout + first.stderr);
+        assert.match(ipOf(first), /^10\.244\.10\./);
+      });
+
+      await t.step(
+        "the Node deleted: subnet.env withdrawn, /readyz says why, ADD answers try-again-later",
+        async () => {
+          api!.store.delete(c.Node, "", "node-0");
+          await waitFor("subnet.env withdrawn", 15_000, () => !existsSync(agent!.subnetFile));
+          const [code, body] = await agentHttp(agent!, "/readyz");
+          assert.equal(code, 503);
+          assert.match(body, /node "node-0" was deleted from the API/);
+          const r = await add("pod-b", pod());
+          assert.equal(r.out?.code, 11, r.stdout);
+        },
+      );
+
+      await t.step(
+        "back with another podCIDR: the new lease, announced, subnet.env rewritten, annotations and condition republished",
+        async () => {
+          api!.store.create(c.Node, "", {
+            metadata: { name: "node-0" },
+            spec: { podCIDR: "10.244.60.0/24", podCIDRs: ["10.244.60.0/24"] },
+          });
+          const env = await waitFor("subnet.env of the new lease", 15_000, () => {
+            try {
+              const e = readSubnetEnv(agent!.subnetFile);
+              return formatNet(e.subnet!) === "10.244.60.0/24" ? e : undefined;
+            } catch {
+              return undefined;
+            }
+          });
+          assert.equal(formatNet(env.network!), "10.244.0.0/16");
+          await waitReady(agent!, 15_000);
+          const n = api!.store.get(c.Node, "", "node-0") as {
+            metadata: { annotations?: Record<string, string> };
+            status?: { conditions?: { type: string; status: string }[] };
+          };
+          assert.equal(n.metadata.annotations?.[`${P}kube-subnet-manager`], "true");
+          await waitFor("condition", 10_000, () => {
+            const x = api!.store.get(c.Node, "", "node-0") as typeof n;
+            return x.status?.conditions?.some((c) => c.type === "NetworkUnavailable" && c.status === "False");
+          });
+          const log = Deno.readTextFileSync(agent!.logFile);
+          assert.match(log, /podCIDR changed from 10\.244\.10\.0\/24 to 10\.244\.60\.0\/24/);
+          using nl = Netlink.open({ netns: node.netns });
+          assert.deepEqual(nl.addrList("flannel.1", 4).map((a) => a.cidr), ["10.244.60.0/32"]);
+        },
+      );
+
+      await t.step(
+        "while the old pod runs, ADD refuses (code 11) rather than hand out an old-range address",
+        async () => {
+          const r = await add("pod-c", pod());
+          assert.equal(r.out?.code, 11, r.stdout);
+          assert.match(String(r.out?.msg), /cni0 holds 10\.244\.10\.1\/24 .* 1 pod/);
+          assert.deepEqual(cni0(), ["10.244.10.1/24"]);
+        },
+      );
+
+      await t.step(
+        "the old pod deleted: the next ADD moves cni0 and gets an address of the new lease",
+        async () => {
+          const del = await cni(node.netns, {
+            command: "DEL",
+            containerId: "pod-a",
+            netns: "",
+            ifname: "eth0",
+          }, conf);
+          assert.equal(del.code, 0, del.stdout);
+          const r = await add("pod-c", pod());
+          assert.equal(r.code, 0, r.stdout + r.stderr);
+          assert.match(ipOf(r), /^10\.244\.60\./);
+          assert.deepEqual(cni0(), ["10.244.60.1/24"]);
+        },
+      );
+    } finally {
+      await agent?.stop();
+      await api?.close();
+      for (const p of pods) netnsDelete(p);
       await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },

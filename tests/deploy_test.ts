@@ -148,11 +148,11 @@ Deno.test({
       const synced = Promise.withResolvers<void>();
       const watching = src.watchLeases(() => {}, { signal: stop.signal, onSync: () => synced.resolve() });
       await synced.promise;
-      const keeper = src.keepLease(cfg, attrs, lease, { resyncSeconds: 3600 });
+      const keeper = src.keepLease(cfg, attrs, lease);
       const keeping = keeper.run(stop.signal);
-      keeper.poke();
-      await src.probe();
-      // Until the keeper's poke and the watch have made their calls: every granted verb used (or 30 s).
+      keeper.datapathReady?.(); // the condition: patch nodes/status
+      src.configFingerprint();
+      // Until the keeper and the watch have made their calls: every granted verb used (or 30 s).
       const end = Date.now() + 30_000;
       while ([...granted].some((g) => !used.has(g)) && Date.now() < end) {
         await new Promise((r) => setTimeout(r, 20));

@@ -248,9 +248,186 @@ Deno.test({
       await assert.rejects(without.get("/version.json"));
       without.close();
     } finally {
-      server.kill();
-      await server.status;
+      server?.kill();
+      await server?.status;
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/** A second CA and a client certificate it signs (`cli2.crt`, `cli2.key`), beside makePki's. */
+async function secondClientCert(dir: string) {
+  await openssl(dir, [
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "ca2.key",
+    "-out",
+    "ca2.crt",
+    "-days",
+    "1",
+    "-subj",
+    "/CN=test-ca-2",
+  ]);
+  await openssl(dir, [
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-keyout",
+    "cli2.key",
+    "-out",
+    "cli2.csr",
+    "-subj",
+    "/CN=system:node:n1",
+  ]);
+  await openssl(dir, [
+    "x509",
+    "-req",
+    "-in",
+    "cli2.csr",
+    "-CA",
+    "ca2.crt",
+    "-CAkey",
+    "ca2.key",
+    "-CAcreateserial",
+    "-out",
+    "cli2.crt",
+    "-days",
+    "1",
+    "-extfile",
+    "cli.cnf",
+  ]);
+}
+
+Deno.test({
+  name:
+    "a rotated client certificate is used without a restart: certificate files, and a kubeconfig's inline data",
+  ignore: !hasBinary("openssl"),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "weft-rotate-" });
+    const port = freePort();
+    await makePki(dir);
+    await secondClientCert(dir);
+    await Deno.writeTextFile(`${dir}/version.json`, '{"gitVersion":"v1.32.0-s_server"}');
+    // The server trusts only the second CA: the first certificate is the "expired" one, the second the renewed
+    // one. s_server ends after a refused handshake, so each phase gets its own.
+    let server: Deno.ChildProcess | undefined;
+    const serve = async () => {
+      if (server) {
+        server.kill();
+        await server.status.catch(() => {});
+      }
+      server = new Deno.Command("openssl", {
+        args: [
+          "s_server",
+          "-accept",
+          `127.0.0.1:${port}`,
+          "-cert",
+          "srv.crt",
+          "-key",
+          "srv.key",
+          "-CAfile",
+          "ca2.crt",
+          "-Verify",
+          "1",
+          "-verify_return_error",
+          "-WWW",
+          "-quiet",
+        ],
+        cwd: dir,
+        stdin: "piped",
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      // Listening once ss shows the socket (a probing connection would itself be a refused handshake).
+      for (const end = Date.now() + 10_000; Date.now() < end;) {
+        const ss = await new Deno.Command("ss", { args: ["-Hltn", `sport = :${port}`], stdout: "piped" })
+          .output();
+        if (new TextDecoder().decode(ss.stdout).trim()) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    const kubeconfig = (user: string) =>
+      `apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts: [{ name: c, context: { cluster: k, user: u } }]\n` +
+      `clusters: [{ name: k, cluster: { server: "https://127.0.0.1:${port}", certificate-authority: ca.crt } }]\n` +
+      `users: [{ name: u, user: ${user} }]\n`;
+    const swap = async (path: string, text: string) => {
+      await Deno.writeTextFile(`${path}.new`, text);
+      await Deno.rename(`${path}.new`, path); // as the kubelet rotates: a new file in place
+    };
+    try {
+      // 1. kubelet style: the kubeconfig names certificate files, which are rotated in place.
+      await Deno.copyFile(`${dir}/cli.crt`, `${dir}/current.crt`);
+      await Deno.copyFile(`${dir}/cli.key`, `${dir}/current.key`);
+      await Deno.writeTextFile(
+        `${dir}/kc-files`,
+        kubeconfig("{ client-certificate: current.crt, client-key: current.key }"),
+      );
+      const files = new KubeClient(await loadKubeconfig(`${dir}/kc-files`), { timeoutMs: 3000 });
+      await serve();
+      await assert.rejects(files.get("/version.json"), "the old certificate is refused by the server");
+      await serve();
+      await swap(`${dir}/current.crt`, await Deno.readTextFile(`${dir}/cli2.crt`));
+      await swap(`${dir}/current.key`, await Deno.readTextFile(`${dir}/cli2.key`));
+      assert.equal((await files.get<{ gitVersion: string }>("/version.json")).gitVersion, "v1.32.0-s_server");
+      files.close();
+
+      // 2. inline data: the kubeconfig itself is rewritten with the new certificate.
+      const inline = (crt: string, key: string) =>
+        kubeconfig(`{ client-certificate-data: ${btoa(crt)}, client-key-data: ${btoa(key)} }`);
+      await Deno.writeTextFile(
+        `${dir}/kc-inline`,
+        inline(await Deno.readTextFile(`${dir}/cli.crt`), await Deno.readTextFile(`${dir}/cli.key`)),
+      );
+      const data = new KubeClient(await loadKubeconfig(`${dir}/kc-inline`), { timeoutMs: 3000 });
+      await serve();
+      await assert.rejects(data.get("/version.json"));
+      await serve();
+      await swap(
+        `${dir}/kc-inline`,
+        inline(await Deno.readTextFile(`${dir}/cli2.crt`), await Deno.readTextFile(`${dir}/cli2.key`)),
+      );
+      assert.equal((await data.get<{ gitVersion: string }>("/version.json")).gitVersion, "v1.32.0-s_server");
+      data.close();
+    } finally {
+      server?.kill();
+      await server?.status;
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "lists follow the server's pages only when it cuts the list; rv=0 comes whole from the watch cache",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using s = await startKubeApiServer({ tls: true, tokens: { t: "u" } });
+    const Node = s.store.kindByName("Node");
+    for (let i = 0; i < 5; i++) s.store.create(Node, "", { metadata: { name: `n${i}` } });
+    const client = new KubeClient({ server: s.url, caPem: s.caPem!, token: "t", source: "test" });
+    try {
+      const mark = s.mark();
+      const cached = await client.list("/api/v1/nodes", { resourceVersion: "0", limit: 2 });
+      assert.equal(cached.items.length, 5);
+      assert.equal(cached.pages, 1, "the watch cache ignores limit: one answer");
+      const paged = await client.list<{ metadata: { name: string } }>("/api/v1/nodes", { limit: 2 });
+      assert.deepEqual(paged.items.map((n) => n.metadata.name), ["n0", "n1", "n2", "n3", "n4"]);
+      assert.equal(paged.pages, 3);
+      // Continued pages carry no resourceVersion (the server refuses both), every page succeeded.
+      const lists = s.requests.filter((r) => r.seq > mark && r.verb === "list");
+      assert.deepEqual(lists.map((r) => r.status), [200, 200, 200, 200]);
+      assert.ok(
+        lists.slice(2).every((r) => r.query.includes("continue=") && !r.query.includes("resourceVersion")),
+      );
+    } finally {
+      client.close();
     }
   },
 });

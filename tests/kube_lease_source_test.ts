@@ -4,7 +4,7 @@
  * the keeper, RBAC and podCIDR errors, the node name from the pod, token rotation.
  */
 import assert from "node:assert/strict";
-import type { LeaseEvent } from "../src/lease/lease.ts";
+import type { Lease, LeaseEvent } from "../src/lease/lease.ts";
 import { KubeLeaseSource } from "../src/lease/kube/lease_source.ts";
 import { loadKubeconfig } from "../src/kube/config.ts";
 import { type KubeApiServer, startKubeApiServer } from "./helpers/kube_api_server.ts";
@@ -39,8 +39,9 @@ async function setup(s: KubeApiServer, dir: string, env: Record<string, string> 
     conn: await loadKubeconfig(`${dir}/kubeconfig`),
     netConfPath: `${dir}/net-conf.json`,
     env: (k) => env[k],
-    watchIdleMs: 2000,
+    bookmarkIntervalMs: 1000,
     timeoutMs: 2000,
+    backoffMs: [100, 1000],
   });
 }
 
@@ -104,15 +105,15 @@ Deno.test({
     const cfg = await src.getNetworkConfig();
     const stop = new AbortController();
     let watching: Promise<void> | undefined;
+    let lease: Lease | undefined;
     try {
       await t.step(
-        "acquireLease takes the podCIDR and patches nodes/status as flannel: annotations, then the condition",
+        "acquireLease takes the podCIDR and patches the annotations through nodes/status as flannel; nothing else",
         async () => {
-          const lease = await src.acquireLease(cfg, ATTRS);
+          lease = await src.acquireLease(cfg, ATTRS);
           assert.equal(lease.key, "10.244.1.0-24");
           const patches = s.requests.filter((r) => r.method === "PATCH");
           assert.deepEqual(patches.map((r) => [r.path, r.contentType]), [
-            ["/api/v1/nodes/self/status", "application/strategic-merge-patch+json"],
             ["/api/v1/nodes/self/status", "application/strategic-merge-patch+json"],
           ]);
           assert.deepEqual(JSON.parse(patches[0]!.body!), {
@@ -125,14 +126,11 @@ Deno.test({
               },
             },
           });
-          const node = s.store.get(Node, "", "self") as { status: { conditions: Record<string, string>[] } };
-          const c = node.status.conditions.find((x) => x.type === "NetworkUnavailable")!;
-          assert.equal(c.status, "False");
-          assert.equal(c.reason, "FlannelIsUp");
-          assert.equal(c.message, "Flannel is running on this node");
+          const node = s.store.get(Node, "", "self") as { status?: { conditions?: unknown[] } };
+          assert.equal(node.status?.conditions, undefined, "no NetworkUnavailable before the datapath");
           // A second start with the same attributes writes nothing.
           await src.acquireLease(cfg, ATTRS);
-          assert.equal(s.requests.filter((r) => r.method === "PATCH").length, 2);
+          assert.equal(s.requests.filter((r) => r.method === "PATCH").length, 1);
         },
       );
 
@@ -150,7 +148,7 @@ Deno.test({
       await t.step("the first list delivers flannel nodes only, the own node apart", async () => {
         await c.until("first sync", () => c.syncs >= 1);
         assert.deepEqual(c.events.map((e) => [e.type, e.lease.key]), [["added", "10.244.2.0-24"]]);
-        assert.equal(ownEvents.length, 1, "the own node goes to onOwn");
+        assert.equal(ownEvents.length, 0, "the own node goes to the keepers, not to peers or onOwn");
         assert.equal(up, true);
       });
 
@@ -221,31 +219,49 @@ Deno.test({
         },
       );
 
-      await t.step("the keeper re-publishes annotations someone changed, woken by the watch", async () => {
-        const keeper = src.keepLease(cfg, ATTRS, await src.acquireLease(cfg, ATTRS), { resyncSeconds: 3600 });
-        const keeping = keeper.run(stop.signal);
-        const self = s.store.get(Node, "", "self") as { metadata: { annotations: Record<string, string> } };
-        self.metadata.annotations[`${P}public-ip`] = "10.0.0.99";
-        s.store.update(Node, "", "self", self); // the watch sees it and pokes the keeper: no poke() here
-        const end = Date.now() + 30_000;
-        while (keeper.renewals < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
-        assert.equal(keeper.renewals, 1);
-        const after = s.store.get(Node, "", "self") as { metadata: { annotations: Record<string, string> } };
-        assert.equal(after.metadata.annotations[`${P}public-ip`], "192.168.77.11");
-        void keeping;
-      });
+      await t.step(
+        "the keeper sets NetworkUnavailable=False once told the datapath is ready, and re-publishes annotations someone changed (woken by the watch, no GET)",
+        async () => {
+          const keeper = src.keepLease(cfg, ATTRS, lease!);
+          void keeper.run(stop.signal);
+          const mark = s.mark();
+          keeper.datapathReady!();
+          await c.until("condition", () => {
+            const n = s.store.get(Node, "", "self") as { status?: { conditions?: Record<string, string>[] } };
+            return n.status?.conditions?.some((x) => x.type === "NetworkUnavailable") ?? false;
+          });
+          const node = s.store.get(Node, "", "self") as { status: { conditions: Record<string, string>[] } };
+          const cond = node.status.conditions.find((x) => x.type === "NetworkUnavailable")!;
+          assert.deepEqual([cond.status, cond.reason, cond.message], [
+            "False",
+            "FlannelIsUp",
+            "Flannel is running on this node",
+          ]);
+          const self = s.store.get(Node, "", "self") as { metadata: { annotations: Record<string, string> } };
+          self.metadata.annotations[`${P}public-ip`] = "10.0.0.99";
+          s.store.update(Node, "", "self", self); // the watch sees it and pokes the keeper: no poke() here
+          const end = Date.now() + 30_000;
+          while (keeper.renewals < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+          assert.equal(keeper.renewals, 1);
+          const after = s.store.get(Node, "", "self") as {
+            metadata: { annotations: Record<string, string> };
+          };
+          assert.equal(after.metadata.annotations[`${P}public-ip`], "192.168.77.11");
+          assert.deepEqual(s.counts(mark), { "patch nodes/status": 2 }, "two patches, no GET");
+        },
+      );
 
       await t.step(
         "RBAC refusing the patch and an unassigned podCIDR give errors that say what to fix",
         async () => {
           allowPatch = false;
-          const self = s.store.get(Node, "", "self") as { metadata: { annotations: Record<string, string> } };
-          delete self.metadata.annotations[`${P}backend-type`];
-          s.store.update(Node, "", "self", self);
+          s.store.create(Node, "", { metadata: { name: "fresh" }, spec: { podCIDR: "10.244.30.0/24" } });
+          const fresh = await setup(s, dir, { NODE_NAME: "fresh" });
           await assert.rejects(
-            src.acquireLease(cfg, ATTRS),
-            /refused to patch nodes\/self\/status.*cannot patch resource "nodes\/status".*needs "patch" on "nodes\/status"/,
+            fresh.acquireLease(cfg, ATTRS),
+            /forbids the agent to patch nodes\/fresh\/status.*cannot patch resource "nodes\/status".*"patch" on "nodes\/status"/,
           );
+          await fresh.close();
           allowPatch = true;
           s.store.create(Node, "", { metadata: { name: "bare" } });
           const bare = await setup(s, dir, { NODE_NAME: "bare" });
@@ -266,7 +282,14 @@ Deno.test({
           env: (k) => ({ NODE_NAME: "quiet" } as Record<string, string>)[k],
           setNodeNetworkUnavailable: false,
         });
-        await quiet.acquireLease(cfg, ATTRS);
+        const ql = await quiet.acquireLease(cfg, ATTRS);
+        const qk = quiet.keepLease(cfg, ATTRS, ql);
+        const qstop = new AbortController();
+        const qrun = qk.run(qstop.signal);
+        qk.datapathReady!();
+        await new Promise((r) => setTimeout(r, 300));
+        qstop.abort();
+        await qrun;
         await quiet.close();
         const n = s.store.get(Node, "", "quiet") as { metadata: { annotations?: object }; status?: object };
         assert.equal(n.status, undefined);

@@ -181,22 +181,32 @@ function startDatapath(
   return { node, reconciler };
 }
 
-/** What the keeper's lease means for the rest of the agent: peer sync's own lease, a new subnet's state. */
+/**
+ * What the keeper's lease means for the rest of the agent: peer sync's own lease, a new subnet's state —
+ * and a lost one (kube: the Node deleted), which withdraws subnet.env until the lease is back.
+ */
 function onOwnLease(
   parts: { status: AgentStatus; peers: PeerSync; health: StoreHealth; node: NodeState },
-): (l: Lease, reacquired: boolean) => void {
+): { onLease: (l: Lease, reacquired: boolean) => void; onLost: (why: string) => void } {
   const { status, peers, health, node } = parts;
-  return (l, reacquired) => {
+  const onLease = (l: Lease, reacquired: boolean) => {
     const changed = status.lease?.key !== l.key;
+    const wasLost = status.leaseLost !== undefined;
     status.lease = l;
+    status.leaseLost = undefined;
     peers.setOwn(l);
     health.set(true);
     if (!reacquired) return;
     status.counters.leaseReacquired++;
-    if (!changed) return;
+    if (!changed && !wasLost) return;
     logger.warn("lease changed to {subnet}: updating device, subnet.env and rules", { subnet: leaseName(l) });
     node.ensure(l, true);
   };
+  const onLost = (why: string) => {
+    status.leaseLost = why;
+    node.withdraw();
+  };
+  return { onLease, onLost };
 }
 
 /** The running parts: keeper, peer sync, full passes, store health. */
@@ -223,12 +233,13 @@ function buildLoops(
     ownKey: () => status.lease?.key,
     ownPublicIP: ext.publicIP,
     onConnectivity: (up) => health.watchSaw(up),
+    onRefused: (why) => health.refused(why),
   }, { network: networkRules(cfg), node: facts() });
   peers.setOwn(lease);
   status.rejected = () => ({ total: peers.rejectedTotal, current: peers.rejected() });
   const keeper = source.keepLease(cfg, attrs, lease, {
     ...parts.keep,
-    onLease: onOwnLease({ status, peers, health, node: dp.node }),
+    ...onOwnLease({ status, peers, health, node: dp.node }),
   });
   status.renewals = () => keeper.renewals;
   status.reasserted = () => keeper.reasserted ?? 0;
@@ -240,11 +251,12 @@ function buildLoops(
     status,
     before: () => peers.setNode(facts()), // the node's addresses, at each full pass
   });
+  resync.onApplied = () => keeper.datapathReady?.(); // kube: NetworkUnavailable=False only now
   // The links back, now that every part exists.
   peers.connect({ onOwn: onOwnLeaseChange(keeper, source.kind), onSynced: () => void resync.pass() });
   health.kick = () => peers.relist(); // another witness says the store answers: the watch tries now
   health.onBack = () => {
-    logger.info("re-listing leases after the {kind} outage", { kind: source.kind });
+    logger.info("catching up with the {kind} store after the outage", { kind: source.kind });
     peers.relist();
     keeper.poke(); // renew now if a renewal came due during the outage
   };
@@ -289,7 +301,8 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
   let stopReconciler = () => {};
   let closeBackend = (): Promise<void> => Promise.resolve();
   try {
-    const started = await startNode(source, nl, parts.start, signal);
+    const waiting = (why: string | undefined) => status.waiting = why;
+    const started = await startNode(source, nl, parts.start, signal, waiting);
     closeBackend = () => started.backend.close?.() ?? Promise.resolve();
     const dp = startDatapath(nl, started, parts.node, status);
     stopReconciler = () => dp.reconciler.stop();

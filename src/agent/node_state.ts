@@ -96,7 +96,23 @@ export class NodeState {
     return change;
   }
 
+  /**
+   * Removes subnet.env while the lease is lost (`status.leaseLost`): the CNI plugin then answers "try
+   * again later" instead of handing out addresses of a subnet that may be another node's now.
+   */
+  withdraw(): void {
+    try {
+      Deno.removeSync(this.opts.subnetFile);
+      logger.warn("{file} withdrawn: {why}", {
+        file: this.opts.subnetFile,
+        why: this.status.leaseLost ?? "",
+      });
+    } catch { /* already gone */ }
+    this.status.subnetEnvWritten = false;
+  }
+
   #subnetEnv(l: Lease, expected: boolean): void {
+    if (this.status.leaseLost) return this.withdraw();
     const { cfg } = this;
     const env: SubnetEnv = {
       ...(cfg.network ? { network: cfg.network } : {}),

@@ -30,6 +30,8 @@ export interface PeerSyncHooks {
   onSynced?(): void;
   /** The store answered (true) or not (false). */
   onConnectivity(up: boolean): void;
+  /** The store refuses the agent (what to fix), or accepts it again (undefined). */
+  onRefused?(why: string | undefined): void;
 }
 
 /** Lease watch → lease filter → reconciler. */
@@ -114,6 +116,7 @@ export class PeerSync {
         this.hooks.onSynced?.();
       },
       onConnectivity: (up) => this.hooks.onConnectivity(up),
+      onRefused: (why) => this.hooks.onRefused?.(why),
     });
     return this.#watch;
   }

@@ -35,6 +35,8 @@ export interface ResyncParts {
 /** Runs full passes. */
 export class Resync {
   readonly #p: ResyncParts;
+  /** Called after every pass that left the datapath applied (the keeper then tells the store). */
+  onApplied: () => void = () => {};
 
   /** @param parts what a pass works on */
   constructor(parts: ResyncParts) {
@@ -59,6 +61,7 @@ export class Resync {
       status.datapathApplied = true;
       logger.info("datapath applied: {n} peers programmed", { n: reconciler.stats.peersProgrammed });
     }
+    if (status.datapathApplied && status.subnetEnvWritten) this.onApplied();
   }
 
   /**

@@ -1,6 +1,7 @@
 /**
  * Start-up: network config → external interface → backend → lease. Every store call is retried with
- * back-off until it answers (a node booting before its etcd or API server is normal).
+ * back-off until it answers (a node booting before its etcd or API server is normal), with the store's
+ * own ceilings (Kubernetes: 0.8 s → 30 s) and never sooner than a server's Retry-After.
  *
  * @module
  */
@@ -68,26 +69,51 @@ function previousSubnets(path: string): AcquireOptions {
 }
 
 /**
- * `fn` until it answers (back-off 100 ms → 5 s), its failures logged as a {@linkcode RepeatedFailure}:
- * the first one, then at growing intervals with a count, then one line when it works.
+/**
+ * `fn` until it answers (back-off `backoff`, default 100 ms → 5 s; never sooner than a server's
+ * Retry-After), its failures logged as a {@linkcode RepeatedFailure}: the first one, then at growing
+ * intervals with a count, then one line when it works. `onWaiting` hears each failure (for /readyz).
  */
-async function untilAnswered<T>(what: string, fn: () => Promise<T>, signal: AbortSignal): Promise<T> {
-  const failure = new RepeatedFailure(logger, { what, fix: "retrying with back-off (up to 5 s)" });
-  const out = await retry(fn, signal, (err) => failure.failed(err.message));
+async function untilAnswered<T>(
+  what: string,
+  fn: () => Promise<T>,
+  signal: AbortSignal,
+  backoff: { firstMs: number; maxMs: number } = { firstMs: 100, maxMs: 5000 },
+  onWaiting?: (why: string) => void,
+): Promise<T> {
+  const failure = new RepeatedFailure(logger, {
+    what,
+    fix: `retrying with back-off (up to ${backoff.maxMs / 1000} s)`,
+  });
+  const out = await retry(fn, signal, (err) => {
+    onWaiting?.(`${what} failed: ${err.message}`);
+    failure.failed(err.message);
+  }, backoff);
   failure.succeeded();
   return out;
 }
 
-/** Reads the config, picks the interface, builds the backend and takes the lease. */
+/**
+ * Reads the config, picks the interface, builds the backend and takes the lease; `onWaiting` hears why
+ * it is still waiting (each failed store call), for /readyz, and undefined once the lease is taken.
+ */
 export async function startNode(
   source: LeaseSource,
   nl: Netlink,
   opts: StartOptions,
   signal: AbortSignal,
+  onWaiting?: (why: string | undefined) => void,
 ): Promise<StartedNode> {
-  const cfg = await untilAnswered("reading the network config", () => source.getNetworkConfig(), signal);
-  const cfgFingerprint = await untilAnswered("reading the network config", () => source.probe(), signal);
+  const until = <T>(what: string, fn: () => Promise<T>) =>
+    untilAnswered(what, fn, signal, source.retryBackoff, onWaiting);
+  const cfg = await until("reading the network config", () => source.getNetworkConfig());
+  // A store whose watch is its health (Kubernetes) reads the config locally; etcd's probe is a round trip.
+  const cfgFingerprint = source.configFingerprint?.() ??
+    await until("reading the network config", () => source.probe?.() ?? Promise.resolve(""));
   if (cfg.backendDefaulted) logger.warn("{warning}", { warning: DEFAULTED_BACKEND_WARNING });
+  // The store lists while the interface is looked up (a list of 5000 Nodes is on the wire meanwhile).
+  const listing = until("listing leases", () => source.listLeases());
+  listing.catch(() => {}); // awaited below; only aborted (the agent stopping) can reject it
   // An IPv6-only network chooses the interface by its IPv6 addresses: the node needs no IPv4 one.
   const ext = selectInterface(nl, opts, !cfg.network && cfg.enableIPv6 ? 6 : 4);
   logger.info("using interface {name} ({ip}), public IP {pub}, MTU {mtu}", {
@@ -106,7 +132,7 @@ export async function startNode(
     });
   }
   // A previous lease of this node: its VTEP MAC keeps the overlay stable across reboots.
-  const { leases } = await untilAnswered("listing leases", () => source.listLeases(), signal);
+  const { leases } = await listing;
   const previous = leases.find((l) =>
     cfg.network ? l.attrs.PublicIP === ext.publicIP : l.attrs.PublicIPv6 === ext.publicIPv6
   );
@@ -130,11 +156,8 @@ export async function startNode(
     ...(v6Data !== undefined ? { BackendV6Data: v6Data } : {}),
   };
   const acquire = { ttlSeconds: opts.leaseTtlSeconds, ...previousSubnets(opts.subnetFile) };
-  const lease = await untilAnswered(
-    "acquiring a lease",
-    () => source.acquireLease(cfg, attrs, acquire),
-    signal,
-  );
+  const lease = await until("acquiring a lease", () => source.acquireLease(cfg, attrs, acquire));
+  onWaiting?.(undefined);
   logger.info("lease {subnet} acquired", { subnet: leaseName(lease) });
   return { cfg, cfgFingerprint, ext, backend, attrs, lease };
 }

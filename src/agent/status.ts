@@ -35,6 +35,12 @@ export class AgentStatus {
   #storeSince = new Date();
   /** subnet.env's path, once known (the metrics check it is there). */
   subnetFile: string | undefined;
+  /** The store answers but refuses the agent (credentials, RBAC): what to fix. */
+  storeRefused: string | undefined;
+  /** Why start-up is still waiting for its lease (the last failed store call). */
+  waiting: string | undefined;
+  /** Why the own lease is gone now (Kubernetes: the Node was deleted); subnet.env is withdrawn meanwhile. */
+  leaseLost: string | undefined;
   /** subnet.env written at least once. */
   subnetEnvWritten = false;
   /** Masquerade/forward rules as they should be. */
@@ -89,7 +95,11 @@ export class AgentStatus {
 
   /** Ready when every part is in place; otherwise the first missing part. */
   readiness(): { ready: boolean; why: string } {
-    if (!this.lease) return { ready: false, why: "no lease yet" };
+    if (this.storeRefused) return { ready: false, why: this.storeRefused };
+    if (!this.lease) {
+      return { ready: false, why: this.waiting ? `no lease yet: ${this.waiting}` : "no lease yet" };
+    }
+    if (this.leaseLost) return { ready: false, why: this.leaseLost };
     if (!this.datapathApplied) return { ready: false, why: "datapath not applied yet" };
     if (!this.subnetEnvWritten) return { ready: false, why: "subnet.env not written" };
     if (!this.rulesOk) return { ready: false, why: "masquerade/forward rules not installed" };

@@ -1,7 +1,14 @@
 /**
- * Whether the lease store answers, for the metric, the logs and recovery: the store's client reconnects
- * by itself and would stay silent through an outage, so a probe runs every few seconds. When the store
- * comes back, `onBack` re-lists and renews at once. Also notices a changed network config.
+ * Whether the lease store answers, for the metric, the logs, readiness and recovery, and whether the
+ * network config changed.
+ *
+ * Two kinds of store: one whose client reconnects silently (etcd) is probed every few seconds — a cheap
+ * round trip that also reads the config; one whose watch reports its own health (Kubernetes: the stream
+ * open, events and bookmarks arriving, or a watch that cannot be re-established) is never probed — 5000
+ * nodes probing every 5 s would be 1000 requests/s for nothing — and its config is compared from local
+ * state alone (`configFingerprint`: the net-conf.json file). When the store comes back, `onBack` catches
+ * up at once. A store that answers but refuses the agent (revoked credentials, RBAC) is recorded with
+ * the cause, which /readyz reports.
  *
  * @module
  */
@@ -19,7 +26,7 @@ export class StoreHealth {
 
   /**
    * @param source the lease store
-   * @param status where `storeUp` is reported
+   * @param status where `storeUp` and `storeRefused` are reported
    */
   constructor(
     private readonly source: LeaseSource,
@@ -41,21 +48,38 @@ export class StoreHealth {
     }
   }
 
-  /** Probes every `periodMs` until `signal` aborts; `config` is the config fingerprint at start. */
+  /** Records that the store refuses the agent (`why`: what to fix), or accepts it again (undefined). */
+  refused(why: string | undefined): void {
+    if (why === this.status.storeRefused) return;
+    const was = this.status.storeRefused;
+    this.status.storeRefused = why;
+    if (why) logger.error("{why}", { why });
+    else if (was) logger.info("{kind} accepts the agent's credentials again", { kind: this.source.kind });
+  }
+
+  /**
+   * Until `signal` aborts, every `periodMs`: probes the store when it has a probe, else reads the config
+   * fingerprint locally; `config` is the fingerprint at start.
+   */
   async run(periodMs: number, config: string, signal: AbortSignal): Promise<void> {
     let warnedConfig = false;
+    const probe = this.source.probe?.bind(this.source);
     while (!signal.aborted) {
       await sleep(periodMs, signal);
       if (signal.aborted) break;
+      let now: string;
       try {
-        const now = await withTimeout(this.source.probe(), 3000, this.source.kind);
-        this.set(true);
-        if (now !== config && !warnedConfig) {
-          warnedConfig = true;
-          logger.warn("the network config changed: restart the agent to use it");
-        }
+        now = probe
+          ? await withTimeout(probe(), 3000, this.source.kind)
+          : this.source.configFingerprint?.() ?? config;
+        if (probe) this.set(true);
       } catch (err) {
         this.set(false, (err as Error).message);
+        continue;
+      }
+      if (now !== config && !warnedConfig) {
+        warnedConfig = true;
+        logger.warn("the network config changed: restart the agent to use it");
       }
     }
   }

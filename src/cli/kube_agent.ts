@@ -5,7 +5,12 @@
  * @module
  */
 import { retry } from "../async.ts";
-import { KubeLeaseSource, type KubeSourceOptions } from "../lease/kube/lease_source.ts";
+import {
+  KUBE_BACKOFF_MS,
+  KubeLeaseSource,
+  type KubeSourceOptions,
+  kubeTimingFromEnv,
+} from "../lease/kube/lease_source.ts";
 import { log } from "../log.ts";
 import type { IfaceOptions } from "../net/iface.ts";
 
@@ -21,15 +26,19 @@ export async function openKubeForAgent(
   iface: IfaceOptions,
   signal: AbortSignal,
 ): Promise<KubeLeaseSource> {
+  const timing = { ...kubeTimingFromEnv(), ...opts };
+  const [firstMs, maxMs] = timing.backoffMs ?? KUBE_BACKOFF_MS;
   const source = await retry(
-    () => KubeLeaseSource.open(opts),
+    () => KubeLeaseSource.open(timing),
     signal,
     (err, ms) =>
       logger.warn("connecting to the Kubernetes API failed: {error}; retrying in {ms} ms", {
         error: err.message,
         ms,
       }),
+    { firstMs, maxMs },
   );
+  source.prefetch(); // the start-up list goes out now, beside the own Node's GET
   logger.info("kube subnet manager: node {node}, API {api}", {
     node: source.nodeName,
     api: opts.conn.source,

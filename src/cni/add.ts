@@ -47,6 +47,25 @@ function refuseSecondAdd(cfg: CniConfig, env: CniEnv, store: IpamStore): void {
   }
 }
 
+/**
+ * Fails (code 11, everything undone) when subnet.env no longer says what this ADD started from: the
+ * node's lease changed while it ran (the agent rewrote or withdrew subnet.env), so the address just
+ * taken may lie outside the current lease. One more read of a small file.
+ */
+function leaseUnchanged(cfg: CniConfig, fams: FamilyPlan[]): void {
+  let now: FamilyPlan[] = [];
+  try {
+    now = plansFor(cfg).families;
+  } catch { /* withdrawn or unreadable: changed */ }
+  const key = (fs: FamilyPlan[]) => fs.map((f) => formatNet(f.subnet)).join(",");
+  if (key(now) !== key(fams)) {
+    throw new CniError(
+      CNI_ERR.TRY_AGAIN_LATER,
+      `the node's subnet changed during ADD (${key(fams)} → ${key(now) || "none"}): try again`,
+    );
+  }
+}
+
 /** What one ADD works with. */
 interface AddContext {
   cfg: CniConfig;
@@ -79,6 +98,7 @@ export async function cmdAdd(cfg: CniConfig, env: CniEnv, prev?: Result): Promis
       await registerPod(cfg, env, ips, ipMasq);
       mark("register");
       const { result, hostVeth } = attach(ctx, br, ips, undo);
+      leaseUnchanged(cfg, fams);
       // Masquerading, when the agent does not do it (libnftables is loaded only then).
       if (ipMasq) {
         const { masqAdd, masqDelete } = await import("./masq.ts");

@@ -1,22 +1,44 @@
 /**
- * A small Kubernetes API client on Deno's `fetch`: JSON requests, paged lists, streaming watches, the
- * three patch types, `Status` errors as {@linkcode KubeApiError}. It replaces `@kubernetes/client-node`,
- * whose import costs ~0.6 s of CPU and ~80 MB of RSS in this Deno (BENCHMARKS.md, "Kubernetes client"):
- * more than the whole agent's budget for 1000 peers.
+ * A small Kubernetes API client on Deno's `fetch`: JSON requests, lists streamed item by item, streaming
+ * watches, the three patch types, `Status` errors as {@linkcode KubeApiError}. It replaces
+ * `@kubernetes/client-node`, whose import costs ~0.6 s of CPU and ~80 MB of RSS in this Deno
+ * (BENCHMARKS.md, "Kubernetes client"): more than the whole agent's budget for 1000 peers.
  *
- * TLS: the kubeconfig's or service account's CA and client certificate go to
+ * Every request has a time limit: a plain request its whole answer (default 10 s), a list each piece of
+ * its answer (a 65 MB list may take longer than 10 s on a loaded node, but never stalls that long), a
+ * watch its headers and then each line (the caller's idle limit: a dead connection is noticed). An
+ * answer's `Retry-After` (429 from API Priority and Fairness, 5xx) travels in the error, so retry loops
+ * wait at least that long (`Backoff.next`'s floor). The client itself never retries: its
+ * callers back off.
+ *
+ * TLS and credentials: the kubeconfig's or service account's CA and client certificate go to
  * `Deno.createHttpClient`; `insecure-skip-tls-verify` (which `fetch` cannot do per client) goes through
- * `node:https` with `rejectUnauthorized: false`, imported only then. A token file is re-read whenever
- * it changes (service-account token rotation), and once more on a 401.
+ * `node:https` with `rejectUnauthorized: false`, imported only then. Rotated credentials are used without
+ * a restart: a token file is re-read when it changes, client certificate and key files (the kubelet's
+ * rotation) and the kubeconfig itself (inline credentials) when theirs do — a `stat` per request, and
+ * requests are rare in steady state — and all of them once more on a 401.
  *
  * @module
  */
-import type { KubeConnection } from "./config.ts";
+import { log } from "../log.ts";
+import { type KubeConnection, loadKubeconfig } from "./config.ts";
+import { type JsonPath, pruneJson } from "./json_prune.ts";
+import { ListScanner } from "./list_scanner.ts";
+
+const logger = log("kube");
 
 /** A failure answered by the API server, from its `Status` object. */
 export class KubeApiError extends Error {
-  /** `code` is the HTTP status, `reason` the Status reason (`NotFound`, `Forbidden`, `Expired`…). */
-  constructor(readonly code: number, readonly reason: string, message: string) {
+  /**
+   * `code` is the HTTP status, `reason` the Status reason (`NotFound`, `Forbidden`, `Expired`…),
+   * `retryAfterMs` the answer's `Retry-After` (429, 5xx), when it had one.
+   */
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
     super(message);
     this.name = "KubeApiError";
   }
@@ -44,6 +66,48 @@ export interface RequestOptions {
   timeoutMs?: number;
 }
 
+/** Options of {@linkcode KubeClient.list}. */
+export interface ListOptions {
+  /** `resourceVersion` of the first page: "0" is served from the API server's watch cache. */
+  resourceVersion?: string;
+  /** Label selector. */
+  labelSelector?: string;
+  /** Field selector. */
+  fieldSelector?: string;
+  /** Items a page (default 500, as client-go's reflector); a server may ignore it (rv=0 does). */
+  limit?: number;
+  /** Cancels the list. */
+  signal?: AbortSignal;
+  /** Gives up when no byte arrives for this long (default: the client's timeout). */
+  timeoutMs?: number;
+  /** Receives each item as it is parsed (then `items` stays empty): trim it to what you keep. */
+  onItem?: (item: Record<string, unknown>) => void;
+  /** Parts of each item dropped before it is parsed (json_prune.ts), e.g. `["status", "images"]`. */
+  prune?: readonly JsonPath[];
+}
+
+/** Options of {@linkcode KubeClient.watch}. */
+export interface WatchOptions {
+  /** Where to start (absent: every current object first, as ADDED). */
+  resourceVersion?: string;
+  /** Ask for BOOKMARK events. */
+  allowWatchBookmarks?: boolean;
+  /** The server ends the watch after this long. */
+  timeoutSeconds?: number;
+  /** Label selector. */
+  labelSelector?: string;
+  /** Field selector. */
+  fieldSelector?: string;
+  /** A stream silent this long (no event, no bookmark) is dead (default 90 s). */
+  idleMs?: number;
+  /** Stops the watch (it then resolves). */
+  signal: AbortSignal;
+  /** Called once the server accepted the watch (its headers arrived). */
+  onOpen?: () => void;
+  /** Parts of each event's object dropped before it is parsed (json_prune.ts). */
+  prune?: readonly JsonPath[];
+}
+
 /** The patch types the API accepts. */
 export const PATCH_TYPES = {
   strategic: "application/strategic-merge-patch+json",
@@ -51,22 +115,48 @@ export const PATCH_TYPES = {
   json: "application/json-patch+json",
 } as const;
 
+/** Requests sent, by verb (for tests, benches and metrics). */
+export interface ClientStats {
+  /** GETs of one object. */
+  get: number;
+  /** List pages. */
+  list: number;
+  /** Watches opened. */
+  watch: number;
+  /** PATCHes. */
+  patch: number;
+  /** Other methods. */
+  other: number;
+}
+
 interface Raw {
   status: number;
   body: ReadableStream<Uint8Array>;
+  retryAfter: string | null;
 }
 
-function statusError(code: number, text: string, what: string): KubeApiError {
+/** A `Retry-After` header (seconds, or an HTTP date) in ms; undefined when absent or unreadable. */
+export function parseRetryAfter(v: string | null, now = Date.now()): number | undefined {
+  if (!v) return undefined;
+  const s = Number(v.trim());
+  if (Number.isFinite(s) && s >= 0) return Math.round(s * 1000);
+  const t = Date.parse(v);
+  return Number.isFinite(t) ? Math.max(0, t - now) : undefined;
+}
+
+function statusError(code: number, text: string, what: string, retryAfter: string | null): KubeApiError {
+  const ra = parseRetryAfter(retryAfter);
   try {
     const s = JSON.parse(text);
     if (s?.kind === "Status") {
-      return new KubeApiError(s.code ?? code, s.reason ?? "", s.message ?? `${what}: HTTP ${code}`);
+      return new KubeApiError(s.code ?? code, s.reason ?? "", s.message ?? `${what}: HTTP ${code}`, ra);
     }
   } catch { /* not JSON */ }
   return new KubeApiError(
     code,
-    code === 401 ? "Unauthorized" : "",
+    code === 401 ? "Unauthorized" : code === 429 ? "TooManyRequests" : "",
     `${what}: HTTP ${code} ${text.slice(0, 200)}`,
+    ra,
   );
 }
 
@@ -92,35 +182,118 @@ function linkedSignal(signals: AbortSignal[], ms?: number): { signal: AbortSigna
   };
 }
 
+/** A timer that aborts `ac` unless re-armed within its period (a stall detector). */
+function stallTimer(ac: AbortController, ms: number) {
+  let t = setTimeout(() => ac.abort(), ms);
+  return {
+    rearm(next = ms) {
+      clearTimeout(t);
+      t = setTimeout(() => ac.abort(), next);
+    },
+    clear: () => clearTimeout(t),
+  };
+}
+
+function fileStamp(path: string): string {
+  try {
+    const st = Deno.statSync(path);
+    return `${st.mtime?.getTime()}:${st.size}:${st.ino}`;
+  } catch {
+    return "missing";
+  }
+}
+
 /** A connection to one API server. */
 export class KubeClient {
-  #client?: Deno.HttpClient;
-  #token?: string;
+  #client: Deno.HttpClient | undefined;
+  /** Clients replaced by a credential rotation: watches opened on them may still run. */
+  readonly #retired: Deno.HttpClient[] = [];
+  #conn: KubeConnection;
+  #token: string | undefined;
   #tokenStamp = "";
+  #credStamp: string;
   #https?: typeof import("node:https");
   readonly #timeoutMs: number;
+  /** Requests sent so far, by verb. */
+  readonly stats: ClientStats = { get: 0, list: 0, watch: 0, patch: 0, other: 0 };
 
   /** A client for `conn`; requests give up after `timeoutMs` (default 10 s). */
-  constructor(readonly conn: KubeConnection, opts: { timeoutMs?: number } = {}) {
+  constructor(conn: KubeConnection, opts: { timeoutMs?: number } = {}) {
+    this.#conn = conn;
     this.#timeoutMs = opts.timeoutMs ?? 10_000;
-    if (!conn.insecure && (conn.caPem || conn.certPem)) {
-      this.#client = Deno.createHttpClient({
-        ...(conn.caPem ? { caCerts: [conn.caPem] } : {}),
-        ...(conn.certPem && conn.keyPem ? { cert: conn.certPem, key: conn.keyPem } : {}),
-      });
-    }
+    this.#client = this.#httpClient();
     if (conn.token !== undefined) this.#token = conn.token;
+    this.#credStamp = this.#credFiles().map(fileStamp).join("|");
+  }
+
+  /** The connection in use (credentials as last re-read). */
+  get conn(): KubeConnection {
+    return this.#conn;
+  }
+
+  /** The request time limit, ms. */
+  get timeoutMs(): number {
+    return this.#timeoutMs;
+  }
+
+  #httpClient(): Deno.HttpClient | undefined {
+    const c = this.#conn;
+    if (c.insecure || !(c.caPem || c.certPem)) return undefined;
+    return Deno.createHttpClient({
+      ...(c.caPem ? { caCerts: [c.caPem] } : {}),
+      ...(c.certPem && c.keyPem ? { cert: c.certPem, key: c.keyPem } : {}),
+    });
+  }
+
+  #credFiles(): string[] {
+    const c = this.#conn;
+    return [c.certFile, c.keyFile, c.kubeconfig?.path].filter((f): f is string => !!f);
+  }
+
+  /**
+   * Re-reads rotated credentials when their files changed (or `force`): the client certificate and key
+   * files, the kubeconfig (inline data); the server URL stays. Returns whether anything was re-read.
+   */
+  async #refreshCredentials(force = false): Promise<boolean> {
+    const files = this.#credFiles();
+    if (!files.length) return false;
+    const stamp = files.map(fileStamp).join("|");
+    if (stamp === this.#credStamp && !force) return false;
+    this.#credStamp = stamp;
+    const c = this.#conn;
+    let next: KubeConnection = { ...c };
+    try {
+      if (c.kubeconfig) {
+        const k = await loadKubeconfig(c.kubeconfig.path, c.kubeconfig.context);
+        next = { ...k, server: c.server, source: c.source };
+      } else {
+        if (c.certFile) next.certPem = Deno.readTextFileSync(c.certFile);
+        if (c.keyFile) next.keyPem = Deno.readTextFileSync(c.keyFile);
+      }
+    } catch (err) {
+      logger.warn("re-reading the API credentials ({source}): {error}", {
+        source: c.source,
+        error: (err as Error).message,
+      });
+      return false;
+    }
+    const changed = next.certPem !== c.certPem || next.keyPem !== c.keyPem || next.caPem !== c.caPem ||
+      next.token !== c.token || next.tokenFile !== c.tokenFile;
+    if (!changed) return false;
+    this.#conn = next;
+    if (next.token !== c.token) this.#token = next.token;
+    if (next.tokenFile !== c.tokenFile) this.#tokenStamp = "";
+    if (this.#client) this.#retired.push(this.#client);
+    this.#client = this.#httpClient();
+    logger.info("API credentials changed ({source}): using the new ones", { source: c.source });
+    return true;
   }
 
   /** The bearer token, re-read from its file when the file changed (or `force`). */
   #bearer(force = false): string | undefined {
-    const file = this.conn.tokenFile;
+    const file = this.#conn.tokenFile;
     if (!file) return this.#token;
-    let stamp = "";
-    try {
-      const st = Deno.statSync(file);
-      stamp = `${st.mtime?.getTime()}:${st.size}:${st.ino}`;
-    } catch { /* re-read below fails the same way */ }
+    const stamp = fileStamp(file);
     if (force || stamp !== this.#tokenStamp || this.#token === undefined) {
       try {
         this.#token = Deno.readTextFileSync(file).trim();
@@ -137,8 +310,8 @@ export class KubeClient {
     if (contentType) h["content-type"] = contentType;
     const token = this.#bearer(forceToken);
     if (token) h.authorization = `Bearer ${token}`;
-    else if (this.conn.basic) {
-      h.authorization = `Basic ${btoa(`${this.conn.basic.username}:${this.conn.basic.password}`)}`;
+    else if (this.#conn.basic) {
+      h.authorization = `Basic ${btoa(`${this.#conn.basic.username}:${this.#conn.basic.password}`)}`;
     }
     return h;
   }
@@ -150,7 +323,8 @@ export class KubeClient {
     body: string | undefined,
     signal: AbortSignal,
   ): Promise<Raw> {
-    if (!this.conn.insecure) {
+    const conn = this.#conn;
+    if (!conn.insecure) {
       const r = await fetch(url, {
         method,
         headers,
@@ -158,7 +332,11 @@ export class KubeClient {
         signal,
         ...(this.#client ? { client: this.#client } : {}),
       });
-      return { status: r.status, body: r.body ?? new ReadableStream({ start: (c) => c.close() }) };
+      return {
+        status: r.status,
+        body: r.body ?? new ReadableStream({ start: (c) => c.close() }),
+        retryAfter: r.headers.get("retry-after"),
+      };
     }
     this.#https ??= await import("node:https");
     const https = this.#https;
@@ -167,7 +345,7 @@ export class KubeClient {
         method,
         headers,
         rejectUnauthorized: false,
-        ...(this.conn.certPem && this.conn.keyPem ? { cert: this.conn.certPem, key: this.conn.keyPem } : {}),
+        ...(conn.certPem && conn.keyPem ? { cert: conn.certPem, key: conn.keyPem } : {}),
         signal,
       }, (res) => {
         const stream = new ReadableStream<Uint8Array>({
@@ -180,7 +358,12 @@ export class KubeClient {
             res.destroy();
           },
         });
-        resolve({ status: res.statusCode ?? 0, body: stream });
+        const ra = res.headers["retry-after"];
+        resolve({
+          status: res.statusCode ?? 0,
+          body: stream,
+          retryAfter: typeof ra === "string" ? ra : null,
+        });
       });
       req.on("error", reject);
       if (body !== undefined) req.write(body);
@@ -192,20 +375,47 @@ export class KubeClient {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) q.set(k, v);
     const qs = q.toString();
-    return `${this.conn.server}${path}${qs ? `?${qs}` : ""}`;
+    return `${this.#conn.server}${path}${qs ? `?${qs}` : ""}`;
   }
 
-  /** Sends a request and returns the answer's status and body stream (retrying once on a 401). */
-  async #raw(method: string, path: string, opts: RequestOptions, signal: AbortSignal): Promise<Raw> {
+  #count(method: string, verb?: keyof ClientStats): void {
+    const k = verb ?? (method === "PATCH" ? "patch" : method === "GET" ? "get" : "other");
+    this.stats[k]++;
+  }
+
+  /**
+   * Sends a request and returns the answer's status and body stream; on a 401 re-reads the credentials
+   * and, when they changed, tries once more.
+   */
+  async #raw(
+    method: string,
+    path: string,
+    opts: RequestOptions,
+    signal: AbortSignal,
+    verb?: keyof ClientStats,
+  ): Promise<Raw> {
+    await this.#refreshCredentials();
     const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
     const ct = body !== undefined ? opts.contentType ?? "application/json" : undefined;
     const url = this.#url(path, opts.query);
+    this.#count(method, verb);
     let r = await this.#send(method, url, this.#headers(ct), body, signal);
-    if (r.status === 401 && this.conn.tokenFile) {
-      await r.body.cancel();
-      r = await this.#send(method, url, this.#headers(ct, true), body, signal);
+    if (r.status === 401) {
+      const rotated = await this.#refreshCredentials(true);
+      if (rotated || this.#conn.tokenFile) {
+        await r.body.cancel();
+        this.#count(method, verb);
+        r = await this.#send(method, url, this.#headers(ct, true), body, signal);
+      }
     }
     return r;
+  }
+
+  /** Turns a transport failure into an error naming the request and the server. */
+  #failed(err: unknown, what: string, timedOut: boolean, limit: number): Error {
+    if (err instanceof KubeApiError) return err;
+    if (timedOut) return new Error(`${what}: no answer from ${this.#conn.server} in ${limit} ms`);
+    return new Error(`${what}: ${this.#conn.server} unreachable: ${(err as Error).message}`, { cause: err });
   }
 
   /** A JSON request; throws {@linkcode KubeApiError} for an error answer. */
@@ -220,14 +430,10 @@ export class KubeClient {
     try {
       const r = await this.#raw(method, path, opts, signal);
       const text = await new Response(r.body).text();
-      if (r.status >= 300) throw statusError(r.status, text, what);
+      if (r.status >= 300) throw statusError(r.status, text, what, r.retryAfter);
       return JSON.parse(text) as T;
     } catch (err) {
-      if (err instanceof KubeApiError) throw err;
-      if (signal.aborted && !opts.signal?.aborted) {
-        throw new Error(`${what}: no answer from ${this.conn.server} in ${limit} ms`);
-      }
-      throw new Error(`${what}: ${this.conn.server} unreachable: ${(err as Error).message}`, { cause: err });
+      throw this.#failed(err, what, signal.aborted && !opts.signal?.aborted, limit);
     } finally {
       done();
     }
@@ -249,126 +455,184 @@ export class KubeClient {
   }
 
   /**
-   * Lists a collection, `limit` items a page (default 500, as client-go's reflector), and returns every
-   * item with the list's resourceVersion.
+   * Lists a collection and returns its items with the list's resourceVersion. The answer is parsed item
+   * by item as it arrives (list_scanner.ts); with `onItem` the items go there instead of the result.
+   * Pages are followed only when the server cuts the list (`continue`).
    */
   async list<T = Record<string, unknown>>(
     path: string,
-    opts: {
-      labelSelector?: string;
-      fieldSelector?: string;
-      limit?: number;
-      signal?: AbortSignal;
-      timeoutMs?: number;
-    } = {},
-  ): Promise<{ items: T[]; resourceVersion: string }> {
+    opts: ListOptions = {},
+  ): Promise<{ items: T[]; resourceVersion: string; pages: number }> {
     const items: T[] = [];
+    const onItem = opts.onItem ?? ((i: Record<string, unknown>) => void items.push(i as T));
     let cont: string | undefined;
-    let rv = "";
+    let rv = "", pages = 0;
     do {
-      const page = await this.get<
-        { items?: T[]; metadata?: { resourceVersion?: string; continue?: string } }
-      >(path, {
-        query: {
+      const meta = await this.#listPage(
+        path,
+        {
           labelSelector: opts.labelSelector,
           fieldSelector: opts.fieldSelector,
           limit: String(opts.limit ?? 500),
-          continue: cont,
+          // A continued page carries no resourceVersion (the server refuses both).
+          ...(cont ? { continue: cont } : { resourceVersion: opts.resourceVersion }),
         },
-        ...(opts.signal ? { signal: opts.signal } : {}),
-        ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
-      });
-      for (const i of page.items ?? []) items.push(i);
-      if (!rv) rv = page.metadata?.resourceVersion ?? "";
-      cont = page.metadata?.continue || undefined;
+        opts,
+        onItem,
+      );
+      pages++;
+      if (!rv) rv = meta.resourceVersion ?? "";
+      cont = meta.continue || undefined;
     } while (cont);
-    return { items, resourceVersion: rv };
+    return { items, resourceVersion: rv, pages };
+  }
+
+  /** One page of a list, streamed into `onItem`; returns its metadata. */
+  async #listPage(
+    path: string,
+    query: Record<string, string | undefined>,
+    opts: ListOptions,
+    onItem: (item: Record<string, unknown>) => void,
+  ): Promise<ListScanner["metadata"]> {
+    const limit = opts.timeoutMs ?? this.#timeoutMs;
+    const stalled = new AbortController();
+    const { signal, done } = linkedSignal([...(opts.signal ? [opts.signal] : []), stalled.signal]);
+    const timer = stallTimer(stalled, limit);
+    const what = `list ${path}`;
+    try {
+      const r = await this.#raw("GET", path, { query }, signal, "list");
+      if (r.status >= 300) {
+        throw statusError(r.status, await new Response(r.body).text(), what, r.retryAfter);
+      }
+      const scanner = new ListScanner(opts.prune);
+      const dec = new TextDecoder();
+      const reader = r.body.getReader();
+      const cancel = () => void reader.cancel().catch(() => {});
+      signal.addEventListener("abort", cancel, { once: true });
+      const parse = (json: string) => onItem(JSON.parse(json));
+      for (;;) {
+        timer.rearm();
+        const { value, done: ended } = await reader.read();
+        if (ended) break;
+        scanner.feed(dec.decode(value, { stream: true }), parse, 64 * 1024);
+      }
+      if (signal.aborted) throw new Error("aborted");
+      scanner.finish(parse);
+      return scanner.metadata;
+    } catch (err) {
+      throw this.#failed(err, what, stalled.signal.aborted && !opts.signal?.aborted, limit);
+    } finally {
+      timer.clear();
+      done();
+    }
   }
 
   /**
    * Watches a collection from `resourceVersion` and calls `onEvent` for each event until the server
    * ends the stream (resolves), the stream breaks or stays silent longer than `idleMs` (rejects), an
    * ERROR event arrives (rejects with its {@linkcode KubeApiError}: 410 Expired means re-list), or
-   * `signal` aborts (resolves).
+   * `signal` aborts (resolves). The headers must come within the client's timeout.
    */
   async watch<T = Record<string, unknown>>(
     path: string,
-    opts: {
-      resourceVersion?: string;
-      allowWatchBookmarks?: boolean;
-      timeoutSeconds?: number;
-      labelSelector?: string;
-      fieldSelector?: string;
-      idleMs?: number;
-      signal: AbortSignal;
-    },
+    opts: WatchOptions,
     onEvent: (ev: WatchEvent<T>) => void,
   ): Promise<void> {
     const idle = new AbortController();
     const { signal, done } = linkedSignal([opts.signal, idle.signal]);
     const idleMs = opts.idleMs ?? 90_000;
-    let timer = setTimeout(() => idle.abort(), Math.min(idleMs, this.#timeoutMs));
-    const rearm = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => idle.abort(), idleMs);
-    };
+    const timer = stallTimer(idle, Math.min(idleMs, this.#timeoutMs));
+    let opened = false;
     try {
-      const r = await this.#raw("GET", path, {
-        query: {
-          watch: "true",
-          resourceVersion: opts.resourceVersion,
-          allowWatchBookmarks: opts.allowWatchBookmarks ? "true" : undefined,
-          timeoutSeconds: opts.timeoutSeconds ? String(opts.timeoutSeconds) : undefined,
-          labelSelector: opts.labelSelector,
-          fieldSelector: opts.fieldSelector,
+      const r = await this.#raw(
+        "GET",
+        path,
+        {
+          query: {
+            watch: "true",
+            resourceVersion: opts.resourceVersion,
+            allowWatchBookmarks: opts.allowWatchBookmarks ? "true" : undefined,
+            timeoutSeconds: opts.timeoutSeconds ? String(opts.timeoutSeconds) : undefined,
+            labelSelector: opts.labelSelector,
+            fieldSelector: opts.fieldSelector,
+          },
         },
-      }, signal);
-      if (r.status >= 300) throw statusError(r.status, await new Response(r.body).text(), `watch ${path}`);
-      rearm();
-      const dec = new TextDecoder();
-      let buf = "";
-      // Cancel the reader itself on abort: seen here, an aborted fetch could leave a pending body read
-      // of an open watch unresolved (the watch then never ended).
-      const reader = r.body.getReader();
-      const cancel = () => void reader.cancel().catch(() => {});
-      signal.addEventListener("abort", cancel, { once: true });
-      if (signal.aborted) cancel();
+        signal,
+        "watch",
+      );
+      if (r.status >= 300) {
+        throw statusError(r.status, await new Response(r.body).text(), `watch ${path}`, r.retryAfter);
+      }
+      opened = true;
+      timer.rearm(idleMs);
+      opts.onOpen?.();
+      const prune = opts.prune?.map((p) => ["object", ...p]) ?? [];
+      await this.#readEvents(r.body, signal, () => timer.rearm(idleMs), onEvent, prune);
+      if (signal.aborted && !opts.signal.aborted) throw new Error("aborted");
+    } catch (err) {
+      if (opts.signal.aborted) return;
+      if (err instanceof KubeApiError) throw err;
+      if (idle.signal.aborted) {
+        throw new Error(
+          opened
+            ? `watch ${path}: nothing from ${this.#conn.server} in ${idleMs} ms (no event, no bookmark): the connection is dead`
+            : `watch ${path}: no answer from ${this.#conn.server} in ${Math.min(idleMs, this.#timeoutMs)} ms`,
+        );
+      }
+      throw new Error(`watch ${path}: ${(err as Error).message}`, { cause: err });
+    } finally {
+      timer.clear();
+      done();
+    }
+  }
+
+  /** Reads a watch stream line by line until it ends (or `signal` aborts it). */
+  async #readEvents<T>(
+    body: ReadableStream<Uint8Array>,
+    signal: AbortSignal,
+    alive: () => void,
+    onEvent: (ev: WatchEvent<T>) => void,
+    prune: readonly JsonPath[],
+  ): Promise<void> {
+    const dec = new TextDecoder();
+    let buf = "";
+    // Cancel the reader itself on abort: seen here, an aborted fetch could leave a pending body read
+    // of an open watch unresolved (the watch then never ended).
+    const reader = body.getReader();
+    const cancel = () => void reader.cancel().catch(() => {});
+    signal.addEventListener("abort", cancel, { once: true });
+    if (signal.aborted) cancel();
+    try {
       for (;;) {
         const { value: chunk, done: ended } = await reader.read();
-        if (ended) {
-          if (signal.aborted && !opts.signal.aborted) throw new Error("aborted");
-          break;
-        }
-        rearm();
+        if (ended) return;
+        alive();
         buf += dec.decode(chunk, { stream: true });
-        let nl;
-        while ((nl = buf.indexOf("\n")) >= 0) {
-          const line = buf.slice(0, nl).trim();
-          buf = buf.slice(nl + 1);
-          if (!line) continue;
-          const ev = JSON.parse(line) as { type: string; object: Record<string, unknown> };
+        let from = 0, nl;
+        while ((nl = buf.indexOf("\n", from)) >= 0) {
+          const line = buf.slice(from, nl);
+          from = nl + 1;
+          if (!line.trim()) continue;
+          const ev = JSON.parse(prune.length ? pruneJson(line, prune) : line) as {
+            type: string;
+            object: Record<string, unknown>;
+          };
           if (ev.type === "ERROR") {
             const s = ev.object as { code?: number; reason?: string; message?: string };
             throw new KubeApiError(s.code ?? 500, s.reason ?? "", s.message ?? "watch error");
           }
           onEvent(ev as WatchEvent<T>);
         }
+        buf = from ? buf.slice(from) : buf;
       }
-    } catch (err) {
-      if (opts.signal.aborted) return;
-      if (err instanceof KubeApiError) throw err;
-      if (idle.signal.aborted) {
-        throw new Error(`watch ${path}: nothing from ${this.conn.server} in ${idleMs} ms`);
-      }
-      throw new Error(`watch ${path}: ${(err as Error).message}`, { cause: err });
     } finally {
-      clearTimeout(timer);
-      done();
+      signal.removeEventListener("abort", cancel);
     }
   }
 
-  /** Releases the connection pool. */
+  /** Releases the connection pools. */
   close(): void {
     this.#client?.close();
+    for (const c of this.#retired.splice(0)) c.close();
   }
 }

@@ -31,6 +31,11 @@ export interface KeepOptions {
   renewMarginSeconds?: number;
   /** Called with the lease after every renewal (`reacquired` false) or re-acquisition (true). */
   onLease?: (lease: Lease, reacquired: boolean) => void;
+  /**
+   * The own lease is gone and cannot be taken back now (Kubernetes: the Node was deleted, or lost its
+   * podCIDR): `why` says so. `onLease(…, true)` follows when there is a lease again.
+   */
+  onLost?: (why: string) => void;
 }
 
 /** Keeps the node's own lease: renews it, and takes it back when it is lost. */
@@ -45,6 +50,11 @@ export interface OwnLeaseKeeper {
   poke(): void;
   /** Runs until `signal` aborts; never throws (failures are logged and retried). */
   run(signal: AbortSignal): Promise<void>;
+  /**
+   * The node serves its lease now: subnet.env written and the datapath programmed. A Kubernetes keeper
+   * then sets the Node's `NetworkUnavailable=False` (flannel's order: never before). Idempotent.
+   */
+  datapathReady?(): void;
 }
 
 /** Options of {@linkcode LeaseSource.watchLeases}. */
@@ -69,15 +79,21 @@ export interface WatchOptions {
   onSync?: () => void;
   /** Called with false when the store cannot be reached, true when it can again. */
   onConnectivity?: (up: boolean) => void;
+  /**
+   * The store answers but refuses the agent (credentials revoked or expired, RBAC): `why` says what to
+   * fix; undefined once it accepts the agent again.
+   */
+  onRefused?: (why: string | undefined) => void;
 }
 
 /**
- * A running watch: a promise that settles when the watch stops, with `relist()` to re-read the store
- * now (ends the current stream; the re-list is diffed against what was delivered, so removals made
- * meanwhile arrive as `removed`).
+ * A running watch: a promise that settles when the watch stops, with `relist()` to catch up with the
+ * store now (etcd: ends the current stream and re-lists, diffed against what was delivered, so removals
+ * made meanwhile arrive as `removed`; Kubernetes: resumes the watch from its last resourceVersion at
+ * once, which replays what it missed — the server's 410 alone makes it list).
  */
 export type LeaseWatch = Promise<void> & {
-  /** Re-list and watch again at once (e.g. the store is back after an outage). */
+  /** Catch up with the store now (e.g. it is back after an outage). */
   relist(): void;
 };
 
@@ -99,9 +115,15 @@ export interface LeaseSource {
   releaseLease(lease: Lease): Promise<boolean>;
   /**
    * A cheap round trip: resolves with a fingerprint of the network config (to notice it changed),
-   * rejects when the store is unreachable.
+   * rejects when the store is unreachable. The agent probes every few seconds, so a store whose watch
+   * reports its own health (`onConnectivity`: Kubernetes, where 5000 nodes probing would be 1000
+   * requests/s for nothing) has none, and offers {@linkcode LeaseSource.configFingerprint} instead.
    */
-  probe(): Promise<string>;
+  probe?(): Promise<string>;
+  /** The network config's fingerprint from local state alone (Kubernetes: the net-conf.json file). */
+  configFingerprint?(): string;
+  /** How start-up retries this store's calls (default 100 ms → 5 s; Kubernetes 0.8 s → 30 s). */
+  readonly retryBackoff?: { firstMs: number; maxMs: number };
   /** Releases connections (revokes nothing). */
   close(): Promise<void>;
 }

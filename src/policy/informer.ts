@@ -1,5 +1,7 @@
 /**
- * A client-go style informer for one kind: a reflector that lists the collection, then watches from
+ * A client-go style informer for one kind, on src/kube's reflector (the one the lease store watches nodes
+ * with: list from the watch cache, bookmarks, jittered back-off with Retry-After as floor, dead-watch
+ * detection): a reflector that lists the collection, then watches from
  * the list's resourceVersion (with bookmarks keeping the resume point fresh), resumes the watch where
  * it left off when the stream ends or breaks, and re-lists when the server says the resume point is
  * gone (410 Expired), replacing its store by a diff so deletions made meanwhile are seen. The store is
@@ -10,7 +12,7 @@
  *
  * @module
  */
-import { Backoff } from "../async.ts";
+import { Reflector, type ReflectorClient } from "../kube/reflector.ts";
 
 /** One watch event (the API's JSON). */
 export interface WatchEvent<T> {
@@ -39,6 +41,8 @@ export interface ListWatchClient {
       timeoutSeconds?: number;
       idleMs?: number;
       signal: AbortSignal;
+      /** Called once the watch is established (the reflector's health comes from it). */
+      onOpen?: () => void;
     },
     onEvent: (ev: WatchEvent<T>) => void,
   ): Promise<void>;
@@ -73,10 +77,6 @@ export function objectKey(o: KubeObject): string {
   return o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
 }
 
-function isGone(err: unknown): boolean {
-  return typeof err === "object" && err !== null && (err as { code?: unknown }).code === 410;
-}
-
 /** An informer over one collection path, e.g. `/apis/networking.k8s.io/v1/networkpolicies`. */
 export class Informer<T extends KubeObject> {
   /** The objects, by {@linkcode objectKey}. */
@@ -99,45 +99,32 @@ export class Informer<T extends KubeObject> {
     private readonly opts: InformerOptions,
   ) {}
 
-  /** Runs until `signal` aborts. */
+  /** Runs until `signal` aborts: src/kube's reflector does the listing and watching. */
   async run(signal: AbortSignal): Promise<void> {
-    const backoff = new Backoff(...(this.opts.backoffMs ?? [250, 10_000]));
-    let rv: string | undefined;
-    while (!signal.aborted) {
-      try {
-        if (rv === undefined) {
-          const l = await this.client.list<T>(this.path, { signal });
-          rv = l.resourceVersion;
-          this.#replace(l.items);
-          this.lists++;
-          this.synced = true;
-        }
-        this.#up();
-        backoff.reset();
-        const timeout = this.opts.watchTimeoutSeconds ?? 300;
-        await this.client.watch<T>(this.path, {
-          resourceVersion: rv,
-          allowWatchBookmarks: true,
-          timeoutSeconds: Math.ceil(timeout * (0.5 + Math.random() / 2)),
-          ...(this.opts.idleMs ? { idleMs: this.opts.idleMs } : {}),
-          signal,
-        }, (ev) => {
-          rv = ev.object.metadata.resourceVersion ?? rv;
-          this.#apply(ev);
-        });
-      } catch (err) {
-        if (signal.aborted) break;
-        if (isGone(err)) {
-          // The resume point is older than the server keeps: start over from a fresh list.
-          rv = undefined;
-          continue;
-        }
+    const timeout = this.opts.watchTimeoutSeconds ?? 300;
+    const reflector = new Reflector<T>(this.client as unknown as ReflectorClient, {
+      path: this.path,
+      backoffMs: this.opts.backoffMs ?? [250, 10_000],
+      watchTimeoutSeconds: Math.max(1, Math.floor(timeout / 2)), // each watch asks for 1–2× this
+      ...(this.opts.idleMs ? { bookmarkIntervalMs: this.opts.idleMs / 2 } : {}),
+      transform: (o) => this.#trim(o as unknown as T),
+    }, {
+      onList: (items) => {
+        this.#replace(items);
+        this.lists++;
+        this.synced = true;
+      },
+      onEvent: (type, object) => this.#apply({ type, object }),
+      onHealth: (h) => {
+        if (h.up) this.#up();
+      },
+      onRetry: (_ms, err) => {
         this.lastError = err instanceof Error ? err.message : String(err);
-        if (this.connected) this.connected = false;
+        this.connected = false;
         this.opts.onError?.(err);
-        await backoff.wait(signal);
-      }
-    }
+      },
+    });
+    await reflector.run(signal);
   }
 
   #up(): void {
@@ -152,7 +139,7 @@ export class Informer<T extends KubeObject> {
     if (ev.type === "BOOKMARK") return;
     this.events++;
     const key = objectKey(ev.object);
-    const obj = this.#trim(ev.object);
+    const obj = ev.object; // trimmed by the reflector
     if (ev.type === "DELETED") {
       if (this.store.delete(key)) this.opts.onChange();
       return;
@@ -165,12 +152,11 @@ export class Informer<T extends KubeObject> {
     return this.opts.transform ? this.opts.transform(o) as T : o;
   }
 
-  /** Replaces the store with a list, telling the consumer only when something differs. */
+  /** Replaces the store with a list (already trimmed), telling the consumer only when something differs. */
   #replace(items: T[]): void {
     let changed = items.length !== this.store.size;
     const next = new Map<string, T>();
-    for (const raw of items) {
-      const o = this.#trim(raw);
+    for (const o of items) {
       const key = objectKey(o);
       next.set(key, o);
       const had = this.store.get(key);

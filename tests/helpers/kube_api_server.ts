@@ -19,8 +19,15 @@
  *
  * It serves plain HTTP, or HTTPS with a certificate made by openssl (a CA file is written for clients).
  * `stop()` drops every connection and the listener, keeping the objects (an API server outage);
- * `start()` serves again on the same port. With `netns` it listens inside that network namespace, so
- * agents in node namespaces can reach it.
+ * `start()` serves again on the same port; `restart()` does both, keeping the watch history or not.
+ * With `netns` it listens inside that network namespace, so agents in node namespaces can reach it.
+ *
+ * As hostile as a real one when told to ({@linkcode KubeFaults}, changeable while it runs): a share of
+ * requests answered `429 TooManyRequests` with `Retry-After` (API Priority and Fairness), answers
+ * delayed, a black hole (requests accepted and never answered; open watches go silent as if the host
+ * had vanished), `resourceVersion=0` lists served whole from the "watch cache" (`limit` ignored, as
+ * kube-apiserver does), bookmarks at a set cadence. Every request is recorded with its verb and
+ * resource, so tests assert budgets ({@linkcode KubeApiServer.count}).
  *
  * @module
  */
@@ -82,10 +89,38 @@ export interface KubeApiServerOptions {
    * through {@linkcode KubeApiServer.watchDelayMs}.
    */
   watchDelayMs?: number;
+  /** Faults from the start (see {@linkcode KubeApiServer.faults} to change them later). */
+  faults?: KubeFaults;
+  /**
+   * Called with each request once it is handled, before the answer leaves: a test can check, at that very
+   * moment, what the client had done before sending it (e.g. its datapath before a status PATCH).
+   */
+  onRequest?: (rec: RequestRecord) => void;
+}
+
+/** What makes the server hostile; every field may be changed while it runs. */
+export interface KubeFaults {
+  /** A share (0–1) of resource requests is answered 429 with `Retry-After: retryAfterSeconds`. */
+  throttle?: { share: number; retryAfterSeconds: number };
+  /** Every resource request waits this long before it is handled (a slow, loaded server). */
+  delayMs?: number;
+  /**
+   * Requests are accepted and never answered, and every watch open now goes silent for good (its
+   * connection is dead: nothing more is ever written to it, not even after the black hole ends).
+   */
+  blackhole?: boolean;
 }
 
 /** One request the server answered. */
 export interface RequestRecord {
+  /** Sequence number (see {@linkcode KubeApiServer.mark}). */
+  seq: number;
+  /** When it arrived (ms since the epoch). */
+  at: number;
+  /** get, list, watch, create, update, patch, delete, or "" for discovery and other paths. */
+  verb: string;
+  /** Resource (`nodes`, `nodes/status`, `networkpolicies.networking.k8s.io`), "" for discovery. */
+  resource: string;
   /** HTTP method. */
   method: string;
   /** Path. */
@@ -120,6 +155,22 @@ export interface KubeApiServer extends AsyncDisposable {
   readonly openWatches: number;
   /** How long watch events are held back, ms (0: none). */
   watchDelayMs: number;
+  /** The faults in force (change them at will). */
+  faults: KubeFaults;
+  /** Encodes every stored object now (lists and watches reuse the JSON), so no client pays for it first. */
+  warm(): void;
+  /** The sequence number of the last request: `count(…, mark)` counts what came after. */
+  mark(): number;
+  /**
+   * Requests after `since` (a {@linkcode KubeApiServer.mark}), optionally only `verb` (`list`, `watch`,
+   * …) on `resource` (`nodes`, `nodes/status`) and by `user`.
+   */
+  count(
+    filter?: { verb?: string; resource?: string; user?: string; status?: number },
+    since?: number,
+  ): number;
+  /** Requests after `since` per `"verb resource"` (e.g. `{"watch nodes": 1}`). */
+  counts(since?: number): Record<string, number>;
   /** Writes a kubeconfig for this server to `path` (token = the bearer token to use). */
   writeKubeconfig(path: string, opts?: { token?: string }): Promise<void>;
   /** Ends every open watch stream (as the real server does at its watch timeout). */
@@ -128,6 +179,11 @@ export interface KubeApiServer extends AsyncDisposable {
   stop(): Promise<void>;
   /** Serves again on the same port. */
   start(): void;
+  /**
+   * Stops and starts again after `downMs` (an API server restart); with `loseHistory` the watch history
+   * is gone too (watches resuming from before get 410).
+   */
+  restart(opts?: { downMs?: number; loseHistory?: boolean }): Promise<void>;
   /** Stops for good and removes its files. */
   close(): Promise<void>;
 }
@@ -296,6 +352,14 @@ async function generateCert(
   };
 }
 
+/** An open watch stream. */
+interface OpenWatch {
+  /** Ends the stream. */
+  close: () => void;
+  /** Silent for good (the black hole took its connection). */
+  frozen: boolean;
+}
+
 /** Starts a test API server. */
 export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promise<KubeApiServer> {
   const hostname = opts.hostname ?? "127.0.0.1";
@@ -310,8 +374,23 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
   if (tls) await Deno.writeTextFile(`${dir}/ca.crt`, tls.ca);
   let port = opts.port ?? 0;
   const requests: RequestRecord[] = [];
-  /** Open watch streams: closing one ends that watch. */
-  const watches = new Set<() => void>();
+  let seq = 0;
+  let faults: KubeFaults = { ...opts.faults };
+  /** Open watch streams. */
+  const watches = new Set<OpenWatch>();
+  /** Each stored object's JSON, made once however many watches send it (stored objects never change). */
+  const encoded = new WeakMap<Obj, string>();
+  const listed = new WeakMap<Obj, string>();
+  const itemJson = (o: Obj): string => {
+    let j = listed.get(o);
+    if (j === undefined) listed.set(o, j = JSON.stringify(listItem(o)));
+    return j;
+  };
+  const eventLine = (type: string, o: Obj): string => {
+    let j = encoded.get(o);
+    if (j === undefined) encoded.set(o, j = JSON.stringify(o));
+    return `{"type":"${type}","object":${j}}\n`;
+  };
   let server: Deno.HttpServer | undefined;
   let aborter: AbortController | undefined;
   const snapshots = new Map<string, { items: Obj[]; rv: number; at: number }>();
@@ -470,63 +549,73 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     const enc = new TextEncoder();
     let unsubscribe = () => {};
     const timers: ReturnType<typeof setTimeout>[] = [];
-    let closeIt = () => {};
+    const w: OpenWatch = { close: () => {}, frozen: false };
     const body = new ReadableStream<Uint8Array>({
       start(ctrl) {
         let open = true;
-        const send = (o: unknown) => {
-          if (!open) return;
+        const send = (text: string) => {
+          if (!open || w.frozen) return; // a frozen watch is a dead connection: nothing gets through
           try {
-            ctrl.enqueue(enc.encode(JSON.stringify(o) + "\n"));
+            ctrl.enqueue(enc.encode(text));
           } catch { /* closed */ }
         };
         // A slow watch: each event leaves watchDelayMs after it happened (equal delays keep the order).
-        const line = (o: unknown) => {
+        const line = (text: string) => {
           const delay = watchDelayMs;
-          if (delay <= 0) return send(o);
-          const text = JSON.stringify(o);
-          timers.push(setTimeout(() => send(JSON.parse(text)), delay));
+          if (delay <= 0) return send(text);
+          timers.push(setTimeout(() => send(text), delay));
         };
-        closeIt = () => {
+        w.close = () => {
           if (!open) return;
           open = false;
           unsubscribe();
           for (const t of timers) clearInterval(t);
-          watches.delete(closeIt);
+          watches.delete(w);
           try {
             ctrl.close();
           } catch { /* already */ }
         };
-        watches.add(closeIt);
+        watches.add(w);
         try {
           const full = params.get("includeObject") === "Object";
           unsubscribe = store.watch(d, sel, fromRV, (type, o) =>
-            line({
-              type,
-              object: asTable ? table(d, [o], Number((o.metadata as Obj).resourceVersion), full) : o,
-            }));
+            line(
+              asTable
+                ? JSON.stringify({
+                  type,
+                  object: table(d, [o], Number((o.metadata as Obj).resourceVersion), full),
+                }) + "\n"
+                : eventLine(type, o),
+            ));
         } catch (err) {
           // The real server answers 200 and sends the failure as an ERROR event.
           const e = err as ApiError;
-          line({ type: "ERROR", object: status(e.code ?? 500, e.reason ?? "InternalError", e.message) });
-          closeIt();
+          send(
+            JSON.stringify({
+              type: "ERROR",
+              object: status(e.code ?? 500, e.reason ?? "InternalError", e.message),
+            }) + "\n",
+          );
+          w.close();
           return;
         }
         if (bookmarks) {
           timers.push(setInterval(() =>
-            line({
-              type: "BOOKMARK",
-              object: {
-                kind: d.kind,
-                apiVersion: apiVersionOf(d),
-                metadata: { resourceVersion: String(store.resourceVersion), creationTimestamp: null },
-              },
-            }), bookmarkMs));
+            line(
+              JSON.stringify({
+                type: "BOOKMARK",
+                object: {
+                  kind: d.kind,
+                  apiVersion: apiVersionOf(d),
+                  metadata: { resourceVersion: String(store.resourceVersion), creationTimestamp: null },
+                },
+              }) + "\n",
+            ), bookmarkMs));
         }
-        if (timeoutS > 0) timers.push(setTimeout(closeIt, timeoutS * 1000));
+        if (timeoutS > 0) timers.push(setTimeout(() => !w.frozen && w.close(), timeoutS * 1000));
       },
       cancel() {
-        closeIt();
+        w.close();
       },
     });
     return new Response(body, {
@@ -646,8 +735,17 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     try {
       if (verb === "watch") return withBody(watchResponse(d, sel, params, wantsTable(req)));
       if (verb === "list") {
-        const limit = Number(params.get("limit") ?? "0");
         const cont = params.get("continue");
+        const listRV = params.get("resourceVersion") ?? "";
+        if (cont && listRV !== "") {
+          throw new ApiError(
+            400,
+            "BadRequest",
+            "specifying resource version is not allowed when using continue",
+          );
+        }
+        // resourceVersion=0 is served from the watch cache, which ignores limit: one answer, every item.
+        const limit = listRV === "0" ? 0 : Number(params.get("limit") ?? "0");
         let items: Obj[], rv: number, offset = 0, id: string;
         if (cont) {
           let tok: { id: string; offset: number };
@@ -685,12 +783,10 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
           (t.metadata as Obj) = meta;
           return withBody(json(t));
         }
-        return withBody(json({
-          kind: `${d.kind}List`,
-          apiVersion: apiVersionOf(d),
-          metadata: meta,
-          items: page.map(listItem),
-        }));
+        // Built from each item's JSON, made once per stored object (a bench lists 5000 13 KB nodes).
+        const head = JSON.stringify({ kind: `${d.kind}List`, apiVersion: apiVersionOf(d), metadata: meta });
+        const body = `${head.slice(0, -1)},"items":[${page.map(itemJson).join(",")}]}`;
+        return withBody(new Response(body, { headers: { "content-type": "application/json" } }));
       }
       if (verb === "get") {
         const o = store.get(d, r.namespace, r.name);
@@ -757,6 +853,42 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     }
   };
 
+  /** Requests held by the black hole: released (never answered) when the server stops. */
+  const held = new Set<() => void>();
+  const hold = (signal: AbortSignal) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        held.delete(done);
+        resolve();
+      };
+      held.add(done);
+      signal.addEventListener("abort", done, { once: true });
+    });
+
+  const answer = async (req: Request, rec: RequestRecord): Promise<Response> => {
+    if (faults.blackhole) {
+      await hold(req.signal);
+      return new Response(null, { status: 503 }); // nobody reads it: the client gave up or the server stopped
+    }
+    if (rec.verb) {
+      if (faults.delayMs) await new Promise((r) => setTimeout(r, faults.delayMs));
+      const t = faults.throttle;
+      if (t && Math.random() < t.share) {
+        const res = json(status(429, "TooManyRequests", "Too many requests, please try again later."), 429);
+        res.headers.set("retry-after", String(t.retryAfterSeconds));
+        return res;
+      }
+    }
+    try {
+      const out = await handle(req);
+      rec.user = out.user;
+      if (out.body !== undefined) rec.body = out.body;
+      return out.res;
+    } catch (err) {
+      return failure(err);
+    }
+  };
+
   const serve = () => {
     aborter = new AbortController();
     const listen = () =>
@@ -767,40 +899,63 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
         onListen: () => {},
         ...(tls ? { cert: tls.cert, key: tls.key } : {}),
       }, async (req) => {
-        let out: { res: Response; user: string; body?: string };
-        try {
-          out = await handle(req);
-        } catch (err) {
-          out = { res: failure(err), user: "" };
-        }
         const u = new URL(req.url);
-        requests.push({
+        const rec: RequestRecord = {
+          seq: ++seq,
+          at: Date.now(),
+          ...classify(req.method, u),
           method: req.method,
           path: u.pathname,
           query: u.search.slice(1),
           contentType: req.headers.get("content-type") ?? "",
-          ...(out.body !== undefined ? { body: out.body } : {}),
-          status: out.res.status,
-          user: out.user,
-        });
-        if (requests.length > 10_000) requests.splice(0, requests.length - 10_000);
-        return out.res;
+          status: 0,
+          user: "",
+        };
+        requests.push(rec);
+        if (requests.length > 20_000) requests.splice(0, requests.length - 20_000);
+        const res = await answer(req, rec);
+        rec.status = res.status;
+        opts.onRequest?.(rec);
+        return res;
       });
     server = opts.netns ? withNetns(opts.netns, listen) : listen();
     port = (server.addr as Deno.NetAddr).port;
   };
 
+  /** A watch's verb and resource from its method and URL, without handling it. */
+  const classify = (method: string, u: URL): { verb: string; resource: string } => {
+    const r = route(u.pathname.replace(/\/+$/, "") || "/");
+    if (!r) return { verb: "", resource: "" };
+    const watch = u.searchParams.get("watch") === "true" || u.searchParams.get("watch") === "1";
+    const verb = ({
+      GET: r.name ? "get" : watch ? "watch" : "list",
+      POST: "create",
+      PUT: "update",
+      PATCH: "patch",
+      DELETE: "delete",
+    } as Record<string, string>)[method] ?? method.toLowerCase();
+    return { verb, resource: `${r.plural}${r.group ? `.${r.group}` : ""}${r.sub ? `/${r.sub}` : ""}` };
+  };
+
   const closeWatches = () => {
-    for (const close of [...watches]) close();
+    for (const w of [...watches]) w.close();
   };
   const stop = async () => {
     if (!server) return;
     closeWatches();
+    for (const release of [...held]) release();
     const s = server;
     server = undefined;
     aborter?.abort();
     await s.finished.catch(() => {});
   };
+  const select = (f: { verb?: string; resource?: string; user?: string; status?: number }, since: number) =>
+    requests.filter((r) =>
+      r.seq > since && (f.verb === undefined || r.verb === f.verb) &&
+      (f.resource === undefined || r.resource === f.resource) &&
+      (f.user === undefined || r.user === f.user) &&
+      (f.status === undefined || r.status === f.status)
+    );
 
   serve();
   const scheme = tls ? "https" : "http";
@@ -820,6 +975,27 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     set watchDelayMs(ms: number) {
       watchDelayMs = ms;
     },
+    get faults() {
+      return faults;
+    },
+    set faults(f: KubeFaults) {
+      faults = f;
+      if (f.blackhole) { for (const w of watches) w.frozen = true; }
+    },
+    mark: () => seq,
+    warm() {
+      for (const d of store.kinds.values()) for (const o of store.list(d).items) itemJson(o);
+    },
+    count: (f = {}, since = 0) => select(f, since).length,
+    counts(since = 0) {
+      const out: Record<string, number> = {};
+      for (const r of select({}, since)) {
+        if (!r.verb) continue;
+        const k = `${r.verb} ${r.resource}`;
+        out[k] = (out[k] ?? 0) + 1;
+      }
+      return out;
+    },
     async writeKubeconfig(path, o = {}) {
       const cluster: Record<string, string> = { server: api.url };
       if (tls) cluster["certificate-authority-data"] = btoa(tls.ca);
@@ -837,6 +1013,12 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     stop,
     start() {
       if (!server) serve();
+    },
+    async restart(o = {}) {
+      await stop();
+      if (o.loseHistory) store.compact();
+      if (o.downMs) await new Promise((r) => setTimeout(r, o.downMs));
+      serve();
     },
     async close() {
       await stop();

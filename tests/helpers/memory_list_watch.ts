@@ -75,7 +75,7 @@ export class MemoryListWatch implements ListWatchClient {
 
   watch<T>(
     path: string,
-    opts: { resourceVersion?: string; signal: AbortSignal },
+    opts: { resourceVersion?: string; signal: AbortSignal; onOpen?: () => void },
     onEvent: (ev: WatchEvent<T>) => void,
   ): Promise<void> {
     this.calls.watch++;
@@ -94,6 +94,7 @@ export class MemoryListWatch implements ListWatchClient {
         },
       };
       this.#watchers.add(w);
+      opts.onOpen?.(); // established, as src/kube's client says once the server's headers arrive
       opts.signal.addEventListener("abort", () => {
         this.#watchers.delete(w);
         resolve();

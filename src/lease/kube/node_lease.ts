@@ -313,3 +313,79 @@ export function networkAvailableCondition(now = new Date()): Record<string, stri
     lastHeartbeatTime: t,
   };
 }
+
+/**
+ * What of a Node is never parsed (json_prune.ts): server-side apply bookkeeping, the kubelet's image and
+ * volume lists — the bulk of a real Node, and all of it rewritten by heartbeats.
+ */
+export const NODE_PRUNE: readonly (readonly string[])[] = [
+  ["metadata", "managedFields"],
+  ["status", "images"],
+  ["status", "volumesInUse"],
+  ["status", "volumesAttached"],
+];
+
+/** The annotation prefix of `keys` (what every flannel annotation name starts with). */
+function prefixOf(keys: AnnotationKeys): string {
+  return keys.backendData.slice(0, -"backend-data".length);
+}
+
+/**
+ * `node` trimmed to what the lease store reads: name, uid, resourceVersion, creationTimestamp, the
+ * annotations under flannel's prefix, the pod CIDRs, and — for the own node (`ownName`) only — the
+ * NetworkUnavailable condition. A real Node is 5–20 KB (images, managedFields); this is ~0.3 KB, and a
+ * watch of 5000 Nodes keeps nothing else.
+ */
+export function slimNode(node: KubeNode, keys: AnnotationKeys, ownName?: string): KubeNode {
+  const md = node.metadata;
+  const p = prefixOf(keys);
+  const annotations: Record<string, string> = {};
+  for (const [k, v] of Object.entries(md.annotations ?? {})) if (k.startsWith(p)) annotations[k] = v;
+  const out: KubeNode = {
+    metadata: {
+      name: md.name,
+      ...(md.uid ? { uid: md.uid } : {}),
+      ...(md.resourceVersion ? { resourceVersion: md.resourceVersion } : {}),
+      ...(md.creationTimestamp ? { creationTimestamp: md.creationTimestamp } : {}),
+      annotations,
+    },
+  };
+  const spec = node.spec;
+  if (spec?.podCIDR || spec?.podCIDRs?.length) {
+    out.spec = {
+      ...(spec.podCIDR ? { podCIDR: spec.podCIDR } : {}),
+      ...(spec.podCIDRs?.length ? { podCIDRs: spec.podCIDRs } : {}),
+    };
+  }
+  if (md.name === ownName) {
+    const c = node.status?.conditions?.find((x) => x.type === "NetworkUnavailable");
+    if (c) {
+      out.status = {
+        conditions: [{
+          type: c.type,
+          status: c.status,
+          ...(c.reason !== undefined ? { reason: c.reason } : {}),
+          ...(c.message !== undefined ? { message: c.message } : {}),
+        }],
+      };
+    }
+  }
+  return out;
+}
+
+/**
+ * What of a (trimmed) node the lease store acts on, as one string: identity, pod CIDRs, annotations, and
+ * the NetworkUnavailable condition when kept. Equal fingerprints: the event changed nothing weft routes on
+ * (a kubelet heartbeat), and costs this comparison only.
+ */
+export function nodeFingerprint(n: KubeNode): string {
+  const c = n.status?.conditions?.[0];
+  return JSON.stringify([
+    n.metadata.uid ?? "",
+    n.metadata.creationTimestamp ?? "",
+    n.spec?.podCIDR ?? "",
+    n.spec?.podCIDRs ?? [],
+    n.metadata.annotations ?? {},
+    c ? [c.status, c.reason ?? ""] : 0,
+  ]);
+}

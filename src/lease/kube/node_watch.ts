@@ -1,20 +1,34 @@
 /**
- * The node watch behind `KubeLeaseSource.watchLeases`, client-go's reflector in small: list (paged),
- * then watch from the list's resourceVersion with bookmarks; a stream that ends or breaks is resumed
- * from the last resourceVersion seen (back-off 100 ms → 5 s while the API is unreachable); `410 Gone`
- * (or `relist()`) re-lists, and the re-list is diffed against what was delivered, so a node deleted
- * meanwhile is removed. Events go out in batches, one per chunk read, through a synchronous callback:
- * handling never blocks the stream (flannel #2251).
+ * The node watch behind `KubeLeaseSource.watchLeases`: the shared reflector (src/kube/reflector.ts:
+ * list from the watch cache, watch with bookmarks, resume from the last resourceVersion, re-list only
+ * on 410, jittered back-off with Retry-After as floor, dead-watch detection) over `/api/v1/nodes`, with
+ * every Node trimmed on arrival to what a lease is made of (node_lease.ts `slimNode`: ~0.3 KB kept of a
+ * ~13 KB Node).
+ *
+ * An event costs a comparison when it changes nothing weft routes on: each node's lease-relevant
+ * fields (podCIDRs, flannel's annotations, identity) are kept as one fingerprint string, and a kubelet
+ * heartbeat — a new resourceVersion, new condition timestamps — matches it and stops there: no lease
+ * parsed, no batch delivered, no log line, so no reconcile and no netlink call. A re-list is diffed
+ * against what was delivered, so a node deleted meanwhile is removed. Events go out in batches, one
+ * per chunk read, through a synchronous callback: handling never blocks the stream (flannel #2251).
+ * The own node goes to `onOwnNode` (every change of it that matters, and its deletion), not to peers.
  *
  * @module
  */
-import { Backoff, sleep } from "../../async.ts";
 import type { NetworkConfig } from "../../config/net_conf.ts";
 import { log } from "../../log.ts";
 import { type Lease, leaseAttrsJSON, type LeaseEvent } from "../lease.ts";
 import type { WatchOptions } from "../source.ts";
-import { KubeApiError, type KubeClient } from "../../kube/client.ts";
-import { type AnnotationKeys, type KubeNode, nodeToLease } from "./node_lease.ts";
+import type { KubeClient } from "../../kube/client.ts";
+import { Reflector, type ReflectorHealth } from "../../kube/reflector.ts";
+import {
+  type AnnotationKeys,
+  type KubeNode,
+  NODE_PRUNE,
+  nodeFingerprint,
+  nodeToLease,
+  slimNode,
+} from "./node_lease.ts";
 
 const logger = log("kube");
 
@@ -28,45 +42,69 @@ export interface NodeWatchContext {
   cfg: NetworkConfig;
   /** Annotation names. */
   keys: AnnotationKeys;
-  /** The own node: its events go to `onOwn`. */
+  /** The own node: its events go to `onOwnNode` and `onOwn`. */
   nodeName: string;
-  /** A watch silent this long is broken (default 90 s). */
-  idleMs?: number;
+  /** The API server's bookmark interval, ms (default 60 s): a watch silent twice as long is dead. */
+  bookmarkIntervalMs?: number;
+  /** Back-off ceilings, ms (default 800 → 30 000). */
+  backoffMs?: [number, number];
   /**
-   * A list made just before (the agent's start-up listing), used once instead of the first list: the
-   * watch then starts from its resourceVersion (410 there re-lists as usual).
+   * A list made just before (the agent's start-up listing, already trimmed), used once instead of the
+   * first list: the watch then starts from its resourceVersion (410 there re-lists as usual).
    */
   primed?: () => { items: KubeNode[]; resourceVersion: string } | undefined;
+  /** The own node as the watch sees it (trimmed), whenever its fingerprint changes; undefined: deleted. */
+  onOwnNode?: (node: KubeNode | undefined) => void;
+  /** Every health change of the watch. */
+  onHealth?: (h: ReflectorHealth) => void;
 }
 
 /** One node watch (see the module comment). */
 export class NodeWatch {
   /** Leases delivered, by node name. */
   readonly #known = new Map<string, NodeLease>();
+  /** Fingerprint of each node as last handled, by name: an event that matches it costs nothing more. */
+  readonly #seen = new Map<string, string>();
   readonly #warned = new Set<string>();
-  readonly #backoff = new Backoff(100, 5000);
-  #rv: string | undefined;
-  /** Ends the current list, stream or wait (relist()). */
-  #cut = new AbortController();
-  #up: boolean | undefined;
+  readonly #reflector: Reflector<KubeNode>;
+  #batch: LeaseEvent[] = [];
+  #queued = false;
 
   /** A watch delivering to `onBatch` as `opts` says. */
   constructor(
     private readonly ctx: NodeWatchContext,
     private readonly onBatch: (events: LeaseEvent[]) => void,
     private readonly opts: WatchOptions,
-  ) {}
-
-  /** Re-list now (the store is back after an outage). */
-  relist(): void {
-    this.#rv = undefined;
-    this.#cut.abort();
+  ) {
+    this.#reflector = new Reflector(ctx.client, {
+      path: "/api/v1/nodes",
+      name: "node watch",
+      transform: (raw) => slimNode(raw as unknown as KubeNode, ctx.keys, ctx.nodeName),
+      prune: NODE_PRUNE,
+      ...(ctx.bookmarkIntervalMs ? { bookmarkIntervalMs: ctx.bookmarkIntervalMs } : {}),
+      ...(ctx.backoffMs ? { backoffMs: ctx.backoffMs } : {}),
+      ...(ctx.primed ? { initial: ctx.primed } : {}),
+    }, {
+      onList: (items) => this.#listed(items),
+      onEvent: (type, n) => this.#event(type, n),
+      onHealth: (h) => {
+        ctx.onHealth?.(h);
+        this.opts.onConnectivity?.(h.up);
+      },
+    });
   }
 
-  #connectivity(up: boolean): void {
-    if (up === this.#up) return;
-    this.#up = up;
-    this.opts.onConnectivity?.(up);
+  /** The reflector's counters (lists, watches, events, bookmarks, failures). */
+  get stats(): Reflector<KubeNode>["stats"] {
+    return this.#reflector.stats;
+  }
+
+  /**
+   * Reconnect now (the agent thinks the store is back): the watch resumes from the last resourceVersion
+   * at once — no list; only the server's 410 makes one.
+   */
+  relist(): void {
+    this.#reflector.resume();
   }
 
   #deliver(events: LeaseEvent[]): void {
@@ -79,9 +117,17 @@ export class NodeWatch {
     if (others.length) this.onBatch(others);
   }
 
-  /** The events for node `n` against what was delivered (none when nothing changed). */
+  #own(n: KubeNode | undefined): void {
+    this.ctx.onOwnNode?.(n);
+  }
+
+  /** The events for node `n` against what was delivered (none when nothing routed on changed). */
   #upsert(n: KubeNode): LeaseEvent[] {
     const name = n.metadata.name;
+    const fp = nodeFingerprint(n);
+    if (this.#seen.get(name) === fp) return []; // a heartbeat: nothing weft routes on changed
+    this.#seen.set(name, fp);
+    if (name === this.ctx.nodeName) this.#own(n);
     let l: NodeLease | undefined;
     try {
       l = nodeToLease(n, this.ctx.keys, this.ctx.cfg);
@@ -111,106 +157,52 @@ export class NodeWatch {
     return [{ type: "added", lease: l, previous: prev }];
   }
 
-  /** Lists every node and delivers the difference to what was delivered before. */
-  async #relist(signal: AbortSignal): Promise<void> {
-    const { items, resourceVersion } = this.ctx.primed?.() ??
-      await this.ctx.client.list<KubeNode>("/api/v1/nodes", { signal });
+  #remove(name: string): LeaseEvent[] {
+    this.#seen.delete(name);
+    this.#warned.delete(name);
+    if (name === this.ctx.nodeName) this.#own(undefined);
+    const prev = this.#known.get(name);
+    if (!prev) return [];
+    this.#known.delete(name);
+    return [{ type: "removed", lease: prev }];
+  }
+
+  /** A complete list: delivered as the difference to what was delivered before. */
+  #listed(items: KubeNode[]): void {
     const events: LeaseEvent[] = [];
-    const seen = new Set<string>();
+    const names = new Set<string>();
     for (const n of items) {
-      seen.add(n.metadata.name);
+      names.add(n.metadata.name);
       events.push(...this.#upsert(n));
     }
-    for (const [name, l] of this.#known) {
-      if (seen.has(name)) continue;
-      this.#known.delete(name);
-      events.push({ type: "removed", lease: l });
-    }
+    for (const name of [...this.#seen.keys()]) if (!names.has(name)) events.push(...this.#remove(name));
+    if (!names.has(this.ctx.nodeName)) this.#own(undefined);
     if (events.length) this.#deliver(events);
-    this.#rv = resourceVersion;
     this.opts.onSync?.();
   }
 
-  /** Watches from the last resourceVersion until the stream ends (resolves) or fails (throws). */
-  async #stream(signal: AbortSignal): Promise<void> {
-    let batch: LeaseEvent[] = [];
-    let queued = false;
-    const flush = () => {
-      queued = false;
-      if (!batch.length) return;
-      const b = batch;
-      batch = [];
-      this.#deliver(b);
-    };
-    try {
-      await this.ctx.client.watch<KubeNode>("/api/v1/nodes", {
-        resourceVersion: this.#rv!,
-        allowWatchBookmarks: true,
-        timeoutSeconds: 300 + Math.floor(Math.random() * 300),
-        ...(this.ctx.idleMs ? { idleMs: this.ctx.idleMs } : {}),
-        signal,
-      }, (ev) => {
-        this.#rv = ev.object.metadata?.resourceVersion ?? this.#rv;
-        if (ev.type === "BOOKMARK") return;
-        let es: LeaseEvent[] = [];
-        if (ev.type !== "DELETED") es = this.#upsert(ev.object);
-        else {
-          const prev = this.#known.get(ev.object.metadata.name);
-          if (prev) {
-            this.#known.delete(prev.node);
-            es = [{ type: "removed", lease: prev }];
-          }
-        }
-        if (!es.length) return;
-        batch.push(...es);
-        // One batch per chunk read: the events of one chunk arrive synchronously before this runs.
-        if (!queued) {
-          queued = true;
-          queueMicrotask(flush);
-        }
-      });
-    } finally {
-      flush();
+  #event(type: "ADDED" | "MODIFIED" | "DELETED", n: KubeNode): void {
+    const es = type === "DELETED" ? this.#remove(n.metadata.name) : this.#upsert(n);
+    if (!es.length) return;
+    this.#batch.push(...es);
+    // One batch per chunk read: the events of one chunk arrive synchronously before this runs.
+    if (!this.#queued) {
+      this.#queued = true;
+      queueMicrotask(() => this.#flush());
     }
+  }
+
+  #flush(): void {
+    this.#queued = false;
+    if (!this.#batch.length) return;
+    const b = this.#batch;
+    this.#batch = [];
+    this.#deliver(b);
   }
 
   /** Runs until `opts.signal` aborts. */
   async run(): Promise<void> {
-    const { signal: stop } = this.opts;
-    while (!stop.aborted) {
-      if (this.#cut.signal.aborted) this.#cut = new AbortController();
-      // One signal for this round: relist() or stop aborts it (a plain listener, not AbortSignal.any,
-      // whose result its sources hold only weakly).
-      const round = this.#cut;
-      const cut = round.signal;
-      const signal = cut;
-      const onStop = () => round.abort();
-      stop.addEventListener("abort", onStop, { once: true });
-      try {
-        if (this.#rv === undefined) await this.#relist(signal);
-        this.#connectivity(true);
-        this.#backoff.reset();
-        if (stop.aborted) break;
-        const started = Date.now();
-        await this.#stream(signal);
-        // The server ended the watch (its timeout): resume from the last resourceVersion.
-        if (Date.now() - started < 1000 && !cut.aborted) await sleep(this.#backoff.next(), signal);
-      } catch (err) {
-        if (stop.aborted) break;
-        if (cut.aborted) continue; // relist() asked for a fresh list
-        if (err instanceof KubeApiError && err.code === 410) {
-          logger.info("node watch: {error}: re-listing", { error: err.message });
-          this.#rv = undefined;
-          continue;
-        }
-        // An answer other than a server error means the API is reachable.
-        this.#connectivity(err instanceof KubeApiError && err.code < 500 && err.code !== 429);
-        const ms = this.#backoff.next();
-        logger.warn("node watch: {error}; retrying in {ms} ms", { error: (err as Error).message, ms });
-        await sleep(ms, signal);
-      } finally {
-        stop.removeEventListener("abort", onStop);
-      }
-    }
+    await this.#reflector.run(this.opts.signal);
+    this.#flush();
   }
 }
