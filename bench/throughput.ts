@@ -124,12 +124,37 @@ async function weftPods(
 }
 
 /**
+ * flanneld's `--ip-masq` rules (v0.20: nat FLANNEL-POSTRTG, filter FLANNEL-FWD) for node subnet `net` of
+ * 10.245.0.0/16, by hand with iptables(8): what every packet of a kube-flannel node meets — conntrack and
+ * the nat chain — so a hand-built path with them compares like with like to weft run with `--ip-masq`.
+ */
+function flannelRules(net: number): string[] {
+  const [pods, own] = ["10.245.0.0/16", `10.245.${net}.0/24`];
+  return [
+    "iptables -t nat -N FLANNEL-POSTRTG",
+    "iptables -t nat -A POSTROUTING -m comment --comment flanneld -j FLANNEL-POSTRTG",
+    "iptables -t nat -A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -j RETURN",
+    `iptables -t nat -A FLANNEL-POSTRTG -s ${own} -d ${pods} -j RETURN`,
+    `iptables -t nat -A FLANNEL-POSTRTG -s ${pods} -d ${own} -j RETURN`,
+    `iptables -t nat -A FLANNEL-POSTRTG ! -s ${pods} -d ${own} -j RETURN`,
+    `iptables -t nat -A FLANNEL-POSTRTG -s ${pods} ! -d 224.0.0.0/4 -j MASQUERADE --random-fully`,
+    `iptables -t nat -A FLANNEL-POSTRTG ! -s ${pods} -d ${pods} -j MASQUERADE --random-fully`,
+    "iptables -N FLANNEL-FWD",
+    "iptables -A FORWARD -m comment --comment flanneld -j FLANNEL-FWD",
+    `iptables -A FLANNEL-FWD -s ${pods} -j ACCEPT`,
+    `iptables -A FLANNEL-FWD -d ${pods} -j ACCEPT`,
+  ];
+}
+
+/**
  * Two pods on hand-built datapaths (ip(8)), with the same pod plumbing weft's CNI mode gives (cni0
- * bridge + veth): `vxlan` is weft's vxlan backend done by hand, `host-gw` a route via the peer node.
+ * bridge + veth): `vxlan` is weft's vxlan backend done by hand, `host-gw` a route via the peer node;
+ * with `rules`, flanneld's masquerade and forward rules on both nodes as well.
  */
 async function handPods(
   topo: Topology,
   kind: "vxlan" | "host-gw",
+  rules = false,
 ): Promise<{ pods: string[]; ips: string[] }> {
   const [a, b] = topo.nodes as [Topology["nodes"][0], Topology["nodes"][0]];
   const sides = [
@@ -156,6 +181,7 @@ async function handPods(
       `ip link add cni0 type bridge && ip link set cni0 mtu ${mtu} up && ip addr add 10.245.${s.net}.1/24 dev cni0`,
       `ip link add hv${s.net} mtu ${mtu} type veth peer name eth0 netns ${pod}`,
       `ip link set hv${s.net} master cni0 up`,
+      ...(rules ? flannelRules(s.net) : []),
     );
     await sh(
       pod,
@@ -193,6 +219,11 @@ if (import.meta.main) {
     topos.push(t2);
     const hh = await handPods(t2, "host-gw");
     paths["hand-host-gw"] = () => measure(hh.pods[1]!, hh.pods[0]!, hh.ips[1]!);
+    // The same with flanneld's --ip-masq rules: weft's agents run with --ip-masq, as kube-flannel's do.
+    const t3 = await createTopology({ nodes: 2 });
+    topos.push(t3);
+    const hvr = await handPods(t3, "vxlan", true);
+    paths["hand-vxlan+rules"] = () => measure(hvr.pods[1]!, hvr.pods[0]!, hvr.ips[1]!);
     const backends = (Deno.env.get("WEFT_BENCH_BACKENDS") ?? "vxlan,host-gw,udp,wireguard").split(",");
     for (const backend of backends) {
       const t = await createTopology({ nodes: 2 });
@@ -215,13 +246,21 @@ if (import.meta.main) {
     out[k] = { gbps: median(v.map((x) => x.gbps)), rttMs: median(v.map((x) => x.rttMs)) };
   }
   console.log(`medians of ${ROUNDS} interleaved ${SECONDS} s runs per path`);
-  console.log("path            Gbit/s  rtt_ms");
+  console.log("path              Gbit/s  rtt_ms");
   for (const [k, v] of Object.entries(out)) {
-    console.log(`${k.padEnd(14)}  ${v.gbps.toFixed(2).padStart(6)}  ${v.rttMs.toFixed(3)}`);
+    console.log(`${k.padEnd(16)}  ${v.gbps.toFixed(2).padStart(6)}  ${v.rttMs.toFixed(3)}`);
   }
   const ratio = (a: string, b: string) =>
     out[a] && out[b] ? (out[a]!.gbps / out[b]!.gbps).toFixed(3) : "n/a (path not measured)";
   console.log(`ratio weft-vxlan / hand-vxlan = ${ratio("weft-vxlan", "hand-vxlan")} (goal ≥ 0.97)`);
+  console.log(
+    `ratio weft-vxlan / hand-vxlan+rules (flanneld's --ip-masq rules) = ${
+      ratio("weft-vxlan", "hand-vxlan+rules")
+    }`,
+  );
+  console.log(
+    `ratio hand-vxlan+rules / hand-vxlan (the rules' cost) = ${ratio("hand-vxlan+rules", "hand-vxlan")}`,
+  );
   console.log(`ratio weft-host-gw / underlay = ${ratio("weft-host-gw", "underlay")} (goal ≥ 0.97)`);
   // The underlay path crosses no bridge or veth: the same pod plumbing by hand is the like-for-like reference.
   console.log(
