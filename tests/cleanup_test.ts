@@ -13,6 +13,7 @@ import { cni } from "./helpers/cni.ts";
 import { etcdctl, haveEtcd, startEtcd } from "./helpers/etcd.ts";
 import { withScratchNetns } from "./helpers/scratch_netns.ts";
 import { createTopology, hasBinary, ROOT, skipUnless } from "./helpers/topology.ts";
+import { PRIVATE_MOUNTS_SH } from "./helpers/private_mounts.ts";
 
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
@@ -299,12 +300,7 @@ Deno.test({
         "echo AFTER; ls /var/run/wireguard",
       ].join(" && ");
       const r = await runIn(undefined, [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
+        ...PRIVATE_MOUNTS_SH,
         script,
         Deno.execPath(),
         MAIN,

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { cni, cniLab, MAIN, nsExec } from "./helpers/cni.ts";
 import { ROOT } from "./helpers/topology.ts";
 import { needBinaries } from "./helpers/skip.ts";
+import { PRIVATE_MOUNTS_SH } from "./helpers/private_mounts.ts";
 
 const LIBDIR = `/usr/lib/${Deno.build.arch === "aarch64" ? "aarch64" : "x86_64"}-linux-gnu`;
 const HIDDEN = ["libnftables.so.1", "libnl-3.so.200", "libnl-route-3.so.200", "libnl-genl-3.so.200"]
@@ -21,12 +22,7 @@ const HIDDEN = ["libnftables.so.1", "libnl-3.so.200", "libnl-route-3.so.200", "l
 
 /** The plugin with the libraries hidden: a private mount namespace, /dev/null bound over each. */
 const PLUGIN = [
-  "unshare",
-  "--mount",
-  "--propagation",
-  "private",
-  "sh",
-  "-c",
+  ...PRIVATE_MOUNTS_SH,
   `${HIDDEN.map((l) => `mount --bind /dev/null ${l}`).join(" && ")} && exec "$@"`,
   "sh",
   Deno.execPath(),

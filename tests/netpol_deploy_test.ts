@@ -13,6 +13,7 @@ import { PolicyEnforcer } from "../src/policy/enforcer.ts";
 import { type AuthzAttributes, startKubeApiServer } from "./helpers/kube_api_server.ts";
 import { withScratchNetns } from "./helpers/scratch_netns.ts";
 import { requireRoot } from "./helpers/topology.ts";
+import { PRIVATE_MOUNTS_SH } from "./helpers/private_mounts.ts";
 
 type Doc = Record<string, unknown>;
 interface Rule {
@@ -181,12 +182,7 @@ Deno.test({
       const code = `const { checkBridgeNetfilter } = await import(${JSON.stringify(mod)});
         console.log(JSON.stringify(checkBridgeNetfilter(true)));`;
       const r = await runIn(ns, [
-        "unshare",
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
+        ...PRIVATE_MOUNTS_SH,
         'mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec "$@"',
         "sh",
         Deno.execPath(),

@@ -15,7 +15,7 @@ import type { Lease } from "../lease/lease.ts";
 import { LeaseFilter } from "../lease/lease_filter.ts";
 import { networkRules } from "../lease/validate.ts";
 import { formatNet, parseNet } from "../net/ip.ts";
-import { leaseColumns, type LeaseRow } from "./lease_table.ts";
+import { leaseColumns, type LeaseRow, unreadableRow } from "./lease_table.ts";
 
 type Families = Pick<NetworkConfig, "enableIPv4" | "enableIPv6" | "network" | "ipv6Network">;
 
@@ -48,20 +48,8 @@ function notAPeer(n: KubeNode, keys: AnnotationKeys): LeaseRow {
 function unreadable(n: KubeNode, err: unknown): LeaseRow {
   const text = err instanceof Error ? err.message : String(err);
   const msg = text.includes(`node "${n.metadata.name}"`) ? text : `node "${n.metadata.name}": ${text}`;
-  return {
-    key: "",
-    subnet: null,
-    ipv6Subnet: null,
-    publicIP: "",
-    publicIPv6: null,
-    backendType: "",
-    backendData: null,
-    ttlSeconds: null,
-    etcdLeaseId: null,
-    status: /pod CIDR|podCIDR/.test(msg) ? "no_pod_cidr" : "annotation_invalid",
-    reason: msg,
-    node: n.metadata.name,
-  };
+  const status = /pod CIDR|podCIDR/.test(msg) ? "no_pod_cidr" : "annotation_invalid";
+  return unreadableRow("", { status, reason: msg }, { node: n.metadata.name });
 }
 
 /** The network config's families, or both families of any address when it cannot be read. */

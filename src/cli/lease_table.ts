@@ -52,6 +52,30 @@ export function leaseColumns(l: Lease): Omit<LeaseRow, "ttlSeconds" | "etcdLease
   };
 }
 
+/**
+ * A row for an entry that holds no readable lease (`key` as stored, if any): every lease column empty,
+ * the status and reason saying why.
+ */
+export function unreadableRow(
+  key: string,
+  why: { status: string; reason?: string },
+  more: Partial<LeaseRow> = {},
+): LeaseRow {
+  return {
+    key,
+    subnet: null,
+    ipv6Subnet: null,
+    publicIP: "",
+    publicIPv6: null,
+    backendType: "",
+    backendData: null,
+    ttlSeconds: null,
+    etcdLeaseId: null,
+    ...why,
+    ...more,
+  };
+}
+
 /** Why a row is not a lease every agent uses, as the STATUS column says it. */
 function statusCell(r: LeaseRow): string {
   if (r.status === "ok") return "ok";

@@ -12,7 +12,7 @@ import { formatIP, type IPNet, netContainsNet, parseIP, parseNet } from "../net/
 import { leaseName, parseSubnetKey, type SubnetManager } from "../lease/etcd/mod.ts";
 import { clusterVerdicts, type EntryVerdict } from "../lease/etcd/verdicts.ts";
 import { CliError } from "./errors.ts";
-import { leaseColumns, type LeaseRow, leaseTable, sortLeaseRows } from "./lease_table.ts";
+import { leaseColumns, type LeaseRow, leaseTable, sortLeaseRows, unreadableRow } from "./lease_table.ts";
 import { addEnvFileFlag } from "./env_file.ts";
 import { addEtcdFlags, withSubnetManager } from "./etcd_flags.ts";
 import { addKubeFlags, kubeFlagValues, kubeMode, kubeOptionsFrom } from "./kube_flags.ts";
@@ -20,18 +20,7 @@ import { addKubeFlags, kubeFlagValues, kubeMode, kubeOptionsFrom } from "./kube_
 async function rowOf(v: EntryVerdict, leaseTTL?: (id: string) => Promise<number>): Promise<LeaseRow> {
   const judged = v.rejection ? { status: v.rejection.rule, reason: v.rejection.detail } : { status: "ok" };
   if (!v.parsed.ok) {
-    return {
-      key: v.entry.key,
-      subnet: null,
-      ipv6Subnet: null,
-      publicIP: "",
-      publicIPv6: null,
-      backendType: "",
-      backendData: null,
-      ttlSeconds: null,
-      etcdLeaseId: v.entry.leaseId ?? null,
-      ...judged,
-    };
+    return unreadableRow(v.entry.key, judged, { etcdLeaseId: v.entry.leaseId ?? null });
   }
   const l = v.parsed.lease;
   return {

@@ -12,6 +12,7 @@ import type { LabNode } from "../../src/lab/lab.ts";
 import { parsePrometheusText } from "../../src/cli/status.ts";
 import { addIP, formatIP } from "../../src/net/ip.ts";
 import type { Topology } from "./topology.ts";
+import { PRIVATE_MOUNTS_SH } from "./private_mounts.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
@@ -106,13 +107,9 @@ export function startAgent(
   // unshare --mount gives the agent its own mount table; sh binds the directories, then execs the agent.
   const [cmd, cmdArgs] = binds.length
     ? [
-      "unshare",
+      PRIVATE_MOUNTS_SH[0]!,
       [
-        "--mount",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
+        ...PRIVATE_MOUNTS_SH.slice(1),
         `${binds.map((_, i) => `mount --bind "$${2 * i + 1}" "$${2 * i + 2}"`).join(" && ")} && shift ${
           2 * binds.length
         } && exec "$@"`,

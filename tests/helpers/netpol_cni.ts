@@ -16,6 +16,7 @@ import { cni, type CniCall, MAIN } from "./cni.ts";
 import type { NetpolMatrix } from "./netpol_matrix.ts";
 import { Prober } from "./netpol_prober.ts";
 import { uniqueNetnsName } from "./names.ts";
+import { PRIVATE_MOUNTS_SH } from "./private_mounts.ts";
 
 /** A pod added through CNI. */
 export interface CniPod {
@@ -67,12 +68,7 @@ export class MatrixCni implements AsyncDisposable {
     Deno.mkdirSync(`${dir}/networks`, { recursive: true });
     Deno.mkdirSync(`${dir}/host-networks`, { recursive: true });
     return [
-      "unshare",
-      "--mount",
-      "--propagation",
-      "private",
-      "sh",
-      "-c",
+      ...PRIVATE_MOUNTS_SH,
       'mount --bind "$1" "$2" && shift 2 && exec "$@"',
       "sh",
       `${dir}/host-networks`,
