@@ -11,7 +11,7 @@ import {
   type KubeSourceOptions,
   kubeTimingFromEnv,
 } from "../lease/kube/lease_source.ts";
-import { log } from "../log.ts";
+import { log, RepeatedFailure } from "../log.ts";
 import type { IfaceOptions } from "../net/iface.ts";
 
 const logger = log("agent");
@@ -28,16 +28,17 @@ export async function openKubeForAgent(
 ): Promise<KubeLeaseSource> {
   const timing = { ...kubeTimingFromEnv(), ...opts };
   const [firstMs, maxMs] = timing.backoffMs ?? KUBE_BACKOFF_MS;
+  const failure = new RepeatedFailure(logger, { what: "connecting to the Kubernetes API" });
   const source = await retry(
     () => KubeLeaseSource.open(timing),
     signal,
-    (err, ms) =>
-      logger.warn("connecting to the Kubernetes API failed: {error}; retrying in {ms} ms", {
-        error: err.message,
-        ms,
-      }),
+    (err, ms) => {
+      failure.failed(err.message);
+      logger.debug("connecting to the Kubernetes API: retrying in {ms} ms", { ms });
+    },
     { firstMs, maxMs },
   );
+  failure.succeeded();
   source.prefetch(); // the start-up list goes out now, beside the own Node's GET
   logger.info("kube subnet manager: node {node}, API {api}", {
     node: source.nodeName,

@@ -28,7 +28,7 @@
  * @module
  */
 import { Backoff, sleep } from "../async.ts";
-import { log } from "../log.ts";
+import { log, RepeatedFailure } from "../log.ts";
 import { KubeApiError, type ListOptions, type WatchEvent, type WatchOptions } from "./client.ts";
 import type { JsonPath } from "./json_prune.ts";
 
@@ -138,8 +138,8 @@ export class Reflector<T> {
   /** Ends the current list, watch or wait (relist(), resume()). */
   #cut = new AbortController();
   #health: ReflectorHealth | undefined;
-  /** Failures since the last success (one warning per outage, then debug lines). */
-  #failing = 0;
+  /** Failures since the last success: one warning per outage, a reminder per growing gap, "works again". */
+  readonly #failure: RepeatedFailure;
   /** The current watch: when it opened (0: not yet) and whether anything came through it. */
   #current: { openedAt: number; heard: boolean } = { openedAt: 0, heard: false };
 
@@ -156,6 +156,7 @@ export class Reflector<T> {
     const [first, max] = opts.backoffMs ?? [800, 30_000];
     this.#backoff = new Backoff(first, max, opts.random ? { random: opts.random } : {});
     this.#name = opts.name ?? opts.path;
+    this.#failure = new RepeatedFailure(logger, { what: this.#name });
   }
 
   /** The last health reported. */
@@ -250,10 +251,7 @@ export class Reflector<T> {
   }
 
   #recovered(): void {
-    if (this.#failing > 1) {
-      logger.info("{name}: watching again after {n} failed attempts", { name: this.#name, n: this.#failing });
-    }
-    this.#failing = 0;
+    this.#failure.succeeded();
   }
 
   /** Runs until `signal` aborts; never throws. */
@@ -291,18 +289,18 @@ export class Reflector<T> {
       return;
     }
     this.stats.failures++;
-    this.#failing++;
     if (this.#lived()) this.#backoff.reset(); // a watch that served a while: this is a new outage
     const why = (err as Error).message;
     this.#report({ up: false, why, ...(isRefused(err) ? { refused: err } : {}) });
     const ms = this.#backoff.next(err instanceof KubeApiError ? err.retryAfterMs : undefined);
     this.handlers.onRetry?.(ms, err);
-    // One warning per outage; the attempts after it at debug level (a long outage must not fill disks).
-    logger[this.#failing === 1 ? "warn" : "debug"]("{name}: {error}; retrying in {ms} ms (attempt {n})", {
+    // One warning per outage, then reminders at growing gaps (a long outage must not fill disks); every
+    // attempt at debug level.
+    this.#failure.failed(why);
+    logger.debug("{name}: retrying in {ms} ms (attempt {n})", {
       name: this.#name,
-      error: why,
       ms,
-      n: this.#failing,
+      n: this.#failure.attempts,
     });
     await sleep(ms, signal);
   }
