@@ -19,8 +19,8 @@
  * bench/plot_kube_scale.ts.
  *
  * flanneld: `git --git-dir=/work/.mirror/flannel-io+flannel/repo archive v0.20.2 | tar -x -C <dir>`,
- * `CGO_ENABLED=1 go build -mod=vendor` there; pass the binary with `--flanneld PATH` (default
- * /tmp/flannel-kube/flanneld). Never shipped or committed.
+ * `CGO_ENABLED=1 go build -mod=vendor` there; pass the binary with `--flanneld PATH` (default:
+ * `WEFT_FLANNELD`, as the tests that run flanneld, else /tmp/flannel-kube/flanneld). Never shipped or committed.
  *
  * Run: `deno run -A bench/kube_scale.ts [N…] [--rounds R] [--quiet S] [--churn S] [--flanneld PATH]
  * [--csv FILE] [--only weft|flanneld]`. Needs root.
@@ -274,7 +274,7 @@ function parseArgs(argv: string[]) {
   const rounds = Number(take("--rounds") ?? 2);
   const quietS = Number(take("--quiet") ?? 30);
   const churnS = Number(take("--churn") ?? 30);
-  const flanneld = take("--flanneld") ?? "/tmp/flannel-kube/flanneld";
+  const flanneld = take("--flanneld") ?? Deno.env.get("WEFT_FLANNELD") ?? "/tmp/flannel-kube/flanneld";
   const csv = take("--csv") ?? new URL("results/kube_scale.csv", import.meta.url).pathname;
   const only = take("--only") as Kind | undefined;
   const counts = args.length ? args.map(Number) : [500, 2000, 5000];

@@ -6,7 +6,7 @@
  * flanneld is built from flannel's source, never shipped (see the README's "Testing against flanneld"):
  *   git --git-dir=<flannel mirror> archive v0.20.2 | tar -x -C /tmp/flannel-src
  *   (cd /tmp/flannel-src && CGO_ENABLED=1 go build -mod=vendor -o /tmp/flannel-flags/flanneld .)
- * and named by `FLANNELD_BIN`; without it (CI cannot build it: no network) the test is ignored, saying so.
+ * and named by `WEFT_FLANNELD`; without it (CI cannot build it: no network) the test is ignored, saying so.
  */
 import assert from "node:assert/strict";
 import { Netlink } from "../ffi/mod.ts";
@@ -17,7 +17,7 @@ import { addPodBridge, gatewayOf, startAgent, waitFor, waitSubnetEnv } from "./h
 import { etcdctl, startEtcd } from "./helpers/etcd.ts";
 import { createTopology, hasBinary, ROOT, skipUnless } from "./helpers/topology.ts";
 
-const FLANNELD = Deno.env.get("FLANNELD_BIN") ?? "";
+const FLANNELD = Deno.env.get("WEFT_FLANNELD") ?? "";
 const PREFIX = "/coreos.com/network";
 const CONFIG = '{"Network":"10.244.0.0/16"}';
 
@@ -37,7 +37,7 @@ Deno.test({
   name: "a weft node and a flanneld node with a config without Backend both run udp, and their pods ping",
   ignore: skipUnless(ROOT, "not root: namespaces needed") ||
     skipUnless(hasBinary("etcd"), "etcd is not installed") ||
-    skipUnless(flanneldPresent(), "FLANNELD_BIN does not name a flanneld binary (build one: see this file)"),
+    skipUnless(flanneldPresent(), "WEFT_FLANNELD does not name a flanneld binary (build one: see this file)"),
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
