@@ -1,8 +1,9 @@
 /**
  * Datapath throughput: iperf3 TCP pod-to-pod across two nodes over weft vxlan, weft host-gw, weft udp
  * (flannel0 and weft's packet loop), weft wireguard (userspace wireguard-go here: this kernel has no
- * WireGuard), a VXLAN overlay built by hand with `ip` in the same topology, and node-to-node on the
- * underlay. Ping RTT for each. Ratios: weft-vxlan / hand-vxlan, weft-host-gw / underlay, weft-host-gw /
+ * WireGuard), a VXLAN overlay built by hand with `ip` in the same topology — bare, and with flanneld's
+ * `--ip-masq` rules (weft's agents run with `--ip-masq`, as kube-flannel's do) — and node-to-node on the
+ * underlay. Ping RTT for each. Ratios: weft-vxlan / hand-vxlan (bare and with the rules), weft-host-gw / underlay, weft-host-gw /
  * hand-host-gw (host-gw built by hand with the same cni0 + veth pod plumbing), and udp and wireguard
  * against weft-vxlan (same run).
  *
@@ -179,7 +180,8 @@ async function handPods(
       s.n.netns,
       ...datapath,
       `ip link add cni0 type bridge && ip link set cni0 mtu ${mtu} up && ip addr add 10.245.${s.net}.1/24 dev cni0`,
-      `ip link add hv${s.net} mtu ${mtu} type veth peer name eth0 netns ${pod}`,
+      // Both ends at the path MTU, as weft's CNI makes them (the pod end would otherwise keep 1500).
+      `ip link add hv${s.net} mtu ${mtu} type veth peer name eth0 mtu ${mtu} netns ${pod}`,
       `ip link set hv${s.net} master cni0 up`,
       ...(rules ? flannelRules(s.net) : []),
     );
