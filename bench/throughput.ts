@@ -17,7 +17,7 @@ import { readSubnetEnv } from "../src/config/subnet_env.ts";
 import { createTopology, type Topology } from "../tests/helpers/topology.ts";
 import { startEtcd } from "../tests/helpers/etcd.ts";
 import { startAgent, waitSubnetEnv } from "../tests/helpers/agent.ts";
-import { cni } from "../tests/helpers/cni.ts";
+import { cni, flannelConf } from "../tests/helpers/cni.ts";
 import { stopNetnsProcesses } from "../tests/helpers/netns_procs.ts";
 
 const SECONDS = Number(Deno.args[0] ?? 5);
@@ -93,19 +93,20 @@ async function weftPods(
   const pods: string[] = [], ips: string[] = [];
   for (const [i, a] of agents.entries()) {
     const pod = await topo.addNamespace(`tp${i}`);
-    const r = await cni(a.node.netns, {
-      command: "ADD",
-      containerId: `tp${i}`,
-      netns: `/run/netns/${pod}`,
-      ifname: "eth0",
-    }, {
-      cniVersion: "1.0.0",
-      name: "cbr0",
-      type: "flannel",
-      subnetFile: a.subnetFile,
-      dataDir: `${dir}/flannel${i}`,
-      delegate: { isDefaultGateway: true, ipam: { dataDir: `${dir}/ipam${i}` } },
-    });
+    const r = await cni(
+      a.node.netns,
+      {
+        command: "ADD",
+        containerId: `tp${i}`,
+        netns: `/run/netns/${pod}`,
+        ifname: "eth0",
+      },
+      flannelConf("1.0.0", {
+        subnetFile: a.subnetFile,
+        dataDir: `${dir}/flannel${i}`,
+        ipamDir: `${dir}/ipam${i}`,
+      }),
+    );
     if (r.code !== 0) throw new Error(r.stdout);
     pods.push(pod);
     ips.push((r.out!.ips as { address: string }[])[0]!.address.split("/")[0]!);

@@ -9,7 +9,7 @@ import { Netlink } from "../ffi/mod.ts";
 import { runIn } from "../src/lab/lab.ts";
 import { formatNet } from "../src/net/ip.ts";
 import { startAgent, waitFor, waitReady, waitSubnetEnv } from "./helpers/agent.ts";
-import { cni } from "./helpers/cni.ts";
+import { cni, flannelConf } from "./helpers/cni.ts";
 import { etcdctl, haveEtcd, startEtcd } from "./helpers/etcd.ts";
 import { withScratchNetns } from "./helpers/scratch_netns.ts";
 import { createTopology, hasBinary, ROOT, skipUnless } from "./helpers/topology.ts";
@@ -99,14 +99,11 @@ Deno.test({
         using nl = Netlink.open({ netns: n0.netns });
         return nl.routeList({ protocol: 87 }).some((r) => r.dst === formatNet(peer.subnet!));
       });
-      const conf = {
-        cniVersion: "1.0.0",
-        name: "cbr0",
-        type: "flannel",
+      const conf = flannelConf("1.0.0", {
         subnetFile: a0.subnetFile,
         dataDir: `${dir}/flannel`,
-        delegate: { isDefaultGateway: true, ipam: { dataDir: `${dir}/networks` } },
-      };
+        ipamDir: `${dir}/networks`,
+      });
       const call = { containerId: "c1", netns: `/run/netns/${pod}`, ifname: "eth0" };
       const add = await cni(n0.netns, { command: "ADD", ...call }, conf);
       assert.equal(add.code, 0, add.stdout + add.stderr);

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { Netlink, netnsCreate, netnsDelete } from "../ffi/mod.ts";
 import { addIP, formatIP } from "../src/net/ip.ts";
 import { startAgent, waitReady, waitSubnetEnv } from "./helpers/agent.ts";
-import { cni, cniLab, loggedPid, nsExec, startCniServer, stopCniServer } from "./helpers/cni.ts";
+import { cni, cniLab, flannelConf, loggedPid, nsExec, startCniServer, stopCniServer } from "./helpers/cni.ts";
 import { etcdctl, haveEtcd, startEtcd } from "./helpers/etcd.ts";
 import { uniqueNetnsName } from "./helpers/names.ts";
 import { createTopology, ROOT } from "./helpers/topology.ts";
@@ -210,14 +210,11 @@ Deno.test({
     try {
       const env = await waitSubnetEnv(agent);
       await waitReady(agent);
-      const conf = {
-        cniVersion: "1.1.0",
-        name: "cbr0",
-        type: "flannel",
+      const conf = flannelConf("1.1.0", {
         subnetFile: agent.subnetFile,
         dataDir: `${dir}/flannel`,
-        delegate: { isDefaultGateway: true, ipam: { dataDir: `${dir}/networks` } },
-      };
+        ipamDir: `${dir}/networks`,
+      });
       const addPod = async (id: string) => {
         const ns = uniqueNetnsName("pod");
         netnsCreate(ns);

@@ -18,7 +18,7 @@ import { addIP, formatIP } from "../src/net/ip.ts";
 import { V8_FLAGS_ARG } from "../src/self_command.ts";
 import { WEFT_VERSION } from "../src/version.ts";
 import { startAgent, waitReady, waitSubnetEnv } from "./helpers/agent.ts";
-import { cni, nsExec } from "./helpers/cni.ts";
+import { cni, flannelConf, nsExec } from "./helpers/cni.ts";
 import { etcdctl, haveEtcd, startEtcd } from "./helpers/etcd.ts";
 import { uniqueNetnsName } from "./helpers/names.ts";
 import { ROOT } from "./helpers/skip.ts";
@@ -96,14 +96,11 @@ async function agentAndCni(weft: string[]): Promise<void> {
   try {
     const env = await waitSubnetEnv(agent);
     await waitReady(agent);
-    const conf = {
-      cniVersion: "1.1.0",
-      name: "cbr0",
-      type: "flannel",
+    const conf = flannelConf("1.1.0", {
       subnetFile: agent.subnetFile,
       dataDir: `${dir}/flannel`,
-      delegate: { isDefaultGateway: true, ipam: { dataDir: `${dir}/networks` } },
-    };
+      ipamDir: `${dir}/networks`,
+    });
     const call = { containerId: "smoke", netns: `/run/netns/${pod}`, ifname: "eth0" };
     step("CNI ADD through the binary, served by the agent's CNI server");
     const add = await cni(node.netns, { command: "ADD", ...call }, conf, weft);

@@ -119,6 +119,34 @@ export async function nsExec(ns: string, cmd: string[]): Promise<{ code: number;
   return { code: out.code, stdout: dec.decode(out.stdout) + dec.decode(out.stderr) };
 }
 
+/** Where {@linkcode flannelConf}'s plugin entry reads and keeps its files. */
+export interface FlannelConfOptions {
+  /** subnet.env the plugin reads. */
+  subnetFile: string;
+  /** flannel's saved configs (`dataDir`). */
+  dataDir: string;
+  /** The IPAM store (`delegate.ipam.dataDir`). */
+  ipamDir: string;
+  /** `delegate.hairpinMode`, as kube-flannel's conflist sets it. */
+  hairpin?: boolean;
+}
+
+/** kube-flannel's plugin entry (network `cbr0`, type `flannel`, default gateway) at CNI `version`. */
+export function flannelConf(version: string, o: FlannelConfOptions): Record<string, unknown> {
+  return {
+    cniVersion: version,
+    name: "cbr0",
+    type: "flannel",
+    subnetFile: o.subnetFile,
+    dataDir: o.dataDir,
+    delegate: {
+      ...(o.hairpin ? { hairpinMode: true } : {}),
+      isDefaultGateway: true,
+      ipam: { dataDir: o.ipamDir },
+    },
+  };
+}
+
 /** A node namespace with subnet.env and CNI data folders in a temp dir, plus pod namespaces. */
 export interface CniLab extends AsyncDisposable {
   /** Node namespace name. */
@@ -162,12 +190,12 @@ export async function cniLab(opts: CniLabOptions = {}): Promise<CniLab> {
     dir,
     net,
     conf: (version, extra = {}) => ({
-      cniVersion: version,
-      name: "cbr0",
-      type: "flannel",
-      subnetFile: `${dir}/subnet.env`,
-      dataDir: `${dir}/flannel`,
-      delegate: { hairpinMode: true, isDefaultGateway: true, ipam: { dataDir: `${dir}/networks` } },
+      ...flannelConf(version, {
+        subnetFile: `${dir}/subnet.env`,
+        dataDir: `${dir}/flannel`,
+        ipamDir: `${dir}/networks`,
+        hairpin: true,
+      }),
       ...extra,
     }),
     pod() {
