@@ -39,6 +39,7 @@ import { etcdctl, startEtcd } from "../tests/helpers/etcd.ts";
 import { createTopology, type TopologyNode } from "../tests/helpers/topology.ts";
 import { lease } from "./convergence.ts";
 import { RouteCounter } from "./route_count.ts";
+import { BenchArgs } from "./args.ts";
 
 const PREFIX = "/coreos.com/network";
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -282,19 +283,12 @@ const fmt = (x: number, d = 2) => Number.isFinite(x) ? x.toFixed(d) : "";
 
 /** Parses the command line. */
 function parseArgs(argv: string[]) {
-  const args = [...argv];
-  const take = (flag: string): string | undefined => {
-    const i = args.indexOf(flag);
-    if (i < 0) return undefined;
-    const v = args[i + 1];
-    args.splice(i, 2);
-    return v;
-  };
-  const rounds = Number(take("--rounds") ?? 3);
-  const settleS = Number(take("--settle") ?? 25);
-  const csv = take("--csv") ?? new URL("results/agent_scale.csv", import.meta.url).pathname;
-  const binary = take("--binary");
-  const counts = args.length ? args.map(Number) : [1000, 5000, 10000];
+  const args = new BenchArgs(argv);
+  const rounds = Number(args.take("--rounds") ?? 3);
+  const settleS = Number(args.take("--settle") ?? 25);
+  const csv = args.take("--csv") ?? new URL("results/agent_scale.csv", import.meta.url).pathname;
+  const binary = args.take("--binary");
+  const counts = args.rest.length ? args.rest.map(Number) : [1000, 5000, 10000];
   if (
     counts.some((n) => !Number.isInteger(n) || n < 1 || n > 60000) || !(rounds >= 1) || !(settleS >= 0)
   ) {

@@ -34,6 +34,7 @@ import { realisticNode, startHeartbeats } from "../tests/helpers/kube_nodes.ts";
 import { createTopology, type TopologyNode } from "../tests/helpers/topology.ts";
 import { lease } from "./convergence.ts";
 import { RouteCounter } from "./route_count.ts";
+import { BenchArgs } from "./args.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
@@ -263,21 +264,14 @@ function loadAvg(): string {
 }
 
 function parseArgs(argv: string[]) {
-  const args = [...argv];
-  const take = (flag: string): string | undefined => {
-    const i = args.indexOf(flag);
-    if (i < 0) return undefined;
-    const v = args[i + 1];
-    args.splice(i, 2);
-    return v;
-  };
-  const rounds = Number(take("--rounds") ?? 2);
-  const quietS = Number(take("--quiet") ?? 30);
-  const churnS = Number(take("--churn") ?? 30);
-  const flanneld = take("--flanneld") ?? Deno.env.get("WEFT_FLANNELD") ?? "/tmp/flannel-kube/flanneld";
-  const csv = take("--csv") ?? new URL("results/kube_scale.csv", import.meta.url).pathname;
-  const only = take("--only") as Kind | undefined;
-  const counts = args.length ? args.map(Number) : [500, 2000, 5000];
+  const args = new BenchArgs(argv);
+  const rounds = Number(args.take("--rounds") ?? 2);
+  const quietS = Number(args.take("--quiet") ?? 30);
+  const churnS = Number(args.take("--churn") ?? 30);
+  const flanneld = args.take("--flanneld") ?? Deno.env.get("WEFT_FLANNELD") ?? "/tmp/flannel-kube/flanneld";
+  const csv = args.take("--csv") ?? new URL("results/kube_scale.csv", import.meta.url).pathname;
+  const only = args.take("--only") as Kind | undefined;
+  const counts = args.rest.length ? args.rest.map(Number) : [500, 2000, 5000];
   return { rounds, quietS, churnS, flanneld, csv, only, counts };
 }
 
