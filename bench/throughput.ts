@@ -14,6 +14,15 @@
 import { withNetns } from "../ffi/mod.ts";
 import { runIn } from "../src/lab/lab.ts";
 import { readSubnetEnv } from "../src/config/subnet_env.ts";
+import {
+  FWD_CHAIN,
+  FWD_JUMP,
+  fwdRules,
+  POSTRTG_CHAIN,
+  POSTRTG_JUMP,
+  postrtgRules,
+} from "../src/datapath/iptables_rules.ts";
+import { parseCIDR } from "../src/net/ip.ts";
 import { createTopology, type Topology } from "../tests/helpers/topology.ts";
 import { startEtcd } from "../tests/helpers/etcd.ts";
 import { startAgent, waitSubnetEnv } from "../tests/helpers/agent.ts";
@@ -126,25 +135,20 @@ async function weftPods(
 }
 
 /**
- * flanneld's `--ip-masq` rules (v0.20: nat FLANNEL-POSTRTG, filter FLANNEL-FWD) for node subnet `net` of
- * 10.245.0.0/16, by hand with iptables(8): what every packet of a kube-flannel node meets — conntrack and
- * the nat chain — so a hand-built path with them compares like with like to weft run with `--ip-masq`.
+ * flanneld's `--ip-masq` rules (nat FLANNEL-POSTRTG, filter FLANNEL-FWD, as src/datapath/iptables_rules.ts
+ * holds them) for node subnet `net` of 10.245.0.0/16, written with iptables(8): what every packet of a
+ * kube-flannel node meets — conntrack and the nat chain — so a hand-built path with them compares like with
+ * like to weft run with `--ip-masq`.
  */
 function flannelRules(net: number): string[] {
-  const [pods, own] = ["10.245.0.0/16", `10.245.${net}.0/24`];
+  const network = parseCIDR("10.245.0.0/16").net, podSubnet = parseCIDR(`10.245.${net}.0/24`).net;
   return [
-    "iptables -t nat -N FLANNEL-POSTRTG",
-    "iptables -t nat -A POSTROUTING -m comment --comment flanneld -j FLANNEL-POSTRTG",
-    "iptables -t nat -A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -j RETURN",
-    `iptables -t nat -A FLANNEL-POSTRTG -s ${own} -d ${pods} -j RETURN`,
-    `iptables -t nat -A FLANNEL-POSTRTG -s ${pods} -d ${own} -j RETURN`,
-    `iptables -t nat -A FLANNEL-POSTRTG ! -s ${pods} -d ${own} -j RETURN`,
-    `iptables -t nat -A FLANNEL-POSTRTG -s ${pods} ! -d 224.0.0.0/4 -j MASQUERADE --random-fully`,
-    `iptables -t nat -A FLANNEL-POSTRTG ! -s ${pods} -d ${pods} -j MASQUERADE --random-fully`,
-    "iptables -N FLANNEL-FWD",
-    "iptables -A FORWARD -m comment --comment flanneld -j FLANNEL-FWD",
-    `iptables -A FLANNEL-FWD -s ${pods} -j ACCEPT`,
-    `iptables -A FLANNEL-FWD -d ${pods} -j ACCEPT`,
+    `iptables -t nat -N ${POSTRTG_CHAIN}`,
+    `iptables -t nat -A POSTROUTING ${POSTRTG_JUMP}`,
+    ...postrtgRules({ network, podSubnet }, true).map((r) => `iptables -t nat -A ${POSTRTG_CHAIN} ${r}`),
+    `iptables -N ${FWD_CHAIN}`,
+    `iptables -I FORWARD ${FWD_JUMP}`,
+    ...fwdRules(network).map((r) => `iptables -A ${FWD_CHAIN} ${r}`),
   ];
 }
 
