@@ -68,3 +68,22 @@ Deno.test("the CNI commands bind no libnl: their netlink is ffi/rtnl over the on
     }
   }
 });
+
+Deno.test("`weft agent` loads no commander, no policy compiler, no backend but its own, no etcd lease code", async () => {
+  // main.ts → src/cli/main.ts → (dynamic) src/cli/agent.ts → (dynamic) src/agent/agent.ts: what each
+  // loads at start. Each of these was measured at 1-5 MB of an agent's memory (BENCHMARKS.md).
+  const mods = [
+    ...await startupClosure("../src/cli/main.ts"),
+    ...await startupClosure("../src/cli/agent.ts"),
+    ...await startupClosure("../src/agent/agent.ts"),
+  ];
+  const loaded = (re: RegExp) => [...new Set(mods.filter((m) => re.test(m)))];
+  assert.ok(
+    mods.some((m) => m.endsWith("/src/agent/agent.ts")) && mods.some((m) => m.endsWith("/ffi/mod.ts")),
+  );
+  assert.deepEqual(loaded(/commander/), [], "commander (and Node's compat layer under it)");
+  assert.deepEqual(loaded(/\/src\/policy\/(?!table_ref\.ts$)/), [], "policy beyond the table's name");
+  assert.deepEqual(loaded(/\/src\/backend\/[a-z]+\/(?!options\.ts$|key_codec\.ts$)/), [], "a backend");
+  assert.deepEqual(loaded(/\/src\/lease\/etcd\/(manager|keeper|watch|allocation)\.ts$/), [], "etcd leases");
+  assert.deepEqual(loaded(/\/src\/cli\/(program|demo|cleanup|leases|config|status)\.ts$|\/doctor\//), []);
+});

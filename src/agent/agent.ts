@@ -30,7 +30,8 @@ import { networkRules } from "../lease/validate.ts";
 import { nodeFactsOf, onOwnLeaseChange } from "./own_lease.ts";
 import { serveHealth } from "./health.ts";
 import type { HttpServer } from "./http_server.ts";
-import { networkPolicyFor, type NetworkPolicyOptions, type NetworkPolicyPart } from "./network_policy.ts";
+import type { NetworkPolicyOptions, NetworkPolicyPart } from "./network_policy.ts";
+import { removeLeftoverPolicyTable } from "../policy/table_ref.ts";
 import { agentMetrics } from "./metrics.ts";
 import { NodeState, type NodeStateOptions } from "./node_state.ts";
 import { PeerSync } from "./peer_sync.ts";
@@ -140,11 +141,14 @@ export function agentParts(o: AgentOptions): AgentParts {
  * with `--network-policy`, the policy part, whose metrics follow the agent's; without it, weft's policy
  * table is removed.
  */
-function startServing(
+async function startServing(
   parts: AgentParts,
   status: AgentStatus,
-): { server: HttpServer | undefined; policy: NetworkPolicyPart | undefined } {
-  const policy = networkPolicyFor(parts.policy, status);
+): Promise<{ server: HttpServer | undefined; policy: NetworkPolicyPart | undefined }> {
+  // The policy code is imported only with --network-policy: without it an agent holds none of it.
+  const policy = parts.policy
+    ? (await import("./network_policy.ts")).networkPolicyFor(parts.policy, status)
+    : (removeLeftoverPolicyTable(), undefined);
   if (!parts.health.port) return { server: undefined, policy };
   const base = agentMetrics(status.view());
   const server = serveHealth(parts.health, () => status.readiness(), policy ? policy.metrics(base) : base);
@@ -296,7 +300,7 @@ export async function runAgent(source: LeaseSource, opts: AgentOptions): Promise
   using nl = Netlink.open();
   const status = new AgentStatus(source.kind);
   status.subnetFile = parts.node.subnetFile;
-  const { server, policy } = startServing(parts, status);
+  const { server, policy } = await startServing(parts, status);
   const systemd = notifySystemd(status, signal);
   let stopReconciler = () => {};
   let closeBackend = (): Promise<void> => Promise.resolve();

@@ -23,7 +23,6 @@ import { log } from "../log.ts";
 import type { IPNet } from "../net/ip.ts";
 import { PolicyEnforcer } from "../policy/enforcer.ts";
 import type { ListWatchClient } from "../policy/informer.ts";
-import { listPolicyTable, removePolicyTable } from "../policy/nft_table.ts";
 import { RegistrationError } from "../policy/registry.ts";
 import {
   MASQUERADE_REFUSAL,
@@ -226,29 +225,14 @@ export class NetworkPolicyPart {
 }
 
 /**
- * The policy part for `opts` (readiness then waits for its first install), or, without
- * `--network-policy`, none — and weft's policy table is removed if an earlier run left one.
+ * The policy part for `opts` (readiness then waits for its first install). Without `--network-policy`
+ * the agent does not import this module at all (src/policy/table_ref.ts removes a leftover table).
  */
 export function networkPolicyFor(
-  opts: NetworkPolicyOptions | undefined,
+  opts: NetworkPolicyOptions,
   status: { policyEnforced: () => boolean },
-): NetworkPolicyPart | undefined {
-  if (!opts) {
-    removeNetworkPolicyTable();
-    return undefined;
-  }
+): NetworkPolicyPart {
   const part = new NetworkPolicyPart(opts);
   status.policyEnforced = () => part.enforced;
   return part;
-}
-
-/** Without `--network-policy`: removes weft's policy table if an earlier run left one. */
-export function removeNetworkPolicyTable(): void {
-  try {
-    if (listPolicyTable() === undefined) return;
-    removePolicyTable();
-    logger.info("network policy is off: removed the table inet weft-policy");
-  } catch (err) {
-    logger.warn("removing the policy table failed: {error}", { error: (err as Error).message });
-  }
 }

@@ -136,7 +136,7 @@ export async function startNode(
   const previous = leases.find((l) =>
     cfg.network ? l.attrs.PublicIP === ext.publicIP : l.attrs.PublicIPv6 === ext.publicIPv6
   );
-  const backend = createBackend(cfg, {
+  const backend = await createBackend(cfg, {
     nl,
     ext,
     families: { ipv4: !!cfg.network, ipv6: dualStack },

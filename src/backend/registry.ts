@@ -10,12 +10,8 @@ import type { ExternalInterface } from "../net/iface.ts";
 import type { IPNet } from "../net/ip.ts";
 import { type LeaseAttrs, vtepMac } from "../lease/lease.ts";
 import type { Backend } from "./backend.ts";
-import { HostGwBackend } from "./hostgw/hostgw.ts";
-import { VxlanBackend } from "./vxlan/vxlan.ts";
 import { parseVxlanOptions } from "./vxlan/options.ts";
-import { UdpBackend } from "./udp/udp.ts";
 import { parseUdpOptions } from "./udp/options.ts";
-import { WireguardBackend } from "./wireguard/wireguard.ts";
 import { parseWireguardOptions } from "./wireguard/options.ts";
 
 /** What a backend is built from. */
@@ -44,8 +40,12 @@ export interface BackendKind<O = unknown> {
   type: string;
   /** Parses `Backend.*`; throws ConfigError naming the key. */
   parseOptions(o: BackendOptionReader): O;
-  /** Builds the backend for one node. */
-  create(ctx: BackendContext, opts: O): Backend;
+  /**
+   * Builds the backend for one node. Each backend's module is imported here, when it is built: an
+   * agent holds the one backend it runs, not all four (wireguard's alone pulls in Node's crypto, a few
+   * MB of an agent's memory; bench/kube_scale.ts, BENCHMARKS.md).
+   */
+  create(ctx: BackendContext, opts: O): Promise<Backend>;
 }
 
 function kind<O>(k: BackendKind<O>): BackendKind {
@@ -56,7 +56,8 @@ const KINDS: BackendKind[] = [
   kind({
     type: "vxlan",
     parseOptions: parseVxlanOptions,
-    create: (ctx, opts) => {
+    create: async (ctx, opts) => {
+      const { VxlanBackend } = await import("./vxlan/vxlan.ts");
       const previousMac6 = vtepMac(ctx.previous?.BackendV6Data);
       return new VxlanBackend(ctx.nl, opts, ctx.ext, vtepMac(ctx.previous?.BackendData), {
         ...ctx.families,
@@ -67,18 +68,19 @@ const KINDS: BackendKind[] = [
   kind({
     type: "host-gw",
     parseOptions: () => ({}),
-    create: (ctx) => new HostGwBackend(ctx.ext, ctx.families),
+    create: async (ctx) => new (await import("./hostgw/hostgw.ts")).HostGwBackend(ctx.ext, ctx.families),
   }),
   kind({
     type: "udp",
     parseOptions: parseUdpOptions,
-    create: (ctx, opts) => new UdpBackend(ctx.nl, opts, ctx.ext, network(ctx, "udp"), ctx.families),
+    create: async (ctx, opts) =>
+      new (await import("./udp/udp.ts")).UdpBackend(ctx.nl, opts, ctx.ext, network(ctx, "udp"), ctx.families),
   }),
   kind({
     type: "wireguard",
     parseOptions: parseWireguardOptions,
-    create: (ctx, opts) =>
-      new WireguardBackend(ctx.nl, opts, ctx.ext, ctx.families, {
+    create: async (ctx, opts) =>
+      new (await import("./wireguard/wireguard.ts")).WireguardBackend(ctx.nl, opts, ctx.ext, ctx.families, {
         ...(ctx.families.ipv4 && ctx.networks?.ipv4 ? { network: ctx.networks.ipv4 } : {}),
         ...(ctx.families.ipv6 && ctx.networks?.ipv6 ? { ipv6Network: ctx.networks.ipv6 } : {}),
         previousBackendData: ctx.previous?.BackendData ?? ctx.previous?.BackendV6Data,
@@ -109,7 +111,7 @@ export function parseBackendOptions(cfg: NetworkConfig): unknown {
 }
 
 /** Builds the configured backend for one node. */
-export function createBackend(cfg: NetworkConfig, ctx: BackendContext): Backend {
+export function createBackend(cfg: NetworkConfig, ctx: BackendContext): Promise<Backend> {
   const k = kindOf(cfg);
   return k.create(ctx, k.parseOptions(new BackendOptionReader(cfg.backend.options)));
 }

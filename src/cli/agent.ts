@@ -18,29 +18,36 @@ import { log, setupLogging } from "../log.ts";
 import { WEFT_VERSION } from "../version.ts";
 import { AGENT_FLAGS, type AgentCliOptions, type AgentFlagValues, agentOptionsFrom } from "./agent_flags.ts";
 import { CliError } from "./errors.ts";
-import { addEtcdFlags } from "./etcd_flags.ts";
-import { addFlags, FLAG_SYNTAX_HELP } from "./flags.ts";
-import { addKubeFlags } from "./kube_flags.ts";
+import { ETCD_FLAGS } from "./etcd_flags.ts";
+import { addFlags, FLAG_SYNTAX_HELP, type FlagSpec } from "./flags.ts";
+import { KUBE_FLAGS } from "./kube_flags.ts";
 import {
-  addPolicyFlags,
   agentSourceOpener,
   podRegistrationKinds,
+  POLICY_FLAGS,
   type RegistrationsHolder,
 } from "./policy_flags.ts";
 
 export { type AgentCliOptions, type AgentFlagValues, agentOptionsFrom };
 
-/** Registers `weft agent`. */
+/** Every flag of `weft agent`, in `--help`'s order: etcd's, kube's, flanneld's others and weft's, policy's. */
+export const AGENT_COMMAND_FLAGS: readonly FlagSpec[] = [
+  ...ETCD_FLAGS,
+  ...KUBE_FLAGS,
+  ...AGENT_FLAGS,
+  ...POLICY_FLAGS,
+];
+
+/** Registers `weft agent` (main.ts runs a plain agent command line without commander, same flags). */
 export function registerAgent(program: Command): void {
   const cmd = program.command("agent")
     .description("the per-node agent (flanneld's job): lease, datapath, subnet.env, rules, metrics")
     .addHelpText("after", FLAG_SYNTAX_HELP);
-  addPolicyFlags(addFlags(addKubeFlags(addEtcdFlags(cmd)), AGENT_FLAGS))
-    .action((flags) => runAgentCommand(flags as unknown as AgentFlagValues));
+  addFlags(cmd, AGENT_COMMAND_FLAGS).action((flags) => runAgentCommand(flags as unknown as AgentFlagValues));
 }
 
 /** `weft agent`: logging, signals, the CNI server, then the agent until a signal stops it. */
-async function runAgentCommand(flags: AgentFlagValues): Promise<void> {
+export async function runAgentCommand(flags: AgentFlagValues): Promise<void> {
   const stop = new AbortController();
   const opts = agentOptionsFrom(flags, stop.signal);
   if (opts.version) {

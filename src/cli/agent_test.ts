@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { Command } from "@commander-js/extra-typings";
 import {
+  AGENT_COMMAND_FLAGS,
   type AgentCliOptions as AgentOptions,
   type AgentFlagValues,
   agentOptionsFrom,
   registerAgent,
 } from "./agent.ts";
-import { goArgs } from "./flags.ts";
+import { goArgs, parseFlags } from "./flags.ts";
 
 /** Parses `weft agent <args>` as `weft` does (Go syntax, `FLANNELD_*` from `env`), without running it. */
 async function parse(args: string[], env: Record<string, string> = {}): Promise<AgentOptions> {
@@ -96,4 +97,59 @@ Deno.test("weft agent rejects a malformed number or boolean with the flag's name
     /--public-ipv6 10\.0\.0\.1: must be an IPv6 address/,
   );
   await assert.rejects(parse(["--public-ipv6=fd00::zz"]), /--public-ipv6 fd00::zz: not an IP address/);
+});
+
+/** The flag values commander hands `weft agent`'s action for `args` and `env` (undefined: it refused them). */
+async function commanderValues(args: string[], env: Record<string, string>): Promise<unknown> {
+  const program = new Command("weft").exitOverride().configureOutput({
+    writeOut: () => {},
+    writeErr: () => {},
+  });
+  registerAgent(program as unknown as Command);
+  const agent = program.commands.find((c) => c.name() === "agent")!.exitOverride()
+    .configureOutput({ writeOut: () => {}, writeErr: () => {} });
+  let got: unknown;
+  agent.action((...a: unknown[]) => void (got = { ...(a[0] as object) }));
+  try {
+    await program.parseAsync(goArgs(program as unknown as Command, ["agent", ...args], (k) => env[k]), {
+      from: "user",
+    });
+  } catch {
+    return undefined;
+  }
+  return got;
+}
+
+Deno.test("a plain `weft agent` command line reads the same without commander as with it", async () => {
+  const cases: [string[], Record<string, string>][] = [
+    [[], {}],
+    [["--kube-subnet-mgr", "--kubeconfig-file=/k", "--iface=eth0", "--iface", "10.0.0.5", "-ip-masq"], {}],
+    [["-etcd-endpoints", "http://a:2379", "-v", "3", "--iface-regex=^en", "--iface-regex=^eth"], {}],
+    [["-v"], {}],
+    [["-v=0", "--verbose=false", "--log-json", "--healthz-port=0x10", "--ip-masq=F"], {}],
+    [["--network-policy", "--kube-subnet-mgr", "--policy-log-drops=true"], {}],
+    [["--iface=a,b"], { FLANNELD_IFACE: "c", FLANNELD_IP_MASQ: "true", FLANNELD_V: "2" }],
+    [[], {
+      FLANNELD_SUBNET_LEASE_RENEW_MARGIN: "0o17",
+      FLANNELD_KUBE_SUBNET_MGR: "1",
+      FLANNELD_PUBLIC_IP: "",
+    }],
+    [["--version"], {}],
+    [["--public-ip=1.2.3.4", "--public-ip=5.6.7.8", "--etcd-prefix="], {}],
+    [["-vmodule=x=2", "-log_backtrace_at", "main.go:1"], {}],
+  ];
+  for (const [args, env] of cases) {
+    const without = parseFlags(AGENT_COMMAND_FLAGS, args, (k) => env[k]);
+    assert.ok(without, `read without commander: ${args.join(" ")}`);
+    assert.deepEqual(without, await commanderValues(args, env), `${args.join(" ")} ${JSON.stringify(env)}`);
+  }
+  // What only commander answers goes to it: help, a stray argument, `--`, a flag the agent lacks.
+  for (const args of [["--help"], ["-h"], ["stray"], ["--", "x"], ["--no-such-flag"], ["--ip-masq", "x"]]) {
+    assert.equal(parseFlags(AGENT_COMMAND_FLAGS, args, () => undefined), undefined, args.join(" "));
+  }
+  // A bad value is refused the same way on both paths (goArgs and parseFlags share the reading).
+  assert.throws(
+    () => parseFlags(AGENT_COMMAND_FLAGS, ["--ip-masq=maybe"], () => undefined),
+    /must be true or false/,
+  );
 });

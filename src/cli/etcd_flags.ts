@@ -17,7 +17,7 @@
  * @module
  */
 import { DEFAULT_ETCD_PREFIX, type EtcdOptions, explainEtcdError } from "../lease/etcd/options.ts";
-import { openEtcdRegistry, SubnetManager } from "../lease/etcd/mod.ts";
+import type { SubnetManager } from "../lease/etcd/mod.ts";
 import { CliError } from "./errors.ts";
 import { addFlags, type FlagSpec } from "./flags.ts";
 
@@ -127,6 +127,8 @@ export async function withSubnetManager<T>(
   fn: (m: SubnetManager) => Promise<T>,
 ): Promise<T> {
   const opts = etcdOptionsFrom(etcdFlagValues(flags));
+  // Imported here: the agent reads these flags too, and in kube mode holds no etcd lease code.
+  const { openEtcdRegistry, SubnetManager } = await import("../lease/etcd/mod.ts");
   let reg;
   try {
     reg = await openEtcdRegistry(opts);

@@ -15,7 +15,9 @@
  *
  * @module
  */
-import { type Command, Option } from "@commander-js/extra-typings";
+// Types only: commander is imported by the full command line (program.ts), never by `weft agent`'s
+// own path ({@linkcode parseFlags}), which reads the same specs without it.
+import type { Command, Option } from "@commander-js/extra-typings";
 import { CliError } from "./errors.ts";
 
 const TRUE = ["1", "t", "T", "true", "TRUE", "True"];
@@ -114,11 +116,12 @@ export function attributeOf(name: string): string {
   return name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
-function optionFor(spec: FlagSpec): Option {
+// deno-lint-ignore no-explicit-any -- any commander command
+function optionFor(cmd: Command<any, any, any>, spec: FlagSpec): Option {
   const value = spec.kind === "bool" ? "[bool]" : `<${spec.arg ?? "value"}>`;
   const env = spec.env === false ? "" : `; env ${envName(spec.name)}`;
   const origin = spec.origin === "klog" ? "klog flag of flanneld" : spec.origin;
-  const opt = new Option(`--${spec.name} ${value}`, `${spec.help} [${origin}${env}]`);
+  const opt = cmd.createOption(`--${spec.name} ${value}`, `${spec.help} [${origin}${env}]`);
   if (spec.kind === "list") {
     return opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]).default(
       [] as string[],
@@ -138,7 +141,7 @@ export function addFlags<C extends object>(command: C, specs: readonly FlagSpec[
   const cmd = command as unknown as Command<any, any, any>;
   const known = specsOf.get(cmd) ?? new Map<string, FlagSpec>();
   for (const spec of specs) {
-    cmd.addOption(optionFor(spec));
+    cmd.addOption(optionFor(cmd, spec));
     known.set(spec.name, spec);
   }
   specsOf.set(cmd, known);
@@ -152,13 +155,34 @@ Flags are read as flanneld reads them: -flag or --flag, -flag=value or -flag val
 when the command line does not set it; an empty variable counts as unset. [flanneld] marks flanneld
 v0.28.9's flags, [weft] weft's own.`;
 
-/** A flag as {@linkcode goArgs} sees it: declared through a spec, or a plain commander option. */
-function kindOf(cmd: Command, name: string): FlagKind | "switch" | undefined {
-  const spec = specsOf.get(cmd)?.get(name);
-  if (spec) return spec.kind;
-  const opt = cmd.options.find((o) => o.long === `--${name}`);
-  if (!opt) return undefined;
-  return opt.required ? "string" : opt.optional ? "bool" : "switch";
+/** The flags one command knows, as {@linkcode goArgs} and {@linkcode parseFlags} read them. */
+interface FlagTable {
+  /** Its specs by name. */
+  specs: ReadonlyMap<string, FlagSpec>;
+  /** How `name` takes a value: declared through a spec, a plain commander option, or unknown. */
+  kind(name: string): FlagKind | "switch" | undefined;
+}
+
+/** A commander command's flags: its specs, and the plain options it declares besides. */
+// deno-lint-ignore no-explicit-any -- any commander command
+function commandTable(cmd: Command<any, any, any>): FlagTable {
+  const specs = specsOf.get(cmd) ?? new Map<string, FlagSpec>();
+  return {
+    specs,
+    kind(name) {
+      const spec = specs.get(name);
+      if (spec) return spec.kind;
+      const opt = cmd.options.find((o) => o.long === `--${name}`);
+      if (!opt) return undefined;
+      return opt.required ? "string" : opt.optional ? "bool" : "switch";
+    },
+  };
+}
+
+/** A command's flags from its specs alone. */
+function specTable(list: readonly FlagSpec[]): FlagTable {
+  const specs = new Map(list.map((s) => [s.name, s]));
+  return { specs, kind: (name) => specs.get(name)?.kind };
 }
 
 /** A value checked for its kind, in the spelling commander gets (integers in decimal). */
@@ -181,26 +205,32 @@ function klogLevel(label: string, v: string): string {
  * klog's `-v`: `-v=2`, `-v 2`; weft's `-v` alone (followed by nothing or by something that is not a
  * number) is its `--verbose`, which it was before klog's flag was accepted.
  */
-function klogV(cmd: Command, args: readonly string[], i: number, value: string | undefined, out: string[]) {
+function klogV(
+  table: FlagTable,
+  args: readonly string[],
+  i: number,
+  value: string | undefined,
+  out: string[],
+) {
   const label = args[i]!.replace(/=.*$/s, "");
   const next = args[i + 1];
   if (value !== undefined) out.push(`--v=${klogLevel(label, value)}`);
   else if (next !== undefined && /^[+-]?\d+$/.test(next)) out.push(`--v=${klogLevel(label, next)}`), i++;
-  else if (specsOf.get(cmd)?.has("verbose")) out.push("--verbose=true");
+  else if (table.specs.has("verbose")) out.push("--verbose=true");
   else throw new CliError(`flag needs an argument: ${label}`, 2);
   return i;
 }
 
 /** Rewrites the flag at `args[i]` (and its value) for commander; returns the index of the last token used. */
-function normalise(cmd: Command, args: readonly string[], i: number, out: string[], seen: Set<string>) {
+function normalise(table: FlagTable, args: readonly string[], i: number, out: string[], seen: Set<string>) {
   const t = args[i]!;
   // Go: one or two dashes, then a name that starts with neither "-" nor "=".
   const m = /^(--?)([^-=][^=]*)(?:=([\s\S]*))?$/.exec(t);
   if (!m) return out.push(t), i;
   const [, dashes, name, value] = m as unknown as [string, string, string, string | undefined];
   if (name === "h" || name === "help") return out.push("--help"), i;
-  if (name === "v" && specsOf.get(cmd)?.has("v")) return seen.add("v"), klogV(cmd, args, i, value, out);
-  const kind = kindOf(cmd, name);
+  if (name === "v" && table.specs.has("v")) return seen.add("v"), klogV(table, args, i, value, out);
+  const kind = table.kind(name);
   // Unknown flags, and single-letter ones commander knows by their short form, go to commander as they are.
   if (!kind || (dashes === "-" && name.length === 1)) return out.push(t), i;
   seen.add(name);
@@ -227,10 +257,10 @@ function normalise(cmd: Command, args: readonly string[], i: number, out: string
   return i + 1;
 }
 
-/** `--flag=value` for each declared flag of `cmd` not in `seen` whose `FLANNELD_*` variable is set. */
-function envArgs(cmd: Command, seen: Set<string>, env: EnvReader): string[] {
+/** `--flag=value` for each declared flag of `table` not in `seen` whose `FLANNELD_*` variable is set. */
+function envArgs(table: FlagTable, seen: Set<string>, env: EnvReader): string[] {
   const out: string[] = [];
-  for (const spec of specsOf.get(cmd)?.values() ?? []) {
+  for (const spec of table.specs.values()) {
     if (spec.env === false || seen.has(spec.name)) continue;
     const v = envValue(spec.name, env);
     if (v === undefined) continue;
@@ -273,9 +303,49 @@ export function goArgs(program: Command, args: readonly string[], env: EnvReader
       positional = true;
       out.push(t);
     } else {
-      i = normalise(cmd, args, i, out, seen);
+      i = normalise(commandTable(cmd), args, i, out, seen);
     }
   }
-  out.splice(envAt, 0, ...envArgs(cmd, seen, env));
+  out.splice(envAt, 0, ...envArgs(commandTable(cmd), seen, env));
   return out;
+}
+
+/** A command's flag values as commander hands them to its action: strings, lists as arrays. */
+export type FlagValues = Record<string, string | string[]>;
+
+/**
+ * `args` (the flags after a command's name) read against `specs` alone, without commander: exactly the
+ * values commander hands the command's action for the same arguments and `FLANNELD_*` variables
+ * (src/cli/agent_test.ts compares the two), or undefined when the arguments need commander — `--help`, a
+ * positional argument, `--`, a flag no spec declares — and the caller then runs the full command line,
+ * which answers those as it always did. `weft agent` starts this way: commander (and the node compat
+ * layer it loads) would be a few MB of every agent's memory (bench/kube_scale.ts, BENCHMARKS.md).
+ * Throws {@linkcode CliError} (exit 2) for a bad value, as {@linkcode goArgs} does.
+ */
+export function parseFlags(
+  specs: readonly FlagSpec[],
+  args: readonly string[],
+  env: EnvReader = processEnv,
+): FlagValues | undefined {
+  const table = specTable(specs);
+  const given: string[] = [];
+  const seen = new Set<string>();
+  for (let i = 0; i < args.length; i++) i = normalise(table, args, i, given, seen);
+  const values: FlagValues = {};
+  for (const spec of specs) {
+    values[attributeOf(spec.name)] = spec.kind === "list"
+      ? []
+      : spec.kind === "bool"
+      ? spec.default ?? "false"
+      : spec.default ?? "";
+  }
+  // As goArgs: the variables first, then the command line (a variable is only read for a flag not given).
+  for (const arg of [...envArgs(table, seen, env), ...given]) {
+    const m = /^--([^=]+)=([\s\S]*)$/.exec(arg);
+    const spec = m && table.specs.get(m[1]!);
+    if (!m || !spec) return undefined;
+    const key = attributeOf(spec.name);
+    values[key] = spec.kind === "list" ? [...values[key]!, m[2]!] : m[2]!;
+  }
+  return values;
 }

@@ -1,66 +1,35 @@
 /**
- * The `weft` command line: one commander program whose subcommands live one per file in this folder
- * (`agent.ts`, `config.ts`, `leases.ts`, …; the doctor in `doctor/`). Each exports a
- * `register<Command>(program)` ({@linkcode Registrar}).
+ * The `weft` command line's entry: the env file, then the command.
+ *
+ * Every command line goes to the commander program (program.ts) except the one a node runs all day:
+ * `weft agent` with flags only. That one is read from the agent's flag specs alone
+ * ({@linkcode parseFlags}, the same values commander would hand over) and never loads commander, whose
+ * CommonJS pulls in Node's compat layer: ~5 MB of every agent's resident memory
+ * (bench/kube_scale.ts, BENCHMARKS.md). Anything else in an agent command line (`--help`, an unknown
+ * flag, a stray argument) takes the program, which answers it as it always did.
  *
  * @module
  */
-import { Command, CommanderError } from "@commander-js/extra-typings";
-import { WEFT_VERSION } from "../version.ts";
-import { registerAgent } from "./agent.ts";
 import { CliError } from "./errors.ts";
 import { loadEnvFileFor } from "./env_file.ts";
-import { goArgs } from "./flags.ts";
-import { registerConfig } from "./config.ts";
-import { registerLeases } from "./leases.ts";
-import { registerDemo } from "./demo.ts";
-import { registerDoctor } from "./doctor/doctor.ts";
-import { registerStatus } from "./status.ts";
-import { registerPolicy } from "./policy.ts";
-import { registerCleanup } from "./cleanup.ts";
-
-/** A function that adds one subcommand (and its options) to the program. */
-export type Registrar = (program: Command) => void;
-
-/** Every subcommand, in the order `weft --help` lists them. */
-const REGISTRARS: Registrar[] = [
-  registerAgent,
-  registerConfig,
-  registerLeases,
-  registerStatus,
-  registerDoctor,
-  registerPolicy,
-  registerDemo,
-  registerCleanup,
-];
-
-/** Builds the program (exported for tests that inspect flags). */
-export function buildProgram(): Command {
-  const program = new Command("weft")
-    .description("flannel-compatible overlay network for Kubernetes")
-    .version(WEFT_VERSION, "--version", "print the version")
-    .showHelpAfterError()
-    // `weft leases --json` and `weft leases release … --etcd-endpoints …` both have etcd flags: options
-    // belong to the command they follow.
-    .enablePositionalOptions()
-    .exitOverride();
-  program.command("version").description("print the version").action(() => console.log(WEFT_VERSION));
-  for (const register of REGISTRARS) register(program);
-  return program;
-}
+import { parseFlags } from "./flags.ts";
 
 /** Runs the CLI on `args` (without the program name) and returns the exit code. */
 export async function runCli(args: string[]): Promise<number> {
   try {
-    // The agent's env file (/etc/default/weft) for the commands that read its flags (env_file.ts), then
-    // flanneld's flag syntax (-iface=eth0, -ip-masq=false, -v 2) and FLANNELD_* variables (flags.ts).
+    // The agent's env file (/etc/default/weft) for the commands that read its flags (env_file.ts).
     loadEnvFileFor(args);
-    const program = buildProgram();
-    await program.parseAsync(goArgs(program, args), { from: "user" });
-    // Commands report "finished, but with failures" (e.g. doctor) through Deno.exitCode.
-    return Deno.exitCode;
+    if (args[0] === "agent") {
+      const { AGENT_COMMAND_FLAGS, runAgentCommand } = await import("./agent.ts");
+      const flags = parseFlags(AGENT_COMMAND_FLAGS, args.slice(1));
+      if (flags) {
+        await runAgentCommand(flags as unknown as import("./agent_flags.ts").AgentFlagValues);
+        return Deno.exitCode;
+      }
+    }
+    const { runProgram } = await import("./program.ts");
+    return await runProgram(args);
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode;
     if (err instanceof CliError) {
       console.error(`weft: ${err.message}`);
       return err.code;

@@ -14,7 +14,7 @@ import { REGISTER_POD_KIND, setInProcessRegistrar } from "../cni/pod_registratio
 import type { EtcdOptions } from "../lease/etcd/options.ts";
 import type { LeaseSource } from "../lease/source.ts";
 import { CliError } from "./errors.ts";
-import { addFlags, type FlagSpec, parseBool } from "./flags.ts";
+import { type FlagSpec, parseBool } from "./flags.ts";
 import { kubeFlagValues, kubeMode, sourceOpener } from "./kube_flags.ts";
 
 /** The values of the policy flags, as commander hands them over. */
@@ -41,14 +41,6 @@ export const POLICY_FLAGS: readonly FlagSpec[] = [
     origin: "weft",
   },
 ];
-
-/**
- * Adds the policy flags to `cmd` (its option type is handed back unchanged, as with the kube flags);
- * read them with {@linkcode policyFlagValues}.
- */
-export function addPolicyFlags<C extends object>(command: C): C {
-  return addFlags(command, POLICY_FLAGS);
-}
 
 /** The policy flags' values out of a command's parsed options. */
 export function policyFlagValues(opts: object): PolicyFlagValues {

@@ -59,11 +59,9 @@
 import { formatIP, formatNet, type IPNet } from "../net/ip.ts";
 import { formatRanges, type RangeSet } from "./ip_ranges.ts";
 import type { AllowRule, DestPort, PodRules, PortMatch, RuleSet } from "./rule_set.ts";
+import { POLICY_TABLE_REF } from "./table_ref.ts";
 
-/** The table weft owns for network policy. */
-export const POLICY_TABLE = "weft-policy";
-/** The full table reference in nft syntax. */
-export const POLICY_TABLE_REF = `inet ${POLICY_TABLE}`;
+export { POLICY_TABLE, POLICY_TABLE_REF } from "./table_ref.ts";
 
 /** A set or verdict map of the table. */
 export interface SetSpec {

@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { nftRun, nftRunAsync } from "../../ffi/mod.ts";
+import { nftRunAsync } from "../../ffi/mod.ts";
 import { cloneTable, diffTables, renderUnits, type Unit } from "./nft_diff.ts";
 import {
   type Count,
@@ -28,19 +28,12 @@ import {
   type TableSpec,
 } from "./nft_render.ts";
 
+export { listPolicyTable, removePolicyTable } from "./table_ref.ts";
+
 /** Runs a function in the network namespace the table lives in (identity: the calling thread's). */
 export type Enter = <T>(fn: () => T) => T;
 
 const here: Enter = (fn) => fn();
-
-/** The table as nft lists it, or undefined when it does not exist (calling thread's namespace). */
-export function listPolicyTable(): string | undefined {
-  try {
-    return nftRun(`list table ${POLICY_TABLE_REF}`);
-  } catch {
-    return undefined;
-  }
-}
 
 /** {@linkcode listPolicyTable} off the JS thread, in the namespace `enter` chooses. */
 export async function listPolicyTableAsync(enter: Enter = here): Promise<string | undefined> {
@@ -49,11 +42,6 @@ export async function listPolicyTableAsync(enter: Enter = here): Promise<string 
   } catch {
     return undefined;
   }
-}
-
-/** Removes weft's policy table (absent is fine). */
-export function removePolicyTable(): void {
-  nftRun(`add table ${POLICY_TABLE_REF}\ndelete table ${POLICY_TABLE_REF}\n`);
 }
 
 /** A listing with the counter values taken out (they move with traffic, the rules do not). */

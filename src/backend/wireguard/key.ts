@@ -1,7 +1,7 @@
 /**
  * WireGuard keys: Curve25519 private keys generated once and kept in a file (flannel's
- * `/run/flannel/wgkey`, or `WIREGUARD_KEY_FILE`), public keys derived from them, and the two encodings
- * in use — base64 (leases, config files, `wg`) and hex (the UAPI protocol).
+ * `/run/flannel/wgkey`, or `WIREGUARD_KEY_FILE`) and public keys derived from them. The two encodings in
+ * use (base64 and hex) live in key_codec.ts and are re-exported here.
  *
  * X25519 through node:crypto, which is synchronous (WebCrypto's is not, and the backend is built
  * synchronously); it clamps the scalar itself, and keys are stored clamped, as `wg genkey` does.
@@ -10,6 +10,9 @@
  */
 import { createPrivateKey, createPublicKey } from "node:crypto";
 import { dirname } from "node:path";
+import { keyToBase64, parseKey } from "./key_codec.ts";
+
+export { keyFromHex, keyToBase64, keyToHex, parseKey } from "./key_codec.ts";
 
 /** Where flannel keeps the node's private key. */
 export const DEFAULT_KEY_FILE = "/run/flannel/wgkey";
@@ -17,37 +20,6 @@ export const DEFAULT_KEY_FILE = "/run/flannel/wgkey";
 /** The key file: `WIREGUARD_KEY_FILE` (flannel's variable) or {@linkcode DEFAULT_KEY_FILE}. */
 export function keyFilePath(): string {
   return Deno.env.get("WIREGUARD_KEY_FILE") || DEFAULT_KEY_FILE;
-}
-
-/** A 32-byte key from base64; throws naming `what` when it is not one. */
-export function parseKey(text: string, what = "key"): Uint8Array<ArrayBuffer> {
-  const s = text.trim();
-  let bytes: Uint8Array<ArrayBuffer>;
-  try {
-    bytes = Uint8Array.from(atob(s), (ch) => ch.charCodeAt(0));
-  } catch {
-    throw new Error(`${what} is not base64`);
-  }
-  if (bytes.length !== 32 || s.length !== 44) {
-    throw new Error(`${what} must be 32 bytes in base64 (44 characters)`);
-  }
-  return bytes;
-}
-
-/** Base64 of a key. */
-export function keyToBase64(key: Uint8Array): string {
-  return btoa(String.fromCharCode(...key));
-}
-
-/** Hex of a key (the UAPI encoding). */
-export function keyToHex(key: Uint8Array): string {
-  return Array.from(key, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** A key from hex (the UAPI encoding). */
-export function keyFromHex(hex: string): Uint8Array<ArrayBuffer> {
-  if (!/^[0-9a-f]{64}$/i.test(hex)) throw new Error(`not a 32-byte hex key: ${hex.slice(0, 8)}…`);
-  return Uint8Array.from({ length: 32 }, (_, i) => parseInt(hex.slice(2 * i, 2 * i + 2), 16));
 }
 
 /** A fresh private key, clamped (RFC 7748), as `wg genkey` makes them. */

@@ -7,7 +7,7 @@
  */
 import { ConfigError } from "../../config/net_conf.ts";
 import type { BackendOptionReader } from "../../config/net_conf.ts";
-import { parseKey } from "./key.ts";
+import { parseKey } from "./key_codec.ts";
 
 /** How IPv4 and IPv6 share devices: `separate` (flannel-wg and flannel-wg-v6) or one device. */
 export type WireguardMode = "separate" | "auto" | "ipv4" | "ipv6";
