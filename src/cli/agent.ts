@@ -19,7 +19,7 @@ import { WEFT_VERSION } from "../version.ts";
 import { AGENT_FLAGS, type AgentCliOptions, type AgentFlagValues, agentOptionsFrom } from "./agent_flags.ts";
 import { CliError } from "./errors.ts";
 import { ETCD_FLAGS } from "./etcd_flags.ts";
-import { addFlags, FLAG_SYNTAX_HELP, type FlagSpec } from "./flags.ts";
+import { addFlags, FLAG_SYNTAX_HELP, type FlagSpec, parseFlags } from "./flags.ts";
 import { KUBE_FLAGS } from "./kube_flags.ts";
 import {
   agentSourceOpener,
@@ -46,8 +46,20 @@ export function registerAgent(program: Command): void {
   addFlags(cmd, AGENT_COMMAND_FLAGS).action((flags) => runAgentCommand(flags as unknown as AgentFlagValues));
 }
 
+/**
+ * `weft <args>` read from {@linkcode AGENT_COMMAND_FLAGS} alone (flags.ts `parseFlags`, no commander)
+ * and run; false, having run nothing, when the arguments need the commander program (`--help`, a stray
+ * argument, a flag the agent lacks).
+ */
+export async function runAgentWithoutCommander(args: readonly string[]): Promise<boolean> {
+  const flags = parseFlags(AGENT_COMMAND_FLAGS, args);
+  if (!flags) return false;
+  await runAgentCommand(flags as unknown as AgentFlagValues);
+  return true;
+}
+
 /** `weft agent`: logging, signals, the CNI server, then the agent until a signal stops it. */
-export async function runAgentCommand(flags: AgentFlagValues): Promise<void> {
+async function runAgentCommand(flags: AgentFlagValues): Promise<void> {
   const stop = new AbortController();
   const opts = agentOptionsFrom(flags, stop.signal);
   if (opts.version) {

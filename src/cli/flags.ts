@@ -122,14 +122,20 @@ function optionFor(cmd: Command<any, any, any>, spec: FlagSpec): Option {
   const env = spec.env === false ? "" : `; env ${envName(spec.name)}`;
   const origin = spec.origin === "klog" ? "klog flag of flanneld" : spec.origin;
   const opt = cmd.createOption(`--${spec.name} ${value}`, `${spec.help} [${origin}${env}]`);
-  if (spec.kind === "list") {
+  const dflt = defaultOf(spec);
+  if (typeof dflt !== "string") {
     return opt.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]).default(
-      [] as string[],
+      dflt,
       "none",
     );
   }
-  const dflt = spec.kind === "bool" ? spec.default ?? "false" : spec.default ?? "";
   return opt.default(dflt, dflt === "" ? "none" : undefined);
+}
+
+/** A flag's value when neither the command line nor its variable sets it: lists empty, booleans "false". */
+function defaultOf(spec: FlagSpec): string | string[] {
+  if (spec.kind === "list") return [];
+  return spec.kind === "bool" ? spec.default ?? "false" : spec.default ?? "";
 }
 
 /**
@@ -331,14 +337,7 @@ export function parseFlags(
   const given: string[] = [];
   const seen = new Set<string>();
   for (let i = 0; i < args.length; i++) i = normalise(table, args, i, given, seen);
-  const values: FlagValues = {};
-  for (const spec of specs) {
-    values[attributeOf(spec.name)] = spec.kind === "list"
-      ? []
-      : spec.kind === "bool"
-      ? spec.default ?? "false"
-      : spec.default ?? "";
-  }
+  const values: FlagValues = Object.fromEntries(specs.map((s) => [attributeOf(s.name), defaultOf(s)]));
   // As goArgs: the variables first, then the command line (a variable is only read for a flag not given).
   for (const arg of [...envArgs(table, seen, env), ...given]) {
     const m = /^--([^=]+)=([\s\S]*)$/.exec(arg);
