@@ -17,7 +17,7 @@ import {
   waitReady,
   waitSubnetEnv,
 } from "./helpers/agent.ts";
-import { etcdctl, startEtcd } from "./helpers/etcd.ts";
+import { putNetworkConfig, startEtcd } from "./helpers/etcd.ts";
 import { createTopology, ROOT, type Topology } from "./helpers/topology.ts";
 import { needBinaries } from "./helpers/skip.ts";
 
@@ -50,11 +50,10 @@ Deno.test({
     await using topo = await createTopology({ nodes: 2 });
     const dir = await Deno.makeTempDir({ prefix: "weft-hostchg-" });
     await using etcd = await startEtcd({ netns: topo.underlay, host: topo.underlayIP });
-    await etcdctl(etcd.endpoint, [
-      "put",
-      "/coreos.com/network/config",
-      JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "vxlan", TxChecksumOffload: false } }),
-    ], { netns: topo.underlay });
+    await putNetworkConfig(etcd.endpoint, {
+      Network: "10.244.0.0/16",
+      Backend: { Type: "vxlan", TxChecksumOffload: false },
+    }, { netns: topo.underlay });
     let agents: AgentProcess[] = [];
     try {
       agents = topo.nodes.map((n) =>

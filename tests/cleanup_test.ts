@@ -10,7 +10,7 @@ import { runIn } from "../src/lab/lab.ts";
 import { formatNet } from "../src/net/ip.ts";
 import { startAgent, waitFor, waitReady, waitSubnetEnv } from "./helpers/agent.ts";
 import { cni, flannelConf } from "./helpers/cni.ts";
-import { etcdctl, haveEtcd, startEtcd } from "./helpers/etcd.ts";
+import { haveEtcd, putNetworkConfig, startEtcd } from "./helpers/etcd.ts";
 import { withScratchNetns } from "./helpers/scratch_netns.ts";
 import { createTopology, hasBinary, ROOT, skipUnless } from "./helpers/topology.ts";
 import { PRIVATE_MOUNTS_SH } from "./helpers/private_mounts.ts";
@@ -69,11 +69,9 @@ Deno.test({
     await using topo = await createTopology({ nodes: 2 });
     const dir = await Deno.makeTempDir({ prefix: "weft-cleanup-" });
     await using etcd = await startEtcd({ netns: topo.underlay, host: topo.underlayIP });
-    await etcdctl(etcd.endpoint, [
-      "put",
-      "/coreos.com/network/config",
-      JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "vxlan" } }),
-    ], { netns: topo.underlay });
+    await putNetworkConfig(etcd.endpoint, { Network: "10.244.0.0/16", Backend: { Type: "vxlan" } }, {
+      netns: topo.underlay,
+    });
     const [n0, n1] = topo.nodes as [typeof topo.nodes[0], typeof topo.nodes[0]];
     // The kernel finishes eth0's IPv6 link-local address (and its local route) on its own time: wait for
     // it, so "before" is the node as it stays without weft.

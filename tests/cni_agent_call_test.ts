@@ -10,7 +10,7 @@ import { Netlink, netnsCreate, netnsDelete } from "../ffi/mod.ts";
 import { addIP, formatIP } from "../src/net/ip.ts";
 import { startAgent, waitReady, waitSubnetEnv } from "./helpers/agent.ts";
 import { cni, cniLab, flannelConf, loggedPid, nsExec, startCniServer, stopCniServer } from "./helpers/cni.ts";
-import { etcdctl, haveEtcd, startEtcd } from "./helpers/etcd.ts";
+import { haveEtcd, putNetworkConfig, startEtcd } from "./helpers/etcd.ts";
 import { uniqueNetnsName } from "./helpers/names.ts";
 import { createTopology, ROOT } from "./helpers/topology.ts";
 
@@ -199,11 +199,9 @@ Deno.test({
     await using topo = await createTopology({ nodes: 1 });
     const dir = await Deno.makeTempDir({ prefix: "weft-cni-agent-" });
     await using etcd = await startEtcd({ netns: topo.underlay, host: topo.underlayIP });
-    await etcdctl(etcd.endpoint, [
-      "put",
-      "/coreos.com/network/config",
-      JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "vxlan" } }),
-    ], { netns: topo.underlay });
+    await putNetworkConfig(etcd.endpoint, { Network: "10.244.0.0/16", Backend: { Type: "vxlan" } }, {
+      netns: topo.underlay,
+    });
     const node = topo.nodes[0]!;
     const agent = startAgent(node, { etcd: etcd.endpoint, dir });
     const pods: string[] = [];

@@ -16,7 +16,7 @@ import { Netlink } from "../ffi/mod.ts";
 import { formatNet } from "../src/net/ip.ts";
 import { cniLab, MAIN } from "./helpers/cni.ts";
 import { type AgentProcess, startAgent, waitReady, waitSubnetEnv } from "./helpers/agent.ts";
-import { etcdctl, startEtcd } from "./helpers/etcd.ts";
+import { putNetworkConfig, startEtcd } from "./helpers/etcd.ts";
 import { createTopology, ROOT } from "./helpers/topology.ts";
 import { skipUnless } from "./helpers/skip.ts";
 
@@ -280,11 +280,9 @@ Deno.test({
     await using etcd = await startEtcd({ netns: topo.underlay, host: topo.underlayIP });
     const agents: AgentProcess[] = [];
     try {
-      await etcdctl(etcd.endpoint, [
-        "put",
-        "/coreos.com/network/config",
-        JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "vxlan" } }),
-      ], { netns: topo.underlay });
+      await putNetworkConfig(etcd.endpoint, { Network: "10.244.0.0/16", Backend: { Type: "vxlan" } }, {
+        netns: topo.underlay,
+      });
       for (const n of topo.nodes) {
         agents.push(startAgent(n, { etcd: etcd.endpoint, dir, args: ["--ip-masq"] }));
       }

@@ -18,7 +18,7 @@ import { LatencyHistogram, policyMetricsText } from "../src/agent/network_policy
 import { AgentStatus } from "../src/agent/status.ts";
 import { runIn, terminateChild } from "../src/lab/lab.ts";
 import { type AgentProcess, startAgent, waitFor, waitReady } from "./helpers/agent.ts";
-import { etcdctl, haveEtcd, startEtcd } from "./helpers/etcd.ts";
+import { haveEtcd, putNetworkConfig, startEtcd } from "./helpers/etcd.ts";
 import { parseExposition } from "./helpers/exposition.ts";
 import { MemoryListWatch } from "./helpers/memory_list_watch.ts";
 import { createTopology, hasBinary, requireRoot, skipUnless } from "./helpers/topology.ts";
@@ -197,11 +197,7 @@ Deno.test({
     await using topo = await createTopology({ nodes: 2 });
     const dir = await Deno.makeTempDir({ prefix: "weft-prom-" });
     await using etcd = await startEtcd({ netns: topo.underlay, host: topo.underlayIP });
-    await etcdctl(etcd.endpoint, [
-      "put",
-      "/coreos.com/network/config",
-      '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}',
-    ], {
+    await putNetworkConfig(etcd.endpoint, { Network: "10.244.0.0/16", Backend: { Type: "vxlan" } }, {
       netns: topo.underlay,
     });
     const agents: AgentProcess[] = topo.nodes.map((n) => {

@@ -14,12 +14,13 @@
  */
 import assert from "node:assert/strict";
 import { netnsCreate, netnsDelete } from "../ffi/mod.ts";
+import { runIn } from "../src/lab/lab.ts";
 import { addIP, formatIP } from "../src/net/ip.ts";
 import { V8_FLAGS_ARG } from "../src/self_command.ts";
 import { WEFT_VERSION } from "../src/version.ts";
 import { startAgent, waitReady, waitSubnetEnv } from "./helpers/agent.ts";
 import { cni, flannelConf, nsExec } from "./helpers/cni.ts";
-import { etcdctl, haveEtcd, startEtcd } from "./helpers/etcd.ts";
+import { haveEtcd, putNetworkConfig, startEtcd } from "./helpers/etcd.ts";
 import { uniqueNetnsName } from "./helpers/names.ts";
 import { ROOT } from "./helpers/skip.ts";
 import { createTopology } from "./helpers/topology.ts";
@@ -37,39 +38,24 @@ function weftCommand(binary: string | undefined): string[] {
   return [path];
 }
 
-async function run(cmd: string[], opts: { env?: Record<string, string>; stdin?: string } = {}) {
-  const child = new Deno.Command(cmd[0]!, {
-    args: cmd.slice(1),
-    env: opts.env ?? {},
-    stdin: opts.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (opts.stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(opts.stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
 function step(what: string): void {
   console.log(`smoke: ${what}`);
 }
 
 async function versions(weft: string[]): Promise<void> {
   step(`${weft.join(" ")} --version`);
-  const v = await run([...weft, "--version"]);
+  const v = await runIn(undefined, [...weft, "--version"]);
   assert.equal(v.code, 0, v.stderr);
   assert.equal(v.stdout.trim(), WEFT_VERSION);
   step("weft agent --version");
-  const a = await run([...weft, "agent", "--version"]);
+  const a = await runIn(undefined, [...weft, "agent", "--version"]);
   assert.equal(a.code, 0, `weft agent --version: ${a.stderr}`);
   assert.match(a.stdout, new RegExp(WEFT_VERSION.replaceAll(".", "\\.")));
   step("CNI_COMMAND=VERSION");
-  const c = await run(weft, { env: { CNI_COMMAND: "VERSION" }, stdin: '{"cniVersion":"1.1.0"}' });
+  const c = await runIn(undefined, weft, {
+    env: { CNI_COMMAND: "VERSION" },
+    stdin: '{"cniVersion":"1.1.0"}',
+  });
   assert.equal(c.code, 0, c.stderr);
   const out = JSON.parse(c.stdout) as { cniVersion: string; supportedVersions: string[] };
   assert.equal(out.cniVersion, "1.1.0");
@@ -84,11 +70,9 @@ async function agentAndCni(weft: string[]): Promise<void> {
   await using topo = await createTopology({ nodes: 1 });
   const dir = await Deno.makeTempDir({ prefix: "weft-smoke-" });
   await using etcd = await startEtcd({ netns: topo.underlay, host: topo.underlayIP });
-  await etcdctl(etcd.endpoint, [
-    "put",
-    "/coreos.com/network/config",
-    JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: "vxlan" } }),
-  ], { netns: topo.underlay });
+  await putNetworkConfig(etcd.endpoint, { Network: "10.244.0.0/16", Backend: { Type: "vxlan" } }, {
+    netns: topo.underlay,
+  });
   const node = topo.nodes[0]!;
   const agent = startAgent(node, { etcd: etcd.endpoint, dir, exe: weft });
   const pod = uniqueNetnsName("pod");

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { withNetns } from "../ffi/mod.ts";
 import { UnixDatagramListener } from "../ffi/unix_datagram.ts";
 import { agentHttp, startAgent, waitFor } from "./helpers/agent.ts";
-import { etcdctl, haveEtcd, startEtcd } from "./helpers/etcd.ts";
+import { haveEtcd, putNetworkConfig, startEtcd } from "./helpers/etcd.ts";
 import { createTopology, requireRoot, skipUnless } from "./helpers/topology.ts";
 
 Deno.test({
@@ -58,11 +58,7 @@ Deno.test({
       );
       assert.equal(subnetEnvExists(), false);
 
-      await etcdctl(etcd.endpoint, [
-        "put",
-        "/coreos.com/network/config",
-        '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}',
-      ], {
+      await putNetworkConfig(etcd.endpoint, { Network: "10.244.0.0/16", Backend: { Type: "vxlan" } }, {
         netns: topo.underlay,
       });
       await waitFor("READY=1", 30_000, () => {

@@ -27,6 +27,7 @@
  *
  * @module
  */
+import { DEFAULT_ETCD_PREFIX } from "../../src/lease/etcd/options.ts";
 import { skipUnless } from "./skip.ts";
 import { withNetns } from "../../ffi/mod.ts";
 import { terminateChild } from "../../src/lab/lab.ts";
@@ -153,6 +154,18 @@ export async function etcdctl(
   const dec = new TextDecoder();
   if (out.code !== 0) throw new Error(`etcdctl ${args.join(" ")}: ${dec.decode(out.stderr).trim()}`);
   return dec.decode(out.stdout);
+}
+
+/**
+ * Writes flannel's network config (net-conf.json's content) where flanneld and weft read it, under the
+ * default prefix (`/coreos.com/network/config`), as an operator's `etcdctl put` does.
+ */
+export async function putNetworkConfig(
+  endpoint: string,
+  config: Record<string, unknown>,
+  opts: { netns?: string } = {},
+): Promise<void> {
+  await etcdctl(endpoint, ["put", `${DEFAULT_ETCD_PREFIX}/config`, JSON.stringify(config)], opts);
 }
 
 async function openssl(dir: string, ...args: string[]): Promise<void> {

@@ -14,7 +14,7 @@ import type { SubnetEnv } from "../../src/config/subnet_env.ts";
 import { addIP, formatIP } from "../../src/net/ip.ts";
 import { ensureBridgeNetfilter } from "../../src/policy/br_netfilter.ts";
 import { addPodBridge, type AgentProcess, gatewayOf, startAgent, waitReady, waitSubnetEnv } from "./agent.ts";
-import { etcdctl, startEtcd } from "./etcd.ts";
+import { putNetworkConfig, startEtcd } from "./etcd.ts";
 import { type NetpolCase, NODE_NAMES } from "./netpol_cases.ts";
 import { ModelCluster } from "./netpol_model.ts";
 import { Prober } from "./netpol_prober.ts";
@@ -60,11 +60,9 @@ export type ControlPlaneFactory = (
 export const etcdControlPlane: ControlPlaneFactory = async (topo, backend, dir) => {
   const etcd = await startEtcd({ netns: topo.underlay, host: topo.underlayIP });
   try {
-    await etcdctl(etcd.endpoint, [
-      "put",
-      "/coreos.com/network/config",
-      JSON.stringify({ Network: "10.244.0.0/16", Backend: { Type: backend } }),
-    ], { netns: topo.underlay });
+    await putNetworkConfig(etcd.endpoint, { Network: "10.244.0.0/16", Backend: { Type: backend } }, {
+      netns: topo.underlay,
+    });
   } catch (err) {
     await etcd[Symbol.asyncDispose]();
     throw err;
