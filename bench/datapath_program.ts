@@ -1,8 +1,11 @@
 /**
  * Programs N flannel-style vxlan peers (permanent neighbour + FDB entry + onlink route each) into a fresh
- * namespace through weft's FFI layer, and — same run, same kind of namespace — through `ip -batch` and
- * `bridge -batch` (process start-up included). Prints both times and the FFI/ip ratio per N, and the time
- * to read everything back (routes + neighbours + FDB) both ways.
+ * namespace through weft's FFI layer with plain routes (`route replace SUBNET via GW dev flannel.1 onlink`,
+ * what flanneld and `ip` do), through the agent's kernel layer (src/datapath/kernel.ts: each route through
+ * a next-hop object, src/datapath/nexthop_routes.ts), and — same run, same kind of namespace — through
+ * `ip -batch` and `bridge -batch` with plain routes (process start-up included). Prints the three times
+ * and the ratios to `ip` per N, and the time to read everything back (routes + neighbours + FDB) with FFI
+ * and with `ip`.
  *
  * Run: `deno run -A bench/datapath_program.ts [N…] [--rounds R]` (default 1000 5000, 5 rounds). Needs root.
  *
@@ -14,6 +17,7 @@
  * @module
  */
 import { Netlink, netnsCreate, netnsDelete, netnsList, WEFT_ROUTE_PROTOCOL } from "../ffi/mod.ts";
+import { NetlinkKernel } from "../src/datapath/kernel.ts";
 import { runIn } from "../src/lab/lab.ts";
 
 /** One remote node as flannel's vxlan backend programs it. */
@@ -74,6 +78,22 @@ function programFfi(ns: string, dev: number, peers: Peer[]): number {
     nl.routeReplace({ dst: p.subnet, gateway: p.netAddr, dev, onlink: true });
   }
   return performance.now() - t0;
+}
+
+/** Programs `peers` as the agent does (its kernel layer: routes through next-hop objects); returns ms. */
+function programAgent(ns: string, dev: number, peers: Peer[]): number {
+  using nl = Netlink.open({ netns: ns });
+  const kernel = new NetlinkKernel(nl);
+  kernel.read([dev]); // the agent's first full pass reads the (empty) tables first
+  const t0 = performance.now();
+  for (const p of peers) {
+    kernel.apply({ kind: "neigh", spec: { dev, ip: p.netAddr, mac: p.mac } });
+    kernel.apply({ kind: "fdb", spec: { dev, mac: p.mac, dst: p.pub } });
+    kernel.apply({ kind: "route", spec: { dst: p.subnet, gateway: p.netAddr, dev, onlink: true } });
+  }
+  const ms = performance.now() - t0;
+  if (!kernel.nexthops.enabled) throw new Error("the kernel took no next-hop objects");
+  return ms;
 }
 
 /** Reads everything back through FFI and checks the counts; returns ms. */
@@ -179,20 +199,28 @@ if (import.meta.main) {
       const few = Array.from({ length: 50 }, (_, i) => peer(i));
       programFfi(w.ns, w.dev, few);
       readFfi(w.ns, w.dev, 50);
+      const wa = setup("warmagent");
+      programAgent(wa.ns, wa.dev, few);
       const wi = setup("warmip");
       await programIp(wi.ns, batches(few));
       await readIp(wi.ns, 50);
     }
-    console.log("peers  ffi_ms          ip_batch_ms     ratio(ffi/ip)  ffi_read_ms    ip_read_ms");
+    console.log(
+      "peers  ffi_ms          agent_ms        ip_batch_ms     ffi/ip agent/ip  ffi_read_ms     ip_read_ms",
+    );
     for (const n of counts) {
       const peers = Array.from({ length: n }, (_, i) => peer(i));
       const script = batches(peers);
-      const ffi: number[] = [], ip: number[] = [], ffiRead: number[] = [], ipRead: number[] = [];
+      const ffi: number[] = [], agent: number[] = [], ip: number[] = [];
+      const ffiRead: number[] = [], ipRead: number[] = [];
       for (let r = 0; r < rounds; r++) {
         const doFfi = () => {
           const s = setup(`f${n}r${r}`);
           ffi.push(programFfi(s.ns, s.dev, peers));
           ffiRead.push(readFfi(s.ns, s.dev, n));
+          const a = setup(`a${n}r${r}`);
+          agent.push(programAgent(a.ns, a.dev, peers));
+          readFfi(a.ns, a.dev, n);
         };
         const doIp = async () => {
           const s = setup(`i${n}r${r}`);
@@ -208,9 +236,10 @@ if (import.meta.main) {
         }
       }
       const fmt = (xs: number[]) => `${median(xs).toFixed(1)} [${Math.min(...xs).toFixed(1)}]`.padEnd(16);
+      const ratio = (xs: number[]) => (median(xs) / median(ip)).toFixed(2).padEnd(7);
       console.log(
-        `${String(n).padStart(5)}  ${fmt(ffi)}${fmt(ip)}${(median(ffi) / median(ip)).toFixed(2).padEnd(15)}${
-          fmt(ffiRead).padEnd(15)
+        `${String(n).padStart(5)}  ${fmt(ffi)}${fmt(agent)}${fmt(ip)}${ratio(ffi)}${ratio(agent)}  ${
+          fmt(ffiRead)
         }${fmt(ipRead)}`,
       );
     }

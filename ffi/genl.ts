@@ -6,11 +6,10 @@
  * @module
  */
 import { cstr } from "./cmem.ts";
-import { NetlinkError } from "./errors.ts";
-import { genl, nl } from "./loader.ts";
+import { genl } from "./loader.ts";
 import { NETLINK, NlSocket } from "./socket.ts";
 import { withNetns } from "./netns.ts";
-import { GENL_HDRLEN, NLM_F } from "./nl_consts.ts";
+import { GENL_HDRLEN } from "./nl_consts.ts";
 
 /** `struct genlmsghdr { u8 cmd; u8 version; u16 reserved; }` followed by `attrs` (ffi/nl_codec.ts). */
 export function genlPayload(cmd: number, version: number, attrs: Uint8Array): Uint8Array<ArrayBuffer> {
@@ -42,35 +41,14 @@ export class GenlSocket implements Disposable {
     return this.#sock.check(genl().genl_ctrl_resolve(this.#sock.ptr, cstr(name)), `genl resolve ${name}`);
   }
 
-  #message(family: number, flags: number, payload: Uint8Array<ArrayBuffer>, op: string): Deno.PointerObject {
-    const msg = nl().nlmsg_alloc_simple(family, flags);
-    if (msg === null) throw new NetlinkError(op, 12, 0, "nlmsg_alloc failed");
-    const rc = nl().nlmsg_append(msg, payload, BigInt(payload.length), 4);
-    if (rc < 0) {
-      nl().nlmsg_free(msg);
-      this.#sock.check(rc, op);
-    }
-    return msg;
-  }
-
   /** Sends a request and waits for the kernel's acknowledgement (errors become NetlinkError). */
   request(family: number, payload: Uint8Array<ArrayBuffer>, op: string): void {
-    const msg = this.#message(family, NLM_F.REQUEST | NLM_F.ACK, payload, op);
-    this.#sock.begin();
-    this.#sock.check(nl().nl_send_sync(this.#sock.ptr, msg), op); // frees msg
+    this.#sock.requestRaw(family, payload, op);
   }
 
   /** Sends a dump request; returns every answer's payload (genl header and attributes). */
   dump(family: number, payload: Uint8Array<ArrayBuffer>, op: string): Uint8Array[] {
-    const lib = nl();
-    const msg = this.#message(family, NLM_F.REQUEST | NLM_F.DUMP, payload, op);
-    try {
-      this.#sock.begin();
-      this.#sock.check(lib.nl_send_auto(this.#sock.ptr, msg), op);
-    } finally {
-      lib.nlmsg_free(msg);
-    }
-    return this.#sock.receive(op);
+    return this.#sock.dumpRaw(family, payload, op);
   }
 
   /** Closes the socket. */

@@ -39,6 +39,7 @@ import {
   neighReplace,
 } from "./neighs.ts";
 import { closeFd, openNetnsFd, withNetns } from "./netns.ts";
+import { nexthopDelete, nexthopList, nexthopReplace } from "./nexthops.ts";
 import { routeAdd, routeDelete, type RouteFilter, routeGet, routeList, routeReplace } from "./routes.ts";
 import { NlSocket } from "./socket.ts";
 import type {
@@ -49,6 +50,8 @@ import type {
   LinkRef,
   NeighInfo,
   NeighSpec,
+  NexthopInfo,
+  NexthopSpec,
   RouteInfo,
   RouteLookup,
   RouteSpec,
@@ -235,6 +238,23 @@ export class Netlink implements Disposable {
   /** The route the kernel uses to reach `ip` (`ip route get`); NetlinkError when it has none. */
   routeGet(ip: string): RouteLookup {
     return routeGet(this.#sock, ip);
+  }
+
+  // ---- next-hop objects (Linux ≥ 5.3)
+
+  /** Creates or replaces next-hop object `spec.id`; EOPNOTSUPP on a kernel without them. */
+  nexthopReplace(spec: NexthopSpec): void {
+    nexthopReplace(this.#sock, spec);
+  }
+
+  /** Deletes next-hop object `id` and the routes naming it; false when there was none. */
+  nexthopDelete(id: number): boolean {
+    return nexthopDelete(this.#sock, id);
+  }
+
+  /** Lists the namespace's next-hop objects. */
+  nexthopList(): NexthopInfo[] {
+    return nexthopList(this.#sock);
   }
 
   // ---- neighbours and FDB

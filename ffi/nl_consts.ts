@@ -50,6 +50,9 @@ export const RTM = {
   NEWROUTE: 24,
   DELROUTE: 25,
   GETROUTE: 26,
+  NEWNEXTHOP: 104,
+  DELNEXTHOP: 105,
+  GETNEXTHOP: 106,
 } as const;
 
 /** NLA_F_NESTED: the payload is itself a list of attributes. */
@@ -103,7 +106,11 @@ export const IFA = { ADDRESS: 1, LOCAL: 2 } as const;
 export const IFA_F_NODAD = 0x02;
 
 /** Route attributes (RTA_*). */
-export const RTA = { DST: 1, OIF: 4, GATEWAY: 5, PRIORITY: 6, PREFSRC: 7, TABLE: 15 } as const;
+export const RTA = { DST: 1, OIF: 4, GATEWAY: 5, PRIORITY: 6, PREFSRC: 7, TABLE: 15, NH_ID: 30 } as const;
+/** `struct nhmsg { u8 family; u8 scope; u8 protocol; u8 resvd; u32 flags; }`: a next-hop object's header. */
+export const NHMSG_LEN = 8;
+/** Next-hop object attributes (NHA_*, Linux ≥ 5.3). */
+export const NHA = { ID: 1, BLACKHOLE: 4, OIF: 5, GATEWAY: 6 } as const;
 /** Route types (RTN_*). */
 export const RTN = { UNICAST: 1, LOCAL: 2, BLACKHOLE: 6, UNREACHABLE: 7 } as const;
 /** Route scopes (RT_SCOPE_*). */

@@ -9,7 +9,7 @@ import { outPointer, Owned, pointerSlot } from "./cmem.ts";
 import { NetlinkError } from "./errors.ts";
 import { nl, rtnl } from "./loader.ts";
 import { AF, ipAddr, netAddr, readIP, readNet } from "./nl_addr.ts";
-import { formatIP, ipBytes, ipFromBytes, parseIP } from "./ip.ts";
+import { formatIP, ipBytes, ipFromBytes, parseIP, parseNet } from "./ip.ts";
 import { resolveIndex } from "./links.ts";
 import { NlBuilder, parseAttrs } from "./nl_codec.ts";
 import { NLM_F, type NlSocket } from "./socket.ts";
@@ -86,18 +86,53 @@ function buildRoute(sock: NlSocket, spec: RouteSpec, forDelete: boolean): Owned 
   }
 }
 
+/**
+ * A unicast route naming next-hop object `spec.nexthopId` (ffi/nexthops.ts), sent as built here: libnl 3.7
+ * knows no RTA_NH_ID. Its gateway, device and on-link flag are the object's.
+ */
+function sendNexthopRoute(
+  sock: NlSocket,
+  spec: RouteSpec & { nexthopId: number },
+  flags: number,
+  op: string,
+) {
+  const dst = parseNet(spec.dst);
+  const b = new NlBuilder();
+  const rtm = b.struct(RTMSG_LEN);
+  b.view.setUint8(rtm, dst.ip.family === 4 ? AF.INET : AF.INET6); // rtm_family
+  b.view.setUint8(rtm + 1, dst.prefix); // rtm_dst_len
+  b.view.setUint8(rtm + 4, RT_TABLE_MAIN); // rtm_table (spec.table goes in RTA_TABLE)
+  b.view.setUint8(rtm + 5, spec.protocol ?? WEFT_ROUTE_PROTOCOL); // rtm_protocol
+  b.view.setUint8(rtm + 6, spec.scope ?? RT_SCOPE.UNIVERSE); // rtm_scope
+  b.view.setUint8(rtm + 7, RTN.UNICAST); // rtm_type
+  b.bytes(RTA.DST, ipBytes(dst.ip));
+  if (spec.table !== undefined) b.u32(RTA.TABLE, spec.table);
+  if (spec.metric !== undefined) b.u32(RTA.PRIORITY, spec.metric);
+  if (spec.src !== undefined) b.bytes(RTA.PREFSRC, ipBytes(parseIP(spec.src)));
+  b.u32(RTA.NH_ID, spec.nexthopId);
+  sock.requestRaw(RTM.NEWROUTE, b.bytesOut(), op, NLM_F.CREATE | flags);
+}
+
 /** Installs a route, replacing any route to the same destination (idempotent). */
 export function routeReplace(sock: NlSocket, spec: RouteSpec): void {
+  const op = `route replace ${spec.dst}`;
+  if (spec.nexthopId !== undefined) {
+    return sendNexthopRoute(sock, { ...spec, nexthopId: spec.nexthopId }, NLM_F.REPLACE, op);
+  }
   using route = buildRoute(sock, spec, false);
   sock.begin();
-  sock.check(rtnl().rtnl_route_add(sock.ptr, route.ptr, NLM_F.REPLACE), `route replace ${spec.dst}`);
+  sock.check(rtnl().rtnl_route_add(sock.ptr, route.ptr, NLM_F.REPLACE), op);
 }
 
 /** Adds a route; fails with EEXIST when one to the same destination exists. */
 export function routeAdd(sock: NlSocket, spec: RouteSpec): void {
+  const op = `route add ${spec.dst}`;
+  if (spec.nexthopId !== undefined) {
+    return sendNexthopRoute(sock, { ...spec, nexthopId: spec.nexthopId }, NLM_F.EXCL, op);
+  }
   using route = buildRoute(sock, spec, false);
   sock.begin();
-  sock.check(rtnl().rtnl_route_add(sock.ptr, route.ptr, NLM_F.EXCL), `route add ${spec.dst}`);
+  sock.check(rtnl().rtnl_route_add(sock.ptr, route.ptr, NLM_F.EXCL), op);
 }
 
 /** Deletes a route matching `spec`; returns false when there was none. */

@@ -131,6 +131,42 @@ export class NlSocket {
     }
   }
 
+  /** A libnl message of `type` with `flags` around `payload` (a family header and attributes, ffi/nl_codec.ts). */
+  #message(type: number, flags: number, payload: Uint8Array<ArrayBuffer>, op: string): Deno.PointerObject {
+    const lib = nl();
+    const msg = lib.nlmsg_alloc_simple(type, flags);
+    if (msg === null) throw new NetlinkError(op, 12, 0, "nlmsg_alloc failed");
+    const rc = lib.nlmsg_append(msg, payload, BigInt(payload.length), 4);
+    if (rc < 0) {
+      lib.nlmsg_free(msg);
+      this.check(rc, op);
+    }
+    return msg;
+  }
+
+  /**
+   * Sends a request of `type` (`flags` besides REQUEST|ACK) whose payload was built in TypeScript, and
+   * waits for the kernel's acknowledgement; a kernel error throws {@linkcode NetlinkError}.
+   */
+  requestRaw(type: number, payload: Uint8Array<ArrayBuffer>, op: string, flags = 0): void {
+    const msg = this.#message(type, NLM_F.REQUEST | NLM_F.ACK | flags, payload, op);
+    this.begin();
+    this.check(nl().nl_send_sync(this.ptr, msg), op); // frees msg
+  }
+
+  /** Sends a dump request of `type`; returns every answer's payload (family header and attributes). */
+  dumpRaw(type: number, payload: Uint8Array<ArrayBuffer>, op: string): Uint8Array[] {
+    const lib = nl();
+    const msg = this.#message(type, NLM_F.REQUEST | NLM_F.DUMP, payload, op);
+    try {
+      this.begin();
+      this.check(lib.nl_send_auto(this.ptr, msg), op);
+    } finally {
+      lib.nlmsg_free(msg);
+    }
+    return this.receive(op);
+  }
+
   /** Waits for the kernel's ACK of the request whose reply {@linkcode receive} read. */
   waitForAck(op: string): void {
     this.check(nl().nl_wait_for_ack(this.ptr), op);

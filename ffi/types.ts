@@ -136,6 +136,39 @@ export interface RouteSpec {
   metric?: number;
   /** Scope; default universe (0), or link (253) for a device route without gateway. */
   scope?: number;
+  /**
+   * Instead of `gateway`, `dev` and `onlink`: the id of a next-hop object (ffi/nexthops.ts) that holds
+   * them. The kernel then reports the route with the object's gateway and device, as if given directly.
+   */
+  nexthopId?: number;
+}
+
+/** A next-hop object (Linux ≥ 5.3, `ip nexthop`): one gateway on one device, shared by routes. */
+export interface NexthopSpec {
+  /** Its id (u32, not 0). */
+  id: number;
+  /** Next hop address (IPv4 or IPv6). */
+  gateway: string;
+  /** Output device (ifindex). */
+  dev: number;
+  /** Next hop is on-link even if no route says so. */
+  onlink?: boolean;
+  /** Protocol; default {@linkcode WEFT_ROUTE_PROTOCOL}. */
+  protocol?: number;
+}
+
+/** A next-hop object as read from the kernel (groups and blackholes: no gateway, index 0). */
+export interface NexthopInfo {
+  /** Its id. */
+  id: number;
+  /** Protocol of whoever made it. */
+  protocol: number;
+  /** Gateway, if it has one. */
+  gateway?: string;
+  /** Output device, 0 when none. */
+  index: number;
+  /** On-link. */
+  onlink: boolean;
 }
 
 /** A route as read from the kernel. */

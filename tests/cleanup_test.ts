@@ -38,6 +38,7 @@ async function snapshot(netns: string): Promise<Record<string, string>> {
     "ip link": await text(netns, ["ip", "-o", "link", "show"]),
     "ip route": await text(netns, ["ip", "route", "show", "table", "all"]),
     "ip -6 route": await text(netns, ["ip", "-6", "route", "show", "table", "all"]),
+    "ip nexthop": await text(netns, ["ip", "nexthop", "show"]),
     // Counters move with any packet (iptables-nft's rules carry them too): not what cleanup is about.
     "nft list ruleset": (await text(netns, ["nft", "list", "ruleset"]))
       .replace(/counter packets \d+ bytes \d+/g, "counter packets 0 bytes 0"),

@@ -48,13 +48,21 @@ export class Resync {
     const { reconciler, node, lease, synced, status, before } = this.#p;
     if (!synced()) return;
     before?.();
-    await reconciler.settled();
-    const change = node.ensure(lease());
-    if (change === undefined) {
-      reconciler.stats.errors++; // the device failed (logged): the next pass tries again
-      return;
+    // Peers queued until now (at start: the whole first list) are applied by this pass, from its one
+    // read of the kernel; whatever it leaves is applied as usual once it is over.
+    reconciler.hold();
+    let ok: boolean;
+    try {
+      await reconciler.settled();
+      const change = node.ensure(lease());
+      if (change === undefined) {
+        reconciler.stats.errors++; // the device failed (logged): the next pass tries again
+        return;
+      }
+      ok = reconciler.fullPass(change);
+    } finally {
+      reconciler.release();
     }
-    const ok = reconciler.fullPass(change);
     // The pass read the whole kernel through libnl: hand the native heap it freed back (ffi/malloc.ts).
     releaseFreeNativeMemory();
     if (ok && !status.datapathApplied) {

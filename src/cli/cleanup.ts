@@ -77,6 +77,9 @@ async function apply(a: CleanupAction, nl: Netlink): Promise<void> {
         nl.routeDelete({ dst: r.dst, protocol: WEFT_ROUTE_PROTOCOL, table: r.table, metric: r.metric });
       }
       return;
+    case "nexthops":
+      for (const id of a.ids) nl.nexthopDelete(id); // absent (gone with its device) is fine
+      return;
     case "link":
       nl.linkDelete(a.name);
       return;

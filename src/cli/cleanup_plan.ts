@@ -8,7 +8,8 @@
  * - links `flannel.<VNI>`, `flannel-v6.<VNI>` (vxlan), `flannel<N>` (udp TUN), `flannel-wg`, `flannel-wg-v6`
  *   (and the wireguard-go process behind a userspace one), and `cni0` (its CNI mode's bridge: removed only
  *   when no pod is attached);
- * - routes of protocol 87 (every backend's, in every table);
+ * - routes of protocol 87 (every backend's, in every table), and the next-hop objects of protocol 87
+ *   under the peers' IPv4 routes (src/datapath/nexthop_routes.ts);
  * - nftables tables `ip weft`, `ip6 weft` (masquerade, forward), `ip weft-cni`, `ip6 weft-cni` (the CNI
  *   mode's per-pod masquerade), `inet weft-policy` (NetworkPolicy);
  * - iptables chains `FLANNEL-POSTRTG` (nat) and `FLANNEL-FWD` (filter), flanneld's names, and their jumps
@@ -52,6 +53,7 @@ export interface CleanupOptions {
 export type CleanupAction =
   | { kind: "process"; pid: number; what: string }
   | { kind: "routes"; family: 4 | 6; routes: { dst: string; table: number; metric: number }[] }
+  | { kind: "nexthops"; ids: number[] }
   | { kind: "link"; name: string; what: string }
   | { kind: "nft-table"; family: string; name: string; what: string }
   | { kind: "iptables"; bin: string; restore: string; chains: string[]; emptyTables: string[] }
@@ -76,6 +78,10 @@ export function describe(a: CleanupAction): string {
       return `${a.routes.length} IPv${a.family} route${a.routes.length === 1 ? "" : "s"} of protocol ` +
         `${WEFT_ROUTE_PROTOCOL} (${a.routes.slice(0, 3).map((r) => r.dst).join(", ")}` +
         `${a.routes.length > 3 ? ", …" : ""})`;
+    case "nexthops":
+      return `${a.ids.length} next-hop object${
+        a.ids.length === 1 ? "" : "s"
+      } of protocol ${WEFT_ROUTE_PROTOCOL}`;
     case "link":
       return `link ${a.name} (${a.what})`;
     case "nft-table":
@@ -305,6 +311,15 @@ function isWeft(path: string): boolean {
   return false;
 }
 
+/** The ids of weft's next-hop objects (none on a kernel without them). */
+function weftNexthops(nl: Netlink): number[] {
+  try {
+    return nl.nexthopList().filter((n) => n.protocol === WEFT_ROUTE_PROTOCOL).map((n) => n.id);
+  } catch {
+    return []; // Linux < 5.3: no next-hop objects, none of weft's either
+  }
+}
+
 /** Links and routes: what goes, what stays. */
 function datapathActions(opts: CleanupOptions, plan: CleanupPlan): void {
   using nl = Netlink.open();
@@ -314,7 +329,7 @@ function datapathActions(opts: CleanupOptions, plan: CleanupPlan): void {
       plan.kept.push({ what: `link ${l.name}`, why: "--keep-overlay: flanneld adopts it" });
     }
     plan.kept.push({
-      what: `routes of protocol ${WEFT_ROUTE_PROTOCOL}`,
+      what: `routes of protocol ${WEFT_ROUTE_PROTOCOL} (and their next-hop objects)`,
       why: "--keep-overlay: flanneld replaces them",
     });
     return;
@@ -324,6 +339,8 @@ function datapathActions(opts: CleanupOptions, plan: CleanupPlan): void {
       .map((r) => ({ dst: r.dst, table: r.table, metric: r.metric }));
     if (routes.length) plan.actions.push({ kind: "routes", family, routes });
   }
+  const nexthops = weftNexthops(nl);
+  if (nexthops.length) plan.actions.push({ kind: "nexthops", ids: nexthops });
   for (const l of links) {
     const role = overlayLinkRole(l.name);
     if (role) plan.actions.push({ kind: "link", name: l.name, what: role });

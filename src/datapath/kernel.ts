@@ -1,22 +1,28 @@
 /**
  * {@linkcode KernelOps} on a real {@linkcode Netlink} handle. Routes go through a {@linkcode RouteGuard}:
- * a route weft does not own is never replaced (the lease wanting it is refused and reported).
+ * a route weft does not own is never replaced (the lease wanting it is refused and reported); and peers'
+ * IPv4 routes through next-hop objects ({@linkcode NexthopRoutes}: the kernel inserts thousands of them
+ * in linear time, not quadratic).
  *
  * @module
  */
 import { type Netlink, NetlinkError, WEFT_ROUTE_PROTOCOL } from "../../ffi/mod.ts";
 import type { KernelEntry, KernelState } from "./entries.ts";
 import type { KernelOps } from "./reconciler.ts";
+import { NexthopRoutes } from "./nexthop_routes.ts";
 import { RouteGuard } from "./route_guard.ts";
 
 /** Kernel operations through libnl. */
 export class NetlinkKernel implements KernelOps {
   /** The guard of the main table (its `refused` counts refusals). */
   readonly routes: RouteGuard;
+  /** The next-hop objects under weft's routes. */
+  readonly nexthops: NexthopRoutes;
 
   /** Uses `nl` (bound to the node's namespace). */
   constructor(private readonly nl: Netlink) {
-    this.routes = new RouteGuard(nl);
+    this.nexthops = new NexthopRoutes(nl);
+    this.routes = new RouteGuard(this.nexthops);
   }
 
   /** Installs or replaces an entry; a route over one weft does not own throws `RouteRefusedError`. */
@@ -42,6 +48,7 @@ export class NetlinkKernel implements KernelOps {
           // With the protocol set the kernel deletes only a protocol-87 route: never somebody else's.
           this.routes.forget(e.spec.dst);
           this.nl.routeDelete({ dst: e.spec.dst, protocol: WEFT_ROUTE_PROTOCOL });
+          this.nexthops.forget(e.spec.dst);
           return;
         case "neigh":
           this.nl.neighDelete({ dev: e.spec.dev, ip: e.spec.ip });
@@ -60,6 +67,7 @@ export class NetlinkKernel implements KernelOps {
   read(devices: number[]): KernelState {
     // One dump of the main table serves both: weft's routes, and the guard's view of everyone else's.
     const routes = this.routes.learn(this.nl.routeList());
+    this.nexthops.learn(routes);
     if (!devices.length) return { routes, neighs: [], fdbs: [] };
     return { routes, ...this.nl.neighAndFdbList(new Set(devices)) };
   }

@@ -291,6 +291,52 @@ Deno.test("fullPass() does nothing but report failure when the device cannot be 
   assert.equal(status.datapathApplied, false);
 });
 
+Deno.test("the first full pass applies the first list from one kernel read: one write per entry, no drift", async () => {
+  const { kernel, r } = setup();
+  const ok = { ensure: () => "unchanged" } as unknown as NodeState;
+  const status = new AgentStatus();
+  // A restart: the previous run left peer 2's entries and one of a peer gone since.
+  r.setPeer("10.244.2.0-24", lease(2));
+  await r.settled();
+  const stale = { dst: "10.244.9.0/24", gateway: "10.244.9.0", dev: DEV, onlink: true };
+  kernel.apply({ kind: "route", spec: stale });
+  const before = kernel.calls.length;
+  const fresh = new Reconciler(new FakeBackend(), kernel, CLUSTER);
+  // The list arrives and the pass starts in the same turn (peer sync's onSynced), as in the agent.
+  for (let i = 2; i < 6; i++) fresh.setPeer(`10.244.${i}.0-24`, lease(i));
+  await new Resync({ reconciler: fresh, node: ok, lease: () => lease(1), synced: () => true, status }).pass();
+  assert.deepEqual(kernel.calls.slice(before), [
+    ...[3, 4, 5].flatMap((i) => [
+      `apply neigh 5 10.244.${i}.0`,
+      `apply fdb 5 02:00:00:00:00:0${i} 192.168.1.${i}`,
+      `apply route 10.244.${i}.0/24`,
+    ]),
+    "remove route 10.244.9.0/24",
+  ], "peer 2 was in place: not written again; the new ones once; the gone one pruned");
+  assert.equal(fresh.stats.driftRepaired, 0, "a list applied is not drift");
+  assert.equal(fresh.stats.peersProgrammed, 4);
+  assert.equal(status.datapathApplied, true);
+  await fresh.settled();
+  assert.equal(kernel.calls.length, before + 10, "nothing re-applied after the pass");
+});
+
+Deno.test("applies held for a pass that never ran (no device) are made once it gives up", async () => {
+  const { kernel, r } = setup();
+  const failing = { ensure: () => undefined } as unknown as NodeState;
+  r.setPeer("10.244.2.0-24", lease(2));
+  await new Resync({
+    reconciler: r,
+    node: failing,
+    lease: () => lease(1),
+    synced: () => true,
+    status: new AgentStatus(),
+  })
+    .pass();
+  await r.settled();
+  assert.equal(kernel.routes.size, 1);
+  assert.equal(r.stats.peersProgrammed, 1);
+});
+
 Deno.test("a failing peer never blocks the others and is retried with back-off until it works", async () => {
   const { kernel, r } = setup();
   kernel.failing.add("fdb 5 02:00:00:00:00:03 192.168.1.3");
