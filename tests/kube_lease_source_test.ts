@@ -363,3 +363,51 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "start-up on a big cluster: the previous lease comes from the own Node while the list is still arriving, and the first watch waits for that list instead of listing again",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    // The list of a big cluster takes a while (5000 real Nodes: ~65 MB); nothing else waits for it.
+    await using s = await startKubeApiServer({
+      tls: true,
+      tokens: { t0: "weft" },
+      faults: { listDelayMs: 800 },
+    });
+    const Node = s.store.kindByName("Node");
+    s.store.create(Node, "", peer("self", "10.244.1.0/24", "192.168.77.11", "0a:00:00:00:00:01"));
+    s.store.create(Node, "", peer("p2", "10.244.2.0/24", "192.168.77.12", "0a:00:00:00:00:02"));
+    const dir = await Deno.makeTempDir({ prefix: "weft-kube-own-first-" });
+    const src = await setup(s, dir);
+    const stop = new AbortController();
+    try {
+      const cfg = await src.getNetworkConfig();
+      const t0 = Date.now();
+      src.prefetch();
+      const previous = await src.ownPreviousLease(cfg);
+      assert.ok(Date.now() - t0 < 600, `own Node read in ${Date.now() - t0} ms, not behind the list`);
+      assert.equal(previous?.key, "10.244.1.0-24");
+      assert.deepEqual(previous?.attrs.BackendData, { VNI: 1, VtepMAC: "0a:00:00:00:00:01" });
+      const lease = await src.acquireLease(cfg, ATTRS);
+      assert.equal(lease.key, "10.244.1.0-24");
+      assert.equal(s.count({ verb: "list", status: 200 }), 0, "the lease is made before the list has come");
+      const c = collector();
+      const watching = src.watchLeases((b) => c.onBatch(b), {
+        signal: stop.signal,
+        onSync: () => c.onSync(),
+      });
+      await c.until("p2", () => c.events.length === 1 && c.syncs === 1);
+      assert.deepEqual(c.events.map((e) => e.lease.key), ["10.244.2.0-24"]);
+      assert.equal(s.count({ verb: "list" }), 1, "one list: the start-up's, taken by the watch");
+      assert.equal(s.count({ verb: "get" }), 1, "one GET of the own Node");
+      stop.abort();
+      await watching;
+    } finally {
+      stop.abort();
+      await src.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

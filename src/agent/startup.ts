@@ -111,9 +111,12 @@ export async function startNode(
   const cfgFingerprint = source.configFingerprint?.() ??
     await until("reading the network config", () => source.probe?.() ?? Promise.resolve(""));
   if (cfg.backendDefaulted) logger.warn("{warning}", { warning: DEFAULTED_BACKEND_WARNING });
-  // The store lists while the interface is looked up (a list of 5000 Nodes is on the wire meanwhile).
-  const listing = until("listing leases", () => source.listLeases());
-  listing.catch(() => {}); // awaited below; only aborted (the agent stopping) can reject it
+  // The store lists while the interface is looked up (a list of 5000 Nodes is on the wire meanwhile) —
+  // unless it keeps the node's own record (Kubernetes: its Node), where the previous lease is read from
+  // that and the list is left to the watch: the backend and the lease are made while it arrives.
+  const own = source.ownPreviousLease?.bind(source);
+  const listing = own ? undefined : until("listing leases", () => source.listLeases());
+  listing?.catch(() => {}); // awaited below; only aborted (the agent stopping) can reject it
   // An IPv6-only network chooses the interface by its IPv6 addresses: the node needs no IPv4 one.
   const ext = selectInterface(nl, opts, !cfg.network && cfg.enableIPv6 ? 6 : 4);
   logger.info("using interface {name} ({ip}), public IP {pub}, MTU {mtu}", {
@@ -132,10 +135,11 @@ export async function startNode(
     });
   }
   // A previous lease of this node: its VTEP MAC keeps the overlay stable across reboots.
-  const { leases } = await listing;
-  const previous = leases.find((l) =>
-    cfg.network ? l.attrs.PublicIP === ext.publicIP : l.attrs.PublicIPv6 === ext.publicIPv6
-  );
+  const mine = (l: Lease) =>
+    cfg.network ? l.attrs.PublicIP === ext.publicIP : l.attrs.PublicIPv6 === ext.publicIPv6;
+  const previous = own
+    ? [await until("reading the node's previous lease", () => own(cfg))].find((l) => l && mine(l))
+    : (await listing!).leases.find(mine);
   const backend = await createBackend(cfg, {
     nl,
     ext,

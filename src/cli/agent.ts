@@ -80,13 +80,17 @@ async function runAgentCommand(flags: AgentFlagValues): Promise<void> {
   const onSignal = () => stop.abort();
   Deno.addSignalListener("SIGTERM", onSignal);
   Deno.addSignalListener("SIGINT", onSignal);
+  // The store first: its first requests (kube: the Node list, the own Node) are on the wire while the
+  // agent's modules load and the CNI socket opens (~30 ms of a start). Awaited below, where it fails.
+  const opening = openSource(stop.signal);
+  opening.catch(() => {});
   const { runAgent } = await import("../agent/agent.ts");
   const { startCniServer } = await import("./cni_server.ts");
   const cni = opts.cniServer
     ? await startCniServer(opts.subnetFile, { kinds: podRegistrationKinds(registrations) })
     : { close: () => Promise.resolve() };
   try {
-    await runAgent(await openSource(stop.signal), opts);
+    await runAgent(await opening, opts);
   } catch (err) {
     if (stop.signal.aborted) return;
     throw new CliError((err as Error).message);

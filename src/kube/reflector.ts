@@ -79,8 +79,11 @@ export interface ReflectorOptions<T> {
   backoffMs?: [number, number];
   /** Each watch asks the server to end it after 1–2× this, s (client-go: 5 min). */
   watchTimeoutSeconds?: number;
-  /** A list made just before (start-up's), used once instead of the first list. */
-  initial?: () => { items: T[]; resourceVersion: string } | undefined;
+  /** A list made just before (start-up's, perhaps still arriving), used once instead of the first list. */
+  initial?: () =>
+    | { items: T[]; resourceVersion: string }
+    | undefined
+    | Promise<{ items: T[]; resourceVersion: string } | undefined>;
   /** A name for logs (default: the path). */
   name?: string;
   /** [0, 1) (tests). */
@@ -187,7 +190,7 @@ export class Reflector<T> {
   }
 
   async #list(signal: AbortSignal): Promise<void> {
-    const primed = this.opts.initial?.();
+    const primed = await this.opts.initial?.();
     if (primed) {
       this.resourceVersion = primed.resourceVersion;
       this.handlers.onList(primed.items, primed.resourceVersion);

@@ -105,6 +105,12 @@ export interface LeaseSource {
   getNetworkConfig(): Promise<NetworkConfig>;
   /** Every lease and reservation, the own one included. */
   listLeases(): Promise<{ leases: Lease[] }>;
+  /**
+   * The node's own previous lease from a record of the node itself, where the store keeps one (Kubernetes:
+   * its Node), so start-up need not wait for {@linkcode listLeases} to find it; undefined when there is
+   * none. Without this method start-up looks for it in the list.
+   */
+  ownPreviousLease?(cfg: NetworkConfig): Promise<Lease | undefined>;
   /** Takes (or, where the store assigns subnets, reads) the node's lease and publishes `attrs` in it. */
   acquireLease(cfg: NetworkConfig, attrs: LeaseAttrs, opts?: AcquireOptions): Promise<Lease>;
   /** A keeper for the own `lease`, re-acquiring with `cfg` and `attrs` when it is lost. */

@@ -104,6 +104,8 @@ export interface KubeFaults {
   throttle?: { share: number; retryAfterSeconds: number };
   /** Every resource request waits this long before it is handled (a slow, loaded server). */
   delayMs?: number;
+  /** Every LIST waits this long more (a big cluster: its Nodes take a while to arrive). */
+  listDelayMs?: number;
   /**
    * Requests are accepted and never answered, and every watch open now goes silent for good (its
    * connection is dead: nothing more is ever written to it, not even after the black hole ends).
@@ -872,6 +874,9 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     }
     if (rec.verb) {
       if (faults.delayMs) await new Promise((r) => setTimeout(r, faults.delayMs));
+      if (faults.listDelayMs && rec.verb === "list") {
+        await new Promise((r) => setTimeout(r, faults.listDelayMs));
+      }
       const t = faults.throttle;
       if (t && Math.random() < t.share) {
         const res = json(status(429, "TooManyRequests", "Too many requests, please try again later."), 429);

@@ -280,8 +280,39 @@ export class KubeLeaseSource implements LeaseSource {
   }
 
   /**
+   * The node's previous lease from its own Node (the GET start-up made for its public IP annotations), so
+   * that the backend and the lease need not wait for the list of every Node: on a big cluster they are
+   * made while the list is still arriving, which the watch then takes ({@linkcode prefetch}).
+   */
+  async ownPreviousLease(cfg: NetworkConfig): Promise<Lease | undefined> {
+    const own = await this.ownNode();
+    try {
+      return nodeToLease(own, this.keys, cfg) ?? undefined;
+    } catch {
+      return undefined; // not a usable lease: start-up makes a new one, as with the list
+    }
+  }
+
+  /**
+   * The list the first watch starts from instead of listing: the last `listLeases()`'s (seconds old at
+   * most), or the start-up list when nothing took it yet (waited for while it arrives).
+   */
+  async #primed(): Promise<{ items: KubeNode[]; resourceVersion: string } | undefined> {
+    let snap = this.#snapshot;
+    this.#snapshot = undefined;
+    const prefetched = this.#prefetched;
+    if (!snap && prefetched) {
+      this.#prefetched = undefined;
+      const list = await prefetched.catch(() => undefined); // failed: the watch lists on its own
+      if (list) snap = { ...list, at: Date.now() };
+    }
+    return snap && Date.now() - snap.at < 10_000 ? snap : undefined;
+  }
+
+  /**
    * Starts the start-up list now, so it is on the wire while the agent does its local work (the own
-   * Node's GET, the interface, the libraries): `listLeases()` takes it when it comes, once.
+   * Node's GET, the interface, the libraries): `listLeases()`, or else the first watch, takes it when it
+   * comes, once.
    */
   prefetch(): void {
     this.#prefetched ??= this.#listNodes();
@@ -437,11 +468,7 @@ export class KubeLeaseSource implements LeaseSource {
           nodeName: this.nodeName,
           ...(this.opts.bookmarkIntervalMs ? { bookmarkIntervalMs: this.opts.bookmarkIntervalMs } : {}),
           ...(this.opts.backoffMs ? { backoffMs: this.opts.backoffMs } : {}),
-          primed: () => {
-            const snap = this.#snapshot;
-            this.#snapshot = undefined;
-            return snap && Date.now() - snap.at < 10_000 ? snap : undefined;
-          },
+          primed: () => this.#primed(),
           onOwnNode: (n) => this.#ownChanged(n),
           onHealth: (h) =>
             opts.onRefused?.(h.refused ? refusalAdvice(h.refused, "watch nodes", source) : undefined),

@@ -52,7 +52,10 @@ export interface NodeWatchContext {
    * A list made just before (the agent's start-up listing, already trimmed), used once instead of the
    * first list: the watch then starts from its resourceVersion (410 there re-lists as usual).
    */
-  primed?: () => { items: KubeNode[]; resourceVersion: string } | undefined;
+  primed?: () =>
+    | { items: KubeNode[]; resourceVersion: string }
+    | undefined
+    | Promise<{ items: KubeNode[]; resourceVersion: string } | undefined>;
   /** The own node as the watch sees it (trimmed), whenever its fingerprint changes; undefined: deleted. */
   onOwnNode?: (node: KubeNode | undefined) => void;
   /** Every health change of the watch. */
