@@ -45,6 +45,24 @@ async function setup(s: KubeApiServer, dir: string, env: Record<string, string> 
   });
 }
 
+/** Runs `fn` with a source on `s` (a temp dir, node "self") and a stop controller; closes and cleans up after. */
+async function withSource(
+  s: KubeApiServer,
+  prefix: string,
+  fn: (src: KubeLeaseSource, stop: AbortController) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix });
+  const src = await setup(s, dir);
+  const stop = new AbortController();
+  try {
+    await fn(src, stop);
+  } finally {
+    stop.abort();
+    await src.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 /** Collects batches until `pred` holds on the flattened list (or times out). */
 function collector() {
   const events: LeaseEvent[] = [];
@@ -337,10 +355,7 @@ Deno.test({
     const Node = s.store.kindByName("Node");
     s.store.create(Node, "", { metadata: { name: "self" }, spec: { podCIDR: "10.244.1.0/24" } });
     s.store.create(Node, "", peer("p2", "10.244.2.0/24", "192.168.77.12", "0a:00:00:00:00:02"));
-    const dir = await Deno.makeTempDir({ prefix: "weft-kube-primed-" });
-    const src = await setup(s, dir);
-    const stop = new AbortController();
-    try {
+    await withSource(s, "weft-kube-primed-", async (src, stop) => {
       const { leases } = await src.listLeases();
       assert.deepEqual(leases.map((l) => l.key), ["10.244.2.0-24"]);
       // Changed between the list and the watch: the watch replays it from the list's resourceVersion.
@@ -356,11 +371,7 @@ Deno.test({
       assert.equal(lists.length, 1, "one list for start-up and the watch");
       stop.abort();
       await watching;
-    } finally {
-      stop.abort();
-      await src.close();
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -379,10 +390,7 @@ Deno.test({
     const Node = s.store.kindByName("Node");
     s.store.create(Node, "", peer("self", "10.244.1.0/24", "192.168.77.11", "0a:00:00:00:00:01"));
     s.store.create(Node, "", peer("p2", "10.244.2.0/24", "192.168.77.12", "0a:00:00:00:00:02"));
-    const dir = await Deno.makeTempDir({ prefix: "weft-kube-own-first-" });
-    const src = await setup(s, dir);
-    const stop = new AbortController();
-    try {
+    await withSource(s, "weft-kube-own-first-", async (src, stop) => {
       const cfg = await src.getNetworkConfig();
       const t0 = Date.now();
       src.prefetch();
@@ -404,10 +412,6 @@ Deno.test({
       assert.equal(s.count({ verb: "get" }), 1, "one GET of the own Node");
       stop.abort();
       await watching;
-    } finally {
-      stop.abort();
-      await src.close();
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 });

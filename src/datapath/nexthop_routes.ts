@@ -15,7 +15,8 @@
  * every run, so a restarted agent replaces its own objects instead of leaving new ones. An id another
  * program already holds (another protocol) is never touched: that route goes in plainly. So does every
  * route the scheme does not cover (IPv6, prefixes longer than /24, routes without a gateway), and every
- * route on a kernel without next-hop objects (EOPNOTSUPP, said once).
+ * route on a kernel without next-hop objects (EOPNOTSUPP, said once) or one that would not show a route's
+ * gateway on the route (`net.ipv4.nexthop_compat_mode` 0).
  *
  * Objects no route of weft's names any more (the route deleted with its lease, or refused after its object
  * was made) are deleted in the next full pass; deleting a route deletes its object at once.
@@ -59,6 +60,15 @@ export function nexthopIdFor(spec: RouteSpec): number | undefined {
   return nexthopIdForDst(spec.dst);
 }
 
+/** `net.ipv4.nexthop_compat_mode` of the agent's namespace (unreadable: the kernel default, on). */
+function readCompatMode(): boolean {
+  try {
+    return Deno.readTextFileSync("/proc/sys/net/ipv4/nexthop_compat_mode").trim() !== "0";
+  } catch {
+    return true;
+  }
+}
+
 /** Whether `n` is one of weft's next-hop objects. */
 function isOurs(n: NexthopInfo): boolean {
   return n.protocol === WEFT_ROUTE_PROTOCOL && (n.id & 0xff00_0000) === WEFT_NEXTHOP_BASE;
@@ -79,8 +89,15 @@ export class NexthopRoutes {
   /** Objects made and deleted (counters for tests and metrics). */
   readonly stats = { made: 0, pruned: 0 };
 
-  /** Works through `nl`. */
-  constructor(private readonly nl: NexthopRouteOps) {}
+  /**
+   * Works through `nl`. `compatMode` says whether the kernel shows a route's next-hop object's gateway and
+   * device on the route (`net.ipv4.nexthop_compat_mode`, default 1); without that every full pass would
+   * see weft's routes as altered, so routes then go in plainly.
+   */
+  constructor(
+    private readonly nl: NexthopRouteOps,
+    private readonly compatMode: () => boolean = readCompatMode,
+  ) {}
 
   /** Whether routes go through next-hop objects (false before the first use, and on old kernels). */
   get enabled(): boolean {
@@ -133,6 +150,11 @@ export class NexthopRoutes {
    * when the kernel has none.
    */
   #list(): NexthopInfo[] | undefined {
+    if (this.#state === "unknown" && !this.compatMode()) {
+      this.#state = "off";
+      logger.info("net.ipv4.nexthop_compat_mode is 0: routes go in with their gateway");
+      return undefined;
+    }
     try {
       const all = this.nl.nexthopList();
       this.#state = "on";

@@ -71,6 +71,15 @@ Deno.test("without next-hop objects (Linux < 5.3) routes go in with their gatewa
   assert.equal(r.enabled, false);
 });
 
+Deno.test("with net.ipv4.nexthop_compat_mode 0 (routes would not show their gateway) routes go in plainly", () => {
+  const { ops, calls } = fakeOps();
+  const r = new NexthopRoutes(ops, () => false);
+  r.routeReplace(route(1));
+  r.learn([]);
+  assert.deepEqual(calls, ["replace 10.244.1.0/24 10.244.1.0"]);
+  assert.equal(r.enabled, false);
+});
+
 Deno.test("an id held by somebody else's next-hop object is never touched: that route goes in plainly", () => {
   const taken = nexthopIdForDst("10.244.1.0/24")!;
   const { ops, calls } = fakeOps({ objects: [{ id: taken, protocol: 4, index: 2, onlink: false }] });
