@@ -7,7 +7,8 @@
  * and the ratios to `ip` per N, and the time to read everything back (routes + neighbours + FDB) with FFI
  * and with `ip`.
  *
- * Run: `deno run -A bench/datapath_program.ts [N…] [--rounds R]` (default 1000 5000, 5 rounds). Needs root.
+ * Run: `deno run -A bench/datapath_program.ts [N…] [--rounds R] [--csv FILE]` (default 1000 5000, 5 rounds;
+ * the CSV holds the medians, for bench/plot_datapath_program.gp). Needs root.
  *
  * Method, because a 2-core machine is noisy: every round programs a fresh namespace each way, the order
  * of the two alternates between rounds, and the medians are compared. No namespace is deleted until the
@@ -19,6 +20,7 @@
 import { Netlink, netnsCreate, netnsDelete, netnsList, WEFT_ROUTE_PROTOCOL } from "../ffi/mod.ts";
 import { NetlinkKernel } from "../src/datapath/kernel.ts";
 import { runIn } from "../src/lab/lab.ts";
+import { BenchArgs } from "./args.ts";
 
 /** One remote node as flannel's vxlan backend programs it. */
 interface Peer {
@@ -178,18 +180,15 @@ if (import.meta.main) {
     console.error("bench/datapath_program.ts needs root (it builds network namespaces)");
     Deno.exit(1);
   }
-  const args = [...Deno.args];
-  let rounds = 5;
-  const ri = args.indexOf("--rounds");
-  if (ri >= 0) {
-    rounds = Number(args[ri + 1]);
-    args.splice(ri, 2);
-  }
-  const counts = args.length ? args.map(Number) : [1000, 5000];
+  const args = new BenchArgs(Deno.args);
+  const rounds = Number(args.take("--rounds") ?? 5);
+  const csvFile = args.take("--csv");
+  const counts = args.rest.length ? args.rest.map(Number) : [1000, 5000];
   if (counts.some((n) => !Number.isInteger(n) || n < 1 || n > 60000) || !(rounds >= 1)) {
-    console.error("usage: datapath_program.ts [N…] [--rounds R]   (1 ≤ N ≤ 60000)");
+    console.error("usage: datapath_program.ts [N…] [--rounds R] [--csv FILE]   (1 ≤ N ≤ 60000)");
     Deno.exit(2);
   }
+  const csv = ["peers,rounds,ffi_ms,agent_ms,ip_batch_ms,ffi_read_ms,ip_read_ms"];
   try {
     console.log(`# ${machine()}; ${rounds} rounds per N, medians (min in brackets)`);
     // Warm both paths (library load and JIT; the ip/bridge binaries into the page cache), as in a
@@ -242,6 +241,13 @@ if (import.meta.main) {
           fmt(ffiRead)
         }${fmt(ipRead)}`,
       );
+      csv.push(
+        [n, rounds, ...[ffi, agent, ip, ffiRead, ipRead].map((xs) => median(xs).toFixed(1))].join(","),
+      );
+    }
+    if (csvFile) {
+      Deno.writeTextFileSync(csvFile, csv.join("\n") + "\n");
+      console.log(`wrote ${csvFile}`);
     }
   } finally {
     cleanup();
