@@ -13,8 +13,8 @@
  * @module
  */
 import { formatIP, ipBytes, ipFromBytes, parseIP } from "./ip.ts";
-import { attrMap, attrU32, NlBuilder } from "./nl_codec.ts";
-import { AF, NHA, NHMSG_LEN, RTM, RTNH_F_ONLINK } from "./nl_consts.ts";
+import { NlBuilder } from "./nl_codec.ts";
+import { AF, NHA, NHMSG_LEN, NLA_TYPE_MASK, RTM, RTNH_F_ONLINK } from "./nl_consts.ts";
 import { NLM_F, type NlSocket } from "./socket.ts";
 import { type NexthopInfo, type NexthopSpec, WEFT_ROUTE_PROTOCOL } from "./types.ts";
 
@@ -69,19 +69,26 @@ export function nexthopList(sock: NlSocket): NexthopInfo[] {
   const out: NexthopInfo[] = [];
   for (const a of answers) {
     if (a.length < NHMSG_LEN) continue;
+    // Walked in place (a full pass reads thousands of these): no attribute map, no BigInt for IPv4.
     const v = new DataView(a.buffer, a.byteOffset, a.byteLength);
-    const attrs = attrMap(a.subarray(NHMSG_LEN));
-    const id = attrU32(attrs.get(NHA.ID));
-    if (id === undefined) continue;
     const info: NexthopInfo = {
-      id,
+      id: 0,
       protocol: v.getUint8(2),
-      index: attrU32(attrs.get(NHA.OIF)) ?? 0,
+      index: 0,
       onlink: (v.getUint32(4, true) & RTNH_F_ONLINK) !== 0,
     };
-    const gw = attrs.get(NHA.GATEWAY);
-    if (gw && (gw.data.length === 4 || gw.data.length === 16)) info.gateway = formatIP(ipFromBytes(gw.data));
-    out.push(info);
+    for (let off = NHMSG_LEN; off + 4 <= a.length;) {
+      const len = v.getUint16(off, true), type = v.getUint16(off + 2, true) & NLA_TYPE_MASK;
+      if (len < 4 || off + len > a.length) break;
+      if (type === NHA.ID && len >= 8) info.id = v.getUint32(off + 4, true);
+      else if (type === NHA.OIF && len >= 8) info.index = v.getUint32(off + 4, true);
+      else if (type === NHA.GATEWAY && len === 8) info.gateway = a.subarray(off + 4, off + 8).join(".");
+      else if (type === NHA.GATEWAY && len === 20) {
+        info.gateway = formatIP(ipFromBytes(a.subarray(off + 4, off + 20)));
+      }
+      off += (len + 3) & ~3;
+    }
+    if (info.id) out.push(info);
   }
   return out;
 }

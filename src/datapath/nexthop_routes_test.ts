@@ -129,6 +129,14 @@ Deno.test({
         ) => [`10.244.${i}.0/24`, `10.244.${i}.0`, "flannel.1", nexthopIdForDst(`10.244.${i}.0/24`), true]),
       );
       assert.equal(nl.routeGet("10.244.2.9").gateway, "10.244.2.0");
+      const id1 = nexthopIdForDst("10.244.1.0/24")!;
+      assert.deepEqual(nl.nexthopList().find((n) => n.id === id1), {
+        id: id1,
+        protocol: 87,
+        index: dev,
+        onlink: true,
+        gateway: "10.244.1.0",
+      }, "the object as weft reads it back");
       // weft's reader (libnl) sees what it always saw: the drift check finds every entry in place.
       const read = k.read([dev]).routes.map((r) => `${r.dst} ${r.gateway} ${r.index} ${r.onlink}`);
       assert.deepEqual(read, [1, 2, 3].map((i) => `10.244.${i}.0/24 10.244.${i}.0 ${dev} true`));
