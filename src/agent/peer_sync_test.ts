@@ -48,7 +48,13 @@ async function until(what: string, ok: () => boolean): Promise<void> {
 Deno.test("PeerSync passes good leases to the reconciler and keeps hostile ones out, listed with their rule", async () => {
   const reg = new MemoryRegistry();
   const m = new SubnetManager(reg, "memory");
-  const own = await m.acquireLease(CFG, attrs("192.168.1.1", "02:00:00:00:00:01"), { ttlSeconds: 60 });
+  // The own subnet is fixed: flannel's allocation picks a random free one, which could be a key the test
+  // writes below (10.244.9.0 or 10.244.11.0: then that key would be the own lease, not a peer).
+  const own = await m.acquireLease(CFG, attrs("192.168.1.1", "02:00:00:00:00:01"), {
+    ttlSeconds: 60,
+    previousSubnet: parseNet("10.244.1.0/24"),
+  });
+  assert.equal(own.key, "10.244.1.0-24");
   await reg.reserveSubnet("10.244.9.0-24", leaseAttrsJSON(attrs("192.168.1.9", "02:00:00:00:00:09")));
   await reg.reserveSubnet("10.244.0.0-16", leaseAttrsJSON(attrs("192.168.1.10", "02:00:00:00:00:10")));
   await reg.reserveSubnet("garbage", "x");
