@@ -13,8 +13,8 @@
  * @module
  */
 import { formatIP, ipBytes, ipFromBytes, parseIP } from "./ip.ts";
-import { NlBuilder } from "./nl_codec.ts";
-import { AF, NHA, NHMSG_LEN, NLA_TYPE_MASK, RTM, RTNH_F_ONLINK } from "./nl_consts.ts";
+import { attrU32, NlBuilder, parseAttrs } from "./nl_codec.ts";
+import { AF, NHA, NHMSG_LEN, RTM, RTNH_F_ONLINK } from "./nl_consts.ts";
 import { NLM_F, type NlSocket } from "./socket.ts";
 import { type NexthopInfo, type NexthopSpec, WEFT_ROUTE_PROTOCOL } from "./types.ts";
 
@@ -69,7 +69,6 @@ export function nexthopList(sock: NlSocket): NexthopInfo[] {
   const out: NexthopInfo[] = [];
   for (const a of answers) {
     if (a.length < NHMSG_LEN) continue;
-    // Walked in place (a full pass reads thousands of these): no attribute map, no BigInt for IPv4.
     const v = new DataView(a.buffer, a.byteOffset, a.byteLength);
     const info: NexthopInfo = {
       id: 0,
@@ -77,16 +76,12 @@ export function nexthopList(sock: NlSocket): NexthopInfo[] {
       index: 0,
       onlink: (v.getUint32(4, true) & RTNH_F_ONLINK) !== 0,
     };
-    for (let off = NHMSG_LEN; off + 4 <= a.length;) {
-      const len = v.getUint16(off, true), type = v.getUint16(off + 2, true) & NLA_TYPE_MASK;
-      if (len < 4 || off + len > a.length) break;
-      if (type === NHA.ID && len >= 8) info.id = v.getUint32(off + 4, true);
-      else if (type === NHA.OIF && len >= 8) info.index = v.getUint32(off + 4, true);
-      else if (type === NHA.GATEWAY && len === 8) info.gateway = a.subarray(off + 4, off + 8).join(".");
-      else if (type === NHA.GATEWAY && len === 20) {
-        info.gateway = formatIP(ipFromBytes(a.subarray(off + 4, off + 20)));
+    for (const attr of parseAttrs(a.subarray(NHMSG_LEN))) {
+      if (attr.type === NHA.ID) info.id = attrU32(attr) ?? 0;
+      else if (attr.type === NHA.OIF) info.index = attrU32(attr) ?? 0;
+      else if (attr.type === NHA.GATEWAY && (attr.data.length === 4 || attr.data.length === 16)) {
+        info.gateway = formatIP(ipFromBytes(attr.data));
       }
-      off += (len + 3) & ~3;
     }
     if (info.id) out.push(info);
   }

@@ -137,9 +137,11 @@ export async function startNode(
   // A previous lease of this node: its VTEP MAC keeps the overlay stable across reboots.
   const mine = (l: Lease) =>
     cfg.network ? l.attrs.PublicIP === ext.publicIP : l.attrs.PublicIPv6 === ext.publicIPv6;
-  const previous = own
-    ? [await until("reading the node's previous lease", () => own(cfg))].find((l) => l && mine(l))
-    : (await listing!).leases.find(mine);
+  // From the node's own record (Kubernetes) or among every lease (etcd): the one with this node's address.
+  const candidates = own
+    ? [await until("reading the node's previous lease", () => own(cfg))]
+    : (await listing!).leases;
+  const previous = candidates.find((l): l is Lease => l !== undefined && mine(l));
   const backend = await createBackend(cfg, {
     nl,
     ext,

@@ -28,6 +28,7 @@
 import { Netlink, nftRun } from "../../ffi/mod.ts";
 import { WEFT_ROUTE_PROTOCOL } from "../../ffi/types.ts";
 import { agentSocketBeside } from "../cni/agent_protocol.ts";
+import { isWeftNexthop } from "../datapath/nexthop_routes.ts";
 
 /** What to clean. */
 export interface CleanupOptions {
@@ -314,7 +315,7 @@ function isWeft(path: string): boolean {
 /** The ids of weft's next-hop objects (none on a kernel without them). */
 function weftNexthops(nl: Netlink): number[] {
   try {
-    return nl.nexthopList().filter((n) => n.protocol === WEFT_ROUTE_PROTOCOL).map((n) => n.id);
+    return nl.nexthopList().filter(isWeftNexthop).map((n) => n.id);
   } catch {
     return []; // Linux < 5.3: no next-hop objects, none of weft's either
   }

@@ -69,8 +69,8 @@ function readCompatMode(): boolean {
   }
 }
 
-/** Whether `n` is one of weft's next-hop objects. */
-function isOurs(n: NexthopInfo): boolean {
+/** Whether `n` is one of weft's next-hop objects (its protocol and id range; `weft cleanup` asks too). */
+export function isWeftNexthop(n: NexthopInfo): boolean {
   return n.protocol === WEFT_ROUTE_PROTOCOL && (n.id & 0xff00_0000) === WEFT_NEXTHOP_BASE;
 }
 
@@ -133,7 +133,7 @@ export class NexthopRoutes {
       if (id !== undefined) named.add(id);
     }
     for (const n of all) {
-      if (!isOurs(n) || named.has(n.id)) continue;
+      if (!isWeftNexthop(n) || named.has(n.id)) continue;
       if (this.nl.nexthopDelete(n.id)) this.stats.pruned++;
     }
   }
@@ -158,7 +158,7 @@ export class NexthopRoutes {
     try {
       const all = this.nl.nexthopList();
       this.#state = "on";
-      this.#foreign = new Set(all.filter((n) => !isOurs(n)).map((n) => n.id));
+      this.#foreign = new Set(all.filter((n) => !isWeftNexthop(n)).map((n) => n.id));
       return all;
     } catch (err) {
       if (!(err instanceof NetlinkError) || err.errno !== EOPNOTSUPP) throw err;
