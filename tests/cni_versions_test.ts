@@ -168,6 +168,10 @@ Deno.test({
       { dst: "::/0", gw: "fd00:10:244:13::1" },
     ]);
     assert.ok(Deno.statSync(`${lab.dir}/networks/cbr0/last_reserved_ip.1`).isFile, "IPv6 is range 1");
+    // Right after ADD, not a second later: a tentative (DAD) gateway would drop the pod's first packets.
+    const gw6 = await nsExec(lab.node, ["ip", "-6", "-o", "addr", "show", "dev", "cni0", "scope", "global"]);
+    assert.match(gw6.stdout, /fd00:10:244:13::1\/64/);
+    assert.doesNotMatch(gw6.stdout, /tentative/, "the bridge's IPv6 gateway is usable at once");
     const ping6 = await nsExec(nsName(pod), ["ping", "-6", "-c", "1", "-W", "3", "fd00:10:244:13::1"]);
     assert.equal(ping6.code, 0, ping6.stdout);
     const check = await cni(

@@ -67,7 +67,9 @@ export function ensureBridge(nl: Rtnl, name: string, mtu: number, gateways: stri
       for (const cidr of stale) if (nl.addrDelete(br.index, cidr)) replaced.push(cidr);
     }
     try {
-      nl.addrAdd(br.index, gw);
+      // No DAD for IPv6: the gateway is the node's own, from its lease, and a tentative gateway drops the
+      // first pod's packets for a second or more (until DAD ends after the first port brings carrier).
+      nl.addrAdd(br.index, gw, { nodad: family === 6 });
     } catch (err) {
       if (!(err instanceof NetlinkError && err.exists)) throw err; // a parallel ADD added it
     }
