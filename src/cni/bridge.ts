@@ -5,6 +5,7 @@
  * @module
  */
 import { NetlinkError, type Rtnl } from "../../ffi/rtnl/mod.ts";
+import { fnv1a64 } from "../net/hash.ts";
 import { randomMac } from "../net/mac.ts";
 import { CNI_ERR, CniError } from "./types.ts";
 
@@ -78,16 +79,6 @@ export function ensureBridge(nl: Rtnl, name: string, mtu: number, gateways: stri
   // the kernel puts the bridge back to 1500 whenever its last port leaves.
   if (br.mtu !== mtu || !br.up) nl.linkSet(br.index, { ...(br.mtu !== mtu ? { mtu } : {}), up: true });
   return { index: br.index, mac: br.mac, replaced };
-}
-
-/** FNV-1a, 64 bits: a stable, cheap hash (no crypto needed, only spread). */
-function fnv1a64(text: string): bigint {
-  let h = 0xcbf29ce484222325n;
-  for (const b of new TextEncoder().encode(text)) {
-    h ^= BigInt(b);
-    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
-  }
-  return h;
 }
 
 /**

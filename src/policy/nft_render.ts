@@ -56,6 +56,7 @@
  *
  * @module
  */
+import { fnv1a32 } from "../net/hash.ts";
 import { formatIP, formatNet, type IPNet } from "../net/ip.ts";
 import { formatRanges, type RangeSet } from "./ip_ranges.ts";
 import type { AllowRule, DestPort, PodRules, PortMatch, RuleSet } from "./rule_set.ts";
@@ -149,9 +150,7 @@ const LOG_PREFIX_MAX = 127;
 
 /** FNV-1a 32 bits, hex: short stable names. */
 export function hash(text: string): string {
-  let h = 0x811c9dc5;
-  for (const b of new TextEncoder().encode(text)) h = Math.imul(h ^ b, 0x01000193) >>> 0;
-  return h.toString(16).padStart(8, "0");
+  return fnv1a32(text).toString(16).padStart(8, "0");
 }
 
 /** Keeps a comment (or log prefix) within nft's limit, unique through a hash when cut. */

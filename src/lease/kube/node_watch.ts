@@ -6,7 +6,7 @@
  * ~13 KB Node).
  *
  * An event costs a comparison when it changes nothing weft routes on: each node's lease-relevant
- * fields (podCIDRs, flannel's annotations, identity) are kept as one fingerprint string, and a kubelet
+ * fields (podCIDRs, flannel's annotations, identity) are kept as one fingerprint's digest, and a kubelet
  * heartbeat — a new resourceVersion, new condition timestamps — matches it and stops there: no lease
  * parsed, no batch delivered, no log line, so no reconcile and no netlink call. A re-list is diffed
  * against what was delivered, so a node deleted meanwhile is removed. Events go out in batches, one
@@ -21,6 +21,7 @@ import { type Lease, leaseAttrsJSON, type LeaseEvent } from "../lease.ts";
 import type { WatchOptions } from "../source.ts";
 import type { KubeClient } from "../../kube/client.ts";
 import { Reflector, type ReflectorHealth } from "../../kube/reflector.ts";
+import { digest53 } from "../../net/hash.ts";
 import {
   type AnnotationKeys,
   type KubeNode,
@@ -66,8 +67,11 @@ export interface NodeWatchContext {
 export class NodeWatch {
   /** Leases delivered, by node name. */
   readonly #known = new Map<string, NodeLease>();
-  /** Fingerprint of each node as last handled, by name: an event that matches it costs nothing more. */
-  readonly #seen = new Map<string, string>();
+  /**
+   * Digest of each node's fingerprint as last handled, by name: an event that matches it costs nothing
+   * more. A number, not the ~350-character fingerprint itself (1.8 MB less at 5000 Nodes).
+   */
+  readonly #seen = new Map<string, number>();
   readonly #warned = new Set<string>();
   readonly #reflector: Reflector<KubeNode>;
   #batch: LeaseEvent[] = [];
@@ -127,7 +131,7 @@ export class NodeWatch {
   /** The events for node `n` against what was delivered (none when nothing routed on changed). */
   #upsert(n: KubeNode): LeaseEvent[] {
     const name = n.metadata.name;
-    const fp = nodeFingerprint(n);
+    const fp = digest53(nodeFingerprint(n));
     if (this.#seen.get(name) === fp) return []; // a heartbeat: nothing weft routes on changed
     this.#seen.set(name, fp);
     if (name === this.ctx.nodeName) this.#own(n);
