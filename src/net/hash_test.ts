@@ -13,7 +13,9 @@ Deno.test("fnv1a32 and fnv1a64 give FNV-1a's published values (names derived fro
 
 Deno.test("digest53 is a safe integer, equal for equal text, and spreads near-identical fingerprints", () => {
   const fp = (i: number, mac: string) =>
-    JSON.stringify(["uid", "2026-12-07T07:09:13Z", `10.1.${i}.0/24`, { "backend-data": `{"VtepMAC":"${mac}"}` }]);
+    JSON.stringify(["uid", "2026-12-07T07:09:13Z", `10.1.${i}.0/24`, {
+      "backend-data": `{"VtepMAC":"${mac}"}`,
+    }]);
   assert.equal(digest53(fp(1, "0a:00:00:00:00:01")), digest53(fp(1, "0a:00:00:00:00:01")));
   const seen = new Set<number>();
   for (let i = 0; i < 256; i++) {
