@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { fnv1a32 } from "../../src/net/hash.ts";
 import type { KubeStore } from "./kube_store.ts";
 
 const P = "flannel.alpha.coreos.com/";
@@ -159,7 +160,7 @@ function condition(type: string, status: string, reason: string, message: string
 
 /** A Node as a kubelet, kubeadm and the controller-manager leave it (~13 KB as JSON). */
 export function realisticNode(o: RealisticNodeOptions): Obj {
-  const seed = [...o.name].reduce((h, c) => Math.imul(h ^ c.charCodeAt(0), 16777619) >>> 0, 2166136261);
+  const seed = fnv1a32(o.name);
   const annotations: Record<string, string> = {
     "kubeadm.alpha.kubernetes.io/cri-socket": "unix:///var/run/containerd/containerd.sock",
     "node.alpha.kubernetes.io/ttl": "0",
