@@ -12,7 +12,10 @@ import { AF, ipAddr, macAddr, readIP, readMac } from "./nl_addr.ts";
 import { resolveIndex } from "./links.ts";
 import { NLM_F, type NlSocket } from "./socket.ts";
 import type { FdbInfo, FdbSpec, LinkRef, NeighInfo, NeighSpec } from "./types.ts";
-import { LIBNL, NTF_SELF, NUD_PERMANENT } from "./nl_consts.ts";
+import { LIBNL, NDA, NDMSG_LEN, NTF_SELF, NUD_PERMANENT, RTM } from "./nl_consts.ts";
+import type { NlBuilder } from "./nl_codec.ts";
+import { type IP, ipBytes, parseIP } from "./ip.ts";
+import { macBytes } from "./nl_addr.ts";
 
 export { NTF_SELF, NUD_PERMANENT };
 
@@ -63,6 +66,41 @@ function remove(sock: NlSocket, neigh: Owned, op: string): boolean {
     if (err instanceof NetlinkError && err.notFound) return false;
     throw err;
   }
+}
+
+/** A neighbour or FDB entry's fields, parsed (see {@linkcode neighFields}). */
+export interface NeighFields {
+  ip: IP;
+  mac: Uint8Array;
+  fdb: boolean;
+}
+
+/** Parses an entry's address and MAC for {@linkcode appendNeighReplace}; throws a clear error for bad ones. */
+export function neighFields(ip: string, mac: string, fdb: boolean): NeighFields {
+  return { ip: parseIP(ip), mac: macBytes(mac), fdb };
+}
+
+/**
+ * Appends to `b` the raw request libnl's `rtnl_neigh_add(…, NLM_F_CREATE|NLM_F_REPLACE)` sends for a
+ * permanent neighbour entry (`fdb`: a bridge FDB entry with NTF_SELF, `ip` its remote VTEP), so that many
+ * can go to the kernel in one datagram (ffi/netlink.ts `neighBatch`). `flags` adds to REQUEST|CREATE|REPLACE
+ * (NLM_F_ACK, or not).
+ */
+export function appendNeighReplace(
+  b: NlBuilder,
+  seq: number,
+  flags: number,
+  index: number,
+  e: NeighFields,
+): void {
+  const { ip, mac } = e;
+  b.begin(RTM.NEWNEIGH, NLM_F.REQUEST | NLM_F.CREATE | NLM_F.REPLACE | flags, seq);
+  const at = b.struct(NDMSG_LEN);
+  b.view.setUint8(at, e.fdb ? AF.BRIDGE : ip.family === 4 ? AF.INET : AF.INET6); // ndm_family
+  b.view.setInt32(at + 4, index, true); // ndm_ifindex
+  b.view.setUint16(at + 8, NUD_PERMANENT, true); // ndm_state
+  b.view.setUint8(at + 10, e.fdb ? NTF_SELF : 0); // ndm_flags
+  b.bytes(NDA.DST, ipBytes(ip)).bytes(NDA.LLADDR, mac).end();
 }
 
 /** Installs or updates a permanent neighbour entry. */

@@ -50,6 +50,7 @@ export const RTM = {
   NEWROUTE: 24,
   DELROUTE: 25,
   GETROUTE: 26,
+  NEWNEIGH: 28,
   NEWNEXTHOP: 104,
   DELNEXTHOP: 105,
   GETNEXTHOP: 106,
@@ -124,6 +125,10 @@ export const RTPROT_BOOT = 3;
 
 /** NUD_PERMANENT: a neighbour entry that never expires. */
 export const NUD_PERMANENT = 0x80;
+/** `struct ndmsg`: family, pads, ifindex, state, flags, type. */
+export const NDMSG_LEN = 12;
+/** Neighbour attributes (NDA_*). */
+export const NDA = { DST: 1, LLADDR: 2 } as const;
 /** NTF_SELF: the entry belongs to the device itself (the VXLAN FDB), not to a bridge master. */
 export const NTF_SELF = 0x02;
 

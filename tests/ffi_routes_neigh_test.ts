@@ -4,7 +4,7 @@
  * fields of the typed errors — each checked against `ip -j`/`bridge -j` where it matters.
  */
 import assert from "node:assert/strict";
-import { type Netlink, NetlinkError, WEFT_ROUTE_PROTOCOL } from "../ffi/mod.ts";
+import { type NeighBatchEntry, type Netlink, NetlinkError, WEFT_ROUTE_PROTOCOL } from "../ffi/mod.ts";
 import { requireRoot } from "./helpers/topology.ts";
 import { iprouteJson, withScratchNetns } from "./helpers/scratch_netns.ts";
 
@@ -195,6 +195,65 @@ Deno.test({
       assert.deepEqual(ai.map((a) => `${a.local}/${a.prefixlen}`), ["10.244.1.0/32"]);
       const dup = caught(() => nl.addrAdd(vx, "10.244.1.0/32"));
       assert.deepEqual([dup.code, dup.errno, dup.op], ["EEXIST", 17, "address add 10.244.1.0/32"]);
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "neighBatch() installs what neighReplace/fdbReplace do, hundreds per datagram, and fails only the entries the kernel or the parser refuses",
+  ignore: requireRoot(),
+  async fn() {
+    await inNode(async (ns, nl, vx) => {
+      const mac = (i: number) =>
+        `0a:00:00:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`;
+      const entries: NeighBatchEntry[] = [];
+      for (let i = 0; i < 300; i++) {
+        const ip = `10.${10 + (i >> 8)}.${i & 255}.0`;
+        entries.push({ kind: "neigh", spec: { dev: vx, ip, mac: mac(i) } });
+        entries.push({ kind: "fdb", spec: { dev: vx, mac: mac(i), dst: `10.1.${1 + (i >> 8)}.${i & 255}` } });
+      }
+      // Three that must fail alone: a device the kernel has not got (in the middle of the first datagram),
+      // a MAC that does not parse, and the last entry of all (whose ACK the batch waits for).
+      entries.splice(100, 0, { kind: "neigh", spec: { dev: 9999, ip: "10.99.0.1", mac: mac(1) } });
+      entries.splice(400, 0, { kind: "fdb", spec: { dev: vx, mac: "not-a-mac", dst: "10.1.9.9" } });
+      entries.push({ kind: "neigh", spec: { dev: 9998, ip: "10.99.0.2", mac: mac(2) } });
+      entries.push({ kind: "neigh", spec: { dev: vx, ip: "fd00:1::7", mac: mac(7) } });
+      entries.push({ kind: "fdb", spec: { dev: 9997, mac: mac(3), dst: "10.1.9.8" } });
+      const errors = nl.neighBatch(entries);
+      const failed = errors.flatMap((e, i) => e ? [[i, e.code, e.op]] : []);
+      assert.deepEqual(failed, [
+        [100, "ENODEV", `neighbour replace 10.99.0.1 lladdr ${mac(1)}`],
+        [400, "EINVAL", "fdb replace not-a-mac dst 10.1.9.9"],
+        [602, "ENODEV", `neighbour replace 10.99.0.2 lladdr ${mac(2)}`],
+        [604, "ENODEV", `fdb replace ${mac(3)} dst 10.1.9.8`],
+      ]);
+      const neighs = await json(ns, "ip", "neigh", "show", "dev", "flannel.1");
+      assert.equal(neighs.length, 301);
+      const n7 = neighs.find((n) => n.dst === "10.10.7.0")!;
+      assert.deepEqual([n7.lladdr, n7.state], [mac(7), ["PERMANENT"]]);
+      assert.ok(neighs.some((n) => n.dst === "fd00:1::7" && n.lladdr === mac(7)));
+      const fdb = (await json(ns, "bridge", "fdb", "show", "dev", "flannel.1")).filter((f) => f.dst);
+      assert.equal(fdb.length, 300);
+      const f7 = fdb.find((f) => f.mac === mac(7))!;
+      assert.deepEqual([f7.dst, f7.flags, f7.state], ["10.1.1.7", ["self"], "permanent"]);
+      // Equal to one entry put in by fdbReplace/neighReplace, field for field.
+      nl.neighReplace({ dev: vx, ip: "10.20.0.0", mac: mac(500) });
+      nl.fdbReplace({ dev: vx, mac: mac(500), dst: "10.1.20.0" });
+      const one = nl.neighList({ dev: vx }).find((n) => n.ip === "10.20.0.0")!;
+      const batched = nl.neighList({ dev: vx }).find((n) => n.ip === "10.10.7.0")!;
+      assert.deepEqual({ ...batched, ip: "", mac: "" }, { ...one, ip: "", mac: "" });
+      // Replace semantics: a second batch with other MACs changes the entries in place.
+      const again = nl.neighBatch(
+        Array.from({ length: 300 }, (_, i) => ({
+          kind: "neigh" as const,
+          spec: { dev: vx, ip: `10.${10 + (i >> 8)}.${i & 255}.0`, mac: mac(i + 1000) },
+        })),
+      );
+      assert.equal(again.filter(Boolean).length, 0);
+      const after = await json(ns, "ip", "neigh", "show", "dev", "flannel.1");
+      assert.equal(after.length, 302);
+      assert.equal(after.find((n) => n.dst === "10.10.7.0")!.lladdr, mac(1007));
     });
   },
 });

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { type Netlink, NetlinkError, WEFT_ROUTE_PROTOCOL } from "../../ffi/mod.ts";
+import { type NeighBatchEntry, type Netlink, NetlinkError, WEFT_ROUTE_PROTOCOL } from "../../ffi/mod.ts";
 import type { KernelEntry, KernelState } from "./entries.ts";
 import type { KernelOps } from "./reconciler.ts";
 import { NexthopRoutes } from "./nexthop_routes.ts";
@@ -38,6 +38,37 @@ export class NetlinkKernel implements KernelOps {
         this.nl.fdbReplace(e.spec);
         return;
     }
+  }
+
+  /**
+   * Installs many peers' entries (one group each) as {@linkcode apply} on each would, in fewer kernel
+   * round trips: every neighbour and FDB entry first, batched (`Netlink.neighBatch`), then each group's
+   * routes through the guard, except in a group whose neighbour or FDB entry failed (its route would
+   * point at an unresolved peer). Returns each group's first error (undefined: all in place).
+   */
+  applyMany(groups: readonly (readonly KernelEntry[])[]): (Error | undefined)[] {
+    const failed: (Error | undefined)[] = new Array(groups.length).fill(undefined);
+    const neighs: NeighBatchEntry[] = [];
+    const owner: number[] = [];
+    groups.forEach((g, i) => {
+      for (const e of g) {
+        if (e.kind === "route") continue;
+        neighs.push(e);
+        owner.push(i);
+      }
+    });
+    this.nl.neighBatch(neighs).forEach((err, k) => {
+      if (err) failed[owner[k]!] ??= err;
+    });
+    groups.forEach((g, i) => {
+      if (failed[i]) return;
+      try {
+        for (const e of g) if (e.kind === "route") this.routes.apply(e.spec);
+      } catch (err) {
+        failed[i] = err as Error;
+      }
+    });
+    return failed;
   }
 
   /** Deletes an entry; an entry (or device) already gone is success. */

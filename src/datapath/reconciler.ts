@@ -43,10 +43,26 @@ export interface DatapathBackend {
 export interface KernelOps {
   /** Installs or replaces an entry. */
   apply(e: KernelEntry): void;
+  /**
+   * Optional: installs many peers' entries (a group each) as `apply` on each entry of each group would,
+   * in fewer round trips; returns each group's first error (undefined: all in place). After a failed
+   * entry its group's routes are not tried (they would point at an unresolved peer).
+   */
+  applyMany?(groups: readonly (readonly KernelEntry[])[]): (Error | undefined)[];
   /** Deletes an entry (absent is fine). */
   remove(e: KernelEntry): void;
   /** Reads weft's routes and the entries on `devices`. */
   read(devices: number[]): KernelState;
+}
+
+/** A peer's entries a full pass applies: what was missing of what its lease wants. */
+interface PeerApply {
+  key: string;
+  lease: Lease;
+  /** Waiting for its first apply (new or changed), so not drift. */
+  fresh: boolean;
+  missing: Entry[];
+  want: Entry[];
 }
 
 /** Counters the reconciler keeps (exported as metrics by the agent). */
@@ -410,6 +426,7 @@ export class Reconciler {
     }
     const wanted = new Set<string>();
     let repaired = 0;
+    const batch: PeerApply[] = [];
     for (const [key, lease] of this.#desired) {
       const want = this.backend.entriesFor(lease);
       if (!want) continue;
@@ -426,26 +443,50 @@ export class Reconciler {
         if (fresh) this.#dirty.add(key);
         continue; // backing off; its timer retries it
       }
+      const kernelOnly = missing.every((e): e is KernelEntry => e.kind !== "driver");
+      if (this.kernel.applyMany && kernelOnly) {
+        batch.push({ key, lease, fresh, missing, want });
+        continue;
+      }
+      let error: unknown;
       try {
         for (const e of missing) this.#apply(e);
-        this.#ok(key, lease);
-        if (fresh) continue;
-        repaired += missing.length;
-        if (change !== "created") {
-          logger.info("drift: {n} entries of {key} were missing or altered, repaired", {
-            n: missing.length,
-            key,
-          });
-        }
       } catch (err) {
-        this.#failed(key, err, [...this.#appliedEntries(key), ...want]);
+        error = err ?? new Error("failed");
       }
+      repaired += this.#settle({ key, lease, fresh, missing, want }, error, change);
+    }
+    // Peers whose entries are all the kernel's go in together (NetlinkKernel: the neighbour and FDB entries
+    // of thousands of peers in a few datagrams), each then settled as if applied alone.
+    if (batch.length) {
+      const errors = this.kernel.applyMany!(batch.map((p) => p.missing as KernelEntry[]));
+      batch.forEach((p, i) => repaired += this.#settle(p, errors[i], change));
     }
     this.stats.driftRepaired += repaired + this.#keepLocal(idx, wanted);
     this.#prune(idx, wanted, devices);
     this.#countProgrammed();
     this.stats.lastPassSeconds = (performance.now() - t0) / 1000;
     return true;
+  }
+
+  /**
+   * After a full pass applied `p.missing` (`error`: the first failure, if any): records the peer as in
+   * place or failing, and returns how many entries count as drift repaired.
+   */
+  #settle(p: PeerApply, error: unknown, change: DeviceChange): number {
+    if (error !== undefined) {
+      this.#failed(p.key, error, [...this.#appliedEntries(p.key), ...p.want]);
+      return 0;
+    }
+    this.#ok(p.key, p.lease);
+    if (p.fresh) return 0;
+    if (change !== "created") {
+      logger.info("drift: {n} entries of {key} were missing or altered, repaired", {
+        n: p.missing.length,
+        key: p.key,
+      });
+    }
+    return p.missing.length;
   }
 
   #prune(idx: KernelIndex, wanted: Set<string>, devices: number[]): void {

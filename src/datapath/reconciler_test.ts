@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { FdbInfo, NeighInfo, RouteInfo } from "../../ffi/types.ts";
 import { formatIP, formatNet, parseNet } from "../net/ip.ts";
 import type { Lease } from "../lease/lease.ts";
-import { type Entry, type EntryDriver, entryId, type KernelState } from "./entries.ts";
+import { type Entry, type EntryDriver, entryId, type KernelEntry, type KernelState } from "./entries.ts";
 import { type DatapathBackend, type DeviceChange, type KernelOps, Reconciler } from "./reconciler.ts";
 // The agent's full pass (node state, then peers) is tested here with the fake kernel below.
 import type { NodeState } from "../agent/node_state.ts";
@@ -80,6 +80,22 @@ class FakeKernel implements KernelOps {
 }
 
 /** A vxlan-like backend on device DEV, with a device state the test controls. */
+/** {@linkcode FakeKernel} that also takes many peers at once (as NetlinkKernel does), and counts the calls. */
+class BatchingKernel extends FakeKernel {
+  batches: number[] = [];
+
+  applyMany(groups: readonly (readonly KernelEntry[])[]): (Error | undefined)[] {
+    this.batches.push(groups.length);
+    return groups.map((g) => {
+      try {
+        for (const e of g) this.apply(e);
+      } catch (err) {
+        return err as Error;
+      }
+    });
+  }
+}
+
 class FakeBackend implements DatapathBackend {
   device: DeviceChange | Error = "unchanged";
 
@@ -413,4 +429,39 @@ Deno.test("driver entries are applied, repaired when altered, updated in place a
   r.setPeer("10.244.3.0-24", undefined);
   await r.settled();
   assert.deepEqual(Object.fromEntries(driver.held), { "10.244.2.0-24": "192.168.1.22" });
+});
+
+Deno.test("a full pass hands all peers to a batching kernel at once; a peer that fails there fails alone and is retried", async () => {
+  const kernel = new BatchingKernel();
+  const r = new Reconciler(new FakeBackend(), kernel, CLUSTER);
+  const ok = { ensure: () => "unchanged" } as unknown as NodeState;
+  const status = new AgentStatus();
+  kernel.failing.add("fdb 5 02:00:00:00:00:04 192.168.1.4");
+  for (let i = 2; i < 7; i++) r.setPeer(`10.244.${i}.0-24`, lease(i));
+  await new Resync({ reconciler: r, node: ok, lease: () => lease(1), synced: () => true, status }).pass();
+  assert.deepEqual(kernel.batches, [5], "one call for the five peers");
+  assert.deepEqual([...kernel.routes.keys()].sort(), [
+    "10.244.2.0/24",
+    "10.244.3.0/24",
+    "10.244.5.0/24",
+    "10.244.6.0/24",
+  ]);
+  assert.deepEqual([r.stats.peersProgrammed, r.stats.peersFailing, r.stats.errors, r.stats.driftRepaired], [
+    4,
+    1,
+    0 + 1,
+    0,
+  ]);
+  kernel.failing.clear();
+  await until(() => kernel.routes.has("10.244.4.0/24"));
+  await r.settled();
+  assert.deepEqual([r.stats.peersProgrammed, r.stats.peersFailing], [5, 0]);
+  // Drift found by a later pass goes through the batch too, and counts as drift.
+  kernel.neighs.delete("5 10.244.3.0");
+  kernel.routes.delete("10.244.6.0/24");
+  r.fullPass();
+  assert.deepEqual(kernel.batches, [5, 2]);
+  assert.equal(r.stats.driftRepaired, 2);
+  assert.ok(kernel.neighs.has("5 10.244.3.0") && kernel.routes.has("10.244.6.0/24"));
+  r.stop();
 });
