@@ -6,7 +6,7 @@
  *
  * @module
  */
-export { type NeighBatchEntry, Netlink, type NetlinkOpenOptions } from "./netlink.ts";
+export { type BatchRequest, Netlink, type NetlinkOpenOptions } from "./netlink.ts";
 export { NetlinkError } from "./errors.ts";
 export { libnlAvailable, LibraryNotFoundError } from "./loader.ts";
 export { netnsCreate, netnsDelete, netnsList, netnsPath, withNetns } from "./netns.ts";

@@ -83,7 +83,7 @@ export function neighFields(ip: string, mac: string, fdb: boolean): NeighFields 
 /**
  * Appends to `b` the raw request libnl's `rtnl_neigh_add(…, NLM_F_CREATE|NLM_F_REPLACE)` sends for a
  * permanent neighbour entry (`fdb`: a bridge FDB entry with NTF_SELF, `ip` its remote VTEP), so that many
- * can go to the kernel in one datagram (ffi/netlink.ts `neighBatch`). `flags` adds to REQUEST|CREATE|REPLACE
+ * can go to the kernel in one datagram (ffi/netlink.ts `batch`). `flags` adds to REQUEST|CREATE|REPLACE
  * (NLM_F_ACK, or not).
  */
 export function appendNeighReplace(

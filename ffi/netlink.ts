@@ -36,15 +36,24 @@ import {
   fdbReplace,
   neighAndFdbList,
   neighDelete,
-  type NeighFields,
   neighFields,
   neighList,
   neighReplace,
 } from "./neighs.ts";
 import { closeFd, openNetnsFd, withNetns } from "./netns.ts";
 import { NetlinkError } from "./errors.ts";
-import { nexthopDelete, nexthopList, nexthopReplace } from "./nexthops.ts";
-import { routeAdd, routeDelete, type RouteFilter, routeGet, routeList, routeReplace } from "./routes.ts";
+import { nexthopDelete, nexthopList, nexthopReplace, writeNexthop } from "./nexthops.ts";
+import {
+  routeAdd,
+  routeDelete,
+  type RouteFilter,
+  routeGet,
+  routeList,
+  routeReplace,
+  writeNexthopRoute,
+} from "./routes.ts";
+import { parseIP, parseNet } from "./ip.ts";
+import { RTM } from "./nl_consts.ts";
 import { NLM_F, NlSocket } from "./socket.ts";
 import { NlBuilder } from "./nl_codec.ts";
 import { RtnlSocket } from "./rtnl/socket.ts";
@@ -74,23 +83,67 @@ export interface NetlinkOpenOptions {
   pid?: number;
 }
 
-/** Neighbour and FDB entries per datagram in {@linkcode Netlink.neighBatch} (~40 bytes each). */
-const NEIGH_BATCH = 256;
+/** Requests per datagram in {@linkcode Netlink.batch} (each ~40–60 bytes). */
+const BATCH = 256;
 
-/** One entry of {@linkcode Netlink.neighBatch}: a permanent neighbour, or an FDB entry of a VXLAN device. */
-export type NeighBatchEntry = { kind: "neigh"; spec: NeighSpec } | { kind: "fdb"; spec: FdbSpec };
+/**
+ * One request of {@linkcode Netlink.batch}: what {@linkcode Netlink.neighReplace},
+ * {@linkcode Netlink.fdbReplace}, {@linkcode Netlink.nexthopReplace} and `routeAdd`/`routeReplace` of a
+ * route naming a next-hop object (`replace` false: EEXIST when the destination has a route) send.
+ */
+export type BatchRequest =
+  | { kind: "neigh"; spec: NeighSpec }
+  | { kind: "fdb"; spec: FdbSpec }
+  | { kind: "nexthop"; spec: NexthopSpec }
+  | { kind: "route"; spec: RouteSpec & { nexthopId: number }; replace: boolean };
 
-function fieldsOf(e: NeighBatchEntry): NeighFields {
-  return e.kind === "neigh"
-    ? neighFields(e.spec.ip, e.spec.mac, false)
-    : neighFields(e.spec.dst, e.spec.mac, true);
+/** The op a request's error names, as the one-at-a-time calls name theirs. */
+function batchOp(r: BatchRequest): string {
+  switch (r.kind) {
+    case "neigh":
+      return `neighbour replace ${r.spec.ip} lladdr ${r.spec.mac}`;
+    case "fdb":
+      return `fdb replace ${r.spec.mac} dst ${r.spec.dst}`;
+    case "nexthop":
+      return `nexthop replace id ${r.spec.id} via ${r.spec.gateway}`;
+    case "route":
+      return `route ${r.replace ? "replace" : "add"} ${r.spec.dst}`;
+  }
 }
 
-/** The op an entry's error names, as neighReplace / fdbReplace name theirs. */
-function neighOp(e: NeighBatchEntry): string {
-  return e.kind === "neigh"
-    ? `neighbour replace ${e.spec.ip} lladdr ${e.spec.mac}`
-    : `fdb replace ${e.spec.mac} dst ${e.spec.dst}`;
+/**
+ * A request checked and ready to append: its device resolved and its addresses parsed, so that whatever
+ * cannot even be built fails alone, before anything is sent.
+ */
+function prepare(sock: NlSocket, r: BatchRequest): (b: NlBuilder, seq: number, ack: number) => void {
+  switch (r.kind) {
+    case "neigh":
+    case "fdb": {
+      const f = r.kind === "neigh"
+        ? neighFields(r.spec.ip, r.spec.mac, false)
+        : neighFields(r.spec.dst, r.spec.mac, true);
+      const index = resolveIndex(sock, r.spec.dev);
+      return (b, seq, ack) => appendNeighReplace(b, seq, ack, index, f);
+    }
+    case "nexthop": {
+      parseIP(r.spec.gateway);
+      return (b, seq, ack) => {
+        b.begin(RTM.NEWNEXTHOP, NLM_F.REQUEST | NLM_F.CREATE | NLM_F.REPLACE | ack, seq);
+        writeNexthop(b, r.spec);
+        b.end();
+      };
+    }
+    case "route": {
+      parseNet(r.spec.dst);
+      if (r.spec.src !== undefined) parseIP(r.spec.src);
+      const flags = NLM_F.REQUEST | NLM_F.CREATE | (r.replace ? NLM_F.REPLACE : NLM_F.EXCL);
+      return (b, seq, ack) => {
+        b.begin(RTM.NEWROUTE, flags | ack, seq);
+        writeNexthopRoute(b, r.spec);
+        b.end();
+      };
+    }
+  }
 }
 
 /** A netlink handle bound to one network namespace. Dispose it (`using`) or call `close()`. */
@@ -294,41 +347,41 @@ export class Netlink implements Disposable {
   }
 
   /**
-   * Installs or updates many permanent neighbour and FDB entries at once: the same requests as
-   * {@linkcode neighReplace} and {@linkcode fdbReplace}, up to 256 in one datagram that only asks for an
-   * ACK at its end (ffi/rtnl/socket.ts `sendQuiet`). A peer costs ~1 µs of system calls instead of ~8 and
-   * no libnl objects (bench/datapath_program.ts). Returns each entry's error (undefined: in place); one
-   * entry failing does not stop the others.
+   * Sends many requests — neighbour, FDB, next-hop and route writes ({@linkcode BatchRequest}) — up to 256
+   * in one datagram that only asks for an ACK at its end (ffi/rtnl/socket.ts `sendQuiet`), in order: the
+   * kernel handles a datagram's messages one after the other, so a next-hop object goes before the route
+   * naming it. Two system calls per datagram and no libnl objects, where one request at a time costs two
+   * system calls and (neighbours) ~10 FFI calls each (bench/datapath_program.ts). Returns each request's
+   * error (undefined: done); one failing does not stop the others.
    */
-  neighBatch(entries: readonly NeighBatchEntry[]): (NetlinkError | undefined)[] {
-    const errors: (NetlinkError | undefined)[] = new Array(entries.length).fill(undefined);
-    // Entries that cannot even be built (no such device, a malformed address) fail here, alone.
-    const ready: { at: number; index: number; fields: NeighFields }[] = [];
-    entries.forEach((e, at) => {
+  batch(requests: readonly BatchRequest[]): (NetlinkError | undefined)[] {
+    const errors: (NetlinkError | undefined)[] = new Array(requests.length).fill(undefined);
+    const ready: { at: number; append: (b: NlBuilder, seq: number, ack: number) => void }[] = [];
+    requests.forEach((r, at) => {
       try {
-        ready.push({ at, fields: fieldsOf(e), index: resolveIndex(this.#sock, e.spec.dev) });
+        ready.push({ at, append: prepare(this.#sock, r) });
       } catch (err) {
         errors[at] = err instanceof NetlinkError
           ? err
-          : new NetlinkError(neighOp(e), 22, /* EINVAL */ 0, (err as Error).message);
+          : new NetlinkError(batchOp(r), 22, /* EINVAL */ 0, (err as Error).message);
       }
     });
     if (!ready.length) return errors;
     const raw = this.#raw ??= this.netns === undefined
       ? RtnlSocket.open()
       : withNetns(this.netns, () => RtnlSocket.open());
-    for (let from = 0; from < ready.length; from += NEIGH_BATCH) {
-      const chunk = ready.slice(from, from + NEIGH_BATCH);
+    for (let from = 0; from < ready.length; from += BATCH) {
+      const chunk = ready.slice(from, from + BATCH);
       const b = new NlBuilder();
-      const seqs = chunk.map(({ index, fields }, i) => {
+      const seqs = chunk.map(({ append }, i) => {
         const seq = raw.nextSeq();
-        appendNeighReplace(b, seq, i === chunk.length - 1 ? NLM_F.ACK : 0, index, fields);
+        append(b, seq, i === chunk.length - 1 ? NLM_F.ACK : 0);
         return seq;
       });
-      const failed = raw.sendQuiet(b, seqs.at(-1)!, "neighbour batch");
+      const failed = raw.sendQuiet(b, seqs.at(-1)!, "netlink batch");
       chunk.forEach(({ at }, i) => {
         const f = failed.get(seqs[i]!);
-        if (f) errors[at] = new NetlinkError(neighOp(entries[at]!), f.errno, 0, f.detail);
+        if (f) errors[at] = new NetlinkError(batchOp(requests[at]!), f.errno, 0, f.detail);
       });
     }
     return errors;

@@ -29,15 +29,21 @@ function nhPayload(family: number, protocol: number, flags: number, fill: (b: Nl
   return b.bytesOut();
 }
 
+/** Writes into `b` (after its message header, or as a bare payload) next-hop object `spec`. */
+export function writeNexthop(b: NlBuilder, spec: NexthopSpec): void {
+  const gw = parseIP(spec.gateway);
+  const at = b.struct(NHMSG_LEN);
+  b.view.setUint8(at, gw.family === 4 ? AF.INET : AF.INET6);
+  b.view.setUint8(at + 2, spec.protocol ?? WEFT_ROUTE_PROTOCOL);
+  b.view.setUint32(at + 4, spec.onlink ? RTNH_F_ONLINK : 0, true);
+  b.u32(NHA.ID, spec.id).u32(NHA.OIF, spec.dev).bytes(NHA.GATEWAY, ipBytes(gw));
+}
+
 /** Creates next-hop object `spec.id`, or replaces what that id holds (idempotent). */
 export function nexthopReplace(sock: NlSocket, spec: NexthopSpec): void {
-  const gw = parseIP(spec.gateway);
-  const payload = nhPayload(
-    gw.family === 4 ? AF.INET : AF.INET6,
-    spec.protocol ?? WEFT_ROUTE_PROTOCOL,
-    spec.onlink ? RTNH_F_ONLINK : 0,
-    (b) => b.u32(NHA.ID, spec.id).u32(NHA.OIF, spec.dev).bytes(NHA.GATEWAY, ipBytes(gw)),
-  );
+  const b = new NlBuilder();
+  writeNexthop(b, spec);
+  const payload = b.bytesOut();
   sock.requestRaw(
     RTM.NEWNEXTHOP,
     payload,

@@ -87,17 +87,12 @@ function buildRoute(sock: NlSocket, spec: RouteSpec, forDelete: boolean): Owned 
 }
 
 /**
- * A unicast route naming next-hop object `spec.nexthopId` (ffi/nexthops.ts), sent as built here: libnl 3.7
- * knows no RTA_NH_ID. Its gateway, device and on-link flag are the object's.
+ * Writes into `b` (after its message header, or as a bare payload) a unicast route naming next-hop object
+ * `spec.nexthopId` (ffi/nexthops.ts): libnl 3.7 knows no RTA_NH_ID. Its gateway, device and on-link flag
+ * are the object's.
  */
-function sendNexthopRoute(
-  sock: NlSocket,
-  spec: RouteSpec & { nexthopId: number },
-  flags: number,
-  op: string,
-) {
+export function writeNexthopRoute(b: NlBuilder, spec: RouteSpec & { nexthopId: number }): void {
   const dst = parseNet(spec.dst);
-  const b = new NlBuilder();
   const rtm = b.struct(RTMSG_LEN);
   b.view.setUint8(rtm, dst.ip.family === 4 ? AF.INET : AF.INET6); // rtm_family
   b.view.setUint8(rtm + 1, dst.prefix); // rtm_dst_len
@@ -110,6 +105,17 @@ function sendNexthopRoute(
   if (spec.metric !== undefined) b.u32(RTA.PRIORITY, spec.metric);
   if (spec.src !== undefined) b.bytes(RTA.PREFSRC, ipBytes(parseIP(spec.src)));
   b.u32(RTA.NH_ID, spec.nexthopId);
+}
+
+/** Sends {@linkcode writeNexthopRoute}'s route with NLM_F_CREATE and `flags` (REPLACE or EXCL). */
+function sendNexthopRoute(
+  sock: NlSocket,
+  spec: RouteSpec & { nexthopId: number },
+  flags: number,
+  op: string,
+) {
+  const b = new NlBuilder();
+  writeNexthopRoute(b, spec);
   sock.requestRaw(RTM.NEWROUTE, b.bytesOut(), op, NLM_F.CREATE | flags);
 }
 

@@ -4,7 +4,7 @@
  * fields of the typed errors — each checked against `ip -j`/`bridge -j` where it matters.
  */
 import assert from "node:assert/strict";
-import { type NeighBatchEntry, type Netlink, NetlinkError, WEFT_ROUTE_PROTOCOL } from "../ffi/mod.ts";
+import { type BatchRequest, type Netlink, NetlinkError, WEFT_ROUTE_PROTOCOL } from "../ffi/mod.ts";
 import { requireRoot } from "./helpers/topology.ts";
 import { iprouteJson, withScratchNetns } from "./helpers/scratch_netns.ts";
 
@@ -201,13 +201,13 @@ Deno.test({
 
 Deno.test({
   name:
-    "neighBatch() installs what neighReplace/fdbReplace do, hundreds per datagram, and fails only the entries the kernel or the parser refuses",
+    "batch() installs neighbour and FDB entries as neighReplace/fdbReplace do, hundreds per datagram, and fails only the entries the kernel or the parser refuses",
   ignore: requireRoot(),
   async fn() {
     await inNode(async (ns, nl, vx) => {
       const mac = (i: number) =>
         `0a:00:00:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`;
-      const entries: NeighBatchEntry[] = [];
+      const entries: BatchRequest[] = [];
       for (let i = 0; i < 300; i++) {
         const ip = `10.${10 + (i >> 8)}.${i & 255}.0`;
         entries.push({ kind: "neigh", spec: { dev: vx, ip, mac: mac(i) } });
@@ -220,7 +220,7 @@ Deno.test({
       entries.push({ kind: "neigh", spec: { dev: 9998, ip: "10.99.0.2", mac: mac(2) } });
       entries.push({ kind: "neigh", spec: { dev: vx, ip: "fd00:1::7", mac: mac(7) } });
       entries.push({ kind: "fdb", spec: { dev: 9997, mac: mac(3), dst: "10.1.9.8" } });
-      const errors = nl.neighBatch(entries);
+      const errors = nl.batch(entries);
       const failed = errors.flatMap((e, i) => e ? [[i, e.code, e.op]] : []);
       assert.deepEqual(failed, [
         [100, "ENODEV", `neighbour replace 10.99.0.1 lladdr ${mac(1)}`],
@@ -244,7 +244,7 @@ Deno.test({
       const batched = nl.neighList({ dev: vx }).find((n) => n.ip === "10.10.7.0")!;
       assert.deepEqual({ ...batched, ip: "", mac: "" }, { ...one, ip: "", mac: "" });
       // Replace semantics: a second batch with other MACs changes the entries in place.
-      const again = nl.neighBatch(
+      const again = nl.batch(
         Array.from({ length: 300 }, (_, i) => ({
           kind: "neigh" as const,
           spec: { dev: vx, ip: `10.${10 + (i >> 8)}.${i & 255}.0`, mac: mac(i + 1000) },
@@ -254,6 +254,55 @@ Deno.test({
       const after = await json(ns, "ip", "neigh", "show", "dev", "flannel.1");
       assert.equal(after.length, 302);
       assert.equal(after.find((n) => n.dst === "10.10.7.0")!.lladdr, mac(1007));
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "batch() makes next-hop objects and routes naming them in order; an add meets EEXIST, a route naming no object fails alone",
+  ignore: requireRoot(),
+  async fn() {
+    await inNode(async (ns, nl, vx) => {
+      const requests: BatchRequest[] = [];
+      for (let i = 0; i < 200; i++) {
+        const gw = `10.${10 + (i >> 8)}.${i & 255}.0`;
+        requests.push(
+          { kind: "nexthop", spec: { id: 1000 + i, gateway: gw, dev: vx, onlink: true } },
+          { kind: "route", spec: { dst: `${gw}/24`, nexthopId: 1000 + i }, replace: false },
+        );
+      }
+      requests.push(
+        // The same destination added again: EEXIST. Replaced: fine, and now via object 1001.
+        { kind: "route", spec: { dst: "10.10.0.0/24", nexthopId: 1000 }, replace: false },
+        { kind: "route", spec: { dst: "10.10.0.0/24", nexthopId: 1001 }, replace: true },
+        // An object that does not exist (the kernel: "Nexthop id does not exist", EINVAL), and a gateway that
+        // does not parse.
+        { kind: "route", spec: { dst: "10.30.0.0/24", nexthopId: 77 }, replace: false },
+        { kind: "nexthop", spec: { id: 5, gateway: "10.300.0.1", dev: vx, onlink: true } },
+      );
+      const errors = nl.batch(requests);
+      const failed = errors.flatMap((e, i) => e ? [[i, e.code, e.op]] : []);
+      assert.deepEqual(failed.map(([i, code]) => [i, code]), [[400, "EEXIST"], [402, "EINVAL"], [
+        403,
+        "EINVAL",
+      ]]);
+      assert.deepEqual(failed.map(([, , op]) => op), [
+        "route add 10.10.0.0/24",
+        "route add 10.30.0.0/24",
+        "nexthop replace id 5 via 10.300.0.1",
+      ]);
+      assert.match(
+        errors[402]!.message,
+        /Nexthop id does not exist/,
+        "the kernel's own words (extended ACK)",
+      );
+      const routes = await json(ns, "ip", "route", "show", "proto", String(WEFT_ROUTE_PROTOCOL));
+      assert.equal(routes.length, 200);
+      const r0 = routes.find((r) => r.dst === "10.10.0.0/24")!;
+      assert.deepEqual([r0.nhid, r0.gateway, r0.dev], [1001, "10.10.1.0", "flannel.1"]);
+      assert.equal(nl.nexthopList().length, 200);
+      assert.equal(nl.nexthopList().find((n) => n.id === 1199)!.gateway, "10.10.199.0");
     });
   },
 });

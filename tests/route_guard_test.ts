@@ -167,3 +167,69 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    "NetlinkKernel.applyMany() decides as apply() does: batched where plain, refused, adopted or looked at again where not",
+  ignore: requireRoot(),
+  async fn() {
+    await withScratchNetns("rg", async (ns, nl) => {
+      const dev = await setup(ns, nl);
+      const ip = (...args: string[]) => new Deno.Command("ip", { args: ["-n", ns, ...args] }).output();
+      await ip("route", "add", "10.97.0.0/24", "via", "192.168.91.8", "dev", "d0", "proto", "boot"); // flanneld's
+      const k = new NetlinkKernel(nl);
+      k.read([dev]); // the full pass reads first: the guard knows the table as it is now
+      // Behind the guard's back: weft's own route (a previous run's), which a planned add meets as EEXIST.
+      await ip("route", "add", "10.95.0.0/24", "via", "192.168.91.9", "proto", "87");
+      const route = (dst: string, gateway = "192.168.91.7") => ({
+        kind: "route" as const,
+        spec: { dst, gateway, dev },
+      });
+      const errors = k.applyMany([
+        [{ kind: "neigh", spec: { dev, ip: "10.96.0.1", mac: "0a:00:00:00:00:01" } }, route("10.96.0.0/24")],
+        [route("10.99.0.0/24")], // static: refused
+        [route("10.97.0.0/24", "192.168.91.8")], // flanneld's: adopted
+        [route("10.95.0.0/24")], // EEXIST, then replaced
+        [
+          { kind: "neigh", spec: { dev: 9999, ip: "10.94.0.1", mac: "0a:00:00:00:00:02" } },
+          route("10.94.0.0/24"),
+        ],
+      ]);
+      assert.deepEqual(errors.map((e) => e?.name), [
+        undefined,
+        "RouteRefusedError",
+        undefined,
+        undefined,
+        "NetlinkError",
+      ]);
+      assert.match(errors[4]!.message, /neighbour replace 10\.94\.0\.1 .*ENODEV/);
+      assert.deepEqual(await routesTo(ns, "10.99.0.0/24"), [{
+        protocol: "static",
+        gateway: "192.168.91.254",
+      }]);
+      assert.deepEqual(await routesTo(ns, "10.94.0.0/24"), [], "no route after its neighbour failed");
+      const expected: [string, string][] = [
+        ["10.96.0.0/24", "192.168.91.7"], // batched
+        ["10.97.0.0/24", "192.168.91.8"], // adopted
+        ["10.95.0.0/24", "192.168.91.7"], // looked at again, replaced
+      ];
+      for (const [dst, gw] of expected) {
+        const r = (await iprouteJson(ns, "ip", "route", "show", dst))[0]!;
+        assert.deepEqual([r.protocol, r.gateway, typeof r.nhid], ["87", gw, "number"], dst);
+      }
+      assert.deepEqual(nl.nexthopList().map((n) => n.gateway).sort(), [
+        "192.168.91.7",
+        "192.168.91.7",
+        "192.168.91.8",
+      ]);
+      // Now weft's: a second applyMany replaces them in the batch, no refusal counted twice.
+      const again = k.applyMany([[route("10.96.0.0/24", "192.168.91.6")], [route("10.99.0.0/24")]]);
+      assert.deepEqual(again.map((e) => e?.name), [undefined, "RouteRefusedError"]);
+      assert.equal(
+        (await iprouteJson(ns, "ip", "route", "show", "10.96.0.0/24"))[0]!.gateway,
+        "192.168.91.6",
+      );
+      assert.equal(k.routes.refused, 1);
+    });
+  },
+});

@@ -11,23 +11,15 @@ import assert from "node:assert/strict";
 import { plansFromText } from "./plan.ts";
 import { parseEnv, parseRequest } from "./request.ts";
 import { CniError, mergePrevResult, resultFor, SUPPORTED_VERSIONS } from "./types.ts";
+import { mulberry32 } from "../../tests/helpers/prng.ts";
 
 const SEED = Number(Deno.env.get("WEFT_FUZZ_SEED") ?? 0x5eed_cafe);
 const CASES = Number(Deno.env.get("WEFT_FUZZ_CASES") ?? 4000);
 /** Codes the spec defines for bad input; anything else (101, or a thrown non-CniError) is a bug. */
 const SPEC_CODES = new Set([1, 2, 3, 4, 5, 6, 7, 11]);
 
-/** mulberry32: small, fast, good enough to drive a fuzzer reproducibly. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded, to drive the fuzzer reproducibly. */
+const prng = mulberry32;
 
 const KEYS = [
   "cniVersion",

@@ -6,7 +6,13 @@
  *
  * @module
  */
-import { type NeighBatchEntry, type Netlink, NetlinkError, WEFT_ROUTE_PROTOCOL } from "../../ffi/mod.ts";
+import {
+  type BatchRequest,
+  type Netlink,
+  NetlinkError,
+  type RouteSpec,
+  WEFT_ROUTE_PROTOCOL,
+} from "../../ffi/mod.ts";
 import type { KernelEntry, KernelState } from "./entries.ts";
 import type { KernelOps } from "./reconciler.ts";
 import { NexthopRoutes } from "./nexthop_routes.ts";
@@ -41,14 +47,16 @@ export class NetlinkKernel implements KernelOps {
   }
 
   /**
-   * Installs many peers' entries (one group each) as {@linkcode apply} on each would, in fewer kernel
-   * round trips: every neighbour and FDB entry first, batched (`Netlink.neighBatch`), then each group's
-   * routes through the guard, except in a group whose neighbour or FDB entry failed (its route would
-   * point at an unresolved peer). Returns each group's first error (undefined: all in place).
+   * Installs many peers' entries (one group each) as {@linkcode apply} on each would, in few kernel round
+   * trips (`Netlink.batch`: 256 requests a datagram): first every neighbour and FDB entry; then, for the
+   * groups whose entries all went in, each route a plain add or replace of weft's own is as its next-hop
+   * object and a route naming it. The rest — a route the guard must look at (somebody else's at its
+   * destination, flanneld's to adopt), an add that met EEXIST, a next-hop object the kernel refused —
+   * goes through {@linkcode apply}, one by one. Returns each group's first error (undefined: all in place).
    */
   applyMany(groups: readonly (readonly KernelEntry[])[]): (Error | undefined)[] {
     const failed: (Error | undefined)[] = new Array(groups.length).fill(undefined);
-    const neighs: NeighBatchEntry[] = [];
+    const neighs: BatchRequest[] = [];
     const owner: number[] = [];
     groups.forEach((g, i) => {
       for (const e of g) {
@@ -57,17 +65,56 @@ export class NetlinkKernel implements KernelOps {
         owner.push(i);
       }
     });
-    this.nl.neighBatch(neighs).forEach((err, k) => {
+    this.nl.batch(neighs).forEach((err, k) => {
       if (err) failed[owner[k]!] ??= err;
     });
-    groups.forEach((g, i) => {
-      if (failed[i]) return;
-      try {
-        for (const e of g) if (e.kind === "route") this.routes.apply(e.spec);
-      } catch (err) {
-        failed[i] = err as Error;
+    // Routes after the neighbour and FDB entries: a route never points at an unresolved peer.
+    const planned: { group: number; spec: RouteSpec; add: boolean }[] = [];
+    const requests: BatchRequest[] = [];
+    const oneByOne: { group: number; spec: RouteSpec }[] = [];
+    groups.forEach((g, group) => {
+      if (failed[group]) return;
+      for (const e of g) {
+        if (e.kind !== "route") continue;
+        let how: "add" | "replace" | undefined, via: ReturnType<NexthopRoutes["plan"]>;
+        try {
+          how = this.routes.plan(e.spec);
+          via = how && this.nexthops.plan(e.spec);
+        } catch {
+          via = undefined; // reading the tables failed: apply() meets it again, for this group alone
+        }
+        if (!via) {
+          oneByOne.push({ group, spec: e.spec });
+          continue;
+        }
+        planned.push({ group, spec: e.spec, add: how === "add" });
+        requests.push({ kind: "nexthop", spec: via.nexthop }, {
+          kind: "route",
+          spec: via.route,
+          replace: how === "replace",
+        });
       }
     });
+    const errors = this.nl.batch(requests);
+    planned.forEach((p, k) => {
+      const [nhErr, routeErr] = [errors[2 * k], errors[2 * k + 1]];
+      if (nhErr || (p.add && routeErr instanceof NetlinkError && routeErr.exists)) {
+        // The guard looks again (whose route is there?) and NexthopRoutes falls back to a plain route.
+        oneByOne.push({ group: p.group, spec: p.spec });
+      } else if (routeErr) failed[p.group] ??= routeErr;
+      else {
+        this.nexthops.made();
+        this.routes.wrote(p.spec.dst);
+      }
+    });
+    for (const { group, spec } of oneByOne) {
+      if (failed[group]) continue;
+      try {
+        this.routes.apply(spec);
+      } catch (err) {
+        failed[group] = err as Error;
+      }
+    }
     return failed;
   }
 

@@ -27,6 +27,7 @@ import {
   type Netlink,
   NetlinkError,
   type NexthopInfo,
+  type NexthopSpec,
   type RouteInfo,
   type RouteSpec,
   WEFT_ROUTE_PROTOCOL,
@@ -172,6 +173,29 @@ export class NexthopRoutes {
     logger.info("the kernel has no next-hop objects ({error}): routes go in with their gateway", {
       error: err.message,
     });
+  }
+
+  /**
+   * The next-hop object `spec` would go through and the route naming it, to send in a batch (the object
+   * first), or undefined when `spec` goes in plainly (see {@linkcode routeAdd}). After the object was
+   * made, call {@linkcode made}; if the kernel refused it, send `spec` through `routeAdd`/`routeReplace`,
+   * which try again and fall back to a plain route.
+   */
+  plan(spec: RouteSpec): { nexthop: NexthopSpec; route: RouteSpec & { nexthopId: number } } | undefined {
+    const id = nexthopIdFor(spec);
+    if (id === undefined) return undefined;
+    if (this.#state === "unknown") this.#list();
+    if (this.#state !== "on" || this.#foreign.has(id)) return undefined;
+    const { gateway, dev, onlink, ...rest } = spec;
+    return {
+      nexthop: { id, gateway: gateway!, dev: dev as number, onlink: !!onlink, protocol: WEFT_ROUTE_PROTOCOL },
+      route: { ...rest, nexthopId: id },
+    };
+  }
+
+  /** Counts a next-hop object made by a planned batch. */
+  made(): void {
+    this.stats.made++;
   }
 
   /** `spec` naming its next-hop object (made or replaced now), or `spec` as it is. */

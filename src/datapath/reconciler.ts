@@ -303,8 +303,12 @@ export class Reconciler {
     this.#failing.delete(key);
   }
 
-  /** Applies one peer's desired state: removes what it no longer wants, replaces what it wants. */
-  #applyPeer(key: string): void {
+  /**
+   * Applies one peer's desired state: removes what it no longer wants, replaces what it wants — at once,
+   * or, given a `batch` and a kernel that takes many (every entry the kernel's), by adding the peer to
+   * `batch` for one `applyMany` after the others (#applyDirty settles it).
+   */
+  #applyPeer(key: string, batch?: PeerApply[]): void {
     const lease = this.#desired.get(key);
     const want = lease ? this.backend.entriesFor(lease) : undefined;
     const before = this.#appliedEntries(key);
@@ -318,6 +322,10 @@ export class Reconciler {
     if (!want) {
       this.#applied.delete(key);
       this.#failing.delete(key);
+      return;
+    }
+    if (batch && this.kernel.applyMany && want.every((e) => e.kind !== "driver")) {
+      batch.push({ key, lease: lease!, fresh: true, missing: want, want });
       return;
     }
     // Neighbour and FDB entries before the route, so the route never points at an unresolved peer.
@@ -355,6 +363,7 @@ export class Reconciler {
     const now = Date.now();
     const keys = [...this.#dirty];
     this.#dirty.clear();
+    const batch: PeerApply[] = [];
     let nextRetry = Infinity;
     for (const key of keys) {
       const st = this.#failing.get(key);
@@ -364,7 +373,7 @@ export class Reconciler {
         continue;
       }
       try {
-        this.#applyPeer(key);
+        this.#applyPeer(key, batch);
       } catch (err) {
         // Keep the entries we know were there, plus the wanted ones (some may be in): both get removed
         // if the lease goes away before a retry succeeds.
@@ -383,6 +392,14 @@ export class Reconciler {
           });
         }
       }
+    }
+    // A burst (a re-list, nodes joining) goes to the kernel together, each peer then settled alone.
+    if (batch.length) {
+      const errors = this.kernel.applyMany!(batch.map((p) => p.missing as KernelEntry[]));
+      batch.forEach((p, i) => {
+        if (errors[i] === undefined) this.#ok(p.key, p.lease);
+        else this.#failed(p.key, errors[i], [...this.#appliedEntries(p.key), ...p.want]);
+      });
     }
     if (nextRetry !== Infinity) this.#armRetry(nextRetry);
     this.#countProgrammed();

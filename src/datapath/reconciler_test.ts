@@ -456,12 +456,38 @@ Deno.test("a full pass hands all peers to a batching kernel at once; a peer that
   await until(() => kernel.routes.has("10.244.4.0/24"));
   await r.settled();
   assert.deepEqual([r.stats.peersProgrammed, r.stats.peersFailing], [5, 0]);
+  assert.deepEqual(kernel.batches, [5, 1], "the retry went to the kernel as a batch of one");
   // Drift found by a later pass goes through the batch too, and counts as drift.
   kernel.neighs.delete("5 10.244.3.0");
   kernel.routes.delete("10.244.6.0/24");
   r.fullPass();
-  assert.deepEqual(kernel.batches, [5, 2]);
+  assert.deepEqual(kernel.batches, [5, 1, 2]);
   assert.equal(r.stats.driftRepaired, 2);
   assert.ok(kernel.neighs.has("5 10.244.3.0") && kernel.routes.has("10.244.6.0/24"));
+  r.stop();
+});
+
+Deno.test("a burst of lease events reaches a batching kernel as one call; a changed lease still loses its old entries first", async () => {
+  const kernel = new BatchingKernel();
+  const r = new Reconciler(new FakeBackend(), kernel, CLUSTER);
+  for (let i = 2; i < 6; i++) r.setPeer(`10.244.${i}.0-24`, lease(i));
+  await r.settled();
+  assert.deepEqual(kernel.batches, [4]);
+  assert.equal(r.stats.peersProgrammed, 4);
+  const before = kernel.calls.length;
+  r.setPeer("10.244.3.0-24", lease(3, { ip: "192.168.1.33" })); // the peer's VTEP moved
+  r.setPeer("10.244.4.0-24", undefined);
+  await r.settled();
+  assert.deepEqual(kernel.calls.slice(before), [
+    "remove fdb 5 02:00:00:00:00:03 192.168.1.3",
+    "remove route 10.244.4.0/24",
+    "remove fdb 5 02:00:00:00:00:04 192.168.1.4",
+    "remove neigh 5 10.244.4.0",
+    "apply neigh 5 10.244.3.0",
+    "apply fdb 5 02:00:00:00:00:03 192.168.1.33",
+    "apply route 10.244.3.0/24",
+  ]);
+  assert.deepEqual(kernel.batches, [4, 1]);
+  assert.equal(r.stats.peersProgrammed, 3);
   r.stop();
 });

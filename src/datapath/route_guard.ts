@@ -123,6 +123,23 @@ export class RouteGuard {
   }
 
   /** Installs `spec` (a weft route), or throws {@linkcode RouteRefusedError}. */
+  /**
+   * How {@linkcode apply} would write `spec` when that is a plain add or replace ("add": nobody's route is
+   * at its destination; "replace": weft's is), or undefined when it needs `apply` itself (somebody else's
+   * route there, flanneld's to adopt, the last-resort blackhole). After a planned write succeeded, call
+   * {@linkcode wrote}; an "add" that failed with EEXIST goes to `apply`, which looks again.
+   */
+  plan(spec: RouteSpec): "add" | "replace" | undefined {
+    if (!this.#learned) this.refresh();
+    if (spec.metric === LAST_RESORT_METRIC || this.#foreign.has(spec.dst)) return undefined;
+    return this.#ours.has(spec.dst) ? "replace" : "add";
+  }
+
+  /** Records that a planned write of weft's route to `dst` is in the kernel. */
+  wrote(dst: string): void {
+    this.#ours.add(dst);
+  }
+
   apply(spec: RouteSpec): void {
     if (!this.#learned) this.refresh();
     const dst = spec.dst;

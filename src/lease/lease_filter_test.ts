@@ -3,6 +3,7 @@ import { parseCIDR, parseNet } from "../net/ip.ts";
 import type { Lease, LeaseAttrs } from "./lease.ts";
 import { type FilterChange, type FilterReport, LeaseFilter } from "./lease_filter.ts";
 import { type NetworkRules, type NodeFacts, parseLeaseEntry } from "./validate.ts";
+import { mulberry32 } from "../../tests/helpers/prng.ts";
 
 const V4: NetworkRules = { network: parseNet("10.244.0.0/16"), subnetLen: 24, ipv6SubnetLen: 64 };
 const DUAL: NetworkRules = { ...V4, ipv6Network: parseNet("fd00:10:244::/56") };
@@ -291,17 +292,8 @@ Deno.test("LeaseFilter refuses leases that name this node's address as PublicIP"
   assert.equal(h.filter.verdict("10.244.3.0-24")?.rule, "public_ip_own");
 });
 
-/** A small deterministic PRNG (mulberry32), so a failing order can be replayed. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded, so a failing order can be replayed. */
+const rng = mulberry32;
 
 Deno.test("LeaseFilter reaches the same verdicts for any arrival order and batching (every node agrees)", () => {
   const r = rng(1234);

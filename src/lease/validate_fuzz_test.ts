@@ -19,6 +19,7 @@ import {
   type NodeFacts,
   parseLeaseEntry,
 } from "./validate.ts";
+import { mulberry32 } from "../../tests/helpers/prng.ts";
 
 const SEED = Number(Deno.env.get("WEFT_FUZZ_SEED") ?? 20261201);
 const BUDGET_MS = Number(Deno.env.get("WEFT_FUZZ_MS") ?? 2500);
@@ -26,16 +27,9 @@ const MAX_CASES = 200_000;
 /** Cases run however long they take (the budget only adds more), so a slow machine tests as much. */
 const MIN_CASES = 5000;
 
-/** mulberry32: small, fast, deterministic. */
+/** Seeded numbers, integers below `n` and picks (tests/helpers/prng.ts), so a failure can be replayed. */
 function rng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
   const int = (n: number) => Math.floor(next() * n);
   const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
   return { next, int, pick };

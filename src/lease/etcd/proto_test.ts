@@ -9,6 +9,7 @@ import {
 } from "../../../tools/gen_etcd_proto.ts";
 import { decodeMessage, encodeMessage, etcdPackageDefinition } from "./proto.ts";
 import { ETCD_ENUMS, ETCD_MESSAGES, ETCD_METHODS } from "./proto_schema.ts";
+import { mulberry32 } from "../../../tests/helpers/prng.ts";
 
 // protobufjs as etcd3's proto-loader would use it: the reference every check below compares with.
 const root = etcd3ProtoRoot();
@@ -38,15 +39,8 @@ Deno.test("the package definition has every service and method @grpc/proto-loade
   }
 });
 
-/** A small seeded generator (mulberry32), so a failure can be replayed. */
-function rng(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded, so a failure can be replayed. */
+const rng = mulberry32;
 
 type Field = (typeof ETCD_MESSAGES)[string][number];
 
