@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { realisticNode } from "../../tests/helpers/kube_nodes.ts";
 import { pruneJson } from "./json_prune.ts";
+import { mulberry32 } from "../../tests/helpers/prng.ts";
 
 const PATHS = [["metadata", "managedFields"], ["status", "images"]];
 
@@ -41,4 +42,31 @@ Deno.test("pruneJson is not fooled by brackets, quotes and escapes inside string
   assert.equal(pruneJson('{"metadata":{"name":"a"}}', PATHS), '{"metadata":{"name":"a"}}', "nothing to drop");
   assert.equal(pruneJson('{"status":"x"}', PATHS), '{"status":"x"}', "a path through a non-object");
   assert.throws(() => pruneJson('{"metadata":{"managedFields":[1,', PATHS), SyntaxError);
+});
+
+Deno.test("pruneJson: random objects with escapes and multi-byte characters lose exactly the paths, nothing else", () => {
+  const r = mulberry32(0x9e37);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+  const KEYS = ["metadata", "managedFields", "status", "images", "name", "ü€", '"}', "\\", "k"];
+  const STRS = ["", "a", '"', "\\", "}]{[", "😀", "ключ", 'x\\"y', "\u0000\u001f"];
+  const value = (depth: number): unknown => {
+    const k = r();
+    if (depth > 3 || k < 0.3) return pick([...STRS, 1, -2.5e-3, true, false, null]);
+    if (k < 0.5) return Array.from({ length: Math.floor(r() * 3) }, () => value(depth + 1));
+    return Object.fromEntries(
+      Array.from({ length: Math.floor(r() * 5) }, () => [pick(KEYS), value(depth + 1)]),
+    );
+  };
+  for (let n = 0; n < 500; n++) {
+    const o = { metadata: value(1), status: value(1), [pick(KEYS)]: value(1) } as Record<string, unknown>;
+    const want = structuredClone(o);
+    for (const [a, b] of PATHS) {
+      const parent = want[a!];
+      if (parent && typeof parent === "object" && !Array.isArray(parent) && b! in parent) {
+        (parent as Record<string, unknown>)[b!] = 0;
+      }
+    }
+    const text = JSON.stringify(o, null, n % 2 ? 1 : undefined);
+    assert.deepEqual(JSON.parse(pruneJson(text, PATHS)), want, text);
+  }
 });

@@ -15,6 +15,7 @@ const tricky = [
   { metadata: { name: "a", annotations: { "x/y": 'quote " and \\ backslash', "z": "}]{[" } }, spec: {} },
   { metadata: { name: "b\\" }, status: { images: [{ names: ["r@sha256:1", "r:v1"], sizeBytes: 1 }] } },
   { metadata: { name: "c" }, spec: { podCIDRs: ["10.0.0.0/24"], n: [1, 2.5e3, -3, true, null] } },
+  { metadata: { name: "ü€😀", annotations: { "ключ": 'значение " }', "\u0022": '"' } }, spec: {} },
 ];
 
 Deno.test("ListScanner hands over every item of a list split at any byte, escaped quotes and all", () => {
