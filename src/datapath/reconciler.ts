@@ -395,7 +395,7 @@ export class Reconciler {
     }
     // A burst (a re-list, nodes joining) goes to the kernel together, each peer then settled alone.
     if (batch.length) {
-      const errors = this.kernel.applyMany!(batch.map((p) => p.missing as KernelEntry[]));
+      const errors = this.#applyMany(batch);
       batch.forEach((p, i) => {
         if (errors[i] === undefined) this.#ok(p.key, p.lease);
         else this.#failed(p.key, errors[i], [...this.#appliedEntries(p.key), ...p.want]);
@@ -476,7 +476,7 @@ export class Reconciler {
     // Peers whose entries are all the kernel's go in together (NetlinkKernel: the neighbour and FDB entries
     // of thousands of peers in a few datagrams), each then settled as if applied alone.
     if (batch.length) {
-      const errors = this.kernel.applyMany!(batch.map((p) => p.missing as KernelEntry[]));
+      const errors = this.#applyMany(batch);
       batch.forEach((p, i) => repaired += this.#settle(p, errors[i], change));
     }
     this.stats.driftRepaired += repaired + this.#keepLocal(idx, wanted);
@@ -484,6 +484,18 @@ export class Reconciler {
     this.#countProgrammed();
     this.stats.lastPassSeconds = (performance.now() - t0) / 1000;
     return true;
+  }
+
+  /**
+   * `kernel.applyMany` on the peers of `batch`: each peer's first error. When the call itself fails (the
+   * netlink socket could not send or receive), every peer of it failed with that error, and backs off.
+   */
+  #applyMany(batch: PeerApply[]): unknown[] {
+    try {
+      return this.kernel.applyMany!(batch.map((p) => p.missing as KernelEntry[]));
+    } catch (err) {
+      return batch.map(() => err ?? new Error("applying a batch failed"));
+    }
   }
 
   /**

@@ -491,3 +491,24 @@ Deno.test("a burst of lease events reaches a batching kernel as one call; a chan
   assert.equal(r.stats.peersProgrammed, 3);
   r.stop();
 });
+
+Deno.test("a batch the kernel layer cannot send at all fails each of its peers, which back off and are retried", async () => {
+  const kernel = new BatchingKernel();
+  let broken = 1;
+  const applyMany = kernel.applyMany.bind(kernel);
+  kernel.applyMany = (groups) => {
+    if (broken-- > 0) throw new Error("netlink batch: recvfrom failed (ENOBUFS)");
+    return applyMany(groups);
+  };
+  const r = new Reconciler(new FakeBackend(), kernel, CLUSTER);
+  const ok = { ensure: () => "unchanged" } as unknown as NodeState;
+  for (let i = 2; i < 5; i++) r.setPeer(`10.244.${i}.0-24`, lease(i));
+  const status = new AgentStatus();
+  await new Resync({ reconciler: r, node: ok, lease: () => lease(1), synced: () => true, status }).pass();
+  assert.deepEqual([r.stats.peersProgrammed, r.stats.peersFailing, r.stats.errors], [0, 3, 3]);
+  assert.equal(kernel.routes.size, 0);
+  await until(() => kernel.routes.size === 3);
+  await r.settled();
+  assert.deepEqual([r.stats.peersProgrammed, r.stats.peersFailing], [3, 0]);
+  r.stop();
+});
