@@ -11,11 +11,14 @@ import { requireRoot } from "./helpers/topology.ts";
 import { iprouteJson, withScratchNetns } from "./helpers/scratch_netns.ts";
 
 /** A veth `d0` (peer `d1`, both up) holding 192.168.91.1/24 and fd00:91::1/64, a static and a DHCP route. */
+/** `ip -n ns …`; throws with its stderr when it fails. */
+async function ipIn(ns: string, ...args: string[]): Promise<void> {
+  const out = await new Deno.Command("ip", { args: ["-n", ns, ...args], stderr: "piped" }).output();
+  if (!out.success) throw new Error(`ip ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+}
+
 async function setup(ns: string, nl: Netlink): Promise<number> {
-  const run = async (...args: string[]) => {
-    const out = await new Deno.Command("ip", { args: ["-n", ns, ...args], stderr: "piped" }).output();
-    if (!out.success) throw new Error(`ip ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  };
+  const run = (...args: string[]) => ipIn(ns, ...args);
   await run("link", "add", "d0", "type", "veth", "peer", "name", "d1");
   await run("link", "set", "d1", "up");
   await run("link", "set", "d0", "up");
@@ -139,11 +142,7 @@ Deno.test({
   async fn() {
     await withScratchNetns("rg", async (ns, nl) => {
       const dev = await setup(ns, nl);
-      const ip = async (...args: string[]) =>
-        assert.ok(
-          (await new Deno.Command("ip", { args: ["-n", ns, ...args] }).output()).success,
-          args.join(" "),
-        );
+      const ip = (...args: string[]) => ipIn(ns, ...args);
       // As flanneld programs a peer (it sets no protocol: the kernel says boot).
       await ip("route", "add", "10.244.6.0/24", "via", "192.168.91.7", "dev", "d0", "proto", "boot");
       await ip("route", "add", "10.244.7.0/24", "via", "192.168.91.8", "dev", "d0", "proto", "boot");
@@ -175,7 +174,7 @@ Deno.test({
   async fn() {
     await withScratchNetns("rg", async (ns, nl) => {
       const dev = await setup(ns, nl);
-      const ip = (...args: string[]) => new Deno.Command("ip", { args: ["-n", ns, ...args] }).output();
+      const ip = (...args: string[]) => ipIn(ns, ...args);
       await ip("route", "add", "10.97.0.0/24", "via", "192.168.91.8", "dev", "d0", "proto", "boot"); // flanneld's
       const k = new NetlinkKernel(nl);
       k.read([dev]); // the full pass reads first: the guard knows the table as it is now

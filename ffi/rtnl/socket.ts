@@ -81,19 +81,18 @@ export class RtnlSocket implements Disposable {
     return this.batch(b, [seq], op);
   }
 
-  /**
-   * Sends every message in `b` in one datagram (an nftables batch) and reads until each of `seqs` is
-   * answered: an ACK, an error, or (dumps) NLMSG_DONE. The first kernel error throws, once all answers
-   * are in (the kernel answers every message of a batch, also after an error).
-   */
-  batch(b: NlBuilder, seqs: number[], op: string): NlMessage[] {
+  /** Sends what `b` holds as one datagram (again after EINTR). */
+  #send(b: NlBuilder, op: string): void {
     const out = b.bytesOut();
     for (;;) {
       const n = sys("sendto", BigInt(this.#fd), addressOf(out), BigInt(out.length), 0n, 0n, 0n);
-      if (n >= 0) break;
+      if (n >= 0) return;
       if (-n !== EINTR) throw new NetlinkError(op, -n, 0, "sendto failed");
     }
-    const st: Collect = { replies: [], waiting: new Set(seqs), failed: undefined };
+  }
+
+  /** Receives the next datagram into the receive buffer; returns its length (over the buffer: truncated). */
+  #receive(op: string): number {
     for (;;) {
       const n = sys(
         "recvfrom",
@@ -104,10 +103,21 @@ export class RtnlSocket implements Disposable {
         0n,
         0n,
       );
-      if (n < 0) {
-        if (-n === EINTR) continue;
-        throw new NetlinkError(op, -n, 0, "recvfrom failed");
-      }
+      if (n >= 0) return n;
+      if (-n !== EINTR) throw new NetlinkError(op, -n, 0, "recvfrom failed");
+    }
+  }
+
+  /**
+   * Sends every message in `b` in one datagram (an nftables batch) and reads until each of `seqs` is
+   * answered: an ACK, an error, or (dumps) NLMSG_DONE. The first kernel error throws, once all answers
+   * are in (the kernel answers every message of a batch, also after an error).
+   */
+  batch(b: NlBuilder, seqs: number[], op: string): NlMessage[] {
+    this.#send(b, op);
+    const st: Collect = { replies: [], waiting: new Set(seqs), failed: undefined };
+    for (;;) {
+      const n = this.#receive(op);
       if (this.#collect(n, st, op)) return st.replies;
     }
   }
@@ -120,27 +130,10 @@ export class RtnlSocket implements Disposable {
    * system calls for the whole batch, where one request at a time takes two each.
    */
   sendQuiet(b: NlBuilder, ackSeq: number, op: string): Map<number, { errno: number; detail: string }> {
-    const out = b.bytesOut();
-    for (;;) {
-      const n = sys("sendto", BigInt(this.#fd), addressOf(out), BigInt(out.length), 0n, 0n, 0n);
-      if (n >= 0) break;
-      if (-n !== EINTR) throw new NetlinkError(op, -n, 0, "sendto failed");
-    }
+    this.#send(b, op);
     const failed = new Map<number, { errno: number; detail: string }>();
     for (;;) {
-      const n = sys(
-        "recvfrom",
-        BigInt(this.#fd),
-        addressOf(this.#rx),
-        BigInt(this.#rx.length),
-        MSG_TRUNC,
-        0n,
-        0n,
-      );
-      if (n < 0) {
-        if (-n === EINTR) continue;
-        throw new NetlinkError(op, -n, 0, "recvfrom failed");
-      }
+      const n = this.#receive(op);
       if (n > this.#rx.length) throw new NetlinkError(op, 90, 0, `reply of ${n} bytes truncated`);
       for (const m of messages(this.#rxView, n)) {
         if (m.type !== NLMSG.ERROR) continue;
