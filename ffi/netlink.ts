@@ -149,7 +149,7 @@ function prepare(sock: NlSocket, r: BatchRequest): (b: NlBuilder, seq: number, a
 /** A netlink handle bound to one network namespace. Dispose it (`using`) or call `close()`. */
 export class Netlink implements Disposable {
   readonly #sock: NlSocket;
-  /** A raw socket in the same namespace for batches (neighBatch), opened at the first one. */
+  /** A raw socket in the same namespace for {@linkcode batch}, opened at the first one. */
   #raw: RtnlSocket | undefined;
   /** The namespace it was opened in (undefined: the process's own), for calls that are not netlink. */
   readonly netns: string | undefined;

@@ -18,13 +18,18 @@ import { AF, NHA, NHMSG_LEN, RTM, RTNH_F_ONLINK } from "./nl_consts.ts";
 import { NLM_F, type NlSocket } from "./socket.ts";
 import { type NexthopInfo, type NexthopSpec, WEFT_ROUTE_PROTOCOL } from "./types.ts";
 
-/** A next-hop message's payload: `struct nhmsg` and then the attributes `fill` appends. */
-function nhPayload(family: number, protocol: number, flags: number, fill: (b: NlBuilder) => void) {
-  const b = new NlBuilder();
+/** Appends `struct nhmsg` to `b`. */
+function writeNhmsg(b: NlBuilder, family: number, protocol: number, flags: number): void {
   const at = b.struct(NHMSG_LEN);
   b.view.setUint8(at, family);
   b.view.setUint8(at + 2, protocol);
   b.view.setUint32(at + 4, flags, true);
+}
+
+/** A next-hop message's payload: `struct nhmsg` and then the attributes `fill` appends. */
+function nhPayload(family: number, protocol: number, flags: number, fill: (b: NlBuilder) => void) {
+  const b = new NlBuilder();
+  writeNhmsg(b, family, protocol, flags);
   fill(b);
   return b.bytesOut();
 }
@@ -32,10 +37,12 @@ function nhPayload(family: number, protocol: number, flags: number, fill: (b: Nl
 /** Writes into `b` (after its message header, or as a bare payload) next-hop object `spec`. */
 export function writeNexthop(b: NlBuilder, spec: NexthopSpec): void {
   const gw = parseIP(spec.gateway);
-  const at = b.struct(NHMSG_LEN);
-  b.view.setUint8(at, gw.family === 4 ? AF.INET : AF.INET6);
-  b.view.setUint8(at + 2, spec.protocol ?? WEFT_ROUTE_PROTOCOL);
-  b.view.setUint32(at + 4, spec.onlink ? RTNH_F_ONLINK : 0, true);
+  writeNhmsg(
+    b,
+    gw.family === 4 ? AF.INET : AF.INET6,
+    spec.protocol ?? WEFT_ROUTE_PROTOCOL,
+    spec.onlink ? RTNH_F_ONLINK : 0,
+  );
   b.u32(NHA.ID, spec.id).u32(NHA.OIF, spec.dev).bytes(NHA.GATEWAY, ipBytes(gw));
 }
 

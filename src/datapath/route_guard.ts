@@ -122,12 +122,12 @@ export class RouteGuard {
     return this.#foreign.get(dst);
   }
 
-  /** Installs `spec` (a weft route), or throws {@linkcode RouteRefusedError}. */
   /**
    * How {@linkcode apply} would write `spec` when that is a plain add or replace ("add": nobody's route is
    * at its destination; "replace": weft's is), or undefined when it needs `apply` itself (somebody else's
    * route there, flanneld's to adopt, the last-resort blackhole). After a planned write succeeded, call
-   * {@linkcode wrote}; an "add" that failed with EEXIST goes to `apply`, which looks again.
+   * {@linkcode wrote}; an "add" that failed with EEXIST goes to `apply`, which looks again. Its cases are
+   * `apply`'s branches where no foreign route holds `dst`: a change to one is a change to the other.
    */
   plan(spec: RouteSpec): "add" | "replace" | undefined {
     if (!this.#learned) this.refresh();
@@ -140,6 +140,7 @@ export class RouteGuard {
     this.#ours.add(dst);
   }
 
+  /** Installs `spec` (a weft route), or throws {@linkcode RouteRefusedError}. */
   apply(spec: RouteSpec): void {
     if (!this.#learned) this.refresh();
     const dst = spec.dst;
