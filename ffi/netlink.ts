@@ -42,7 +42,7 @@ import {
 } from "./neighs.ts";
 import { closeFd, openNetnsFd, withNetns } from "./netns.ts";
 import { NetlinkError } from "./errors.ts";
-import { nexthopDelete, nexthopList, nexthopReplace, writeNexthop } from "./nexthops.ts";
+import { nexthopDelete, nexthopList, nexthopProtocols, nexthopReplace, writeNexthop } from "./nexthops.ts";
 import {
   routeAdd,
   routeDelete,
@@ -149,7 +149,7 @@ function prepare(sock: NlSocket, r: BatchRequest): (b: NlBuilder, seq: number, a
 /** A netlink handle bound to one network namespace. Dispose it (`using`) or call `close()`. */
 export class Netlink implements Disposable {
   readonly #sock: NlSocket;
-  /** A raw socket in the same namespace for {@linkcode batch}, opened at the first one. */
+  /** A raw socket in the same namespace for {@linkcode batch} and dumps read in place, opened at first use. */
   #raw: RtnlSocket | undefined;
   /** The namespace it was opened in (undefined: the process's own), for calls that are not netlink. */
   readonly netns: string | undefined;
@@ -165,6 +165,13 @@ export class Netlink implements Disposable {
     const ref = opts.netns ?? (opts.pid !== undefined ? `/proc/${opts.pid}/ns/net` : undefined);
     const sock = ref === undefined ? new NlSocket() : withNetns(ref, () => new NlSocket());
     return new Netlink(sock, ref);
+  }
+
+  /** The raw socket, opened in the handle's namespace at first use. */
+  #rawSocket(): RtnlSocket {
+    return this.#raw ??= this.netns === undefined
+      ? RtnlSocket.open()
+      : withNetns(this.netns, () => RtnlSocket.open());
   }
 
   /** Closes the socket. */
@@ -336,7 +343,12 @@ export class Netlink implements Disposable {
 
   /** Lists the namespace's next-hop objects. */
   nexthopList(): NexthopInfo[] {
-    return nexthopList(this.#sock);
+    return nexthopList(this.#rawSocket());
+  }
+
+  /** Each next-hop object's id → the protocol that made it (a full pass's lean read of them). */
+  nexthopProtocols(): Map<number, number> {
+    return nexthopProtocols(this.#rawSocket());
   }
 
   // ---- neighbours and FDB
@@ -367,9 +379,7 @@ export class Netlink implements Disposable {
       }
     });
     if (!ready.length) return errors;
-    const raw = this.#raw ??= this.netns === undefined
-      ? RtnlSocket.open()
-      : withNetns(this.netns, () => RtnlSocket.open());
+    const raw = this.#rawSocket();
     for (let from = 0; from < ready.length; from += BATCH) {
       const chunk = ready.slice(from, from + BATCH);
       const b = new NlBuilder();

@@ -13,7 +13,8 @@
  * @module
  */
 import { formatIP, ipBytes, ipFromBytes, parseIP } from "./ip.ts";
-import { attrU32, NlBuilder, parseAttrs } from "./nl_codec.ts";
+import { attrAt, attrLenAt, NlBuilder, type NlMessage } from "./nl_codec.ts";
+import type { RtnlSocket } from "./rtnl/socket.ts";
 import { AF, NHA, NHMSG_LEN, RTM, RTNH_F_ONLINK } from "./nl_consts.ts";
 import { NLM_F, type NlSocket } from "./socket.ts";
 import { type NexthopInfo, type NexthopSpec, WEFT_ROUTE_PROTOCOL } from "./types.ts";
@@ -76,27 +77,58 @@ export function nexthopDelete(sock: NlSocket, id: number): boolean {
   }
 }
 
+/**
+ * Calls `visit` with each next-hop object of the namespace, in place in the receive buffer of `raw` (a
+ * full pass reads thousands: copying each out of libnl cost ~2.5 KB a pass per object). A kernel without
+ * next-hop objects refuses the dump (EOPNOTSUPP).
+ */
+function eachNexthop(raw: RtnlSocket, visit: (m: NlMessage) => void): void {
+  const seq = raw.nextSeq();
+  const b = new NlBuilder().begin(RTM.GETNEXTHOP, NLM_F.REQUEST | NLM_F.DUMP, seq);
+  writeNhmsg(b, AF.UNSPEC, 0, 0);
+  b.end();
+  raw.dumpEach(b, seq, "nexthop list", (m) => {
+    if (m.type === RTM.NEWNEXTHOP && m.end - m.at >= NHMSG_LEN) visit(m);
+  });
+}
+
+/** The u32 attribute `type` of next-hop message `m`, 0 when absent. */
+function nhU32(m: NlMessage, type: number): number {
+  const at = attrAt(m.dv, m.at + NHMSG_LEN, m.end, type);
+  return at >= 0 && attrLenAt(m.dv, at) >= 4 ? m.dv.getUint32(at, true) : 0;
+}
+
 /** Every next-hop object of the namespace (none on a kernel without them: the dump is refused). */
-export function nexthopList(sock: NlSocket): NexthopInfo[] {
-  const answers = sock.dumpRaw(RTM.GETNEXTHOP, nhPayload(AF.UNSPEC, 0, 0, () => {}), "nexthop list");
+export function nexthopList(raw: RtnlSocket): NexthopInfo[] {
   const out: NexthopInfo[] = [];
-  for (const a of answers) {
-    if (a.length < NHMSG_LEN) continue;
-    const v = new DataView(a.buffer, a.byteOffset, a.byteLength);
+  eachNexthop(raw, (m) => {
+    const id = nhU32(m, NHA.ID);
+    if (!id) return;
     const info: NexthopInfo = {
-      id: 0,
-      protocol: v.getUint8(2),
-      index: 0,
-      onlink: (v.getUint32(4, true) & RTNH_F_ONLINK) !== 0,
+      id,
+      protocol: m.dv.getUint8(m.at + 2),
+      index: nhU32(m, NHA.OIF),
+      onlink: (m.dv.getUint32(m.at + 4, true) & RTNH_F_ONLINK) !== 0,
     };
-    for (const attr of parseAttrs(a.subarray(NHMSG_LEN))) {
-      if (attr.type === NHA.ID) info.id = attrU32(attr) ?? 0;
-      else if (attr.type === NHA.OIF) info.index = attrU32(attr) ?? 0;
-      else if (attr.type === NHA.GATEWAY && (attr.data.length === 4 || attr.data.length === 16)) {
-        info.gateway = formatIP(ipFromBytes(attr.data));
-      }
+    const gw = attrAt(m.dv, m.at + NHMSG_LEN, m.end, NHA.GATEWAY);
+    const len = gw >= 0 ? attrLenAt(m.dv, gw) : 0;
+    if (len === 4 || len === 16) {
+      info.gateway = formatIP(ipFromBytes(new Uint8Array(m.dv.buffer, m.dv.byteOffset + gw, len)));
     }
-    if (info.id) out.push(info);
-  }
+    out.push(info);
+  });
+  return out;
+}
+
+/**
+ * Every next-hop object's id and the protocol that made it, and nothing else: what a full pass needs to
+ * tell weft's objects from others', without an object per entry.
+ */
+export function nexthopProtocols(raw: RtnlSocket): Map<number, number> {
+  const out = new Map<number, number>();
+  eachNexthop(raw, (m) => {
+    const id = nhU32(m, NHA.ID);
+    if (id) out.set(id, m.dv.getUint8(m.at + 2));
+  });
   return out;
 }

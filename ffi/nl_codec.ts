@@ -187,6 +187,26 @@ export function parseAttrs(bytes: Uint8Array): NlAttr[] {
   return out;
 }
 
+/**
+ * The offset in `dv` of the payload of the first attribute of `type` between `from` and `end`, or -1; its
+ * length is `attrLenAt(dv, at)`. Makes nothing: a dump of thousands of messages is read in place.
+ */
+export function attrAt(dv: DataView, from: number, end: number, type: number): number {
+  let off = from;
+  while (off + 4 <= end) {
+    const len = dv.getUint16(off, true);
+    if (len < 4 || off + len > end) return -1;
+    if ((dv.getUint16(off + 2, true) & NLA_TYPE_MASK) === type) return off + 4;
+    off += align4(len);
+  }
+  return -1;
+}
+
+/** The payload length of the attribute whose payload {@linkcode attrAt} found at `at`. */
+export function attrLenAt(dv: DataView, at: number): number {
+  return dv.getUint16(at - 4, true) - 4;
+}
+
 /** The attributes of a run by type (the last of a repeated type wins). */
 export function attrMap(bytes: Uint8Array): Map<number, NlAttr> {
   return new Map(parseAttrs(bytes).map((a) => [a.type, a]));

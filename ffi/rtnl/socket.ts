@@ -25,6 +25,8 @@ import { addressOf, closeFd, inNetns, sys, sysAsync, SyscallError } from "./sys.
 /** What a request's replies are collected into. */
 interface Collect {
   replies: NlMessage[];
+  /** Instead of copying each reply into `replies`: hand it over in place (valid during the call only). */
+  visit?: (m: NlMessage) => void;
   waiting: Set<number>;
   failed: NetlinkError | undefined;
 }
@@ -123,6 +125,20 @@ export class RtnlSocket implements Disposable {
   }
 
   /**
+   * Sends the dump request in `b` (sequence number `seq`) and calls `visit` with each reply in the receive
+   * buffer itself, valid only during the call: a full pass reads thousands of entries without copying
+   * them. A kernel error throws, as {@linkcode request}.
+   */
+  dumpEach(b: NlBuilder, seq: number, op: string, visit: (m: NlMessage) => void): void {
+    this.#send(b, op);
+    const st: Collect = { replies: [], waiting: new Set([seq]), failed: undefined, visit };
+    for (;;) {
+      const n = this.#receive(op);
+      if (this.#collect(n, st, op)) return;
+    }
+  }
+
+  /**
    * Sends every message in `b` in one datagram, where only the last one (`ackSeq`) asks for an ACK: the
    * kernel handles a datagram's messages in order and answers the others only when they fail, so once the
    * last is answered every error is in. Returns the kernel's errno and text for each failed message by its
@@ -192,6 +208,10 @@ export class RtnlSocket implements Disposable {
         if (st.waiting.size) continue;
         if (st.failed) throw st.failed;
         return true;
+      }
+      if (st.visit) {
+        st.visit(m);
+        continue;
       }
       // Copy: the receive buffer is reused by the next recvfrom.
       const copy = new DataView(m.dv.buffer.slice(m.at - NLMSG_HDRLEN, m.end));

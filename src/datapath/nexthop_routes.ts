@@ -43,6 +43,12 @@ const EOPNOTSUPP = 95;
 
 /** The next-hop id for destination `dst` (IPv4, prefix ≤ 24), or undefined when the scheme has none. */
 export function nexthopIdForDst(dst: string): number | undefined {
+  const fast = canonicalV4Net(dst);
+  if (fast) {
+    const [value, prefix] = fast;
+    if (prefix > 24 || prefix < 8) return undefined;
+    return WEFT_NEXTHOP_BASE + (((value & (0xffff_ffff << (32 - prefix))) >>> 8) & 0xff_ffff);
+  }
   let net: IPNet;
   try {
     net = parseCIDR(dst).net;
@@ -51,6 +57,37 @@ export function nexthopIdForDst(dst: string): number | undefined {
   }
   if (net.ip.family !== 4 || net.prefix > 24 || net.prefix < 8) return undefined;
   return WEFT_NEXTHOP_BASE + Number(net.ip.value >> 8n);
+}
+
+/**
+ * `a.b.c.d/p` in canonical form (no leading zeros) as [address, prefix], else undefined. A full pass asks
+ * for every route's id; parsing those through parseCIDR (BigInt, objects) cost ~0.3 KB each per pass.
+ */
+function canonicalV4Net(s: string): [number, number] | undefined {
+  let value = 0, part = 0, digits = 0, dots = 0, i = 0;
+  for (; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 48 && c <= 57) {
+      if (digits > 0 && part === 0) return undefined; // a leading zero
+      part = part * 10 + c - 48;
+      if (part > 255 || ++digits > 3) return undefined;
+    } else if ((c === 46 && dots < 3) || (c === 47 && dots === 3)) {
+      if (!digits) return undefined;
+      value = value * 256 + part;
+      part = digits = 0;
+      if (c === 47) break;
+      dots++;
+    } else return undefined;
+  }
+  if (i === s.length || i + 1 === s.length) return undefined;
+  let prefix = 0;
+  for (let j = i + 1; j < s.length; j++) {
+    const c = s.charCodeAt(j);
+    if (c < 48 || c > 57 || (j > i + 1 && prefix === 0)) return undefined;
+    prefix = prefix * 10 + c - 48;
+    if (prefix > 32) return undefined;
+  }
+  return [value >>> 0, prefix];
 }
 
 /** The next-hop id for route `spec`, or undefined when it goes in plainly (see the module comment). */
@@ -71,14 +108,19 @@ function readCompatMode(): boolean {
 }
 
 /** Whether `n` is one of weft's next-hop objects (its protocol and id range; `weft cleanup` asks too). */
-export function isWeftNexthop(n: NexthopInfo): boolean {
-  return n.protocol === WEFT_ROUTE_PROTOCOL && (n.id & 0xff00_0000) === WEFT_NEXTHOP_BASE;
+export function isWeftNexthop(n: Pick<NexthopInfo, "id" | "protocol">): boolean {
+  return isWeftNexthopId(n.id, n.protocol);
+}
+
+/** {@linkcode isWeftNexthop} of object `id` made by `protocol`. */
+function isWeftNexthopId(id: number, protocol: number): boolean {
+  return protocol === WEFT_ROUTE_PROTOCOL && (id & 0xff00_0000) === WEFT_NEXTHOP_BASE;
 }
 
 /** The netlink operations this needs (a {@linkcode Netlink} handle; tests fake it). */
 export type NexthopRouteOps = Pick<
   Netlink,
-  "routeAdd" | "routeReplace" | "routeList" | "nexthopReplace" | "nexthopDelete" | "nexthopList"
+  "routeAdd" | "routeReplace" | "routeList" | "nexthopReplace" | "nexthopDelete" | "nexthopProtocols"
 >;
 
 /** Route operations that put peers' routes behind next-hop objects (see the module comment). */
@@ -133,9 +175,9 @@ export class NexthopRoutes {
       const id = nexthopIdForDst(r.dst);
       if (id !== undefined) named.add(id);
     }
-    for (const n of all) {
-      if (!isWeftNexthop(n) || named.has(n.id)) continue;
-      if (this.nl.nexthopDelete(n.id)) this.stats.pruned++;
+    for (const [id, protocol] of all) {
+      if (!isWeftNexthopId(id, protocol) || named.has(id)) continue;
+      if (this.nl.nexthopDelete(id)) this.stats.pruned++;
     }
   }
 
@@ -150,16 +192,17 @@ export class NexthopRoutes {
    * The namespace's objects (and so which ids are somebody else's), or undefined (and off from now on)
    * when the kernel has none.
    */
-  #list(): NexthopInfo[] | undefined {
+  #list(): Map<number, number> | undefined {
     if (this.#state === "unknown" && !this.compatMode()) {
       this.#state = "off";
       logger.info("net.ipv4.nexthop_compat_mode is 0: routes go in with their gateway");
       return undefined;
     }
     try {
-      const all = this.nl.nexthopList();
+      const all = this.nl.nexthopProtocols();
       this.#state = "on";
-      this.#foreign = new Set(all.filter((n) => !isWeftNexthop(n)).map((n) => n.id));
+      this.#foreign = new Set();
+      for (const [id, protocol] of all) if (!isWeftNexthopId(id, protocol)) this.#foreign.add(id);
       return all;
     } catch (err) {
       if (!(err instanceof NetlinkError) || err.errno !== EOPNOTSUPP) throw err;

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { type Netlink, NetlinkError, type NexthopInfo, type RouteSpec } from "../../ffi/mod.ts";
+import { mulberry32 } from "../../tests/helpers/prng.ts";
 import { iprouteJson, withScratchNetns } from "../../tests/helpers/scratch_netns.ts";
 import { requireRoot } from "../../tests/helpers/skip.ts";
 import { NetlinkKernel } from "./kernel.ts";
+import { parseCIDR } from "../net/ip.ts";
 import {
   nexthopIdFor,
   nexthopIdForDst,
@@ -10,6 +12,44 @@ import {
   NexthopRoutes,
   WEFT_NEXTHOP_BASE,
 } from "./nexthop_routes.ts";
+
+Deno.test("next-hop ids: the full pass's quick parse agrees with parseCIDR on canonical, odd and broken text", () => {
+  // What the id is by definition: the subnet's network address (parseCIDR masks it), upper 24 bits.
+  const reference = (dst: string) => {
+    try {
+      const { net } = parseCIDR(dst);
+      if (net.ip.family !== 4 || net.prefix > 24 || net.prefix < 8) return undefined;
+      return WEFT_NEXTHOP_BASE + Number(net.ip.value >> 8n);
+    } catch {
+      return undefined;
+    }
+  };
+  const rand = mulberry32(7);
+  const octet = () => Math.floor(rand() * 256);
+  const cases = [
+    "10.244.3.0/",
+    "10.244.3/24",
+    "010.1.1.0/24",
+    "1.2.3.4/024",
+    "1.2.3.0/08",
+    "256.1.1.0/24",
+    "1.2.3.4/33",
+    "1.2.3.4.5/24",
+    "1..2.3/24",
+    " 1.2.3.0/24",
+    "1.2.3.0/24 ",
+    "0.0.0.0/8",
+    "255.255.255.255/24",
+    "255.255.255.255/8",
+    "10.244.3.0",
+    "::ffff:10.1.2.0/120",
+    "10.244.3.0/24/1",
+  ];
+  for (let i = 0; i < 3000; i++) {
+    cases.push(`${octet()}.${octet()}.${octet()}.${octet()}/${Math.floor(rand() * 34)}`);
+  }
+  for (const dst of cases) assert.equal(nexthopIdForDst(dst), reference(dst), dst);
+});
 
 Deno.test("next-hop ids: one per IPv4 subnet up to /24, the same in every run; none for the rest", () => {
   assert.equal(nexthopIdForDst("10.244.3.0/24"), WEFT_NEXTHOP_BASE + (10 << 16) + (244 << 8) + 3);
@@ -48,7 +88,8 @@ function fakeOps(opts: { unsupported?: boolean; objects?: NexthopInfo[] } = {}) 
       calls.push(`nh delete ${id}`);
       return true;
     },
-    nexthopList: () => opts.unsupported ? refuse("nexthop list") : objects,
+    nexthopProtocols: () =>
+      opts.unsupported ? refuse("nexthop list") : new Map(objects.map((n) => [n.id, n.protocol])),
   };
   return { ops, calls };
 }
