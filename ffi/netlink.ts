@@ -321,7 +321,7 @@ export class Netlink implements Disposable {
 
   /** Lists routes of the main table (or as filtered). */
   routeList(filter: RouteFilter = {}): RouteInfo[] {
-    return routeList(this.#sock, filter);
+    return routeList(this.#rawSocket(), filter);
   }
 
   /** The route the kernel uses to reach `ip` (`ip route get`); NetlinkError when it has none. */
@@ -404,7 +404,8 @@ export class Netlink implements Disposable {
 
   /** Lists ARP/NDP entries. */
   neighList(filter: { dev?: LinkRef; family?: 4 | 6 } = {}): NeighInfo[] {
-    return neighList(this.#sock, filter);
+    const index = filter.dev === undefined ? undefined : resolveIndex(this.#sock, filter.dev);
+    return neighList(this.#rawSocket(), { index, family: filter.family });
   }
 
   /** Installs or updates a permanent FDB entry on a VXLAN device. */
@@ -419,11 +420,12 @@ export class Netlink implements Disposable {
 
   /** Lists FDB entries. */
   fdbList(filter: { dev?: LinkRef } = {}): FdbInfo[] {
-    return fdbList(this.#sock, filter);
+    const index = filter.dev === undefined ? undefined : resolveIndex(this.#sock, filter.dev);
+    return fdbList(this.#rawSocket(), { index });
   }
 
   /** Lists the ARP/NDP and FDB entries of `devices` (ifindexes) with one dump. */
   neighAndFdbList(devices: ReadonlySet<number>): { neighs: NeighInfo[]; fdbs: FdbInfo[] } {
-    return neighAndFdbList(this.#sock, devices);
+    return neighAndFdbList(this.#rawSocket(), devices);
   }
 }

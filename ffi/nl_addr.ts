@@ -173,8 +173,11 @@ function bytesOf(ptr: Deno.PointerObject): Uint8Array | undefined {
 
 /** Reads a borrowed nl_addr holding an IP: `"10.0.0.1"`, or `undefined` for NULL/empty. */
 export function readIP(ptr: Deno.PointerValue): string | undefined {
-  if (ptr === null) return undefined;
-  const b = bytesOf(ptr);
+  return ptr === null ? undefined : ipText(bytesOf(ptr));
+}
+
+/** 4 or 16 address bytes as text, else undefined. */
+export function ipText(b: Uint8Array | undefined): string | undefined {
   // IPv4 without the bigint round trip: list calls read thousands of addresses.
   if (b?.length === 4) return formatV4(b);
   return b?.length === 16 ? formatIP(ipFromBytes(b)) : undefined;
@@ -182,9 +185,13 @@ export function readIP(ptr: Deno.PointerValue): string | undefined {
 
 /** Reads a borrowed nl_addr as a network `"10.0.0.0/24"`; an empty address is the default route. */
 export function readNet(ptr: Deno.PointerValue, family: 4 | 6): string {
-  if (ptr === null) return family === 4 ? "0.0.0.0/0" : "::/0";
-  const prefix = nl().nl_addr_get_prefixlen(ptr);
-  const b = bytesOf(ptr);
+  return ptr === null
+    ? netText(undefined, 0, family)
+    : netText(bytesOf(ptr), nl().nl_addr_get_prefixlen(ptr), family);
+}
+
+/** 4 or 16 address bytes and a prefix as a network; no bytes (or another length) is the default route. */
+export function netText(b: Uint8Array | undefined, prefix: number, family: 4 | 6): string {
   if (b?.length === 4) return formatV4(b, prefix);
   if (b?.length !== 16) return family === 4 ? "0.0.0.0/0" : "::/0";
   return `${formatIP(ipFromBytes(b))}/${prefix}`;
@@ -192,8 +199,11 @@ export function readNet(ptr: Deno.PointerValue, family: 4 | 6): string {
 
 /** Reads a borrowed nl_addr holding a MAC, or `""`. */
 export function readMac(ptr: Deno.PointerValue): string {
-  if (ptr === null) return "";
-  const b = bytesOf(ptr);
+  return ptr === null ? "" : macText(bytesOf(ptr));
+}
+
+/** 6 bytes as a MAC, anything else as `""`. */
+export function macText(b: Uint8Array | undefined): string {
   return b?.length === 6 ? formatMac(b) : "";
 }
 

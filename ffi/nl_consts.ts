@@ -51,6 +51,7 @@ export const RTM = {
   DELROUTE: 25,
   GETROUTE: 26,
   NEWNEIGH: 28,
+  GETNEIGH: 30,
   NEWNEXTHOP: 104,
   DELNEXTHOP: 105,
   GETNEXTHOP: 106,
@@ -107,7 +108,16 @@ export const IFA = { ADDRESS: 1, LOCAL: 2 } as const;
 export const IFA_F_NODAD = 0x02;
 
 /** Route attributes (RTA_*). */
-export const RTA = { DST: 1, OIF: 4, GATEWAY: 5, PRIORITY: 6, PREFSRC: 7, TABLE: 15, NH_ID: 30 } as const;
+export const RTA = {
+  DST: 1,
+  OIF: 4,
+  GATEWAY: 5,
+  PRIORITY: 6,
+  PREFSRC: 7,
+  MULTIPATH: 9,
+  TABLE: 15,
+  NH_ID: 30,
+} as const;
 /** `struct nhmsg { u8 family; u8 scope; u8 protocol; u8 resvd; u32 flags; }`: a next-hop object's header. */
 export const NHMSG_LEN = 8;
 /** Next-hop object attributes (NHA_*, Linux ≥ 5.3). */

@@ -4,7 +4,13 @@
  * fields of the typed errors — each checked against `ip -j`/`bridge -j` where it matters.
  */
 import assert from "node:assert/strict";
-import { type BatchRequest, type Netlink, NetlinkError, WEFT_ROUTE_PROTOCOL } from "../ffi/mod.ts";
+import {
+  type BatchRequest,
+  type Netlink,
+  NetlinkError,
+  type RouteInfo,
+  WEFT_ROUTE_PROTOCOL,
+} from "../ffi/mod.ts";
 import { requireRoot } from "./helpers/topology.ts";
 import { iprouteJson, withScratchNetns } from "./helpers/scratch_netns.ts";
 
@@ -303,6 +309,86 @@ Deno.test({
       assert.deepEqual([r0.nhid, r0.gateway, r0.dev], [1001, "10.10.1.0", "flannel.1"]);
       assert.equal(nl.nexthopList().length, 200);
       assert.equal(nl.nexthopList().find((n) => n.id === 1199)!.gateway, "10.10.199.0");
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "routeList() reads what `ip -j route show table all` shows: default, multipath, metric, tables, next-hop objects, IPv6",
+  ignore: requireRoot(),
+  async fn() {
+    await inNode(async (ns, nl, vx, eth) => {
+      const ip = async (...args: string[]) => {
+        const out = await new Deno.Command("ip", { args: ["-n", ns, ...args], stderr: "piped" }).output();
+        assert.ok(out.success, `ip ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+      };
+      await ip("route", "add", "default", "via", "10.1.0.254", "dev", "eth0", "metric", "50");
+      await ip(
+        "route",
+        "add",
+        "10.80.0.0/16",
+        "nexthop",
+        "via",
+        "10.1.0.7",
+        "dev",
+        "eth0",
+        "nexthop",
+        "via",
+        "10.1.0.8",
+      );
+      await ip("route", "add", "10.81.0.0/16", "dev", "eth0", "table", "100", "proto", "static");
+      await ip("route", "add", "blackhole", "10.82.0.0/16");
+      await ip("route", "add", "10.83.0.0/16", "via", "10.244.9.0", "dev", "flannel.1", "onlink");
+      await ip("nexthop", "add", "id", "7", "via", "10.1.0.9", "dev", "eth0");
+      await ip("route", "add", "10.84.0.0/16", "nhid", "7");
+      await ip("-6", "route", "add", "fd00:9::/64", "via", "fd00:1::9", "dev", "eth0", "metric", "7");
+      const all = nl.routeList({ table: 0 });
+      const names = new Map([[eth, "eth0"], [vx, "flannel.1"]]);
+      const devOf = (r: RouteInfo) => r.index ? names.get(r.index) ?? "lo" : undefined;
+      const tableIds: Record<string, number> = { local: 255, main: 254 };
+      let compared = 0;
+      for (const family of ["-4", "-6"]) {
+        for (const j of await json(ns, "ip", family, "route", "show", "table", "all")) {
+          const table = tableIds[String(j.table ?? "main")] ?? Number(j.table);
+          const six = family === "-6";
+          let dst = String(j.dst);
+          if (dst === "default") dst = six ? "::/0" : "0.0.0.0/0";
+          else if (!dst.includes("/")) dst += six ? "/128" : "/32";
+          const hop = (j.nexthops as Json[] | undefined)?.[0] ?? j;
+          // fe80::/64 is there once per device.
+          const r = all.find((r) => r.table === table && r.dst === dst && devOf(r) === hop.dev);
+          assert.ok(r, `${table} ${dst} (${JSON.stringify(j)}) is missing from routeList()`);
+          assert.equal(r.gateway, hop.gateway, `${dst} gateway`);
+          assert.equal(r.metric, j.metric ?? 0, `${dst} metric`);
+          assert.equal(r.type, j.type === "blackhole" ? "blackhole" : j.type === "local" ? "local" : r.type);
+          assert.equal(
+            r.onlink,
+            ((hop.flags as string[] | undefined) ?? []).includes("onlink"),
+            `${dst} onlink`,
+          );
+          compared++;
+        }
+      }
+      assert.ok(compared >= 12, `compared ${compared} routes`);
+      const main = nl.routeList();
+      assert.ok(main.every((r) => r.table === 254));
+      assert.deepEqual(main.find((r) => r.dst === "0.0.0.0/0"), {
+        dst: "0.0.0.0/0",
+        family: 4,
+        gateway: "10.1.0.254",
+        index: eth,
+        onlink: false,
+        type: "unicast",
+        protocol: 3,
+        table: 254,
+        metric: 50,
+        scope: 0,
+      });
+      assert.deepEqual(nl.routeList({ table: 100 }).map((r) => [r.dst, r.protocol, r.gateway]), [
+        ["10.81.0.0/16", 4, undefined],
+      ]);
+      assert.deepEqual(nl.routeList({ family: 6, protocol: 3 }).map((r) => r.dst), ["fd00:9::/64"]);
     });
   },
 });
