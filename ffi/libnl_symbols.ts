@@ -28,14 +28,10 @@ export const LIBNL_SYMBOLS = {
   nl_cb_put: { parameters: ["pointer"], result: "void" },
   // const char *nl_geterror(int);
   nl_geterror: { parameters: ["i32"], result: "pointer" },
-  // int nl_addr_parse(const char *addrstr, int hint, struct nl_addr **result);
-  nl_addr_parse: { parameters: ["buffer", "i32", "buffer"], result: "i32" },
   // struct nl_addr *nl_addr_build(int family, const void *buf, size_t size);
   nl_addr_build: { parameters: ["i32", "buffer", "usize"], result: "pointer" },
   // void nl_addr_put(struct nl_addr *);
   nl_addr_put: { parameters: ["pointer"], result: "void" },
-  // int nl_addr_get_family(const struct nl_addr *);
-  nl_addr_get_family: { parameters: ["pointer"], result: "i32" },
   // void *nl_addr_get_binary_addr(const struct nl_addr *);
   nl_addr_get_binary_addr: { parameters: ["pointer"], result: "pointer" },
   // unsigned int nl_addr_get_len(const struct nl_addr *);
@@ -169,14 +165,10 @@ export const LIBNL_ROUTE_SYMBOLS = {
   rtnl_addr_set_ifindex: { parameters: ["pointer", "i32"], result: "void" },
   // int rtnl_addr_get_ifindex(struct rtnl_addr *);
   rtnl_addr_get_ifindex: { parameters: ["pointer"], result: "i32" },
-  // void rtnl_addr_set_family(struct rtnl_addr *, int);
-  rtnl_addr_set_family: { parameters: ["pointer", "i32"], result: "void" },
   // int rtnl_addr_get_family(struct rtnl_addr *);
   rtnl_addr_get_family: { parameters: ["pointer"], result: "i32" },
   // void rtnl_addr_set_flags(struct rtnl_addr *, unsigned int flags);
   rtnl_addr_set_flags: { parameters: ["pointer", "u32"], result: "void" },
-  // void rtnl_addr_set_prefixlen(struct rtnl_addr *, int);
-  rtnl_addr_set_prefixlen: { parameters: ["pointer", "i32"], result: "void" },
   // int rtnl_addr_get_prefixlen(struct rtnl_addr *);
   rtnl_addr_get_prefixlen: { parameters: ["pointer"], result: "i32" },
   // int rtnl_addr_get_scope(struct rtnl_addr *);
@@ -190,99 +182,57 @@ export const LIBNL_ROUTE_SYMBOLS = {
   rtnl_route_alloc: { parameters: [], result: "pointer" },
   // void rtnl_route_put(struct rtnl_route *);
   rtnl_route_put: { parameters: ["pointer"], result: "void" },
-  // int rtnl_route_alloc_cache(struct nl_sock *, int family, int flags, struct nl_cache **);
-  rtnl_route_alloc_cache: { parameters: ["pointer", "i32", "i32", "buffer"], result: "i32" },
   // int rtnl_route_add(struct nl_sock *, struct rtnl_route *, int flags);
   rtnl_route_add: { parameters: ["pointer", "pointer", "i32"], result: "i32" },
   // int rtnl_route_delete(struct nl_sock *, struct rtnl_route *, int flags);
   rtnl_route_delete: { parameters: ["pointer", "pointer", "i32"], result: "i32" },
   // void rtnl_route_set_table(struct rtnl_route *, uint32_t);
   rtnl_route_set_table: { parameters: ["pointer", "u32"], result: "void" },
-  // uint32_t rtnl_route_get_table(struct rtnl_route *);
-  rtnl_route_get_table: { parameters: ["pointer"], result: "u32" },
   // void rtnl_route_set_scope(struct rtnl_route *, uint8_t);
   rtnl_route_set_scope: { parameters: ["pointer", "u8"], result: "void" },
-  // uint8_t rtnl_route_get_scope(struct rtnl_route *);
-  rtnl_route_get_scope: { parameters: ["pointer"], result: "u8" },
   // void rtnl_route_set_protocol(struct rtnl_route *, uint8_t);
   rtnl_route_set_protocol: { parameters: ["pointer", "u8"], result: "void" },
-  // uint8_t rtnl_route_get_protocol(struct rtnl_route *);
-  rtnl_route_get_protocol: { parameters: ["pointer"], result: "u8" },
   // void rtnl_route_set_priority(struct rtnl_route *, uint32_t);
   rtnl_route_set_priority: { parameters: ["pointer", "u32"], result: "void" },
-  // uint32_t rtnl_route_get_priority(struct rtnl_route *);
-  rtnl_route_get_priority: { parameters: ["pointer"], result: "u32" },
   // int rtnl_route_set_family(struct rtnl_route *, uint8_t);
   rtnl_route_set_family: { parameters: ["pointer", "u8"], result: "i32" },
-  // uint8_t rtnl_route_get_family(struct rtnl_route *);
-  rtnl_route_get_family: { parameters: ["pointer"], result: "u8" },
   // int rtnl_route_set_type(struct rtnl_route *, uint8_t);
   rtnl_route_set_type: { parameters: ["pointer", "u8"], result: "i32" },
-  // uint8_t rtnl_route_get_type(struct rtnl_route *);
-  rtnl_route_get_type: { parameters: ["pointer"], result: "u8" },
   // int rtnl_route_set_dst(struct rtnl_route *, struct nl_addr *);
   rtnl_route_set_dst: { parameters: ["pointer", "pointer"], result: "i32" },
-  // struct nl_addr *rtnl_route_get_dst(struct rtnl_route *);  (borrowed)
-  rtnl_route_get_dst: { parameters: ["pointer"], result: "pointer" },
   // int rtnl_route_set_pref_src(struct rtnl_route *, struct nl_addr *);
   rtnl_route_set_pref_src: { parameters: ["pointer", "pointer"], result: "i32" },
   // void rtnl_route_add_nexthop(struct rtnl_route *, struct rtnl_nexthop *);  (route takes ownership)
   rtnl_route_add_nexthop: { parameters: ["pointer", "pointer"], result: "void" },
-  // int rtnl_route_get_nnexthops(struct rtnl_route *);
-  rtnl_route_get_nnexthops: { parameters: ["pointer"], result: "i32" },
-  // struct rtnl_nexthop *rtnl_route_nexthop_n(struct rtnl_route *r, int n);  (borrowed)
-  rtnl_route_nexthop_n: { parameters: ["pointer", "i32"], result: "pointer" },
   // struct rtnl_nexthop *rtnl_route_nh_alloc(void);
   rtnl_route_nh_alloc: { parameters: [], result: "pointer" },
   // void rtnl_route_nh_set_ifindex(struct rtnl_nexthop *, int);
   rtnl_route_nh_set_ifindex: { parameters: ["pointer", "i32"], result: "void" },
-  // int rtnl_route_nh_get_ifindex(struct rtnl_nexthop *);
-  rtnl_route_nh_get_ifindex: { parameters: ["pointer"], result: "i32" },
   // void rtnl_route_nh_set_gateway(struct rtnl_nexthop *, struct nl_addr *);
   rtnl_route_nh_set_gateway: { parameters: ["pointer", "pointer"], result: "void" },
-  // struct nl_addr *rtnl_route_nh_get_gateway(struct rtnl_nexthop *);  (borrowed)
-  rtnl_route_nh_get_gateway: { parameters: ["pointer"], result: "pointer" },
   // void rtnl_route_nh_set_flags(struct rtnl_nexthop *, unsigned int);
   rtnl_route_nh_set_flags: { parameters: ["pointer", "u32"], result: "void" },
-  // unsigned int rtnl_route_nh_get_flags(struct rtnl_nexthop *);
-  rtnl_route_nh_get_flags: { parameters: ["pointer"], result: "u32" },
 
   // struct rtnl_neigh *rtnl_neigh_alloc(void);
   rtnl_neigh_alloc: { parameters: [], result: "pointer" },
   // void rtnl_neigh_put(struct rtnl_neigh *);
   rtnl_neigh_put: { parameters: ["pointer"], result: "void" },
-  // int rtnl_neigh_alloc_cache(struct nl_sock *, struct nl_cache **);
-  rtnl_neigh_alloc_cache: { parameters: ["pointer", "buffer"], result: "i32" },
-  // int rtnl_neigh_alloc_cache_flags(struct nl_sock *, struct nl_cache **, unsigned int flags);
-  rtnl_neigh_alloc_cache_flags: { parameters: ["pointer", "buffer", "u32"], result: "i32" },
   // int rtnl_neigh_add(struct nl_sock *, struct rtnl_neigh *, int flags);
   rtnl_neigh_add: { parameters: ["pointer", "pointer", "i32"], result: "i32" },
   // int rtnl_neigh_delete(struct nl_sock *, struct rtnl_neigh *, int flags);
   rtnl_neigh_delete: { parameters: ["pointer", "pointer", "i32"], result: "i32" },
   // void rtnl_neigh_set_state(struct rtnl_neigh *, int);
   rtnl_neigh_set_state: { parameters: ["pointer", "i32"], result: "void" },
-  // int rtnl_neigh_get_state(struct rtnl_neigh *);
-  rtnl_neigh_get_state: { parameters: ["pointer"], result: "i32" },
   // void rtnl_neigh_set_flags(struct rtnl_neigh *, unsigned int);
   rtnl_neigh_set_flags: { parameters: ["pointer", "u32"], result: "void" },
-  // unsigned int rtnl_neigh_get_flags(struct rtnl_neigh *);
-  rtnl_neigh_get_flags: { parameters: ["pointer"], result: "u32" },
   // void rtnl_neigh_set_ifindex(struct rtnl_neigh *, int);
   rtnl_neigh_set_ifindex: { parameters: ["pointer", "i32"], result: "void" },
-  // int rtnl_neigh_get_ifindex(struct rtnl_neigh *);
-  rtnl_neigh_get_ifindex: { parameters: ["pointer"], result: "i32" },
   // void rtnl_neigh_set_lladdr(struct rtnl_neigh *, struct nl_addr *);
   rtnl_neigh_set_lladdr: { parameters: ["pointer", "pointer"], result: "void" },
-  // struct nl_addr *rtnl_neigh_get_lladdr(struct rtnl_neigh *);  (borrowed)
-  rtnl_neigh_get_lladdr: { parameters: ["pointer"], result: "pointer" },
   // int rtnl_neigh_set_dst(struct rtnl_neigh *, struct nl_addr *);
   rtnl_neigh_set_dst: { parameters: ["pointer", "pointer"], result: "i32" },
-  // struct nl_addr *rtnl_neigh_get_dst(struct rtnl_neigh *);  (borrowed)
-  rtnl_neigh_get_dst: { parameters: ["pointer"], result: "pointer" },
   // void rtnl_neigh_set_family(struct rtnl_neigh *, int);
   rtnl_neigh_set_family: { parameters: ["pointer", "i32"], result: "void" },
-  // int rtnl_neigh_get_family(struct rtnl_neigh *);
-  rtnl_neigh_get_family: { parameters: ["pointer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** libnl-genl-3.so.200: generic netlink families (used for kernel WireGuard). */

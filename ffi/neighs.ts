@@ -8,12 +8,12 @@
 import { Owned } from "./cmem.ts";
 import { NetlinkError } from "./errors.ts";
 import { rtnl } from "./loader.ts";
-import { AF, ipAddr, ipText, macAddr, macText } from "./nl_addr.ts";
+import { addrAttr, AF, ipAddr, ipText, macAddr, macText } from "./nl_addr.ts";
 import { resolveIndex } from "./links.ts";
 import { NLM_F, type NlSocket } from "./socket.ts";
 import type { FdbInfo, FdbSpec, LinkRef, NeighInfo, NeighSpec } from "./types.ts";
 import { NDA, NDMSG_LEN, NTF_SELF, NUD_PERMANENT, RTM } from "./nl_consts.ts";
-import { attrBytesAt, NlBuilder, type NlMessage } from "./nl_codec.ts";
+import { NlBuilder, type NlMessage } from "./nl_codec.ts";
 import type { RtnlSocket } from "./rtnl/socket.ts";
 import { type IP, ipBytes, parseIP } from "./ip.ts";
 import { macBytes } from "./nl_addr.ts";
@@ -148,9 +148,9 @@ function eachNeigh(
   });
 }
 
-/** The bytes of attribute `type` of neighbour message `m` (a view into it), or undefined. */
+/** The address in attribute `type` of neighbour message `m` (see addrAttr), or undefined. */
 function ndaBytes(m: NlMessage, type: number): Uint8Array | undefined {
-  return attrBytesAt(m.dv, m.at + NDMSG_LEN, m.end, type);
+  return addrAttr(m.dv, m.at + NDMSG_LEN, m.end, type);
 }
 
 /** The ARP/NDP entry of message `m` (IPv4/IPv6 only), or undefined. */

@@ -12,7 +12,8 @@
  *
  * @module
  */
-import { formatIP, ipBytes, ipFromBytes, parseIP } from "./ip.ts";
+import { ipBytes, parseIP } from "./ip.ts";
+import { addrAttr, ipText } from "./nl_addr.ts";
 import { attrAt, attrLenAt, NlBuilder, type NlMessage } from "./nl_codec.ts";
 import type { RtnlSocket } from "./rtnl/socket.ts";
 import { AF, NHA, NHMSG_LEN, RTM, RTNH_F_ONLINK } from "./nl_consts.ts";
@@ -110,11 +111,8 @@ export function nexthopList(raw: RtnlSocket): NexthopInfo[] {
       index: nhU32(m, NHA.OIF),
       onlink: (m.dv.getUint32(m.at + 4, true) & RTNH_F_ONLINK) !== 0,
     };
-    const gw = attrAt(m.dv, m.at + NHMSG_LEN, m.end, NHA.GATEWAY);
-    const len = gw >= 0 ? attrLenAt(m.dv, gw) : 0;
-    if (len === 4 || len === 16) {
-      info.gateway = formatIP(ipFromBytes(new Uint8Array(m.dv.buffer, m.dv.byteOffset + gw, len)));
-    }
+    const gateway = ipText(addrAttr(m.dv, m.at + NHMSG_LEN, m.end, NHA.GATEWAY));
+    if (gateway !== undefined) info.gateway = gateway;
     out.push(info);
   });
   return out;

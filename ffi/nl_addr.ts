@@ -11,6 +11,7 @@ import { Owned } from "./cmem.ts";
 import { nl } from "./loader.ts";
 
 import { AF } from "./nl_consts.ts";
+import { attrAt, attrLenAt } from "./nl_codec.ts";
 
 /** Linux address family numbers (from the one table, ffi/nl_consts.ts). */
 export { AF };
@@ -168,6 +169,19 @@ function bytesOf(ptr: Deno.PointerObject): Uint8Array | undefined {
   const bin = lib.nl_addr_get_binary_addr(ptr);
   if (bin === null) return undefined;
   Deno.UnsafePointerView.copyInto(bin, scratch);
+  return scratch;
+}
+
+/**
+ * The payload of address attribute `type` between `from` and `end` of `dv` — 4, 6 or 16 bytes — in the
+ * scratch buffer of its length (the next call overwrites it: read it at once), or undefined. A dump read in
+ * place makes no view per address this way.
+ */
+export function addrAttr(dv: DataView, from: number, end: number, type: number): Uint8Array | undefined {
+  const at = attrAt(dv, from, end, type);
+  const scratch = at < 0 ? undefined : SCRATCH[attrLenAt(dv, at)];
+  if (!scratch) return undefined;
+  for (let i = 0; i < scratch.length; i++) scratch[i] = dv.getUint8(at + i);
   return scratch;
 }
 

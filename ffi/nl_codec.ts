@@ -207,12 +207,6 @@ export function attrLenAt(dv: DataView, at: number): number {
   return dv.getUint16(at - 4, true) - 4;
 }
 
-/** The payload of the first attribute of `type` between `from` and `end` of `dv` (a view), or undefined. */
-export function attrBytesAt(dv: DataView, from: number, end: number, type: number): Uint8Array | undefined {
-  const at = attrAt(dv, from, end, type);
-  return at < 0 ? undefined : new Uint8Array(dv.buffer, dv.byteOffset + at, attrLenAt(dv, at));
-}
-
 /** The attributes of a run by type (the last of a repeated type wins). */
 export function attrMap(bytes: Uint8Array): Map<number, NlAttr> {
   return new Map(parseAttrs(bytes).map((a) => [a.type, a]));

@@ -154,6 +154,4 @@ export const LIBNL = {
   OK: 0,
   /** NL_STOP: stop, keeping libnl's own handling. */
   STOP: 2,
-  /** NL_CACHE_AF_ITER: dump each family of a cache in turn. */
-  CACHE_AF_ITER: 1,
 } as const;

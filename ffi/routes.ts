@@ -8,10 +8,10 @@
 import { Owned } from "./cmem.ts";
 import { NetlinkError } from "./errors.ts";
 import { nl, rtnl } from "./loader.ts";
-import { AF, ipAddr, ipText, netAddr, netText } from "./nl_addr.ts";
+import { addrAttr, AF, ipAddr, ipText, netAddr, netText } from "./nl_addr.ts";
 import { formatIP, ipBytes, ipFromBytes, parseIP, parseNet } from "./ip.ts";
 import { resolveIndex } from "./links.ts";
-import { attrAt, attrBytesAt, attrLenAt, NlBuilder, parseAttrs } from "./nl_codec.ts";
+import { attrAt, attrLenAt, NlBuilder, parseAttrs } from "./nl_codec.ts";
 import type { RtnlSocket } from "./rtnl/socket.ts";
 import { NLM_F, type NlSocket } from "./socket.ts";
 import { type RouteInfo, type RouteLookup, type RouteSpec, WEFT_ROUTE_PROTOCOL } from "./types.ts";
@@ -193,7 +193,7 @@ export function routeList(raw: RtnlSocket, filter: RouteFilter = {}): RouteInfo[
     const fam = famByte === AF.INET6 ? 6 : 4;
     const metricAt = attrAt(dv, attrs, end, RTA.PRIORITY);
     const info: RouteInfo = {
-      dst: netText(attrBytesAt(dv, attrs, end, RTA.DST), dv.getUint8(at + 1), fam),
+      dst: netText(addrAttr(dv, attrs, end, RTA.DST), dv.getUint8(at + 1), fam),
       family: fam,
       index: 0,
       onlink: false,
@@ -210,10 +210,10 @@ export function routeList(raw: RtnlSocket, filter: RouteFilter = {}): RouteInfo[
       const nhEnd = mp + Math.min(dv.getUint16(mp, true), attrLenAt(dv, mp));
       info.index = dv.getInt32(mp + 4, true);
       info.onlink = (dv.getUint8(mp + 2) & RTNH_F_ONLINK) !== 0;
-      gateway = ipText(attrBytesAt(dv, mp + RTNEXTHOP_LEN, nhEnd, RTA.GATEWAY));
+      gateway = ipText(addrAttr(dv, mp + RTNEXTHOP_LEN, nhEnd, RTA.GATEWAY));
     } else {
       const oif = attrAt(dv, attrs, end, RTA.OIF);
-      const gw = attrBytesAt(dv, attrs, end, RTA.GATEWAY);
+      const gw = addrAttr(dv, attrs, end, RTA.GATEWAY);
       if (oif >= 0 || gw) {
         info.index = oif >= 0 ? dv.getInt32(oif, true) : 0;
         info.onlink = (dv.getUint32(at + 8, true) & RTNH_F_ONLINK) !== 0;
