@@ -1,7 +1,8 @@
 /**
  * Permanent neighbour (ARP/NDP) entries and bridge FDB entries (NTF_SELF, for VXLAN devices).
  *
- * libnl needs explicit NLM_F_CREATE|NLM_F_REPLACE on neighbour adds for replace semantics.
+ * libnl needs explicit NLM_F_CREATE|NLM_F_REPLACE on neighbour adds for replace semantics. Lists are dumps
+ * on the raw socket (ffi/rtnl/socket.ts), read in place.
  *
  * @module
  */

@@ -1,7 +1,8 @@
 /**
  * Next-hop objects (Linux ≥ 5.3, `ip nexthop`): a gateway on a device, kept once by the kernel and named
  * by routes through their id (RTA_NH_ID). libnl 3.7 (Debian 12) has no next-hop objects: the messages are
- * built and read here (ffi/nl_codec.ts) and exchanged over the libnl socket.
+ * built and read here (ffi/nl_codec.ts); requests go over the libnl socket, dumps over the raw one
+ * (ffi/rtnl/socket.ts), read in place.
  *
  * Why weft uses them (src/datapath/nexthop_routes.ts): the kernel keeps one `fib_info` per distinct next
  * hop of IPv4 routes and finds an existing one by a hash that leaves the gateway out, so N routes via N

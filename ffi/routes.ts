@@ -1,7 +1,8 @@
 /**
  * Route operations: replace (idempotent), add, delete, list, and the kernel's lookup (`ip route get`).
  * Routes carry weft's protocol number by default so the reconciler can tell its own routes from
- * everybody else's.
+ * everybody else's. Changes go through libnl; the list is a dump on the raw socket (ffi/rtnl/socket.ts),
+ * read in place.
  *
  * @module
  */
