@@ -16,5 +16,5 @@ export { checkLibraries, type LibraryCheck } from "./preflight.ts";
 export { NftError, nftRun, nftRunAsync } from "./nftables.ts";
 export { conntrackFlushAddress, conntrackFlushAddresses } from "./conntrack.ts";
 export { NTF_SELF, NUD_PERMANENT } from "./neighs.ts";
-export type { RouteFilter } from "./routes.ts";
+export type { RouteFilter } from "./rtnl/routes.ts";
 export * from "./types.ts";

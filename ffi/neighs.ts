@@ -9,7 +9,8 @@
 import { Owned } from "./cmem.ts";
 import { NetlinkError } from "./errors.ts";
 import { rtnl } from "./loader.ts";
-import { addrAttr, AF, ipAddr, ipText, macAddr, macText } from "./nl_addr.ts";
+import { AF, ipAddr, macAddr, macBytes } from "./nl_addr.ts";
+import { addrAttr, ipText, macText } from "./addr_text.ts";
 import { resolveIndex } from "./links.ts";
 import { NLM_F, type NlSocket } from "./socket.ts";
 import type { FdbInfo, FdbSpec, LinkRef, NeighInfo, NeighSpec } from "./types.ts";
@@ -17,7 +18,6 @@ import { NDA, NDMSG_LEN, NTF_SELF, NUD_PERMANENT, RTM } from "./nl_consts.ts";
 import { NlBuilder, type NlMessage } from "./nl_codec.ts";
 import type { RtnlSocket } from "./rtnl/socket.ts";
 import { type IP, ipBytes, parseIP } from "./ip.ts";
-import { macBytes } from "./nl_addr.ts";
 
 export { NTF_SELF, NUD_PERMANENT };
 

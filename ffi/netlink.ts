@@ -43,15 +43,8 @@ import {
 import { closeFd, openNetnsFd, withNetns } from "./netns.ts";
 import { NetlinkError } from "./errors.ts";
 import { nexthopDelete, nexthopList, nexthopProtocols, nexthopReplace, writeNexthop } from "./nexthops.ts";
-import {
-  routeAdd,
-  routeDelete,
-  type RouteFilter,
-  routeGet,
-  routeList,
-  routeReplace,
-  writeNexthopRoute,
-} from "./routes.ts";
+import { routeAdd, routeDelete, routeGet, routeReplace, writeNexthopRoute } from "./routes.ts";
+import { type RouteFilter, routeList } from "./rtnl/routes.ts";
 import { parseIP, parseNet } from "./ip.ts";
 import { RTM } from "./nl_consts.ts";
 import { NLM_F, NlSocket } from "./socket.ts";

@@ -14,7 +14,7 @@
  * @module
  */
 import { ipBytes, parseIP } from "./ip.ts";
-import { addrAttr, ipText } from "./nl_addr.ts";
+import { addrAttr, ipText } from "./addr_text.ts";
 import { attrAt, attrLenAt, NlBuilder, type NlMessage } from "./nl_codec.ts";
 import type { RtnlSocket } from "./rtnl/socket.ts";
 import { AF, NHA, NHMSG_LEN, RTM, RTNH_F_ONLINK } from "./nl_consts.ts";

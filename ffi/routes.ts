@@ -1,21 +1,20 @@
 /**
  * Route operations: replace (idempotent), add, delete, list, and the kernel's lookup (`ip route get`).
  * Routes carry weft's protocol number by default so the reconciler can tell its own routes from
- * everybody else's. Changes go through libnl; the list is a dump on the raw socket (ffi/rtnl/socket.ts),
- * read in place.
+ * everybody else's. Changes go through libnl; the list is the raw socket's (ffi/rtnl/routes.ts).
  *
  * @module
  */
 import { Owned } from "./cmem.ts";
 import { NetlinkError } from "./errors.ts";
 import { nl, rtnl } from "./loader.ts";
-import { addrAttr, AF, ipAddr, ipText, netAddr, netText } from "./nl_addr.ts";
+import { AF, ipAddr, netAddr } from "./nl_addr.ts";
 import { formatIP, ipBytes, ipFromBytes, parseIP, parseNet } from "./ip.ts";
 import { resolveIndex } from "./links.ts";
-import { attrAt, attrLenAt, NlBuilder, parseAttrs } from "./nl_codec.ts";
-import type { RtnlSocket } from "./rtnl/socket.ts";
+import { NlBuilder, parseAttrs } from "./nl_codec.ts";
+import { RTN_NAMES } from "./rtnl/routes.ts";
 import { NLM_F, type NlSocket } from "./socket.ts";
-import { type RouteInfo, type RouteLookup, type RouteSpec, WEFT_ROUTE_PROTOCOL } from "./types.ts";
+import { type RouteLookup, type RouteSpec, WEFT_ROUTE_PROTOCOL } from "./types.ts";
 import { RT_SCOPE, RT_TABLE_MAIN, RTA, RTM, RTMSG_LEN, RTN, RTNH_F_ONLINK } from "./nl_consts.ts";
 
 const RTN_BY_NAME = {
@@ -24,12 +23,6 @@ const RTN_BY_NAME = {
   blackhole: RTN.BLACKHOLE,
   unreachable: RTN.UNREACHABLE,
 } as const;
-const RTN_NAMES: Record<number, RouteInfo["type"]> = {
-  [RTN.UNICAST]: "unicast",
-  [RTN.LOCAL]: "local",
-  [RTN.BLACKHOLE]: "blackhole",
-  [RTN.UNREACHABLE]: "unreachable",
-};
 
 function familyOfDst(dst: string): 4 | 6 {
   if (dst === "default") return 4;
@@ -155,80 +148,6 @@ export function routeDelete(sock: NlSocket, spec: RouteSpec): boolean {
     throw err;
   }
 }
-
-/** Filters for {@linkcode routeList}. */
-export interface RouteFilter {
-  /** Only this family. */
-  family?: 4 | 6;
-  /** Only this table; default main. `0` means every table. */
-  table?: number;
-  /** Only this protocol. */
-  protocol?: number;
-}
-
-/**
- * Lists routes (main table unless `filter.table` says otherwise; IPv4 and IPv6 only), read in place from
- * one dump on `raw`: a full pass reads every route, 5000+ at 5000 peers, which libnl's cache made into
- * native objects read back with ~12 FFI calls each. Per route, its first next hop as libnl shows it: the
- * first of RTA_MULTIPATH, else RTA_OIF/RTA_GATEWAY with the header's flags.
- */
-export function routeList(raw: RtnlSocket, filter: RouteFilter = {}): RouteInfo[] {
-  const seq = raw.nextSeq();
-  const b = new NlBuilder().begin(RTM.GETROUTE, NLM_F.REQUEST | NLM_F.DUMP, seq);
-  const family = filter.family === undefined ? AF.UNSPEC : filter.family === 4 ? AF.INET : AF.INET6;
-  b.view.setUint8(b.struct(RTMSG_LEN), family); // the rest zero (strict checking wants that)
-  b.end();
-  const table = filter.table ?? RT_TABLE_MAIN;
-  const out: RouteInfo[] = [];
-  raw.dumpEach(b, seq, "route list", (m) => {
-    if (m.type !== RTM.NEWROUTE || m.end - m.at < RTMSG_LEN) return;
-    const { dv, at, end } = m;
-    const attrs = at + RTMSG_LEN;
-    const famByte = dv.getUint8(at);
-    if (famByte !== AF.INET && famByte !== AF.INET6) return; // multicast (IPMR) and MPLS tables
-    const tableAt = attrAt(dv, attrs, end, RTA.TABLE);
-    const t = tableAt >= 0 ? dv.getUint32(tableAt, true) : dv.getUint8(at + 4);
-    if (table !== 0 && t !== table) return;
-    const protocol = dv.getUint8(at + 5);
-    if (filter.protocol !== undefined && protocol !== filter.protocol) return;
-    const fam = famByte === AF.INET6 ? 6 : 4;
-    const metricAt = attrAt(dv, attrs, end, RTA.PRIORITY);
-    const info: RouteInfo = {
-      dst: netText(addrAttr(dv, attrs, end, RTA.DST), dv.getUint8(at + 1), fam),
-      family: fam,
-      index: 0,
-      onlink: false,
-      type: RTN_NAMES[dv.getUint8(at + 7)] ?? "other",
-      protocol,
-      table: t,
-      metric: metricAt >= 0 ? dv.getUint32(metricAt, true) : 0,
-      scope: dv.getUint8(at + 6),
-    };
-    let gateway: string | undefined;
-    const mp = attrAt(dv, attrs, end, RTA.MULTIPATH);
-    if (mp >= 0 && attrLenAt(dv, mp) >= RTNEXTHOP_LEN) {
-      // struct rtnexthop { u16 len; u8 flags; u8 hops; s32 ifindex; } and then its attributes.
-      const nhEnd = mp + Math.min(dv.getUint16(mp, true), attrLenAt(dv, mp));
-      info.index = dv.getInt32(mp + 4, true);
-      info.onlink = (dv.getUint8(mp + 2) & RTNH_F_ONLINK) !== 0;
-      gateway = ipText(addrAttr(dv, mp + RTNEXTHOP_LEN, nhEnd, RTA.GATEWAY));
-    } else {
-      const oif = attrAt(dv, attrs, end, RTA.OIF);
-      const gw = addrAttr(dv, attrs, end, RTA.GATEWAY);
-      if (oif >= 0 || gw) {
-        info.index = oif >= 0 ? dv.getInt32(oif, true) : 0;
-        info.onlink = (dv.getUint32(at + 8, true) & RTNH_F_ONLINK) !== 0;
-        gateway = ipText(gw);
-      }
-    }
-    if (gateway !== undefined) info.gateway = gateway;
-    out.push(info);
-  });
-  return out;
-}
-
-/** `struct rtnexthop`, the head of each next hop in RTA_MULTIPATH. */
-const RTNEXTHOP_LEN = 8;
 
 /**
  * The route the kernel would use to reach `ip` (`ip route get <ip>`, one RTM_GETROUTE request): the

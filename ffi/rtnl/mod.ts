@@ -118,7 +118,7 @@ export class Rtnl implements Disposable {
 
   /** The main table's routes. */
   routeList(family?: 4 | 6): RouteInfo[] {
-    return routeList(this.#s, family);
+    return routeList(this.#s, family === undefined ? {} : { family });
   }
 
   /** Closes the socket. */
