@@ -14,10 +14,8 @@ import {
   type Entry,
   type EntryDriver,
   entryId,
-  indexKernel,
   type KernelEntry,
-  kernelHas,
-  type KernelIndex,
+  KernelIndex,
   type KernelState,
   NUD_PERMANENT,
 } from "./entries.ts";
@@ -259,16 +257,15 @@ export class Reconciler {
 
   /**
    * Adds the node's own entries the kernel lacks (at the first pass, and whenever they went missing or
-   * the lease changed) and their ids to `wanted`: never pruned. Those of a previous lease are not
+   * the lease changed), claiming theirs in `idx`: never pruned. Those of a previous lease are not
    * wanted any more, so the pass prunes them.
    */
-  #keepLocal(idx: KernelIndex, wanted: Set<string>): number {
+  #keepLocal(idx: KernelIndex): number {
     let repaired = 0;
     const before = this.#localIds;
     this.#localIds = new Set(this.local().map(entryId));
     for (const e of this.local()) {
-      wanted.add(entryId(e));
-      if (kernelHas(idx, e)) continue;
+      if (idx.has(e)) continue;
       try {
         this.#apply(e);
         if (before.has(entryId(e))) {
@@ -435,23 +432,22 @@ export class Reconciler {
     const devices = this.backend.ownedDevices();
     let idx: KernelIndex;
     try {
-      idx = indexKernel(this.#read(devices));
+      idx = new KernelIndex(this.#read(devices));
     } catch (err) {
       this.stats.errors++;
       logger.error("reading the kernel: {error}", { error: (err as Error).message });
       return false;
     }
-    const wanted = new Set<string>();
     let repaired = 0;
     const batch: PeerApply[] = [];
     for (const [key, lease] of this.#desired) {
       const want = this.backend.entriesFor(lease);
       if (!want) continue;
-      for (const e of want) wanted.add(entryId(e));
       const st = this.#failing.get(key);
       // A peer waiting for its apply (new, or changed, since) is applied here: that is not drift.
       const fresh = this.#dirty.delete(key);
-      const missing = want.filter((e) => !kernelHas(idx, e));
+      // Every wanted entry is looked up (claimed), so that what is left unclaimed is what #prune may remove.
+      const missing = want.filter((e) => !idx.has(e));
       if (!missing.length) {
         if (st || fresh) this.#ok(key, lease);
         continue;
@@ -479,8 +475,8 @@ export class Reconciler {
       const errors = this.#applyMany(batch);
       batch.forEach((p, i) => repaired += this.#settle(p, errors[i], change));
     }
-    this.stats.driftRepaired += repaired + this.#keepLocal(idx, wanted);
-    this.#prune(idx, wanted, devices);
+    this.stats.driftRepaired += repaired + this.#keepLocal(idx);
+    this.#prune(idx, devices);
     this.#countProgrammed();
     this.stats.lastPassSeconds = (performance.now() - t0) / 1000;
     return true;
@@ -518,31 +514,24 @@ export class Reconciler {
     return p.missing.length;
   }
 
-  #prune(idx: KernelIndex, wanted: Set<string>, devices: number[]): void {
+  /** Removes what weft owns in the kernel and no wanted entry claimed in this pass (`idx.has`). */
+  #prune(idx: KernelIndex, devices: number[]): void {
     const owned = new Set(devices);
     const stale: Entry[] = [];
-    for (const r of idx.routes.values()) {
-      if (wanted.has(`route ${r.dst}`)) continue;
+    for (const r of idx.unclaimedRoutes()) {
       const { ip } = parseCIDR(r.dst);
       if (!this.cluster.some((n) => netContains(n, ip))) continue; // weft's, but not of this network
       stale.push({ kind: "route", spec: { dst: r.dst, dev: r.index } });
     }
-    for (const n of idx.neighs.values()) {
-      if (!owned.has(n.index) || !(n.state & NUD_PERMANENT) || wanted.has(`neigh ${n.index} ${n.ip}`)) {
-        continue;
-      }
+    for (const n of idx.unclaimedNeighs()) {
+      if (!owned.has(n.index) || !(n.state & NUD_PERMANENT)) continue;
       stale.push({ kind: "neigh", spec: { dev: n.index, ip: n.ip, mac: n.mac } });
     }
-    for (const f of idx.fdbs.values()) {
-      if (
-        !owned.has(f.index) || !(f.state & NUD_PERMANENT) || wanted.has(`fdb ${f.index} ${f.mac} ${f.dst}`)
-      ) {
-        continue;
-      }
+    for (const f of idx.unclaimedFdbs()) {
+      if (!owned.has(f.index) || !(f.state & NUD_PERMANENT)) continue;
       stale.push({ kind: "fdb", spec: { dev: f.index, mac: f.mac, dst: f.dst! } });
     }
-    for (const [id, value] of idx.driverEntries) {
-      if (wanted.has(`driver ${id}`)) continue;
+    for (const [id, value] of idx.unclaimedDriverEntries()) {
       const [driver, key] = [id.slice(0, id.indexOf(" ")), id.slice(id.indexOf(" ") + 1)];
       stale.push({ kind: "driver", driver, key, value });
     }
