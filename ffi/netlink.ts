@@ -49,6 +49,7 @@ import { parseIP, parseNet } from "./ip.ts";
 import { RTM } from "./nl_consts.ts";
 import { NLM_F, NlSocket } from "./socket.ts";
 import { NlBuilder } from "./nl_codec.ts";
+import { RtnlChanges } from "./rtnl/changes.ts";
 import { RtnlSocket } from "./rtnl/socket.ts";
 import type {
   AddrInfo,
@@ -144,6 +145,8 @@ export class Netlink implements Disposable {
   readonly #sock: NlSocket;
   /** A raw socket in the same namespace for {@linkcode batch} and dumps read in place, opened at first use. */
   #raw: RtnlSocket | undefined;
+  /** The kernel's change notifications in the same namespace, subscribed at the first {@linkcode kernelChanged}. */
+  #changes: RtnlChanges | undefined;
   /** The namespace it was opened in (undefined: the process's own), for calls that are not netlink. */
   readonly netns: string | undefined;
 
@@ -172,6 +175,21 @@ export class Netlink implements Disposable {
     this.#sock.close();
     this.#raw?.close();
     this.#raw = undefined;
+    this.#changes?.close();
+    this.#changes = undefined;
+  }
+
+  /**
+   * Whether the kernel announced a change to a route (outside the local table), a next-hop object, or a
+   * neighbour or FDB entry of `devices` since the last call (ffi/rtnl/changes.ts). The first call
+   * subscribes and answers true: nothing is known of the time before.
+   */
+  kernelChanged(devices: ReadonlySet<number>): boolean {
+    if (this.#changes) return this.#changes.changed(devices);
+    this.#changes = this.netns === undefined
+      ? RtnlChanges.open()
+      : withNetns(this.netns, () => RtnlChanges.open());
+    return true;
   }
 
   /** Same as {@linkcode close}, for `using`. */

@@ -1,5 +1,5 @@
 /**
- * The handful of Linux system calls a raw rtnetlink socket needs (socket, sendto, recvfrom, setsockopt,
+ * The handful of Linux system calls a raw rtnetlink socket needs (socket, bind, sendto, recvfrom, setsockopt,
  * close, openat, setns), made through libc's `syscall(2)` wrapper: one FFI symbol for all of them.
  *
  * Why not one FFI symbol per libc function, as ffi/loader.ts binds libnl: in a short-lived process (a CNI
@@ -37,12 +37,33 @@ const SYMBOLS = {
   },
 } as const satisfies Deno.ForeignLibraryInterface;
 
-type Nr = Record<"close" | "socket" | "sendto" | "recvfrom" | "setsockopt" | "openat" | "setns", number>;
+type Nr = Record<
+  "close" | "socket" | "bind" | "sendto" | "recvfrom" | "setsockopt" | "openat" | "setns",
+  number
+>;
 
 /** System call numbers (asm/unistd.h) of the two architectures weft is built for. */
 const NR: Record<"x86_64" | "aarch64", Nr> = {
-  x86_64: { close: 3, socket: 41, sendto: 44, recvfrom: 45, setsockopt: 54, openat: 257, setns: 308 },
-  aarch64: { close: 57, socket: 198, sendto: 206, recvfrom: 207, setsockopt: 208, openat: 56, setns: 268 },
+  x86_64: {
+    close: 3,
+    socket: 41,
+    bind: 49,
+    sendto: 44,
+    recvfrom: 45,
+    setsockopt: 54,
+    openat: 257,
+    setns: 308,
+  },
+  aarch64: {
+    close: 57,
+    socket: 198,
+    bind: 200,
+    sendto: 206,
+    recvfrom: 207,
+    setsockopt: 208,
+    openat: 56,
+    setns: 268,
+  },
 };
 
 let lib: Deno.DynamicLibrary<typeof SYMBOLS>["symbols"] | undefined;

@@ -80,6 +80,11 @@ function reconcilerMetrics(m: MetricFamilies, stats: () => ReconcileStats): void
     () => stats().peersProgrammed,
   );
   m.counter("weft_reconcile_passes_total", "Full reconcile passes", () => stats().passes);
+  m.counter(
+    "weft_reconcile_reads_skipped_total",
+    "Full passes that trusted the last kernel read (the kernel announced no change)",
+    () => stats().readsSkipped,
+  );
   m.gauge(
     "weft_reconcile_duration_seconds",
     "Duration of the last full reconcile pass",

@@ -6,6 +6,7 @@ import { agentMetrics, type AgentView } from "./metrics.ts";
 const view = (full: boolean): AgentView => ({
   stats: () => ({
     passes: 7,
+    readsSkipped: 4,
     driftRepaired: 2,
     pruned: 1,
     deviceRecreated: 0,
@@ -110,6 +111,10 @@ weft_peers_programmed 5000
 # HELP weft_reconcile_passes_total Full reconcile passes
 # TYPE weft_reconcile_passes_total counter
 weft_reconcile_passes_total 7
+
+# HELP weft_reconcile_reads_skipped_total Full passes that trusted the last kernel read (the kernel announced no change)
+# TYPE weft_reconcile_reads_skipped_total counter
+weft_reconcile_reads_skipped_total 4
 
 # HELP weft_reconcile_duration_seconds Duration of the last full reconcile pass
 # TYPE weft_reconcile_duration_seconds gauge
@@ -276,6 +281,10 @@ weft_peers_programmed 5000
 # HELP weft_reconcile_passes_total Full reconcile passes
 # TYPE weft_reconcile_passes_total counter
 weft_reconcile_passes_total 7
+
+# HELP weft_reconcile_reads_skipped_total Full passes that trusted the last kernel read (the kernel announced no change)
+# TYPE weft_reconcile_reads_skipped_total counter
+weft_reconcile_reads_skipped_total 4
 
 # HELP weft_reconcile_duration_seconds Duration of the last full reconcile pass
 # TYPE weft_reconcile_duration_seconds gauge

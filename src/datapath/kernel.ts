@@ -141,6 +141,11 @@ export class NetlinkKernel implements KernelOps {
     }
   }
 
+  /** Whether the kernel announced a change to a route, a next-hop object or an entry of `devices`. */
+  changed(devices: ReadonlySet<number>): boolean {
+    return this.nl.kernelChanged(devices);
+  }
+
   /** Reads weft's routes and the neighbour/FDB entries of `devices` (and refreshes the route guard). */
   read(devices: number[]): KernelState {
     // One dump of the main table serves both: weft's routes, and the guard's view of everyone else's.

@@ -512,3 +512,86 @@ Deno.test("a batch the kernel layer cannot send at all fails each of its peers, 
   assert.deepEqual([r.stats.peersProgrammed, r.stats.peersFailing], [3, 0]);
   r.stop();
 });
+
+/** {@linkcode FakeKernel} that announces its changes, as the real kernel's notifications do, and counts reads. */
+class AnnouncingKernel extends FakeKernel {
+  reads = 0;
+  /** Set by the test: a change weft did not make (the real kernel announces those too). */
+  announced = false;
+  #writes = 0;
+  #writesSeen = 0;
+
+  override apply(e: Entry): void {
+    this.#writes++;
+    super.apply(e);
+  }
+
+  override remove(e: Entry): void {
+    this.#writes++;
+    super.remove(e);
+  }
+
+  override read(devices: number[]): KernelState {
+    this.reads++;
+    return super.read(devices);
+  }
+
+  changed(): boolean {
+    const changed = this.announced || this.#writes !== this.#writesSeen;
+    this.announced = false;
+    this.#writesSeen = this.#writes;
+    return changed;
+  }
+}
+
+Deno.test("an idle full pass trusts the kernel's silence, and reads again on any change and every sixth pass", async () => {
+  const kernel = new AnnouncingKernel();
+  const r = new Reconciler(new FakeBackend(), kernel, CLUSTER);
+  r.setPeer("10.244.2.0-24", lease(2));
+  await r.settled();
+  const pass = () => {
+    const before = kernel.reads;
+    assert.ok(r.fullPass());
+    return kernel.reads > before ? "read" : "trusted";
+  };
+  // The first pass reads (it always does); then, in silence, five passes trust it and the sixth reads.
+  assert.equal(pass(), "read");
+  assert.deepEqual([1, 2, 3, 4, 5, 6].map(pass), [
+    "trusted",
+    "trusted",
+    "trusted",
+    "trusted",
+    "trusted",
+    "read",
+  ]);
+  assert.equal(r.stats.readsSkipped, 5);
+
+  // Drift the kernel announces (a route deleted by hand): the next pass reads and repairs it.
+  kernel.routes.delete("10.244.2.0/24");
+  kernel.announced = true;
+  assert.equal(pass(), "read");
+  assert.ok(kernel.routes.has("10.244.2.0/24"));
+  assert.equal(r.stats.driftRepaired, 1);
+  pass(); // the repair's own write is announced
+  assert.equal(pass(), "trusted");
+
+  // A new lease: applied between passes, and the next pass reads (what is wanted changed).
+  r.setPeer("10.244.3.0-24", lease(3));
+  await r.settled();
+  kernel.changed(); // even if the kernel had said nothing of the apply
+  assert.equal(pass(), "read");
+  assert.equal(pass(), "trusted");
+
+  // A device recreated, or a peer failing: read.
+  const reads = kernel.reads;
+  assert.ok(r.fullPass("repaired"));
+  assert.equal(kernel.reads, reads + 1);
+  assert.equal(pass(), "trusted");
+  kernel.failing.add("route 10.244.4.0/24");
+  r.setPeer("10.244.4.0-24", lease(4));
+  await r.settled();
+  kernel.changed();
+  assert.equal(pass(), "read");
+  assert.equal(pass(), "read", "a failing peer keeps every pass reading");
+  r.stop();
+});

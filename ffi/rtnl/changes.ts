@@ -1,0 +1,134 @@
+/**
+ * {@linkcode RtnlChanges}: the kernel's own notifications of route, next-hop object and neighbour/FDB
+ * changes (rtnetlink multicast groups), queued on a socket of their own and read without blocking. It
+ * answers one question cheaply: has anything weft programs changed since it last looked? An idle agent
+ * then needs no full read of the kernel to know its entries are still there (src/datapath/reconciler.ts).
+ *
+ * Nothing is lost silently: when the socket's queue overflows the kernel says so (ENOBUFS on the next
+ * read), and that counts as a change.
+ *
+ * @module
+ */
+import { AF, RTM, SOL_NETLINK } from "../nl_consts.ts";
+import { ERRNO, SyscallError } from "../syscall_error.ts";
+import { addressOf, closeFd, inNetns, sys } from "./sys.ts";
+
+/** RTMGRP_* (the legacy group bits bind() takes): neighbours, IPv4 routes, IPv6 routes. */
+const GROUPS = 0x4 | 0x40 | 0x400;
+/** RTNLGRP_NEXTHOP: past the 32 bits of bind(), joined with NETLINK_ADD_MEMBERSHIP. */
+const RTNLGRP_NEXTHOP = 32;
+const NETLINK_ADD_MEMBERSHIP = 1;
+const SOCK_RAW_NONBLOCK_CLOEXEC = 3n | 0o4000n | 0o2000000n;
+const MSG_DONTWAIT = 0x40n;
+const ENOBUFS = 105;
+const RT_TABLE_LOCAL = 255;
+
+/** Whether a notification (type `type`, payload at `off` in `view`) may concern `devices` or routes. */
+function concerns(view: DataView, type: number, off: number, devices: ReadonlySet<number>): boolean {
+  switch (type) {
+    case RTM.NEWROUTE:
+    case RTM.DELROUTE:
+      // rtmsg.rtm_table: the local table follows addresses (a pod's, a node's), never weft's routes.
+      return view.getUint8(off + 4) !== RT_TABLE_LOCAL;
+    case RTM.NEWNEIGH:
+    case RTM.DELNEIGH:
+      // ndmsg.ndm_ifindex: neighbours and FDB entries of other devices (the underlay's ARP) do not count.
+      return devices.has(view.getInt32(off + 4, true));
+    case RTM.NEWNEXTHOP:
+    case RTM.DELNEXTHOP:
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** A subscription to route, next-hop and neighbour/FDB notifications. Dispose it (`using`). */
+export class RtnlChanges implements Disposable {
+  #fd: number;
+  readonly #rx = new Uint8Array(new ArrayBuffer(64 << 10));
+  readonly #view = new DataView(this.#rx.buffer);
+
+  private constructor(fd: number) {
+    this.#fd = fd;
+  }
+
+  /** Subscribes in the current namespace, or in the one open as `netnsFd`. */
+  static open(netnsFd?: number): RtnlChanges {
+    const make = () => {
+      const fd = sys("socket", BigInt(AF.NETLINK), SOCK_RAW_NONBLOCK_CLOEXEC, 0n); // NETLINK_ROUTE
+      if (fd < 0) throw new SyscallError("netlink socket", -fd);
+      try {
+        // struct sockaddr_nl: family, pad, pid 0 (the kernel picks one), groups.
+        const addr = new Uint8Array(new ArrayBuffer(12));
+        const v = new DataView(addr.buffer);
+        v.setUint16(0, AF.NETLINK, true);
+        v.setUint32(8, GROUPS, true);
+        let rc = sys("bind", BigInt(fd), addressOf(addr), 12n);
+        if (rc < 0) throw new SyscallError("netlink bind", -rc);
+        const group = new Uint8Array(new ArrayBuffer(4));
+        new DataView(group.buffer).setUint32(0, RTNLGRP_NEXTHOP, true);
+        // Kernels before 5.3 have no next-hop objects, nor their group: nothing to miss there.
+        rc = sys(
+          "setsockopt",
+          BigInt(fd),
+          BigInt(SOL_NETLINK),
+          BigInt(NETLINK_ADD_MEMBERSHIP),
+          addressOf(group),
+          4n,
+        );
+        if (rc < 0 && -rc !== ERRNO.EINVAL) throw new SyscallError("netlink join nexthop group", -rc);
+        return fd;
+      } catch (err) {
+        closeFd(fd);
+        throw err;
+      }
+    };
+    return new RtnlChanges(netnsFd === undefined ? make() : inNetns(netnsFd, make));
+  }
+
+  /**
+   * Reads every notification queued since the last call; true when one was about a route outside the
+   * local table, a next-hop object, or a neighbour or FDB entry of `devices` — or when some were lost
+   * (the queue overflowed) or could not be read.
+   */
+  changed(devices: ReadonlySet<number>): boolean {
+    let changed = false;
+    for (;;) {
+      const n = sys(
+        "recvfrom",
+        BigInt(this.#fd),
+        addressOf(this.#rx),
+        BigInt(this.#rx.length),
+        MSG_DONTWAIT,
+        0n,
+        0n,
+      );
+      if (n < 0) {
+        if (-n === ERRNO.EAGAIN) return changed;
+        if (-n === ERRNO.EINTR) continue;
+        if (-n === ENOBUFS) {
+          changed = true; // overflowed: what was dropped is unknown; the queue works on
+          continue;
+        }
+        return true;
+      }
+      for (let off = 0; !changed && off + 16 <= n;) {
+        const len = this.#view.getUint32(off, true);
+        if (len < 16 || off + len > n) break;
+        changed = concerns(this.#view, this.#view.getUint16(off + 4, true), off + 16, devices);
+        off += (len + 3) & ~3;
+      }
+    }
+  }
+
+  /** Closes the socket. */
+  close(): void {
+    if (this.#fd >= 0) closeFd(this.#fd);
+    this.#fd = -1;
+  }
+
+  /** Same as {@linkcode close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
