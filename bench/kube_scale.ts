@@ -5,7 +5,8 @@
  * flannel peers, for N = 500, 2000, 5000 (or the N given). Per agent:
  *
  * - start → all N peers' routes in the kernel (wall s from spawning it), its CPU s and RSS then;
- * - requests it makes in a quiet `--quiet` seconds (after a 5 s settle): goal 0, one watch open;
+ * - requests it makes in a quiet `--quiet` seconds (after a 5 s settle): goal 0, one watch open; its CPU s
+ *   over that window (its own periodic work) and the median of its RSS sampled every second there;
  * - RSS after that quiet window (settled) and its peak (VmHWM);
  * - CPU s under kubelet churn: 200 heartbeats/s (status writes that change nothing routed) for
  *   `--churn` seconds, round robin over all N Nodes;
@@ -53,6 +54,10 @@ export interface AgentRun {
   rssAtStartMB: number;
   quietRequests: number;
   quietDetail: string;
+  /** CPU s over the quiet window (nothing changes: the agent's own periodic work). */
+  quietCpuS: number;
+  /** Median of RSS sampled every second over the quiet window. */
+  rssQuietMedianMB: number;
   rssMB: number;
   peakMB: number;
   churnCpuS: number;
@@ -151,7 +156,13 @@ async function runAgent(
     const atStart = procSample(child.pid);
     await sleep(5000);
     const quiet = api.mark();
-    await sleep(o.quietS * 1000);
+    const q0 = procSample(child.pid).cpuS;
+    const rssQuiet: number[] = [];
+    for (let s = 0; s < o.quietS; s++) {
+      await sleep(1000);
+      rssQuiet.push(procSample(child.pid).rssMB);
+    }
+    const quietCpuS = procSample(child.pid).cpuS - q0;
     const quietRequests = api.count({ user }, quiet);
     const detail = Object.entries(countsBy(api, user, quiet)).map(([k, v]) => `${k}=${v}`).join(" ");
     const settled = procSample(child.pid);
@@ -192,6 +203,8 @@ async function runAgent(
       rssAtStartMB: atStart.rssMB,
       quietRequests,
       quietDetail: detail,
+      quietCpuS,
+      rssQuietMedianMB: median(rssQuiet),
       rssMB: settled.rssMB,
       peakMB: end.hwmMB,
       churnCpuS,
@@ -312,9 +325,9 @@ async function measure(
         `  N=${n} round ${r + 1} ${k}: start ${fmt(run.startS)} s (CPU ${fmt(run.cpuAtStartS)} s), RSS ${
           fmt(run.rssMB, 1)
         } MB ` +
-          `(peak ${fmt(run.peakMB, 1)}), quiet ${run.quietRequests} req [${run.quietDetail}], churn CPU ${
-            fmt(run.churnCpuS)
-          } s ` +
+          `(peak ${fmt(run.peakMB, 1)}), quiet ${run.quietRequests} req [${run.quietDetail}] CPU ${
+            fmt(run.quietCpuS)
+          } s RSS median ${fmt(run.rssQuietMedianMB, 1)} MB, churn CPU ${fmt(run.churnCpuS)} s ` +
           `(${run.churnWrites} writes), LISTs after cut ${run.listsAfterCut} / restart ${run.listsAfterRestart} ` +
           `(resumed ${fmt(run.resumeAfterRestartS, 1)} s after), load ${loadAvg()}`,
       );
@@ -355,6 +368,10 @@ async function measure(
     weft_above_floor_mb: fmt(of("weft", (x) => x.rssMB) - floor, 1),
     client_watching_floor_mb: fmt(watchingFloor, 1),
     weft_above_watching_floor_mb: fmt(of("weft", (x) => x.rssMB) - watchingFloor, 1),
+    weft_quiet_cpu_s: fmt(of("weft", (x) => x.quietCpuS)),
+    flanneld_quiet_cpu_s: fmt(of("flanneld", (x) => x.quietCpuS)),
+    weft_rss_quiet_median_mb: fmt(of("weft", (x) => x.rssQuietMedianMB), 1),
+    flanneld_rss_quiet_median_mb: fmt(of("flanneld", (x) => x.rssQuietMedianMB), 1),
     weft_quiet_requests: fmt(of("weft", (x) => x.quietRequests), 0),
     flanneld_quiet_requests: fmt(of("flanneld", (x) => x.quietRequests), 0),
     weft_lists_after_cut: fmt(of("weft", (x) => x.listsAfterCut), 0),
