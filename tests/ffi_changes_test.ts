@@ -5,24 +5,14 @@
  */
 import assert from "node:assert/strict";
 import { requireRoot } from "./helpers/topology.ts";
-import { withScratchNetns } from "./helpers/scratch_netns.ts";
+import { vxlanOverEth0, withScratchNetns } from "./helpers/scratch_netns.ts";
 
 Deno.test({
   name: "kernelChanged() answers whether a route, next-hop object or an owned device's neighbour/FDB changed",
   ignore: requireRoot(),
   async fn() {
     await withScratchNetns("chg", async (_ns, nl) => {
-      const eth = nl.linkAddBridge({ name: "eth0" });
-      nl.linkSetUp(eth.index);
-      nl.addrReplace(eth.index, "10.1.0.1/24");
-      const vx = nl.linkAddVxlan({
-        name: "flannel.1",
-        vni: 1,
-        local: "10.1.0.1",
-        dev: eth.index,
-        port: 8472,
-      });
-      nl.linkSetUp(vx.index);
+      const { eth, vx } = vxlanOverEth0(nl);
       const owned = new Set([vx.index]);
 
       assert.equal(nl.kernelChanged(owned), true, "the first call knows nothing of the time before");

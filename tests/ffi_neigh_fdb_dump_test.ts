@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { requireRoot } from "./helpers/topology.ts";
-import { iprouteJson, withScratchNetns } from "./helpers/scratch_netns.ts";
+import { iprouteJson, vxlanOverEth0, withScratchNetns } from "./helpers/scratch_netns.ts";
 
 Deno.test({
   name:
@@ -12,18 +12,8 @@ Deno.test({
   ignore: requireRoot(),
   async fn() {
     await withScratchNetns("nfd", async (ns, nl) => {
-      const eth = nl.linkAddBridge({ name: "eth0" });
-      nl.linkSetUp(eth.index);
-      nl.addrReplace(eth.index, "10.1.0.1/24");
+      const { eth, vx } = vxlanOverEth0(nl);
       nl.addrReplace(eth.index, "fd00:1::1/64");
-      const vx = nl.linkAddVxlan({
-        name: "flannel.1",
-        vni: 1,
-        local: "10.1.0.1",
-        dev: eth.index,
-        port: 8472,
-      });
-      nl.linkSetUp(vx.index);
       for (let i = 1; i <= 40; i++) {
         const mac = `0a:00:00:00:00:${i.toString(16).padStart(2, "0")}`;
         nl.neighReplace({ dev: vx.index, ip: `10.244.${i}.0`, mac });

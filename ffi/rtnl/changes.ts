@@ -11,7 +11,7 @@
  */
 import { AF, RTM, SOL_NETLINK } from "../nl_consts.ts";
 import { ERRNO, SyscallError } from "../syscall_error.ts";
-import { addressOf, closeFd, inNetns, sys } from "./sys.ts";
+import { addressOf, closeFd, inNetns, recvInto, sys } from "./sys.ts";
 
 /** RTMGRP_* (the legacy group bits bind() takes): neighbours, IPv4 routes, IPv6 routes. */
 const GROUPS = 0x4 | 0x40 | 0x400;
@@ -94,15 +94,7 @@ export class RtnlChanges implements Disposable {
   changed(devices: ReadonlySet<number>): boolean {
     let changed = false;
     for (;;) {
-      const n = sys(
-        "recvfrom",
-        BigInt(this.#fd),
-        addressOf(this.#rx),
-        BigInt(this.#rx.length),
-        MSG_DONTWAIT,
-        0n,
-        0n,
-      );
+      const n = recvInto(this.#fd, this.#rx, MSG_DONTWAIT);
       if (n < 0) {
         if (-n === ERRNO.EAGAIN) return changed;
         if (-n === ERRNO.EINTR) continue;

@@ -20,7 +20,7 @@ import {
   NLMSGERR_ATTR_MSG,
   SOL_NETLINK,
 } from "../nl_consts.ts";
-import { addressOf, closeFd, inNetns, sys, sysAsync, SyscallError } from "./sys.ts";
+import { addressOf, closeFd, inNetns, recvInto, sys, sysAsync, SyscallError } from "./sys.ts";
 
 /** What a request's replies are collected into. */
 interface Collect {
@@ -96,15 +96,7 @@ export class RtnlSocket implements Disposable {
   /** Receives the next datagram into the receive buffer; returns its length (over the buffer: truncated). */
   #receive(op: string): number {
     for (;;) {
-      const n = sys(
-        "recvfrom",
-        BigInt(this.#fd),
-        addressOf(this.#rx),
-        BigInt(this.#rx.length),
-        MSG_TRUNC,
-        0n,
-        0n,
-      );
+      const n = recvInto(this.#fd, this.#rx, MSG_TRUNC);
       if (n >= 0) return n;
       if (-n !== EINTR) throw new NetlinkError(op, -n, 0, "recvfrom failed");
     }

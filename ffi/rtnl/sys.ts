@@ -95,6 +95,11 @@ export function sys(name: keyof Nr, a = 0n, b = 0n, c = 0n, d = 0n, e = 0n, f = 
   return rc === -1 ? -errnoView!.getInt32() : rc;
 }
 
+/** `recvfrom(fd, buf, buf.length, flags, NULL, NULL)`: the datagram's length, or `-errno`. */
+export function recvInto(fd: number, buf: Uint8Array, flags: bigint): number {
+  return sys("recvfrom", BigInt(fd), addressOf(buf), BigInt(buf.length), flags, 0n, 0n);
+}
+
 /**
  * Makes system call `name` on a thread of Deno's blocking pool, off the JS thread: for calls the kernel
  * may spend long in (a netlink dump walks a whole table inside `recvfrom`). Resolves to the result, or

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { Netlink, netnsCreate, netnsDelete } from "../../ffi/mod.ts";
+import { type LinkInfo, Netlink, netnsCreate, netnsDelete } from "../../ffi/mod.ts";
 import { uniqueNetnsName } from "./names.ts";
 
 /**
@@ -22,6 +22,19 @@ export async function withScratchNetns<T>(
   } finally {
     netnsDelete(ns);
   }
+}
+
+/**
+ * A node's two devices in a scratch namespace, both up: the underlay `eth0` (a bridge, addressed
+ * `10.1.0.1/24`) and flannel's `flannel.1` (VNI 1, port 8472) over it.
+ */
+export function vxlanOverEth0(nl: Netlink): { eth: LinkInfo; vx: LinkInfo } {
+  const eth = nl.linkAddBridge({ name: "eth0" });
+  nl.linkSetUp(eth.index);
+  nl.addrReplace(eth.index, "10.1.0.1/24");
+  const vx = nl.linkAddVxlan({ name: "flannel.1", vni: 1, local: "10.1.0.1", dev: eth.index, port: 8472 });
+  nl.linkSetUp(vx.index);
+  return { eth, vx };
 }
 
 /**
