@@ -180,8 +180,8 @@ export class Netlink implements Disposable {
   }
 
   /**
-   * Whether the kernel announced a change to a route (outside the local table), a next-hop object, or a
-   * neighbour or FDB entry of `devices` since the last call (ffi/rtnl/changes.ts). The first call
+   * Whether the kernel announced a change to a route (outside the local table), a next-hop object, a
+   * link, an address, or a neighbour or FDB entry of `devices` since the last call (ffi/rtnl/changes.ts). The first call
    * subscribes and answers true: nothing is known of the time before.
    */
   kernelChanged(devices: ReadonlySet<number>): boolean {

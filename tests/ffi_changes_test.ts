@@ -1,14 +1,16 @@
 /**
  * `Netlink.kernelChanged()` (ffi/rtnl/changes.ts): the kernel's notifications tell a full pass whether
  * anything it programs changed since the last one. Each kind of change weft's entries can suffer must
- * count; what is not weft's (another device's neighbours, the local table) must not; silence is silence.
+ * count, and so must a link or an address (the kernel drops routes with them unannounced); what is not
+ * weft's (another device's neighbours, the local table) must not; silence is silence.
  */
 import assert from "node:assert/strict";
 import { requireRoot } from "./helpers/topology.ts";
 import { vxlanOverEth0, withScratchNetns } from "./helpers/scratch_netns.ts";
 
 Deno.test({
-  name: "kernelChanged() answers whether a route, next-hop object or an owned device's neighbour/FDB changed",
+  name:
+    "kernelChanged() answers whether a route, next-hop object, link, address or an owned device's neighbour/FDB changed",
   ignore: requireRoot(),
   async fn() {
     await withScratchNetns("chg", async (_ns, nl) => {
@@ -45,7 +47,14 @@ Deno.test({
           () => nl.neighReplace({ dev: eth.index, ip: "10.1.0.99", mac }),
           false,
         ],
-        ["a /32 address (local table only)", () => nl.addrReplace(eth.index, "10.9.9.9/32"), false],
+        [
+          "a route in the local table only",
+          () => nl.routeReplace({ dst: "10.9.9.0/24", dev: eth.index, table: 255 }),
+          false,
+        ],
+        // A link or an address changed: routes may have gone with it unannounced (a link set down).
+        ["an address", () => nl.addrReplace(eth.index, "10.9.9.9/32"), true],
+        ["a link set down", () => nl.linkSetDown(eth.index), true],
       ];
       for (const [what, change, counts] of steps) {
         change();

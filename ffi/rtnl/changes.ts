@@ -1,6 +1,7 @@
 /**
- * {@linkcode RtnlChanges}: the kernel's own notifications of route, next-hop object and neighbour/FDB
- * changes (rtnetlink multicast groups), queued on a socket of their own and read without blocking. It
+ * {@linkcode RtnlChanges}: the kernel's own notifications of route, next-hop object, neighbour/FDB, link
+ * and address changes (rtnetlink multicast groups), queued on a socket of their own and read without
+ * blocking. It
  * answers one question cheaply: has anything weft programs changed since it last looked? An idle agent
  * then needs no full read of the kernel to know its entries are still there (src/datapath/reconciler.ts).
  *
@@ -13,8 +14,12 @@ import { AF, RTM, SOL_NETLINK } from "../nl_consts.ts";
 import { ERRNO, SyscallError } from "../syscall_error.ts";
 import { addressOf, closeFd, inNetns, recvInto, sys } from "./sys.ts";
 
-/** RTMGRP_* (the legacy group bits bind() takes): neighbours, IPv4 routes, IPv6 routes. */
-const GROUPS = 0x4 | 0x40 | 0x400;
+/**
+ * RTMGRP_* (the legacy group bits bind() takes): links, neighbours, IPv4/IPv6 addresses and routes. Links
+ * and addresses count because the kernel removes routes with them without announcing each route: an
+ * interface set down or deleted takes its IPv4 routes along silently.
+ */
+const GROUPS = 0x1 | 0x4 | 0x10 | 0x40 | 0x100 | 0x400;
 /** RTNLGRP_NEXTHOP: past the 32 bits of bind(), joined with NETLINK_ADD_MEMBERSHIP. */
 const RTNLGRP_NEXTHOP = 32;
 const NETLINK_ADD_MEMBERSHIP = 1;
@@ -26,6 +31,11 @@ const RT_TABLE_LOCAL = 255;
 /** Whether a notification (type `type`, payload at `off` in `view`) may concern `devices` or routes. */
 function concerns(view: DataView, type: number, off: number, devices: ReadonlySet<number>): boolean {
   switch (type) {
+    case RTM.NEWLINK:
+    case RTM.DELLINK:
+    case RTM.NEWADDR:
+    case RTM.DELADDR:
+      return true;
     case RTM.NEWROUTE:
     case RTM.DELROUTE:
       // rtmsg.rtm_table: the local table follows addresses (a pod's, a node's), never weft's routes.
@@ -42,7 +52,7 @@ function concerns(view: DataView, type: number, off: number, devices: ReadonlySe
   }
 }
 
-/** A subscription to route, next-hop and neighbour/FDB notifications. Dispose it (`using`). */
+/** A subscription to route, next-hop, neighbour/FDB, link and address notifications. Dispose it (`using`). */
 export class RtnlChanges implements Disposable {
   #fd: number;
   readonly #rx = new Uint8Array(new ArrayBuffer(64 << 10));
@@ -88,8 +98,8 @@ export class RtnlChanges implements Disposable {
 
   /**
    * Reads every notification queued since the last call; true when one was about a route outside the
-   * local table, a next-hop object, or a neighbour or FDB entry of `devices` — or when some were lost
-   * (the queue overflowed) or could not be read.
+   * local table, a next-hop object, a link, an address, or a neighbour or FDB entry of `devices` — or
+   * when some were lost (the queue overflowed) or could not be read.
    */
   changed(devices: ReadonlySet<number>): boolean {
     let changed = false;

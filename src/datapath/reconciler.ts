@@ -52,7 +52,7 @@ export interface KernelOps {
   /** Reads weft's routes and the entries on `devices`. */
   read(devices: number[]): KernelState;
   /**
-   * Optional: whether the kernel may have changed a route, a next-hop object or an entry on `devices`
+   * Optional: whether the kernel may have changed a route, a next-hop object, a link, an address or an entry on `devices`
    * since the last call (it says so itself: ffi/rtnl/changes.ts). Asked at the start of every full pass,
    * before its read; without it every pass reads.
    */
