@@ -265,6 +265,13 @@ Deno.test({
       await t.step(
         "a deleted route, neighbour entry and FDB entry are back by the next resync",
         async () => {
+          // Idle, the agent trusts the kernel's silence instead of reading it every pass: drift must still be
+          // seen at once, through the kernel's own notifications.
+          const idle = Date.now() + 30_000;
+          while ((await metric(a0, "weft_reconcile_reads_skipped_total")) < 1) {
+            if (Date.now() > idle) assert.fail("an idle agent never trusted its last read of the kernel");
+            await new Promise((r) => setTimeout(r, 200));
+          }
           const before = await metric(a0, "weft_drift_repaired_total");
           const mac1 =
             JSON.parse(await ctl(["get", keyOf(envs[1]!), "--print-value-only"])).BackendData.VtepMAC;
