@@ -21,8 +21,15 @@
  *   before collecting it. Growing by 30 % at most keeps it near the live size: median RSS over the
  *   resync cycle ~112 -> ~102 MB, peak ~120 -> ~105 MB, CPU per pass within noise
  *   (bench/agent_scale.ts, BENCHMARKS.md).
+ * - `--expose-gc`: lets the agent collect once, fully, when start-up is over (src/agent/resync.ts). The
+ *   start's garbage — the Node list's text and objects, tens of MB at 5000 Nodes — otherwise stays
+ *   until V8's memory reducer runs, ~30 s later (bench/kube_scale.ts's RSS over the quiet window).
  */
-export const V8_FLAGS: readonly string[] = ["--max-semi-space-size=1", "--heap-growing-percent=30"];
+export const V8_FLAGS: readonly string[] = [
+  "--max-semi-space-size=1",
+  "--heap-growing-percent=30",
+  "--expose-gc",
+];
 
 /** {@linkcode V8_FLAGS} as the one argument `deno run` and `deno compile` take. */
 export const V8_FLAGS_ARG = `--v8-flags=${V8_FLAGS.join(",")}`;

@@ -108,8 +108,8 @@ Deno.test("flags the user gave on the command line are kept and nothing is re-ex
     ensureV8Flags();
     console.error("after");
     setInterval(() => {}, 1000);`;
-  // Every flag weft wants, each with a value of the user's own.
-  const own = V8_FLAGS.map((f) => `${f.split("=")[0]}=4`).join(",");
+  // Every flag weft wants, each with a value of the user's own (a switch, as it is).
+  const own = V8_FLAGS.map((f) => f.includes("=") ? `${f.split("=")[0]}=4` : f).join(",");
   const r = await startAndInspect(["eval", `--v8-flags=${own}`, code], /after/);
   assert.equal([...r.stderr.matchAll(/start/g)].length, 1);
   assert.equal(r.flags, undefined);
