@@ -64,56 +64,69 @@ Deno.test({
     };
     try {
       await t.step("vxlan: IPv6 lease fields, devices, subnet.env, pings over both overlays", async () => {
-        const P = "/weft/dual-vxlan";
-        const envs = await startNetwork(P, "vxlan");
-        for (const env of envs) {
-          assert.equal(formatNet(env.ipv6Network!), "fd00:10:244::/56");
-          assert.equal(env.ipv6Subnet?.prefix, 64, "flannel's IPv6SubnetLen default");
-          // Pods get the smaller of the two overlays' MTUs: 1500 - 70 (IPv6 outer header) = 1430.
-          assert.equal(env.mtu, 1430);
+        try {
+          const P = "/weft/dual-vxlan";
+          const envs = await startNetwork(P, "vxlan");
+          for (const env of envs) {
+            assert.equal(formatNet(env.ipv6Network!), "fd00:10:244::/56");
+            assert.equal(env.ipv6Subnet?.prefix, 64, "flannel's IPv6SubnetLen default");
+            // Pods get the smaller of the two overlays' MTUs: 1500 - 70 (IPv6 outer header) = 1430.
+            assert.equal(env.mtu, 1430);
+          }
+          const text = Deno.readTextFileSync(agents[0]!.subnetFile);
+          assert.match(text, /^FLANNEL_IPV6_NETWORK=fd00:10:244::\/56$/m);
+          assert.match(text, /^FLANNEL_IPV6_SUBNET=fd00:10:244:[0-9a-f]*::1\/64$/m);
+
+          // The lease is flannel's dual-stack form: key `v4&v6`, PublicIPv6, BackendV6Data.
+          const key = `${formatNet(envs[0]!.subnet!).replace("/", "-")}&${
+            formatNet(envs[0]!.ipv6Subnet!).replace("/", "-")
+          }`;
+          const stored = JSON.parse(await ctl(["get", "--print-value-only", `${P}/subnets/${key}`]));
+          assert.equal(stored.PublicIPv6, "fd77::11");
+          using nl0 = Netlink.open({ netns: topo.nodes[0]!.netns });
+          const v6dev = nl0.linkGet("flannel-v6.1")!;
+          assert.ok(v6dev, "flannel-v6.1 exists");
+          assert.deepEqual(stored.BackendV6Data, { VNI: 1, VtepMAC: v6dev.mac });
+          assert.equal(stored.BackendData.VtepMAC, nl0.linkGet("flannel.1")!.mac);
+          assert.equal(v6dev.vxlan?.local, "fd77::11");
+          assert.equal(v6dev.mtu, 1430);
+          assert.deepEqual(
+            nl0.addrList(v6dev.index, 6).filter((a) => a.scope === 0).map((a) => a.cidr),
+            [`${formatIP(envs[0]!.ipv6Subnet!.ip)}/128`],
+          );
+          // The peer's IPv6 entries: onlink route, permanent neighbour, FDB entry towards its PublicIPv6. Both
+          // agents start at once, so node 0's first list may not hold node 1's lease yet (/readyz is about the
+          // leases it knows): its entries follow with the watch event, moments later.
+          const peer6 = formatNet(envs[1]!.ipv6Subnet!);
+          const route = await waitFor(
+            "the peer's IPv6 route",
+            10_000,
+            () => nl0.routeList({ protocol: 87, family: 6 }).find((r) => r.dst === peer6),
+          );
+          assert.equal(route?.index, v6dev.index);
+          assert.equal(route?.gateway, formatIP(envs[1]!.ipv6Subnet!.ip));
+          assert.ok(nl0.fdbList().some((f) => f.index === v6dev.index && f.dst === "fd77::12"));
+
+          topo.nodes.forEach((n, i) => addPodBridge(n.netns, envs[i]!));
+          assert.deepEqual(await pingMatrix(topo, envs, 15_000), [], "IPv4 still works");
+          assert.deepEqual(
+            await pingMatrix(topo, envs, 15_000, 6),
+            [],
+            "IPv6 pods' gateways reach each other",
+          );
+
+          // Drift on the IPv6 side is repaired like the IPv4 side: route and neighbour deleted by hand.
+          nl0.routeDelete({ dst: peer6, protocol: 87 });
+          nl0.neighDelete({ dev: v6dev.index, ip: formatIP(envs[1]!.ipv6Subnet!.ip) });
+          await waitFor(
+            "IPv6 route repaired",
+            10_000,
+            () => nl0.routeList({ protocol: 87, family: 6 }).some((r) => r.dst === peer6) || undefined,
+          );
+          assert.deepEqual(await pingMatrix(topo, envs, 10_000, 6), []);
+        } finally {
+          await stopAll(); // also after a failure: the next step must not run beside these agents
         }
-        const text = Deno.readTextFileSync(agents[0]!.subnetFile);
-        assert.match(text, /^FLANNEL_IPV6_NETWORK=fd00:10:244::\/56$/m);
-        assert.match(text, /^FLANNEL_IPV6_SUBNET=fd00:10:244:[0-9a-f]*::1\/64$/m);
-
-        // The lease is flannel's dual-stack form: key `v4&v6`, PublicIPv6, BackendV6Data.
-        const key = `${formatNet(envs[0]!.subnet!).replace("/", "-")}&${
-          formatNet(envs[0]!.ipv6Subnet!).replace("/", "-")
-        }`;
-        const stored = JSON.parse(await ctl(["get", "--print-value-only", `${P}/subnets/${key}`]));
-        assert.equal(stored.PublicIPv6, "fd77::11");
-        using nl0 = Netlink.open({ netns: topo.nodes[0]!.netns });
-        const v6dev = nl0.linkGet("flannel-v6.1")!;
-        assert.ok(v6dev, "flannel-v6.1 exists");
-        assert.deepEqual(stored.BackendV6Data, { VNI: 1, VtepMAC: v6dev.mac });
-        assert.equal(stored.BackendData.VtepMAC, nl0.linkGet("flannel.1")!.mac);
-        assert.equal(v6dev.vxlan?.local, "fd77::11");
-        assert.equal(v6dev.mtu, 1430);
-        assert.deepEqual(
-          nl0.addrList(v6dev.index, 6).filter((a) => a.scope === 0).map((a) => a.cidr),
-          [`${formatIP(envs[0]!.ipv6Subnet!.ip)}/128`],
-        );
-        // The peer's IPv6 entries: onlink route, permanent neighbour, FDB entry towards its PublicIPv6.
-        const peer6 = formatNet(envs[1]!.ipv6Subnet!);
-        const route = nl0.routeList({ protocol: 87, family: 6 }).find((r) => r.dst === peer6);
-        assert.equal(route?.index, v6dev.index);
-        assert.equal(route?.gateway, formatIP(envs[1]!.ipv6Subnet!.ip));
-        assert.ok(nl0.fdbList().some((f) => f.index === v6dev.index && f.dst === "fd77::12"));
-
-        topo.nodes.forEach((n, i) => addPodBridge(n.netns, envs[i]!));
-        assert.deepEqual(await pingMatrix(topo, envs, 15_000), [], "IPv4 still works");
-        assert.deepEqual(await pingMatrix(topo, envs, 15_000, 6), [], "IPv6 pods' gateways reach each other");
-
-        // Drift on the IPv6 side is repaired like the IPv4 side: route and neighbour deleted by hand.
-        nl0.routeDelete({ dst: peer6, protocol: 87 });
-        nl0.neighDelete({ dev: v6dev.index, ip: formatIP(envs[1]!.ipv6Subnet!.ip) });
-        await waitFor(
-          "IPv6 route repaired",
-          10_000,
-          () => nl0.routeList({ protocol: 87, family: 6 }).some((r) => r.dst === peer6) || undefined,
-        );
-        assert.deepEqual(await pingMatrix(topo, envs, 10_000, 6), []);
-        await stopAll();
       });
 
       await t.step("host-gw: IPv6 routes via each peer's PublicIPv6", async () => {
