@@ -145,7 +145,7 @@ export class Netlink implements Disposable {
   readonly #sock: NlSocket;
   /** A raw socket in the same namespace for {@linkcode batch} and dumps read in place, opened at first use. */
   #raw: RtnlSocket | undefined;
-  /** The kernel's change notifications in the same namespace, subscribed at the first {@linkcode kernelChanged}. */
+  /** The kernel's change notifications in the same namespace, from the first {@linkcode kernelChanged}. */
   #changes: RtnlChanges | undefined;
   /** The namespace it was opened in (undefined: the process's own), for calls that are not netlink. */
   readonly netns: string | undefined;
@@ -163,11 +163,14 @@ export class Netlink implements Disposable {
     return new Netlink(sock, ref);
   }
 
+  /** `open()` run in the handle's namespace (sockets are bound to the namespace they are made in). */
+  #inNetns<T>(open: () => T): T {
+    return this.netns === undefined ? open() : withNetns(this.netns, open);
+  }
+
   /** The raw socket, opened in the handle's namespace at first use. */
   #rawSocket(): RtnlSocket {
-    return this.#raw ??= this.netns === undefined
-      ? RtnlSocket.open()
-      : withNetns(this.netns, () => RtnlSocket.open());
+    return this.#raw ??= this.#inNetns(() => RtnlSocket.open());
   }
 
   /** Closes the socket. */
@@ -181,14 +184,13 @@ export class Netlink implements Disposable {
 
   /**
    * Whether the kernel announced a change to a route (outside the local table), a next-hop object, a
-   * link, an address, or a neighbour or FDB entry of `devices` since the last call (ffi/rtnl/changes.ts). The first call
-   * subscribes and answers true: nothing is known of the time before.
+   * link, an address, or a neighbour or FDB entry of `devices` since the last call
+   * (ffi/rtnl/changes.ts). The first call subscribes and answers true: nothing is known of the time
+   * before.
    */
   kernelChanged(devices: ReadonlySet<number>): boolean {
     if (this.#changes) return this.#changes.changed(devices);
-    this.#changes = this.netns === undefined
-      ? RtnlChanges.open()
-      : withNetns(this.netns, () => RtnlChanges.open());
+    this.#changes = this.#inNetns(() => RtnlChanges.open());
     return true;
   }
 

@@ -19,6 +19,7 @@ export const ERRNO = {
   EINVAL: 22,
   EADDRINUSE: 98,
   EADDRNOTAVAIL: 99,
+  ENOBUFS: 105,
   ECONNREFUSED: 111,
 } as const;
 

@@ -1,9 +1,9 @@
 /**
  * {@linkcode RtnlChanges}: the kernel's own notifications of route, next-hop object, neighbour/FDB, link
  * and address changes (rtnetlink multicast groups), queued on a socket of their own and read without
- * blocking. It
- * answers one question cheaply: has anything weft programs changed since it last looked? An idle agent
- * then needs no full read of the kernel to know its entries are still there (src/datapath/reconciler.ts).
+ * blocking. It answers one question cheaply: has anything weft programs changed since it last looked?
+ * An idle agent then needs no full read of the kernel to know its entries are still there
+ * (src/datapath/reconciler.ts).
  *
  * Nothing is lost silently: when the socket's queue overflows the kernel says so (ENOBUFS on the next
  * read), and that counts as a change.
@@ -12,7 +12,7 @@
  */
 import { AF, RTM, SOL_NETLINK } from "../nl_consts.ts";
 import { ERRNO, SyscallError } from "../syscall_error.ts";
-import { addressOf, closeFd, inNetns, recvInto, sys } from "./sys.ts";
+import { addressOf, closeFd, recvInto, SOCK_RAW_CLOEXEC, sys } from "./sys.ts";
 
 /**
  * RTMGRP_* (the legacy group bits bind() takes): links, neighbours, IPv4/IPv6 addresses and routes. Links
@@ -23,9 +23,8 @@ const GROUPS = 0x1 | 0x4 | 0x10 | 0x40 | 0x100 | 0x400;
 /** RTNLGRP_NEXTHOP: past the 32 bits of bind(), joined with NETLINK_ADD_MEMBERSHIP. */
 const RTNLGRP_NEXTHOP = 32;
 const NETLINK_ADD_MEMBERSHIP = 1;
-const SOCK_RAW_NONBLOCK_CLOEXEC = 3n | 0o4000n | 0o2000000n;
+const SOCK_NONBLOCK = 0o4000n;
 const MSG_DONTWAIT = 0x40n;
-const ENOBUFS = 105;
 const RT_TABLE_LOCAL = 255;
 
 /** Whether a notification (type `type`, payload at `off` in `view`) may concern `devices` or routes. */
@@ -35,6 +34,8 @@ function concerns(view: DataView, type: number, off: number, devices: ReadonlySe
     case RTM.DELLINK:
     case RTM.NEWADDR:
     case RTM.DELADDR:
+    case RTM.NEWNEXTHOP:
+    case RTM.DELNEXTHOP:
       return true;
     case RTM.NEWROUTE:
     case RTM.DELROUTE:
@@ -44,9 +45,6 @@ function concerns(view: DataView, type: number, off: number, devices: ReadonlySe
     case RTM.DELNEIGH:
       // ndmsg.ndm_ifindex: neighbours and FDB entries of other devices (the underlay's ARP) do not count.
       return devices.has(view.getInt32(off + 4, true));
-    case RTM.NEWNEXTHOP:
-    case RTM.DELNEXTHOP:
-      return true;
     default:
       return false;
   }
@@ -62,38 +60,35 @@ export class RtnlChanges implements Disposable {
     this.#fd = fd;
   }
 
-  /** Subscribes in the current namespace, or in the one open as `netnsFd`. */
-  static open(netnsFd?: number): RtnlChanges {
-    const make = () => {
-      const fd = sys("socket", BigInt(AF.NETLINK), SOCK_RAW_NONBLOCK_CLOEXEC, 0n); // NETLINK_ROUTE
-      if (fd < 0) throw new SyscallError("netlink socket", -fd);
-      try {
-        // struct sockaddr_nl: family, pad, pid 0 (the kernel picks one), groups.
-        const addr = new Uint8Array(new ArrayBuffer(12));
-        const v = new DataView(addr.buffer);
-        v.setUint16(0, AF.NETLINK, true);
-        v.setUint32(8, GROUPS, true);
-        let rc = sys("bind", BigInt(fd), addressOf(addr), 12n);
-        if (rc < 0) throw new SyscallError("netlink bind", -rc);
-        const group = new Uint8Array(new ArrayBuffer(4));
-        new DataView(group.buffer).setUint32(0, RTNLGRP_NEXTHOP, true);
-        // Kernels before 5.3 have no next-hop objects, nor their group: nothing to miss there.
-        rc = sys(
-          "setsockopt",
-          BigInt(fd),
-          BigInt(SOL_NETLINK),
-          BigInt(NETLINK_ADD_MEMBERSHIP),
-          addressOf(group),
-          4n,
-        );
-        if (rc < 0 && -rc !== ERRNO.EINVAL) throw new SyscallError("netlink join nexthop group", -rc);
-        return fd;
-      } catch (err) {
-        closeFd(fd);
-        throw err;
-      }
-    };
-    return new RtnlChanges(netnsFd === undefined ? make() : inNetns(netnsFd, make));
+  /** Subscribes in the calling thread's namespace. */
+  static open(): RtnlChanges {
+    const fd = sys("socket", BigInt(AF.NETLINK), SOCK_RAW_CLOEXEC | SOCK_NONBLOCK, 0n); // NETLINK_ROUTE
+    if (fd < 0) throw new SyscallError("netlink socket", -fd);
+    try {
+      // struct sockaddr_nl: family, pad, pid 0 (the kernel picks one), groups.
+      const addr = new Uint8Array(new ArrayBuffer(12));
+      const v = new DataView(addr.buffer);
+      v.setUint16(0, AF.NETLINK, true);
+      v.setUint32(8, GROUPS, true);
+      let rc = sys("bind", BigInt(fd), addressOf(addr), 12n);
+      if (rc < 0) throw new SyscallError("netlink bind", -rc);
+      const group = new Uint8Array(new ArrayBuffer(4));
+      new DataView(group.buffer).setUint32(0, RTNLGRP_NEXTHOP, true);
+      // Kernels before 5.3 have no next-hop objects, nor their group: nothing to miss there.
+      rc = sys(
+        "setsockopt",
+        BigInt(fd),
+        BigInt(SOL_NETLINK),
+        BigInt(NETLINK_ADD_MEMBERSHIP),
+        addressOf(group),
+        4n,
+      );
+      if (rc < 0 && -rc !== ERRNO.EINVAL) throw new SyscallError("netlink join nexthop group", -rc);
+      return new RtnlChanges(fd);
+    } catch (err) {
+      closeFd(fd);
+      throw err;
+    }
   }
 
   /**
@@ -108,7 +103,7 @@ export class RtnlChanges implements Disposable {
       if (n < 0) {
         if (-n === ERRNO.EAGAIN) return changed;
         if (-n === ERRNO.EINTR) continue;
-        if (-n === ENOBUFS) {
+        if (-n === ERRNO.ENOBUFS) {
           changed = true; // overflowed: what was dropped is unknown; the queue works on
           continue;
         }

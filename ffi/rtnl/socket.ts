@@ -20,7 +20,16 @@ import {
   NLMSGERR_ATTR_MSG,
   SOL_NETLINK,
 } from "../nl_consts.ts";
-import { addressOf, closeFd, inNetns, recvInto, sys, sysAsync, SyscallError } from "./sys.ts";
+import {
+  addressOf,
+  closeFd,
+  inNetns,
+  recvInto,
+  SOCK_RAW_CLOEXEC,
+  sys,
+  sysAsync,
+  SyscallError,
+} from "./sys.ts";
 
 /** What a request's replies are collected into. */
 interface Collect {
@@ -31,7 +40,6 @@ interface Collect {
   failed: NetlinkError | undefined;
 }
 
-const SOCK_RAW_CLOEXEC = 3n | 0o2000000n;
 const EINTR = 4;
 const MSG_TRUNC = 0x20n;
 

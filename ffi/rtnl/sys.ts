@@ -1,6 +1,6 @@
 /**
- * The handful of Linux system calls a raw rtnetlink socket needs (socket, bind, sendto, recvfrom, setsockopt,
- * close, openat, setns), made through libc's `syscall(2)` wrapper: one FFI symbol for all of them.
+ * The handful of Linux system calls a raw rtnetlink socket needs (socket, bind, sendto, recvfrom,
+ * setsockopt, close, openat, setns), made through libc's `syscall(2)` wrapper: one FFI symbol for all of them.
  *
  * Why not one FFI symbol per libc function, as ffi/loader.ts binds libnl: in a short-lived process (a CNI
  * call) binding costs more than using. The first `Deno.dlopen` of a process costs ~2 ms and every
@@ -94,6 +94,9 @@ export function sys(name: keyof Nr, a = 0n, b = 0n, c = 0n, d = 0n, e = 0n, f = 
   const rc = Number(l.syscall(BigInt(nr![name]), a, b, c, d, e, f));
   return rc === -1 ? -errnoView!.getInt32() : rc;
 }
+
+/** socket(2)'s type for a netlink socket: SOCK_RAW | SOCK_CLOEXEC (add SOCK_NONBLOCK, 0o4000, to poll it). */
+export const SOCK_RAW_CLOEXEC = 3n | 0o2000000n;
 
 /** `recvfrom(fd, buf, buf.length, flags, NULL, NULL)`: the datagram's length, or `-errno`. */
 export function recvInto(fd: number, buf: Uint8Array, flags: bigint): number {

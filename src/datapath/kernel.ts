@@ -141,7 +141,10 @@ export class NetlinkKernel implements KernelOps {
     }
   }
 
-  /** Whether the kernel announced a change to a route, a next-hop object, a link, an address or an entry of `devices`. */
+  /**
+   * Whether the kernel announced a change to a route, a next-hop object, a link, an address or an entry
+   * of `devices` since the last call.
+   */
   changed(devices: ReadonlySet<number>): boolean {
     return this.nl.kernelChanged(devices);
   }

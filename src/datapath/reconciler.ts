@@ -52,9 +52,9 @@ export interface KernelOps {
   /** Reads weft's routes and the entries on `devices`. */
   read(devices: number[]): KernelState;
   /**
-   * Optional: whether the kernel may have changed a route, a next-hop object, a link, an address or an entry on `devices`
-   * since the last call (it says so itself: ffi/rtnl/changes.ts). Asked at the start of every full pass,
-   * before its read; without it every pass reads.
+   * Optional: whether the kernel may have changed a route, a next-hop object, a link, an address or an
+   * entry on `devices` since the last call (it says so itself: ffi/rtnl/changes.ts). Asked at the start
+   * of every full pass, before its read; without it every pass reads.
    */
   changed?(devices: ReadonlySet<number>): boolean;
 }

@@ -513,7 +513,7 @@ Deno.test("a batch the kernel layer cannot send at all fails each of its peers, 
   r.stop();
 });
 
-/** {@linkcode FakeKernel} that announces its changes, as the real kernel's notifications do, and counts reads. */
+/** {@linkcode FakeKernel} that announces changes as the real kernel's notifications do, and counts reads. */
 class AnnouncingKernel extends FakeKernel {
   reads = 0;
   /** Set by the test: a change weft did not make (the real kernel announces those too). */
