@@ -239,7 +239,11 @@ Deno.test({
       const r = await e.register({ namespace: "y", name: "next", containerId: "c9", ips: ["10.244.1.30"] });
       assert.deepEqual(flushed, ["10.244.1.30"], "the address's old connections were flushed");
       // The registration waited for the install that took it in (unless a loaded machine made it wait longer).
-      await until("installed", () => e.stats.duplicates === 1);
+      // Duplicates are counted when the rules are compiled, before nft has them: wait for the table.
+      await until(
+        "installed",
+        () => e.stats.duplicates === 1 && table(ns).includes('10.244.1.30 comment "y/next"'),
+      );
       assert.equal(r.state === "open" || r.state === "held", true);
       assert.ok(!inMap(ns, "10.244.1.30"), "x/old's isolation no longer applies to the address");
       assert.match(table(ns), /10\.244\.1\.30 comment "y\/next"/, "the newest claim wins: y/next, open");
@@ -251,7 +255,10 @@ Deno.test({
       b.metadata.creationTimestamp = "2026-02-01T00:00:00Z";
       api.put(P.pods, a);
       api.put(P.pods, b);
-      await until("resolved", () => e.stats.duplicates === 2);
+      await until(
+        "resolved",
+        () => e.stats.duplicates === 2 && table(ns).includes('10.244.1.31 comment "y/twin-b"'),
+      );
       assert.equal(e.stats.failedUnits, 0);
       assert.match(table(ns), /10\.244\.1\.31 comment "y\/twin-b"/);
       assert.ok(!inMap(ns, "10.244.1.31"), "y/twin-b, the newer, is not isolated");
