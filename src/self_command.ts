@@ -23,12 +23,18 @@
  *   (bench/agent_scale.ts, BENCHMARKS.md).
  * - `--expose-gc`: lets the agent collect once, fully, when start-up is over (src/agent/resync.ts). The
  *   start's garbage — the Node list's text and objects, tens of MB at 5000 Nodes — otherwise stays
- *   until V8's memory reducer runs, ~30 s later (bench/kube_scale.ts's RSS over the quiet window).
+ *   until V8's memory reducer runs, ~30 s later (bench/kube_scale.ts's RSS over the quiet window). * - `--no-opt`: no TurboFan, V8's top-tier compiler; Maglev, the tier below it, still compiles hot code.
+ *   The agent's work is short bursts (a list, a pass, an event), and TurboFan cost more than it gave
+ *   there: its own code pages, its compiled code and its compile work. Measured with and without it, same
+ *   machine (BENCHMARKS.md, "V8's top compiler"): agent RSS −3 to −5 MB at 500–5000 Nodes or peers,
+ *   start CPU at 5000 etcd peers 0.87 → 0.76 s; the price is the largest policy recompiles (5000 pods ×
+ *   500 policies on one node: ~1.2–1.8× slower); at 100–1000 pods within the runs' noise.
  */
 export const V8_FLAGS: readonly string[] = [
   "--max-semi-space-size=1",
   "--heap-growing-percent=30",
   "--expose-gc",
+  "--no-opt",
 ];
 
 /** {@linkcode V8_FLAGS} as the one argument `deno run` and `deno compile` take. */
