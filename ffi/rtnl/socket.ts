@@ -9,6 +9,7 @@
  * @module
  */
 import { NetlinkError } from "../errors.ts";
+import { ERRNO } from "../syscall_error.ts";
 import { attrMap, attrString, messages, type NlBuilder, type NlMessage, payload } from "../nl_codec.ts";
 import {
   AF,
@@ -40,7 +41,6 @@ interface Collect {
   failed: NetlinkError | undefined;
 }
 
-const EINTR = 4;
 const MSG_TRUNC = 0x20n;
 
 /** A NETLINK_ROUTE socket in the namespace it was opened in. Dispose it (`using`). */
@@ -97,7 +97,7 @@ export class RtnlSocket implements Disposable {
     for (;;) {
       const n = sys("sendto", BigInt(this.#fd), addressOf(out), BigInt(out.length), 0n, 0n, 0n);
       if (n >= 0) return;
-      if (-n !== EINTR) throw new NetlinkError(op, -n, 0, "sendto failed");
+      if (-n !== ERRNO.EINTR) throw new NetlinkError(op, -n, 0, "sendto failed");
     }
   }
 
@@ -106,7 +106,7 @@ export class RtnlSocket implements Disposable {
     for (;;) {
       const n = recvInto(this.#fd, this.#rx, MSG_TRUNC);
       if (n >= 0) return n;
-      if (-n !== EINTR) throw new NetlinkError(op, -n, 0, "recvfrom failed");
+      if (-n !== ERRNO.EINTR) throw new NetlinkError(op, -n, 0, "recvfrom failed");
     }
   }
 
