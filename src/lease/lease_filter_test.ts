@@ -204,6 +204,38 @@ Deno.test("LeaseFilter refuses a VtepMAC published by an older lease with anothe
   assert.equal(h.filter.verdict("10.244.4.0-24")?.rule, "vtep_mac_conflict");
 });
 
+Deno.test("LeaseFilter: the older lease taking another VtepMAC frees its old one (claims worked out again)", () => {
+  // The filter keeps no claims: an update works the old value's out from the old lease, and must still
+  // release exactly what it held, within one batch or across batches.
+  const mac = { VNI: 1, VtepMAC: "02:aa:00:00:00:02" };
+  const h = harness();
+  h.filter.update([
+    put("10.244.3.0-24", 1, { PublicIP: "192.168.77.12", BackendData: mac }),
+    put("10.244.4.0-24", 2, { PublicIP: "192.168.77.66", BackendData: mac }),
+  ]);
+  assert.equal(h.filter.verdict("10.244.4.0-24")?.rule, "vtep_mac_conflict");
+  h.filter.update([
+    put("10.244.3.0-24", 1, {
+      PublicIP: "192.168.77.12",
+      BackendData: { VNI: 1, VtepMAC: "02:aa:00:00:00:03" },
+    }),
+  ]);
+  assert.equal(h.filter.verdict("10.244.4.0-24"), undefined);
+  assert.deepEqual([...h.programmed.keys()].sort(), ["10.244.3.0-24", "10.244.4.0-24"]);
+  // Back to the shared MAC and away again in one batch: the younger loses, then wins again.
+  h.filter.update([
+    put("10.244.3.0-24", 1, { PublicIP: "192.168.77.12", BackendData: mac }),
+    put("10.244.3.0-24", 1, {
+      PublicIP: "192.168.77.12",
+      BackendData: { VNI: 1, VtepMAC: "02:aa:00:00:00:04" },
+    }),
+  ]);
+  assert.equal(h.filter.verdict("10.244.4.0-24"), undefined);
+  h.filter.update([put("10.244.3.0-24", 1, { PublicIP: "192.168.77.12", BackendData: mac })]);
+  assert.equal(h.filter.verdict("10.244.4.0-24")?.rule, "vtep_mac_conflict");
+  assert.deepEqual([...h.programmed.keys()], ["10.244.3.0-24"]);
+});
+
 Deno.test("LeaseFilter: a PublicIP inside an older lease's subnet loses, as does a subnet holding an older PublicIP", () => {
   // A network that contains the underlay (a misconfiguration flannel tolerates when no subnet hits it).
   const rules: NetworkRules = { network: parseNet("10.0.0.0/8"), subnetLen: 24, ipv6SubnetLen: 64 };
