@@ -23,7 +23,8 @@
  *   (bench/agent_scale.ts, BENCHMARKS.md).
  * - `--expose-gc`: lets the agent collect once, fully, when start-up is over (src/agent/resync.ts). The
  *   start's garbage — the Node list's text and objects, tens of MB at 5000 Nodes — otherwise stays
- *   until V8's memory reducer runs, ~30 s later (bench/kube_scale.ts's RSS over the quiet window). * - `--no-opt`: no TurboFan, V8's top-tier compiler; Maglev, the tier below it, still compiles hot code.
+ *   until V8's memory reducer runs, ~30 s later (bench/kube_scale.ts's RSS over the quiet window).
+ * - `--no-opt`: no TurboFan, V8's top-tier compiler; Maglev, the tier below it, still compiles hot code.
  *   The agent's work is short bursts (a list, a pass, an event), and TurboFan cost more than it gave
  *   there: its own code pages, its compiled code and its compile work. Measured with and without it, same
  *   machine (BENCHMARKS.md, "V8's top compiler"): agent RSS −3 to −5 MB at 500–5000 Nodes or peers,
