@@ -74,7 +74,7 @@ export const NETLINK = { ROUTE: 0, NETFILTER: 12, GENERIC: 16 } as const;
 /** SOL_NETLINK and its socket options. */
 export const SOL_NETLINK = 270;
 /** Netlink socket options (NETLINK_* at SOL_NETLINK). */
-export const NETLINK_OPT = { CAP_ACK: 10, EXT_ACK: 11, GET_STRICT_CHK: 12 } as const;
+export const NETLINK_OPT = { ADD_MEMBERSHIP: 1, CAP_ACK: 10, EXT_ACK: 11, GET_STRICT_CHK: 12 } as const;
 /** NLMSGERR_ATTR_MSG: the kernel's error text in an extended ACK. */
 export const NLMSGERR_ATTR_MSG = 1;
 

@@ -10,9 +10,10 @@
  *
  * @module
  */
-import { AF, RTM, SOL_NETLINK } from "../nl_consts.ts";
+import { messages } from "../nl_codec.ts";
+import { AF, NETLINK_OPT, RTM } from "../nl_consts.ts";
 import { ERRNO, SyscallError } from "../syscall_error.ts";
-import { addressOf, closeFd, recvInto, SOCK_RAW_CLOEXEC, sys } from "./sys.ts";
+import { addressOf, closeFd, recvInto, setNetlinkOption, SOCK_RAW_CLOEXEC, sys } from "./sys.ts";
 
 /**
  * RTMGRP_* (the legacy group bits bind() takes): links, neighbours, IPv4/IPv6 addresses and routes. Links
@@ -22,7 +23,6 @@ import { addressOf, closeFd, recvInto, SOCK_RAW_CLOEXEC, sys } from "./sys.ts";
 const GROUPS = 0x1 | 0x4 | 0x10 | 0x40 | 0x100 | 0x400;
 /** RTNLGRP_NEXTHOP: past the 32 bits of bind(), joined with NETLINK_ADD_MEMBERSHIP. */
 const RTNLGRP_NEXTHOP = 32;
-const NETLINK_ADD_MEMBERSHIP = 1;
 const SOCK_NONBLOCK = 0o4000n;
 const MSG_DONTWAIT = 0x40n;
 const RT_TABLE_LOCAL = 255;
@@ -72,17 +72,8 @@ export class RtnlChanges implements Disposable {
       v.setUint32(8, GROUPS, true);
       let rc = sys("bind", BigInt(fd), addressOf(addr), 12n);
       if (rc < 0) throw new SyscallError("netlink bind", -rc);
-      const group = new Uint8Array(new ArrayBuffer(4));
-      new DataView(group.buffer).setUint32(0, RTNLGRP_NEXTHOP, true);
       // Kernels before 5.3 have no next-hop objects, nor their group: nothing to miss there.
-      rc = sys(
-        "setsockopt",
-        BigInt(fd),
-        BigInt(SOL_NETLINK),
-        BigInt(NETLINK_ADD_MEMBERSHIP),
-        addressOf(group),
-        4n,
-      );
+      rc = setNetlinkOption(fd, NETLINK_OPT.ADD_MEMBERSHIP, RTNLGRP_NEXTHOP);
       if (rc < 0 && -rc !== ERRNO.EINVAL) throw new SyscallError("netlink join nexthop group", -rc);
       return new RtnlChanges(fd);
     } catch (err) {
@@ -109,11 +100,12 @@ export class RtnlChanges implements Disposable {
         }
         return true;
       }
-      for (let off = 0; !changed && off + 16 <= n;) {
-        const len = this.#view.getUint32(off, true);
-        if (len < 16 || off + len > n) break;
-        changed = concerns(this.#view, this.#view.getUint16(off + 4, true), off + 16, devices);
-        off += (len + 3) & ~3;
+      if (changed) continue; // the rest of the queue is only drained
+      for (const m of messages(this.#view, n)) {
+        if (concerns(m.dv, m.type, m.at, devices)) {
+          changed = true;
+          break;
+        }
       }
     }
   }

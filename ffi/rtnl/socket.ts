@@ -11,21 +11,13 @@
 import { NetlinkError } from "../errors.ts";
 import { ERRNO } from "../syscall_error.ts";
 import { attrMap, attrString, messages, type NlBuilder, type NlMessage, payload } from "../nl_codec.ts";
-import {
-  AF,
-  NETLINK,
-  NETLINK_OPT,
-  NLM_F,
-  NLMSG,
-  NLMSG_HDRLEN,
-  NLMSGERR_ATTR_MSG,
-  SOL_NETLINK,
-} from "../nl_consts.ts";
+import { AF, NETLINK, NETLINK_OPT, NLM_F, NLMSG, NLMSG_HDRLEN, NLMSGERR_ATTR_MSG } from "../nl_consts.ts";
 import {
   addressOf,
   closeFd,
   inNetns,
   recvInto,
+  setNetlinkOption,
   SOCK_RAW_CLOEXEC,
   sys,
   sysAsync,
@@ -54,10 +46,7 @@ export class RtnlSocket implements Disposable {
 
   private constructor(fd: number) {
     this.#fd = fd;
-    const one = new Uint8Array(new ArrayBuffer(4));
-    new DataView(one.buffer).setUint32(0, 1, true);
-    const opt = (name: number) =>
-      sys("setsockopt", BigInt(fd), BigInt(SOL_NETLINK), BigInt(name), addressOf(one), 4n) === 0;
+    const opt = (name: number) => setNetlinkOption(fd, name, 1) === 0;
     opt(NETLINK_OPT.EXT_ACK);
     opt(NETLINK_OPT.CAP_ACK);
     this.strict = opt(NETLINK_OPT.GET_STRICT_CHK);

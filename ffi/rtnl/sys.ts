@@ -19,6 +19,7 @@
  * @module
  */
 
+import { SOL_NETLINK } from "../nl_consts.ts";
 import { SyscallError } from "../syscall_error.ts";
 
 export { SyscallError };
@@ -97,6 +98,13 @@ export function sys(name: keyof Nr, a = 0n, b = 0n, c = 0n, d = 0n, e = 0n, f = 
 
 /** socket(2)'s type for a netlink socket: SOCK_RAW | SOCK_CLOEXEC (add SOCK_NONBLOCK, 0o4000, to poll it). */
 export const SOCK_RAW_CLOEXEC = 3n | 0o2000000n;
+
+/** `setsockopt(fd, SOL_NETLINK, name, &value, 4)` with a 32-bit `value`: 0, or `-errno`. */
+export function setNetlinkOption(fd: number, name: number, value: number): number {
+  const v = new Uint8Array(new ArrayBuffer(4));
+  new DataView(v.buffer).setUint32(0, value, true);
+  return sys("setsockopt", BigInt(fd), BigInt(SOL_NETLINK), BigInt(name), addressOf(v), 4n);
+}
 
 /** `recvfrom(fd, buf, buf.length, flags, NULL, NULL)`: the datagram's length, or `-errno`. */
 export function recvInto(fd: number, buf: Uint8Array, flags: bigint): number {
