@@ -451,7 +451,8 @@ export class Reconciler {
       }
     }
     const devices = this.backend.ownedDevices();
-    if (this.#mayTrustLastRead(change, devices)) {
+    const owned = new Set(devices);
+    if (this.#mayTrustLastRead(change, owned)) {
       this.stats.readsSkipped++;
       this.stats.lastPassSeconds = (performance.now() - t0) / 1000;
       return true;
@@ -503,7 +504,7 @@ export class Reconciler {
       batch.forEach((p, i) => repaired += this.#settle(p, errors[i], change));
     }
     this.stats.driftRepaired += repaired + this.#keepLocal(idx);
-    this.#prune(idx, devices);
+    this.#prune(idx, owned);
     this.#countProgrammed();
     this.stats.lastPassSeconds = (performance.now() - t0) / 1000;
     return true;
@@ -517,10 +518,10 @@ export class Reconciler {
    * those) — and fewer than {@linkcode TRUSTED_PASSES} passes trusted it in a row. An idle node at 5000
    * peers then spends a few milliseconds per pass instead of ~0.1 s, and makes no garbage.
    */
-  #mayTrustLastRead(change: DeviceChange, devices: number[]): boolean {
+  #mayTrustLastRead(change: DeviceChange, owned: ReadonlySet<number>): boolean {
     let changed = true;
     try {
-      changed = this.kernel.changed?.(new Set(devices)) ?? true;
+      changed = this.kernel.changed?.(owned) ?? true;
     } catch {
       // The notifications could not be read: read the kernel instead.
     }
@@ -566,8 +567,7 @@ export class Reconciler {
   }
 
   /** Removes what weft owns in the kernel and no wanted entry claimed in this pass (`idx.has`). */
-  #prune(idx: KernelIndex, devices: number[]): void {
-    const owned = new Set(devices);
+  #prune(idx: KernelIndex, owned: ReadonlySet<number>): void {
     const stale: Entry[] = [];
     for (const r of idx.unclaimedRoutes()) {
       const { ip } = parseCIDR(r.dst);
