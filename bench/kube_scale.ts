@@ -29,7 +29,7 @@
  * @module
  */
 import { withNetns } from "../ffi/mod.ts";
-import { V8_FLAGS_ARG } from "../src/self_command.ts";
+import { DENO_FLAGS } from "../src/self_command.ts";
 import { type KubeApiServer, startKubeApiServer } from "../tests/helpers/kube_api_server.ts";
 import { realisticNode, startHeartbeats } from "../tests/helpers/kube_nodes.ts";
 import { createTopology, type TopologyNode } from "../tests/helpers/topology.ts";
@@ -103,7 +103,7 @@ function command(kind: Kind, node: TopologyNode, dir: string, flanneld: string):
     `--net-config-path=${dir}/net-conf.json`,
   ];
   if (kind === "flanneld") return [flanneld, ...kube, ...common, "--ip-masq=false"];
-  return [Deno.execPath(), "run", "-A", "--no-check", V8_FLAGS_ARG, MAIN, "agent", ...kube, ...common];
+  return [Deno.execPath(), "run", "-A", "--no-check", ...DENO_FLAGS, MAIN, "agent", ...kube, ...common];
 }
 
 async function waitFor(what: string, ms: number, pred: () => boolean): Promise<void> {
@@ -242,7 +242,7 @@ async function clientFloor(watch?: { netns: string; kubeconfig: string; node: st
         "run",
         "-A",
         "--no-check",
-        V8_FLAGS_ARG,
+        ...DENO_FLAGS,
         FLOOR,
         ...(watch ? [watch.kubeconfig, watch.node] : []),
       ],

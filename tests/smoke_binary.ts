@@ -16,7 +16,7 @@ import assert from "node:assert/strict";
 import { netnsCreate, netnsDelete } from "../ffi/mod.ts";
 import { runIn } from "../src/lab/lab.ts";
 import { addIP, formatIP } from "../src/net/ip.ts";
-import { V8_FLAGS_ARG } from "../src/self_command.ts";
+import { DENO_FLAGS } from "../src/self_command.ts";
 import { WEFT_VERSION } from "../src/version.ts";
 import { startAgent, waitReady, waitSubnetEnv } from "./helpers/agent.ts";
 import { cni, flannelConf, nsExec } from "./helpers/cni.ts";
@@ -29,7 +29,7 @@ const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
 /** How to run weft: the binary given, else `deno run` of this checkout's main.ts. */
 function weftCommand(binary: string | undefined): string[] {
-  if (!binary) return [Deno.execPath(), "run", "-A", "--no-check", V8_FLAGS_ARG, MAIN];
+  if (!binary) return [Deno.execPath(), "run", "-A", "--no-check", ...DENO_FLAGS, MAIN];
   const path = Deno.realPathSync(binary);
   assert.ok(
     Deno.statSync(path).isFile && ((Deno.statSync(path).mode ?? 0) & 0o111),

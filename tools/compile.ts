@@ -7,7 +7,7 @@
  * @module
  */
 import { CLI_MODULE } from "../main.ts";
-import { V8_FLAGS_ARG } from "../src/self_command.ts";
+import { DENO_FLAGS } from "../src/self_command.ts";
 
 const TARGETS = ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"] as const;
 const HOST = `${Deno.build.arch}-unknown-linux-gnu`;
@@ -27,7 +27,7 @@ if (import.meta.main) {
       args: [
         "compile",
         "-A",
-        V8_FLAGS_ARG,
+        ...DENO_FLAGS,
         "--target",
         target,
         "--output",

@@ -6,12 +6,13 @@
  * itself get them on their command line (self_command.ts). For everything else main.ts calls
  * {@linkcode ensureV8Flags} first thing: when a flag is missing from both `--v8-flags` on the command
  * line and `DENO_V8_FLAGS`, the process replaces itself (`execve`: same pid, same arguments, nothing
- * loaded yet but main.ts) with `DENO_V8_FLAGS` carrying the missing flags. A flag the user set
- * (to any value) is left as the user set it. This costs one Deno start-up (~30 ms) once.
+ * loaded yet but main.ts) with `DENO_V8_FLAGS` carrying the missing flags, and `--no-code-cache` added to
+ * `deno run`'s options when absent (Deno's other option weft runs with: self_command.ts `DENO_FLAGS`). A
+ * flag the user set (to any value) is left as the user set it. This costs one Deno start-up (~30 ms) once.
  *
  * @module
  */
-import { isCompiled, V8_FLAGS } from "../self_command.ts";
+import { DENO_FLAGS, isCompiled, V8_FLAGS } from "../self_command.ts";
 
 /** Set in the environment of the re-executed process (and so of its children): never re-execute twice. */
 export const REEXEC_MARK = "WEFT_V8_FLAGS_APPLIED";
@@ -36,6 +37,24 @@ export function v8FlagsGiven(cmdline: string[], env: string | undefined): Set<st
 export function missingV8Flags(cmdline: string[], env: string | undefined): string[] {
   const given = v8FlagsGiven(cmdline, env);
   return V8_FLAGS.filter((f) => !given.has(f.split("=")[0]!));
+}
+
+/** Deno's options in {@linkcode DENO_FLAGS} besides the V8 flags (`--no-code-cache`). */
+const DENO_SWITCHES = DENO_FLAGS.filter((f) => !f.startsWith("--v8-flags="));
+
+/**
+ * `cmdline` with `deno run`'s options of {@linkcode DENO_SWITCHES} it lacks, placed right after `run`
+ * (only `deno run` is changed: another subcommand may not take them).
+ */
+export function withDenoSwitches(cmdline: string[]): string[] {
+  if (cmdline[1] !== "run") return cmdline;
+  const options: string[] = [];
+  for (const a of cmdline.slice(2)) {
+    if (!a.startsWith("-")) break; // the script: what follows belongs to weft
+    options.push(a);
+  }
+  const missing = DENO_SWITCHES.filter((s) => !options.includes(s));
+  return [...cmdline.slice(0, 2), ...missing, ...cmdline.slice(2)];
 }
 
 /** NUL-terminated copies of `strings` and a NULL-terminated pointer array over them (kept alive by the caller). */
@@ -70,7 +89,7 @@ export function ensureV8Flags(): void {
     DENO_V8_FLAGS: [env, ...missing].filter(Boolean).join(","),
     [REEXEC_MARK]: "1",
   };
-  const argv = cStrings(cmdline);
+  const argv = cStrings(withDenoSwitches(cmdline));
   const envp = cStrings(Object.entries(vars).map(([k, v]) => `${k}=${v}`));
   const path = new TextEncoder().encode(Deno.execPath() + "\0");
   let libc;

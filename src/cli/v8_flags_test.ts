@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { missingV8Flags, REEXEC_MARK, v8FlagsGiven } from "./v8_flags.ts";
+import { missingV8Flags, REEXEC_MARK, v8FlagsGiven, withDenoSwitches } from "./v8_flags.ts";
 import { V8_FLAGS } from "../self_command.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -30,6 +30,22 @@ Deno.test("a flag the user set to another value is not missing; an absent one is
   assert.deepEqual(missingV8Flags(["deno", "run", "main.ts"], V8_FLAGS.join(",")), []);
 });
 
+Deno.test("the re-executed `deno run` gets --no-code-cache among deno's options, once; weft's own arguments stay", () => {
+  assert.deepEqual(withDenoSwitches(["deno", "run", "-A", "main.ts", "agent", "--no-code-cache"]), [
+    "deno",
+    "run",
+    "--no-code-cache",
+    "-A",
+    "main.ts",
+    "agent",
+    "--no-code-cache",
+  ]);
+  const given = ["deno", "run", "-A", "--no-code-cache", "main.ts", "agent"];
+  assert.deepEqual(withDenoSwitches(given), given);
+  const evaluated = ["deno", "eval", "1"];
+  assert.deepEqual(withDenoSwitches(evaluated), evaluated, "only deno run is changed");
+});
+
 /** Starts `args` (a deno command line), waits for `ready` on stderr, returns pid, environment and stderr so far. */
 async function startAndInspect(args: string[], ready: RegExp, env: Record<string, string> = {}) {
   const child = new Deno.Command(Deno.execPath(), {
@@ -49,13 +65,14 @@ async function startAndInspect(args: string[], ready: RegExp, env: Record<string
     err += r.value;
   }
   const environ = Deno.readTextFileSync(`/proc/${child.pid}/environ`).split("\0");
+  const cmdline = Deno.readTextFileSync(`/proc/${child.pid}/cmdline`).split("\0").slice(0, -1);
   const flags = environ.find((e) => e.startsWith("DENO_V8_FLAGS="))?.slice("DENO_V8_FLAGS=".length);
   child.kill("SIGKILL");
   await child.status;
   reader.releaseLock();
   await child.stdout.cancel();
   await child.stderr.cancel().catch(() => {});
-  return { pid: child.pid, flags, stderr: err };
+  return { pid: child.pid, flags, cmdline, stderr: err };
 }
 
 Deno.test("`deno run -A main.ts agent`, as the README runs it, carries weft's V8 flags in its own pid", async () => {
@@ -75,6 +92,11 @@ Deno.test("`deno run -A main.ts agent`, as the README runs it, carries weft's V8
     );
     assert.match(r.stderr, /reading the network config: etcd is unreachable at http:\/\/127\.0\.0\.1:9/);
     assert.equal(r.flags, V8_FLAGS.join(","));
+    assert.deepEqual(
+      r.cmdline.slice(1, 4),
+      ["run", "--no-code-cache", "-A"],
+      "and without Deno's code cache",
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

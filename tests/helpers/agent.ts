@@ -6,7 +6,7 @@
  */
 import { Netlink, withNetns } from "../../ffi/mod.ts";
 import { readSubnetEnv, type SubnetEnv } from "../../src/config/subnet_env.ts";
-import { V8_FLAGS_ARG } from "../../src/self_command.ts";
+import { DENO_FLAGS } from "../../src/self_command.ts";
 import { alive, runIn, terminateChild } from "../../src/lab/lab.ts";
 import type { LabNode } from "../../src/lab/lab.ts";
 import { parsePrometheusText } from "../../src/cli/status.ts";
@@ -79,7 +79,7 @@ export function startAgent(
     "-A",
     "--no-check",
     // The flags the compiled binary carries, so tests and benches measure what ships.
-    ...(opts.denoFlags ?? [V8_FLAGS_ARG]),
+    ...(opts.denoFlags ?? DENO_FLAGS),
     MAIN,
   ];
   const args = [
