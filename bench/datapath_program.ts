@@ -86,7 +86,7 @@ function programFfi(ns: string, dev: number, peers: Peer[]): number {
 function programAgent(ns: string, dev: number, peers: Peer[]): number {
   using nl = Netlink.open({ netns: ns });
   const kernel = new NetlinkKernel(nl);
-  kernel.read([dev]); // the agent's first full pass reads the (empty) tables first
+  kernel.read(new Set([dev])); // the agent's first full pass reads the (empty) tables first
   const t0 = performance.now();
   // As the agent's full pass does: every peer's entries in one applyMany (neighbour and FDB entries in
   // batches, then the routes).

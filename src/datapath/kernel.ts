@@ -150,11 +150,11 @@ export class NetlinkKernel implements KernelOps {
   }
 
   /** Reads weft's routes and the neighbour/FDB entries of `devices` (and refreshes the route guard). */
-  read(devices: number[]): KernelState {
+  read(devices: ReadonlySet<number>): KernelState {
     // One dump of the main table serves both: weft's routes, and the guard's view of everyone else's.
     const routes = this.routes.learn(this.nl.routeList());
     this.nexthops.learn(routes);
-    if (!devices.length) return { routes, neighs: [], fdbs: [] };
-    return { routes, ...this.nl.neighAndFdbList(new Set(devices)) };
+    if (!devices.size) return { routes, neighs: [], fdbs: [] };
+    return { routes, ...this.nl.neighAndFdbList(devices) };
   }
 }

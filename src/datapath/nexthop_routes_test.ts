@@ -156,7 +156,7 @@ Deno.test({
     withScratchNetns("nh", async (ns, nl) => {
       const dev = vxlanNode(nl);
       const k = new NetlinkKernel(nl);
-      k.read([dev]);
+      k.read(new Set([dev]));
       const spec = (i: number) => ({ dst: `10.244.${i}.0/24`, gateway: `10.244.${i}.0`, dev, onlink: true });
       for (let i = 1; i <= 3; i++) k.apply({ kind: "route", spec: spec(i) });
       assert.ok(k.nexthops.enabled);
@@ -179,7 +179,7 @@ Deno.test({
         gateway: "10.244.1.0",
       }, "the object as weft reads it back");
       // weft's reader (libnl) sees what it always saw: the drift check finds every entry in place.
-      const read = k.read([dev]).routes.map((r) => `${r.dst} ${r.gateway} ${r.index} ${r.onlink}`);
+      const read = k.read(new Set([dev])).routes.map((r) => `${r.dst} ${r.gateway} ${r.index} ${r.onlink}`);
       assert.deepEqual(read, [1, 2, 3].map((i) => `10.244.${i}.0/24 10.244.${i}.0 ${dev} true`));
 
       // A deleted route takes its object with it.
@@ -193,7 +193,7 @@ Deno.test({
       // only objects no route names: here one left behind by a route somebody deleted.
       nl.routeDelete({ dst: "10.244.2.0/24", protocol: 87 });
       const again = new NetlinkKernel(nl);
-      again.read([dev]);
+      again.read(new Set([dev]));
       assert.deepEqual(nl.nexthopList().map((n) => n.id), [nexthopIdForDst("10.244.1.0/24")]);
       again.apply({ kind: "route", spec: spec(1) });
       again.apply({ kind: "route", spec: spec(2) });

@@ -50,7 +50,7 @@ export interface KernelOps {
   /** Deletes an entry (absent is fine). */
   remove(e: KernelEntry): void;
   /** Reads weft's routes and the entries on `devices`. */
-  read(devices: number[]): KernelState;
+  read(devices: ReadonlySet<number>): KernelState;
   /**
    * Optional: whether the kernel may have changed a route, a next-hop object, a link, an address or an
    * entry on `devices` since the last call (it says so itself: ffi/rtnl/changes.ts). Asked at the start
@@ -208,7 +208,7 @@ export class Reconciler {
   }
 
   /** The kernel's entries and the drivers' entries. */
-  #read(devices: number[]): KernelState {
+  #read(devices: ReadonlySet<number>): KernelState {
     const state = this.kernel.read(devices);
     if (!this.#drivers.size) return state;
     const driverEntries = new Map<string, string>();
@@ -450,8 +450,7 @@ export class Reconciler {
         });
       }
     }
-    const devices = this.backend.ownedDevices();
-    const owned = new Set(devices);
+    const owned = new Set(this.backend.ownedDevices());
     if (this.#mayTrustLastRead(change, owned)) {
       this.stats.readsSkipped++;
       this.stats.lastPassSeconds = (performance.now() - t0) / 1000;
@@ -460,7 +459,7 @@ export class Reconciler {
     let idx: KernelIndex;
     try {
       this.#readAtVersion = this.#wantedVersion;
-      idx = new KernelIndex(this.#read(devices));
+      idx = new KernelIndex(this.#read(owned));
     } catch (err) {
       this.stats.errors++;
       logger.error("reading the kernel: {error}", { error: (err as Error).message });

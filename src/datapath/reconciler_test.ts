@@ -70,11 +70,11 @@ class FakeKernel implements KernelOps {
     if (e.kind === "fdb") this.fdbs.delete(`${e.spec.dev} ${e.spec.mac} ${e.spec.dst}`);
   }
 
-  read(devices: number[]): KernelState {
+  read(devices: ReadonlySet<number>): KernelState {
     return {
       routes: [...this.routes.values()],
-      neighs: [...this.neighs.values()].filter((n) => devices.includes(n.index)),
-      fdbs: [...this.fdbs.values()].filter((f) => devices.includes(f.index)),
+      neighs: [...this.neighs.values()].filter((n) => devices.has(n.index)),
+      fdbs: [...this.fdbs.values()].filter((f) => devices.has(f.index)),
     };
   }
 }
@@ -531,7 +531,7 @@ class AnnouncingKernel extends FakeKernel {
     super.remove(e);
   }
 
-  override read(devices: number[]): KernelState {
+  override read(devices: ReadonlySet<number>): KernelState {
     this.reads++;
     return super.read(devices);
   }
