@@ -29,7 +29,7 @@
  * @module
  */
 import { withNetns } from "../ffi/mod.ts";
-import { DENO_FLAGS } from "../src/self_command.ts";
+import { DENO_FLAGS, selfCommand } from "../src/self_command.ts";
 import { type KubeApiServer, startKubeApiServer } from "../tests/helpers/kube_api_server.ts";
 import { realisticNode, startHeartbeats } from "../tests/helpers/kube_nodes.ts";
 import { createTopology, type TopologyNode } from "../tests/helpers/topology.ts";
@@ -38,7 +38,6 @@ import { RouteCounter } from "./route_count.ts";
 import { BenchArgs } from "./args.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
 const FLOOR = new URL("./kube_client_floor.ts", import.meta.url).pathname;
 const CLK_TCK = 100;
 /** flanneld's routes carry no protocol of their own: the kernel's "boot". */
@@ -103,7 +102,7 @@ function command(kind: Kind, node: TopologyNode, dir: string, flanneld: string):
     `--net-config-path=${dir}/net-conf.json`,
   ];
   if (kind === "flanneld") return [flanneld, ...kube, ...common, "--ip-masq=false"];
-  return [Deno.execPath(), "run", "-A", "--no-check", ...DENO_FLAGS, MAIN, "agent", ...kube, ...common];
+  return [...selfCommand(), "agent", ...kube, ...common];
 }
 
 async function waitFor(what: string, ms: number, pred: () => boolean): Promise<void> {

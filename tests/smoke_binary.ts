@@ -16,7 +16,7 @@ import assert from "node:assert/strict";
 import { netnsCreate, netnsDelete } from "../ffi/mod.ts";
 import { runIn } from "../src/lab/lab.ts";
 import { addIP, formatIP } from "../src/net/ip.ts";
-import { DENO_FLAGS } from "../src/self_command.ts";
+import { selfCommand } from "../src/self_command.ts";
 import { WEFT_VERSION } from "../src/version.ts";
 import { startAgent, waitReady, waitSubnetEnv } from "./helpers/agent.ts";
 import { cni, flannelConf, nsExec } from "./helpers/cni.ts";
@@ -25,11 +25,9 @@ import { uniqueNetnsName } from "./helpers/names.ts";
 import { ROOT } from "./helpers/skip.ts";
 import { createTopology } from "./helpers/topology.ts";
 
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
-
 /** How to run weft: the binary given, else `deno run` of this checkout's main.ts. */
 function weftCommand(binary: string | undefined): string[] {
-  if (!binary) return [Deno.execPath(), "run", "-A", "--no-check", ...DENO_FLAGS, MAIN];
+  if (!binary) return selfCommand();
   const path = Deno.realPathSync(binary);
   assert.ok(
     Deno.statSync(path).isFile && ((Deno.statSync(path).mode ?? 0) & 0o111),

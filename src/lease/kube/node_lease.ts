@@ -152,7 +152,8 @@ export function nodeToLease(
   const fam = families(cfg);
   const cidrs = nodePodCIDRs(node);
   // Each object is made whole by one literal: properties added afterwards cost a second allocation per
-  // object (V8 keeps them outside it), ~100 bytes per Node held for as long as the Node is known.
+  // object (V8 keeps them outside it), ~100 bytes per Node held for as long as the Node is known. Only a
+  // dual-stack node's BackendV6Data is still added afterwards (rare; the usual case stays whole).
   let publicIP = "", publicIPv6: string | null = null, data: unknown, v6Data: unknown = null;
   if (fam.ipv4) {
     const ip = parseIP(a[keys.publicIP] ?? "");
