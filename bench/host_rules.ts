@@ -1,6 +1,6 @@
 /**
  * The masquerade/forward rules at rest, over 60 s at the default `--iptables-resync` (5 s): nft monitor
- * events (every rule write through iptables-nft or nftables is one), the agent's own write and pass
+ * events (every rule write through iptables-nft or nftables is one), the agent's own pass, read and write
  * counters, and the agent's CPU time — with `EnableNFTables: false` (iptables-nft, FORWARD policy DROP and a
  * REJECT as a hostile host has them) beside `EnableNFTables: true` on the same host, in the same run.
  *
@@ -67,12 +67,14 @@ try {
   const before = await Promise.all(agents.map(async (a) => ({
     writes: await sum(a, "weft_host_rules_writes_total"),
     passes: await sum(a, "weft_host_rules_passes_total"),
+    reads: await sum(a, "weft_host_rules_reads_total"),
     cpu: cpuSeconds(a.pid),
   })));
   await new Promise((r) => setTimeout(r, SECONDS * 1000));
   const after = await Promise.all(agents.map(async (a) => ({
     writes: await sum(a, "weft_host_rules_writes_total"),
     passes: await sum(a, "weft_host_rules_passes_total"),
+    reads: await sum(a, "weft_host_rules_reads_total"),
     cpu: cpuSeconds(a.pid),
   })));
   for (const m of monitors) m.kill("SIGTERM");
@@ -80,14 +82,18 @@ try {
   console.log(
     `masquerade/forward rules at rest, ${SECONDS} s, --iptables-resync 5 s, --resync-interval 10 s`,
   );
-  console.log("mode                      passes  writes  nft events  CPU (s, agent + its children)");
+  console.log("mode                      passes  reads  writes  nft events  CPU (s, agent + its children)");
   for (const [i, name] of ["EnableNFTables false", "EnableNFTables true "].entries()) {
-    const d = { passes: after[i]!.passes - before[i]!.passes, writes: after[i]!.writes - before[i]!.writes };
+    const d = {
+      passes: after[i]!.passes - before[i]!.passes,
+      reads: after[i]!.reads - before[i]!.reads,
+      writes: after[i]!.writes - before[i]!.writes,
+    };
     const cpu = after[i]!.cpu - before[i]!.cpu;
     console.log(
       `${name} (${i ? "nftables    " : "iptables-nft"})  ${String(d.passes).padStart(4)}  ${
-        String(d.writes).padStart(6)
-      }  ${String(events[i]).padStart(10)}  ${cpu.toFixed(2).padStart(12)}`,
+        String(d.reads).padStart(5)
+      }  ${String(d.writes).padStart(6)}  ${String(events[i]).padStart(10)}  ${cpu.toFixed(2).padStart(12)}`,
     );
   }
   const ratio = (after[0]!.cpu - before[0]!.cpu) / Math.max(0.01, after[1]!.cpu - before[1]!.cpu);

@@ -200,12 +200,26 @@ Deno.test({
           for await (const c of m.stdout) texts[i] += new TextDecoder().decode(c);
           return texts[i]!;
         });
+        // Two passes first: a pass after the agent's own write (the step above) reads once more and settles.
+        const settling = await Promise.all(agents.map((a) => metricSum(a, "weft_host_rules_passes_total")));
+        await waitFor("two rule passes on every node", 30_000, async () => {
+          const p = await Promise.all(agents.map((a) => metricSum(a, "weft_host_rules_passes_total")));
+          return p.every((x, i) => x >= settling[i]! + 2);
+        }, 200);
         const writes0 = await Promise.all(agents.map((a) => metricSum(a, "weft_host_rules_writes_total")));
         const passes0 = await Promise.all(agents.map((a) => metricSum(a, "weft_host_rules_passes_total")));
+        const reads0 = await Promise.all(agents.map((a) => metricSum(a, "weft_host_rules_reads_total")));
         await waitFor("ten more rule passes on every node", 60_000, async () => {
           const p = await Promise.all(agents.map((a) => metricSum(a, "weft_host_rules_passes_total")));
           return p.every((x, i) => x >= passes0[i]! + 10);
         }, 500);
+        // Before the control below moves nodes 0 and 2's generation.
+        const reads1 = await Promise.all(agents.map((a) => metricSum(a, "weft_host_rules_reads_total")));
+        assert.deepEqual(
+          reads1.map((r, i) => backend[i] === "nft" ? r - reads0[i]! : r - reads0[i]! >= 10),
+          backend.map((b) => b === "nft" ? 0 : true),
+          "at rest an iptables-nft node reads nothing (nftables' generation stands); a legacy one reads every pass",
+        );
         // The control: the monitors do hear a change.
         for (const i of [0, 2]) await sh(topo, topo.nodes[i]!.netns, ["nft", "add", "table", "ip", "probe"]);
         // Until both monitors printed it (a loaded machine schedules them late), not a fixed 300 ms.

@@ -12,7 +12,7 @@
  */
 import { type IP, ipBytes, type IPNet } from "../ip.ts";
 import { NetlinkError } from "../errors.ts";
-import { NlBuilder } from "../nl_codec.ts";
+import { attrMap, NlBuilder, payload as messageBody } from "../nl_codec.ts";
 import { NETLINK, NLA_F_NESTED, NLM_F } from "../nl_consts.ts";
 import { RtnlSocket } from "./socket.ts";
 
@@ -27,12 +27,15 @@ const NFT_MSG = {
   NEWSET: 9,
   NEWSETELEM: 12,
   DELSETELEM: 14,
+  NEWGEN: 15,
+  GETGEN: 16,
 } as const;
 const NFPROTO = { 4: 2, 6: 10 } as const;
 const ENOENT = 2;
 
 // Attributes (linux/netfilter/nf_tables.h).
 const TABLE_NAME = 1;
+const GEN_ID = 1;
 const CHAIN = { TABLE: 1, NAME: 3, HOOK: 4, POLICY: 5, TYPE: 7 } as const;
 const HOOK = { NUM: 1, PRIORITY: 2 } as const;
 const RULE = { TABLE: 1, CHAIN: 2, EXPRESSIONS: 4 } as const;
@@ -245,6 +248,27 @@ export class NftNetlink implements Disposable {
     }
   }
 
+  /**
+   * The namespace's ruleset generation: a counter the kernel bumps with every committed nf_tables
+   * transaction, whoever makes it (nft, iptables-nft, firewalld, kube-proxy, weft). Unchanged means no
+   * table, chain, rule or set of any family changed in between — only iptables-legacy's rules, which are
+   * not nftables', change without it.
+   */
+  generation(): number {
+    const b = new NlBuilder();
+    const seq = this.#s.nextSeq();
+    msg(b, NFT_MSG.GETGEN, 0, seq, 0);
+    b.end();
+    for (const m of this.#s.request(b, seq, "nftables generation")) {
+      if ((m.type & 0xff) !== NFT_MSG.NEWGEN) continue;
+      const id = attrMap(messageBody(m, 4)).get(GEN_ID);
+      if (id && id.data.length >= 4) {
+        return new DataView(id.data.buffer, id.data.byteOffset, 4).getUint32(0, false);
+      }
+    }
+    throw new NetlinkError("nftables generation", 0, 0, "no generation in the kernel's answer");
+  }
+
   /** Closes the socket. */
   close(): void {
     this.#s.close();
@@ -254,4 +278,10 @@ export class NftNetlink implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/** {@linkcode NftNetlink.generation} of the current namespace, through a socket opened for it. */
+export function nftGeneration(): number {
+  using nl = NftNetlink.open();
+  return nl.generation();
 }

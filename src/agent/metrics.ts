@@ -231,6 +231,12 @@ function hostRulesMetrics(m: MetricFamilies, view: AgentView): void {
   );
   m.series(
     "counter",
+    "weft_host_rules_reads_total",
+    "Passes that read the rules (iptables-save, nft list); the others found nftables' ruleset generation unchanged",
+    byMode((s) => s.reads),
+  );
+  m.series(
+    "counter",
     "weft_host_rules_writes_total",
     "Writes of the masquerade/forward rules (iptables-restore calls, nft transactions); 0 at rest",
     byMode((s) => s.writes),

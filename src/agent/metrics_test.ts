@@ -41,6 +41,7 @@ const view = (full: boolean): AgentView => ({
         repaired: 0,
         writes: 3,
         passes: 9,
+        reads: 2,
         blockers: [{
           family: "inet",
           table: "firewalld",
@@ -254,6 +255,10 @@ weft_lease_rejected{key="a\\"b\\\\c\\nd",reason="public_ip_loopback"} 1
 # TYPE weft_host_rules_passes_total counter
 weft_host_rules_passes_total{mode="iptables-nft"} 9
 
+# HELP weft_host_rules_reads_total Passes that read the rules (iptables-save, nft list); the others found nftables' ruleset generation unchanged
+# TYPE weft_host_rules_reads_total counter
+weft_host_rules_reads_total{mode="iptables-nft"} 2
+
 # HELP weft_host_rules_writes_total Writes of the masquerade/forward rules (iptables-restore calls, nft transactions); 0 at rest
 # TYPE weft_host_rules_writes_total counter
 weft_host_rules_writes_total{mode="iptables-nft"} 3
@@ -402,6 +407,9 @@ weft_routes_refused_total 7
 
 # HELP weft_host_rules_passes_total Passes of the masquerade/forward rules (every --iptables-resync)
 # TYPE weft_host_rules_passes_total counter
+
+# HELP weft_host_rules_reads_total Passes that read the rules (iptables-save, nft list); the others found nftables' ruleset generation unchanged
+# TYPE weft_host_rules_reads_total counter
 
 # HELP weft_host_rules_writes_total Writes of the masquerade/forward rules (iptables-restore calls, nft transactions); 0 at rest
 # TYPE weft_host_rules_writes_total counter

@@ -107,3 +107,77 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    "HostRules at rest reads nothing while nftables' generation stands; a change by anyone is read and repaired; iptables-legacy in play is read every pass",
+  ignore: requireRoot() ||
+    skipUnless(
+      READY && !!findBinary("iptables-legacy"),
+      "iptables-nft-restore, iptables-legacy or nft is not installed (apt: iptables nftables)",
+    ),
+  async fn() {
+    await withScratchNetns("hr", async (ns) => {
+      await run(ns, ["iptables-nft", "-P", "FORWARD", "DROP"]);
+      const code = `
+        import { HostRules } from "${HOST_RULES}";
+        import { parseNet } from "${IP}";
+        const r = new HostRules({ nftables: false, ipMasq: true, fullyRandom: true, forwardRules: true }, () => ["flannel.1"]);
+        r.want([{ network: parseNet("10.244.0.0/16"), podSubnet: parseNet("10.244.3.0/24") }]);
+        await r.pass();
+        const sh = (...a) => new Deno.Command(a[0], { args: a.slice(1), stdout: "null", stderr: "null" }).outputSync();
+        const at = () => ({ ...r.state, blockers: undefined });
+        const out = { first: at() };
+        await r.pass(); // the first pass wrote: this one reads once more and settles
+        out.settled = at();
+        for (let i = 0; i < 5; i++) await r.pass();
+        out.rest = at();
+        sh("iptables-nft", "-D", "FORWARD", "-m", "comment", "--comment", "flanneld forward", "-j", "FLANNEL-FWD");
+        await r.pass();
+        out.repaired = at();
+        await r.pass();
+        out.after = at();
+        sh("iptables-legacy", "-t", "filter", "-S");
+        for (let i = 0; i < 3; i++) await r.pass();
+        out.legacy = at();
+        console.log(JSON.stringify(out));`;
+      const out = await withNetns(
+        ns,
+        () =>
+          new Deno.Command(Deno.execPath(), { args: ["eval", code], stdout: "piped", stderr: "piped" })
+            .spawn(),
+      ).output();
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      const s = JSON.parse(new TextDecoder().decode(out.stdout));
+      assert.equal(s.first.ok, true, s.first.error);
+      assert.ok(s.first.writes >= 1, "FLANNEL-FWD written ahead of the DROP policy");
+      assert.equal(s.settled.writes, s.first.writes, "nothing more to write");
+      assert.equal(s.settled.reads, 2);
+      assert.deepEqual(
+        [s.rest.passes - s.settled.passes, s.rest.reads - s.settled.reads, s.rest.writes - s.settled.writes],
+        [5, 0, 0],
+        "five passes at rest: no read, no write",
+      );
+      assert.deepEqual(
+        [
+          s.repaired.reads - s.rest.reads,
+          s.repaired.writes - s.rest.writes,
+          s.repaired.repaired - s.rest.repaired,
+        ],
+        [1, 1, 1],
+        "the jump deleted through iptables-nft: read, written back, counted as a repair",
+      );
+      assert.equal(s.after.reads - s.repaired.reads, 1, "after its own write a pass reads once more");
+      assert.equal(
+        s.legacy.reads - s.after.reads,
+        3,
+        "iptables-legacy's filter table exists: every pass reads",
+      );
+      assert.equal(s.legacy.writes, s.repaired.writes, "and finds nothing to write");
+      const fwd = (await run(ns, ["iptables-nft-save", "-t", "filter"])).split("\n").filter((l) =>
+        l.startsWith("-A FORWARD")
+      );
+      assert.deepEqual(fwd, ['-A FORWARD -m comment --comment "flanneld forward" -j FLANNEL-FWD']);
+    });
+  },
+});
