@@ -14,7 +14,7 @@ export { setTxChecksumOffload, txChecksumOffload } from "./ethtool.ts";
 export { releaseFreeNativeMemory } from "./malloc.ts";
 export { checkLibraries, type LibraryCheck } from "./preflight.ts";
 export { NftError, nftRun, nftRunAsync } from "./nftables.ts";
-export { nftGeneration } from "./rtnl/nft.ts";
+export { NftNetlink } from "./rtnl/nft.ts";
 export { conntrackFlushAddress, conntrackFlushAddresses } from "./conntrack.ts";
 export { NTF_SELF, NUD_PERMANENT } from "./neighs.ts";
 export type { RouteFilter } from "./rtnl/routes.ts";

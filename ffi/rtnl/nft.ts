@@ -279,9 +279,3 @@ export class NftNetlink implements Disposable {
     this.close();
   }
 }
-
-/** {@linkcode NftNetlink.generation} of the current namespace, through a socket opened for it. */
-export function nftGeneration(): number {
-  using nl = NftNetlink.open();
-  return nl.generation();
-}

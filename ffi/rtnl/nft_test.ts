@@ -3,7 +3,7 @@ import { withScratchNetns } from "../../tests/helpers/scratch_netns.ts";
 import { ROOT } from "../../tests/helpers/topology.ts";
 import { withNetns } from "../netns.ts";
 import { nftRun } from "../nftables.ts";
-import { nftGeneration } from "./nft.ts";
+import { NftNetlink } from "./nft.ts";
 
 Deno.test({
   name:
@@ -12,6 +12,8 @@ Deno.test({
   async fn() {
     await withScratchNetns("ng", (ns) =>
       withNetns(ns, () => {
+        using nl = NftNetlink.open(); // bound to the namespace it was opened in
+        const nftGeneration = () => nl.generation();
         const g0 = nftGeneration();
         assert.equal(nftGeneration(), g0, "nothing committed: the same generation");
         nftRun("list ruleset");

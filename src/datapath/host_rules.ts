@@ -16,7 +16,7 @@
  *
  * A pass runs every `--iptables-resync` seconds and when the lease changes. It reads (iptables-save, nft
  * list) and writes only what differs: in steady state, no write at all. Nor, mostly, a read: a pass first
- * asks the kernel for nftables' ruleset generation (one netlink round trip), and when it is the one a
+ * asks the kernel for nftables' ruleset generation (one netlink round trip on a socket kept open), and when it is the one a
  * previous pass left every rule in place at — no nftables transaction since, by anyone — and no
  * iptables-legacy table is in play (legacy rules change without it), there is nothing to read. An idle
  * node then spawns no iptables-save every 5 s (each left ~100 KB of native heap behind until V8's next
@@ -28,7 +28,7 @@
  *
  * @module
  */
-import { nftGeneration, nftRun } from "../../ffi/mod.ts";
+import { NftNetlink, nftRun } from "../../ffi/mod.ts";
 import { log } from "../log.ts";
 import { formatNet } from "../net/ip.ts";
 import { type ForwardBlocker, podProbes, scanForwardBlockers } from "./firewall.ts";
@@ -103,6 +103,8 @@ export class HostRules {
    * rule in place and wrote nothing; undefined when that pass wrote, failed, or the generation is unknown.
    */
   #settled: string | undefined;
+  /** The socket the generation is asked on: opened once (in the agent's namespace), again after an error. */
+  #nl: NftNetlink | undefined;
   /** Told the state after every pass. */
   onPass: (state: HostRulesState) => void = () => {};
 
@@ -192,8 +194,11 @@ export class HostRules {
     if (this.#mode === "legacy") return undefined;
     if (this.#nets.some((n) => legacyInUse(n.network.ip.family))) return undefined;
     try {
-      return `${nftGeneration()} ${this.overlays().join(",")}`;
+      this.#nl ??= NftNetlink.open();
+      return `${this.#nl.generation()} ${this.overlays().join(",")}`;
     } catch {
+      this.#nl?.close();
+      this.#nl = undefined;
       return undefined;
     }
   }
