@@ -23,7 +23,14 @@ export class BenchArgs {
     return v;
   }
 
-  /** What no {@linkcode take} consumed: the positional arguments. */
+  /** Takes a switch (a flag without a value) out of the arguments; whether it was there. */
+  flag(flag: string): boolean {
+    const i = this.#args.indexOf(flag);
+    if (i >= 0) this.#args.splice(i, 1);
+    return i >= 0;
+  }
+
+  /** What no {@linkcode take} or {@linkcode flag} consumed: the positional arguments. */
   get rest(): string[] {
     return [...this.#args];
   }

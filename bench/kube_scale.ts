@@ -24,7 +24,8 @@
  * `WEFT_FLANNELD`, as the tests that run flanneld, else /tmp/flannel-kube/flanneld). Never shipped or committed.
  *
  * Run: `deno run -A bench/kube_scale.ts [N…] [--rounds R] [--quiet S] [--churn S] [--flanneld PATH]
- * [--csv FILE] [--only weft|flanneld]`. Needs root.
+ * [--csv FILE] [--only weft|flanneld] [--trace-rss]` (`--trace-rss`: every 10 s of the quiet window, the
+ * agent's RSS by where it lies — executable, libraries, malloc heap, anonymous). Needs root.
  *
  * @module
  */
@@ -81,6 +82,28 @@ export function procSample(pid: number): { cpuS: number; rssMB: number; hwmMB: n
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * A process's resident memory by where it lies (MB, from /proc/<pid>/smaps): its executable's pages
+ * (`binary`), the shared libraries' (`libs`), malloc's main heap (`heap`), and anonymous mappings (`anon`:
+ * V8's heap, thread arenas, stacks).
+ */
+export function rssParts(pid: number): { binary: number; libs: number; heap: number; anon: number } {
+  const exe = Deno.readLinkSync(`/proc/${pid}/exe`);
+  const out = { binary: 0, libs: 0, heap: 0, anon: 0 };
+  let part: keyof typeof out = "anon";
+  for (const line of Deno.readTextFileSync(`/proc/${pid}/smaps`).split("\n")) {
+    const m = line.match(/^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/);
+    if (m) {
+      const name = m[1]!;
+      part = name === exe ? "binary" : name === "[heap]" ? "heap" : name.startsWith("/") ? "libs" : "anon";
+      continue;
+    }
+    const kb = line.match(/^Rss:\s+(\d+) kB/);
+    if (kb) out[part] += Number(kb[1]) / 1024;
+  }
+  return out;
+}
+
 /** The i-th peer as a kubelet, kubeadm, the controller-manager and flannel leave its Node. */
 export function peerNode(i: number): Record<string, unknown> {
   const l = lease(i);
@@ -119,7 +142,7 @@ async function runAgent(
   api: KubeApiServer,
   node: TopologyNode,
   n: number,
-  o: { dir: string; flanneld: string; quietS: number; churnS: number; names: string[] },
+  o: { dir: string; flanneld: string; quietS: number; churnS: number; names: string[]; traceRss: boolean },
 ): Promise<AgentRun> {
   const user = `${kind}-user`;
   const Node = api.store.kindByName("Node");
@@ -160,6 +183,14 @@ async function runAgent(
     for (let s = 0; s < o.quietS; s++) {
       await sleep(1000);
       rssQuiet.push(procSample(child.pid).rssMB);
+      if (o.traceRss && s % 10 === 0) {
+        const p = rssParts(child.pid), c = procSample(child.pid);
+        console.log(
+          `    ${kind} quiet +${s}s: RSS ${c.rssMB.toFixed(1)} MB (binary ${p.binary.toFixed(1)}, libs ${
+            p.libs.toFixed(1)
+          }, malloc heap ${p.heap.toFixed(1)}, anon ${p.anon.toFixed(1)}), CPU ${c.cpuS.toFixed(2)} s`,
+        );
+      }
     }
     const quietCpuS = procSample(child.pid).cpuS - q0;
     const quietRequests = api.count({ user }, quiet);
@@ -283,8 +314,9 @@ function parseArgs(argv: string[]) {
   const flanneld = args.take("--flanneld") ?? Deno.env.get("WEFT_FLANNELD") ?? "/tmp/flannel-kube/flanneld";
   const csv = args.take("--csv") ?? new URL("results/kube_scale.csv", import.meta.url).pathname;
   const only = args.take("--only") as Kind | undefined;
+  const traceRss = args.flag("--trace-rss");
   const counts = args.rest.length ? args.rest.map(Number) : [500, 2000, 5000];
-  return { rounds, quietS, churnS, flanneld, csv, only, counts };
+  return { rounds, quietS, churnS, flanneld, csv, only, counts, traceRss };
 }
 
 /** One N: rounds of weft and flanneld, interleaved, each in a fresh node namespace. */
