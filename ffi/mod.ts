@@ -13,7 +13,7 @@ export { netnsCreate, netnsDelete, netnsList, netnsPath, withNetns } from "./net
 export { setTxChecksumOffload, txChecksumOffload } from "./ethtool.ts";
 export { releaseFreeNativeMemory } from "./malloc.ts";
 export { checkLibraries, type LibraryCheck } from "./preflight.ts";
-export { NftError, nftRun, nftRunAsync } from "./nftables.ts";
+export { nftablesLoaded, NftError, nftRun, nftRunAsync, unloadNftablesIfIdle } from "./nftables.ts";
 export { NftNetlink } from "./rtnl/nft.ts";
 export { conntrackFlushAddress, conntrackFlushAddresses } from "./conntrack.ts";
 export { NTF_SELF, NUD_PERMANENT } from "./neighs.ts";

@@ -19,15 +19,29 @@ export class NftError extends Error {
   }
 }
 
-let lib: Deno.DynamicLibrary<typeof LIBNFTABLES_SYMBOLS>["symbols"] | undefined;
+let handle: Deno.DynamicLibrary<typeof LIBNFTABLES_SYMBOLS> | undefined;
+/** Calls running off the JS thread ({@linkcode nftRunAsync}): the library is never unloaded under one. */
+let inFlight = 0;
+/** When the last call ended (performance.now()). */
+let lastUsed = 0;
+
+/**
+ * How long libnftables must have gone unused before {@linkcode unloadNftablesIfIdle} unloads it. An agent
+ * uses it in bursts — its first rules passes, then only when nftables' ruleset changed (host_rules.ts) or a
+ * policy is applied — and in between it and the five libraries it pulls in (libnftnl, libmnl, libgmp,
+ * libjansson, libxtables) held ~1.5 MB of the agent's RSS for nothing (measured: BENCHMARKS.md). The next
+ * call loads it again, in a few milliseconds. Two `--iptables-resync` periods at the default.
+ */
+export const NFTABLES_IDLE_UNLOAD_MS = 10_000;
 
 function nft(): Deno.DynamicLibrary<typeof LIBNFTABLES_SYMBOLS>["symbols"] {
-  if (lib) return lib;
+  if (handle) return handle.symbols;
   const arch = Deno.build.arch === "aarch64" ? "aarch64-linux-gnu" : "x86_64-linux-gnu";
   let last: unknown;
   for (const p of ["libnftables.so.1", `/usr/lib/${arch}/libnftables.so.1`]) {
     try {
-      return lib = Deno.dlopen(p, LIBNFTABLES_SYMBOLS).symbols;
+      handle = Deno.dlopen(p, LIBNFTABLES_SYMBOLS);
+      return handle.symbols;
     } catch (err) {
       last = err;
     }
@@ -35,9 +49,34 @@ function nft(): Deno.DynamicLibrary<typeof LIBNFTABLES_SYMBOLS>["symbols"] {
   throw new LibraryNotFoundError("libnftables.so.1", "libnftables1", { cause: last });
 }
 
+/** After a call. */
+function released(): void {
+  lastUsed = performance.now();
+}
+
+/**
+ * Unloads libnftables when it is loaded, no call is running off the JS thread, and none ended in the last
+ * `idleMs` (see {@linkcode NFTABLES_IDLE_UNLOAD_MS}); returns whether it did. The next call loads it again.
+ * Called by whoever knows it is idle (a rules pass that read nothing), not by a timer: a CLI command or a
+ * test never waits on one.
+ */
+export function unloadNftablesIfIdle(idleMs = NFTABLES_IDLE_UNLOAD_MS): boolean {
+  if (!handle || inFlight > 0 || performance.now() - lastUsed < idleMs) return false;
+  handle.close();
+  handle = undefined;
+  return true;
+}
+
+/** Whether libnftables is loaded now (for tests). */
+export function nftablesLoaded(): boolean {
+  return handle !== undefined;
+}
+
 /** Loads libnftables (for `weft doctor --preflight`); throws {@linkcode LibraryNotFoundError}. */
 export function loadNftables(): Record<string, unknown> {
-  return nft();
+  const symbols = nft();
+  released();
+  return symbols;
 }
 
 /** NFT_CTX_OUTPUT_JSON: `list` commands answer in nft's JSON schema. */
@@ -50,7 +89,10 @@ const OUTPUT_JSON = 1 << 4;
 export function nftRun(script: string, opts: { json?: boolean } = {}): string {
   const l = nft();
   const ctx = l.nft_ctx_new(0);
-  if (ctx === null) throw new NftError("nft_ctx_new failed");
+  if (ctx === null) {
+    released();
+    throw new NftError("nft_ctx_new failed");
+  }
   try {
     if (opts.json) l.nft_ctx_output_set_flags(ctx, OUTPUT_JSON);
     l.nft_ctx_buffer_output(ctx);
@@ -60,6 +102,7 @@ export function nftRun(script: string, opts: { json?: boolean } = {}): string {
     return readCString(l.nft_ctx_get_output_buffer(ctx));
   } finally {
     l.nft_ctx_free(ctx);
+    released();
   }
 }
 
@@ -74,9 +117,11 @@ export async function nftRunAsync(
   enter: <T>(fn: () => T) => T = (fn) => fn(),
 ): Promise<string> {
   const l = nft();
-  const ctx = enter(() => l.nft_ctx_new(0));
-  if (ctx === null) throw new NftError("nft_ctx_new failed");
+  inFlight++;
+  let ctx: Deno.PointerValue = null;
   try {
+    ctx = enter(() => l.nft_ctx_new(0));
+    if (ctx === null) throw new NftError("nft_ctx_new failed");
     l.nft_ctx_buffer_output(ctx);
     l.nft_ctx_buffer_error(ctx);
     const buf = cstr(script); // referenced until the call returns
@@ -84,6 +129,8 @@ export async function nftRunAsync(
     if (rc !== 0) throw new NftError(readCString(l.nft_ctx_get_error_buffer(ctx)).trim() || `rc ${rc}`);
     return readCString(l.nft_ctx_get_output_buffer(ctx));
   } finally {
-    l.nft_ctx_free(ctx);
+    if (ctx !== null) l.nft_ctx_free(ctx);
+    inFlight--;
+    released();
   }
 }

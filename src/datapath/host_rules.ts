@@ -28,7 +28,7 @@
  *
  * @module
  */
-import { NftNetlink, nftRun } from "../../ffi/mod.ts";
+import { NftNetlink, nftRun, unloadNftablesIfIdle } from "../../ffi/mod.ts";
 import { log } from "../log.ts";
 import { formatNet } from "../net/ip.ts";
 import { type ForwardBlocker, podProbes, scanForwardBlockers } from "./firewall.ts";
@@ -146,6 +146,7 @@ export class HostRules {
     const key = this.#netsKey;
     const at = this.#generationKey();
     if (!fresh && this.state.ok && at !== undefined && at === this.#settled) {
+      unloadNftablesIfIdle(); // nothing to read: libnftables can go until something changes
       this.state.passes++;
       this.onPass(this.state);
       return;

@@ -1,0 +1,39 @@
+import assert from "node:assert/strict";
+import { withScratchNetns } from "../tests/helpers/scratch_netns.ts";
+import { ROOT } from "../tests/helpers/topology.ts";
+import { withNetns } from "./netns.ts";
+import { nftablesLoaded, nftRun, nftRunAsync, unloadNftablesIfIdle } from "./nftables.ts";
+
+/** RSS of this process's mappings of libnftables and what it pulls in, kB. */
+function nftLibsRss(): number {
+  let inLib = false, kb = 0;
+  for (const line of Deno.readTextFileSync("/proc/self/smaps").split("\n")) {
+    const m = line.match(/^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/);
+    if (m) inLib = /lib(nftables|nftnl|gmp|jansson|xtables)\.so/.test(m[1]!);
+    else if (inLib) kb += Number(line.match(/^Rss:\s+(\d+) kB/)?.[1] ?? 0);
+  }
+  return kb;
+}
+
+Deno.test({
+  name:
+    "libnftables is unloaded when idle (its pages leave the process) and loaded again by the next call; never under a running call",
+  ignore: !ROOT,
+  async fn() {
+    await withScratchNetns("nu", async (ns) => {
+      withNetns(ns, () => nftRun("add table ip t1"));
+      assert.ok(nftablesLoaded());
+      assert.ok(nftLibsRss() > 0, "mapped while loaded");
+      assert.equal(unloadNftablesIfIdle(60_000), false, "used a moment ago");
+      assert.equal(unloadNftablesIfIdle(0), true);
+      assert.equal(nftablesLoaded(), false);
+      assert.equal(nftLibsRss(), 0, "unmapped: no page of it left in RSS");
+      assert.match(withNetns(ns, () => nftRun("list tables ip")), /table ip t1/, "loaded again on use");
+      assert.ok(nftablesLoaded());
+      const running = nftRunAsync("list tables ip", (fn) => withNetns(ns, fn));
+      assert.equal(unloadNftablesIfIdle(0), false, "a call runs off the JS thread");
+      assert.match(await running, /table ip t1/);
+      assert.equal(unloadNftablesIfIdle(0), true);
+    });
+  },
+});
