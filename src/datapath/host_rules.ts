@@ -16,11 +16,12 @@
  *
  * A pass runs every `--iptables-resync` seconds and when the lease changes. It reads (iptables-save, nft
  * list) and writes only what differs: in steady state, no write at all. Nor, mostly, a read: a pass first
- * asks the kernel for nftables' ruleset generation (one netlink round trip on a socket kept open), and when it is the one a
- * previous pass left every rule in place at — no nftables transaction since, by anyone — and no
- * iptables-legacy table is in play (legacy rules change without it), there is nothing to read. An idle
- * node then spawns no iptables-save every 5 s (each left ~100 KB of native heap behind until V8's next
- * full collection: the agent's RSS grew ~1.5 MB a minute between them, measured) and walks no ruleset.
+ * asks the kernel for nftables' ruleset generation (one netlink round trip on a socket kept open), and
+ * when it is the one a previous pass left every rule in place at — no nftables transaction since, by
+ * anyone — and no iptables-legacy table is in play (legacy rules change without it), there is nothing to
+ * read. An idle node then spawns no iptables-save every 5 s (each left ~100 KB of native heap behind until
+ * V8's next full collection: the agent's RSS grew ~1.5 MB a minute between them, measured), walks no
+ * ruleset, and lets libnftables be unloaded (ffi/nftables.ts).
  *
  * What weft creates here, for `weft cleanup`: iptables/ip6tables chains FLANNEL-POSTRTG (nat) and
  * FLANNEL-FWD (filter) with their jumps from POSTROUTING and FORWARD, in iptables-nft and/or
