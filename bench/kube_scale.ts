@@ -33,6 +33,7 @@ import { withNetns } from "../ffi/mod.ts";
 import { DENO_FLAGS, selfCommand } from "../src/self_command.ts";
 import { type KubeApiServer, startKubeApiServer } from "../tests/helpers/kube_api_server.ts";
 import { realisticNode, startHeartbeats } from "../tests/helpers/kube_nodes.ts";
+import { rssByMapping } from "../tests/helpers/smaps.ts";
 import { createTopology, type TopologyNode } from "../tests/helpers/topology.ts";
 import { lease } from "./convergence.ts";
 import { RouteCounter } from "./route_count.ts";
@@ -89,19 +90,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  */
 export function rssParts(pid: number): { binary: number; libs: number; heap: number; anon: number } {
   const exe = Deno.readLinkSync(`/proc/${pid}/exe`);
-  const out = { binary: 0, libs: 0, heap: 0, anon: 0 };
-  let part: keyof typeof out = "anon";
-  for (const line of Deno.readTextFileSync(`/proc/${pid}/smaps`).split("\n")) {
-    const m = line.match(/^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/);
-    if (m) {
-      const name = m[1]!;
-      part = name === exe ? "binary" : name === "[heap]" ? "heap" : name.startsWith("/") ? "libs" : "anon";
-      continue;
-    }
-    const kb = line.match(/^Rss:\s+(\d+) kB/);
-    if (kb) out[part] += Number(kb[1]) / 1024;
-  }
-  return out;
+  const kb = rssByMapping(
+    pid,
+    (name) => name === exe ? "binary" : name === "[heap]" ? "heap" : name.startsWith("/") ? "libs" : "anon",
+  );
+  const mb = (part: string) => (kb[part] ?? 0) / 1024;
+  return { binary: mb("binary"), libs: mb("libs"), heap: mb("heap"), anon: mb("anon") };
 }
 
 /** The i-th peer as a kubelet, kubeadm, the controller-manager and flannel leave its Node. */

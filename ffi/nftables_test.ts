@@ -1,18 +1,17 @@
 import assert from "node:assert/strict";
 import { withScratchNetns } from "../tests/helpers/scratch_netns.ts";
+import { rssByMapping } from "../tests/helpers/smaps.ts";
 import { ROOT } from "../tests/helpers/topology.ts";
 import { withNetns } from "./netns.ts";
 import { nftablesLoaded, nftRun, nftRunAsync, unloadNftablesIfIdle } from "./nftables.ts";
 
 /** RSS of this process's mappings of libnftables and what it pulls in, kB. */
 function nftLibsRss(): number {
-  let inLib = false, kb = 0;
-  for (const line of Deno.readTextFileSync("/proc/self/smaps").split("\n")) {
-    const m = line.match(/^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/);
-    if (m) inLib = /lib(nftables|nftnl|gmp|jansson|xtables)\.so/.test(m[1]!);
-    else if (inLib) kb += Number(line.match(/^Rss:\s+(\d+) kB/)?.[1] ?? 0);
-  }
-  return kb;
+  return rssByMapping(
+    "self",
+    (name) => /lib(nftables|nftnl|gmp|jansson|xtables)\.so/.test(name) ? "nft" : undefined,
+  )
+    .nft ?? 0;
 }
 
 Deno.test({
