@@ -9,15 +9,8 @@ const READY = ROOT && !!findBinary("iptables-nft-restore") && !!findBinary("nft"
 const HOST_RULES = new URL("./host_rules.ts", import.meta.url).href;
 const IP = new URL("../net/ip.ts", import.meta.url).href;
 
-/** One HostRules pass inside `ns` (a process of its own: a pass spawns iptables and awaits it). */
-async function pass(ns: string, opts: Record<string, boolean>, subnet = "10.244.3.0/24"): Promise<string> {
-  const code = `
-    import { HostRules } from "${HOST_RULES}";
-    import { parseNet } from "${IP}";
-    const r = new HostRules(${JSON.stringify(opts)}, () => ["flannel.1"]);
-    r.want([{ network: parseNet("10.244.0.0/16"), podSubnet: parseNet("${subnet}") }]);
-    await r.pass();
-    console.log(JSON.stringify(r.state));`;
+/** Runs `code` with `deno eval` inside `ns` (a process of its own: a pass spawns iptables and awaits it); its stdout. */
+async function evalIn(ns: string, code: string): Promise<string> {
   const out = await withNetns(
     ns,
     () =>
@@ -26,6 +19,20 @@ async function pass(ns: string, opts: Record<string, boolean>, subnet = "10.244.
   const dec = new TextDecoder();
   assert.ok(out.success, dec.decode(out.stderr));
   return dec.decode(out.stdout);
+}
+
+/** One HostRules pass inside `ns`; its state as JSON. */
+function pass(ns: string, opts: Record<string, boolean>, subnet = "10.244.3.0/24"): Promise<string> {
+  return evalIn(
+    ns,
+    `
+    import { HostRules } from "${HOST_RULES}";
+    import { parseNet } from "${IP}";
+    const r = new HostRules(${JSON.stringify(opts)}, () => ["flannel.1"]);
+    r.want([{ network: parseNet("10.244.0.0/16"), podSubnet: parseNet("${subnet}") }]);
+    await r.pass();
+    console.log(JSON.stringify(r.state));`,
+  );
 }
 
 async function run(ns: string, cmd: string[], stdin?: string): Promise<string> {
@@ -141,14 +148,7 @@ Deno.test({
         for (let i = 0; i < 3; i++) await r.pass();
         out.legacy = at();
         console.log(JSON.stringify(out));`;
-      const out = await withNetns(
-        ns,
-        () =>
-          new Deno.Command(Deno.execPath(), { args: ["eval", code], stdout: "piped", stderr: "piped" })
-            .spawn(),
-      ).output();
-      assert.ok(out.success, new TextDecoder().decode(out.stderr));
-      const s = JSON.parse(new TextDecoder().decode(out.stdout));
+      const s = JSON.parse(await evalIn(ns, code));
       assert.equal(s.first.ok, true, s.first.error);
       assert.ok(s.first.writes >= 1, "FLANNEL-FWD written ahead of the DROP policy");
       assert.equal(s.settled.writes, s.first.writes, "nothing more to write");
