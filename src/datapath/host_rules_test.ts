@@ -9,7 +9,10 @@ const READY = ROOT && !!findBinary("iptables-nft-restore") && !!findBinary("nft"
 const HOST_RULES = new URL("./host_rules.ts", import.meta.url).href;
 const IP = new URL("../net/ip.ts", import.meta.url).href;
 
-/** Runs `code` with `deno eval` inside `ns` (a process of its own: a pass spawns iptables and awaits it); its stdout. */
+/**
+ * Runs `code` with `deno eval` inside `ns` (a process of its own: a pass spawns iptables and awaits it);
+ * returns its stdout.
+ */
 async function evalIn(ns: string, code: string): Promise<string> {
   const out = await withNetns(
     ns,
