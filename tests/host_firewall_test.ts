@@ -200,21 +200,21 @@ Deno.test({
           for await (const c of m.stdout) texts[i] += new TextDecoder().decode(c);
           return texts[i]!;
         });
+        const onEvery = (name: string) => Promise.all(agents.map((a) => metricSum(a, name)));
+        /** Waits until every agent has run `more` rule passes past `since` (its counts then). */
+        const passesPast = (since: number[], more: number, ms: number, pollMs: number) =>
+          waitFor(`${more} more rule passes on every node`, ms, async () => {
+            const p = await onEvery("weft_host_rules_passes_total");
+            return p.every((x, i) => x >= since[i]! + more);
+          }, pollMs);
         // Two passes first: a pass after the agent's own write (the step above) reads once more and settles.
-        const settling = await Promise.all(agents.map((a) => metricSum(a, "weft_host_rules_passes_total")));
-        await waitFor("two rule passes on every node", 30_000, async () => {
-          const p = await Promise.all(agents.map((a) => metricSum(a, "weft_host_rules_passes_total")));
-          return p.every((x, i) => x >= settling[i]! + 2);
-        }, 200);
-        const writes0 = await Promise.all(agents.map((a) => metricSum(a, "weft_host_rules_writes_total")));
-        const passes0 = await Promise.all(agents.map((a) => metricSum(a, "weft_host_rules_passes_total")));
-        const reads0 = await Promise.all(agents.map((a) => metricSum(a, "weft_host_rules_reads_total")));
-        await waitFor("ten more rule passes on every node", 60_000, async () => {
-          const p = await Promise.all(agents.map((a) => metricSum(a, "weft_host_rules_passes_total")));
-          return p.every((x, i) => x >= passes0[i]! + 10);
-        }, 500);
+        await passesPast(await onEvery("weft_host_rules_passes_total"), 2, 30_000, 200);
+        const writes0 = await onEvery("weft_host_rules_writes_total");
+        const passes0 = await onEvery("weft_host_rules_passes_total");
+        const reads0 = await onEvery("weft_host_rules_reads_total");
+        await passesPast(passes0, 10, 60_000, 500);
         // Before the control below moves nodes 0 and 2's generation.
-        const reads1 = await Promise.all(agents.map((a) => metricSum(a, "weft_host_rules_reads_total")));
+        const reads1 = await onEvery("weft_host_rules_reads_total");
         assert.deepEqual(
           reads1.map((r, i) => backend[i] === "nft" ? r - reads0[i]! : r - reads0[i]! >= 10),
           backend.map((b) => b === "nft" ? 0 : true),
@@ -238,7 +238,7 @@ Deno.test({
           "nft monitor heard rule changes at rest",
         );
         assert.deepEqual(events.map((e) => e.filter((l) => l.startsWith("# new generation")).length), [1, 1]);
-        const writes1 = await Promise.all(agents.map((a) => metricSum(a, "weft_host_rules_writes_total")));
+        const writes1 = await onEvery("weft_host_rules_writes_total");
         assert.deepEqual(
           writes1,
           writes0,
